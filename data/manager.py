@@ -1,0 +1,568 @@
+"""DataManager: the one entry point from the Parquet warehouse to panels.
+
+Warehouse layout (see the warehouse README): ``daily/daily_YYYY.parquet``, ``trade_cal``,
+``stock_basic``, ``daily_basic_est``, ``index_member``, ``index_daily`` (all Parquet, long,
+Tushare column names and units).
+
+Units after load (the Tushare units are converted here, once)
+------------------------------------------------------------
+* prices ``raw_*``, ``pre_close``: yuan; ``open high low close vwap``: yuan x adj_factor
+  (back-adjusted; only ratios meaningful);
+* ``vol``: shares (Tushare lots x 100); ``amount``: yuan (Tushare thousand yuan x 1000);
+* ``total_share``: shares (Tushare 10k shares x 1e4); ``total_mv``: yuan;
+* ``turnover``, ``ret``: fractions; limit prices: raw yuan;
+* ``index_daily``: points, ``vol`` shares, ``amount`` yuan.
+
+See :mod:`data.fields` for each field's derivation and caveats and :mod:`data` for the panel
+contract (index ``trade_date``, columns ``ts_code``, float64, NaN where there is no bar).
+
+Price limits (:meth:`DataManager.limit_prices`)
+-----------------------------------------------
+``limit = round_half_up(pre_close x (1 +- pct), 0.01)`` computed in integer cents, with pct by
+board and date: main board (60xxxx, 000/001/002/003) 10%; ST main board 5%; ChiNext (30xxxx)
+10% before 2020-08-24 and 20% from that day; STAR (68xxxx) 20%. ST uses ``is_st_latest``, the
+CURRENT status only (no ST history exists in the warehouse), applied to every date. No limit on
+a new listing's first days, counted in trading days from ``list_date``: 5 days for STAR, ChiNext
+listed from 2020-08-24 and main board listed from 2023-04-10 (registration system); otherwise
+the first day only (its +44% / -36% cap is treated as no limit). Not modelled: delisting-period
+and resumption-after-restructuring special rules.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data._load import EST_COLUMN, RawStore, to_ns
+from data.errors import DataError, FieldError, UniverseError
+from data.fields import FIELDS
+from data.universe import check_universe, membership_mask
+from data.universe import universe_codes as _universe_codes
+
+#: field -> raw columns it is computed from (warehouse names, EST_COLUMN = total_share).
+_DEPS: dict[str, tuple[str, ...]] = {
+    "open": ("open", "adj_factor"), "high": ("high", "adj_factor"),
+    "low": ("low", "adj_factor"), "close": ("close", "adj_factor"),
+    "vwap": ("amount", "vol", "open", "high", "low", "close", "adj_factor"),
+    "raw_open": ("open",), "raw_high": ("high",), "raw_low": ("low",), "raw_close": ("close",),
+    "pre_close": ("pre_close",), "vol": ("vol",),
+    "amount": ("amount", "vol", "open", "high", "low", "close"),
+    "total_share": (EST_COLUMN, "close"), "total_mv": (EST_COLUMN, "close"),
+    "turnover": ("vol", EST_COLUMN), "ret": ("close", "adj_factor"),
+    "adj_factor": ("adj_factor",),
+}
+assert set(_DEPS) == set(FIELDS), "data.fields and the manager's derivation table disagree"
+
+#: Trading days loaded before ``start`` for history-dependent fields (``ret``); a previous bar
+#: further back (long suspension) is fetched exactly by a targeted look-up.
+LOOKBACK_DAYS = 10
+CHINEXT_REFORM = pd.Timestamp("2020-08-24")
+MAIN_BOARD_REGISTRATION = pd.Timestamp("2023-04-10")
+_REQUIRED = ("trade_cal.parquet", "stock_basic.parquet", "daily")
+_FIX = ("set [data] root in mine.toml to the warehouse folder, or fill it with the Tushare "
+        "downloader")
+
+
+def _board(codes: pd.Index) -> np.ndarray:
+    """'main' / 'chinext' / 'star' per code, from the code prefix."""
+    s = pd.Index(codes).astype(str)
+    return np.where(s.str.startswith("30"), "chinext",
+                    np.where(s.str.startswith("68"), "star", "main"))
+
+
+class DataManager:
+    """Loads panels, calendars, universes and trading masks from a Parquet warehouse.
+
+    Parameters
+    ----------
+    root : str or Path
+        Warehouse folder (``daily/``, ``trade_cal.parquet``, ``stock_basic.parquet``...).
+    cache_dir : Path, optional
+        Reserved for an on-disk panel cache (currently unused: loads are fast enough).
+    max_cache_bytes : int
+        In-memory cache budget for raw columns (default 4 GiB).
+
+    Raises
+    ------
+    DataError
+        If ``root`` or a required file is missing; the message names the path and the fix.
+    """
+
+    def __init__(self, root: str | Path, cache_dir: Path | None = None,
+                 max_cache_bytes: int = 4 << 30):
+        self.root = Path(root).expanduser()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if not self.root.is_dir():
+            raise DataError(f"data root {str(self.root)!r} does not exist; {_FIX}")
+        for name in _REQUIRED:
+            if not (self.root / name).exists():
+                raise DataError(f"required warehouse file {str(self.root / name)!r} is missing; "
+                                f"{_FIX}")
+        years = sorted(int(p.stem.split("_")[-1]) for p in (self.root / "daily")
+                       .glob("daily_*.parquet") if p.stem.split("_")[-1].isdigit())
+        if not years:
+            raise DataError(f"no daily_YYYY.parquet files in {str(self.root / 'daily')!r}; {_FIX}")
+        cal = pd.read_parquet(self.root / "trade_cal.parquet", columns=["cal_date", "is_open"])
+        open_days = pd.DatetimeIndex(cal.loc[cal["is_open"] == 1, "cal_date"]).as_unit("ns")
+        #: every open day of trade_cal (listing-age counting)
+        self._all_open = open_days.sort_values().unique()
+        cal = self._all_open[self._all_open.year.isin(years)]
+        if len(cal) == 0:
+            raise DataError(f"trade_cal.parquet has no open days in the years of the daily files "
+                            f"({years[0]}-{years[-1]}); {_FIX}")
+        self._cal = pd.DatetimeIndex(cal, name="trade_date")
+        self._store = RawStore(self.root, to_ns(self._cal), max_cache_bytes)
+        self._sb: pd.DataFrame | None = None
+        self._members: pd.DataFrame | None = None
+        self._index_daily: pd.DataFrame | None = None
+
+    @classmethod
+    def from_config(cls, cfg) -> "DataManager":
+        """Build from a :class:`data.config.Config` (uses ``cfg.data.root`` / ``cache_dir``)."""
+        return cls(cfg.data.root, cfg.data.cache_dir)
+
+    # ------------------------------------------------------------------------------ dates
+    def _ts(self, d, what: str) -> pd.Timestamp:
+        try:
+            ts = pd.Timestamp(d)
+        except (ValueError, TypeError):
+            raise DataError(f"{what} date {d!r} is not a date (use 'YYYY-MM-DD')") from None
+        if ts is pd.NaT:
+            raise DataError(f"{what} date {d!r} is not a date (use 'YYYY-MM-DD')")
+        return ts.tz_localize(None) if ts.tzinfo is not None else ts
+
+    def _range(self, start, end, allow_empty: bool = False) -> tuple[int, int]:
+        """Half-open calendar positions of the trading days in ``[start, end]``."""
+        cal = self._cal
+        lo, hi = cal[0], cal[-1]
+        avail = f"available: {lo.date()} to {hi.date()}"
+        s = lo if start is None else self._ts(start, "start")
+        e = hi if end is None else self._ts(end, "end")
+        if s < lo or s > hi:
+            raise DataError(f"start date {s.date()} is outside the data ({avail})")
+        if e < lo or e > hi:
+            raise DataError(f"end date {e.date()} is outside the data ({avail})")
+        if s > e:
+            raise DataError(f"start date {s.date()} is after end date {e.date()}")
+        t0 = int(cal.searchsorted(s, side="left"))
+        t1 = int(cal.searchsorted(e, side="right"))
+        if t1 <= t0 and not allow_empty:
+            raise DataError(f"no trading days between {s.date()} and {e.date()}")
+        return t0, t1
+
+    def calendar(self, start=None, end=None) -> pd.DatetimeIndex:
+        """Trading days in ``[start, end]`` (open days of ``trade_cal`` with a daily file).
+
+        Parameters
+        ----------
+        start, end : str ('YYYY-MM-DD') or Timestamp, optional
+            Inclusive bounds; default the first / last trading day in the data.
+
+        Returns
+        -------
+        DatetimeIndex
+            Named ``trade_date``, ascending.
+
+        Raises
+        ------
+        DataError
+            If a bound is not a date, lies outside the data (the message gives the available
+            range), or ``start > end``. (Every other method also raises it when ``[start, end]``
+            holds no trading day; ``calendar`` returns an empty index then.)
+        """
+        t0, t1 = self._range(start, end, allow_empty=True)
+        return self._cal[t0:t1]
+
+    # ------------------------------------------------------------------------------ tables
+    def _read(self, name: str, why: str) -> pd.DataFrame:
+        path = self.root / name
+        if not path.is_file():
+            raise DataError(f"warehouse file {str(path)!r} is missing ({why}); {_FIX}")
+        return pd.read_parquet(path)
+
+    def stock_basic(self) -> pd.DataFrame:
+        """``stock_basic.parquet`` (one row per stock; cached). Dates as datetime64[ns]."""
+        if self._sb is None:
+            sb = self._read("stock_basic.parquet", "stock list")
+            for c in ("list_date", "first_trade_date", "last_trade_date"):
+                if c in sb:
+                    sb[c] = pd.to_datetime(sb[c]).astype("datetime64[ns]")
+            self._sb = sb.sort_values("ts_code").reset_index(drop=True)
+        return self._sb.copy(deep=False)
+
+    def _index_member(self) -> pd.DataFrame:
+        if self._members is None:
+            self._members = self._read("index_member.parquet", "needed for index universes")
+        return self._members
+
+    def index_daily(self, ts_code: str, start=None, end=None) -> pd.DataFrame:
+        """Daily bars of one index in ``[start, end]``.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by ``trade_date``; ``open high low close pre_close`` in points, ``pct_chg``
+            in %, ``vol`` in shares (lots x 100), ``amount`` in yuan (thousand yuan x 1000,
+            NaN for most indices).
+
+        Raises
+        ------
+        DataError
+            Unknown index code (the message lists the available ones) or dates outside data.
+        """
+        t0, t1 = self._range(start, end)
+        if self._index_daily is None:
+            self._index_daily = self._read("index_daily.parquet", "index bars")
+        df = self._index_daily
+        if ts_code not in set(df["ts_code"].unique()):
+            raise DataError(f"unknown index {ts_code!r}; available: "
+                            f"{', '.join(sorted(df['ts_code'].unique()))}")
+        lo, hi = self._cal[t0], self._cal[t1 - 1]
+        out = df.loc[(df["ts_code"] == ts_code) & (df["trade_date"] >= lo)
+                     & (df["trade_date"] <= hi)].drop(columns="ts_code")
+        out = out.set_index(pd.DatetimeIndex(out.pop("trade_date"), name="trade_date"))
+        out = out.sort_index()
+        if "vol" in out:
+            out["vol"] = out["vol"] * 100.0
+        if "amount" in out:
+            out["amount"] = out["amount"] * 1000.0
+        return out
+
+    # ------------------------------------------------------------------------------ universes
+    def universe_codes(self, universe: str, start=None, end=None) -> pd.Index:
+        """Sorted codes that are members at any date in ``[start, end]`` and have prices there.
+
+        Raises
+        ------
+        UniverseError
+            Unknown universe (the message lists the valid names).
+        DataError
+            Dates outside the data.
+        """
+        check_universe(universe)
+        t0, t1 = self._range(start, end)
+        members = self._index_member() if universe != "all" else None
+        return _universe_codes(members, universe, self._cal[t0], self._cal[t1 - 1],
+                               self.stock_basic())
+
+    def universe_mask(self, universe: str, dates, codes) -> np.ndarray:
+        """Point-in-time membership ``(T, N)`` bool for ``dates`` x ``codes``.
+
+        ``"all"`` is "has a bar that day"; index universes follow :mod:`data.universe`.
+
+        Raises
+        ------
+        UniverseError
+            Unknown universe.
+        DataError
+            A date that is not a trading day in the data.
+        """
+        check_universe(universe)
+        dates = pd.DatetimeIndex(dates)
+        codes = pd.Index(codes)
+        if universe != "all":
+            return membership_mask(self._index_member(), universe, dates, codes)
+        pos = self._cal.get_indexer(dates)
+        if (pos < 0).any():
+            bad = dates[pos < 0][0]
+            raise DataError(f"{bad.date()} is not a trading day in the data")
+        if len(dates) == 0:
+            return np.zeros((0, len(codes)), dtype=bool)
+        lo, hi = int(pos.min()), int(pos.max()) + 1
+        close = self._store.window(["close"], lo, hi, codes)["close"]
+        return membership_mask(None, "all", dates, codes, bars=~np.isnan(close[pos - lo]))
+
+    def _codes(self, codes, universe, t0: int, t1: int) -> pd.Index:
+        if codes is not None:
+            out = pd.Index([str(c) for c in codes], name="ts_code")
+            if out.has_duplicates:
+                raise DataError(f"duplicate codes requested: "
+                                f"{', '.join(out[out.duplicated()].unique()[:5])}")
+            return out
+        return self.universe_codes(universe or "all", self._cal[t0], self._cal[t1 - 1])
+
+    # ------------------------------------------------------------------------------ panels
+    def panels(self, fields: list[str], start=None, end=None, codes=None, universe=None
+               ) -> dict[str, pd.DataFrame]:
+        """Panels of ``fields`` on the trading days in ``[start, end]``.
+
+        Parameters
+        ----------
+        fields : list of str
+            Names from :data:`data.fields.FIELDS`.
+        start, end : str or Timestamp, optional
+            Inclusive; default the whole data.
+        codes : sequence of str, optional
+            Columns, in this order (codes without data give all-NaN columns). Takes precedence
+            over ``universe``.
+        universe : str, optional
+            If ``codes`` is None: the universe's codes (:meth:`universe_codes`); values are NOT
+            masked by membership (use :meth:`universe_mask`). Default ``"all"``.
+
+        Returns
+        -------
+        dict of str -> DataFrame
+            ``(T, N)`` float64 panels, index ``trade_date``, columns ``ts_code``, NaN where
+            there is no bar. Units: :mod:`data.fields`. ``ret`` is exact at ``start`` (history
+            before ``start`` is read as needed) and every value is causal.
+
+        Raises
+        ------
+        FieldError
+            Unknown field (the message lists the valid ones).
+        UniverseError
+            Unknown universe.
+        DataError
+            Dates outside the data, or missing warehouse files.
+        """
+        if isinstance(fields, str):
+            fields = [fields]
+        bad = [f for f in fields if f not in FIELDS]
+        if bad:
+            raise FieldError(f"unknown field(s) {', '.join(map(repr, bad))}; valid: "
+                             f"{', '.join(FIELDS)}")
+        if universe is not None:
+            check_universe(universe)
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, universe, t0, t1)
+        look = min(LOOKBACK_DAYS, t0) if "ret" in fields else 0
+        need = sorted({c for f in fields for c in _DEPS[f]})
+        raw = self._store.window(need, t0 - look, t1, cols)
+        out = self._derive(list(dict.fromkeys(fields)), raw, look, t0, cols)
+        idx = self._cal[t0:t1]
+        return {f: pd.DataFrame(a, index=idx, columns=cols, copy=False) for f, a in out.items()}
+
+    def panel(self, field: str, start=None, end=None, codes=None, universe=None
+              ) -> pd.DataFrame:
+        """One panel; see :meth:`panels`."""
+        return self.panels([field], start, end, codes=codes, universe=universe)[field]
+
+    def _derive(self, fields: list[str], raw: dict[str, np.ndarray], look: int, t0: int,
+                codes: pd.Index) -> dict[str, np.ndarray]:
+        """Compute the requested fields from raw arrays (rows ``look:`` are returned)."""
+        r = {k: v[look:] for k, v in raw.items()}
+        out: dict[str, np.ndarray] = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for f in fields:
+                if f in ("open", "high", "low", "close"):
+                    out[f] = r[f] * r["adj_factor"]
+                elif f.startswith("raw_"):
+                    out[f] = r[f[4:]].copy()
+                elif f in ("pre_close", "adj_factor"):
+                    out[f] = r[f].copy()
+                elif f == "vol":
+                    out[f] = r["vol"] * 100.0
+                elif f == "amount":
+                    amt, proxy = self._amount(r)
+                    out[f] = np.where(proxy, r["vol"] * 100.0 * self._ohlc4(r), amt)
+                elif f == "vwap":
+                    out[f] = self._raw_vwap(r) * r["adj_factor"]
+                elif f in ("total_share", "total_mv", "turnover"):
+                    no_bar = np.isnan(r["close"] if "close" in r else r["vol"])
+                    shares = np.where(no_bar, np.nan, r[EST_COLUMN] * 1e4)
+                    if f == "total_share":
+                        out[f] = shares
+                    elif f == "total_mv":
+                        out[f] = shares * r["close"]
+                    else:
+                        out[f] = r["vol"] * 100.0 / shares
+                elif f == "ret":
+                    out[f] = self._ret(raw["close"] * raw["adj_factor"], look, t0, codes)
+        return out
+
+    @staticmethod
+    def _ohlc4(r) -> np.ndarray:
+        return (r["open"] + r["high"] + r["low"] + r["close"]) / 4.0
+
+    @staticmethod
+    def _amount(r) -> tuple[np.ndarray, np.ndarray]:
+        """Real amount in yuan and the proxy flag (bar present, amount missing)."""
+        amt = r["amount"] * 1000.0
+        return amt, np.isnan(amt) & ~np.isnan(r["close"])
+
+    def _raw_vwap(self, r) -> np.ndarray:
+        amt, proxy = self._amount(r)
+        shares = r["vol"] * 100.0
+        proxy = proxy | (shares <= 0)
+        return np.where(proxy, self._ohlc4(r), amt / np.where(shares > 0, shares, np.nan))
+
+    def _ret(self, adj_close: np.ndarray, look: int, t0: int, codes: pd.Index) -> np.ndarray:
+        """Close-to-close return on each stock's own bars; exact at the first requested row."""
+        T = adj_close.shape[0]
+        valid = ~np.isnan(adj_close)
+        rows = np.where(valid, np.arange(T)[:, None], -1)
+        last = np.maximum.accumulate(rows, axis=0)
+        prev_idx = np.vstack([np.full((1, adj_close.shape[1]), -1), last[:-1]])
+        prev = np.take_along_axis(adj_close, np.maximum(prev_idx, 0), axis=0)
+        prev[prev_idx < 0] = np.nan
+        # Stocks with no bar in the loaded window before the requested range but with earlier
+        # history (long suspension): fetch their last earlier bar exactly.
+        req = slice(look, T)
+        first_req = np.argmax(valid[req], axis=0)
+        has_req = valid[req].any(axis=0)
+        missing = has_req & (prev_idx[req][first_req, np.arange(len(codes))] < 0)
+        start_ns = int(self._cal.asi8[t0 - look])
+        if missing.any() and t0 - look > 0:
+            sb = self.stock_basic().set_index("ts_code")
+            ftd = sb["first_trade_date"].reindex(codes[missing]).to_numpy("datetime64[ns]")
+            maybe = np.flatnonzero(missing)[~(ftd >= np.datetime64(start_ns, "ns"))]
+            if maybe.size:
+                bars = self._store.last_bars_before(codes[maybe], start_ns,
+                                                    ["close", "adj_factor"])
+                base = bars["close"] * bars["adj_factor"]
+                prev[look + first_req[maybe], maybe] = base
+        return (adj_close / prev - 1.0)[look:]
+
+    def is_proxy_amount(self, start=None, end=None, codes=None) -> pd.DataFrame:
+        """Boolean panel: True where ``amount`` is the OHLC proxy (bar present, no real amount).
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, None, t0, t1)
+        r = self._store.window(["amount", "close"], t0, t1, cols)
+        return pd.DataFrame(self._amount(r)[1], index=self._cal[t0:t1], columns=cols)
+
+    def is_proxy_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
+        """Boolean panel: True where ``vwap`` is the (O+H+L+C)/4 proxy (no amount or no volume).
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, None, t0, t1)
+        r = self._store.window(["amount", "close", "vol"], t0, t1, cols)
+        flag = self._amount(r)[1] | (r["vol"] <= 0)
+        return pd.DataFrame(flag, index=self._cal[t0:t1], columns=cols)
+
+    # ------------------------------------------------------------------------------ trading
+    def _listing_age(self, t0: int, t1: int, codes: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+        """Trading days since ``list_date`` (0 on the listing day) and list dates per code.
+
+        Stocks listed before the first calendar day (or unknown) get a huge age.
+        """
+        sb = self.stock_basic().set_index("ts_code")
+        ld = pd.DatetimeIndex(sb["list_date"].reindex(codes))
+        allc = self._all_open
+        lpos = allc.searchsorted(ld, side="left").astype(np.int64)
+        old = (ld < allc[0]) | ld.isna()
+        dpos = allc.searchsorted(self._cal[t0:t1], side="left").astype(np.int64)
+        age = dpos[:, None] - lpos[None, :]
+        age[:, np.asarray(old)] = np.iinfo(np.int32).max
+        return age, ld.to_numpy("datetime64[ns]")
+
+    def limit_prices(self, start=None, end=None, codes=None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Raw daily limit-up / limit-down prices from ``pre_close`` (rules: module docstring).
+
+        Parameters
+        ----------
+        start, end : str or Timestamp, optional
+        codes : sequence of str, optional
+            Default: every code with data in the range.
+
+        Returns
+        -------
+        (up, down) : tuple of DataFrame
+            ``(T, N)`` float64 in yuan, rounded half-up to 0.01; NaN where there is no bar or
+            no limit (a new listing's first days).
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, None, t0, t1)
+        up, down = self._limits(t0, t1, cols)
+        idx = self._cal[t0:t1]
+        return (pd.DataFrame(up / 100.0, index=idx, columns=cols),
+                pd.DataFrame(down / 100.0, index=idx, columns=cols))
+
+    def _limits(self, t0: int, t1: int, cols: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+        """Limit prices in cents (float, NaN = none)."""
+        pre = self._store.window(["pre_close"], t0, t1, cols)["pre_close"]
+        board = _board(cols)
+        sb = self.stock_basic().set_index("ts_code")
+        st = sb["is_st_latest"].reindex(cols).fillna(False).to_numpy(bool)
+        dates = self._cal[t0:t1]
+        after = np.asarray(dates >= CHINEXT_REFORM)[:, None]
+        pct = np.where(board == "star", 20, np.where(st & (board == "main"), 5, 10))
+        pct = np.where((board == "chinext")[None, :] & after, 20, pct[None, :])
+        age, ld = self._listing_age(t0, t1, cols)
+        free_days = np.where(
+            (board == "star") | ((board == "chinext") & (ld >= CHINEXT_REFORM.asm8))
+            | ((board == "main") & (ld >= MAIN_BOARD_REGISTRATION.asm8)), 5, 1)
+        unlimited = (age >= 0) & (age < free_days[None, :])
+        ok = ~np.isnan(pre) & ~unlimited
+        cents = np.round(np.where(ok, pre, 0.0) * 100.0).astype(np.int64)
+        up = ((cents * (100 + pct) + 50) // 100).astype(np.float64)
+        down = ((cents * (100 - pct) + 50) // 100).astype(np.float64)
+        up[~ok] = np.nan
+        down[~ok] = np.nan
+        return up, down
+
+    def _trade_flags(self, start, end, codes) -> tuple[int, int, pd.Index, dict]:
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, None, t0, t1)
+        r = self._store.window(["open", "high", "low", "close"], t0, t1, cols)
+        up, down = self._limits(t0, t1, cols)
+        bar = ~np.isnan(r["close"])
+        c = {k: np.round(np.where(bar, r[k], 0.0) * 100.0) for k in ("open", "high", "low")}
+        flat = (c["open"] == c["high"]) & (c["open"] == c["low"])
+        with np.errstate(invalid="ignore"):
+            locked = bar & flat & ((c["open"] == up) | (c["open"] == down))
+            buy = bar & ~(c["open"] >= up)
+            sell = bar & ~(c["open"] <= down)
+        return t0, t1, cols, {"bar": bar, "locked": locked, "buy": buy, "sell": sell}
+
+    def tradable_mask(self, start=None, end=None, codes=None, min_listed_days: int = 60
+                      ) -> np.ndarray:
+        """``(T, N)`` bool: has a bar, not one-price-locked at a limit, listed long enough.
+
+        One-price-locked ("one-word board"): raw ``open == high == low`` and equal to the
+        limit-up or limit-down price. Listed long enough: at least ``min_listed_days`` trading
+        days since ``list_date`` (0 on the listing day; stocks listed before the calendar
+        starts count as old). Columns follow ``codes`` (default: every code with data).
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        t0, t1, cols, f = self._trade_flags(start, end, codes)
+        age, _ = self._listing_age(t0, t1, cols)
+        return f["bar"] & ~f["locked"] & (age >= int(min_listed_days))
+
+    def buyable_mask(self, start=None, end=None, codes=None) -> np.ndarray:
+        """``(T, N)`` bool: has a bar and raw open is below limit-up (no limit: buyable).
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        return self._trade_flags(start, end, codes)[3]["buy"]
+
+    def sellable_mask(self, start=None, end=None, codes=None) -> np.ndarray:
+        """``(T, N)`` bool: has a bar and raw open is above limit-down (no limit: sellable).
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        return self._trade_flags(start, end, codes)[3]["sell"]
+
+    def clear_cache(self) -> None:
+        """Forget every cached raw column (files are re-read on the next request)."""
+        self._store.clear()
+
+
+__all__ = ["DataManager", "DataError", "FieldError", "UniverseError", "LOOKBACK_DAYS"]

@@ -1,0 +1,749 @@
+"""The factor leaderboard: a SQLite store of accepted factors, their metrics and provenance.
+
+Every producer (named library, GP, LLM, model) hands candidates to :meth:`FactorStore.add`,
+which applies the admission gates of the design's "Evaluation discipline" (see :func:`gate`)
+and records the decision against the producing run. Test-split metrics are sealed: they enter
+only through :meth:`FactorStore.record_test`, which timestamps the unsealing.
+
+Storage: stdlib ``sqlite3`` in WAL mode (readers never wait for the writer), ``busy_timeout``,
+``foreign_keys=ON``, schema version in ``PRAGMA user_version`` with :data:`MIGRATIONS` as the
+upgrade hook. Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction, rolled back on
+any exception (``with conn:`` made explicit: a deferred BEGIN that later upgrades to a write
+lock fails at once with ``SQLITE_BUSY`` under WAL, an immediate one waits on the busy timeout,
+which also makes the duplicate check of :meth:`FactorStore.add` race-free across processes). A
+killed process leaves no partial row. Metrics, provenance and run configs are JSON text (no
+pickles); NaN/inf become ``null``. A store may be shared between threads (calls are serialised
+by a lock); separate stores on one file coordinate through SQLite's locks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from data.errors import StoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: Allowed values of :attr:`FactorRecord.source` and of a run's source.
+SOURCES: tuple[str, ...] = ("library", "gp", "llm", "model")
+#: Allowed run statuses.
+RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
+#: Metrics ranked by absolute value in :meth:`FactorStore.top` (a strong negative IC is as
+#: useful as a positive one: the factor is simply used with its sign flipped).
+ABS_METRICS: frozenset[str] = frozenset(
+    {"rank_ic_mean", "ic_mean", "rank_icir", "icir", "ls_sharpe", "ls_ann_return"})
+#: Metric names always offered as sort keys and columns, in display order.
+STANDARD_METRICS: tuple[str, ...] = ("rank_ic_mean", "rank_icir", "ic_mean", "icir", "turnover",
+                                     "ls_sharpe", "ls_ann_return", "coverage")
+#: Rejection classes counted per run (``runs.rejections``).
+REJECTION_CLASSES: tuple[str, ...] = ("duplicate", "no_valid_metrics", "min_rank_ic",
+                                      "correlation")
+_SPLIT_ORDER = ("train", "valid", "test")
+_FRAME_DEFAULT_METRICS = ("train_rank_ic_mean", "train_rank_icir", "valid_rank_ic_mean",
+                          "valid_rank_icir", "valid_turnover", "valid_ls_sharpe")
+
+#: Current schema version (``PRAGMA user_version``).
+SCHEMA_VERSION = 1
+#: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
+#: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+_SCHEMA = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, source TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
+    universe TEXT, data_root TEXT, config TEXT NOT NULL, summary TEXT,
+    n_tried INTEGER NOT NULL DEFAULT 0, n_evaluated INTEGER NOT NULL DEFAULT 0,
+    n_accepted INTEGER NOT NULL DEFAULT 0, rejections TEXT NOT NULL DEFAULT '{}',
+    started_at TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE factors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, formula TEXT NOT NULL, name TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model')),
+    universe TEXT NOT NULL, horizon INTEGER NOT NULL CHECK (horizon > 0),
+    metrics TEXT NOT NULL, provenance TEXT NOT NULL,
+    n_tried INTEGER NOT NULL CHECK (n_tried >= 0), description TEXT NOT NULL DEFAULT '',
+    run_id TEXT REFERENCES runs(run_id) ON DELETE SET NULL, created_at TEXT NOT NULL,
+    test_unsealed_at TEXT, UNIQUE (formula, universe, horizon));
+CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
+"""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _num(v: Any) -> float | None:
+    """A real number as float (NaN/inf -> None), None -> None; TypeError otherwise."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                              np.floating)):
+        raise TypeError(type(v).__name__)
+    x = float(v)
+    return x if math.isfinite(x) else None
+
+
+def _jsonable(obj: Any, where: str) -> Any:
+    """Convert ``obj`` to plain JSON types (NaN/inf -> None); StoreError on anything else."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist(), where)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (_dt.datetime, _dt.date)):
+        return obj.isoformat()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, where)
+    raise StoreError(f"{where}: value of type {type(obj).__name__} cannot be stored as JSON "
+                     f"(use numbers, strings, lists and dicts)")
+
+
+def _dumps(obj: Any, where: str) -> str:
+    return json.dumps(_jsonable(obj, where), allow_nan=False, ensure_ascii=False)
+
+
+def _clean_metrics(metrics: Any, where: str) -> dict[str, dict[str, float | None]]:
+    """Validate ``{split: {metric: number|None}}``; NaN/inf -> None, numbers -> float."""
+    if not isinstance(metrics, Mapping):
+        raise StoreError(f"{where} must be a dict split -> {{metric: value}}, "
+                         f"got {type(metrics).__name__}")
+    out: dict[str, dict[str, float | None]] = {}
+    for split, values in metrics.items():
+        if not isinstance(split, str) or not split or "." in split:
+            raise StoreError(f"{where}: bad split name {split!r} (non-empty, no '.')")
+        if not isinstance(values, Mapping):
+            raise StoreError(f"{where}[{split!r}] must be a dict metric -> value")
+        clean: dict[str, float | None] = {}
+        for name, v in values.items():
+            if not isinstance(name, str) or not name:
+                raise StoreError(f"{where}[{split!r}]: bad metric name {name!r}")
+            try:
+                clean[name] = _num(v)
+            except TypeError:
+                raise StoreError(f"{where}[{split!r}][{name!r}] must be a number or None, "
+                                 f"got {v!r}") from None
+        out[split] = clean
+    return out
+
+
+@dataclass
+class FactorRecord:
+    """One factor on (or proposed to) the leaderboard.
+
+    Attributes
+    ----------
+    formula : str
+        Canonical formula text; unique together with ``universe`` and ``horizon``.
+    name, description : str
+    source : {"library", "gp", "llm", "model"}
+    universe : str
+        Universe the metrics were computed on (``"csi300"``...).
+    horizon : int
+        Forward-return horizon in trading days (> 0).
+    metrics : dict
+        ``{split: {metric: float or None}}`` (``"train"``, ``"valid"``); NaN is stored as
+        ``None``. ``"test"`` is only ever set by :meth:`FactorStore.record_test`.
+    provenance : dict
+        Free-form JSON: ``run_id``, ``seed``, ``generation``, ``config``, ``data_root``,
+        ``template``, ``model``, ``round``, ``rationale``...
+    n_tried : int
+        Candidates tried in the run that produced this factor (>= 0).
+    id, created_at, test_unsealed_at : int, str, str or None
+        Set by the store: row id, ISO-8601 UTC insertion time, and the time test metrics were
+        first recorded (``None`` while the test split is sealed).
+
+    Raises
+    ------
+    StoreError
+        On an unknown ``source``, ``horizon < 1``, ``n_tried < 0`` or an empty
+        ``formula``/``name``/``universe``.
+    """
+
+    formula: str
+    name: str
+    source: str
+    universe: str
+    horizon: int
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    n_tried: int = 0
+    description: str = ""
+    id: int | None = None
+    created_at: str | None = None
+    test_unsealed_at: str | None = None
+
+    def __post_init__(self) -> None:
+        for attr in ("formula", "name", "universe"):
+            v = getattr(self, attr)
+            if not isinstance(v, str) or not v.strip():
+                raise StoreError(f"FactorRecord.{attr} must be a non-empty string, got {v!r}")
+        if self.source not in SOURCES:
+            raise StoreError(f"FactorRecord.source {self.source!r} is not one of "
+                             f"{', '.join(SOURCES)}")
+        for attr, lo in (("horizon", 1), ("n_tried", 0)):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise StoreError(f"FactorRecord.{attr} must be an integer >= {lo}, got {v!r}")
+            setattr(self, attr, int(v))
+        if not isinstance(self.provenance, Mapping):
+            raise StoreError("FactorRecord.provenance must be a dict")
+
+    @property
+    def run_id(self) -> str | None:
+        """The producing run's id (``provenance["run_id"]``), or ``None``."""
+        rid = self.provenance.get("run_id")
+        return None if rid is None else str(rid)
+
+    def metric(self, split: str, name: str) -> float | None:
+        """Return ``metrics[split][name]`` or ``None`` when absent."""
+        return (self.metrics.get(split) or {}).get(name)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Outcome of the admission gates.
+
+    ``reason`` names the failing value and threshold (or member); ``max_abs_corr`` is the largest
+    finite ``|corr|`` over the members considered and ``most_correlated`` that member's formula
+    (``None`` if none); ``kind`` is ``"accepted"``, ``"forced"`` or one of
+    :data:`REJECTION_CLASSES`; ``id`` is the new row id (accepted by :meth:`FactorStore.add`) or
+    the existing one (``kind="duplicate"``).
+    """
+
+    accepted: bool
+    reason: str
+    max_abs_corr: float | None = None
+    most_correlated: str | None = None
+    kind: str = "accepted"
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One mining run (see :meth:`FactorStore.start_run`); counters cover gate decisions."""
+
+    run_id: str
+    source: str
+    status: str
+    seed: int | None
+    universe: str | None
+    data_root: str | None
+    config: dict[str, Any]
+    summary: dict[str, Any] | None
+    n_tried: int
+    n_evaluated: int
+    n_accepted: int
+    rejections: dict[str, int]
+    started_at: str
+    finished_at: str | None
+
+
+def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: float = 0.7,
+         min_valid_rank_ic: float = 0.01) -> GateDecision:
+    """Apply the leaderboard admission gates to ``record`` (pure: no database access).
+
+    Rules, in order: (1) ``metrics["valid"]["rank_ic_mean"]`` present and finite, else
+    ``kind="no_valid_metrics"``; (2) ``|valid rank_ic_mean| >= min_valid_rank_ic`` (either
+    sign), else ``"min_rank_ic"``; (3) ``max |corr| < max_corr``, else ``"correlation"``.
+
+    Parameters
+    ----------
+    record : FactorRecord
+    correlations : mapping of str to float
+        Member formula -> mean daily cross-sectional rank correlation with the candidate on the
+        valid split, computed by the caller. NaN and ``None`` entries are ignored.
+    max_corr : float, default 0.7
+        Rejection threshold on ``|corr|``, in ``(0, 1]``.
+    min_valid_rank_ic : float, default 0.01
+        Minimum ``|RankIC|`` on valid, ``>= 0``.
+
+    Returns
+    -------
+    GateDecision
+
+    Raises
+    ------
+    StoreError
+        On thresholds out of range or a non-numeric / infinite correlation.
+    """
+    if not (0.0 < float(max_corr) <= 1.0):
+        raise StoreError(f"max_corr must be in (0, 1], got {max_corr!r}")
+    if not (float(min_valid_rank_ic) >= 0.0):
+        raise StoreError(f"min_valid_rank_ic must be >= 0, got {min_valid_rank_ic!r}")
+    best, best_f = None, None
+    for member, c in correlations.items():
+        try:
+            x = math.nan if c is None else float(c)
+        except (TypeError, ValueError):
+            raise StoreError(f"correlation with {member!r} must be a number, got {c!r}") from None
+        if math.isnan(x):
+            continue
+        if not abs(x) <= 1.0 + 1e-9:
+            raise StoreError(f"correlation with {member!r} is {c}; expected a value in [-1, 1]")
+        if best is None or abs(x) > best:
+            best, best_f = abs(x), str(member)
+
+    def decide(accepted: bool, reason: str, kind: str) -> GateDecision:
+        return GateDecision(accepted, reason, best, best_f, kind)
+
+    try:
+        ic = _num(record.metric("valid", "rank_ic_mean"))
+    except TypeError:
+        ic = None
+    if ic is None:
+        return decide(False, "no valid metrics: valid rank_ic_mean is missing or NaN",
+                      "no_valid_metrics")
+    if abs(ic) < min_valid_rank_ic:
+        return decide(False, f"valid |rank_ic_mean| = |{ic:+.4f}| is below min_valid_rank_ic "
+                             f"{min_valid_rank_ic:g}", "min_rank_ic")
+    if best is not None and best >= max_corr:
+        return decide(False, f"|corr| = {best:.4f} with member {best_f!r} is not below "
+                             f"max_corr {max_corr:g}", "correlation")
+    tail = f", max |corr| {best:.4f} with {best_f!r}" if best is not None else ""
+    return decide(True, f"accepted: valid rank_ic_mean {ic:+.4f}{tail}", "accepted")
+
+
+class FactorStore:
+    """The factor leaderboard in one SQLite file (a context manager).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Database file (its parent directory is created on first use), or ``":memory:"``.
+    timeout : float, default 10.0
+        Seconds to wait for another writer's lock (``busy_timeout``).
+
+    Raises
+    ------
+    StoreError
+        If the file is not an alphamine leaderboard, has a newer schema version or one with no
+        migration, or cannot be opened.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 10.0):
+        self.path = str(path) if os.fspath(path) == ":memory:" else Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            if isinstance(self.path, Path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(os.fspath(self.path), timeout=timeout,
+                                   isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open leaderboard {str(self.path)!r}: {e}") from None
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._init_schema()
+        except BaseException as e:
+            conn.close()
+            self._conn = None
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot open leaderboard {str(self.path)!r}: {e}") from None
+            raise
+
+    # ----------------------------------------------------------------- plumbing
+    def __enter__(self) -> FactorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent); later calls raise StoreError."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _require_open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"leaderboard {str(self.path)!r} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception."""
+        with self._lock:
+            conn = self._require_open()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise StoreError(f"leaderboard {str(self.path)!r} is busy ({e}); "
+                                 f"retry or raise the timeout") from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise StoreError(f"leaderboard write failed and was rolled back: {e}"
+                                     ) from None
+                raise
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._require_open().execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"leaderboard read failed: {e}") from None
+
+    def _init_schema(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables - {"sqlite_sequence"}:
+                    raise StoreError(f"{str(self.path)!r} is an SQLite file but not an alphamine "
+                                     f"leaderboard (tables: {', '.join(sorted(tables))})")
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+            elif version > SCHEMA_VERSION:
+                raise StoreError(f"leaderboard {str(self.path)!r} has schema version {version}, "
+                                 f"newer than this alphamine ({SCHEMA_VERSION}); upgrade alphamine")
+            else:
+                for v in range(version, SCHEMA_VERSION):
+                    if v not in MIGRATIONS:
+                        raise StoreError(f"no migration from leaderboard schema version {v} "
+                                         f"to {v + 1}")
+                    MIGRATIONS[v](conn)
+            conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+
+    # ----------------------------------------------------------------- runs
+    def start_run(self, source: str, *, config: Mapping[str, Any], seed: int | None,
+                  universe: str | None, data_root: str | os.PathLike | None) -> str:
+        """Register a run (status ``"running"``); return its id ``YYYYmmddTHHMMSSZ-<6 hex>``.
+
+        Put the id in each candidate's ``provenance["run_id"]`` so its gate decisions are
+        counted. StoreError on an unknown ``source`` or a config that is not JSON-storable.
+        """
+        if source not in SOURCES:
+            raise StoreError(f"run source {source!r} is not one of {', '.join(SOURCES)}")
+        cfg = _dumps(dict(config), "run config")
+        root = None if data_root is None else os.fspath(data_root)
+        for _ in range(5):
+            run_id = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                      + "-" + secrets.token_hex(3))
+            with self._write() as conn:
+                if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                    continue
+                conn.execute("INSERT INTO runs (run_id, source, status, seed, universe, "
+                             "data_root, config, started_at) VALUES (?, ?, 'running', ?, ?, ?, "
+                             "?, ?)", (run_id, source, None if seed is None else int(seed),
+                                       universe, root, cfg, _now()))
+                return run_id
+        raise StoreError("could not allocate a unique run id")  # pragma: no cover
+
+    def finish_run(self, run_id: str, *, n_tried: int, status: str = "done",
+                   summary: Mapping[str, Any] | None = None) -> None:
+        """Close a run with the candidates tried, final status and an optional JSON summary.
+
+        StoreError on an unknown run id or status, or a negative ``n_tried``.
+        """
+        if status not in RUN_STATUSES:
+            raise StoreError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+        if isinstance(n_tried, bool) or not isinstance(n_tried, (int, np.integer)) or n_tried < 0:
+            raise StoreError(f"n_tried must be an integer >= 0, got {n_tried!r}")
+        summ = None if summary is None else _dumps(dict(summary), "run summary")
+        with self._write() as conn:
+            cur = conn.execute("UPDATE runs SET n_tried = ?, status = ?, summary = ?, "
+                               "finished_at = ? WHERE run_id = ?",
+                               (int(n_tried), status, summ, _now(), run_id))
+            if cur.rowcount == 0:
+                raise StoreError(f"unknown run id {run_id!r}")
+
+    def runs(self, source: str | None = None) -> list[RunRecord]:
+        """All runs (optionally of one ``source``), oldest first."""
+        sql = ("SELECT run_id, source, status, seed, universe, data_root, config, summary, "
+               "n_tried, n_evaluated, n_accepted, rejections, started_at, finished_at FROM runs")
+        rows = self._read(sql + (" WHERE source = ?" if source else "")
+                          + " ORDER BY started_at, run_id", (source,) if source else ())
+        return [RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
+                          None if r[7] is None else json.loads(r[7]), r[8], r[9], r[10],
+                          json.loads(r[11]), r[12], r[13]) for r in rows]
+
+    def _count_decision(self, conn: sqlite3.Connection, run_id: str,
+                        decision: GateDecision) -> None:
+        """Add one gate decision to the run's counters (inside the caller's transaction)."""
+        (rej,) = conn.execute("SELECT rejections FROM runs WHERE run_id = ?",
+                              (run_id,)).fetchone()
+        counts = json.loads(rej)
+        if not decision.accepted:
+            counts[decision.kind] = counts.get(decision.kind, 0) + 1
+        conn.execute("UPDATE runs SET n_evaluated = n_evaluated + 1, n_accepted = n_accepted "
+                     "+ ?, rejections = ? WHERE run_id = ?",
+                     (int(decision.accepted), _dumps(counts, "rejections"), run_id))
+
+    # ----------------------------------------------------------------- factors
+    def add(self, record: FactorRecord, correlations: Mapping[str, float], *,
+            max_corr: float = 0.7, min_valid_rank_ic: float = 0.01,
+            force: bool = False, strict: bool = False) -> GateDecision:
+        """Gate ``record`` and insert it on acceptance, all in one transaction.
+
+        A record whose (formula, universe, horizon) is stored already is rejected (``kind=
+        "duplicate"``, reason ``"already on the leaderboard (id N)"``), even with ``force``.
+        Otherwise :func:`gate` decides (skipped when ``force=True``, used for the named
+        library) on the entries of ``correlations`` that are current members of
+        ``members(record.universe, record.horizon)``; other keys are ignored, a member with
+        no entry counts as NaN (ignored) unless ``strict``. With a
+        ``provenance["run_id"]``, the decision is counted on that run.
+
+        Parameters
+        ----------
+        record : FactorRecord
+            ``id``, ``created_at`` and ``test_unsealed_at`` are ignored (set by the store).
+        correlations : mapping of str to float
+            Member formula -> correlation (see :func:`gate`).
+        max_corr, min_valid_rank_ic : float
+            Gate thresholds (see :class:`data.config.StoreConfig`).
+        force : bool, default False
+        strict : bool, default False
+            Raise if a current member has no entry in ``correlations`` (guards against a
+            member added by another process after the caller listed the members).
+
+        Returns
+        -------
+        GateDecision
+            With ``id`` set to the new row id when accepted.
+
+        Raises
+        ------
+        StoreError
+            Nothing written: the record has ``"test"`` metrics, unstorable metrics/provenance
+            or an unknown run id, or (``strict``) a current member has no correlation:
+            recompute against the members and retry.
+        """
+        if not isinstance(record, FactorRecord):
+            raise StoreError(f"add() needs a FactorRecord, got {type(record).__name__}")
+        metrics = _clean_metrics(record.metrics, f"metrics of {record.formula!r}")
+        if "test" in metrics:
+            raise StoreError(f"{record.formula!r}: test metrics are sealed; record them with "
+                             f"record_test() after the factor is on the leaderboard")
+        rec = dataclasses.replace(record, metrics=metrics)
+        run_id = rec.run_id
+        with self._write() as conn:
+            if run_id is not None and conn.execute(
+                    "SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise StoreError(f"{rec.formula!r}: unknown run id {run_id!r} in provenance "
+                                 f"(start it with start_run())")
+            row = conn.execute("SELECT id FROM factors WHERE formula = ? AND universe = ? AND "
+                               "horizon = ?", (rec.formula, rec.universe, rec.horizon)).fetchone()
+            if row is not None:
+                decision = GateDecision(False, f"already on the leaderboard (id {row[0]})",
+                                        kind="duplicate", id=row[0])
+            elif force:
+                decision = GateDecision(True, "forced (gates skipped)", kind="forced")
+            else:
+                current = [r[0] for r in conn.execute(
+                    "SELECT formula FROM factors WHERE universe = ? AND horizon = ? ORDER BY id",
+                    (rec.universe, rec.horizon))]
+                missing = [m for m in current if m not in correlations] if strict else []
+                if missing:
+                    raise StoreError(f"{rec.formula!r}: no correlation given for current "
+                                     f"member(s) {', '.join(map(repr, missing[:5]))}"
+                                     f"{' ...' if len(missing) > 5 else ''}; compute against "
+                                     f"members({rec.universe!r}, {rec.horizon}) and retry")
+                decision = gate(rec, {m: correlations[m] for m in current if m in correlations},
+                                max_corr=max_corr, min_valid_rank_ic=min_valid_rank_ic)
+            if decision.accepted:
+                cur = conn.execute(
+                    "INSERT INTO factors (formula, name, source, universe, horizon, metrics, "
+                    "provenance, n_tried, description, run_id, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rec.formula, rec.name, rec.source, rec.universe, rec.horizon,
+                     _dumps(metrics, "metrics"), _dumps(rec.provenance, "provenance"),
+                     rec.n_tried, rec.description or "", run_id, _now()))
+                decision = dataclasses.replace(decision, id=int(cur.lastrowid))
+            if run_id is not None:
+                self._count_decision(conn, run_id, decision)
+        return decision
+
+    _COLS = ("id, formula, name, source, universe, horizon, metrics, provenance, n_tried, "
+             "description, created_at, test_unsealed_at")
+
+    @staticmethod
+    def _record(row: tuple) -> FactorRecord:
+        return FactorRecord(formula=row[1], name=row[2], source=row[3], universe=row[4],
+                            horizon=row[5], metrics=json.loads(row[6]),
+                            provenance=json.loads(row[7]), n_tried=row[8], description=row[9],
+                            id=row[0], created_at=row[10], test_unsealed_at=row[11])
+
+    def _select(self, universe: str | None = None, horizon: int | None = None,
+                source: str | None = None) -> list[FactorRecord]:
+        where, params = [], []
+        for col, val in (("universe", universe), ("horizon", horizon), ("source", source)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        sql = f"SELECT {self._COLS} FROM factors" + (
+            " WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [self._record(r) for r in self._read(sql, tuple(params))]
+
+    def members(self, universe: str | None = None,
+                horizon: int | None = None) -> list[FactorRecord]:
+        """Records on the leaderboard, optionally of one universe and/or horizon, by id."""
+        return self._select(universe, horizon)
+
+    def get(self, formula: str, universe: str, horizon: int) -> FactorRecord | None:
+        """The record for (formula, universe, horizon), or ``None`` if absent."""
+        rows = self._read(f"SELECT {self._COLS} FROM factors WHERE formula = ? AND universe = ? "
+                          f"AND horizon = ?", (formula, universe, int(horizon)))
+        return self._record(rows[0]) if rows else None
+
+    def remove(self, id: int) -> None:  # noqa: A002  (the brief's name)
+        """Delete the record with row id ``id``; StoreError if there is none."""
+        with self._write() as conn:
+            if conn.execute("DELETE FROM factors WHERE id = ?", (int(id),)).rowcount == 0:
+                raise StoreError(f"no leaderboard record with id {id}")
+
+    def sort_keys(self) -> list[str]:
+        """Valid ``sort`` keys for :meth:`top`: ``created_at``, ``name`` and ``split.metric``."""
+        names: set[str] = set(STANDARD_METRICS)
+        splits: set[str] = {"train", "valid"}
+        for rec in self._select():
+            for split, values in rec.metrics.items():
+                if split != "test":
+                    splits.add(split)
+                    names.update(values)
+        order = {s: i for i, s in enumerate(_SPLIT_ORDER)}
+        metric_keys = [f"{s}.{m}" for s in sorted(splits, key=lambda s: (order.get(s, 9), s))
+                       for m in sorted(names, key=_metric_rank)]
+        return ["created_at", "name", *metric_keys]
+
+    def top(self, n: int | None = 20, sort: str = "valid.rank_icir",
+            universe: str | None = None, source: str | None = None) -> list[FactorRecord]:
+        """The best ``n`` records (``None`` = all), optionally of one universe / source.
+
+        ``sort`` is ``"split.metric"`` (any stored metric of a non-test split),
+        ``"created_at"`` (newest first) or ``"name"`` (alphabetical). :data:`ABS_METRICS` sort
+        by absolute value descending, other metrics by value descending; records missing the
+        value come last; ties break by id.
+
+        Raises
+        ------
+        StoreError
+            On an unknown key (the message lists the valid ones), a ``test.*`` key (test
+            metrics never select factors) or ``n < 1``.
+        """
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise StoreError(f"n must be a positive integer or None, got {n!r}")
+        if sort.startswith("test."):
+            raise StoreError(f"cannot sort by {sort!r}: test metrics are never used to select "
+                             f"factors; sort by a train/valid metric")
+        valid = self.sort_keys()
+        if sort not in valid:
+            raise StoreError(f"unknown sort key {sort!r}; valid keys: {', '.join(valid)}")
+        recs = self._select(universe=universe, source=source)
+        if sort == "name":
+            recs.sort(key=lambda r: (r.name, r.id))
+        elif sort == "created_at":
+            recs.sort(key=lambda r: (r.created_at or "", r.id), reverse=True)
+        else:
+            split, metric = sort.split(".", 1)
+            use_abs = metric in ABS_METRICS
+
+            def key(r: FactorRecord) -> tuple:
+                v = r.metric(split, metric)
+                if v is None:
+                    return (1, 0.0, r.id)
+                return (0, -(abs(v) if use_abs else v), r.id)
+
+            recs.sort(key=key)
+        return recs if n is None else recs[:n]
+
+    def record_test(self, formula: str, universe: str, horizon: int,
+                    test_metrics: Mapping[str, float | None]) -> FactorRecord:
+        """Store test-split metrics of a member, mark its test split unsealed, return it.
+
+        ``test_unsealed_at`` keeps the time of the *first* unsealing; later calls replace
+        ``metrics["test"]`` only. StoreError if the factor is not on the leaderboard or a
+        metric is not a number / None.
+        """
+        test = _clean_metrics({"test": dict(test_metrics)}, "test metrics")["test"]
+        with self._write() as conn:
+            row = conn.execute("SELECT id, metrics FROM factors WHERE formula = ? AND "
+                               "universe = ? AND horizon = ?",
+                               (formula, universe, int(horizon))).fetchone()
+            if row is None:
+                raise StoreError(f"{formula!r} ({universe}, horizon {horizon}) is not on the "
+                                 f"leaderboard")
+            metrics = json.loads(row[1])
+            metrics["test"] = test
+            conn.execute("UPDATE factors SET metrics = ?, test_unsealed_at = "
+                         "COALESCE(test_unsealed_at, ?) WHERE id = ?",
+                         (_dumps(metrics, "metrics"), _now(), row[0]))
+        rec = self.get(formula, universe, horizon)
+        assert rec is not None
+        return rec
+
+    @staticmethod
+    def to_frame(records: list[FactorRecord]) -> pd.DataFrame:
+        """See :func:`to_frame`."""
+        return to_frame(records)
+
+
+def _metric_rank(name: str) -> tuple[int, str]:
+    return (STANDARD_METRICS.index(name) if name in STANDARD_METRICS else len(STANDARD_METRICS),
+            name)
+
+
+def to_frame(records: list[FactorRecord]) -> pd.DataFrame:
+    """Flatten records into one row each (for the CLI's ``--csv`` / ``--json``).
+
+    Columns: ``id, name, source, formula, universe, horizon``, then ``<split>_<metric>``
+    (always ``train_rank_ic_mean, train_rank_icir, valid_rank_ic_mean, valid_rank_icir,
+    valid_turnover, valid_ls_sharpe``, plus every other stored metric, train/valid/test first,
+    float64 with NaN for missing), then ``n_tried, created_at, run_id, test_unsealed_at,
+    description``. Row order follows ``records``.
+    """
+    import pandas as pd
+
+    split_rank = {s: i for i, s in enumerate(_SPLIT_ORDER)}
+    cols: dict[str, tuple[str, str]] = {c: tuple(c.split("_", 1))  # type: ignore[misc]
+                                        for c in _FRAME_DEFAULT_METRICS}
+    found = sorted({(split_rank.get(s, 9), s, _metric_rank(m), m)
+                    for r in records for s, vals in r.metrics.items() for m in vals})
+    for _, s, _, m in found:
+        cols.setdefault(f"{s}_{m}", (s, m))
+    data: dict[str, Any] = {
+        "id": pd.array([r.id for r in records], dtype="Int64"),
+        "name": [r.name for r in records], "source": [r.source for r in records],
+        "formula": [r.formula for r in records], "universe": [r.universe for r in records],
+        "horizon": np.array([r.horizon for r in records], dtype=np.int64),
+    }
+    for col, (split, metric) in cols.items():
+        vals = [r.metric(split, metric) for r in records]
+        data[col] = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+    data["n_tried"] = np.array([r.n_tried for r in records], dtype=np.int64)
+    data["created_at"] = [r.created_at for r in records]
+    data["run_id"] = [r.run_id for r in records]
+    data["test_unsealed_at"] = [r.test_unsealed_at for r in records]
+    data["description"] = [r.description for r in records]
+    return pd.DataFrame(data)

@@ -1,0 +1,55 @@
+"""The field registry: contents, documentation, and agreement with the manager."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from data.fields import FIELDS, FieldSpec, field_names
+
+EXPECTED = {"open", "high", "low", "close", "vwap", "raw_open", "raw_high", "raw_low",
+            "raw_close", "pre_close", "vol", "amount", "total_share", "total_mv", "turnover",
+            "ret", "adj_factor"}
+
+
+def test_field_set_matches_the_language():
+    assert set(FIELDS) == EXPECTED
+    assert field_names() == list(FIELDS)
+    assert len(set(field_names())) == len(field_names())
+
+
+def test_specs_are_documented_and_frozen():
+    for name, spec in FIELDS.items():
+        assert isinstance(spec, FieldSpec)
+        assert spec.name == name
+        assert spec.unit.strip() and spec.source.strip()
+        assert len(spec.doc) > 20, name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FIELDS["close"].unit = "lots"
+
+
+def test_units_state_the_conversions():
+    assert FIELDS["vol"].unit == "shares" and "100" in FIELDS["vol"].doc
+    assert FIELDS["amount"].unit == "yuan" and "1000" in FIELDS["amount"].doc
+    assert FIELDS["total_share"].unit == "shares" and "1e4" in FIELDS["total_share"].doc
+    assert FIELDS["total_mv"].unit == "yuan"
+    for p in ("open", "high", "low", "close", "vwap"):
+        assert "adj_factor" in FIELDS[p].unit
+    for p in ("raw_open", "raw_high", "raw_low", "raw_close", "pre_close"):
+        assert FIELDS[p].unit == "yuan"
+    # the documented caveats are present
+    assert "2023-03-17" in FIELDS["vwap"].doc and "proxy" in FIELDS["amount"].doc
+    assert "free-float" in FIELDS["turnover"].doc
+    assert "suspension" in FIELDS["ret"].doc
+
+
+def test_every_field_loads_as_float64_panel(dm):
+    panels = dm.panels(field_names(), "2020-08-10", "2023-03-31")
+    cal = dm.calendar("2020-08-10", "2023-03-31")
+    for name, p in panels.items():
+        assert p.shape == (len(cal), 7), name      # 001300.SZ lists in 2025
+        assert (p.dtypes == np.float64).all(), name
+        assert p.index.equals(cal) and p.index.name == "trade_date"
+        assert p.columns.name == "ts_code"
+        assert np.isfinite(p.to_numpy()).any(), name

@@ -1,0 +1,38 @@
+"""Config loading: defaults, relative paths, bad keys and types give clear errors."""
+from pathlib import Path
+
+import pytest
+
+from data.config import load_config
+from data.errors import ConfigError
+
+
+def test_repo_config_points_at_shared_data():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "mine.toml")
+    assert cfg.data.root.name == "ashare"
+    assert cfg.evaluate.embargo >= cfg.evaluate.horizon
+    assert cfg.gp.universe == "csi300"
+
+
+def test_relative_paths_resolve_against_file(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text('[data]\nroot = "wh"\n[store]\npath = "lb.db"\n[gp]\npopulation = 10\n')
+    cfg = load_config(p)
+    assert cfg.data.root == (tmp_path / "wh").resolve()
+    assert cfg.store.path == (tmp_path / "lb.db").resolve()
+    assert cfg.gp.population == 10 and cfg.gp.generations == 6
+
+
+def test_unknown_key_and_bad_type(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text("[gp]\npopulaton = 10\n")
+    with pytest.raises(ConfigError, match="populaton"):
+        load_config(p)
+    p.write_text('[gp]\npopulation = "many"\n')
+    with pytest.raises(ConfigError, match="population must be a number"):
+        load_config(p)
+
+
+def test_missing_explicit_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
