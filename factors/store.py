@@ -139,11 +139,15 @@ def _clean_metrics(metrics: Any, where: str) -> dict[str, dict[str, float | None
         for name, v in values.items():
             if not isinstance(name, str) or not name:
                 raise StoreError(f"{where}[{split!r}]: bad metric name {name!r}")
+            if isinstance(v, (Mapping, list, tuple, np.ndarray)):
+                # Series-valued metrics (IC decay by horizon, quantile returns) stay as JSON.
+                clean[name] = _jsonable(v, f"{where}[{split!r}][{name!r}]")
+                continue
             try:
                 clean[name] = _num(v)
             except TypeError:
-                raise StoreError(f"{where}[{split!r}][{name!r}] must be a number or None, "
-                                 f"got {v!r}") from None
+                raise StoreError(f"{where}[{split!r}][{name!r}] must be a number, None, or a "
+                                 f"list/dict of numbers, got {v!r}") from None
         out[split] = clean
     return out
 
@@ -631,7 +635,8 @@ class FactorStore:
             for split, values in rec.metrics.items():
                 if split != "test":
                     splits.add(split)
-                    names.update(values)
+                    names.update(k for k, v in values.items()
+                                 if v is None or isinstance(v, (int, float)))
         order = {s: i for i, s in enumerate(_SPLIT_ORDER)}
         metric_keys = [f"{s}.{m}" for s in sorted(splits, key=lambda s: (order.get(s, 9), s))
                        for m in sorted(names, key=_metric_rank)]

@@ -1,0 +1,297 @@
+"""Genetic-programming factor search with gplearn (the only module that imports gplearn).
+
+gplearn is the search engine; everything it evaluates is our own operator set, generated from the
+factor-language registry (:mod:`factors.registry`):
+
+* each elementwise operator becomes a gplearn function of the same name and arity;
+* each ``ts_*`` operator becomes one function per window in ``Operator.gp_windows``
+  (``ts_mean_20`` ...); each ``cs_*`` operator one function that ranks/normalises across the
+  universe members of each date;
+* ``log`` is the only *protected* function: gplearn's ``log`` is ``log(abs(x))`` and it is
+  translated back into exactly that formula, so a GP program and its :class:`~factors.expr.Expr`
+  always compute the same numbers. Division is not protected: ``x / 0`` is NaN as everywhere.
+
+The panel is fed to gplearn date-major: ``X[t * N + i, k]`` is field ``k`` of stock ``i`` on date
+``t``; every function reshapes its 1-D arguments to ``(T, N)``, applies the operator and flattens
+back. NaN (suspended, not yet listed) flows through the operators as in the rest of the workbench.
+Fitness is the absolute mean daily RankIC on the train split (eligible names only, no row
+subsampling); a program whose IC is undefined gets the worst fitness, 0. Programs with a negative
+IC are stored negated, so every leaderboard entry has a positive train RankIC.
+
+Only the train rows are ever given to gplearn; valid/test rows are evaluated afterwards by the
+common evaluator (:mod:`backtest.evaluate`), never used for fitness.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from backtest.evaluate import EvalContext, mean_rank_ic
+from factors.expr import Call, Const, Expr, Field
+from factors.registry import Operator, all_ops
+
+# gplearn imports live here only.
+import gplearn.genetic as _gp_genetic
+from gplearn.fitness import make_fitness
+from gplearn.functions import _Function
+from gplearn.genetic import SymbolicRegressor
+
+__all__ = ["GPSettings", "GPGeneration", "GPResult", "build_function_set", "program_to_expr",
+           "run_gp"]
+
+
+@dataclass(frozen=True)
+class GPSettings:
+    """Search settings (see ``[gp]`` in ``mine.toml``)."""
+
+    population: int = 300
+    generations: int = 6
+    tournament_size: int = 20
+    parsimony: float = 0.001
+    max_depth: int = 4
+    seed: int = 42
+    n_jobs: int = 1
+    p_crossover: float = 0.7
+    p_subtree_mutation: float = 0.1
+    p_hoist_mutation: float = 0.05
+    p_point_mutation: float = 0.1
+
+
+@dataclass(frozen=True)
+class GPGeneration:
+    """Summary of one generation (fitness = |mean train RankIC|)."""
+
+    generation: int
+    best: float
+    median: float
+    best_formula: str
+    seconds: float
+    n_programs: int
+
+
+@dataclass
+class GPResult:
+    """All distinct programs found, best first, with their train fitness."""
+
+    candidates: list[tuple[Expr, float]]
+    generations: list[GPGeneration]
+    n_programs_scored: int
+    seconds: float
+    fields: tuple[str, ...] = field(default_factory=tuple)
+
+
+class _PanelFunction:
+    """Picklable callable applying one registry operator to date-major flattened panels."""
+
+    def __init__(self, op: Operator, window: int | None, shape: tuple[int, int],
+                 mask: np.ndarray | None, protect_log: bool = False):
+        self.op, self.window, self.shape, self.mask = op, window, shape, mask
+        self.protect_log = protect_log
+
+    def __call__(self, *args: np.ndarray) -> np.ndarray:
+        T, N = self.shape
+        n = args[0].shape[0]
+        if n != T * N:  # gplearn's own sanity calls with short vectors
+            T, N = n, 1
+        panels = [np.ascontiguousarray(a, dtype=np.float64).reshape(T, N) for a in args]
+        op = self.op
+        if self.protect_log:
+            panels = [np.abs(panels[0])]
+        if op.kind == "ts":
+            out = op.func(*panels, self.window)
+        elif op.kind == "cs":
+            mask = self.mask if (self.mask is not None and self.mask.shape == (T, N)) else None
+            out = op.func(*panels, mask=mask)
+        else:
+            out = op.func(*panels)
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
+                       ) -> tuple[list[_Function], dict[str, tuple[str, int | None]]]:
+    """Generate the gplearn function set from the operator registry.
+
+    Parameters
+    ----------
+    shape : (T, N)
+        Panel shape the flattened gplearn vectors are reshaped to.
+    mask : ndarray of bool, shape (T, N), optional
+        Universe mask handed to ``cs_*`` operators.
+
+    Returns
+    -------
+    functions : list of gplearn ``_Function``
+    names : dict
+        gplearn function name -> (registry operator name, window or None). The name ``log``
+        maps to the protected ``log(abs(x))``.
+    """
+    functions: list[_Function] = []
+    names: dict[str, tuple[str, int | None]] = {}
+    for op in all_ops():
+        if not op.gp:
+            continue
+        if op.kind == "ts":
+            for w in op.gp_windows:
+                name = f"{op.name}_{w}"
+                functions.append(_Function(_PanelFunction(op, w, shape, None), name, op.n_inputs))
+                names[name] = (op.name, w)
+        else:
+            fn = _PanelFunction(op, None, shape, mask, protect_log=(op.name == "log"))
+            functions.append(_Function(fn, op.name, op.n_inputs))
+            names[op.name] = (op.name, None)
+    return functions, names
+
+
+def program_to_expr(program: list, names: dict[str, tuple[str, int | None]],
+                    feature_names: tuple[str, ...]) -> Expr:
+    """Convert a gplearn program (prefix list of functions, feature indices, constants) to Expr.
+
+    Raises
+    ------
+    ValueError
+        If the program is malformed or uses an unknown function.
+    """
+    it: Iterator = iter(program)
+
+    def build() -> Expr:
+        node = next(it)
+        if isinstance(node, _Function):
+            op_name, window = names[node.name]
+            args = tuple(build() for _ in range(node.arity))
+            if op_name == "log":
+                return Call("log", (Call("abs", args),))
+            return Call(op_name, args, (window,) if window is not None else ())
+        if isinstance(node, (int, np.integer)):
+            return Field(feature_names[int(node)])
+        return Const(float(node))
+
+    expr = build()
+    if next(it, None) is not None:
+        raise ValueError("gplearn program has trailing nodes")
+    return expr
+
+
+class _AllowNaN:
+    """Let gplearn accept NaN in X/y: NaN is the workbench's missing-data marker.
+
+    gplearn 0.4.3 validates X with scikit-learn's ``validate_data`` (finite values only); the
+    operators here are NaN-aware and the fitness ignores NaN, so validation is relaxed while a
+    GP fit runs (restored afterwards, even on error).
+    """
+
+    def __enter__(self):
+        self._orig = _gp_genetic.validate_data
+
+        def validate(*args, **kwargs):
+            kwargs["ensure_all_finite"] = False
+            return self._orig(*args, **kwargs)
+
+        _gp_genetic.validate_data = validate
+        return self
+
+    def __exit__(self, *exc):
+        _gp_genetic.validate_data = self._orig
+        return False
+
+
+class _RankICFitness:
+    """|mean daily RankIC| of a flattened prediction on the train rows of ``ctx``."""
+
+    def __init__(self, ctx: EvalContext, split: str):
+        self.ctx, self.split = ctx, split
+        self.n_calls = 0
+
+    def __call__(self, y: np.ndarray, y_pred: np.ndarray, w: np.ndarray) -> float:
+        T, N = len(self.ctx.dates), len(self.ctx.codes)
+        if y_pred.shape[0] != T * N:
+            return 0.0
+        self.n_calls += 1
+        ic = mean_rank_ic(y_pred.reshape(T, N), self.ctx, split=self.split)
+        return float(abs(ic)) if np.isfinite(ic) else 0.0
+
+
+def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings,
+           split: str = "train",
+           on_generation: Callable[[GPGeneration], None] | None = None) -> GPResult:
+    """Search factor formulas by genetic programming, fitness = |mean daily train RankIC|.
+
+    Parameters
+    ----------
+    panels : dict of str -> ndarray (T, N)
+        The fields GP may use (terminals), aligned with ``ctx.dates`` / ``ctx.codes``. Only rows
+        of ``ctx`` are given to gplearn; pass a context that ends with the train split so no
+        later data is ever seen.
+    ctx : EvalContext
+        Dates, codes, eligibility and forward returns; fitness uses ``ctx.split_rows[split]``.
+    settings : GPSettings
+    split : str
+        Split whose mean RankIC is the fitness (default ``"train"``).
+    on_generation : callable, optional
+        Called after every generation with its :class:`GPGeneration` summary (progress bars).
+
+    Returns
+    -------
+    GPResult
+        Every distinct program of every generation as an ``Expr`` with its fitness, best first.
+        Same data and seed give the same result.
+    """
+    t0 = time.perf_counter()
+    feature_names = tuple(panels)
+    T, N = len(ctx.dates), len(ctx.codes)
+    X = np.empty((T * N, len(feature_names)), dtype=np.float64, order="F")
+    for k, name in enumerate(feature_names):
+        arr = np.asarray(panels[name], dtype=np.float64)
+        if arr.shape != (T, N):
+            raise ValueError(f"panel {name!r} has shape {arr.shape}, expected {(T, N)}")
+        X[:, k] = arr.reshape(-1)
+    y = np.zeros(T * N)  # the target lives in ctx; gplearn only needs a vector of the right size
+    functions, names = build_function_set((T, N), ctx.universe_mask)
+    fitness = _RankICFitness(ctx, split)
+
+    def rank_ic_fitness(y, y_pred, w):  # gplearn inspects the argument count of a function
+        return fitness(y, y_pred, w)
+
+    metric = make_fitness(function=rank_ic_fitness, greater_is_better=True, wrap=False)
+    est = SymbolicRegressor(
+        population_size=settings.population, generations=0, tournament_size=min(
+            settings.tournament_size, settings.population),
+        stopping_criteria=np.inf, const_range=None, init_depth=(2, settings.max_depth),
+        init_method="half and half", function_set=functions, metric=metric,
+        parsimony_coefficient=settings.parsimony, p_crossover=settings.p_crossover,
+        p_subtree_mutation=settings.p_subtree_mutation,
+        p_hoist_mutation=settings.p_hoist_mutation, p_point_mutation=settings.p_point_mutation,
+        max_samples=1.0, feature_names=list(feature_names), warm_start=True,
+        n_jobs=settings.n_jobs, verbose=0, random_state=settings.seed)
+
+    generations: list[GPGeneration] = []
+    seen: dict[Expr, float] = {}
+    n_scored = 0
+    with _AllowNaN():
+        for g in range(settings.generations):
+            tg = time.perf_counter()
+            est.set_params(generations=g + 1)
+            est.fit(X, y)
+            pop = est._programs[-1]
+            # gplearn prunes non-ancestors of older generations: collect this one now.
+            for p in pop:
+                n_scored += 1
+                expr = program_to_expr(p.program, names, feature_names)
+                fit = float(p.raw_fitness_)
+                if expr not in seen or fit > seen[expr]:
+                    seen[expr] = fit
+            fits = np.array([p.raw_fitness_ for p in pop], dtype=float)
+            best = pop[int(np.argmax(fits))]
+            summary = GPGeneration(
+                generation=g + 1, best=float(np.max(fits)), median=float(np.median(fits)),
+                best_formula=str(program_to_expr(best.program, names, feature_names)),
+                seconds=time.perf_counter() - tg, n_programs=len(pop))
+            generations.append(summary)
+            if on_generation is not None:
+                on_generation(summary)
+
+    candidates = sorted(seen.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return GPResult(candidates=candidates, generations=generations, n_programs_scored=n_scored,
+                    seconds=time.perf_counter() - t0, fields=feature_names)
