@@ -139,10 +139,14 @@ class DataManager:
         avail = f"available: {lo.date()} to {hi.date()}"
         s = lo if start is None else self._ts(start, "start")
         e = hi if end is None else self._ts(end, "end")
-        if s < lo or s > hi:
-            raise DataError(f"start date {s.date()} is outside the data ({avail})")
-        if e < lo or e > hi:
-            raise DataError(f"end date {e.date()} is outside the data ({avail})")
+        # A range that overlaps the data is clipped to it (a split may start on a holiday or
+        # end after the last bar); one that lies entirely outside it is an error.
+        if s > hi:
+            raise DataError(f"start date {s.date()} is after the last trading day in the data "
+                            f"({avail})")
+        if e < lo:
+            raise DataError(f"end date {e.date()} is before the first trading day in the data "
+                            f"({avail})")
         if s > e:
             raise DataError(f"start date {s.date()} is after end date {e.date()}")
         t0 = int(cal.searchsorted(s, side="left"))

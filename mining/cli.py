@@ -99,7 +99,7 @@ def _report_table(formula: str, reports: dict) -> Table:
     return t
 
 
-@app.command("eval")
+@app.command("eval", context_settings={"ignore_unknown_options": True})
 def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_corr(vol, close, 10)"'),
           universe: str = typer.Option("csi300", help="csi300 | csi500 | csi800 | csi1000 | all"),
           start: Optional[str] = typer.Option(None, help="First date (default: train start)."),

@@ -74,8 +74,8 @@ def test_unknown_universe_lists_valid(dm):
         assert all(u in str(e.value) for u in UNIVERSES)
 
 
-@pytest.mark.parametrize("start,end,bad", [("2019-12-31", "2020-08-20", "2019-12-31"),
-                                           ("2020-08-10", "2026-01-05", "2026-01-05"),
+@pytest.mark.parametrize("start,end,bad", [("2019-01-01", "2019-12-31", "2019-12-31"),
+                                           ("2026-01-05", "2026-03-01", "2026-01-05"),
                                            ("2025-09-01", None, "2025-09-01")])
 def test_dates_outside_data(dm, start, end, bad):
     with pytest.raises(DataError) as e:
@@ -397,3 +397,11 @@ def test_range_without_trading_days(dm):
     assert len(dm.calendar("2020-09-05", "2020-09-06")) == 0
     with pytest.raises(DataError, match="no trading days between 2020-09-05 and 2020-09-06"):
         dm.panels(["close"], "2020-09-05", "2020-09-06")
+
+
+def test_range_overlapping_data_is_clipped(dm):
+    cal = dm.calendar()
+    clipped = dm.calendar("2019-12-31", "2026-01-05")
+    assert clipped.equals(cal)
+    p = dm.panels(["close"], "2019-12-31", "2020-08-20")["close"]
+    assert p.index[0] == cal[0]

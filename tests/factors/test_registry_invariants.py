@@ -1,0 +1,171 @@
+"""Invariants every registered operator must satisfy, parametrised over ``registry.all_ops()``."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from factors.registry import DEFAULT_GP_WINDOWS, Operator, all_ops
+
+OPS = all_ops()
+TS_OPS = [op for op in OPS if op.kind == "ts"]
+IDS = [op.name for op in OPS]
+T, N = 64, 7
+
+
+def _inputs(op: Operator, seed: int = 0) -> list[np.ndarray]:
+    """Random panels with NaN holes (a late-listed and an empty column), one per input."""
+    rng = np.random.default_rng(seed)
+    panels = []
+    for _ in range(op.n_inputs):
+        x = rng.standard_normal((T, N)) * 2.0 + 0.5
+        x[rng.random((T, N)) < 0.2] = np.nan
+        x[:25, 1] = np.nan
+        x[:, 2] = np.nan
+        panels.append(x)
+    return panels
+
+
+def _mask(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed + 100).random((T, N)) < 0.85
+
+
+def _window(op: Operator) -> int:
+    return max(op.min_window, 5)
+
+
+def _run(op: Operator, panels, window=None, mask=None):
+    if op.kind == "ts":
+        return op.func(*panels, _window(op) if window is None else window)
+    if op.kind == "cs":
+        return op.func(*panels, mask=mask)
+    return op.func(*panels)
+
+
+def test_registry_is_populated_and_consistent():
+    kinds = {op.kind for op in OPS}
+    assert kinds == {"elementwise", "ts", "cs"}
+    assert len({op.name for op in OPS}) == len(OPS)
+    for op in OPS:
+        assert op.name.startswith("ts_") == (op.kind == "ts")
+        assert op.name.startswith("cs_") == (op.kind == "cs")
+        assert op.n_windows == (1 if op.kind == "ts" else 0)
+        assert all(w >= op.min_window for w in op.gp_windows)
+        if op.kind == "ts":
+            assert op.gp_windows == tuple(w for w in DEFAULT_GP_WINDOWS if w >= op.min_window)
+    infix = {op.infix: op.name for op in OPS if op.infix}
+    assert infix == {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+@pytest.mark.parametrize("op", OPS, ids=IDS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_shape_dtype_no_inf_no_mutation(op, masked):
+    panels = _inputs(op)
+    copies = [p.copy() for p in panels]
+    mask = _mask() if masked and op.kind == "cs" else None
+    out = _run(op, panels, mask=mask)
+    assert isinstance(out, np.ndarray)
+    assert out.shape == (T, N)
+    assert out.dtype == np.float64
+    assert not np.isinf(out).any()
+    assert np.isfinite(out).any(), "operator produced nothing but NaN on random data"
+    for p, c in zip(panels, copies):
+        np.testing.assert_array_equal(p, c)       # inputs not mutated
+        assert not np.shares_memory(out, p)       # a new array
+
+
+@pytest.mark.parametrize("op", OPS, ids=IDS)
+def test_integer_and_float32_inputs_give_float64(op):
+    panels = [np.nan_to_num(p, nan=1.0).astype(np.float32) for p in _inputs(op, seed=3)]
+    assert _run(op, panels).dtype == np.float64
+    ints = [np.arange(T * N, dtype=np.int64).reshape(T, N) % 11 + 1 for _ in panels]
+    assert _run(op, ints).dtype == np.float64
+
+
+@pytest.mark.parametrize("op", OPS, ids=IDS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_causality_truncating_the_future(op, seed):
+    panels = _inputs(op, seed)
+    mask = _mask(seed) if op.kind == "cs" else None
+    full = _run(op, panels, mask=mask)
+    for k in (1, 6, 17, 33, T - 1):
+        part = _run(op, [p[:k] for p in panels], mask=None if mask is None else mask[:k])
+        np.testing.assert_array_equal(part, full[:k], err_msg=f"{op.name}: rows < {k} changed")
+
+
+@pytest.mark.parametrize("op", OPS, ids=IDS)
+def test_docstring_is_numpydoc_with_nan_policy(op):
+    doc = op.func.__doc__ or ""
+    import inspect
+    doc = inspect.getdoc(op.func)
+    assert op.doc and op.doc == doc.splitlines()[0].strip()
+    assert re.search(r"^Parameters\n-{10}$", doc, re.M), f"{op.name}: no Parameters section"
+    assert re.search(r"^Returns\n-{7}$", doc, re.M), f"{op.name}: no Returns section"
+    assert re.search(r"^NaN policy: \S", doc, re.M), f"{op.name}: no 'NaN policy:' line"
+    if op.kind == "ts":
+        assert re.search(r"^Raises\n-{6}$", doc, re.M), f"{op.name}: no Raises section"
+
+
+@pytest.mark.parametrize("op", TS_OPS, ids=[op.name for op in TS_OPS])
+def test_ts_rejects_window_below_minimum(op):
+    panels = _inputs(op)
+    for bad in {op.min_window - 1, 0, -3}:
+        with pytest.raises(ValueError, match=rf"{op.name}.*window {bad}\b"):
+            op.func(*panels, bad)
+    for bad in (2.5, "5", True, None):
+        with pytest.raises(ValueError, match=op.name):
+            op.func(*panels, bad)
+    assert op.func(*panels, np.int64(op.min_window)).shape == (T, N)
+
+
+@pytest.mark.parametrize("op", TS_OPS, ids=[op.name for op in TS_OPS])
+def test_ts_nan_and_warmup_policy(op):
+    """NaN where the input is missing; NaN for each stock's first window-1 observations."""
+    panels = _inputs(op, seed=5)
+    w = _window(op)
+    out = _run(op, panels, window=w)
+    valid = np.logical_and.reduce([np.isfinite(p) for p in panels])
+    assert np.isnan(out[~valid]).all()
+    for j in range(N):
+        rows = np.flatnonzero(valid[:, j])
+        assert np.isnan(out[rows[: w - 1], j]).all()
+        if len(rows) >= w + 3 and op.name not in ("ts_zscore", "ts_corr", "ts_skew",
+                                                  "ts_pct_change"):
+            lag = op.name in ("ts_delay", "ts_delta", "ts_pct_change")
+            assert np.isfinite(out[rows[w if lag else w - 1:], j]).all()
+
+
+@pytest.mark.parametrize("op", TS_OPS, ids=[op.name for op in TS_OPS])
+def test_ts_one_dimensional_series(op):
+    panels = _inputs(op, seed=6)
+    w = _window(op)
+    full = op.func(*panels, w)
+    col = op.func(*[p[:, 0] for p in panels], w)
+    assert col.shape == (T,)
+    np.testing.assert_array_equal(col, full[:, 0])
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.kind == "cs"],
+                         ids=[op.name for op in OPS if op.kind == "cs"])
+def test_cs_respects_mask(op):
+    (x,) = _inputs(op, seed=7)
+    mask = _mask(7)
+    out = op.func(x, mask=mask)
+    assert np.isnan(out[~mask]).all()
+    # Values outside the mask do not influence the result.
+    y = x.copy()
+    y[~mask] = 1e9
+    np.testing.assert_array_equal(op.func(y, mask=mask), out)
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.kind == "elementwise"],
+                         ids=[op.name for op in OPS if op.kind == "elementwise"])
+def test_elementwise_nan_propagates(op):
+    panels = _inputs(op, seed=8)
+    out = op.func(*panels)
+    if op.name == "where":
+        assert np.isnan(out[np.isnan(panels[0])]).all()
+    else:
+        any_nan = np.logical_or.reduce([np.isnan(p) for p in panels])
+        assert np.isnan(out[any_nan]).all()
