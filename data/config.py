@@ -45,12 +45,12 @@ class StoreConfig:
 @dataclass(frozen=True)
 class GPConfig:
     universe: str = "csi300"
-    start: str = "2014-01-01"
+    start: str = "2010-01-01"
     end: str = "2021-12-31"
-    population: int = 300
-    generations: int = 6
-    tournament_size: int = 20
-    parsimony: float = 0.001
+    population: int = 800
+    generations: int = 8
+    tournament_size: int = 10
+    parsimony: float = 0.0002
     max_depth: int = 4
     seed: int = 42
     n_jobs: int = 1

@@ -417,7 +417,7 @@ def _store_block(out, j0, nb, col):
             out[t, j0 + b] = r if np.isfinite(r) else NAN
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ts_unary(x, w, code):
     """Apply rolling kernel ``code`` with window ``w`` to each column of C-ordered ``x`` (T, N).
 
@@ -453,7 +453,7 @@ def ts_unary(x, w, code):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ts_binary(x, y, w, code):
     """Rolling covariance (``code=COV``) or correlation (``CORR``) of matching columns.
 
@@ -493,7 +493,7 @@ def ts_binary(x, y, w, code):
 
 # ---------------------------------------------------------------- cross-sectional row kernels
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ranks_from_order(xm, order, pct):
     """Average-tie ranks of the finite entries of each row of ``xm`` given its ascending argsort.
 
@@ -523,7 +523,7 @@ def _ranks_from_order(xm, order, pct):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pearson_rows(a, b):
     """Row-wise two-pass Pearson correlation over entries finite in both (NaN rules above)."""
     T, N = a.shape

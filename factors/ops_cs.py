@@ -25,7 +25,7 @@ from factors.registry import register
 _DEMEAN, _ZSCORE, _SCALE = 0, 1, 2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _row_stats(x, ok, mode):
     """Per row over eligible entries: demean (0), z-score with ddof=0 (1), x / sum|x| (2)."""
     T, N = x.shape

@@ -242,8 +242,9 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
        generations: Optional[int] = typer.Option(None),
        seed: Optional[int] = typer.Option(None),
        n_jobs: Optional[int] = typer.Option(None, "--n-jobs"),
-       top: Optional[int] = typer.Option(None, help="Best programs (by train fitness) sent "
-                                         "to the evaluator and the leaderboard gate.")) -> None:
+       top: Optional[int] = typer.Option(None, help="At most this many factors are added: "
+                                         "distinct programs go through the evaluator and the "
+                                         "gate in train-fitness order.")) -> None:
     """Mine factors by genetic programming (gplearn) on the real data."""
     from factors.store import FactorStore
     from mining.gp import GPSettings, run_gp
@@ -281,16 +282,26 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
                 task = progress.add_task("gp", total=g.generations, stats="")
 
                 def on_gen(s) -> None:
-                    progress.update(task, advance=1, stats=(
-                        f"train |RankIC| best {s.best:.4f} median {s.median:.4f} "
-                        f"({s.seconds:.0f}s)  {s.best_formula[:60]}"))
+                    stats = (f"train |RankIC|xcov best {s.best:.4f} median {s.median:.4f} "
+                             f"({s.seconds:.0f}s)")
+                    progress.update(task, advance=1, stats=stats)
+                    if not console.is_terminal:  # logs get one line per generation
+                        progress.console.print(f"gen {s.generation}/{g.generations}: {stats}  "
+                                               f"best {s.best_formula}")
 
                 res = run_gp(panels, gp_ctx, settings, on_generation=on_gen)
             console.print(f"scored {res.n_programs_scored} programs "
                           f"({len(res.candidates)} distinct) in {res.seconds:.0f}s "
                           f"= {res.n_programs_scored / res.seconds:.1f}/s")
-            n_acc = 0
-            for rank, (expr, fit) in enumerate(res.candidates[:g.top]):
+            # Walk down the distinct programs in train-fitness order (selection on train only)
+            # until `top` pass the gate or the evaluation budget is spent.
+            n_acc = n_eval = 0
+            rejections: dict[str, int] = {}
+            budget = max(5 * g.top, 50)
+            for rank, (expr, fit) in enumerate(res.candidates):
+                if n_acc >= g.top or n_eval >= budget:
+                    break
+                n_eval += 1
                 ev = evaluate_candidate(ws, expr, orient=True)
                 gen = next((i + 1 for i, s in enumerate(res.generations)
                             if s.best_formula == str(expr)), None)
@@ -300,12 +311,18 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
                                "generation_best": gen, "rank": rank,
                                "config": run_cfg, "data_root": str(cfg.data.root)})
                 n_acc += d.accepted
-                va = ev.reports["valid"]
-                console.print(f"  {'[green]accepted[/]' if d.accepted else '[dim]rejected[/]'} "
-                              f"valid RankIC {_fmt(va.rank_ic_mean)}  {ev.formula[:90]}"
-                              + ("" if d.accepted else f"  [dim]({d.reason})[/]"))
+                if d.accepted:
+                    va = ev.reports["valid"]
+                    console.print(f"  [green]accepted[/] #{rank} train RankIC "
+                                  f"{_fmt(ev.reports['train'].rank_ic_mean)} valid RankIC "
+                                  f"{_fmt(va.rank_ic_mean)}  {ev.formula}")
+                else:
+                    rejections[d.kind] = rejections.get(d.kind, 0) + 1
+            console.print(f"evaluated {n_eval} programs: {n_acc} accepted, rejected "
+                          + (", ".join(f"{v} {k}" for k, v in rejections.items()) or "none"))
             store.finish_run(run_id, n_tried=len(res.candidates), summary={
                 "n_programs_scored": res.n_programs_scored, "n_accepted": n_acc,
+                "n_evaluated": n_eval, "rejections": rejections,
                 "seconds": time.perf_counter() - t0,
                 "generations": [asdict(s) for s in res.generations]})
         except KeyboardInterrupt:
@@ -313,8 +330,9 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
             raise
         recs = store.top(g.top, sort="valid.rank_icir", universe=g.universe)
         console.print(_leaderboard_table(recs, f"leaderboard ({g.universe}, by valid RankICIR)"))
-        console.print(f"run {run_id}: {n_acc} accepted of {min(g.top, len(res.candidates))} "
-                      f"evaluated, {time.perf_counter() - t0:.0f}s total")
+        console.print(f"run {run_id}: {n_acc} accepted of {n_eval} evaluated "
+                      f"({len(res.candidates)} distinct programs tried), "
+                      f"{time.perf_counter() - t0:.0f}s total")
         store.close()
     except AlphamineError as e:
         _fail(e)

@@ -15,7 +15,8 @@ The panel is fed to gplearn date-major: ``X[t * N + i, k]`` is field ``k`` of st
 ``t``; every function reshapes its 1-D arguments to ``(T, N)``, applies the operator and flattens
 back. NaN (suspended, not yet listed) flows through the operators as in the rest of the workbench.
 Fitness is the absolute mean daily RankIC on the train split (eligible names only, no row
-subsampling); a program whose IC is undefined gets the worst fitness, 0. Programs with a negative
+subsampling) times the program's coverage of eligible names; a program whose IC is undefined gets
+the worst fitness, 0. Programs with a negative
 IC are stored negated, so every leaderboard entry has a positive train RankIC.
 
 Only the train rows are ever given to gplearn; valid/test rows are evaluated afterwards by the
@@ -62,7 +63,7 @@ class GPSettings:
 
 @dataclass(frozen=True)
 class GPGeneration:
-    """Summary of one generation (fitness = |mean train RankIC|)."""
+    """Summary of one generation (fitness = |mean train RankIC| x coverage)."""
 
     generation: int
     best: float
@@ -198,25 +199,39 @@ class _AllowNaN:
 
 
 class _RankICFitness:
-    """|mean daily RankIC| of a flattened prediction on the train rows of ``ctx``."""
+    """|mean daily RankIC| x coverage of a flattened prediction on the ``split`` rows of ``ctx``.
+
+    Coverage (share of eligible name-days with a finite value) multiplies the IC so that a
+    program cannot score by turning most names into NaN (``sqrt`` of a signed quantity, say) and
+    ranking a self-selected subset.
+    """
 
     def __init__(self, ctx: EvalContext, split: str):
         self.ctx, self.split = ctx, split
-        self.n_calls = 0
+        lo, hi = ctx.split_bounds(split)
+        self._rows = slice(lo, hi)
+        self._eligible = ctx.eligible[lo:hi]
+        self._n_eligible = max(int(self._eligible.sum()), 1)
+
+    def coverage(self, panel: np.ndarray) -> float:
+        vals = panel[self._rows]
+        return float(np.count_nonzero(np.isfinite(vals) & self._eligible)) / self._n_eligible
 
     def __call__(self, y: np.ndarray, y_pred: np.ndarray, w: np.ndarray) -> float:
         T, N = len(self.ctx.dates), len(self.ctx.codes)
         if y_pred.shape[0] != T * N:
             return 0.0
-        self.n_calls += 1
-        ic = mean_rank_ic(y_pred.reshape(T, N), self.ctx, split=self.split)
-        return float(abs(ic)) if np.isfinite(ic) else 0.0
+        panel = y_pred.reshape(T, N)
+        ic = mean_rank_ic(panel, self.ctx, split=self.split)
+        if not np.isfinite(ic):
+            return 0.0
+        return float(abs(ic)) * self.coverage(panel)
 
 
 def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings,
            split: str = "train",
            on_generation: Callable[[GPGeneration], None] | None = None) -> GPResult:
-    """Search factor formulas by genetic programming, fitness = |mean daily train RankIC|.
+    """Search factor formulas by genetic programming, fitness = |mean train RankIC| x coverage.
 
     Parameters
     ----------

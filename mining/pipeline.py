@@ -97,7 +97,12 @@ class Evaluated:
         return str(self.expr)
 
     def metrics(self) -> dict[str, dict]:
-        return {split: rep.to_dict() for split, rep in self.reports.items()}
+        out = {}
+        for split, rep in self.reports.items():
+            d = rep.to_dict()
+            d.pop("split", None)
+            out[split] = d
+        return out
 
 
 def evaluate_candidate(ws: Workspace, expr: Expr | str, *, splits=("train", "valid"),

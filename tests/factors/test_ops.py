@@ -97,10 +97,11 @@ def test_ts_pair_matches_pandas_on_joint_observations(name, window):
 
 def test_ts_ops_skip_missing_rows():
     """A suspension does not shorten the window: it spans the stock's own observations."""
-    x = np.array([1.0, 2.0, np.nan, np.nan, 3.0, 4.0])
-    np.testing.assert_array_equal(_call("ts_mean", x, 3), [np.nan, np.nan, np.nan, np.nan, 2.0, 3.0])
-    np.testing.assert_array_equal(_call("ts_delay", x, 1), [np.nan, 1.0, np.nan, np.nan, 2.0, 3.0])
-    np.testing.assert_array_equal(_call("ts_argmax", x, 3), [np.nan, np.nan, np.nan, np.nan, 0, 0])
+    nan = np.nan
+    x = np.array([1.0, 2.0, nan, nan, 3.0, 4.0])
+    np.testing.assert_array_equal(_call("ts_mean", x, 3), [nan, nan, nan, nan, 2.0, 3.0])
+    np.testing.assert_array_equal(_call("ts_delay", x, 1), [nan, 1.0, nan, nan, 2.0, 3.0])
+    np.testing.assert_array_equal(_call("ts_argmax", x, 3), [nan, nan, nan, nan, 0, 0])
 
 
 def test_ts_infinite_input_is_missing():
@@ -218,7 +219,8 @@ def test_cs_moments_match_pandas():
 
 
 def test_cs_degenerate_rows_are_nan():
-    x = np.array([[1.0, 1.0, 1.0], [np.nan, np.nan, np.nan], [0.0, 0.0, np.nan], [2.0, np.inf, 4.0]])
+    nan = np.nan
+    x = np.array([[1.0, 1.0, 1.0], [nan, nan, nan], [0.0, 0.0, nan], [2.0, np.inf, 4.0]])
     z = _call("cs_zscore", x)
     assert np.all(np.isnan(z[:3]))
     np.testing.assert_allclose(z[3], [-1.0, np.nan, 1.0], equal_nan=True)
