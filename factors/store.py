@@ -734,7 +734,8 @@ def to_frame(records: list[FactorRecord]) -> pd.DataFrame:
     cols: dict[str, tuple[str, str]] = {c: tuple(c.split("_", 1))  # type: ignore[misc]
                                         for c in _FRAME_DEFAULT_METRICS}
     found = sorted({(split_rank.get(s, 9), s, _metric_rank(m), m)
-                    for r in records for s, vals in r.metrics.items() for m in vals})
+                    for r in records for s, vals in r.metrics.items() for m, v in vals.items()
+                    if v is None or isinstance(v, (int, float))})  # scalar metrics only
     for _, s, _, m in found:
         cols.setdefault(f"{s}_{m}", (s, m))
     data: dict[str, Any] = {

@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -37,7 +38,7 @@ def _cfg() -> Config:
 
 
 def _fail(e: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {e}")
+    err_console.print(f"[bold red]error:[/] {escape(str(e))}")
     raise typer.Exit(2)
 
 
@@ -55,14 +56,15 @@ def ops(kind: Optional[str] = typer.Option(None, help="elementwise | ts | cs")) 
     """List the factor language's operators with their one-line docs."""
     from factors.registry import all_ops
     t = Table(title="operators")
-    for col in ("signature", "kind", "min window", "GP windows", "doc"):
+    t.add_column("signature", no_wrap=True)
+    for col in ("kind", "min window", "GP windows", "doc"):
         t.add_column(col)
     for op in all_ops():
         if kind and op.kind != kind:
             continue
-        t.add_row(op.signature + (f"  [{op.infix}]" if op.infix else ""), op.kind,
+        t.add_row(escape(op.signature + (f"  [{op.infix}]" if op.infix else "")), op.kind,
                   str(op.min_window) if op.n_windows else "",
-                  ",".join(map(str, op.gp_windows)) if op.gp else "not in GP", op.doc)
+                  ",".join(map(str, op.gp_windows)) if op.gp else "not in GP", escape(op.doc))
     console.print(t)
 
 
@@ -71,10 +73,11 @@ def fields() -> None:
     """List the factor language's fields with units and derivation."""
     from data.fields import FIELDS
     t = Table(title="fields")
-    for col in ("name", "unit", "doc"):
+    t.add_column("name", no_wrap=True)
+    for col in ("unit", "doc"):
         t.add_column(col)
     for f in FIELDS.values():
-        t.add_row(f.name, f.unit, f.doc)
+        t.add_row(f.name, escape(f.unit), escape(f.doc))
     console.print(t)
 
 
@@ -133,7 +136,7 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
                "splits": ev.metrics(), "test_unsealed": unseal_test}
         print(json.dumps(out, indent=2, allow_nan=False, default=_json_default))
     else:
-        console.print(_report_table(str(expr), ev.reports))
+        console.print(_report_table(escape(str(expr)), ev.reports))
         if not unseal_test:
             console.print("[dim]test split sealed; pass --unseal-test to evaluate it "
                           "(recorded).[/]")
@@ -163,7 +166,7 @@ def _leaderboard_table(records, title: str = "leaderboard") -> Table:
         t.add_column(col, overflow="fold")
     for r in records:
         tr, va = r.metrics.get("train", {}), r.metrics.get("valid", {})
-        t.add_row(str(r.id), r.name, r.source, r.formula, _fmt(tr.get("rank_ic_mean")),
+        t.add_row(str(r.id), r.name, r.source, escape(r.formula), _fmt(tr.get("rank_ic_mean")),
                   _fmt(tr.get("rank_icir"), 3), _fmt(va.get("rank_ic_mean")),
                   _fmt(va.get("rank_icir"), 3), _fmt(va.get("ls_sharpe"), 2),
                   _fmt(va.get("turnover"), 3), str(r.n_tried))
@@ -206,7 +209,7 @@ def library(universe: str = typer.Option("csi300"),
     for col in ("name", "formula", "description"):
         t.add_column(col, overflow="fold")
     for f in LIBRARY:
-        t.add_row(f.name, f.formula, f.description)
+        t.add_row(f.name, escape(f.formula), escape(f.description))
     for name, why in UNAVAILABLE.items():
         t.add_row(name, "[dim]unavailable[/]", why)
     console.print(t)
@@ -287,7 +290,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
                     progress.update(task, advance=1, stats=stats)
                     if not console.is_terminal:  # logs get one line per generation
                         progress.console.print(f"gen {s.generation}/{g.generations}: {stats}  "
-                                               f"best {s.best_formula}")
+                                               f"best {escape(s.best_formula)}")
 
                 res = run_gp(panels, gp_ctx, settings, on_generation=on_gen)
             console.print(f"scored {res.n_programs_scored} programs "
@@ -315,7 +318,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
                     va = ev.reports["valid"]
                     console.print(f"  [green]accepted[/] #{rank} train RankIC "
                                   f"{_fmt(ev.reports['train'].rank_ic_mean)} valid RankIC "
-                                  f"{_fmt(va.rank_ic_mean)}  {ev.formula}")
+                                  f"{_fmt(va.rank_ic_mean)}  {escape(ev.formula)}")
                 else:
                     rejections[d.kind] = rejections.get(d.kind, 0) + 1
             console.print(f"evaluated {n_eval} programs: {n_acc} accepted, rejected "
