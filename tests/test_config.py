@@ -20,7 +20,7 @@ def test_relative_paths_resolve_against_file(tmp_path):
     cfg = load_config(p)
     assert cfg.data.root == (tmp_path / "wh").resolve()
     assert cfg.store.path == (tmp_path / "lb.db").resolve()
-    assert cfg.gp.population == 10 and cfg.gp.generations == 6
+    assert cfg.gp.population == 10 and cfg.gp.generations == 8
 
 
 def test_unknown_key_and_bad_type(tmp_path):
