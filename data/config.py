@@ -60,16 +60,66 @@ class GPConfig:
 
 
 @dataclass(frozen=True)
+class BacktestConfig:
+    """``[backtest]``: combination, strategies, the account simulator and export (issue 3)."""
+    universe: str = "csi300"
+    start: str = "2019-01-01"           # default backtest window: valid + test
+    end: str = "2026-12-31"
+    init_cash: float = 1_000_000.0      # yuan
+    execution: str = "open"             # fill price: "open" (next open) or "vwap"
+    commission: float = 0.0003          # rate on traded value, both sides
+    min_commission: float = 5.0         # yuan per order
+    transfer_fee: float = 0.00001       # rate on traded value, both sides
+    slippage_bps: float = 5.0           # adverse price move per fill, basis points
+    participation: float = 0.1          # max share of the day's volume per order
+    benchmark: str = "000300.SH"
+    out_dir: Path = _REPO_ROOT / ".alphamine" / "backtest"
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """``[llm]``: an OpenAI-compatible chat endpoint (issue 4). The key only from the environment."""
+    base_url: str = ""                  # e.g. https://api.openai.com/v1, https://api.moonshot.cn/v1
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
+    temperature: float = 0.7
+    max_tokens: int = 2048
+    timeout: float = 60.0               # seconds per request
+    max_retries: int = 4
+    knowledge_cutoff: str = ""          # YYYY-MM-DD; warns when after the valid split start
+    n_per_round: int = 8
+    rounds: int = 3
+    price_in_per_1m: float = 0.0        # currency units per 1M prompt tokens (cost estimate)
+    price_out_per_1m: float = 0.0       # per 1M completion tokens
+    cache_path: Path = _REPO_ROOT / ".alphamine" / "llm_cache.db"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: return models, walk-forward (issue 5)."""
+    universe: str = "csi300"
+    feature_set: str = "alpha158"
+    retrain_months: int = 12
+    out_dir: Path = _REPO_ROOT / ".alphamine" / "models"
+    seed: int = 42
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     gp: GPConfig = field(default_factory=GPConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     source: Path | None = None          # the file this was loaded from (None = defaults)
 
 
-_SECTIONS = {"data": DataConfig, "evaluate": EvalConfig, "store": StoreConfig, "gp": GPConfig}
-_PATH_KEYS = {("data", "root"), ("data", "cache_dir"), ("store", "path")}
+_SECTIONS = {"data": DataConfig, "evaluate": EvalConfig, "store": StoreConfig, "gp": GPConfig,
+             "backtest": BacktestConfig, "llm": LLMConfig, "model": ModelConfig}
+_PATH_KEYS = {("data", "root"), ("data", "cache_dir"), ("store", "path"),
+              ("backtest", "out_dir"), ("llm", "cache_path"), ("model", "out_dir")}
 
 
 def find_config(path: str | os.PathLike | None = None) -> Path | None:

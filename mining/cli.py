@@ -341,5 +341,13 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
         _fail(e)
 
 
+# --------------------------------------------------------------------------- other producers
+# Each capability registers its commands on ``app`` from its own module.
+from mining import cli_backtest, cli_llm, cli_model  # noqa: E402
+
+for _mod in (cli_backtest, cli_llm, cli_model):
+    _mod.register(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
