@@ -55,3 +55,7 @@ class EvaluationError(AlphamineError):
 
 class StoreError(AlphamineError):
     """The factor leaderboard cannot accept or return the requested record."""
+
+
+class BacktestError(AlphamineError):
+    """Targets, market data or simulator settings of a backtest are invalid."""
