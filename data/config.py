@@ -92,6 +92,8 @@ class LLMConfig:
     price_in_per_1m: float = 0.0        # currency units per 1M prompt tokens (cost estimate)
     price_out_per_1m: float = 0.0       # per 1M completion tokens
     cache_path: Path = _REPO_ROOT / ".alphamine" / "llm_cache.db"
+    retry_wait: float = 1.0             # first backoff (s) on 429/5xx/timeouts, doubled, <= 30 s
+    prompts_dir: Path = Path("prompts")  # user templates (*.md), besides the packaged ones
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class Config:
 _SECTIONS = {"data": DataConfig, "evaluate": EvalConfig, "store": StoreConfig, "gp": GPConfig,
              "backtest": BacktestConfig, "llm": LLMConfig, "model": ModelConfig}
 _PATH_KEYS = {("data", "root"), ("data", "cache_dir"), ("store", "path"),
-              ("backtest", "out_dir"), ("llm", "cache_path"), ("model", "out_dir")}
+              ("backtest", "out_dir"), ("llm", "cache_path"), ("model", "out_dir"),
+              ("llm", "prompts_dir")}
 
 
 def find_config(path: str | os.PathLike | None = None) -> Path | None:

@@ -59,3 +59,7 @@ class StoreError(AlphamineError):
 
 class BacktestError(AlphamineError):
     """Targets, market data or simulator settings of a backtest are invalid."""
+
+
+class LLMError(AlphamineError):
+    """An LLM endpoint, prompt template or reply cache cannot serve the request."""
