@@ -1,0 +1,359 @@
+"""Factor combination: leaderboard members -> processed panels -> one composite score.
+
+Steps (:func:`combine_from_store` runs them all on the warehouse):
+
+1. **Selection** (:func:`select_members`): the leaderboard's top ``K`` by a train/valid metric
+   (default ``valid.rank_icir``; test metrics never select), walked in order and kept only if
+   the mean daily rank correlation on the *valid* split with every member already kept stays
+   below ``max_corr`` in absolute value (:func:`backtest.evaluate.factor_corr`).
+2. **Processing** (:func:`factors.processing.process_factor`): winsorize (MAD), z-score, direction
+   alignment with the sign of the member's *train* mean RankIC (stored on the leaderboard), and
+   optional industry (``stock_basic.industry_ts``) and size (``log total_mv``) neutralisation.
+3. **Weights** (:func:`factor_weights`): ``"equal"``, ``"ic"`` (trailing mean daily RankIC) or
+   ``"icir"`` (trailing mean / std). The RankIC of day ``s`` at horizon ``h`` is the correlation
+   with ``open[s+1+h] / open[s+1] - 1`` (:func:`backtest.evaluate.rank_ic_series`), known at the
+   open of ``s+1+h``. The weight of day ``t`` therefore averages ``IC[s]`` over
+   ``s in [t-h-1-window+1, t-h-1]`` (a lag of ``h + 1`` rows): it reads prices up to the open of
+   ``t`` and the factors up to the close of ``t-h-1``, never anything after ``t``.
+4. **Composite** (:func:`composite`): ``S[t, i] = sum_k w[t, k] F_k[t, i] / sum_k |w[t, k]|`` over
+   the factors finite for name ``i``, then z-scored across names.
+
+Outputs are (T, N) panels on the evaluation context's dates x codes (:mod:`backtest.evaluate`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from backtest.evaluate import EvalContext, factor_corr, rank_ic_series
+from data.errors import AlphamineError, EvaluationError, StoreError
+from factors.processing import industry_codes, process_factor, zscore
+
+METHODS = ("ic", "icir", "equal")
+
+
+@dataclass
+class Member:
+    """One factor of a combination."""
+
+    name: str
+    formula: str
+    sign: float                      # direction from the train mean RankIC (+1 / -1)
+    train_rank_ic: float | None
+    valid_rank_ic: float | None
+    valid_rank_icir: float | None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CombineResult:
+    """Composite score and its ingredients.
+
+    Attributes
+    ----------
+    score : DataFrame (T, N)
+        Composite score (higher = better), z-scored per date; NaN outside the universe.
+    weights : DataFrame (T, K)
+        Factor weights per date (rows sum to 1 in absolute value), columns = member names.
+    ic : DataFrame (T, K)
+        Daily RankIC of each processed member (the input of the weights).
+    members : list of Member
+    dropped : list of (name, reason)
+        Leaderboard factors not used and why (correlation pruning, evaluation failure).
+    method : str
+    horizon : int
+    """
+
+    score: pd.DataFrame
+    weights: pd.DataFrame
+    ic: pd.DataFrame
+    members: list[Member]
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    method: str = "ic"
+    horizon: int = 1
+    window: int = 60
+
+
+def select_members(names: Sequence[str], panels: Mapping[str, np.ndarray], ctx: EvalContext,
+                   max_corr: float = 0.7, split: str = "valid"
+                   ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Greedy correlation pruning in the given (leaderboard) order.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Candidates, best first.
+    panels : mapping of str to ndarray (T, N)
+        Raw factor values on ``ctx``.
+    ctx : EvalContext
+    max_corr : float, default 0.7
+        A candidate is kept iff ``|factor_corr(candidate, kept, split)| < max_corr`` for every
+        factor kept before it (NaN correlations do not block).
+    split : str, default "valid"
+        The split the correlation is measured on (never ``"test"``).
+
+    Returns
+    -------
+    kept : list of str
+    dropped : list of (name, reason)
+
+    Raises
+    ------
+    EvaluationError
+        If ``split`` is ``"test"`` or ``max_corr`` is not in (0, 1].
+    """
+    if split == "test":
+        raise EvaluationError("correlation pruning must not look at the test split")
+    if not 0.0 < max_corr <= 1.0:
+        raise EvaluationError(f"max_corr must be in (0, 1], got {max_corr}")
+    kept: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    for n in names:
+        worst, with_ = 0.0, None
+        for k in kept:
+            c = factor_corr(panels[n], panels[k], ctx, split=split)
+            if np.isfinite(c) and abs(c) > worst:
+                worst, with_ = abs(c), k
+        if with_ is not None and worst >= max_corr:
+            dropped.append((n, f"|corr| {worst:.2f} with {with_} on {split} >= {max_corr}"))
+        else:
+            kept.append(n)
+    return kept, dropped
+
+
+def factor_weights(ic: np.ndarray, method: str = "ic", *, window: int = 60, horizon: int = 1,
+                   min_periods: int | None = None, clip_negative: bool = True) -> np.ndarray:
+    """Per-date factor weights from the daily RankIC matrix, using only known ICs.
+
+    Parameters
+    ----------
+    ic : ndarray, shape (T, K)
+        Daily RankIC of each (direction-aligned) factor at ``horizon``
+        (:func:`backtest.evaluate.rank_ic_series`); NaN = undefined that day.
+    method : {"ic", "icir", "equal"}
+        ``"ic"``: ``w = mean(IC)``; ``"icir"``: ``w = mean(IC) / std(IC)`` (ddof=1), both over the
+        trailing ``window`` rows ending ``horizon + 1`` rows before ``t``; ``"equal"``: ``1/K``.
+    window : int, default 60
+        Trailing window length in trading days.
+    horizon : int, default 1
+        Label horizon; the lag is ``horizon + 1`` rows (module docstring).
+    min_periods : int, optional
+        Finite ICs needed in the window (default ``window // 2``); fewer -> weight NaN.
+    clip_negative : bool, default True
+        Negative trailing IC(IR) gives weight 0 (factors are already direction-aligned on train;
+        a factor is not flipped on recent IC).
+
+    Returns
+    -------
+    ndarray, shape (T, K)
+        Weights with ``sum_k |w[t, k]| = 1``. A row with no usable (all NaN or all zero)
+        weights falls back to equal weights ``1/K``.
+
+    Raises
+    ------
+    EvaluationError
+        Unknown method or bad window/horizon.
+
+    Notes
+    -----
+    Causal: row ``t`` reads ``ic[: t - horizon]`` only (asserted by the tests).
+    """
+    ic = np.asarray(ic, dtype=np.float64)
+    if ic.ndim != 2:
+        raise EvaluationError(f"ic must be (T, K), got shape {ic.shape}")
+    if method not in METHODS:
+        raise EvaluationError(f"unknown combination method {method!r}; use one of {METHODS}")
+    if window < 2 or horizon < 1:
+        raise EvaluationError(f"window must be >= 2 and horizon >= 1, got {window}, {horizon}")
+    T, K = ic.shape
+    w = np.full((T, K), np.nan)
+    if method != "equal":
+        lagged = pd.DataFrame(ic).shift(horizon + 1)
+        roll = lagged.rolling(window, min_periods=min_periods or max(2, window // 2))
+        mean = roll.mean().to_numpy()
+        if method == "ic":
+            w = mean
+        else:
+            sd = roll.std(ddof=1).to_numpy()
+            with np.errstate(all="ignore"):
+                w = np.where(sd > 0, mean / sd, np.nan)
+        if clip_negative:
+            w = np.where(w < 0, 0.0, w)
+    tot = np.nansum(np.abs(w), axis=1, keepdims=True)
+    eq = np.full((T, K), 1.0 / K)
+    with np.errstate(all="ignore"):
+        out = np.where(tot > 0, np.nan_to_num(w) / np.where(tot > 0, tot, 1.0), eq)
+    return out
+
+
+def composite(panels: Sequence[np.ndarray], weights: np.ndarray, mask=None) -> np.ndarray:
+    """Weighted average of processed factor panels, renormalised over the finite factors.
+
+    Parameters
+    ----------
+    panels : sequence of K ndarrays, each (T, N)
+        Processed (z-scored, direction-aligned) factors.
+    weights : ndarray, shape (T, K)
+    mask : ndarray of bool, shape (T, N), optional
+        Universe; the result is z-scored across the names in it.
+
+    Returns
+    -------
+    ndarray, shape (T, N)
+        ``z(sum_k w_k F_k / sum_k |w_k| [F_k finite])``; NaN where no factor is finite or the
+        denominator is zero.
+    """
+    F = np.stack([np.asarray(p, dtype=np.float64) for p in panels], axis=2)   # (T, N, K)
+    W = np.asarray(weights, dtype=np.float64)[:, None, :]
+    fin = np.isfinite(F)
+    num = np.where(fin, F, 0.0) * W
+    den = (fin * np.abs(W)).sum(axis=2)
+    with np.errstate(all="ignore"):
+        s = np.where(den > 0, num.sum(axis=2) / np.where(den > 0, den, 1.0), np.nan)
+    return zscore(s, mask)
+
+
+def combine_panels(raw: Mapping[str, np.ndarray], signs: Mapping[str, float], ctx: EvalContext,
+                   *, method: str = "ic", window: int = 60, neutral: Sequence[str] = (),
+                   industry=None, size=None, clip_negative: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Process every member, compute its daily RankIC, the weights and the composite.
+
+    Parameters
+    ----------
+    raw : mapping of name to ndarray (T, N)
+        Raw factor panels on ``ctx``.
+    signs : mapping of name to float
+        Direction per member (sign of its train mean RankIC).
+    ctx : EvalContext
+        Supplies the universe mask, eligible names, labels and horizon.
+    method, window, clip_negative
+        See :func:`factor_weights`.
+    neutral, industry, size
+        See :func:`factors.processing.process_factor`.
+
+    Returns
+    -------
+    score : ndarray (T, N)
+    weights : ndarray (T, K)
+    ic : ndarray (T, K)
+        Columns in the order of ``raw``.
+    """
+    names = list(raw)
+    if not names:
+        raise EvaluationError("nothing to combine: no member factors")
+    proc = [process_factor(raw[n], ctx.universe_mask, sign=signs.get(n, 1.0), neutral=neutral,
+                           industry=industry, size=size) for n in names]
+    ic = np.column_stack([rank_ic_series(p, ctx) for p in proc])
+    w = factor_weights(ic, method, window=window, horizon=ctx.horizon,
+                       clip_negative=clip_negative)
+    return composite(proc, w, ctx.universe_mask), w, ic
+
+
+def _sign(rec) -> float:
+    v = rec.metric("train", "rank_ic_mean")
+    return -1.0 if v is not None and np.isfinite(v) and v < 0 else 1.0
+
+
+def warmup_start(dm, start, warmup: int = 300) -> str:
+    """The trading day ``warmup`` rows before ``start`` (clipped to the data), 'YYYY-MM-DD'.
+
+    Build the workspace from there so that rolling factor windows and the trailing IC weights
+    are defined on the first output day.
+    """
+    cal = dm.calendar()
+    i0 = max(0, int(cal.searchsorted(pd.Timestamp(start))) - int(warmup))
+    return str(cal[i0].date())
+
+
+def combine_from_store(ws, store, *, top: int = 10, method: str = "ic", max_corr: float = 0.7,
+                       neutral: Sequence[str] = (), window: int = 60,
+                       sort: str = "valid.rank_icir", start: str | None = None
+                       ) -> CombineResult:
+    """Run the whole combination for the leaderboard of the workspace's universe.
+
+    Parameters
+    ----------
+    ws : mining.pipeline.Workspace
+        Panels + evaluation context (built with ``mining.pipeline.make_workspace`` from
+        :func:`warmup_start` to the backtest end); anything with ``.ctx``, ``.dm``,
+        ``.universe``, ``.values(expr)`` and ``.field(name)`` works.
+    store : factors.store.FactorStore
+    top : int
+        Leaderboard members considered (best ``top`` by ``sort``) before pruning.
+    method, window, max_corr, neutral
+        See :func:`combine_panels` and :func:`select_members`.
+    sort : str
+        Leaderboard sort key (train/valid metrics only; the store refuses ``test.*``).
+    start : str, optional
+        First output day (rows before it are warm-up); default the workspace start.
+
+    Returns
+    -------
+    CombineResult
+        Panels restricted to ``[start, ws end]``.
+
+    Raises
+    ------
+    StoreError
+        Empty leaderboard for the universe (the message says how to fill it).
+    EvaluationError, DataError
+        From the evaluator / data layer.
+    """
+    from factors.expr import parse
+
+    universe = ws.universe
+    recs = store.top(top, sort=sort, universe=universe)
+    if not recs:
+        raise StoreError(f"the leaderboard has no factors for universe {universe!r}; "
+                         f"run `mine gp` or `mine library --add` first")
+    dm = ws.dm
+    ctx = ws.ctx
+    raw: dict[str, np.ndarray] = {}
+    dropped: list[tuple[str, str]] = []
+    by_name = {}
+    for r in recs:
+        name = r.name if r.name not in raw else f"{r.name}#{r.id}"
+        try:
+            raw[name] = ws.values(parse(r.formula))
+        except AlphamineError as e:  # a member this workspace cannot evaluate
+            dropped.append((name, f"cannot evaluate: {e}"))
+            continue
+        by_name[name] = r
+    kept, pruned = select_members(list(raw), raw, ctx, max_corr=max_corr)
+    dropped += pruned
+    if not kept:
+        raise EvaluationError("no leaderboard factor could be evaluated on this workspace")
+    industry = size = None
+    if "industry" in neutral:
+        sb = dm.stock_basic().set_index("ts_code")
+        industry = industry_codes(sb["industry_ts"].reindex(ctx.codes).tolist())
+    if "size" in neutral:
+        with np.errstate(all="ignore"):
+            mv = ws.field("total_mv")
+            size = np.where(mv > 0, np.log(np.where(mv > 0, mv, 1.0)), np.nan)
+    signs = {n: _sign(by_name[n]) for n in kept}
+    score, w, ic = combine_panels({n: raw[n] for n in kept}, signs, ctx, method=method,
+                                  window=window, neutral=neutral, industry=industry, size=size)
+    sel = np.asarray(ctx.dates >= pd.Timestamp(start or ctx.dates[0]))
+    dates = ctx.dates[sel]
+    members = []
+    for n in kept:
+        r = by_name[n]
+        members.append(Member(n, r.formula, signs[n], r.metric("train", "rank_ic_mean"),
+                              r.metric("valid", "rank_ic_mean"),
+                              r.metric("valid", "rank_icir")))
+    return CombineResult(
+        score=pd.DataFrame(score[sel], index=dates, columns=ctx.codes),
+        weights=pd.DataFrame(w[sel], index=dates, columns=kept),
+        ic=pd.DataFrame(ic[sel], index=dates, columns=kept),
+        members=members, dropped=dropped, method=method, horizon=ctx.horizon, window=window)
+
+
+__all__ = ["METHODS", "Member", "CombineResult", "select_members", "factor_weights",
+           "composite", "combine_panels", "warmup_start", "combine_from_store"]
