@@ -71,6 +71,22 @@ def _board(codes: pd.Index) -> np.ndarray:
                     np.where(s.str.startswith("68"), "star", "main"))
 
 
+def boards(codes) -> np.ndarray:
+    """Board of each code from its prefix: ``30`` ChiNext, ``68`` STAR, otherwise main board.
+
+    Parameters
+    ----------
+    codes : sequence of str
+        Tushare codes (``600000.SH``).
+
+    Returns
+    -------
+    ndarray of str
+        ``"main"``, ``"chinext"`` or ``"star"`` per code (BSE codes count as main board).
+    """
+    return _board(pd.Index(codes))
+
+
 class DataManager:
     """Loads panels, calendars, universes and trading masks from a Parquet warehouse.
 
@@ -444,6 +460,57 @@ class DataManager:
         r = self._store.window(["amount", "close", "vol"], t0, t1, cols)
         flag = self._amount(r)[1] | (r["vol"] <= 0)
         return pd.DataFrame(flag, index=self._cal[t0:t1], columns=cols)
+
+    def raw_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
+        """Unadjusted VWAP panel in yuan: ``amount / vol``, or the (O+H+L+C)/4 raw proxy.
+
+        The same values as the ``vwap`` field before it is multiplied by ``adj_factor`` (the
+        proxy cells are flagged by :meth:`is_proxy_vwap`). NaN where there is no bar.
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, None, t0, t1)
+        r = self._store.window(list(_DEPS["vwap"]), t0, t1, cols)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = self._raw_vwap(r)
+        return pd.DataFrame(v, index=self._cal[t0:t1], columns=cols)
+
+    def dividends(self, start=None, end=None, codes=None) -> pd.DataFrame:
+        """Implemented dividend / bonus-share events with an ex-date in ``[start, end]``.
+
+        Rows of ``dividend.parquet`` with ``div_proc == "实施"`` (implemented) and an ex-date,
+        one per (ts_code, ex_date) (duplicates of the same event are dropped, first kept).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``ts_code``, ``ex_date`` (datetime64[ns]), ``stk_div`` (bonus + transferred
+            shares per share, 0 when none), ``cash_div_tax`` (pre-tax cash per share, yuan, 0 when
+            none); sorted by ex_date, ts_code. Empty when the file is missing.
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        t0, t1 = self._range(start, end)
+        cols = ["ts_code", "ex_date", "stk_div", "cash_div_tax"]
+        path = self.root / "dividend.parquet"
+        if not path.is_file():
+            return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
+        d = pd.read_parquet(path, columns=cols + ["div_proc"])
+        d = d.loc[(d["div_proc"] == "实施") & d["ex_date"].notna(), cols].copy()
+        d["ex_date"] = pd.to_datetime(d["ex_date"]).astype("datetime64[ns]")
+        d = d.loc[(d["ex_date"] >= self._cal[t0]) & (d["ex_date"] <= self._cal[t1 - 1])]
+        if codes is not None:
+            d = d.loc[d["ts_code"].isin(set(map(str, codes)))]
+        d[["stk_div", "cash_div_tax"]] = d[["stk_div", "cash_div_tax"]].fillna(0.0)
+        d = d.drop_duplicates(["ts_code", "ex_date"]).sort_values(["ex_date", "ts_code"])
+        return d.reset_index(drop=True)
 
     # ------------------------------------------------------------------------------ trading
     def _listing_age(self, t0: int, t1: int, codes: pd.Index) -> tuple[np.ndarray, np.ndarray]:
