@@ -1,0 +1,603 @@
+"""Order plans for execution: the diff between ``target_positions`` and a live account.
+
+The research side ends in ``target_positions`` (one row per ``trade_date`` x ``ts_code`` with a
+``target_weight``; see :func:`read_targets`). This module turns one day of targets plus the
+account's current holdings and cash into a lot-rounded, limit-aware **order plan**. The same
+:func:`order_plan` is used by ``mine export`` (offline, prices from the warehouse) and by the
+QMT adapter (:mod:`backtest.qmt_adapter`, prices and holdings from xtquant), so the plan a user
+reviews is the plan that gets placed.
+
+Plan construction (:func:`order_plan`)
+--------------------------------------
+1. Total equity ``E = cash + sum(quantity x ref_price)`` over current holdings (raw yuan).
+2. Target value per stock ``target_weight x E x (1 - cash_reserve)``; wanted change in shares
+   ``target_value / ref_price - quantity``.
+3. **Sells first**: every held stock above its target (including every holding absent from the
+   targets, target 0) gets a sell rounded with :func:`backtest.rules.round_sell_qty` (100-share
+   lots, STAR 200 minimum then 1-share steps; selling the whole holding includes its odd lot).
+4. **Buys**: every stock below its target gets a buy rounded with
+   :func:`backtest.rules.round_buy_qty`. The buy budget is the cash plus the estimated proceeds
+   of the sells that are not flagged, net of their fees; when the wanted buys do not fit they
+   are scaled down pro rata, re-rounded to lots and then checked one by one (largest target
+   weight first) so that cash after every estimated fee stays >= 0.
+5. **Flags, never silent drops**: an order the exchange rules would reject at the reference
+   price keeps its row with ``status = "flagged"`` and ``reason`` from
+   :func:`backtest.rules.check_order` (``suspended``, ``limit_up_buy``, ``limit_down_sell``),
+   or ``not_sellable_t1`` (fewer sellable shares than the sell needs: T+1), ``no_price``,
+   ``below_min_lot`` (a new position smaller than one lot) or ``insufficient_cash``. Flagged
+   orders are excluded from the cash budget and are not placed by the adapter.
+
+Estimated fees (``est_fees``) are commission (with its minimum), sell-side stamp tax and
+transfer fee from :class:`backtest.rules.CostModel` on the value at the slipped fill price,
+plus the slippage itself (``quantity x |fill - ref|``). ``est_value = quantity x ref_price``.
+
+Timing: targets dated ``D`` are computed from data up to the close of ``D`` and traded on the
+next session. ``mine export`` therefore uses the close of ``D`` as the reference price and
+``D``'s limit prices / bar to flag names that closed locked at a limit or were suspended on
+``D`` -- a heuristic for the next open; the exchange decides at order time.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backtest import rules
+from backtest.rules import CostModel
+from data.errors import BacktestError, DataError
+
+#: Columns of an order plan, in order.
+PLAN_COLUMNS = ["ts_code", "side", "quantity", "ref_price", "est_value", "est_fees",
+                "current_qty", "sellable_qty", "target_weight", "target_value", "status",
+                "reason"]
+#: Columns of a quotes table (index ``ts_code``) as used by :func:`order_plan`.
+QUOTE_COLUMNS = ["ref_price", "limit_up", "limit_down", "has_bar"]
+_TARGET_COLS = ("trade_date", "ts_code", "target_weight")
+_WEIGHT_TOL = 1e-6
+
+
+# ----------------------------------------------------------------------------- reading
+def _read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BacktestError(f"{what} file {str(p)!r} does not exist")
+    suf = p.suffix.lower()
+    try:
+        if suf in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        if suf in (".csv", ".txt"):
+            return pd.read_csv(p, dtype={"ts_code": str})
+    except (OSError, ValueError) as e:
+        raise BacktestError(f"cannot read {what} file {str(p)!r}: {e}") from None
+    raise BacktestError(f"{what} file {str(p)!r}: unsupported format {suf!r} "
+                        f"(use .parquet or .csv)")
+
+
+def validate_targets(df: pd.DataFrame, source: str = "targets") -> pd.DataFrame:
+    """Check and normalise a ``target_positions`` table.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Columns ``trade_date``, ``ts_code``, ``target_weight`` and optionally
+        ``strategy_name`` (other columns are kept).
+    source : str
+        Name used in error messages (e.g. the file path).
+
+    Returns
+    -------
+    DataFrame
+        A copy with ``trade_date`` datetime64[ns], ``ts_code`` str, ``target_weight`` float64,
+        sorted by (trade_date, ts_code), default index.
+
+    Raises
+    ------
+    BacktestError
+        A missing column, an unparsable date, a NaN / negative weight, a duplicated
+        (trade_date, ts_code) pair or a day whose weights sum above 1 (long-only, no leverage).
+    """
+    missing = [c for c in _TARGET_COLS if c not in df.columns]
+    if missing:
+        raise BacktestError(f"{source}: missing column(s) {', '.join(missing)}; a targets file "
+                            f"needs trade_date, ts_code, target_weight[, strategy_name]")
+    out = df.copy()
+    try:
+        d = out["trade_date"]
+        if not pd.api.types.is_datetime64_any_dtype(d):
+            d = d.astype(str).str.replace("-", "", regex=False)
+            d = pd.to_datetime(d, format="%Y%m%d")
+        out["trade_date"] = pd.DatetimeIndex(d).tz_localize(None).as_unit("ns")
+    except (ValueError, TypeError) as e:
+        raise BacktestError(f"{source}: trade_date is not a date column ({e})") from None
+    out["ts_code"] = out["ts_code"].astype(str)
+    w = pd.to_numeric(out["target_weight"], errors="coerce").astype(np.float64)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        r = out.loc[bad].iloc[0]
+        raise BacktestError(f"{source}: target_weight must be a finite number >= 0; "
+                            f"{int(bad.sum())} bad row(s), e.g. {r['ts_code']} on "
+                            f"{r['trade_date'].date()}: {df.loc[r.name, 'target_weight']!r}")
+    out["target_weight"] = w
+    dup = out.duplicated(["trade_date", "ts_code"])
+    if dup.any():
+        r = out.loc[dup].iloc[0]
+        raise BacktestError(f"{source}: duplicated (trade_date, ts_code) rows, e.g. "
+                            f"{r['ts_code']} on {r['trade_date'].date()}")
+    tot = out.groupby("trade_date")["target_weight"].sum()
+    over = tot[tot > 1.0 + _WEIGHT_TOL]
+    if len(over):
+        raise BacktestError(f"{source}: weights sum above 1 on {len(over)} day(s), e.g. "
+                            f"{over.index[0].date()}: {over.iloc[0]:.6f} (long-only, no leverage)")
+    return out.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+
+
+def read_targets(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``target_positions`` file (Parquet or CSV) and validate it.
+
+    ``trade_date`` may be a date column, ``YYYY-MM-DD`` or ``YYYYMMDD`` text.
+
+    Raises
+    ------
+    BacktestError
+        Missing or unreadable file, or invalid content (see :func:`validate_targets`).
+    """
+    return validate_targets(_read_table(path, "targets"), source=str(path))
+
+
+def targets_for(targets: pd.DataFrame, date) -> pd.DataFrame:
+    """The rows of ``targets`` dated ``date`` (a trading day present in the file).
+
+    Raises
+    ------
+    BacktestError
+        If ``date`` is not a date or has no rows; the message lists the nearest dates
+        available (up to 3 before and 3 after).
+    """
+    try:
+        d = pd.Timestamp(date)
+    except (ValueError, TypeError):
+        raise BacktestError(f"date {date!r} is not a date (use YYYY-MM-DD)") from None
+    if d is pd.NaT:
+        raise BacktestError(f"date {date!r} is not a date (use YYYY-MM-DD)")
+    day = targets.loc[targets["trade_date"] == d]
+    if len(day):
+        return day.reset_index(drop=True)
+    dates = pd.DatetimeIndex(targets["trade_date"].unique()).sort_values()
+    if len(dates) == 0:
+        raise BacktestError("the targets are empty")
+    i = int(dates.searchsorted(d))
+    near = dates[max(0, i - 3):i + 3]
+    raise BacktestError(f"no targets on {d.date()}; nearest dates available: "
+                        f"{', '.join(str(x.date()) for x in near)} "
+                        f"({len(dates)} dates from {dates[0].date()} to {dates[-1].date()})")
+
+
+def read_positions(path: str | os.PathLike | None) -> pd.DataFrame:
+    """Read current holdings: CSV/Parquet with ``ts_code``, ``quantity`` [, ``sellable``].
+
+    ``None`` means an empty account. ``sellable`` defaults to ``quantity`` (nothing bought
+    today). Rows with quantity 0 are dropped.
+
+    Returns
+    -------
+    DataFrame
+        Index ``ts_code``; int64 columns ``quantity`` and ``sellable`` (shares).
+
+    Raises
+    ------
+    BacktestError
+        Missing columns, duplicated codes, non-integer or negative quantities, or
+        ``sellable > quantity``.
+    """
+    if path is None:
+        return _positions_frame(None)
+    return _positions_frame(_read_table(path, "positions"), source=str(path))
+
+
+def _positions_frame(pos, source: str = "positions") -> pd.DataFrame:
+    empty = pd.DataFrame({"quantity": pd.Series(dtype=np.int64),
+                          "sellable": pd.Series(dtype=np.int64)},
+                         index=pd.Index([], dtype=object, name="ts_code"))
+    if pos is None:
+        return empty
+    if isinstance(pos, pd.Series):
+        pos = pos.rename("quantity").rename_axis("ts_code").reset_index()
+    df = pos.reset_index() if "ts_code" not in pos.columns else pos.copy()
+    for c in ("ts_code", "quantity"):
+        if c not in df.columns:
+            raise BacktestError(f"{source}: missing column {c!r}; positions need ts_code, "
+                                f"quantity[, sellable]")
+    if len(df) == 0:
+        return empty
+    df["ts_code"] = df["ts_code"].astype(str)
+    if df["ts_code"].duplicated().any():
+        raise BacktestError(f"{source}: duplicated ts_code "
+                            f"{df.loc[df['ts_code'].duplicated(), 'ts_code'].iloc[0]}")
+    cols = {}
+    for c in ("quantity", "sellable"):
+        if c not in df.columns:
+            continue
+        v = pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(v) | (v < 0) | (np.abs(v - np.round(v)) > 1e-9)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BacktestError(f"{source}: {c} must be a whole number of shares >= 0, got "
+                                f"{df[c].iloc[i]!r} for {df['ts_code'].iloc[i]}")
+        cols[c] = np.round(v).astype(np.int64)
+    q = cols["quantity"]
+    s = cols.get("sellable", q)
+    if (s > q).any():
+        i = int(np.flatnonzero(s > q)[0])
+        raise BacktestError(f"{source}: sellable {s[i]} > quantity {q[i]} for "
+                            f"{df['ts_code'].iloc[i]}")
+    out = pd.DataFrame({"quantity": q, "sellable": s},
+                       index=pd.Index(df["ts_code"].to_numpy(), name="ts_code"))
+    return out.loc[out["quantity"] > 0]
+
+
+# ----------------------------------------------------------------------------- the plan
+def _weights(targets_day) -> pd.Series:
+    if isinstance(targets_day, pd.Series):
+        w = targets_day.astype(np.float64)
+    else:
+        if "trade_date" in targets_day.columns and targets_day["trade_date"].nunique() > 1:
+            raise BacktestError("order_plan takes one day of targets; select it with "
+                                "targets_for(targets, date)")
+        w = pd.Series(targets_day["target_weight"].to_numpy(np.float64),
+                      index=targets_day["ts_code"].astype(str).to_numpy())
+    if w.index.has_duplicates:
+        raise BacktestError(f"duplicated ts_code in the day's targets: "
+                            f"{w.index[w.index.duplicated()][0]}")
+    if (~np.isfinite(w) | (w < 0)).any() or w.sum() > 1.0 + _WEIGHT_TOL:
+        raise BacktestError("the day's target weights must be finite, >= 0 and sum to <= 1")
+    return w
+
+
+def _col(x, codes: pd.Index, default: float) -> np.ndarray:
+    if x is None:
+        return np.full(len(codes), default)
+    s = x if isinstance(x, pd.Series) else pd.Series(x)
+    s.index = s.index.astype(str)
+    return np.array(s.reindex(codes).to_numpy(np.float64, na_value=default), dtype=np.float64)
+
+
+def _fees(cost: CostModel, side: str, qty: int, px: float, date) -> float:
+    if qty <= 0:
+        return 0.0
+    fill = cost.fill_price(side, px)
+    return float(sum(cost.fees(side, qty * fill, date).values())) + qty * abs(fill - px)
+
+
+def order_plan(targets_day, current_positions, cash: float, prices, limits=None, date=None,
+               cost_model: CostModel | None = None, *, has_bar=None,
+               cash_reserve: float = 0.0) -> pd.DataFrame:
+    """Orders that move an account from its holdings to one day's target weights.
+
+    Parameters
+    ----------
+    targets_day : DataFrame or Series
+        One day of targets (``ts_code``, ``target_weight``), or a Series weight by ts_code.
+        Weights are fractions of total equity, >= 0, summing to <= 1 (the rest stays cash).
+    current_positions : DataFrame, Series or None
+        Holdings: ``ts_code``, ``quantity`` [, ``sellable``] in shares (see
+        :func:`read_positions`); a Series is quantity by ts_code; None = empty account.
+    cash : float
+        Available cash, yuan (>= 0).
+    prices : Series or dict
+        Reference price per ts_code, raw yuan (e.g. the last close). Every held stock needs
+        one (its value enters equity); a target without one is flagged ``no_price``.
+    limits : (Series, Series) or None
+        Limit-up and limit-down prices per ts_code, raw yuan; missing / NaN = no limit.
+    date : str or Timestamp
+        The trading date the fees are dated (stamp-tax rate).
+    cost_model : CostModel, optional
+        Default ``CostModel()`` (0.03% commission, 5 yuan minimum, 0.001% transfer fee).
+    has_bar : Series or dict, optional
+        Whether each stock trades (False = suspended). Default (and for codes missing from
+        it): it has a price.
+    cash_reserve : float
+        Fraction of equity kept uninvested (0 <= cash_reserve < 1).
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`PLAN_COLUMNS`: sells first then buys, each sorted by ts_code.
+        ``quantity`` is in shares (int), ``est_value`` / ``est_fees`` / ``target_value`` in
+        yuan, ``status`` is ``"ok"`` or ``"flagged"``, ``reason`` is empty for plain ``ok``
+        orders, ``"reduced_for_cash"`` for buys cut to fit the budget, else the flag reason
+        (module docstring). Stocks already at target (within one lot) get no row. Cash after
+        the ``ok`` orders and their estimated fees is >= 0.
+
+    Raises
+    ------
+    BacktestError
+        Invalid weights, positions or cash, or a held stock without a reference price.
+    """
+    if not (isinstance(cash, (int, float, np.floating)) and math.isfinite(cash) and cash >= 0):
+        raise BacktestError(f"cash must be a finite number >= 0 (yuan), got {cash!r}")
+    if not 0.0 <= cash_reserve < 1.0:
+        raise BacktestError(f"cash_reserve must be in [0, 1), got {cash_reserve!r}")
+    if date is None:
+        raise BacktestError("order_plan needs the trading date (stamp-tax rate)")
+    date = pd.Timestamp(date)
+    cost = cost_model if cost_model is not None else CostModel()
+    w = _weights(targets_day)
+    pos = _positions_frame(current_positions)
+    codes = pd.Index(sorted(set(w.index) | set(pos.index)), name="ts_code")
+    wt = w.reindex(codes).fillna(0.0).to_numpy()
+    qty = pos["quantity"].reindex(codes).fillna(0).to_numpy(np.int64)
+    sellable = pos["sellable"].reindex(codes).fillna(0).to_numpy(np.int64)
+    px = _col(prices, codes, np.nan)
+    px[~(px > 0)] = np.nan
+    up = _col(limits[0], codes, np.nan) if limits is not None else np.full(len(codes), np.nan)
+    down = _col(limits[1], codes, np.nan) if limits is not None else np.full(len(codes), np.nan)
+    bar = np.isfinite(px)
+    if has_bar is not None:
+        hb = _col(has_bar, codes, np.nan)
+        bar = np.where(np.isnan(hb), bar, hb > 0)
+    no_px = (qty > 0) & ~np.isfinite(px)
+    if no_px.any():
+        raise BacktestError(f"no reference price for held stock(s) "
+                            f"{', '.join(codes[no_px][:5])}: pass prices for every holding")
+    equity = float(cash) + float(np.nansum(qty * px))
+    tval = wt * equity * (1.0 - cash_reserve)
+    with np.errstate(invalid="ignore"):
+        want = tval / px - qty            # NaN where there is no price (target not held)
+    rows: list[dict] = []
+
+    def row(i, side, q, status, reason):
+        p = px[i]
+        ev = q * p if np.isfinite(p) else np.nan
+        fee = _fees(cost, side, q, p, date) if np.isfinite(p) else np.nan
+        rows.append({"ts_code": codes[i], "side": side, "quantity": int(q), "ref_price": p,
+                     "est_value": ev, "est_fees": fee, "current_qty": int(qty[i]),
+                     "sellable_qty": int(sellable[i]), "target_weight": wt[i],
+                     "target_value": tval[i], "status": status, "reason": reason})
+        return ev, fee
+
+    budget = float(cash)
+    # ---- sells
+    for i in np.flatnonzero(want < 0):
+        code = codes[i]
+        q = rules.round_sell_qty(code, -want[i], held=int(qty[i]))
+        if q <= 0:
+            continue
+        reason = rules.check_order("sell", px[i], up[i], down[i], bool(bar[i]))
+        if reason is None and q > sellable[i]:
+            reason = "not_sellable_t1"
+        ev, fee = row(i, "sell", q, "ok" if reason is None else "flagged", reason or "")
+        if reason is None:
+            budget += ev - fee
+    # ---- buys
+    cand = []                              # (i, wanted lot-rounded quantity)
+    for i in np.flatnonzero(~(want <= 0) & (wt > 0)):
+        code = codes[i]
+        if not np.isfinite(px[i]):
+            row(i, "buy", 0, "flagged", "no_price")
+            continue
+        q = rules.round_buy_qty(code, want[i])
+        if q <= 0:
+            if qty[i] == 0:
+                row(i, "buy", 0, "flagged", "below_min_lot")
+            continue
+        reason = rules.check_order("buy", px[i], up[i], down[i], bool(bar[i]))
+        if reason is not None:
+            row(i, "buy", q, "flagged", reason)
+            continue
+        cand.append((i, q))
+    need = sum(q * px[i] + _fees(cost, "buy", q, px[i], date) for i, q in cand)
+    scale = 1.0 if need <= budget else max(budget, 0.0) / need
+    cand.sort(key=lambda t: (-wt[t[0]], codes[t[0]]))
+    for i, q0 in cand:
+        code, p = codes[i], px[i]
+        q = q0 if scale >= 1.0 else rules.round_buy_qty(code, q0 * scale)
+        while q > 0:
+            c = q * p + _fees(cost, "buy", q, p, date)
+            if c <= budget + 1e-9:
+                break
+            shrink = (budget - _fees(cost, "buy", q, p, date)) / p
+            q = rules.round_buy_qty(code, min(q - 1, shrink))
+        if q <= 0:
+            row(i, "buy", q0, "flagged", "insufficient_cash")
+            continue
+        ev, fee = row(i, "buy", q, "ok", "" if q == q0 else "reduced_for_cash")
+        budget -= ev + fee
+    plan = pd.DataFrame(rows, columns=PLAN_COLUMNS)
+    plan["_s"] = (plan["side"] == "buy").astype(int)
+    plan = plan.sort_values(["_s", "ts_code"], kind="stable").drop(columns="_s")
+    plan = plan.reset_index(drop=True)
+    plan["quantity"] = plan["quantity"].astype(np.int64)
+    return plan
+
+
+def plan_summary(plan: pd.DataFrame, cash: float) -> dict:
+    """Totals of a plan: counts, gross values, fees and the estimated cash left.
+
+    Returns
+    -------
+    dict
+        ``n_orders`` (ok), ``n_sell``, ``n_buy``, ``n_flagged``, ``gross_sell``,
+        ``gross_buy``, ``est_fees`` (ok orders, yuan), ``cash_after`` (cash + sells - buys -
+        fees, yuan) and ``flagged`` (reason -> count).
+    """
+    ok = plan[plan["status"] == "ok"]
+    sell = ok[ok["side"] == "sell"]
+    buy = ok[ok["side"] == "buy"]
+    fees = float(ok["est_fees"].sum())
+    flagged = plan.loc[plan["status"] == "flagged", "reason"].value_counts()
+    return {"n_orders": int(len(ok)), "n_sell": int(len(sell)), "n_buy": int(len(buy)),
+            "n_flagged": int(flagged.sum()), "gross_sell": float(sell["est_value"].sum()),
+            "gross_buy": float(buy["est_value"].sum()), "est_fees": fees,
+            "cash_after": float(cash) + float(sell["est_value"].sum())
+            - float(buy["est_value"].sum()) - fees,
+            "flagged": {str(k): int(v) for k, v in flagged.items()}}
+
+
+# ----------------------------------------------------------------------------- quotes
+def reference_quotes(dm, date, codes, lookback: int = 250) -> pd.DataFrame:
+    """Reference prices and limits from the warehouse for an export dated ``date``.
+
+    ``ref_price`` is the raw close of ``date``, or for a stock without a bar that day
+    (suspended) its last raw close within ``lookback`` trading days before; ``has_bar`` says
+    whether it traded on ``date``; ``limit_up`` / ``limit_down`` are ``date``'s limit prices
+    (:meth:`data.manager.DataManager.limit_prices`; NaN = no limit or no bar).
+
+    Parameters
+    ----------
+    dm : DataManager
+    date : str or Timestamp
+        A trading day in the warehouse.
+    codes : sequence of str
+    lookback : int
+        Trading days searched back for the last close of a suspended stock.
+
+    Returns
+    -------
+    DataFrame
+        Index ``ts_code`` (in ``codes`` order), columns :data:`QUOTE_COLUMNS` plus
+        ``price_date`` (the day of ``ref_price``; NaT when none was found).
+
+    Raises
+    ------
+    DataError
+        ``date`` is not a trading day of the warehouse.
+    """
+    d = pd.Timestamp(date)
+    cal = dm.calendar()
+    if d not in cal:
+        i = int(cal.searchsorted(d))
+        near = cal[max(0, i - 2):i + 2]
+        raise DataError(f"{d.date()} is not a trading day of the warehouse "
+                        f"({cal[0].date()} to {cal[-1].date()}); nearest: "
+                        f"{', '.join(str(x.date()) for x in near)}")
+    codes = pd.Index([str(c) for c in codes], name="ts_code")
+    if len(codes) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in QUOTE_COLUMNS}
+                            | {"price_date": pd.Series(dtype="datetime64[ns]")},
+                            index=codes)
+    i = int(cal.get_loc(d))
+    start = cal[max(0, i - int(lookback))]
+    close = dm.panel("raw_close", start, d, codes=codes)
+    last = close.ffill().iloc[-1]
+    price_date = pd.Series([close[c].last_valid_index() for c in close.columns],
+                           index=codes, dtype="datetime64[ns]")
+    up, down = dm.limit_prices(d, d, codes=codes)
+    return pd.DataFrame({"ref_price": last.to_numpy(np.float64),
+                         "limit_up": up.iloc[0].to_numpy(np.float64),
+                         "limit_down": down.iloc[0].to_numpy(np.float64),
+                         "has_bar": close.iloc[-1].notna().to_numpy(bool),
+                         "price_date": price_date.to_numpy()}, index=codes)
+
+
+def read_quotes(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a quotes CSV written by ``mine export`` (index ts_code, :data:`QUOTE_COLUMNS`).
+
+    Raises
+    ------
+    BacktestError
+        Missing file or columns.
+    """
+    df = _read_table(path, "quotes")
+    missing = [c for c in ["ts_code"] + QUOTE_COLUMNS if c not in df.columns]
+    if missing:
+        raise BacktestError(f"quotes file {str(path)!r}: missing column(s) {', '.join(missing)}")
+    df["ts_code"] = df["ts_code"].astype(str)
+    df["has_bar"] = df["has_bar"].astype(str).str.lower().isin(["true", "1", "1.0"])
+    return df.set_index("ts_code")
+
+
+def plan_from_quotes(targets_day, positions, cash: float, quotes: pd.DataFrame, date,
+                     cost_model: CostModel | None = None, cash_reserve: float = 0.0
+                     ) -> pd.DataFrame:
+    """:func:`order_plan` with prices, limits and bars taken from one quotes table."""
+    return order_plan(targets_day, positions, cash, quotes["ref_price"],
+                      (quotes["limit_up"], quotes["limit_down"]), date, cost_model,
+                      has_bar=quotes["has_bar"].astype(bool), cash_reserve=cash_reserve)
+
+
+# ----------------------------------------------------------------------------- files
+def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
+    """Write ``df`` as CSV via a temporary file in the same folder and ``os.replace``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            df.to_csv(f, index=index)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def find_latest_targets(out_dir: str | os.PathLike) -> Path:
+    """The newest targets file under ``out_dir`` (what ``mine combine`` writes).
+
+    Searches ``out_dir`` recursively for ``*targets*.parquet`` and ``*targets*.csv``, skipping
+    the ``export/`` subfolder (the per-day files written by ``mine export``), and returns the
+    most recently modified one (Parquet preferred on a tie).
+
+    Raises
+    ------
+    BacktestError
+        If there is none: run ``mine combine`` first or pass ``--targets``.
+    """
+    root = Path(out_dir)
+    found = []
+    if root.is_dir():
+        for ext, pref in (("parquet", 0), ("csv", 1)):
+            for p in root.rglob(f"*targets*.{ext}"):
+                if "export" in p.relative_to(root).parts[:-1] or p.name.startswith("."):
+                    continue
+                found.append((-p.stat().st_mtime, pref, str(p)))
+    if not found:
+        raise BacktestError(f"no targets file (*targets*.parquet / *targets*.csv) under "
+                            f"{str(root)!r}: run `mine combine` first or pass --targets")
+    return Path(sorted(found)[0][2])
+
+
+def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float,
+               quotes: pd.DataFrame, out_dir: str | os.PathLike,
+               cost_model: CostModel | None = None, cash_reserve: float = 0.0) -> dict:
+    """Compute one day's plan and write the export files atomically.
+
+    Files written in ``out_dir`` (``YYYYMMDD`` = ``date``):
+
+    * ``targets_YYYYMMDD.csv``: the day's rows of ``target_positions``;
+    * ``quotes_YYYYMMDD.csv``: the reference prices, limits and bars used
+      (``ts_code`` + :data:`QUOTE_COLUMNS` + ``price_date``), so the QMT adapter can
+      rebuild exactly this plan offline (``--quotes``);
+    * ``orders_YYYYMMDD.csv``: the plan (:data:`PLAN_COLUMNS`).
+
+    Returns
+    -------
+    dict
+        ``plan`` (DataFrame), ``summary`` (:func:`plan_summary`), ``files`` (name -> Path).
+    """
+    day = targets_for(targets, date)
+    d = pd.Timestamp(date)
+    plan = plan_from_quotes(day, positions, cash, quotes, d, cost_model, cash_reserve)
+    tag = d.strftime("%Y%m%d")
+    out = Path(out_dir)
+    tday = day.copy()
+    tday["trade_date"] = tday["trade_date"].dt.strftime("%Y-%m-%d")
+    q = quotes.copy()
+    if "price_date" in q.columns:
+        q["price_date"] = pd.to_datetime(q["price_date"]).dt.strftime("%Y-%m-%d")
+    files = {"targets": atomic_write_csv(tday, out / f"targets_{tag}.csv"),
+             "quotes": atomic_write_csv(q.rename_axis("ts_code").reset_index(),
+                                        out / f"quotes_{tag}.csv"),
+             "orders": atomic_write_csv(plan.round({"est_fees": 4, "target_value": 4}),
+                                        out / f"orders_{tag}.csv")}
+    return {"plan": plan, "summary": plan_summary(plan, cash), "files": files}
+
+
+__all__ = ["PLAN_COLUMNS", "QUOTE_COLUMNS", "validate_targets", "read_targets", "targets_for",
+           "read_positions", "order_plan", "plan_summary", "reference_quotes", "read_quotes",
+           "plan_from_quotes", "atomic_write_csv", "find_latest_targets", "export_day"]
