@@ -1,0 +1,448 @@
+"""Strategies: score panels -> ``target_positions`` (the input of the simulator and the export).
+
+target_positions (long frame, one row per held name per rebalance day)
+    ``trade_date`` (datetime64, the decision day ``t``: the weights are formed from data up to
+    the close of ``t`` and executed by the simulator at the open of ``t + 1``), ``ts_code``,
+    ``target_weight`` (fraction of the account NAV, >= 0, row sum <= 1, the rest is cash) and
+    ``strategy_name``. Only rebalance days appear; between them the account holds. A rebalance
+    day on which nothing qualifies has no row (the account keeps what it holds).
+    Written as Parquet and CSV side by side, each atomically (:func:`write_targets`).
+
+Candidates
+    A name can be bought on day ``t`` iff it is in the point-in-time universe at ``t`` and
+    tradable at ``t`` per :class:`data.manager.DataManager` (has a bar, i.e. not suspended;
+    not one-price locked at a limit; listed at least ``min_listed_days``; open below limit-up):
+    everything known at the close of ``t`` (:func:`eligible_mask`). Whether the order fills at
+    ``t + 1`` (limit-up open, suspension) is the simulator's business.
+
+Rebalance schedules (:func:`rebalance_mask`)
+    ``"daily"``; ``"weekly"`` / ``"monthly"``: the last trading day of each calendar week /
+    month (orders go out on the first day of the next); an integer ``k``: rows ``0, k, 2k...``.
+
+Everything is vectorised over the rebalance rows except TopK-dropout, whose holdings depend on
+the previous ones (a loop over rebalance days, vector operations inside).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.errors import BacktestError
+
+TARGET_COLUMNS = ("trade_date", "ts_code", "target_weight", "strategy_name")
+
+
+# --------------------------------------------------------------------------- schedule / masks
+
+def rebalance_mask(dates, rebalance: int | str = "weekly") -> np.ndarray:
+    """Rebalance days among ``dates`` (module docstring).
+
+    Parameters
+    ----------
+    dates : DatetimeIndex, length T
+        Trading days, ascending.
+    rebalance : int or {"daily", "weekly", "monthly"}
+        Schedule; an int ``k >= 1`` means every ``k`` trading days from the first row.
+
+    Returns
+    -------
+    ndarray of bool, shape (T,)
+
+    Raises
+    ------
+    BacktestError
+        Unknown schedule or ``k < 1``.
+    """
+    dates = pd.DatetimeIndex(dates)
+    T = len(dates)
+    if isinstance(rebalance, str) and rebalance.isdigit():
+        rebalance = int(rebalance)
+    if isinstance(rebalance, (int, np.integer)) and not isinstance(rebalance, bool):
+        if rebalance < 1:
+            raise BacktestError(f"rebalance every k days needs k >= 1, got {rebalance}")
+        return (np.arange(T) % int(rebalance)) == 0
+    if rebalance == "daily":
+        return np.ones(T, bool)
+    if rebalance in ("weekly", "monthly"):
+        if T == 0:
+            return np.zeros(0, bool)
+        key = (dates.to_period("W") if rebalance == "weekly" else dates.to_period("M"))
+        key = np.asarray(key.asi8)
+        out = np.ones(T, bool)
+        out[:-1] = key[1:] != key[:-1]
+        return out
+    raise BacktestError(f"unknown rebalance schedule {rebalance!r}; use daily, weekly, "
+                        f"monthly or a number of trading days")
+
+
+def eligible_mask(dm, universe: str, dates, codes, *, min_listed_days: int = 60) -> np.ndarray:
+    """Names that may be bought on each decision day (module docstring), ``(T, N)`` bool.
+
+    ``universe_mask & tradable_mask(min_listed_days) & buyable_mask`` of the
+    :class:`data.manager.DataManager`, all on the same day ``t``.
+
+    Raises
+    ------
+    UniverseError, DataError
+        From the data manager.
+    """
+    dates = pd.DatetimeIndex(dates)
+    s, e = dates[0], dates[-1]
+    m = dm.universe_mask(universe, dates, codes)
+    m &= dm.tradable_mask(s, e, codes, min_listed_days=min_listed_days)
+    m &= dm.buyable_mask(s, e, codes)
+    return m
+
+
+# --------------------------------------------------------------------------- weights
+
+def _ranked(score: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column order per row, best first, and the number of eligible finite names per row."""
+    s = np.where(eligible & np.isfinite(score), score, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")
+    return order, np.isfinite(s).sum(axis=1)
+
+
+def topn_weights(score, eligible, n: int, rebalance_rows) -> np.ndarray:
+    """TopN equal weight: on each rebalance day hold the ``n`` best eligible names at ``1/n``.
+
+    Parameters
+    ----------
+    score : ndarray (T, N)
+        Higher = better; non-finite = no view.
+    eligible : ndarray of bool (T, N)
+        Buyable candidates (:func:`eligible_mask`).
+    n : int
+        Names held. With fewer than ``n`` candidates each gets ``1/count``.
+    rebalance_rows : ndarray of bool (T,)
+
+    Returns
+    -------
+    ndarray (T, N)
+        Weights on rebalance rows (rows sum to 1, or 0 with no candidate); NaN rows elsewhere
+        (= hold).
+
+    Raises
+    ------
+    BacktestError
+        ``n < 1`` or shape mismatch.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    eligible = np.asarray(eligible, dtype=bool)
+    rb = np.asarray(rebalance_rows, dtype=bool)
+    if n < 1:
+        raise BacktestError(f"TopN needs n >= 1, got {n}")
+    if score.shape != eligible.shape or rb.shape != (score.shape[0],):
+        raise BacktestError(f"shape mismatch: score {score.shape}, eligible {eligible.shape}, "
+                            f"rebalance rows {rb.shape}")
+    W = np.full(score.shape, np.nan)
+    rows = np.flatnonzero(rb)
+    if rows.size == 0:
+        return W
+    order, cnt = _ranked(score[rows], eligible[rows])
+    k = np.minimum(cnt, n)
+    take = np.arange(score.shape[1])[None, :] < k[:, None]
+    w = np.zeros((rows.size, score.shape[1]))
+    with np.errstate(all="ignore"):
+        np.put_along_axis(w, order, np.where(take, 1.0 / np.maximum(k, 1)[:, None], 0.0), axis=1)
+    W[rows] = w
+    return W
+
+
+def topk_dropout_weights(score, eligible, k: int, n_drop: int, rebalance_rows) -> np.ndarray:
+    """TopK with dropout (Qlib ``TopkDropoutStrategy``): hold ``k`` names at ``1/k``; on each
+    rebalance sell at most ``n_drop`` of the worst-ranked holdings and buy as many of the best
+    names not held.
+
+    Procedure on a rebalance day (Qlib's ``generate_trade_decision``, equal weights): ``today`` =
+    the best ``n_drop + k - |held|`` eligible names not held; rank ``held + today`` by score
+    (held names without a finite score rank last); sell the held names among the ``n_drop``
+    worst of that ranking; buy the first ``|sold| + k - |held|`` of ``today``.
+
+    Parameters
+    ----------
+    score, eligible, rebalance_rows
+        As in :func:`topn_weights`.
+    k : int
+        Names held.
+    n_drop : int
+        Maximum replacements per rebalance (``0 <= n_drop <= k``).
+
+    Returns
+    -------
+    ndarray (T, N)
+        Weights ``1/k`` on held names on rebalance rows, NaN rows elsewhere.
+
+    Raises
+    ------
+    BacktestError
+        Bad ``k`` / ``n_drop`` or shapes.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    eligible = np.asarray(eligible, dtype=bool)
+    rb = np.asarray(rebalance_rows, dtype=bool)
+    if k < 1 or not 0 <= n_drop <= k:
+        raise BacktestError(f"TopK-dropout needs k >= 1 and 0 <= n_drop <= k, got k={k}, "
+                            f"n_drop={n_drop}")
+    if score.shape != eligible.shape or rb.shape != (score.shape[0],):
+        raise BacktestError(f"shape mismatch: score {score.shape}, eligible {eligible.shape}")
+    T, N = score.shape
+    W = np.full((T, N), np.nan)
+    held = np.zeros(N, bool)
+    for t in np.flatnonzero(rb):
+        s = score[t]
+        cand = eligible[t] & np.isfinite(s) & ~held
+        cidx = np.flatnonzero(cand)
+        cidx = cidx[np.argsort(-s[cidx], kind="stable")]
+        n_held = int(held.sum())
+        today = cidx[:max(0, n_drop + k - n_held)]
+        hidx = np.flatnonzero(held)
+        comb = np.concatenate([hidx, today])
+        key = np.where(np.isfinite(s[comb]), s[comb], -np.inf)
+        comb = comb[np.argsort(-key, kind="stable")]
+        worst = set(comb[len(comb) - n_drop:].tolist()) if n_drop else set()
+        sell = [i for i in hidx if i in worst]
+        n_buy = len(sell) + k - n_held
+        buy = today[:max(0, n_buy)]
+        held[sell] = False
+        held[buy] = True
+        W[t] = np.where(held, 1.0 / k, 0.0)
+    return W
+
+
+def apply_caps(W, *, max_weight: float | None = None, industry=None,
+               max_industry_weight: float | None = None, iters: int = 100) -> np.ndarray:
+    """Cap weights per stock and per industry, redistributing the excess (water-filling).
+
+    Each iteration clips names above ``max_weight``, scales industries above
+    ``max_industry_weight`` down to the cap, and hands the weight removed to the names still
+    below both caps, in proportion to their weights. Rows keep their total when the caps
+    allow it; otherwise the rest stays in cash.
+
+    Parameters
+    ----------
+    W : ndarray (T, N)
+        Non-negative weights; NaN rows (no rebalance) pass through.
+    max_weight : float, optional
+        Per-stock cap in (0, 1].
+    industry : ndarray of int (N,), optional
+        Group codes (:func:`factors.processing.industry_codes`); needed for the industry cap.
+    max_industry_weight : float, optional
+        Per-industry cap in (0, 1].
+    iters : int, default 100
+
+    Returns
+    -------
+    ndarray (T, N)
+
+    Raises
+    ------
+    BacktestError
+        Caps outside (0, 1] or an industry cap without industry codes.
+    """
+    W = np.array(W, dtype=np.float64)
+    for nm, v in (("max_weight", max_weight), ("max_industry_weight", max_industry_weight)):
+        if v is not None and not 0.0 < v <= 1.0:
+            raise BacktestError(f"{nm} must be in (0, 1], got {v}")
+    if max_industry_weight is not None and industry is None:
+        raise BacktestError("an industry cap needs industry codes")
+    if max_weight is None and max_industry_weight is None:
+        return W
+    rows = np.flatnonzero(~np.isnan(W).all(axis=1))
+    w = np.nan_to_num(W[rows])
+    total = w.sum(axis=1)
+    mw = np.inf if max_weight is None else max_weight
+    if max_industry_weight is not None:
+        g = np.asarray(industry, dtype=np.int64)
+        G = np.zeros((W.shape[1], int(g.max()) + 1))
+        G[np.arange(W.shape[1]), g] = 1.0
+    eps = 1e-12
+    for _ in range(iters):
+        w = np.minimum(w, mw)
+        room = np.full(w.shape, True)
+        if max_industry_weight is not None:
+            ind = w @ G
+            scale = np.where(ind > max_industry_weight, max_industry_weight
+                             / np.where(ind > 0, ind, 1.0), 1.0)
+            w = w * (scale @ G.T)
+            room = ((w @ G) @ G.T) < max_industry_weight - 1e-9
+        deficit = total - w.sum(axis=1)
+        free = (w > 0) & (w < mw - 1e-9) & room
+        base = np.where(free, w, 0.0)
+        bs = base.sum(axis=1)
+        go = (deficit > eps) & (bs > 0)
+        if not go.any():
+            break
+        w[go] += base[go] / bs[go, None] * deficit[go, None]
+    W[rows] = w
+    return W
+
+
+# --------------------------------------------------------------------------- frames and files
+
+def to_targets(W, dates, codes, strategy_name: str) -> pd.DataFrame:
+    """Long ``target_positions`` from a weight panel (non-NaN rows = rebalance days).
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`TARGET_COLUMNS`, sorted by (trade_date, ts_code), weights > 0 only.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    t, i = np.nonzero(np.nan_to_num(W) > 0)
+    df = pd.DataFrame({"trade_date": pd.DatetimeIndex(dates)[t].astype("datetime64[ns]"),
+                       "ts_code": np.asarray(codes, dtype=object)[i],
+                       "target_weight": W[t, i],
+                       "strategy_name": strategy_name})
+    return df.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_frame(df: pd.DataFrame, stem) -> tuple[Path, Path]:
+    """Write ``df`` as ``stem.parquet`` and ``stem.csv``, each atomically (temp + os.replace)."""
+    stem = Path(stem)
+    pq, csv = stem.with_suffix(".parquet"), stem.with_suffix(".csv")
+    _atomic(pq, lambda p: df.to_parquet(p, index=False))
+    _atomic(csv, lambda p: df.to_csv(p, index=False))
+    return pq, csv
+
+
+def write_targets(df: pd.DataFrame, stem) -> tuple[Path, Path]:
+    """Validate and write ``target_positions`` (Parquet + CSV); returns both paths."""
+    return write_frame(validate_targets(df), stem)
+
+
+def validate_targets(df: pd.DataFrame, where: str = "targets") -> pd.DataFrame:
+    """Check the ``target_positions`` schema and normalise dtypes.
+
+    Raises
+    ------
+    BacktestError
+        Missing columns, negative or non-finite weights, a day whose weights sum above 1,
+        or duplicate (trade_date, ts_code) rows.
+    """
+    missing = [c for c in TARGET_COLUMNS[:3] if c not in df.columns]
+    if missing:
+        raise BacktestError(f"{where}: missing column(s) {', '.join(missing)}; need "
+                            f"{', '.join(TARGET_COLUMNS)}")
+    out = df.copy()
+    if "strategy_name" not in out:
+        out["strategy_name"] = "custom"
+    out["trade_date"] = pd.to_datetime(out["trade_date"]).astype("datetime64[ns]")
+    out["ts_code"] = out["ts_code"].astype(str)
+    out["target_weight"] = out["target_weight"].astype(np.float64)
+    w = out["target_weight"].to_numpy()
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise BacktestError(f"{where}: target_weight must be finite and >= 0")
+    if out.duplicated(["trade_date", "ts_code"]).any():
+        raise BacktestError(f"{where}: duplicate (trade_date, ts_code) rows")
+    day = out.groupby("trade_date")["target_weight"].sum()
+    if (day > 1 + 1e-9).any():
+        raise BacktestError(f"{where}: weights of {day.idxmax().date()} sum to {day.max():.4f} > 1")
+    return out[list(TARGET_COLUMNS)].sort_values(["trade_date", "ts_code"]).reset_index(drop=True)
+
+
+def read_targets(path) -> pd.DataFrame:
+    """Read ``target_positions`` from Parquet or CSV and validate it.
+
+    Raises
+    ------
+    BacktestError
+        Missing file, unknown extension or bad schema.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BacktestError(f"targets file {str(p)!r} not found (write one with `mine combine`)")
+    if p.suffix == ".parquet":
+        df = pd.read_parquet(p)
+    elif p.suffix == ".csv":
+        df = pd.read_csv(p, dtype={"ts_code": str})
+    else:
+        raise BacktestError(f"targets file {str(p)!r}: use .parquet or .csv")
+    return validate_targets(df, where=str(p))
+
+
+# --------------------------------------------------------------------------- micro-cap preset
+
+def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9,
+                     hold: int = 3, every: int = 5, universe: str = "all",
+                     strategy_name: str = "microcap") -> pd.DataFrame:
+    """The micro-cap strategy of ``reference/microcap-strategy.md`` as ``target_positions``.
+
+    Every ``every`` trading days (rows ``0, every, 2*every...`` of ``[start, end]``): take the
+    names of ``universe`` with a bar that day (not suspended), not ST, and estimated total
+    market value (``total_mv``, yuan) in ``[mv_min, mv_max]``; hold the ``hold`` smallest at
+    ``1/hold`` each (sell everything else). Costs (0.03% commission both sides, 5-yuan minimum,
+    0.1% stamp tax on sells -- dated: 0.05% from 2023-08-28) are the simulator's.
+
+    Parameters
+    ----------
+    dm : DataManager
+    start, end : str
+        Decision window.
+    mv_min, mv_max : float, default 2e9, 3e9
+        Market-value range in yuan: 20-30 亿 as in the reference's Chinese text (its English
+        text says 2亿-30亿, i.e. ``mv_min=2e8``).
+    hold : int, default 3
+    every : int, default 5
+    universe : str, default "all"
+        The English text says "from CSI300 components", which contradicts the range (CSI300
+        members are far larger); the JoinQuant query it describes has no index filter.
+    strategy_name : str
+
+    Returns
+    -------
+    DataFrame
+        ``target_positions`` (module docstring).
+
+    Notes
+    -----
+    ST status is the warehouse's ``is_st_latest`` (current status only, no history): names ST
+    today are excluded on every past date and names ST in the past but not today are not.
+    ``total_mv`` is an estimate (``daily_basic_est``); the universe holds only survivors.
+    "Sell all, then buy with equal cash" becomes equal target weights: a name still selected
+    is topped up / trimmed to ``1/hold`` rather than sold and bought back (saves the costs of
+    the round trip, otherwise identical).
+
+    Raises
+    ------
+    BacktestError
+        ``mv_min > mv_max`` or ``hold < 1``.
+    """
+    if not 0 <= mv_min <= mv_max:
+        raise BacktestError(f"need 0 <= mv_min <= mv_max, got {mv_min}, {mv_max}")
+    if hold < 1:
+        raise BacktestError(f"hold must be >= 1, got {hold}")
+    dates = dm.calendar(start, end)
+    codes = dm.universe_codes(universe, start, end)
+    p = dm.panels(["total_mv", "close"], start, end, codes=codes)
+    mv = p["total_mv"].to_numpy()
+    bar = np.isfinite(p["close"].to_numpy())
+    st = dm.stock_basic().set_index("ts_code")["is_st_latest"].reindex(codes)
+    st = st.fillna(False).to_numpy(bool)
+    elig = dm.universe_mask(universe, dates, codes) & bar & ~st[None, :]
+    with np.errstate(invalid="ignore"):
+        elig &= (mv >= mv_min) & (mv <= mv_max)
+    W = topn_weights(-mv, elig, hold, rebalance_mask(dates, every))
+    return to_targets(W, dates, codes, strategy_name)
+
+
+__all__ = ["TARGET_COLUMNS", "rebalance_mask", "eligible_mask", "topn_weights",
+           "topk_dropout_weights", "apply_caps", "to_targets", "write_frame", "write_targets",
+           "validate_targets", "read_targets", "microcap_targets"]
