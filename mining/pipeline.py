@@ -53,12 +53,16 @@ class Workspace:
             arr.setflags(write=False)
             self._panels[n] = arr
 
-    def values(self, expr: Expr, *, memo: bool = False) -> np.ndarray:
-        """Evaluate ``expr`` on this workspace (universe mask passed to ``cs_*`` operators)."""
+    def values(self, expr: Expr, *, memo: bool = False, cache: dict | None = None) -> np.ndarray:
+        """Evaluate ``expr`` on this workspace (universe mask passed to ``cs_*`` operators).
+
+        ``cache`` is a sub-expression memo shared across calls on this workspace (see
+        :func:`factors.expr.evaluate`), e.g. by a feature-set build; the caller drops it.
+        """
         if memo and expr in self.memo:
             return self.memo[expr]
         self.load(sorted(expr_fields(expr)))
-        out = evaluate(expr, self.field, mask=self.ctx.universe_mask)
+        out = evaluate(expr, self.field, mask=self.ctx.universe_mask, cache=cache)
         if memo:
             out.setflags(write=False)
             self.memo[expr] = out
