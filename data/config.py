@@ -74,6 +74,21 @@ class BacktestConfig:
     participation: float = 0.1          # max share of the day's volume per order
     benchmark: str = "000300.SH"
     out_dir: Path = _REPO_ROOT / ".alphamine" / "backtest"
+    # combination and strategy defaults (`mine combine`)
+    top: int = 10                       # leaderboard members considered (valid.rank_icir order)
+    method: str = "ic"                  # ic | icir | equal
+    ic_window: int = 60                 # trailing days of RankIC behind the weights
+    max_corr: float = 0.7               # |corr| on valid between members stays below
+    strategy: str = "topn"              # topn | topk
+    n: int = 50                         # names held
+    rebalance: str = "5"                # daily | weekly | monthly | every k trading days
+    n_drop: int = 5                     # topk: max replacements per rebalance
+    # micro-cap preset (`mine backtest --preset microcap`; reference/microcap-strategy.md)
+    microcap_universe: str = "all"
+    microcap_mv_min: float = 2e9        # yuan (20 亿)
+    microcap_mv_max: float = 3e9        # yuan (30 亿)
+    microcap_hold: int = 3
+    microcap_every: int = 5
 
 
 @dataclass(frozen=True)
