@@ -1,0 +1,490 @@
+"""Numba rolling kernels and 2-D drivers behind the ``ts_*`` operators.
+
+Re-exported by :mod:`factors._kernels` (the import path the operators use).
+
+Time-series design (see :mod:`factors.registry` for the NaN policy): columns are copied in
+blocks of 16 into contiguous rows (so the C-ordered ``(T, N)`` panel is read and written a
+cache line at a time); each stock's finite observations are compacted into a contiguous series,
+a rolling kernel runs on that series and the results are scattered back to the rows they came
+from; every other row is NaN. Causality holds by construction: output row ``t`` only reads
+observations at rows ``<= t``.
+
+Numerical stability: no statistic carries a long-lived running sum. Sums use Neumaier
+compensated add/remove; moments (mean, M2, M3, co-moment) use Welford-style updates on values
+shifted by a recent window mean; every kernel recomputes its state exactly (two-pass) once per
+``window`` steps, and the moment kernels also recompute as soon as a moment falls below
+``_CANCEL`` times the magnitude of the updates applied since (catastrophic cancellation, e.g.
+after a volatile spell leaves the window). Exact zero variance is detected from runs of
+identical values (as pandas does), so constant windows give an exact 0 standard deviation.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NAN = np.nan
+_BLOCK = 16
+#: Recompute a window exactly once a running moment falls below this fraction of the
+#: magnitude of the updates applied to it since the last exact recomputation.
+_CANCEL = 1e-4
+
+# Operation codes of :func:`ts_unary` / :func:`ts_binary` (compile-time constants for numba).
+DELAY, DELTA, PCT_CHANGE, SUM, MEAN, STD, ZSCORE, SKEW = 0, 1, 2, 3, 4, 5, 6, 7
+MIN, MAX, ARGMIN, ARGMAX, MEDIAN, MAD, RANK, DECAY_LINEAR, EMA = 8, 9, 10, 11, 12, 13, 14, 15, 16
+COV, CORR = 0, 1
+
+
+# ---------------------------------------------------------------- rolling kernels (1-D, finite)
+# Each kernel reads a compact finite series ``v`` (length n) and writes ``o`` (length n).
+
+@njit(cache=True)
+def _k_lag(v, d, o, mode):
+    """mode 0: v[i-d]; 1: v[i] - v[i-d]; 2: v[i] / v[i-d] - 1 (zero denominator -> NaN)."""
+    for i in range(v.shape[0]):
+        if i < d:
+            o[i] = NAN
+            continue
+        a = v[i - d]
+        if mode == 0:
+            o[i] = a
+        elif mode == 1:
+            o[i] = v[i] - a
+        else:
+            o[i] = v[i] / a - 1.0 if a != 0.0 else NAN
+
+
+@njit(cache=True)
+def _nadd(s, c, x):
+    """Neumaier compensated addition: returns the new (sum, compensation)."""
+    t = s + x
+    if abs(s) >= abs(x):
+        c += (s - t) + x
+    else:
+        c += (x - t) + s
+    return t, c
+
+
+@njit(cache=True)
+def _k_sum(v, w, o, mean):
+    s = 0.0
+    c = 0.0
+    for i in range(v.shape[0]):
+        if i >= w and i % w == w - 1:  # exact recomputation once per window
+            s = 0.0
+            c = 0.0
+            for k in range(i - w + 1, i + 1):
+                s, c = _nadd(s, c, v[k])
+        else:
+            s, c = _nadd(s, c, v[i])
+            if i >= w:
+                s, c = _nadd(s, c, -v[i - w])
+        if i < w - 1:
+            o[i] = NAN
+        else:
+            o[i] = (s + c) / w if mean else s + c
+
+
+@njit(cache=True)
+def _exact_moments(v, lo, hi, third):
+    """Two-pass moments of v[lo:hi]: (shift, mean of v - shift, M2, M3 or 0)."""
+    n = hi - lo
+    s = 0.0
+    for k in range(lo, hi):
+        s += v[k]
+    shift = s / n
+    mu = 0.0
+    for k in range(lo, hi):
+        mu += v[k] - shift
+    mu /= n
+    m2 = 0.0
+    m3 = 0.0
+    for k in range(lo, hi):
+        d = v[k] - shift - mu
+        m2 += d * d
+        if third:
+            m3 += d * d * d
+    return shift, mu, m2, m3
+
+
+@njit(cache=True)
+def _k_var(v, w, o, zscore):
+    """Rolling std (ddof=1) or z-score; Welford replace-updates on shifted values."""
+    c = mu = m2 = bud = 0.0  # shift, mean of v - c, M2, update magnitude since exact
+    run = 0
+    for i in range(v.shape[0]):
+        x = v[i]
+        run = run + 1 if (i > 0 and x == v[i - 1]) else 1
+        if i < w - 1:
+            o[i] = NAN
+            continue
+        if i >= w:
+            un = x - c
+            uo = v[i - w] - c
+            delta = un - uo
+            mu_new = mu + delta / w
+            m2 += delta * (un - mu_new + uo - mu)
+            bud += abs(delta) * (abs(un - mu_new) + abs(uo - mu))
+            mu = mu_new
+        if i % w == w - 1 or (run < w and m2 < _CANCEL * bud):
+            c, mu, m2, _ = _exact_moments(v, i - w + 1, i + 1, False)
+            bud = 0.0
+        if run >= w or m2 <= 0.0:
+            o[i] = NAN if zscore else 0.0
+        elif zscore:
+            o[i] = (x - c - mu) / np.sqrt(m2 / (w - 1))
+        else:
+            o[i] = np.sqrt(m2 / (w - 1))
+
+
+@njit(cache=True)
+def _k_skew(v, w, o):
+    """Rolling bias-corrected skewness (pandas); Welford M2/M3 remove+add on shifted values."""
+    c = mu = m2 = m3 = b2 = b3 = 0.0
+    run = 0
+    for i in range(v.shape[0]):
+        x = v[i]
+        run = run + 1 if (i > 0 and x == v[i - 1]) else 1
+        if i < w - 1:
+            o[i] = NAN
+            continue
+        if i >= w:
+            u = v[i - w] - c  # remove v[i-w]: the exact inverse of the add step below
+            mu_new = mu - (u - mu) / (w - 1)
+            d = u - mu_new
+            dn = d / w
+            t1 = d * dn * (w - 1)
+            m2 -= t1
+            t3 = t1 * dn * (w - 2)
+            m3 -= t3 - 3.0 * dn * m2
+            b2 += abs(t1)
+            b3 += abs(t3) + abs(3.0 * dn * m2)
+            u = x - c  # add v[i]
+            d = u - mu_new
+            dn = d / w
+            t1 = d * dn * (w - 1)
+            mu = mu_new + dn
+            t3 = t1 * dn * (w - 2)
+            m3 += t3 - 3.0 * dn * m2
+            m2 += t1
+            b2 += abs(t1)
+            b3 += abs(t3) + abs(3.0 * dn * m2)
+        if i % w == w - 1 or (run < w and (m2 < _CANCEL * b2 or abs(m3) < _CANCEL * b3)):
+            c, mu, m2, m3 = _exact_moments(v, i - w + 1, i + 1, True)
+            b2 = b3 = 0.0
+        if run >= w or m2 <= 0.0:
+            o[i] = NAN
+        else:
+            b = m2 / w
+            o[i] = np.sqrt(w * (w - 1.0)) * (m3 / w) / ((w - 2.0) * b * np.sqrt(b))
+
+
+@njit(cache=True)
+def _k_extreme(v, w, o, is_max, arg):
+    """Rolling min/max (or observations since it, ties -> most recent) by monotonic deque."""
+    n = v.shape[0]
+    dq = np.empty(n, np.int64)
+    head = 0
+    tail = 0
+    for i in range(n):
+        x = v[i]
+        if is_max:
+            while tail > head and v[dq[tail - 1]] <= x:
+                tail -= 1
+        else:
+            while tail > head and v[dq[tail - 1]] >= x:
+                tail -= 1
+        dq[tail] = i
+        tail += 1
+        if dq[head] <= i - w:
+            head += 1
+        if i < w - 1:
+            o[i] = NAN
+        elif arg:
+            o[i] = i - dq[head]
+        else:
+            o[i] = v[dq[head]]
+
+
+@njit(cache=True)
+def _bsearch(buf, m, x):
+    """First index k in sorted buf[:m] with buf[k] >= x."""
+    lo = 0
+    hi = m
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if buf[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _kth_dev(buf, w, med, k):
+    """k-th smallest (0-based) |buf - med| of sorted buf[:w] whose median is med.
+
+    Deviations below the median, med - buf[h-1-i], and above it, buf[h+i] - med, are two
+    sorted sequences; binary-search how many of the k+1 smallest come from the lower one.
+    """
+    h = w // 2
+    lo = max(0, k + 1 - (w - h))
+    hi = min(k + 1, h)
+    while lo < hi:
+        a = (lo + hi) >> 1
+        if med - buf[h - 1 - a] < buf[h + k - a] - med:
+            lo = a + 1
+        else:
+            hi = a
+    r = -np.inf
+    if lo > 0:
+        r = med - buf[h - lo]
+    if k + 1 - lo > 0:
+        r = max(r, buf[h + k - lo] - med)
+    return r
+
+
+@njit(cache=True)
+def _k_order(v, w, o, mad):
+    """Rolling median, or median absolute deviation from it, via a sorted window buffer."""
+    buf = np.empty(w)
+    h = w // 2
+    for i in range(v.shape[0]):
+        x = v[i]
+        if i < w:
+            k = i
+        else:  # overwrite v[i-w]'s slot, then slide x to its sorted place
+            k = _bsearch(buf, w, v[i - w])
+            while k + 1 < w and buf[k + 1] < x:
+                buf[k] = buf[k + 1]
+                k += 1
+        while k > 0 and buf[k - 1] > x:
+            buf[k] = buf[k - 1]
+            k -= 1
+        buf[k] = x
+        if i < w - 1:
+            o[i] = NAN
+            continue
+        med = buf[h] if w % 2 == 1 else 0.5 * (buf[h - 1] + buf[h])
+        if not mad:
+            o[i] = med
+        elif w % 2 == 1:
+            o[i] = _kth_dev(buf, w, med, h)
+        else:
+            o[i] = 0.5 * (_kth_dev(buf, w, med, h - 1) + _kth_dev(buf, w, med, h))
+
+
+@njit(cache=True)
+def _k_rank(v, w, o):
+    """Percentile rank of v[i] in its window, average ties (pandas rolling rank pct=True)."""
+    for i in range(v.shape[0]):
+        if i < w - 1:
+            o[i] = NAN
+            continue
+        x = v[i]
+        less = 0
+        eq = 0
+        for k in range(i - w + 1, i + 1):
+            y = v[k]
+            if y < x:
+                less += 1
+            elif y == x:
+                eq += 1
+        o[i] = (less + 0.5 * (eq + 1)) / w
+
+
+@njit(cache=True)
+def _k_decay(v, w, o):
+    """Linearly weighted mean, weights 1..w with w on the newest observation."""
+    den = 0.5 * w * (w + 1.0)
+    s = ws = bud = 0.0  # window sum, weighted sum, update magnitude since exact
+    for i in range(v.shape[0]):
+        if i < w - 1:
+            o[i] = NAN
+            continue
+        if i >= w:
+            ws += w * v[i] - s
+            s += v[i] - v[i - w]
+            bud += w * (abs(v[i]) + abs(v[i - w])) + abs(s)
+        if i % w == w - 1 or abs(ws) < _CANCEL * bud:
+            s = ws = bud = 0.0
+            for k in range(w):
+                s += v[i - w + 1 + k]
+                ws += (k + 1.0) * v[i - w + 1 + k]
+        o[i] = ws / den
+
+
+@njit(cache=True)
+def _k_ema(v, w, o):
+    """pandas ``ewm(span=w, adjust=False).mean()``; the first w-1 observations are NaN."""
+    alpha = 2.0 / (w + 1.0)
+    y = v[0]
+    for i in range(v.shape[0]):
+        if i > 0:
+            y = (1.0 - alpha) * y + alpha * v[i]
+        o[i] = y if i >= w - 1 else NAN
+
+
+@njit(cache=True)
+def _k_cov(a, b, w, o, corr):
+    """Rolling covariance (ddof=1) or correlation of two jointly finite series."""
+    cx = cy = mx = my = sxx = syy = sxy = 0.0
+    bx = by = bxy = 0.0  # update magnitudes since the last exact recomputation
+    runa = runb = 0
+    for i in range(a.shape[0]):
+        runa = runa + 1 if (i > 0 and a[i] == a[i - 1]) else 1
+        runb = runb + 1 if (i > 0 and b[i] == b[i - 1]) else 1
+        if i < w - 1:
+            o[i] = NAN
+            continue
+        if i >= w:  # replace the oldest observation by the newest (window size fixed)
+            un = a[i] - cx
+            uo = a[i - w] - cx
+            tn = b[i] - cy
+            to = b[i - w] - cy
+            mx_new = mx + (un - uo) / w
+            my_new = my + (tn - to) / w
+            p1 = (un - mx) * (un - mx_new)
+            p2 = (uo - mx) * (uo - mx_new)
+            q1 = (tn - my) * (tn - my_new)
+            q2 = (to - my) * (to - my_new)
+            r1 = (un - mx) * (tn - my_new)
+            r2 = (uo - mx) * (to - my_new)
+            sxx += p1 - p2
+            syy += q1 - q2
+            sxy += r1 - r2
+            bx += abs(p1) + abs(p2)
+            by += abs(q1) + abs(q2)
+            bxy += abs(r1) + abs(r2)
+            mx = mx_new
+            my = my_new
+        const = runa >= w or runb >= w
+        if i % w == w - 1 or not const and (
+                sxx < _CANCEL * bx or syy < _CANCEL * by or abs(sxy) < _CANCEL * bxy):
+            lo = i - w + 1
+            cx, mx, sxx, _ = _exact_moments(a, lo, i + 1, False)
+            cy, my, syy, _ = _exact_moments(b, lo, i + 1, False)
+            sxy = 0.0
+            for k in range(lo, i + 1):
+                sxy += (a[k] - cx - mx) * (b[k] - cy - my)
+            bx = by = bxy = 0.0
+        if not corr:
+            o[i] = 0.0 if const else sxy / (w - 1)
+        elif const or sxx <= 0.0 or syy <= 0.0:
+            o[i] = NAN
+        else:
+            o[i] = min(1.0, max(-1.0, sxy / np.sqrt(sxx * syy)))
+
+
+@njit(cache=True)
+def _dispatch(code, v, w, o):
+    if code == DELAY or code == DELTA or code == PCT_CHANGE:
+        _k_lag(v, w, o, code - DELAY)
+    elif code == SUM or code == MEAN:
+        _k_sum(v, w, o, code == MEAN)
+    elif code == STD or code == ZSCORE:
+        _k_var(v, w, o, code == ZSCORE)
+    elif code == SKEW:
+        _k_skew(v, w, o)
+    elif code == MIN or code == MAX:
+        _k_extreme(v, w, o, code == MAX, False)
+    elif code == ARGMIN or code == ARGMAX:
+        _k_extreme(v, w, o, code == ARGMAX, True)
+    elif code == MEDIAN or code == MAD:
+        _k_order(v, w, o, code == MAD)
+    elif code == RANK:
+        _k_rank(v, w, o)
+    elif code == DECAY_LINEAR:
+        _k_decay(v, w, o)
+    elif code == EMA:
+        _k_ema(v, w, o)
+
+
+# ---------------------------------------------------------------- 2-D drivers
+
+@njit(cache=True)
+def _load_block(x, j0, nb, col):
+    for t in range(x.shape[0]):
+        for b in range(nb):
+            col[b, t] = x[t, j0 + b]
+
+
+@njit(cache=True)
+def _store_block(out, j0, nb, col):
+    for t in range(out.shape[0]):
+        for b in range(nb):
+            r = col[b, t]
+            out[t, j0 + b] = r if np.isfinite(r) else NAN
+
+
+@njit(cache=True, nogil=True)
+def ts_unary(x, w, code):
+    """Apply rolling kernel ``code`` with window ``w`` to each column of C-ordered ``x`` (T, N).
+
+    A column's observations are its finite entries; the output is NaN elsewhere and wherever
+    the kernel's result is not finite.
+    """
+    T, N = x.shape
+    out = np.empty((T, N))
+    col = np.empty((_BLOCK, T))
+    vals = np.empty(T)
+    res = np.empty(T)
+    pos = np.empty(T, np.int64)
+    for j0 in range(0, N, _BLOCK):
+        nb = min(_BLOCK, N - j0)
+        _load_block(x, j0, nb, col)
+        for b in range(nb):
+            c = col[b]
+            n = 0
+            for t in range(T):  # branch-free compaction of the finite observations
+                val = c[t]
+                vals[n] = val
+                pos[n] = t
+                n += np.isfinite(val)
+            if n == T:
+                _dispatch(code, vals, w, c)
+                continue
+            if n > 0:
+                _dispatch(code, vals[:n], w, res[:n])
+            c[:] = NAN
+            for k in range(n):
+                c[pos[k]] = res[k]
+        _store_block(out, j0, nb, col)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ts_binary(x, y, w, code):
+    """Rolling covariance (``code=COV``) or correlation (``CORR``) of matching columns.
+
+    An observation is a row where both ``x`` and ``y`` are finite (joint validity).
+    """
+    T, N = x.shape
+    out = np.empty((T, N))
+    cx = np.empty((_BLOCK, T))
+    cy = np.empty((_BLOCK, T))
+    va = np.empty(T)
+    vb = np.empty(T)
+    res = np.empty(T)
+    pos = np.empty(T, np.int64)
+    for j0 in range(0, N, _BLOCK):
+        nb = min(_BLOCK, N - j0)
+        _load_block(x, j0, nb, cx)
+        _load_block(y, j0, nb, cy)
+        for b in range(nb):
+            c = cx[b]
+            d = cy[b]
+            n = 0
+            for t in range(T):
+                p = c[t]
+                q = d[t]
+                va[n] = p
+                vb[n] = q
+                pos[n] = t
+                n += np.isfinite(p) and np.isfinite(q)
+            if n > 0:
+                _k_cov(va[:n], vb[:n], w, res[:n], code == CORR)
+            c[:] = NAN
+            for k in range(n):
+                c[pos[k]] = res[k]
+        _store_block(out, j0, nb, cx)
+    return out
