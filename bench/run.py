@@ -4,7 +4,9 @@
 
 Prints seconds and ratios side by side: the formula ``-ts_corr(cs_rank(vol), cs_rank(close), 10)``
 on CSI300 (alphamine vs pandas wide frames vs pandas long format + groupby), the full
-FactorReport, and GP programs scored per second. Data loading is timed separately.
+FactorReport vs alphalens-reloaded on the same factor, labels and names (with a RankIC
+agreement check), and GP programs scored per second vs plain gplearn (built-in functions, long
+frame, pandas groupby Spearman fitness). Data loading is timed separately.
 """
 from __future__ import annotations
 
@@ -17,14 +19,20 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backtest.evaluate import evaluate_factor  # noqa: E402
+from alphalens_bench import (alphalens_end_to_end_seconds, alphalens_inputs,  # noqa: E402
+                             common_mask, ic_agreement, run_alphalens)
+from backtest.evaluate import evaluate_factor, rank_ic_series  # noqa: E402
+from gplearn_plain import long_frame, run_plain_gplearn  # noqa: E402
 from data.config import load_config  # noqa: E402
 from factors.expr import evaluate, parse  # noqa: E402
 from mining.gp import GPSettings, run_gp  # noqa: E402
 from mining.pipeline import make_workspace  # noqa: E402
 
 FORMULA = "-ts_corr(cs_rank(vol), cs_rank(close), 10)"
+WARMUP = ("ts_mean(close, 5) + ts_cov(close, vol, 5) + cs_zscore(close) + cs_demean(vol)"
+          " + cs_scale(vol)")
 
 
 def best_of(fn, n=3):
@@ -85,20 +93,56 @@ def main() -> None:
             ("formula: pandas long groupby", t_long, t_long / t_am)]
     evaluate_factor(ours, ws.ctx)  # warm-up (label orders)
     t_rep, _ = best_of(lambda: evaluate_factor(ours, ws.ctx, splits=("train", "valid")))
-    rows.append(("FactorReport train+valid (h=1,5,10,20)", t_rep, float("nan")))
+    splits = [s for s in ("train", "valid") if np.diff(ws.ctx.split_bounds(s))[0] > 0]
+    rows.append((f"FactorReport {'+'.join(splits)} (h=1,5,10,20)", t_rep, 1.0))
+    t_al, steps, checks = bench_alphalens(ours, ws, splits)
+    rows.append(("alphalens-reloaded, same statistics", t_al, t_al / t_rep))
+    ws.load(["open"])
+    t_e2e = sum(alphalens_end_to_end_seconds(ours, ws.field("open"), ws.ctx, s) for s in splits)
+    t_own = t_al - steps["get_clean_factor"] + t_e2e
+    rows.append(("alphalens, its own fwd returns from open prices", t_own, t_own / t_rep))
     gp_ctx = ws.ctx.restrict(dates[0], cfg.evaluate.train[1])
     n = len(gp_ctx.dates)
     ws.load(list(cfg.gp.fields))
     panels = {f: ws.field(f)[:n] for f in cfg.gp.fields}
     pop, gens = (50, 1) if args.quick else (100, 2)
+    small = {f: v[:60] for f, v in panels.items()}  # JIT warm-up of the ts/cs kernels
+    evaluate(parse(WARMUP), small, mask=gp_ctx.universe_mask[:60])
     res = run_gp(panels, gp_ctx, GPSettings(population=pop, generations=gens, seed=1))
-    rows.append((f"GP programs scored ({pop}x{gens})", res.seconds,
-                 res.n_programs_scored / res.seconds))
-    print(f"{'benchmark':45s} {'seconds':>10s} {'ratio / rate':>14s}")
+    rate = res.n_programs_scored / res.seconds
+    rows.append((f"GP programs/s, alphamine ({pop}x{gens})", res.seconds, rate))
+    X, y, day = long_frame(panels, gp_ctx)
+    g_sec, g_n, _ = run_plain_gplearn(X, y, day, pop, gens)
+    rows.append((f"GP programs/s, plain gplearn ({pop}x{gens})", g_sec, g_n / g_sec))
+    print(f"{'benchmark':48s} {'seconds':>10s} {'ratio / rate':>14s}")
     for name, sec, ratio in rows:
-        print(f"{name:45s} {sec:10.3f} {ratio:14.1f}")
+        print(f"{name:48s} {sec:10.3f} {ratio:14.1f}")
     print(f"max |alphamine - pandas wide| on complete windows: {diff:.2e}")
-    print("ratios: pandas time / alphamine time; GP row: programs scored per second")
+    print("alphalens steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+          + f"; get_clean_factor_and_forward_returns {t_e2e:.2f}")
+    for s, (dmax, dmean, m_ours, m_al) in checks.items():
+        print(f"RankIC {s} (h=1,5,10,20, same names): max |diff| {dmax:.1e}, mean |diff| "
+              f"{dmean:.1e}; mean RankIC h=1 alphamine {m_ours:.5f}, alphalens {m_al:.5f}")
+    print(f"plain gplearn: {len(y)} long rows x {X.shape[1]} fields; GP speed-up "
+          f"{rate / (g_n / g_sec):.1f}x")
+    print("ratios: other time / alphamine time; GP rows: programs scored per second")
+
+
+def bench_alphalens(factor: np.ndarray, ws, splits: list[str]):
+    """alphalens on each split: total seconds, seconds per step, RankIC agreement per split."""
+    ctx = ws.ctx
+    total, steps, checks = 0.0, {}, {}
+    masked = np.where(common_mask(factor, ctx), factor, np.nan)
+    for s in splits:
+        fac, fwd = alphalens_inputs(factor, ctx, s)
+        secs, out = run_alphalens(fac, fwd)
+        total += sum(secs.values())
+        for k, v in secs.items():
+            steps[k] = steps.get(k, 0.0) + v
+        lo, hi = ctx.split_bounds(s)
+        ours = {h: rank_ic_series(masked, ctx, h)[lo:hi] for h in (1, 5, 10, 20)}
+        checks[s] = ic_agreement(ours, out["factor_information_coefficient"], ctx.dates[lo:hi])
+    return total, steps, checks
 
 
 if __name__ == "__main__":
