@@ -135,12 +135,15 @@ class CostModel:
     slippage_bps : float
         Adverse price move per fill in basis points (buys fill at ``p x (1 + bps/1e4)``,
         sells at ``p x (1 - bps/1e4)``).
+    stamp_tax : bool
+        Charge the dated sell-side stamp tax (:func:`stamp_tax_rate`); False only for oracles.
     """
 
     commission: float = 0.0003
     min_commission: float = 5.0
     transfer_fee: float = 0.00001
     slippage_bps: float = 0.0
+    stamp_tax: bool = True
 
     def __post_init__(self):
         for name in ("commission", "min_commission", "transfer_fee", "slippage_bps"):
@@ -167,7 +170,8 @@ class CostModel:
         if not value > 0:
             return {"commission": 0.0, "stamp_tax": 0.0, "transfer_fee": 0.0}
         return {"commission": max(self.commission * value, self.min_commission),
-                "stamp_tax": stamp_tax_rate(date) * value if side == "sell" else 0.0,
+                "stamp_tax": (stamp_tax_rate(date) * value
+                              if side == "sell" and self.stamp_tax else 0.0),
                 "transfer_fee": self.transfer_fee * value}
 
     def fill_price(self, side: str, price: float) -> float:
@@ -183,8 +187,8 @@ class CostModel:
 
     @classmethod
     def zero(cls) -> "CostModel":
-        """No costs at all (for oracles)."""
-        return cls(0.0, 0.0, 0.0, 0.0)
+        """No costs at all, stamp tax included (for oracles)."""
+        return cls(0.0, 0.0, 0.0, 0.0, stamp_tax=False)
 
 
 def cents(price: float) -> int:

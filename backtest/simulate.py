@@ -385,12 +385,14 @@ def simulate(targets: pd.DataFrame, market: MarketData, config: SimConfig | None
     lo, st = lot_params(market.codes)
     mode = K.FRACTIONAL if cfg.fractional else (K.LOTS if cfg.lots else K.WHOLE)
     c = cfg.costs
+    stamp = (stamp_tax_rates(market.dates) if c.stamp_tax
+             else np.zeros(len(market.dates)))
     has_bonus = market.bonus is not None
     bonus = market.bonus if has_bonus else np.zeros((1, 1))
     nav, nav_e, cash, costs, tr, rj, ps, cp = K.simulate_kernel(
         px, market.close, market.vol, market.limit_up, market.limit_down,
         np.ascontiguousarray(market.has_bar, dtype=np.bool_), market.adj_factor, bonus, W,
-        rebal, stamp_tax_rates(market.dates), lo.astype(np.float64), st.astype(np.float64),
+        rebal, stamp, lo.astype(np.float64), st.astype(np.float64),
         float(cfg.init_cash), float(c.commission), float(c.min_commission),
         float(c.transfer_fee), float(c.slippage_bps), float(cfg.participation or 0.0), mode,
         bool(cfg.price_limits), bool(cfg.t_plus_1), bool(cfg.corporate_actions), has_bonus)
