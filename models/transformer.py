@@ -1,0 +1,575 @@
+"""A small CPU-friendly transformer return model over per-stock feature sequences.
+
+torch is an optional extra (``pip install torch==2.13.0`` then ``pip install -e '.[torch]'``):
+it is imported lazily, on the first call that needs it; importing this module never does.
+
+Inputs and timing
+    A sample ``(t, i)`` is stock ``i`` on row ``t`` of a :class:`models.dataset.PanelDataset`
+    (features ``(T, N, F)`` float32, label ``(T, N)``, ``sample_mask``). Its input is the window
+    ``features[t-L+1 .. t, i]`` gathered on the fly (:mod:`models.seq`); nothing after ``t`` is
+    read, so a prediction at ``t`` only uses data up to the close of ``t``. The label is the
+    dataset's (cross-sectionally normalised) forward return of ``ds.horizon`` days from the
+    open of ``t + 1``.
+Network
+    ``Linear(F, d_model)`` + learned position embedding -> ``nn.TransformerEncoder``
+    (``n_layers`` pre-norm layers, ``n_heads`` heads, ``d_ff`` feed-forward width -- small: the
+    PyTorch default of 2048 is far too slow on CPU; ``batch_first=True``; padded positions
+    masked) -> last-token or masked-mean pooling -> LayerNorm -> linear heads.
+Heads and loss (multi-task, after the AlphaQuant design in ``shared/reference``)
+    ``return`` (always): MSE against the dataset label. With ``multitask=True`` two auxiliary
+    heads are trained with L1 loss against the cross-sectional percentile ranks (minus 0.5)
+    of :func:`models.seq.path_targets` over ``path_horizon`` days from the open of ``t + 1``:
+    ``sharpe`` (mean / std of the daily open-to-open returns of the path) and ``drawdown``
+    (maximum drawdown of the path). Total loss ``w_r * L_return + w_s * L_sharpe + w_d *
+    L_drawdown`` (default weights 0.4 / 0.3 / 0.3 as in the reference). The auxiliary targets
+    are labels: for each fit they are computed from prices truncated at the end of the training
+    rows, so no training target reads a price of the valid or test rows. Only the return head is
+    used for predictions and for early stopping.
+Training
+    AdamW, cosine annealing of the learning rate over the epochs (``T_max = epochs``), gradient
+    clipping; each epoch visits ``dates_per_epoch`` random training dates in date-grouped
+    batches (all usable stocks of ``dates_per_batch`` dates). After each epoch the mean daily
+    RankIC of the return head on the valid rows (:func:`backtest.metrics_ic.spearman_from_orders`,
+    the evaluator's kernel, on ``sample_mask``) decides early stopping; the best epoch's weights
+    are kept. Seeded (numpy and torch); ``torch.set_num_threads(threads)``.
+Persistence
+    ``model.pt`` holds ``state_dict()`` (loaded with ``torch.load(weights_only=True)``), and
+    ``config.json`` the :class:`TransformerConfig` plus metadata; both written atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
+from data.errors import ConfigError, EvaluationError, StoreError
+from factors.ops_cs import cs_rank
+from models.seq import (date_batches, gather_windows, has_data_mask, path_targets, rows_of,
+                        usable_samples)
+
+#: Message of the ImportError raised when torch is missing.
+TORCH_HINT = ("the transformer model needs PyTorch: pip install torch==2.13.0 "
+              "then pip install -e '.[torch]'")
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:          # pragma: no cover - depends on the environment
+        raise ImportError(TORCH_HINT) from exc
+    return torch
+
+
+# ---------------------------------------------------------------- config
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Architecture and training settings (all JSON-serialisable).
+
+    Defaults are sized for a 2-core CPU: ``d_model=32``, 2 layers, 4 heads, ``d_ff=64``;
+    ``dates_per_epoch`` random training dates per epoch.
+    """
+
+    seq_len: int = 20
+    d_model: int = 32
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 64
+    dropout: float = 0.1
+    pooling: str = "last"                  # "last" | "mean"
+    multitask: bool = False
+    path_horizon: int = 5
+    loss_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    epochs: int = 6
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    dates_per_batch: int = 4
+    dates_per_epoch: int = 150
+    patience: int = 3
+    threads: int = 2
+    seed: int = 42
+
+    def __post_init__(self):
+        ints = {"seq_len": 1, "d_model": 1, "n_heads": 1, "n_layers": 1, "d_ff": 1,
+                "path_horizon": 1, "epochs": 1, "dates_per_batch": 1, "dates_per_epoch": 1,
+                "patience": 1, "threads": 1}
+        for name, lo in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ConfigError(f"transformer config: {name} must be an integer >= {lo}, "
+                                  f"got {v!r}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"transformer config: d_model ({self.d_model}) must be divisible "
+                              f"by n_heads ({self.n_heads})")
+        if self.pooling not in ("last", "mean"):
+            raise ConfigError(f"transformer config: pooling must be 'last' or 'mean', "
+                              f"got {self.pooling!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"transformer config: dropout must be in [0, 1), got {self.dropout}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.grad_clip >= 0):
+            raise ConfigError("transformer config: lr must be > 0, weight_decay and grad_clip >= 0")
+        w = tuple(float(x) for x in self.loss_weights)
+        if len(w) != 3 or min(w) < 0 or w[0] <= 0:
+            raise ConfigError(f"transformer config: loss_weights must be 3 non-negative numbers "
+                              f"with a positive return weight, got {self.loss_weights!r}")
+        object.__setattr__(self, "loss_weights", w)
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of heads: 1 (return) or 3 (return, sharpe, drawdown)."""
+        return 3 if self.multitask else 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["loss_weights"] = list(self.loss_weights)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TransformerConfig":
+        """Build from a dict; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ConfigError(f"transformer config: unknown keys {bad}")
+        d = dict(d)
+        if "loss_weights" in d:
+            d["loss_weights"] = tuple(d["loss_weights"])
+        return cls(**d)
+
+
+# ---------------------------------------------------------------- network
+
+_NET_CLASS = None
+
+
+def _net_class():
+    """The ``nn.Module`` class (defined on first use so that torch stays optional)."""
+    global _NET_CLASS
+    if _NET_CLASS is not None:
+        return _NET_CLASS
+    torch = _torch()
+    nn = torch.nn
+
+    class ReturnTransformer(nn.Module):
+        """Input projection -> TransformerEncoder -> pooling -> heads (see module docstring)."""
+
+        def __init__(self, n_features: int, cfg: TransformerConfig):
+            super().__init__()
+            self.pooling = cfg.pooling
+            self.inp = nn.Linear(n_features, cfg.d_model)
+            self.pos = nn.Parameter(torch.randn(cfg.seq_len, cfg.d_model) * 0.02)
+            layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout,
+                                               batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, cfg.n_layers,
+                                                 enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(cfg.d_model)
+            self.heads = nn.Linear(cfg.d_model, cfg.n_outputs)
+
+        def forward(self, x, pad):
+            """``x`` (B, L, F) float32, ``pad`` (B, L) bool -> (B, n_outputs)."""
+            h = self.inp(x) + self.pos
+            h = self.encoder(h, src_key_padding_mask=pad)
+            if self.pooling == "last":
+                z = h[:, -1]
+            else:
+                keep = (~pad).unsqueeze(-1).to(h.dtype)
+                z = (h * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+            return self.heads(self.norm(z))
+
+    _NET_CLASS = ReturnTransformer
+    return _NET_CLASS
+
+
+def build_model(n_features: int, cfg: TransformerConfig):
+    """A freshly initialised network for ``n_features`` inputs (seeded by ``cfg.seed``)."""
+    torch = _torch()
+    torch.manual_seed(cfg.seed)
+    return _net_class()(int(n_features), cfg)
+
+
+def _batch(features, t_idx, i_idx, seq_len, has_data):
+    torch = _torch()
+    x, pad = gather_windows(features, t_idx, i_idx, seq_len, has_data)
+    pad[:, -1] = False                      # the day itself is always attended (never all-pad)
+    return torch.from_numpy(x), torch.from_numpy(pad)
+
+
+# ---------------------------------------------------------------- predict / score
+
+def predictable_mask(ds, has_data: np.ndarray | None = None) -> np.ndarray:
+    """Samples that get a prediction: ``sample_mask``, or universe members with data on the day.
+
+    ``has_data`` defaults to :func:`models.seq.has_data_mask`; the universe is
+    ``ds.universe_mask`` when the dataset has one (else every stock).
+
+    Returns
+    -------
+    ndarray of bool, shape (T, N)
+    """
+    hd = has_data_mask(ds) if has_data is None else has_data
+    um = getattr(ds, "universe_mask", None)
+    if um is not None:
+        hd = hd & np.asarray(um, dtype=np.bool_)
+    return np.asarray(ds.sample_mask, dtype=np.bool_) | hd
+
+
+def predict(model, ds, rows, cfg: TransformerConfig, *, mask: np.ndarray | None = None,
+            has_data: np.ndarray | None = None, dates_per_batch: int = 16) -> np.ndarray:
+    """Return-head predictions on ``rows`` as a (T, N) panel.
+
+    Parameters
+    ----------
+    model : ReturnTransformer
+    ds : PanelDataset
+    rows : slice, bool ndarray (T,) or int ndarray
+        Rows (dates) to predict.
+    cfg : TransformerConfig
+        Must match the model (``seq_len``, ``threads``).
+    mask : ndarray of bool (T, N), optional
+        Samples to predict; default :func:`predictable_mask`.
+    has_data : ndarray of bool (T, N), optional
+        Padding source (:func:`models.seq.has_data_mask`, computed when omitted).
+    dates_per_batch : int, default 16
+
+    Returns
+    -------
+    ndarray of float64, shape (T, N)
+        NaN outside ``rows`` and ``mask``. Row ``t`` depends on features of rows ``<= t`` only.
+    """
+    torch = _torch()
+    torch.set_num_threads(cfg.threads)
+    feats = ds.features
+    hd = has_data_mask(ds) if has_data is None else has_data
+    mask = predictable_mask(ds, hd) if mask is None else np.asarray(mask, dtype=np.bool_)
+    out = np.full(mask.shape, np.nan)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for t_idx, i_idx in date_batches(mask, rows, dates_per_batch):
+                x, pad = _batch(feats, t_idx, i_idx, cfg.seq_len, hd)
+                out[t_idx, i_idx] = model(x, pad)[:, 0].double().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def daily_rank_ic(pred: np.ndarray, label: np.ndarray, mask: np.ndarray, rows) -> np.ndarray:
+    """Daily Spearman RankIC of ``pred`` with ``label`` on ``mask`` over ``rows``.
+
+    Uses the evaluator's kernels (:func:`backtest.metrics_ic.row_orders`,
+    :func:`~backtest.metrics_ic.spearman_from_orders`).
+
+    Returns
+    -------
+    ndarray of float64, shape (len(rows),)
+        NaN on days with fewer than 3 names or a constant side.
+    """
+    r = rows_of(rows, pred.shape[0])
+    p = np.ascontiguousarray(pred[r], dtype=np.float64)
+    y = np.ascontiguousarray(label[r], dtype=np.float64)
+    m = np.ascontiguousarray(mask[r], dtype=np.bool_)
+    op, n_p = row_orders(p, m)
+    oy, ny = row_orders(y, m)
+    return spearman_from_orders(p, op, n_p, y, oy, ny, m)
+
+
+# ---------------------------------------------------------------- fit
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`: the best-epoch model and the per-epoch history."""
+
+    model: Any
+    config: TransformerConfig
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid_ic: float = math.nan
+    n_train_samples: int = 0
+    seconds: float = 0.0
+
+
+def _aux_targets(open_adj, ds, train_stop: int, horizon: int) -> np.ndarray:
+    """(T, N, 2) cross-sectional ranks - 0.5 of the path Sharpe and drawdown (float32)."""
+    o = np.asarray(open_adj, dtype=np.float64)
+    if o.shape != ds.label.shape:
+        raise EvaluationError(f"open_adj has shape {o.shape}, expected {ds.label.shape} "
+                              f"(dates x codes of the dataset)")
+    sh, dd = path_targets(o, horizon, end_row=train_stop)
+    m = np.asarray(ds.sample_mask, dtype=np.bool_)
+    return np.stack([cs_rank(sh, m) - 0.5, cs_rank(dd, m) - 0.5], axis=2).astype(np.float32)
+
+
+def _slice_stop(rows, T: int) -> int:
+    r = rows_of(rows, T)
+    return int(r.max()) + 1 if r.size else 0
+
+
+def fit(ds, train_rows, valid_rows, cfg: TransformerConfig | None = None, *,
+        open_adj: np.ndarray | None = None,
+        progress: Callable[[dict], None] | None = None) -> FitResult:
+    """Train the transformer on ``train_rows`` with early stopping on ``valid_rows``.
+
+    Parameters
+    ----------
+    ds : PanelDataset
+        ``features`` (T, N, F) float32, ``label`` (T, N) float32 (NaN = none),
+        ``sample_mask`` (T, N) bool.
+    train_rows, valid_rows : slice, bool ndarray (T,) or int ndarray
+        Rows to train on / to score each epoch (the caller keeps an embargo between them).
+    cfg : TransformerConfig, optional
+    open_adj : ndarray (T, N), optional
+        Back-adjusted opens aligned with ``ds``; required when ``cfg.multitask``.
+    progress : callable, optional
+        Called after each epoch with ``{"epoch", "loss", "valid_ic", "lr", "seconds"}``.
+
+    Returns
+    -------
+    FitResult
+        ``model`` holds the weights of the epoch with the best mean valid RankIC (the last
+        epoch when the valid RankIC is never defined).
+
+    Raises
+    ------
+    EvaluationError
+        When the training rows hold no usable sample, or ``open_adj`` is missing or misaligned
+        while ``cfg.multitask`` is set.
+    ImportError
+        When torch is not installed.
+    """
+    torch = _torch()
+    cfg = cfg or TransformerConfig()
+    torch.set_num_threads(cfg.threads)
+    t0 = time.perf_counter()
+    feats, label = ds.features, np.asarray(ds.label, dtype=np.float32)
+    smask = np.asarray(ds.sample_mask, dtype=np.bool_) & np.isfinite(label)
+    hd = has_data_mask(ds)
+    tr_t, _ = usable_samples(smask, train_rows)
+    if tr_t.size == 0:
+        raise EvaluationError("transformer fit: the training rows hold no usable sample "
+                              "(sample_mask & finite label)")
+    aux = None
+    if cfg.multitask:
+        if open_adj is None:
+            raise EvaluationError("transformer fit: multitask=True needs open_adj (T, N)")
+        aux = _aux_targets(open_adj, ds, _slice_stop(train_rows, label.shape[0]),
+                           cfg.path_horizon)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(feats.shape[2], cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    w = torch.tensor(cfg.loss_weights, dtype=torch.float32)
+    res = FitResult(model=model, config=cfg, n_train_samples=int(tr_t.size))
+    best_state, best_ic, stale = None, -math.inf, 0
+    for epoch in range(1, cfg.epochs + 1):
+        te = time.perf_counter()
+        model.train()
+        losses, n_seen = [], 0
+        for t_idx, i_idx in date_batches(smask, train_rows, cfg.dates_per_batch, rng=rng,
+                                         max_dates=cfg.dates_per_epoch):
+            x, pad = _batch(feats, t_idx, i_idx, cfg.seq_len, hd)
+            y = torch.from_numpy(label[t_idx, i_idx])
+            out = model(x, pad)
+            loss = w[0] * torch.mean((out[:, 0] - y) ** 2)
+            if aux is not None:
+                a = torch.from_numpy(aux[t_idx, i_idx])
+                ok = torch.isfinite(a)
+                for k in (0, 1):
+                    if bool(ok[:, k].any()):
+                        loss = loss + w[1 + k] * torch.mean(
+                            torch.abs(out[ok[:, k], 1 + k] - a[ok[:, k], k]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(float(loss.detach()) * t_idx.size)
+            n_seen += t_idx.size
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        pred = predict(model, ds, valid_rows, cfg, mask=smask, has_data=hd)
+        ic = finite_mean(daily_rank_ic(pred, label, smask, valid_rows))
+        rec = {"epoch": epoch, "loss": sum(losses) / max(n_seen, 1), "valid_ic": ic, "lr": lr,
+               "samples": n_seen, "seconds": time.perf_counter() - te}
+        res.history.append(rec)
+        if progress is not None:
+            progress(rec)
+        if np.isfinite(ic) and ic > best_ic:
+            best_ic, stale, res.best_epoch = ic, 0, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        res.best_epoch = len(res.history)
+    model.eval()
+    res.best_valid_ic = best_ic if np.isfinite(best_ic) else math.nan
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+# ---------------------------------------------------------------- persistence
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(model, cfg: TransformerConfig, directory, *, n_features: int,
+               meta: dict | None = None) -> Path:
+    """Write ``model.pt`` (``state_dict``) and ``config.json`` into ``directory`` atomically.
+
+    Parameters
+    ----------
+    model : ReturnTransformer
+    cfg : TransformerConfig
+    directory : path-like
+        Created when missing.
+    n_features : int
+        Input width (needed to rebuild the network).
+    meta : dict, optional
+        JSON-serialisable extras (feature names, dates, metrics).
+
+    Returns
+    -------
+    Path
+        ``directory``.
+    """
+    torch = _torch()
+    d = Path(directory)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(d / MODEL_FILE, lambda p: torch.save(state, p))
+    doc = {"format": "alphamine-transformer-1", "n_features": int(n_features),
+           "config": cfg.to_dict(), "meta": meta or {}}
+    text = json.dumps(doc, indent=2, default=str, allow_nan=True)
+    _atomic_write(d / CONFIG_FILE, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    return d
+
+
+def load_model(directory):
+    """Load a model saved by :func:`save_model` (``torch.load(weights_only=True)``).
+
+    Returns
+    -------
+    model, cfg, meta : ReturnTransformer (eval mode), TransformerConfig, dict
+
+    Raises
+    ------
+    StoreError
+        When a file is missing or unreadable, or the weights do not fit the config.
+    """
+    torch = _torch()
+    d = Path(directory)
+    try:
+        doc = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
+        cfg = TransformerConfig.from_dict(doc["config"])
+        n_features = int(doc["n_features"])
+        state = torch.load(d / MODEL_FILE, weights_only=True, map_location="cpu")
+    except (OSError, ValueError, KeyError, ConfigError, RuntimeError) as exc:
+        raise StoreError(f"cannot load transformer model from {d}: {exc}") from exc
+    model = _net_class()(n_features, cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise StoreError(f"transformer weights in {d} do not match its config: {exc}") from exc
+    model.eval()
+    return model, cfg, doc.get("meta", {})
+
+
+# ---------------------------------------------------------------- walk-forward
+
+@dataclass
+class WalkForwardResult:
+    """Out-of-sample predictions of a walk-forward run and one summary per fold."""
+
+    oos: np.ndarray                                   # (T, N) float64, NaN outside test rows
+    folds: list[dict] = field(default_factory=list)
+    config: TransformerConfig | None = None
+    seconds: float = 0.0
+
+
+def walk_forward_predict(ds, folds, cfg: TransformerConfig | None = None, *,
+                         open_adj: np.ndarray | None = None, save_dir=None,
+                         progress: Callable[[dict], None] | None = None) -> WalkForwardResult:
+    """Fit one model per fold (train / early-stop on valid) and predict its test rows.
+
+    Parameters
+    ----------
+    ds : PanelDataset
+    folds : sequence of models.walkforward.Fold
+        Row slices; the caller's :func:`models.walkforward.walk_forward` keeps an embargo of
+        at least ``horizon + 1`` rows between train, valid and test.
+    cfg : TransformerConfig, optional
+    open_adj : ndarray (T, N), optional
+        Back-adjusted opens (needed with ``cfg.multitask``).
+    save_dir : path-like, optional
+        When given, fold ``k``'s model is saved to ``save_dir / f"fold{k}"``
+        (:func:`save_model`, with the fold dates and fit summary as metadata).
+    progress : callable, optional
+        Called after each epoch with the :func:`fit` record plus ``"fold"`` and ``"n_folds"``.
+
+    Returns
+    -------
+    WalkForwardResult
+        ``oos`` assembled by :func:`models.walkforward.assemble_oos`: every test row is
+        predicted by the one model whose train and valid rows precede it.
+
+    Raises
+    ------
+    EvaluationError
+        For an empty fold list or from :func:`fit`.
+    """
+    from models.walkforward import assemble_oos
+
+    cfg = cfg or TransformerConfig()
+    folds = list(folds)
+    if not folds:
+        raise EvaluationError("walk_forward_predict: no folds")
+    t0 = time.perf_counter()
+    hd = has_data_mask(ds)
+    pmask = predictable_mask(ds, hd)
+    parts, summaries = [], []
+    for k, fold in enumerate(folds):
+        def _prog(rec, k=k):
+            if progress is not None:
+                progress({**rec, "fold": k, "n_folds": len(folds)})
+        res = fit(ds, fold.train, fold.valid, cfg, open_adj=open_adj, progress=_prog)
+        pred = predict(res.model, ds, fold.test, cfg, mask=pmask, has_data=hd)
+        parts.append((fold, pred))
+        summary = {"fold": k, **(fold.describe(ds.dates) if hasattr(fold, "describe") else {}),
+                   "best_epoch": res.best_epoch, "epochs_run": len(res.history),
+                   "best_valid_ic": res.best_valid_ic, "n_train_samples": res.n_train_samples,
+                   "seconds": res.seconds}
+        if save_dir is not None:
+            path = save_model(res.model, cfg, Path(save_dir) / f"fold{k}",
+                              n_features=ds.features.shape[2],
+                              meta={**summary, "feature_names": list(ds.feature_names),
+                                    "horizon": int(ds.horizon)})
+            summary["path"] = str(path)
+        summaries.append(summary)
+    oos = assemble_oos(parts, T=len(ds.dates))
+    return WalkForwardResult(oos=oos, folds=summaries, config=cfg,
+                             seconds=time.perf_counter() - t0)
