@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +47,8 @@ import pandas as pd
 
 from backtest import rules
 from backtest.rules import CostModel
+from backtest.strategies import _atomic
+from backtest.strategies import read_targets as _read_targets
 from data.errors import BacktestError, DataError
 
 #: Columns of an order plan, in order.
@@ -56,7 +57,6 @@ PLAN_COLUMNS = ["ts_code", "side", "quantity", "ref_price", "est_value", "est_fe
                 "reason"]
 #: Columns of a quotes table (index ``ts_code``) as used by :func:`order_plan`.
 QUOTE_COLUMNS = ["ref_price", "limit_up", "limit_down", "has_bar"]
-_TARGET_COLS = ("trade_date", "ts_code", "target_weight")
 _WEIGHT_TOL = 1e-6
 
 
@@ -77,75 +77,18 @@ def _read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
                         f"(use .parquet or .csv)")
 
 
-def validate_targets(df: pd.DataFrame, source: str = "targets") -> pd.DataFrame:
-    """Check and normalise a ``target_positions`` table.
-
-    Parameters
-    ----------
-    df : DataFrame
-        Columns ``trade_date``, ``ts_code``, ``target_weight`` and optionally
-        ``strategy_name`` (other columns are kept).
-    source : str
-        Name used in error messages (e.g. the file path).
-
-    Returns
-    -------
-    DataFrame
-        A copy with ``trade_date`` datetime64[ns], ``ts_code`` str, ``target_weight`` float64,
-        sorted by (trade_date, ts_code), default index.
-
-    Raises
-    ------
-    BacktestError
-        A missing column, an unparsable date, a NaN / negative weight, a duplicated
-        (trade_date, ts_code) pair or a day whose weights sum above 1 (long-only, no leverage).
-    """
-    missing = [c for c in _TARGET_COLS if c not in df.columns]
-    if missing:
-        raise BacktestError(f"{source}: missing column(s) {', '.join(missing)}; a targets file "
-                            f"needs trade_date, ts_code, target_weight[, strategy_name]")
-    out = df.copy()
-    try:
-        d = out["trade_date"]
-        if not pd.api.types.is_datetime64_any_dtype(d):
-            d = d.astype(str).str.replace("-", "", regex=False)
-            d = pd.to_datetime(d, format="%Y%m%d")
-        out["trade_date"] = pd.DatetimeIndex(d).tz_localize(None).as_unit("ns")
-    except (ValueError, TypeError) as e:
-        raise BacktestError(f"{source}: trade_date is not a date column ({e})") from None
-    out["ts_code"] = out["ts_code"].astype(str)
-    w = pd.to_numeric(out["target_weight"], errors="coerce").astype(np.float64)
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        r = out.loc[bad].iloc[0]
-        raise BacktestError(f"{source}: target_weight must be a finite number >= 0; "
-                            f"{int(bad.sum())} bad row(s), e.g. {r['ts_code']} on "
-                            f"{r['trade_date'].date()}: {df.loc[r.name, 'target_weight']!r}")
-    out["target_weight"] = w
-    dup = out.duplicated(["trade_date", "ts_code"])
-    if dup.any():
-        r = out.loc[dup].iloc[0]
-        raise BacktestError(f"{source}: duplicated (trade_date, ts_code) rows, e.g. "
-                            f"{r['ts_code']} on {r['trade_date'].date()}")
-    tot = out.groupby("trade_date")["target_weight"].sum()
-    over = tot[tot > 1.0 + _WEIGHT_TOL]
-    if len(over):
-        raise BacktestError(f"{source}: weights sum above 1 on {len(over)} day(s), e.g. "
-                            f"{over.index[0].date()}: {over.iloc[0]:.6f} (long-only, no leverage)")
-    return out.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
-
-
 def read_targets(path: str | os.PathLike) -> pd.DataFrame:
     """Read a ``target_positions`` file (Parquet or CSV) and validate it.
 
-    ``trade_date`` may be a date column, ``YYYY-MM-DD`` or ``YYYYMMDD`` text.
+    The one reader of the project (:func:`backtest.strategies.read_targets`), re-exported here.
 
     Raises
     ------
     BacktestError
-        Missing or unreadable file, or invalid content (see :func:`validate_targets`).
+        Missing or unreadable file, or invalid content (missing column, negative / NaN
+        weight, duplicate rows, a day whose weights sum above 1).
     """
-    return validate_targets(_read_table(path, "targets"), source=str(path))
+    return _read_targets(Path(path).expanduser())
 
 
 def targets_for(targets: pd.DataFrame, date) -> pd.DataFrame:
@@ -521,27 +464,19 @@ def plan_from_quotes(targets_day, positions, cash: float, quotes: pd.DataFrame, 
 
 # ----------------------------------------------------------------------------- files
 def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
-    """Write ``df`` as CSV via a temporary file in the same folder and ``os.replace``."""
+    """Write ``df`` as CSV atomically (temporary file in the same folder + ``os.replace``)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            df.to_csv(f, index=index)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic(p, lambda tmp: df.to_csv(tmp, index=index))
     return p
 
 
 def find_latest_targets(out_dir: str | os.PathLike) -> Path:
     """The newest targets file under ``out_dir`` (what ``mine combine`` writes).
 
-    Searches ``out_dir`` recursively for ``*targets*.parquet`` and ``*targets*.csv``, skipping
-    the ``export/`` subfolder (the per-day files written by ``mine export``), and returns the
-    most recently modified one (Parquet preferred on a tie).
+    ``mine combine`` writes ``<out_dir>/combine_<method>_<universe>/targets.parquet`` (+ .csv)
+    and the micro-cap preset ``<out_dir>/microcap/targets.parquet``. This searches ``out_dir``
+    recursively for ``*targets*.parquet`` (else ``*targets*.csv``), skipping the ``export/``
+    subfolder (the per-day files of ``mine export``), and returns the most recently modified.
 
     Raises
     ------
@@ -549,17 +484,15 @@ def find_latest_targets(out_dir: str | os.PathLike) -> Path:
         If there is none: run ``mine combine`` first or pass ``--targets``.
     """
     root = Path(out_dir)
-    found = []
     if root.is_dir():
-        for ext, pref in (("parquet", 0), ("csv", 1)):
-            for p in root.rglob(f"*targets*.{ext}"):
-                if "export" in p.relative_to(root).parts[:-1] or p.name.startswith("."):
-                    continue
-                found.append((-p.stat().st_mtime, pref, str(p)))
-    if not found:
-        raise BacktestError(f"no targets file (*targets*.parquet / *targets*.csv) under "
-                            f"{str(root)!r}: run `mine combine` first or pass --targets")
-    return Path(sorted(found)[0][2])
+        for ext in ("parquet", "csv"):
+            found = [(p.stat().st_mtime, str(p)) for p in root.rglob(f"*targets*.{ext}")
+                     if "export" not in p.relative_to(root).parts[:-1]
+                     and not p.name.startswith(".")]
+            if found:
+                return Path(max(found)[1])
+    raise BacktestError(f"no targets file (*targets*.parquet / *targets*.csv) under "
+                        f"{str(root)!r}: run `mine combine` first or pass --targets")
 
 
 def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float,
@@ -598,6 +531,6 @@ def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float
     return {"plan": plan, "summary": plan_summary(plan, cash), "files": files}
 
 
-__all__ = ["PLAN_COLUMNS", "QUOTE_COLUMNS", "validate_targets", "read_targets", "targets_for",
+__all__ = ["PLAN_COLUMNS", "QUOTE_COLUMNS", "read_targets", "targets_for",
            "read_positions", "order_plan", "plan_summary", "reference_quotes", "read_quotes",
            "plan_from_quotes", "atomic_write_csv", "find_latest_targets", "export_day"]

@@ -210,12 +210,12 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     t = tmp_path / "t.csv"
     t.write_text("trade_date,ts_code,target_weight\n2024-06-28,600000.SH,0.6\n"
                  "2024-06-28,000001.SZ,0.6\n")
-    with pytest.raises(BacktestError, match="sum above 1 on 1 day"):
+    with pytest.raises(BacktestError, match="2024-06-28 sum to 1.2000 > 1"):
         read_targets(t)
     t.write_text("trade_date,ts_code\n2024-06-28,600000.SH\n")
     with pytest.raises(BacktestError, match="target_weight"):
         read_targets(t)
-    with pytest.raises(BacktestError, match="does not exist"):
+    with pytest.raises(BacktestError, match="not found"):
         read_targets(tmp_path / "nope.parquet")
 
 
@@ -234,19 +234,26 @@ def test_targets_io_and_nearest_dates(tmp_path):
 
 
 def test_find_latest_targets_and_atomic_files(tmp_path):
+    import os
     out = tmp_path / "bt"
     with pytest.raises(BacktestError, match="run `mine combine` first or pass --targets"):
         find_latest_targets(out)
-    a = atomic_write_csv(pd.DataFrame({"x": [1]}), out / "run1" / "targets.csv")
-    b = out / "run2" / "ic_targets.parquet"
-    b.parent.mkdir()
-    pd.DataFrame({"x": [1]}).to_parquet(b)
-    import os
-    os.utime(a, (1, 1))
+    c = atomic_write_csv(pd.DataFrame({"x": [1]}), out / "combine_ic_csi300" / "targets.csv")
+    assert find_latest_targets(out) == c                   # CSV when there is no Parquet
+    a = out / "combine_ic_csi300" / "targets.parquet"
+    b = out / "microcap" / "targets.parquet"
+    for p in (a, b):
+        p.parent.mkdir(exist_ok=True)
+        pd.DataFrame({"x": [1]}).to_parquet(p)
+    os.utime(b, (1, 1))
+    assert find_latest_targets(out) == a                   # newest Parquet
+    os.utime(a, (0, 0))
     assert find_latest_targets(out) == b
     atomic_write_csv(pd.DataFrame({"x": [2]}), out / "export" / "targets_20240628.csv")
+    pd.DataFrame({"x": [1]}).to_parquet(out / "export" / "targets_x.parquet")
     assert find_latest_targets(out) == b                   # export/ is skipped
     assert not list(out.rglob("*.tmp"))
+    assert pd.read_csv(c)["x"].tolist() == [1]
 
 
 # --------------------------------------------------------------------------- warehouse
