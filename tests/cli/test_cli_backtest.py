@@ -1,0 +1,161 @@
+"""`mine combine` and `mine backtest` end to end (synthetic warehouse; one slow real-data test)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from data.config import load_config
+from mining.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    from ashare_synth import build_warehouse
+    return build_warehouse(tmp_path_factory.mktemp("ashare")).root
+
+
+def _config(tmp_path: Path, root: Path, **bt) -> Path:
+    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in bt.items())
+    text = f"""
+[data]
+root = "{root}"
+[evaluate]
+train = ["2010-01-01", "2020-08-09"]
+valid = ["2020-08-10", "2025-07-25"]
+test = ["2025-07-28", "2025-08-15"]
+embargo = 1
+min_listed_days = 3
+[store]
+path = "{tmp_path / 'lb.db'}"
+[backtest]
+universe = "all"
+start = "2020-08-10"
+end = "2025-08-15"
+out_dir = "{tmp_path / 'bt'}"
+slippage_bps = 0.0
+{extra}
+"""
+    p = tmp_path / "mine.toml"
+    p.write_text(text)
+    return p
+
+
+def _add(cfg_path: Path, formulas: dict[str, float]) -> None:
+    from factors.store import FactorRecord, FactorStore
+    cfg = load_config(cfg_path)
+    with FactorStore(cfg.store.path) as store:
+        for i, (f, train_ic) in enumerate(formulas.items()):
+            rec = FactorRecord(formula=f, name=f"f{i}", source="library", universe="all",
+                               horizon=1, metrics={"train": {"rank_ic_mean": train_ic},
+                                                   "valid": {"rank_ic_mean": 0.02,
+                                                             "rank_icir": 0.2 - i / 100}})
+            assert store.add(rec, {}, force=True).accepted
+
+
+def _out(res) -> str:
+    return " ".join(res.output.split())       # rich wraps long lines
+
+
+def _json(res):
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_combine_needs_a_leaderboard(tmp_path, synth_root):
+    cfg = _config(tmp_path, synth_root)
+    res = runner.invoke(app, ["--config", str(cfg), "combine", "--top", "3"])
+    assert res.exit_code == 2
+    assert "mine library --add" in _out(res)
+
+
+def test_combine_then_backtest(tmp_path, synth_root):
+    cfg = _config(tmp_path, synth_root)
+    _add(cfg, {"ts_delta(close, 1)": -0.02, "-log(vol)": 0.01, "ts_delta(close, 1) * 2": 0.0})
+    out = tmp_path / "comb"
+    s = _json(runner.invoke(app, ["--config", str(cfg), "combine", "--top", "3", "--method",
+                                  "icir", "--n", "2", "--rebalance", "weekly", "--window", "5",
+                                  "--out", str(out), "--json"]))
+    names = [m["name"] for m in s["members"]]
+    assert names[0] == "f0" and "f2" not in names          # f2 duplicates f0 (|corr| 1)
+    assert s["members"][0]["sign"] == -1.0                  # train RankIC < 0 -> flipped
+    assert s["dropped"] and s["dropped"][0]["name"] == "f2"
+    tg = pd.read_parquet(out / "targets.parquet")
+    assert list(tg.columns) == ["trade_date", "ts_code", "target_weight", "strategy_name"]
+    assert (tg.groupby("trade_date").target_weight.sum() <= 1 + 1e-12).all()
+    assert tg.groupby("trade_date").size().max() <= 2
+    assert (tg.trade_date.dt.day_of_week == 4).sum() > 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "targets.csv", parse_dates=["trade_date"]),
+                                  tg, check_dtype=False)
+    assert (out / "score.parquet").is_file() and (out / "factor_weights.parquet").is_file()
+
+    bt_out = tmp_path / "bt_out"
+    b = _json(runner.invoke(app, ["--config", str(cfg), "backtest", "--targets",
+                                  str(out / "targets.csv"), "--benchmark", "000300.SH",
+                                  "--cash", "500000", "--out", str(bt_out), "--json"]))
+    p = b["performance"]
+    nav = pd.read_parquet(bt_out / "nav.parquet")
+    assert p["total_return"] == pytest.approx(nav.nav.iloc[-1] / nav.nav.iloc[0] - 1)
+    assert b["init_cash"] == 500000
+    from ashare_synth import CAL                          # index close = 4000 + row in CAL
+    i0, i1 = CAL.get_loc(nav.trade_date.iloc[0]), CAL.get_loc(nav.trade_date.iloc[-1])
+    assert b["benchmark_performance"]["total_return"] == pytest.approx((4000 + i1) / (4000 + i0)
+                                                                       - 1)
+    assert {r["period"] for r in b["yearly"]} <= {"train", "valid", "test", "-"} | {
+        f"{a}/{c}" for a in ("train", "valid", "test", "-") for c in ("train", "valid",
+                                                                        "test", "-")}
+    for f in ("trades", "rejected", "costs", "positions"):
+        assert (bt_out / f"{f}.parquet").is_file()
+    assert "in-sample" in b["note"] and "survivors" in b["note"]
+
+
+def test_backtest_errors(tmp_path, synth_root):
+    cfg = _config(tmp_path, synth_root)
+    res = runner.invoke(app, ["--config", str(cfg), "backtest", "--targets",
+                              str(tmp_path / "missing.parquet")])
+    assert res.exit_code == 2 and "not found" in _out(res)
+    res = runner.invoke(app, ["--config", str(cfg), "backtest", "--preset", "microcap",
+                              "--benchmark", "999999.SH"])
+    assert res.exit_code == 2 and "unknown index" in _out(res) and "000300.SH" in _out(res)
+    res = runner.invoke(app, ["--config", str(cfg), "backtest"])
+    assert res.exit_code == 2 and "exactly one of" in _out(res)
+    res = runner.invoke(app, ["--config", str(cfg), "backtest", "--preset", "smallcap"])
+    assert res.exit_code == 2 and "available: microcap" in _out(res)
+
+
+def test_microcap_preset_on_synthetic(tmp_path, synth_root):
+    cfg = _config(tmp_path, synth_root)
+    b = _json(runner.invoke(app, ["--config", str(cfg), "backtest", "--preset", "microcap",
+                                  "--mv-min", "0", "--mv-max", "1e12", "--hold", "2",
+                                  "--start", "2020-08-10", "--end", "2020-09-04", "--json"]))
+    tg = pd.read_parquet(Path(b["out_dir"]) / "targets.parquet")
+    assert (tg.groupby("trade_date").size() == 2).all()
+    assert b["strategy"] == "microcap" and b["n_trades"] > 0
+    assert "in-sample" not in b["note"] and "survivors" in b["note"]
+
+
+@pytest.mark.slow
+def test_microcap_preset_real_quarter(tmp_path):
+    real = load_config(REPO / "mine.toml")
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'[data]\nroot = "{real.data.root}"\n[backtest]\n'
+                   f'out_dir = "{tmp_path / "bt"}"\n')
+    b = _json(runner.invoke(app, ["--config", str(cfg), "backtest", "--preset", "microcap",
+                                  "--start", "2023-01-01", "--end", "2023-03-31", "--json"]))
+    tg = pd.read_parquet(Path(b["out_dir"]) / "targets.parquet")
+    days = sorted(tg.trade_date.unique())
+    assert len(days) == 12 and (tg.groupby("trade_date").size() == 3).all()
+    from data.manager import DataManager
+    dm = DataManager(real.data.root)
+    mv = dm.panel("total_mv", "2023-01-01", "2023-03-31", codes=sorted(tg.ts_code.unique()))
+    vals = mv.stack().reindex(pd.MultiIndex.from_frame(tg[["trade_date", "ts_code"]]))
+    assert ((vals >= 2e9) & (vals <= 3e9)).all()
+    assert not tg.ts_code.isin(dm.stock_basic().query("is_st_latest").ts_code).any()
+    p = b["performance"]
+    assert p["n_days"] > 50 and np.isfinite(p["sharpe"]) and p["max_drawdown"] <= 0
+    assert b["costs"]["stamp_tax"] > 0 and b["costs"]["commission"] > 0
