@@ -1,5 +1,7 @@
 """Account simulator: one tiny hand-made scenario per rule with exact cash and positions, a
 cash-never-negative property, the evaluator oracle and causality."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -377,3 +379,94 @@ def test_oracle_quantile_nav_equals_evaluator():
     compounded = np.prod(1.0 + means[:T - 2, Q - 1])
     assert ne[-1] / ne[1] == pytest.approx(compounded, rel=1e-9)
     assert r.rejected.empty
+
+
+# ------------------------------------------------------------------ from the warehouse
+
+@pytest.fixture(scope="module")
+def synth_dm(tmp_path_factory):
+    from ashare_synth import build_warehouse
+    from data.manager import DataManager
+    return DataManager(build_warehouse(tmp_path_factory.mktemp("wh_sim")).root)
+
+
+def test_from_dm_matches_the_manager(synth_dm):
+    dm, codes = synth_dm, ["000002.SZ", "600000.SH", "688001.SH"]
+    m = MarketData.from_dm(dm, codes, "2020-08-10", "2020-09-04")
+    raw = dm.panels(["raw_open", "raw_close", "vol", "adj_factor"], "2020-08-10", "2020-09-04",
+                    codes=codes)
+    up, down = dm.limit_prices("2020-08-10", "2020-09-04", codes=codes)
+    np.testing.assert_array_equal(m.open, raw["raw_open"].to_numpy())
+    np.testing.assert_array_equal(m.limit_up, up.to_numpy())
+    np.testing.assert_array_equal(m.limit_down, down.to_numpy())
+    np.testing.assert_allclose(m.vwap * m.adj_factor,
+                               dm.panel("vwap", "2020-08-10", "2020-09-04", codes=codes)
+                               .to_numpy(), rtol=1e-12)
+    assert not m.has_bar[m.dates.get_loc(pd.Timestamp("2020-08-18")), 0]   # suspended
+    assert m.bonus is not None and (m.bonus == 0).all()       # no dividend table here
+
+
+def test_warehouse_rules_end_to_end(synth_dm):
+    """Suspension, one-price limit-up and an ex-dividend day of the synthetic warehouse."""
+    m = MarketData.from_dm(synth_dm, ["000002.SZ", "600000.SH"], "2020-08-10", "2020-09-04")
+    c = cfg(init_cash=200_000.0, participation=None)
+    # 000002.SZ suspended 08-17..21; one-price limit-up on 08-26; opens at limit-up on 08-28
+    days = ("2020-08-10", "2020-08-14", "2020-08-25", "2020-08-27")
+    rows = [(d, "600000.SH", 0.5) for d in days] + [(d, "000002.SZ", 0.3) for d in days[1:]]
+    r = simulate(tg(*rows), m, c)
+    rej = r.rejected.set_index("trade_date")
+    assert rej.loc[pd.Timestamp("2020-08-17"), "reason"] == "suspended"
+    assert rej.loc[pd.Timestamp("2020-08-26"), "reason"] == "limit_up_buy"
+    assert rej.loc[pd.Timestamp("2020-08-28"), "reason"] == "limit_up_buy"
+    assert not (r.trades["ts_code"] == "000002.SZ").any()
+    # the same order at the day's VWAP (below the limit) fills on 08-28
+    rv = simulate(tg(("2020-08-27", "000002.SZ", 0.3)), m, cfg(execution="vwap",
+                                                                init_cash=200_000.0))
+    assert rv.trades["trade_date"].tolist() == [pd.Timestamp("2020-08-28")]
+    # 600000.SH: cash dividend of 0.50 per share on 2020-08-20
+    q = pos(r, "2020-08-19", "600000.SH")[0]
+    assert q > 0 and q % 100 == 0
+    assert r.corporate["trade_date"].tolist() == [pd.Timestamp("2020-08-20")]
+    assert r.corporate["cash"].item() == pytest.approx(0.5 * q, rel=1e-9)
+    assert pos(r, "2020-08-20", "600000.SH")[0] == q
+    assert (r.cash.to_numpy() >= 0).all()
+
+
+# ------------------------------------------------------------------ real data (slow)
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "ashare"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL / "trade_cal.parquet").is_file(), reason="real warehouse missing")
+def test_oracle_on_real_csi300_2019():
+    """The evaluator oracle on real data: CSI300 2019, top quintile of 5-day reversal."""
+    from data.config import EvalConfig
+    from data.manager import DataManager
+
+    dm = DataManager(REAL)
+    ecfg = EvalConfig(train=("2019-01-01", "2019-12-31"), valid=("2020-01-01", "2020-01-10"),
+                      test=("2020-01-11", "2020-01-20"))
+    ctx = EvalContext.from_data(dm, "csi300", "2019-01-01", "2019-12-31", ecfg)
+    m = MarketData.from_dm(dm, ctx.codes, "2019-01-01", "2019-12-31")
+    assert m.dates.equals(ctx.dates)
+    T, N = m.shape
+    c = pd.DataFrame(m.close * m.adj_factor)
+    f = -(c / c.shift(5) - 1.0).to_numpy()
+    oy, ny = ctx.label_order(1)
+    of, nf = row_orders(f)
+    _, ranks, counts = spearman_from_orders(f, of, nf, ctx.fwd[1], oy, ny, ctx.eligible,
+                                            want_ranks=True)
+    means, top = quantile_buckets(ranks, counts, ctx.fwd[1], 5)
+    days = [t for t in range(T - 2) if top[t].any()]
+    assert len(days) > 200
+    rows = [(m.dates[t], m.codes[j], 1.0 / top[t].sum()) for t in days
+            for j in np.flatnonzero(top[t])]
+    targets = pd.DataFrame(rows, columns=["trade_date", "ts_code", "target_weight"])
+    r = simulate(targets, m, SimConfig.frictionless())
+    assert len(r.corporate) > 0                           # real ex-dates crossed
+    ne = r.nav_exec.to_numpy()
+    d = np.array(days)
+    d = d[np.isin(d + 1, d)]                              # consecutive decision days
+    sim = ne[d + 2] / ne[d + 1] - 1.0
+    assert np.abs(sim - means[d, 4]).max() < 1e-9
