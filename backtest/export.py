@@ -217,7 +217,7 @@ def _fees(cost: CostModel, side: str, qty: int, px: float, date) -> float:
 
 def order_plan(targets_day, current_positions, cash: float, prices, limits=None, date=None,
                cost_model: CostModel | None = None, *, has_bar=None,
-               cash_reserve: float = 0.0) -> pd.DataFrame:
+               cash_reserve: float = 0.0, min_order_value: float = 0.0) -> pd.DataFrame:
     """Orders that move an account from its holdings to one day's target weights.
 
     Parameters
@@ -244,15 +244,19 @@ def order_plan(targets_day, current_positions, cash: float, prices, limits=None,
         it): it has a price.
     cash_reserve : float
         Fraction of equity kept uninvested (0 <= cash_reserve < 1).
+    min_order_value : float
+        Orders worth less than this (yuan) are not sent (``status = "skipped"``, reason
+        ``below_min_order_value``), except sells of a whole holding. Avoids paying the
+        minimum commission on small top-ups / trims. Default 0 (off).
 
     Returns
     -------
     DataFrame
         Columns :data:`PLAN_COLUMNS`: sells first then buys, each sorted by ts_code.
         ``quantity`` is in shares (int), ``est_value`` / ``est_fees`` / ``target_value`` in
-        yuan, ``status`` is ``"ok"`` or ``"flagged"``, ``reason`` is empty for plain ``ok``
-        orders, ``"reduced_for_cash"`` for buys cut to fit the budget, else the flag reason
-        (module docstring). Stocks already at target (within one lot) get no row. Cash after
+        yuan, ``status`` is ``"ok"``, ``"flagged"`` or ``"skipped"``, ``reason`` is empty for
+        plain ``ok`` orders, ``"reduced_for_cash"`` for buys cut to fit the budget, else the
+        flag reason (module docstring) or ``below_min_order_value``. Stocks already at target (within one lot) get no row. Cash after
         the ``ok`` orders and their estimated fees is >= 0.
 
     Raises
@@ -262,6 +266,8 @@ def order_plan(targets_day, current_positions, cash: float, prices, limits=None,
     """
     if not (isinstance(cash, (int, float, np.floating)) and math.isfinite(cash) and cash >= 0):
         raise BacktestError(f"cash must be a finite number >= 0 (yuan), got {cash!r}")
+    if not (math.isfinite(min_order_value) and min_order_value >= 0):
+        raise BacktestError(f"min_order_value must be >= 0 (yuan), got {min_order_value!r}")
     if not 0.0 <= cash_reserve < 1.0:
         raise BacktestError(f"cash_reserve must be in [0, 1), got {cash_reserve!r}")
     if date is None:
@@ -312,6 +318,9 @@ def order_plan(targets_day, current_positions, cash: float, prices, limits=None,
         reason = rules.check_order("sell", px[i], up[i], down[i], bool(bar[i]))
         if reason is None and q > sellable[i]:
             reason = "not_sellable_t1"
+        if reason is None and q < qty[i] and q * px[i] < min_order_value:
+            row(i, "sell", q, "skipped", "below_min_order_value")
+            continue
         ev, fee = row(i, "sell", q, "ok" if reason is None else "flagged", reason or "")
         if reason is None:
             budget += ev - fee
@@ -330,6 +339,9 @@ def order_plan(targets_day, current_positions, cash: float, prices, limits=None,
         reason = rules.check_order("buy", px[i], up[i], down[i], bool(bar[i]))
         if reason is not None:
             row(i, "buy", q, "flagged", reason)
+            continue
+        if q * px[i] < min_order_value:
+            row(i, "buy", q, "skipped", "below_min_order_value")
             continue
         cand.append((i, q))
     need = sum(q * px[i] + _fees(cost, "buy", q, px[i], date) for i, q in cand)
@@ -363,7 +375,7 @@ def plan_summary(plan: pd.DataFrame, cash: float) -> dict:
     Returns
     -------
     dict
-        ``n_orders`` (ok), ``n_sell``, ``n_buy``, ``n_flagged``, ``gross_sell``,
+        ``n_orders`` (ok), ``n_sell``, ``n_buy``, ``n_flagged``, ``n_skipped``, ``gross_sell``,
         ``gross_buy``, ``est_fees`` (ok orders, yuan), ``cash_after`` (cash + sells - buys -
         fees, yuan) and ``flagged`` (reason -> count).
     """
@@ -372,8 +384,9 @@ def plan_summary(plan: pd.DataFrame, cash: float) -> dict:
     buy = ok[ok["side"] == "buy"]
     fees = float(ok["est_fees"].sum())
     flagged = plan.loc[plan["status"] == "flagged", "reason"].value_counts()
+    skipped = int((plan["status"] == "skipped").sum())
     return {"n_orders": int(len(ok)), "n_sell": int(len(sell)), "n_buy": int(len(buy)),
-            "n_flagged": int(flagged.sum()), "gross_sell": float(sell["est_value"].sum()),
+            "n_flagged": int(flagged.sum()), "n_skipped": skipped, "gross_sell": float(sell["est_value"].sum()),
             "gross_buy": float(buy["est_value"].sum()), "est_fees": fees,
             "cash_after": float(cash) + float(sell["est_value"].sum())
             - float(buy["est_value"].sum()) - fees,
@@ -454,12 +467,13 @@ def read_quotes(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def plan_from_quotes(targets_day, positions, cash: float, quotes: pd.DataFrame, date,
-                     cost_model: CostModel | None = None, cash_reserve: float = 0.0
-                     ) -> pd.DataFrame:
+                     cost_model: CostModel | None = None, cash_reserve: float = 0.0,
+                     min_order_value: float = 0.0) -> pd.DataFrame:
     """:func:`order_plan` with prices, limits and bars taken from one quotes table."""
     return order_plan(targets_day, positions, cash, quotes["ref_price"],
                       (quotes["limit_up"], quotes["limit_down"]), date, cost_model,
-                      has_bar=quotes["has_bar"].astype(bool), cash_reserve=cash_reserve)
+                      has_bar=quotes["has_bar"].astype(bool), cash_reserve=cash_reserve,
+                      min_order_value=min_order_value)
 
 
 # ----------------------------------------------------------------------------- files
@@ -497,7 +511,8 @@ def find_latest_targets(out_dir: str | os.PathLike) -> Path:
 
 def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float,
                quotes: pd.DataFrame, out_dir: str | os.PathLike,
-               cost_model: CostModel | None = None, cash_reserve: float = 0.0) -> dict:
+               cost_model: CostModel | None = None, cash_reserve: float = 0.0,
+               min_order_value: float = 0.0) -> dict:
     """Compute one day's plan and write the export files atomically.
 
     Files written in ``out_dir`` (``YYYYMMDD`` = ``date``):
@@ -515,7 +530,8 @@ def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float
     """
     day = targets_for(targets, date)
     d = pd.Timestamp(date)
-    plan = plan_from_quotes(day, positions, cash, quotes, d, cost_model, cash_reserve)
+    plan = plan_from_quotes(day, positions, cash, quotes, d, cost_model, cash_reserve,
+                            min_order_value)
     tag = d.strftime("%Y%m%d")
     out = Path(out_dir)
     tday = day.copy()

@@ -201,7 +201,7 @@ def order_price(side: str, ref: float, limit_up: float, limit_down: float,
 def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, date,
               cost_model: CostModel | None = None, *, dry_run: bool = True,
               price_type: str = "fix", buffer_bps: float = 0.0, cash_reserve: float = 0.0,
-              strategy_name: str | None = None) -> tuple[pd.DataFrame, AccountState]:
+              min_order_value: float = 0.0, strategy_name: str | None = None) -> tuple[pd.DataFrame, AccountState]:
     """Compute the plan for the account's holdings and (unless ``dry_run``) place it.
 
     Parameters
@@ -228,6 +228,8 @@ def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, 
     cash_reserve : float
         Fraction of equity left in cash (see :func:`backtest.export.order_plan`); for ``fix``
         orders at least ``buffer_bps / 1e4``, so buys priced above the reference still fit.
+    min_order_value : float
+        Smaller orders are skipped (see :func:`backtest.export.order_plan`).
     strategy_name : str, optional
         Passed to ``order_stock`` (default: the targets' ``strategy_name`` or "alphamine").
 
@@ -256,7 +258,7 @@ def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, 
     if ptype == FIX_PRICE:           # buys priced up to ref x (1 + buffer) must still fit cash
         cash_reserve = max(cash_reserve, float(buffer_bps) / 1e4)
     plan = plan_from_quotes(targets_day, state.positions, state.cash, quotes.loc[need], d,
-                            cost_model, cash_reserve)
+                            cost_model, cash_reserve, min_order_value)
     q = quotes.reindex(plan["ts_code"])
     plan["order_price"] = [
         order_price(s, r, u, dn, buffer_bps) if ptype == FIX_PRICE and r > 0 else 0.0
@@ -281,7 +283,8 @@ def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, 
 def run(targets_path: str, *, account_id: str | None = None, qmt_path: str | None = None,
         date=None, quotes_path: str | None = None, dry_run: bool = True,
         price_type: str = "fix", buffer_bps: float = 0.0, cash_reserve: float = 0.0,
-        cost_model: CostModel | None = None, trader=None, account=None,
+        min_order_value: float = 0.0, cost_model: CostModel | None = None, trader=None,
+        account=None,
         quote_fn: Callable[[list], pd.DataFrame] | None = None):
     """Read targets, connect (unless ``trader``/``account`` are given) and :func:`rebalance`.
 
@@ -307,7 +310,8 @@ def run(targets_path: str, *, account_id: str | None = None, qmt_path: str | Non
         codes = sorted(set(day["ts_code"]) | set(held))
         quotes = (quote_fn or xt_quotes)(codes)
     return rebalance(trader, account, day, quotes, d, cost_model, dry_run=dry_run,
-                     price_type=price_type, buffer_bps=buffer_bps, cash_reserve=cash_reserve)
+                     price_type=price_type, buffer_bps=buffer_bps, cash_reserve=cash_reserve,
+                     min_order_value=min_order_value)
 
 
 def main(argv: list[str] | None = None, trader=None, account=None) -> int:
@@ -324,7 +328,10 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
     ap.add_argument("--price-type", choices=sorted(PRICE_TYPES), default="fix")
     ap.add_argument("--buffer-bps", type=float, default=0.0,
                     help="limit-price buffer for --price-type fix (basis points)")
-    ap.add_argument("--cash-reserve", type=float, default=0.0)
+    ap.add_argument("--cash-reserve", type=float, default=0.0,
+                    help="fraction of equity kept as cash")
+    ap.add_argument("--min-order-value", type=float, default=0.0,
+                    help="skip orders below this value in yuan (whole-holding sells excepted)")
     ap.add_argument("--commission", type=float, default=0.0003)
     ap.add_argument("--min-commission", type=float, default=5.0)
     ap.add_argument("--out", help="write the plan (with order ids) to this CSV")
@@ -334,7 +341,7 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
         plan, state = run(a.targets, account_id=a.account, qmt_path=a.qmt_path, date=a.date,
                           quotes_path=a.quotes, dry_run=a.dry_run, price_type=a.price_type,
                           buffer_bps=a.buffer_bps, cash_reserve=a.cash_reserve,
-                          cost_model=cost, trader=trader, account=account)
+                          min_order_value=a.min_order_value, cost_model=cost, trader=trader, account=account)
     except AlphamineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -347,7 +354,8 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
     sent = int(plan["order_id"].notna().sum())
     refused = int((plan["order_id"] == -1).sum())
     print(f"cash {state.cash:,.2f}, {len(state.positions)} holdings; {s['n_orders']} orders "
-          f"({s['n_sell']} sell, {s['n_buy']} buy), {s['n_flagged']} flagged; "
+          f"({s['n_sell']} sell, {s['n_buy']} buy), {s['n_flagged']} flagged, "
+          f"{s['n_skipped']} skipped; "
           + ("dry run: nothing sent" if a.dry_run else f"sent {sent}, refused by QMT {refused}"))
     return 0
 

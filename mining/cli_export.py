@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
             None, "--out", help="Output folder (default: <[backtest] out_dir>/export)."),
         cash_reserve: float = typer.Option(
             0.0, "--cash-reserve", help="Fraction of equity kept as cash (0..1)."),
+        min_order_value: float = typer.Option(
+            0.0, "--min-order-value",
+            help="Skip orders below this value, yuan (whole-holding sells excepted)."),
         show: int = typer.Option(40, "--show", help="Plan rows printed (0 = all)."),
     ) -> None:
         """Write the day's targets and a lot-rounded, limit-aware order plan for QMT."""
@@ -58,7 +61,7 @@ def register(app: typer.Typer) -> None:
             quotes = reference_quotes(dm, d, codes)
             out_dir = out if out is not None else Path(cfg.backtest.out_dir) / "export"
             res = export_day(tg, d, pos, cash, quotes, out_dir,
-                             CostModel.from_config(cfg.backtest), cash_reserve)
+                             CostModel.from_config(cfg.backtest), cash_reserve, min_order_value)
         except AlphamineError as e:
             _fail(e)
             return
@@ -70,7 +73,7 @@ def register(app: typer.Typer) -> None:
             t.add_column(c, justify=j, no_wrap=c != "reason")
         rows = plan if show <= 0 else plan.head(show)
         for r in rows.itertuples(index=False):
-            st = "[green]ok[/]" if r.status == "ok" else "[yellow]flag[/]"
+            st = {"ok": "[green]ok[/]", "flagged": "[yellow]flag[/]"}.get(r.status, "skip")
             t.add_row(r.ts_code, r.side, f"{r.quantity:,}", f"{r.ref_price:.2f}",
                       f"{r.est_value:,.0f}", f"{r.est_fees:,.2f}", st, escape(r.reason))
         console.print(t)
@@ -82,6 +85,7 @@ def register(app: typer.Typer) -> None:
             f"{s['n_orders']} orders ({s['n_sell']} sell, {s['n_buy']} buy); "
             f"gross sell {_money(s['gross_sell'])}, gross buy {_money(s['gross_buy'])}, "
             f"est. fees {_money(s['est_fees'])}, est. cash after {_money(s['cash_after'])} yuan\n"
-            f"flagged: {s['n_flagged']} ({fl})")
+            f"flagged: {s['n_flagged']} ({fl}); skipped below --min-order-value: "
+            f"{s['n_skipped']}")
         for k, p in res["files"].items():
             console.print(f"wrote {k}: {escape(str(p))}")

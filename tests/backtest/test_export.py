@@ -153,6 +153,25 @@ def test_slippage_counts_in_fees():
         sum(cm.fees("buy", q * fill, D).values()) + q * (fill - 10.0))
 
 
+def test_min_order_value_skips_small_orders_but_not_whole_liquidations():
+    px = {"600000.SH": 10.0, "000001.SZ": 10.0, "600036.SH": 10.0}
+    # equity = 10,000 cash + 12,000 + 3,000 = 25,000
+    cur = pos([["600000.SH", 1200], ["000001.SZ", 300]])
+    w = tg(s600000_SH=0.4, s600036_SH=0.12)        # 1000 shares (sell 200), buy 300
+    plan = order_plan(w, cur, 10_000.0, px, None, D, NOCOST)
+    assert plan[["ts_code", "side", "quantity", "status"]].values.tolist() == [
+        ["000001.SZ", "sell", 300, "ok"], ["600000.SH", "sell", 200, "ok"],
+        ["600036.SH", "buy", 300, "ok"]]
+    plan = order_plan(w, cur, 10_000.0, px, None, D, NOCOST, min_order_value=5_000.0)
+    assert plan[["ts_code", "side", "quantity", "status", "reason"]].values.tolist() == [
+        ["000001.SZ", "sell", 300, "ok", ""],                      # whole holding: still sold
+        ["600000.SH", "sell", 200, "skipped", "below_min_order_value"],
+        ["600036.SH", "buy", 300, "skipped", "below_min_order_value"]]
+    s = plan_summary(plan, 10_000.0)
+    assert (s["n_orders"], s["n_skipped"], s["n_flagged"]) == (1, 2, 0)
+    assert s["cash_after"] == pytest.approx(13_000.0)
+
+
 @pytest.mark.parametrize("seed", range(25))
 def test_random_books_keep_cash_and_lot_invariants(seed):
     rng = np.random.default_rng(seed)

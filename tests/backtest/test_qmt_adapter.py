@@ -143,6 +143,16 @@ def test_dry_run_places_nothing_and_refusals_are_recorded(book):
     assert all(o[4] == qa.LATEST_PRICE and o[5] == 0.0 for o in trader.orders)
 
 
+def test_skipped_orders_are_not_sent(book):
+    targets, quotes, positions = book
+    trader = FakeTrader(positions, 300_000.0)
+    plan, _ = qa.rebalance(trader, Account("1"), targets, quotes, D, dry_run=False,
+                           min_order_value=100_000.0)
+    skipped = set(plan.loc[plan["status"] == "skipped", "ts_code"])
+    assert skipped and not skipped & {o[1] for o in trader.orders}
+    assert {o[1] for o in trader.orders} == set(plan.loc[plan["status"] == "ok", "ts_code"])
+
+
 def test_fix_price_buffer_stays_inside_limits_and_reserves_cash(book):
     targets, quotes, positions = book
     trader = FakeTrader(positions, 300_000.0)
