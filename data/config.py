@@ -119,6 +119,19 @@ class ModelConfig:
     retrain_months: int = 12
     out_dir: Path = _REPO_ROOT / ".alphamine" / "models"
     seed: int = 42
+    start: str = "2010-01-01"           # first date of features / training rows
+    first_test: str = "2019-01-01"      # OOS predictions from here (= start of [evaluate] valid)
+    last_test: str = "2021-12-31"       # ... to here (test split stays sealed)
+    train_years: int = 0                # rolling train window in years; 0 = expanding
+    valid_months: int = 12              # early-stopping window before each test block
+    embargo: int = 0                    # rows between train/valid/test; 0 = horizon + 1
+    label_norm: str = "rank"            # "rank" ([-0.5, 0.5]) or "zscore"
+    num_threads: int = 2
+    lgbm_rounds: int = 1000             # max boosting rounds (early stopping 50 on valid l2)
+    lgbm_early_stopping: int = 50
+    shap_rows: int = 2000               # valid rows explained for mean |SHAP|
+    shap_inter_rows: int = 100          # rows for SHAP interaction values (O(F^2) each)
+    shap_pairs: int = 5                 # top interaction pairs distilled into formulas
 
 
 @dataclass(frozen=True)

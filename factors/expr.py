@@ -8,7 +8,10 @@ A factor formula is a Python-syntax expression over *fields* (``close``, ``vol``
 
 Grammar (everything else is rejected with :class:`~data.errors.ParseError`)::
 
-    expr   := field | number | -expr | +expr | expr (+ | - | * | /) expr | call
+    expr   := field | number | -expr | +expr | expr (+ | - | * | /) expr | call | model
+    model  := "model" "(" string literal matching [A-Za-z0-9_.-]+ ")"   # a saved model's
+              out-of-sample prediction panel (see :class:`ModelRef`); the only place a string
+              literal is accepted
     call   := op_name "(" expr, ... [, window] ")"      # n_inputs panels, then n_windows windows
     window := positive integer literal >= op.min_window (at most MAX_WINDOW)
 
@@ -42,7 +45,7 @@ import numpy as np
 from data.errors import DataError, EvaluationError, ParseError
 from factors.registry import Operator, all_ops, get_op
 
-__all__ = ["Expr", "Field", "Const", "Call", "parse", "compile_formula", "unparse", "evaluate",
+__all__ = ["Expr", "Field", "Const", "Call", "ModelRef", "model_refs", "parse", "compile_formula", "unparse", "evaluate",
            "fields", "size", "depth", "walk", "MAX_FORMULA_CHARS", "MAX_DEPTH", "MAX_WINDOW"]
 
 #: Longest formula text :func:`parse` accepts (characters).
@@ -51,6 +54,8 @@ MAX_FORMULA_CHARS = 2000
 MAX_DEPTH = 30
 #: Largest window literal :func:`parse` accepts (about 40 years of trading days).
 MAX_WINDOW = 10_000
+#: Pattern of a model run id inside ``model("...")``.
+MODEL_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # no leading dot: not a path
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,6 +197,34 @@ class Call(Expr):
         return (self.op, self.args, self.windows)
 
 
+@dataclass(frozen=True, eq=False)
+class ModelRef(Expr):
+    """A leaf naming a saved model's out-of-sample prediction panel: ``model("<run id>")``.
+
+    The factor language knows nothing about models: :func:`evaluate` asks its ``models``
+    resolver (supplied by the caller, e.g. :class:`mining.pipeline.Workspace`) for the
+    ``(T, N)`` panel of ``run_id``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``run_id`` is not a string matching ``[A-Za-z0-9_.-]{1,128}``.
+    """
+
+    run_id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.run_id, str):
+            raise TypeError(f"model run id must be a str, got {type(self.run_id).__name__}")
+        if not MODEL_ID_RE.fullmatch(self.run_id):
+            raise ValueError(f"model run id must match [A-Za-z0-9_.-]+ (at most 128 "
+                             f"characters), got {self.run_id!r}")
+        object.__setattr__(self, "_hash", hash(("ModelRef", self.run_id)))
+
+    def _key(self) -> tuple:
+        return (self.run_id,)
+
+
 def walk(expr: Expr) -> Iterator[Expr]:
     """Iterate over ``expr`` and its sub-expressions in pre-order (node, then args in order).
 
@@ -208,6 +241,11 @@ def walk(expr: Expr) -> Iterator[Expr]:
 def fields(expr: Expr) -> frozenset[str]:
     """Names of the fields ``expr`` reads."""
     return frozenset(n.name for n in walk(expr) if isinstance(n, Field))
+
+
+def model_refs(expr: Expr) -> frozenset[str]:
+    """Run ids of the ``model("...")`` leaves of ``expr``."""
+    return frozenset(n.run_id for n in walk(expr) if isinstance(n, ModelRef))
 
 
 def size(expr: Expr) -> int:
@@ -250,6 +288,8 @@ def _is_neg_call(e: Expr) -> bool:
 def _unparse(e: Expr, operand: bool) -> str:
     if isinstance(e, Field):
         return e.name
+    if isinstance(e, ModelRef):
+        return f'model("{e.run_id}")'
     if isinstance(e, Const):
         text = repr(e.value)
         return f"({text})" if operand and e.value < 0 else text
@@ -397,7 +437,7 @@ class _Parser:
         except (RecursionError, MemoryError):  # e.g. 1,000 unary pluses (they add no depth)
             raise ParseError(f"formula is nested deeper than {MAX_DEPTH} levels",
                              formula=self.text) from None
-        if not any(isinstance(n, Field) for n in walk(expr)):
+        if not any(isinstance(n, (Field, ModelRef)) for n in walk(expr)):
             raise self._error("formula has no field: it is a constant", self.body.rstrip(),
                               self.lead)
         return expr
@@ -486,6 +526,8 @@ class _Parser:
                                    "called by plain name", func)
         name = func.id
         op = self.ops.get(name)
+        if op is None and name == "model" and name not in self.allowed:
+            return self._model(node)
         if op is None:
             if name in self.allowed:
                 raise self._node_error(f"field {name!r} is not an operator", func)
@@ -512,6 +554,19 @@ class _Parser:
         windows = tuple(self._window(a, op, op.n_inputs + i + 1)
                         for i, a in enumerate(node.args[op.n_inputs:]))
         return Call(name, tuple(args), windows)
+
+    def _model(self, node: ast.Call) -> ModelRef:
+        """``model("<run id>")``: the one place a string literal is allowed."""
+        if node.keywords or len(node.args) != 1:
+            raise self._node_error('model takes exactly one argument: model("<run id>")', node)
+        arg = node.args[0]
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            raise self._node_error('model() needs a string literal run id: model("<run id>")',
+                                   arg)
+        if not MODEL_ID_RE.fullmatch(arg.value):
+            raise self._node_error("model run id must match [A-Za-z0-9_.-]+ (at most 128 "
+                                   "characters, not starting with '.')", arg)
+        return ModelRef(arg.value)
 
     def _window(self, node: ast.AST, op: Operator, position: int) -> int:
         where = f"argument {position} of {op.signature}"
@@ -611,6 +666,21 @@ def _load_field(data: Any, name: str) -> np.ndarray:
     return _finite_or_nan(arr)
 
 
+def _load_model(models: Callable[[str], np.ndarray] | None, run_id: str) -> np.ndarray:
+    text = f'model("{run_id}")'
+    if models is None:
+        raise EvaluationError(f"{text} needs a model resolver (evaluate it through a "
+                              "Workspace, which loads saved prediction panels)")
+    try:
+        raw = models(run_id)
+    except (LookupError, OSError, DataError) as exc:
+        raise EvaluationError(f"{text} could not be loaded: {exc}") from exc
+    arr = np.asarray(raw, dtype=np.float64)
+    if arr.ndim != 2:
+        raise EvaluationError(f"{text} must be a 2-D (T, N) panel, got shape {arr.shape}")
+    return _finite_or_nan(arr)
+
+
 def _apply(node: Call, args: list[np.ndarray], mask: np.ndarray | None,
            shape: tuple[int, int]) -> np.ndarray:
     try:
@@ -636,7 +706,8 @@ def _apply(node: Call, args: list[np.ndarray], mask: np.ndarray | None,
 
 
 def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.ndarray], *,
-             mask: np.ndarray | None = None, cache: dict | None = None) -> np.ndarray:
+             mask: np.ndarray | None = None, cache: dict | None = None,
+             models: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
     """Compute ``expr`` on panels.
 
     Parameters
@@ -653,6 +724,9 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
         ``data`` and ``mask``. Values in it are reused as operator inputs and must not be
         modified. By default a fresh dict is used, so every distinct sub-expression is
         computed once per call.
+    models : callable, optional
+        ``run_id -> (T, N)`` panel for ``model("<run id>")`` leaves (the caller's loader of
+        saved predictions); required only when ``expr`` has such a leaf.
 
     Returns
     -------
@@ -664,7 +738,8 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
     ------
     EvaluationError
         A field is missing from ``data`` (the message names it), shapes disagree, an operator
-        is unknown or called with the wrong arity, or an operator rejects its arguments.
+        is unknown or called with the wrong arity, or an operator rejects its arguments; a
+        ``model(...)`` leaf without a ``models`` resolver or whose panel cannot be loaded.
     """
     memo: dict = {} if cache is None else cache
     shape: tuple[int, int] | None = None
@@ -677,6 +752,15 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
             shape = arr.shape
         elif arr.shape != shape:
             raise EvaluationError(f"field {name!r} has shape {arr.shape}, other fields {shape}")
+    for run_id in sorted(model_refs(expr)):
+        node = ModelRef(run_id)
+        arr = memo.get(node)
+        if arr is None:
+            arr = memo[node] = _load_model(models, run_id)
+        if shape is None:
+            shape = arr.shape
+        elif arr.shape != shape:
+            raise EvaluationError(f"{unparse(node)} has shape {arr.shape}, fields {shape}")
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if shape is None:

@@ -1,8 +1,177 @@
-"""CLI commands: `mine model lgbm|transformer` (issue 5)."""
+"""CLI commands: `mine model lgbm|transformer` (issue 5).
+
+``model_app`` is the ``mine model`` sub-app; each model adds its command to it.
+"""
 from __future__ import annotations
 
+import json
+import time
+from typing import Optional
+
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+model_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="Return models (LightGBM, transformer) as factor producers: "
+                             "walk-forward OOS predictions -> evaluator -> leaderboard.")
+
+
+def _base():
+    from mining import cli
+    return cli
+
+
+def _summary_table(run) -> Table:
+    fmt = _base()._fmt
+    s = run.settings
+    t = Table(title=f"LightGBM run {run.run_id} ({s.universe}, {s.feature_set}, "
+                    f"{s.preset or 'walk-forward'})")
+    t.add_column("fold")
+    for col in ("train", "valid", "test", "best iter", "valid IC", "train rows", "seconds"):
+        t.add_column(col, justify="right")
+    for f in run.folds:
+        t.add_row(str(f["fold"]), f["train"], f["valid"], f["test"], str(f["best_iteration"]),
+                  fmt(f["valid_ic"]), str(f["n_train"]), fmt(f["seconds"], 1))
+    return t
+
+
+def _oos_table(run) -> Table:
+    from models.lgbm_run import QLIB_PUBLISHED
+    fmt = _base()._fmt
+    preset = run.settings.preset == "qlib-alpha158"
+    t = Table(title="OOS test metrics (daily, mean and mean/std)"
+              + (" vs Qlib's published LightGBM/Alpha158" if preset else ""))
+    t.add_column("metric")
+    t.add_column("universe members", justify="right")
+    t.add_column("eligible (tradable t+1)", justify="right")
+    if preset:
+        t.add_column("Qlib published", justify="right")
+    for k in ("IC", "ICIR", "RankIC", "RankICIR"):
+        row = [k, fmt(run.oos["members"][k]), fmt(run.oos["eligible"][k])]
+        if preset:
+            row.append(fmt(QLIB_PUBLISHED[k]))
+        t.add_row(*row)
+    t.add_row("days", str(run.oos["members"]["days"]), str(run.oos["eligible"]["days"]),
+              *([""] if preset else []))
+    t.add_row("names / day", fmt(run.oos["members"]["names_per_day"], 1),
+              fmt(run.oos["eligible"]["names_per_day"], 1), *([""] if preset else []))
+    return t
+
+
+def _candidates_table(run) -> Table:
+    fmt = _base()._fmt
+    t = Table(title="candidates (common evaluator + gate; valid = OOS predictions)")
+    for col in ("name", "formula", "status", "train RankIC", "valid RankIC", "valid ICIR",
+                "reason"):
+        t.add_column(col, overflow="fold")
+    for r in run.leaderboard:
+        colour = "green" if r["accepted"] else "red"
+        t.add_row(escape(r["name"]), escape(r["formula"][:120]),
+                  f"[{colour}]{'accepted' if r['accepted'] else 'rejected'}[/]",
+                  fmt(r.get("train_rank_ic")), fmt(r.get("valid_rank_ic")),
+                  fmt(r.get("valid_rank_icir")), escape(str(r.get("reason", ""))[:90]))
+    return t
+
+
+@model_app.command("lgbm")
+def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: mine.toml model section)."),
+         start: Optional[str] = typer.Option(None, help="First date of training rows."),
+         end: Optional[str] = typer.Option(None, help="Last OOS prediction date (default: "
+                                           "model.last_test in mine.toml)."),
+         first_test: Optional[str] = typer.Option(None, "--first-test",
+                                                  help="First OOS prediction date."),
+         retrain_months: Optional[int] = typer.Option(None, "--retrain-months",
+                                                      help="Refit every K months."),
+         feature_set: Optional[str] = typer.Option(None, "--feature-set",
+                                                   help="alpha158 | qlib158 | library"),
+         rounds: Optional[int] = typer.Option(None, help="Max boosting rounds."),
+         seed: Optional[int] = typer.Option(None),
+         preset: Optional[str] = typer.Option(None, help="qlib-alpha158: Qlib's benchmark "
+                                              "protocol (single fit, close-to-close label)."),
+         submit: Optional[bool] = typer.Option(None, "--submit/--no-submit",
+                                               help="Send the prediction panel and SHAP "
+                                               "formulas to the leaderboard (default: yes; "
+                                               "no for --preset)."),
+         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
+         ) -> None:
+    """Train LightGBM walk-forward on Alpha158-style features; OOS predictions -> leaderboard."""
+    from factors.store import FactorStore
+    from models.lgbm_run import PRESETS, LGBMSettings, run_lgbm
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    base = _base()
+    console = base.console
+    try:
+        cfg = base._cfg()
+        over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
+                    retrain_months=retrain_months, feature_set=feature_set, rounds=rounds,
+                    seed=seed)
+        if preset:
+            if preset not in PRESETS:
+                raise base.AlphamineError(f"unknown preset {preset!r}; known: "
+                                          f"{', '.join(PRESETS)}")
+            over = {**{k: v for k, v in over.items() if k in ("seed", "rounds")},
+                    **PRESETS[preset]}
+        settings = LGBMSettings.from_config(cfg, **over)
+        do_submit = (not preset) if submit is None else submit
+        quiet = as_json
+        t0 = time.perf_counter()
+        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+                      TimeElapsedColumn(), console=console, disable=quiet) as progress:
+            feat_task = progress.add_task("features", total=None, info="")
+            fold_tasks: dict[int, int] = {}
+
+            def on_feature(done, total, name):
+                progress.update(feat_task, total=total, completed=done, info=name)
+
+            def on_round(k, it, l2, ic):
+                if k not in fold_tasks:
+                    fold_tasks[k] = progress.add_task(f"fold {k} rounds",
+                                                      total=settings.rounds, info="")
+                progress.update(fold_tasks[k], completed=it,
+                                info=f"valid l2 {l2:.5f} IC {ic:+.4f}")
+
+            def on_fold(k, info):
+                if k in fold_tasks:
+                    progress.update(fold_tasks[k], total=info["best_iteration"] +
+                                    settings.early_stopping, completed=info["best_iteration"]
+                                    + settings.early_stopping)
+                if not console.is_terminal and not quiet:
+                    progress.console.print(f"fold {k}: test {info['test']} best iter "
+                                           f"{info['best_iteration']} valid IC "
+                                           f"{info['valid_ic']:+.4f} ({info['seconds']:.0f}s)")
+
+            def on_event(msg):
+                if not quiet:
+                    progress.console.print(escape(msg))
+
+            store = FactorStore(cfg.store.path) if do_submit else None
+            try:
+                run = run_lgbm(cfg, settings, store=store, submit=do_submit, on_event=on_event,
+                               on_feature=on_feature, on_round=on_round, on_fold=on_fold)
+            finally:
+                if store is not None:
+                    store.close()
+    except base.AlphamineError as e:
+        base._fail(e)
+        return
+    if as_json:
+        print(json.dumps(run.to_dict(), indent=2, default=base._json_default))
+        return
+    console.print(_summary_table(run))
+    console.print(_oos_table(run))
+    if run.leaderboard:
+        console.print(_candidates_table(run))
+    if run.shap:
+        top = ", ".join(f"{n} {v:.4f}" for n, v in run.shap["top_features"][:8])
+        console.print(f"SHAP mean |value| top: {escape(top)}")
+    tm = run.timings
+    console.print(f"run {run.run_id}: dataset {tm['dataset_s']:.0f}s, training "
+                  f"{tm['train_s']:.0f}s, total {time.perf_counter() - t0:.0f}s; predictions "
+                  f"{escape(run.pred_path)}; leaderboard formula model(\"{run.run_id}\")")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the ``mine`` app."""
+    """Add the ``mine model`` sub-app to the ``mine`` app."""
+    app.add_typer(model_app, name="model")

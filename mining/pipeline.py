@@ -8,6 +8,7 @@ whose gate decides. Test-split metrics are never computed here unless explicitly
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -35,6 +36,18 @@ class Workspace:
     end: str
     _panels: dict[str, np.ndarray] = field(default_factory=dict)
     memo: dict = field(default_factory=dict)
+    model_dir: Path | None = None     # where ``model("<run id>")`` prediction panels are saved
+
+    def model_panel(self, run_id: str) -> np.ndarray:
+        """The saved OOS prediction panel of model run ``run_id`` on this workspace's grid.
+
+        Resolver of ``model("<run id>")`` leaves (see :class:`factors.expr.ModelRef`); NaN where
+        the model made no prediction. Raises EvaluationError when no panel is saved.
+        """
+        from models.candidates import load_prediction_panel
+        if self.model_dir is None:
+            raise EvaluationError(f'model("{run_id}"): this workspace has no model directory')
+        return load_prediction_panel(self.model_dir, run_id, self.ctx.dates, self.ctx.codes)
 
     def field(self, name: str) -> np.ndarray:
         """Return field ``name`` as a (T, N) float64 array aligned with ``ctx``."""
@@ -62,7 +75,8 @@ class Workspace:
         if memo and expr in self.memo:
             return self.memo[expr]
         self.load(sorted(expr_fields(expr)))
-        out = evaluate(expr, self.field, mask=self.ctx.universe_mask, cache=cache)
+        out = evaluate(expr, self.field, mask=self.ctx.universe_mask, cache=cache,
+                       models=self.model_panel)
         if memo:
             out.setflags(write=False)
             self.memo[expr] = out
@@ -84,7 +98,8 @@ def make_workspace(cfg: Config, universe: str, start: str | None = None,
     cal = dm.calendar()
     end = min(end, str(cal[-1].date()))
     ctx = EvalContext.from_data(dm, universe, start, end, ev)
-    return Workspace(dm=dm, ctx=ctx, universe=universe, start=start, end=end)
+    return Workspace(dm=dm, ctx=ctx, universe=universe, start=start, end=end,
+                     model_dir=cfg.model.out_dir)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Synthetic workspaces for the model tests: random-walk OHLCV panels on a business-day grid.
 
 ``make_ws(T, N, seed)`` builds a :class:`mining.pipeline.Workspace` whose fields are preloaded
-(no warehouse needed); ``plant`` adds a known predictive signal: the next-open return is
-``beta * KMID[t]`` plus noise, so a model that learns anything finds it.
+(no warehouse needed); ``plant`` adds a known predictive signal: day ``t+1``'s candle body is ``plant x`` day ``t``'s
+plus noise, so KMID at ``t`` predicts the open(t+1) -> open(t+2) label.
 """
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ def make_ws(T: int = 260, N: int = 30, seed: int = 0, start: str = "2015-01-01",
     opn[0] = close[0]
     body = rng.normal(0, 0.01, (T, N))
     for t in range(1, T):
-        # today's open carries yesterday's candle body (the planted signal), then a random day
-        opn[t] = close[t - 1] * np.exp(plant * body[t - 1] + rng.normal(0, 0.003, N))
+        # the candle body is autocorrelated (planted signal): KMID at t predicts the open(t+1)
+        # -> open(t+2) label, which contains day t+1's body
+        body[t] = body[t] + plant * body[t - 1]
+        opn[t] = close[t - 1] * np.exp(rng.normal(0, 0.003, N))
         close[t] = opn[t] * np.exp(body[t])
     high = np.maximum(opn, close) * np.exp(np.abs(rng.normal(0, 0.005, (T, N))))
     low = np.minimum(opn, close) * np.exp(-np.abs(rng.normal(0, 0.005, (T, N))))

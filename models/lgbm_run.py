@@ -1,0 +1,322 @@
+"""One LightGBM model run, end to end: dataset -> walk-forward fits -> OOS panel -> leaderboard.
+
+``run_lgbm`` is what ``mine model lgbm`` calls (the CLI only prints). Steps:
+
+1. workspace (universe, ``start`` .. ``last_test``) and :func:`models.dataset.build_dataset`;
+2. folds: :func:`models.walkforward.walk_forward` (default) or one fixed split (the
+   ``qlib-alpha158`` preset);
+3. :func:`models.lgbm.run_walk_forward`: one booster per fold (LightGBM text files under
+   ``<out_dir>/<run id>/``), predictions on test rows only;
+4. OOS metrics (:func:`oos_ic_stats`) and the panel saved as ``pred.parquet``;
+5. unless ``submit=False``: ``model("<run id>")`` through the common evaluator and gate
+   (source ``model``), then SHAP on the last fold's valid rows distilled into formulas that go
+   through the same evaluator and gate.
+
+Preset ``qlib-alpha158`` (Qlib's benchmark protocol, ``workflow_config_lightgbm_Alpha158.yaml``):
+CSI300, train 2010-01-01..2014-12-31 (Qlib: 2008-; our data starts 2010), valid
+2015-01-01..2016-12-31, test 2017-01-01..2020-08-01, label ``Ref($close,-2)/Ref($close,-1)-1``
+(close t+1 -> close t+2), single fit, Qlib's LGBModel parameters; metrics are daily Pearson IC
+and Spearman RankIC against the raw label over the universe members of the day.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import pandas as pd
+
+from data.errors import ConfigError
+from models.candidates import (new_run_id, run_dir, save_predictions, submit_prediction,
+                               write_json_atomic)
+from models.dataset import PanelDataset, build_dataset, normalise_label
+from models.distill import distill_candidates, feature_signs, shap_summary
+from models.lgbm import QLIB_PARAMS, daily_ic, lgbm_params, run_walk_forward
+from models.walkforward import single_split, walk_forward
+
+if TYPE_CHECKING:  # pragma: no cover
+    from data.config import Config
+    from factors.store import FactorStore
+    from mining.pipeline import Workspace
+
+__all__ = ["LGBMSettings", "LGBMRun", "PRESETS", "QLIB_PUBLISHED", "run_lgbm", "oos_ic_stats"]
+
+#: Qlib's published LightGBM / Alpha158 / CSI300 numbers (examples/benchmarks/README.md).
+QLIB_PUBLISHED = {"IC": 0.0448, "ICIR": 0.3660, "RankIC": 0.0469, "RankICIR": 0.3877}
+
+
+@dataclass(frozen=True)
+class LGBMSettings:
+    """Everything that determines a LightGBM run (recorded in ``meta.json``)."""
+
+    universe: str = "csi300"
+    feature_set: str = "alpha158"
+    start: str = "2010-01-01"
+    first_test: str = "2019-01-01"
+    last_test: str = "2021-12-31"
+    retrain_months: int = 12
+    train_years: int = 0
+    valid_months: int = 12
+    embargo: int = 0
+    horizon: int = 1
+    label: str = "open"
+    label_norm: str = "rank"
+    seed: int = 42
+    num_threads: int = 2
+    rounds: int = 1000
+    early_stopping: int = 50
+    params: dict = field(default_factory=dict)      # overrides of the Qlib parameters
+    shap_rows: int = 2000
+    shap_inter_rows: int = 100
+    shap_pairs: int = 5
+    preset: str = ""
+    fixed_split: tuple = ()                          # ((train), (valid), (test)) date ranges
+
+    @classmethod
+    def from_config(cls, cfg: "Config", **overrides) -> "LGBMSettings":
+        """Settings from ``[model]`` (+ ``[evaluate] horizon``), then non-None ``overrides``."""
+        m = cfg.model
+        base = cls(universe=m.universe, feature_set=m.feature_set, start=m.start,
+                   first_test=m.first_test, last_test=m.last_test,
+                   retrain_months=m.retrain_months, train_years=m.train_years,
+                   valid_months=m.valid_months, embargo=m.embargo,
+                   horizon=cfg.evaluate.horizon, label_norm=m.label_norm, seed=m.seed,
+                   num_threads=m.num_threads, rounds=m.lgbm_rounds,
+                   early_stopping=m.lgbm_early_stopping, shap_rows=m.shap_rows,
+                   shap_inter_rows=m.shap_inter_rows, shap_pairs=m.shap_pairs)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def gap(self) -> int:
+        """Embargo rows actually used (``horizon + 1`` when ``embargo`` is 0)."""
+        return self.embargo or self.horizon + 1
+
+
+PRESETS: dict[str, dict] = {
+    "qlib-alpha158": dict(
+        universe="csi300", feature_set="qlib158", start="2010-01-01", label="close",
+        label_norm="rank", horizon=1, first_test="2017-01-01", last_test="2020-08-01",
+        fixed_split=(("2010-01-01", "2014-12-31"), ("2015-01-01", "2016-12-31"),
+                     ("2017-01-01", "2020-08-01")),
+        rounds=1000, early_stopping=50, preset="qlib-alpha158"),
+}
+
+
+@dataclass
+class LGBMRun:
+    """Result of :func:`run_lgbm`."""
+
+    run_id: str
+    settings: LGBMSettings
+    dataset: dict
+    folds: list[dict]
+    oos: dict                       # oos_ic_stats over all test rows
+    pred_path: str
+    model_paths: list[str]
+    timings: dict
+    leaderboard: list[dict] = field(default_factory=list)
+    shap: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["settings"] = asdict(self.settings)
+        return d
+
+
+def oos_ic_stats(pred: np.ndarray, label: np.ndarray, mask: np.ndarray, rows=None) -> dict:
+    """Daily IC (Pearson) and RankIC (Spearman) of ``pred`` vs ``label`` over ``mask`` names.
+
+    Parameters
+    ----------
+    pred, label : ndarray (T, N)
+    mask : ndarray bool (T, N)
+        Names counted each day (also requires finite pred and label).
+    rows : slice, optional
+        Dates to use (default all).
+
+    Returns
+    -------
+    dict
+        ``IC, ICIR, RankIC, RankICIR`` (mean / std of the daily series, ddof=1, not
+        annualised, as Qlib's SigAnaRecord reports), ``days``, ``names_per_day``.
+    """
+    rows = slice(None) if rows is None else rows
+    p, y = np.asarray(pred, float)[rows], np.asarray(label, float)[rows]
+    ok = np.asarray(mask, bool)[rows] & np.isfinite(p) & np.isfinite(y)
+    t, j = np.nonzero(ok)
+    T = p.shape[0]
+    ic = daily_ic(p[t, j], y[t, j], t, T)
+    rp = normalise_label(p, ok, "rank")
+    ry = normalise_label(y, ok, "rank")
+    ric = daily_ic(rp[t, j], ry[t, j], t, T)
+
+    def stats(s):
+        s = s[np.isfinite(s)]
+        if len(s) < 2:
+            return float("nan"), float("nan")
+        return float(s.mean()), float(s.mean() / s.std(ddof=1))
+    a, b = stats(ic)
+    c, d = stats(ric)
+    days = int(np.isfinite(ic).sum())
+    return {"IC": a, "ICIR": b, "RankIC": c, "RankICIR": d, "days": days,
+            "names_per_day": float(ok.sum() / max(days, 1))}
+
+
+def _emit(fn, msg):
+    if fn is not None:
+        fn(msg)
+
+
+def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = None,
+             store: "FactorStore | None" = None, submit: bool = True,
+             on_event: Callable[[str], None] | None = None,
+             on_feature: Callable[[int, int, str], None] | None = None,
+             on_round: Callable[[int, int, float, float], None] | None = None,
+             on_fold: Callable[[int, dict], None] | None = None) -> LGBMRun:
+    """Run one LightGBM model end to end (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+    settings : LGBMSettings
+    ws : Workspace, optional
+        Prebuilt workspace (tests); default ``make_workspace(cfg, universe, start, end)``.
+    store : FactorStore, optional
+        Leaderboard; required when ``submit``.
+    submit : bool
+        Evaluate and submit the prediction panel and the SHAP-distilled formulas.
+    on_event, on_feature, on_round, on_fold : callables, optional
+        Progress hooks (messages; dataset features; boosting rounds; finished folds).
+
+    Raises
+    ------
+    ConfigError
+        Bad settings (test range inside the sealed test split, embargo, ...).
+    AlphamineError
+        From the data, evaluator or store.
+    """
+    s = settings
+    if submit and store is None:
+        raise ConfigError("run_lgbm: submit=True needs a store")
+    if not s.fixed_split and pd.Timestamp(s.last_test) > pd.Timestamp(cfg.evaluate.valid[1]):
+        raise ConfigError(f"last_test {s.last_test} is inside the sealed test split "
+                          f"(starts after {cfg.evaluate.valid[1]}); predict train/valid only")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if ws is None:
+        from mining.pipeline import make_workspace
+        # the label of the last test day needs a few later prices
+        end = str((pd.Timestamp(s.last_test) + pd.Timedelta(days=14)).date())
+        end = min(end, cfg.evaluate.valid[1]) if not s.fixed_split else end
+        ws = make_workspace(cfg, s.universe, s.start, end)
+    timings["workspace_s"] = time.perf_counter() - t0
+    _emit(on_event, f"{s.universe}: {len(ws.ctx.codes)} stocks x {len(ws.ctx.dates)} days "
+                    f"({ws.ctx.dates[0].date()}..{ws.ctx.dates[-1].date()})")
+    t1 = time.perf_counter()
+    ds = build_dataset(ws, s.feature_set, s.horizon, s.label_norm, label=s.label,
+                       progress=on_feature)
+    timings["dataset_s"] = time.perf_counter() - t1
+    if s.fixed_split:
+        folds = [single_split(ds.dates, *s.fixed_split, embargo=s.gap, horizon=s.horizon)]
+    else:
+        folds = walk_forward(ds.dates, s.first_test, s.last_test, s.retrain_months,
+                             s.train_years or None, s.valid_months, s.gap, horizon=s.horizon)
+    run_id = new_run_id("lgbm")
+    rdir = run_dir(cfg.model.out_dir, run_id)
+    params = lgbm_params(seed=s.seed, num_threads=s.num_threads, **s.params)
+    _emit(on_event, f"run {run_id}: {ds.shape[2]} features, {len(folds)} fold(s), "
+                    f"embargo {s.gap} rows, label {s.label} t+1 -> t+{1 + s.horizon} "
+                    f"({s.label_norm})")
+    t2 = time.perf_counter()
+    wf = run_walk_forward(ds, folds, params=params, num_boost_round=s.rounds,
+                          early_stopping_rounds=s.early_stopping, model_dir=rdir,
+                          on_fold=on_fold, on_round=on_round)
+    timings["train_s"] = time.perf_counter() - t2
+    test_rows = np.zeros(len(ds.dates), dtype=bool)
+    for f in folds:
+        test_rows[f.test] = True
+    label_mask = ds.universe_mask & np.isfinite(ds.label_raw)
+    oos = oos_ic_stats(wf.pred, ds.label_raw, label_mask & test_rows[:, None])
+    oos_eligible = oos_ic_stats(wf.pred, ds.label_raw, ds.sample_mask & test_rows[:, None])
+    meta = {"run_id": run_id, "model": "lightgbm", "settings": asdict(s), "params": params,
+            "features": ds.feature_names, "formulas": ds.formulas, "folds": wf.fold_info,
+            "oos": oos, "oos_eligible": oos_eligible, "universe": s.universe,
+            "qlib_params": QLIB_PARAMS}
+    pred_path = save_predictions(cfg.model.out_dir, run_id, wf.pred, ds.dates, ds.codes, meta)
+    run = LGBMRun(run_id=run_id, settings=s,
+                  dataset={"shape": list(ds.shape), "rows": int(ds.sample_mask.sum()),
+                           "feature_set": s.feature_set},
+                  folds=wf.fold_info, oos={"members": oos, "eligible": oos_eligible},
+                  pred_path=str(pred_path), model_paths=[str(p) for p in wf.model_paths],
+                  timings=timings)
+    if submit:
+        t3 = time.perf_counter()
+        _submit_all(run, ws, store, cfg, ds, wf, folds, on_event)
+        timings["submit_s"] = time.perf_counter() - t3
+        write_json_atomic(rdir / "run.json", run.to_dict())
+    timings["total_s"] = time.perf_counter() - t0
+    return run
+
+
+def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_event) -> None:
+    s = run.settings
+    store_run = store.start_run("model", config={"model_run": run.run_id, **asdict(s)},
+                                seed=s.seed, universe=s.universe, data_root=str(cfg.data.root))
+    prov_base = {"run_id": store_run, "model_run": run.run_id, "model": "lightgbm",
+                 "pred_path": run.pred_path, "folds": run.folds}
+    n_tried = 0
+    ev, d = submit_prediction(ws, store, cfg, run.run_id, name=run.run_id,
+                              provenance={**prov_base, "kind": "prediction"}, n_tried=1,
+                              description=f"LightGBM OOS prediction ({s.feature_set}, "
+                                          f"{len(folds)} walk-forward fold(s))")
+    n_tried += 1
+    run.leaderboard.append(_row(run.run_id, ev, d))
+    _emit(on_event, f"prediction panel: {'accepted' if d.accepted else 'rejected'} "
+                    f"({d.reason if not d.accepted else 'on the leaderboard'})")
+    # SHAP on the last fold's valid rows (never its test rows)
+    last, fit = folds[-1], wf.fits[-1]
+    Xv, _, _, _ = ds.arrays(last.valid)
+    summ = shap_summary(fit.booster, Xv, ds.feature_names, n_main=s.shap_rows,
+                        n_inter=s.shap_inter_rows, n_pairs=max(s.shap_pairs, 1), seed=s.seed)
+    Xt, yt, _, _ = ds.arrays(last.train)
+    rng = np.random.default_rng(s.seed)
+    sel = rng.choice(len(yt), size=min(len(yt), 200_000), replace=False)
+    signs = feature_signs(Xt[sel], yt[sel], ds.feature_names)
+    del Xt, yt, Xv
+    run.shap = {"top_features": summ.top(15), "pairs": summ.pairs, "n_main": summ.n_main,
+                "n_inter": summ.n_inter, "seconds_main": summ.seconds_main,
+                "seconds_inter": summ.seconds_inter}
+    _emit(on_event, f"SHAP: {summ.n_main} rows in {summ.seconds_main:.1f}s, interactions on "
+                    f"{summ.n_inter} rows in {summ.seconds_inter:.1f}s")
+    from mining.pipeline import evaluate_candidate, submit as submit_cand
+    from data.errors import EvaluationError
+    cands = distill_candidates(summ, dict(zip(ds.feature_names, ds.formulas)), signs,
+                               n_pairs=s.shap_pairs, prefix=f"shap_{run.run_id[-6:]}")
+    for c in cands:
+        n_tried += 1
+        try:
+            cev = evaluate_candidate(ws, c.formula, orient=True)
+        except EvaluationError as exc:
+            run.leaderboard.append({"name": c.name, "formula": c.formula, "accepted": False,
+                                    "reason": str(exc)})
+            continue
+        cd = submit_cand(ws, store, cev, name=c.name, source="model", cfg=cfg,
+                         n_tried=len(cands), provenance={
+                             **prov_base, "kind": c.kind, "features": list(c.features),
+                             "shap_interaction": c.interaction,
+                             "shap_importance": list(c.importance),
+                             "train_signs": [signs[c.features[0]], signs[c.features[1]]]},
+                         description=f"SHAP-distilled ({c.kind}) from {run.run_id}: "
+                                     f"{c.features[0]} x {c.features[1]}")
+        run.leaderboard.append(_row(c.name, cev, cd))
+    store.finish_run(store_run, n_tried=n_tried, summary={
+        "model_run": run.run_id, "accepted": sum(r["accepted"] for r in run.leaderboard)})
+
+
+def _row(name, ev, d) -> dict:
+    tr, va = ev.reports.get("train"), ev.reports.get("valid")
+    return {"name": name, "formula": ev.formula, "accepted": bool(d.accepted),
+            "reason": d.reason, "train_rank_ic": None if tr is None else tr.rank_ic_mean,
+            "valid_rank_ic": None if va is None else va.rank_ic_mean,
+            "valid_rank_icir": None if va is None else va.rank_icir}
