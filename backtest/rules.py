@@ -8,14 +8,13 @@ Rules and sources
 Boards
     From the code prefix (:func:`data.manager.boards`): ``68`` STAR Market, ``30`` ChiNext,
     otherwise main board.
-Lots (SSE Trading Rules 2023 art. 3.3.5 / SZSE Trading Rules 2023 art. 3.3.4; SSE STAR Market
-Trading Rules art. 23)
-    Main board and ChiNext: buy orders in multiples of 100 shares. STAR: a buy order is at
+Lots (SSE and SZSE Trading Rules; SSE STAR Market special trading provisions)
+    Main board and ChiNext: buy orders in multiples of 100 shares. STAR: a limit order is at
     least 200 shares, then any whole number of shares. Sells: the same steps, but a remaining
-    holding below one lot (the odd lot) may only be sold, and must be sold, whole.
+    holding below one lot (the odd lot; below 200 on STAR) is sold in one order, whole.
 Stamp tax (sell side only, dated; Ministry of Finance announcements)
     0.3% both sides before 2008-04-24; 0.1% both sides from 2008-04-24; 0.1% on sells only from
-    2008-09-19; 0.05% on sells from 2023-08-28 (MOF/STA announcement 2023 No. 39).
+    2008-09-19; 0.05% on sells from 2023-08-28 (MOF / STA announcement 2023 No. 39).
     :func:`stamp_tax_rate` returns the sell-side rate; the warehouse starts in 2010, so the
     pre-2008-09-19 buy-side tax is not modelled.
 Commission and transfer fee
