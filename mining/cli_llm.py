@@ -70,7 +70,8 @@ def _stats(cfg, as_json: bool) -> None:
         print(json.dumps({"runs": runs, "templates": per_t}, indent=2, ensure_ascii=False))
         return
     t = Table(title=f"LLM runs ({cfg.llm.cache_path})")
-    for col in ("run", "template", "model", "status", "requests", "tokens in/out", "cost",
+    t.add_column("run", no_wrap=True)
+    for col in ("template", "model", "status", "requests", "tokens in/out", "cost",
                 "proposed", "valid %", "accepted", "accepted %", "novel %", "replay of"):
         t.add_column(col, overflow="fold")
     for r in runs:

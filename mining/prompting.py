@@ -39,6 +39,8 @@ PLACEHOLDERS = ("grammar", "operators", "fields", "examples", "reply_format", "n
 _REQUIRED = ("grammar", "operators", "fields", "reply_format")
 _PH = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+#: Longest reply text searched for JSON (characters); the rest is ignored.
+MAX_REPLY_CHARS = 200_000
 
 SYSTEM_PROMPT = (
     "You are a senior quantitative researcher designing stock-selection factors for Chinese "
@@ -289,6 +291,7 @@ def extract_factors(text: str | None) -> list[Any]:
     """
     if text is None or not text.strip():
         raise ReplyError("empty", "the reply is empty")
+    text = text[:MAX_REPLY_CHARS]
     if "{" not in text:
         raise ReplyError("no_json", f"the reply has no JSON object: {text.strip()[:120]!r}")
     seen_obj = False
