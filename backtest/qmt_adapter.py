@@ -201,7 +201,10 @@ def order_price(side: str, ref: float, limit_up: float, limit_down: float,
 def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, date,
               cost_model: CostModel | None = None, *, dry_run: bool = True,
               price_type: str = "fix", buffer_bps: float = 0.0, cash_reserve: float = 0.0,
-              min_order_value: float = 0.0, strategy_name: str | None = None) -> tuple[pd.DataFrame, AccountState]:
+              min_order_value: float = 0.0, strategy_name: str | None = None,
+              wait_sells: float = 0.0, poll: float = 1.0,
+              sleep: Callable[[float], None] = time.sleep
+              ) -> tuple[pd.DataFrame, AccountState]:
     """Compute the plan for the account's holdings and (unless ``dry_run``) place it.
 
     Parameters
@@ -232,6 +235,12 @@ def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, 
         Smaller orders are skipped (see :func:`backtest.export.order_plan`).
     strategy_name : str, optional
         Passed to ``order_stock`` (default: the targets' ``strategy_name`` or "alphamine").
+    wait_sells : float
+        Seconds to wait after the sells, polling ``query_stock_asset`` every ``poll`` seconds,
+        until the available cash covers the planned buys (value + estimated fees). Cash from
+        a sale is usable only once it fills, so with 0 (no wait) buys funded by unfilled
+        sells are refused by QMT (``order_id`` -1 or an order error). Buys are sent after the
+        wait whether or not the cash arrived.
 
     Returns
     -------
@@ -270,21 +279,33 @@ def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, 
         sn = targets_day["strategy_name"] if "strategy_name" in targets_day.columns else None
         strategy_name = str(sn.iloc[0]) if sn is not None and len(sn) else "alphamine"
     remark = f"alphamine {d.strftime('%Y%m%d')}"
-    for i in plan.index[plan["status"] == "ok"]:        # plan order: sells, then buys
-        r = plan.loc[i]
-        oid = trader.order_stock(account, r["ts_code"],
-                                 STOCK_SELL if r["side"] == "sell" else STOCK_BUY,
-                                 int(r["quantity"]), ptype, float(r["order_price"]),
-                                 strategy_name, remark)
-        plan.loc[i, "order_id"] = int(oid) if oid is not None else -1
+    ok = plan["status"] == "ok"
+    buys = ok & (plan["side"] == "buy")
+    for side in ("sell", "buy"):                        # plan order: sells, then buys
+        if side == "buy" and wait_sells > 0 and (ok & (plan["side"] == "sell")).any():
+            need_cash = float((plan.loc[buys, "est_value"] + plan.loc[buys, "est_fees"]).sum())
+            waited = 0.0
+            while waited < wait_sells:
+                asset = trader.query_stock_asset(account)
+                if asset is not None and float(asset.cash) >= need_cash:
+                    break
+                sleep(poll)
+                waited += poll
+        for i in plan.index[ok & (plan["side"] == side)]:
+            r = plan.loc[i]
+            oid = trader.order_stock(account, r["ts_code"],
+                                     STOCK_SELL if side == "sell" else STOCK_BUY,
+                                     int(r["quantity"]), ptype, float(r["order_price"]),
+                                     strategy_name, remark)
+            plan.loc[i, "order_id"] = int(oid) if oid is not None else -1
     return plan, state
 
 
 def run(targets_path: str, *, account_id: str | None = None, qmt_path: str | None = None,
         date=None, quotes_path: str | None = None, dry_run: bool = True,
         price_type: str = "fix", buffer_bps: float = 0.0, cash_reserve: float = 0.0,
-        min_order_value: float = 0.0, cost_model: CostModel | None = None, trader=None,
-        account=None,
+        min_order_value: float = 0.0, wait_sells: float = 0.0,
+        cost_model: CostModel | None = None, trader=None, account=None,
         quote_fn: Callable[[list], pd.DataFrame] | None = None):
     """Read targets, connect (unless ``trader``/``account`` are given) and :func:`rebalance`.
 
@@ -311,7 +332,7 @@ def run(targets_path: str, *, account_id: str | None = None, qmt_path: str | Non
         quotes = (quote_fn or xt_quotes)(codes)
     return rebalance(trader, account, day, quotes, d, cost_model, dry_run=dry_run,
                      price_type=price_type, buffer_bps=buffer_bps, cash_reserve=cash_reserve,
-                     min_order_value=min_order_value)
+                     min_order_value=min_order_value, wait_sells=wait_sells)
 
 
 def main(argv: list[str] | None = None, trader=None, account=None) -> int:
@@ -332,6 +353,8 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
                     help="fraction of equity kept as cash")
     ap.add_argument("--min-order-value", type=float, default=0.0,
                     help="skip orders below this value in yuan (whole-holding sells excepted)")
+    ap.add_argument("--wait-sells", type=float, default=0.0,
+                    help="seconds to wait for sell proceeds before sending the buys")
     ap.add_argument("--commission", type=float, default=0.0003)
     ap.add_argument("--min-commission", type=float, default=5.0)
     ap.add_argument("--out", help="write the plan (with order ids) to this CSV")
@@ -341,7 +364,8 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
         plan, state = run(a.targets, account_id=a.account, qmt_path=a.qmt_path, date=a.date,
                           quotes_path=a.quotes, dry_run=a.dry_run, price_type=a.price_type,
                           buffer_bps=a.buffer_bps, cash_reserve=a.cash_reserve,
-                          min_order_value=a.min_order_value, cost_model=cost, trader=trader, account=account)
+                          min_order_value=a.min_order_value, wait_sells=a.wait_sells,
+                          cost_model=cost, trader=trader, account=account)
     except AlphamineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

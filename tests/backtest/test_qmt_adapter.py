@@ -153,6 +153,37 @@ def test_skipped_orders_are_not_sent(book):
     assert {o[1] for o in trader.orders} == set(plan.loc[plan["status"] == "ok", "ts_code"])
 
 
+def test_buys_wait_for_sell_proceeds(book):
+    targets, quotes, positions = book
+    trader = FakeTrader(positions, 10_000.0)          # buys need the sale proceeds
+    log = []
+
+    def order_stock(account, code, otype, vol, ptype, price, sname="", remark=""):
+        log.append(("order", code, otype, trader.cash))
+        if otype == qa.STOCK_SELL:                    # proceeds arrive after 2 polls
+            trader.pending = getattr(trader, "pending", 0.0) + vol * quotes.loc[code, "ref_price"]
+        return 1
+
+    def sleep(s):
+        log.append(("sleep", s))
+        if sum(x[0] == "sleep" for x in log) == 2:
+            trader.cash += trader.pending
+    trader.order_stock = order_stock
+    plan, _ = qa.rebalance(trader, Account("1"), targets, quotes, D, dry_run=False,
+                           wait_sells=10.0, poll=0.5, sleep=sleep)
+    kinds = [x[0] for x in log]
+    n_sell = int(((plan["side"] == "sell") & (plan["status"] == "ok")).sum())
+    assert kinds == ["order"] * n_sell + ["sleep", "sleep"] + ["order"] * (len(kinds) - n_sell - 2)
+    assert all(x[2] == qa.STOCK_BUY and x[3] > 10_000.0 for x in log[n_sell + 2:])
+    # the proceeds never arrive: waiting stops at the timeout (1 s / 0.5 s polls)
+    log.clear()
+    trader.cash = 0.0
+    trader.pending = 0.0
+    qa.rebalance(trader, Account("1"), targets, quotes, D, dry_run=False, wait_sells=1.0,
+                 poll=0.5, sleep=lambda s: log.append(("sleep", s)))
+    assert [x[0] for x in log].count("sleep") == 2
+
+
 def test_fix_price_buffer_stays_inside_limits_and_reserves_cash(book):
     targets, quotes, positions = book
     trader = FakeTrader(positions, 300_000.0)
