@@ -107,7 +107,8 @@ def _ranked(score: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.nda
     return order, np.isfinite(s).sum(axis=1)
 
 
-def topn_weights(score, eligible, n: int, rebalance_rows) -> np.ndarray:
+def topn_weights(score, eligible, n: int, rebalance_rows, *, fixed: bool = False
+                 ) -> np.ndarray:
     """TopN equal weight: on each rebalance day hold the ``n`` best eligible names at ``1/n``.
 
     Parameters
@@ -117,8 +118,10 @@ def topn_weights(score, eligible, n: int, rebalance_rows) -> np.ndarray:
     eligible : ndarray of bool (T, N)
         Buyable candidates (:func:`eligible_mask`).
     n : int
-        Names held. With fewer than ``n`` candidates each gets ``1/count``.
+        Names held. With fewer than ``n`` candidates each gets ``1/count`` (or ``1/n`` with
+        ``fixed=True``, the rest staying in cash).
     rebalance_rows : ndarray of bool (T,)
+    fixed : bool, default False
 
     Returns
     -------
@@ -148,7 +151,8 @@ def topn_weights(score, eligible, n: int, rebalance_rows) -> np.ndarray:
     take = np.arange(score.shape[1])[None, :] < k[:, None]
     w = np.zeros((rows.size, score.shape[1]))
     with np.errstate(all="ignore"):
-        np.put_along_axis(w, order, np.where(take, 1.0 / np.maximum(k, 1)[:, None], 0.0), axis=1)
+        per = np.full(k.shape, 1.0 / n) if fixed else 1.0 / np.maximum(k, 1)
+        np.put_along_axis(w, order, np.where(take, per[:, None], 0.0), axis=1)
     W[rows] = w
     return W
 
@@ -388,7 +392,8 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     Every ``every`` trading days (rows ``0, every, 2*every...`` of ``[start, end]``): take the
     names of ``universe`` with a bar that day (not suspended), not ST, and estimated total
     market value (``total_mv``, yuan) in ``[mv_min, mv_max]``; hold the ``hold`` smallest at
-    ``1/hold`` each (sell everything else). Costs (0.03% commission both sides, 5-yuan minimum,
+    ``1/hold`` each (sell everything else; with fewer qualifying names the rest stays in cash,
+    as the reference's ``cash / Num`` allocation does). Costs (0.03% commission both sides, 5-yuan minimum,
     0.1% stamp tax on sells -- dated: 0.05% from 2023-08-28) are the simulator's.
 
     Parameters
@@ -439,7 +444,7 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     elig = dm.universe_mask(universe, dates, codes) & bar & ~st[None, :]
     with np.errstate(invalid="ignore"):
         elig &= (mv >= mv_min) & (mv <= mv_max)
-    W = topn_weights(-mv, elig, hold, rebalance_mask(dates, every))
+    W = topn_weights(-mv, elig, hold, rebalance_mask(dates, every), fixed=True)
     return to_targets(W, dates, codes, strategy_name)
 
 

@@ -46,6 +46,7 @@ def test_topn_matches_brute_force():
         expect[best] = 1.0 / len(best) if len(best) else 0.0
         np.testing.assert_allclose(W[t], expect)
     np.testing.assert_allclose(W[4, :3], 1 / 3)            # fewer candidates than n: 1/count
+    np.testing.assert_allclose(topn_weights(s, e, n, rb, fixed=True)[4, :3], 1 / n)
     assert (W[2] == 0).all()                                 # no candidate: all cash
 
 
@@ -69,6 +70,19 @@ def test_topk_dropout_replaces_at_most_n_drop():
     np.testing.assert_allclose(topk_dropout_weights(s, e, k, k, rb), topn_weights(s, e, k, rb))
     with pytest.raises(BacktestError, match="n_drop"):
         topk_dropout_weights(s, e, 3, 5, rb)
+
+
+def test_weights_are_causal():
+    """Truncating future rows leaves past weights unchanged (TopN and TopK-dropout)."""
+    T, N = 30, 25
+    s = rng.standard_normal((T, N))
+    e = rng.random((T, N)) < 0.8
+    rb = rebalance_mask(pd.bdate_range("2024-01-01", periods=T), 3)
+    for fn in (lambda a, b, r: topn_weights(a, b, 5, r),
+               lambda a, b, r: topk_dropout_weights(a, b, 5, 2, r)):
+        full = fn(s, e, rb)
+        for t in (7, 15, 22):
+            np.testing.assert_array_equal(fn(s[:t], e[:t], rb[:t]), full[:t])
 
 
 def test_caps_redistribute():
@@ -132,7 +146,7 @@ def test_microcap_preset_on_synthetic_warehouse(tmp_path):
         day = mv.loc[dates[i]].dropna()
         day = day[(day >= mv_lo) & (day <= mv_hi) & ~day.index.isin(list(st))]
         pick = day.sort_values(kind="stable").index[:2]
-        rows += [(dates[i], c, 1.0 / len(pick)) for c in pick]
+        rows += [(dates[i], c, 1.0 / 2) for c in pick]         # 1/hold, rest in cash
     exp = pd.DataFrame(rows, columns=["trade_date", "ts_code", "target_weight"])
     exp = exp.sort_values(["trade_date", "ts_code"]).reset_index(drop=True)
     assert len(exp) > 0
@@ -142,5 +156,10 @@ def test_microcap_preset_on_synthetic_warehouse(tmp_path):
     # 000002.SZ is suspended 2020-08-17..21: never picked on those days
     sus = got[(got.trade_date >= "2020-08-17") & (got.trade_date <= "2020-08-21")]
     assert "000002.SZ" not in set(sus.ts_code)
+    # causality: an earlier end gives the same targets up to it
+    short = microcap_targets(dm, start, "2020-08-25", mv_min=mv_lo, mv_max=mv_hi, hold=2,
+                             every=5)
+    pd.testing.assert_frame_equal(short, got[got.trade_date <= "2020-08-25"]
+                                  .reset_index(drop=True))
     with pytest.raises(BacktestError, match="mv_min"):
         microcap_targets(dm, start, end, mv_min=5e9, mv_max=1e9)
