@@ -17,7 +17,8 @@ Neutralisation (per-date OLS)
     within-industry demeaned ``x`` on the within-industry demeaned ``Z``: group means are one
     matrix product with the one-hot industry matrix, and the small ``K x K`` normal equations
     of every date are solved in one batched :func:`numpy.linalg.lstsq`-equivalent call
-    (pseudo-inverse), so a (2000, 5000) panel with 110 industries takes well under a second.
+    (pseudo-inverse): a (1800, 5000) panel with 110 industries and log size takes about 1.9 s
+    on the shared 2-core dev machine (winsorize 0.8 s, z-score 0.7 s).
 """
 from __future__ import annotations
 
