@@ -30,6 +30,7 @@ from mining.llm_loop import FAILURE_KINDS, LLMRunSettings, cutoff_warnings, run_
 from mining.pipeline import evaluate_candidate, make_workspace  # noqa: E402
 
 SECRET = "sk-test-NEVER-STORE-ME-1234567890"
+TEST_CANARY = 0.0987654
 TRAIN = ("2020-08-10", "2020-09-04")
 VALID = ("2023-03-06", "2023-03-31")
 
@@ -114,6 +115,8 @@ def _seed_store(cfg, ws):
         ev = evaluate_candidate(ws, "cs_rank(vol)")
         submit(ws, store, ev, name="vol_rank", source="library", cfg=cfg, provenance={},
                n_tried=1, force=True)
+        # an unsealed test metric with a recognisable value: it must never reach the model
+        store.record_test("cs_rank(vol)", "all", 1, {"rank_ic_mean": TEST_CANARY})
 
 
 def _run(cfg, ws, sender=None, replay_of=None, rounds=ROUNDS):
@@ -202,6 +205,8 @@ def test_feedback_and_prompts_carry_no_test_numbers_nor_the_key(scripted_run):
     assert any("Round 1 results" in m and "unknown operator 'ts_foo'" in m for m in fb)
     assert any("could not be used: no_json" in m for m in fb)
     assert all("test" not in m.lower().replace("latest", "") for m in fb)
+    sent = json.dumps(requests, ensure_ascii=False)
+    assert "0.0987" not in sent and "0.099" not in sent
     blob = Path(cfg.llm.cache_path).read_bytes()
     assert SECRET.encode() not in blob
     assert SECRET not in json.dumps(res.stats)
@@ -241,9 +246,27 @@ def test_rerun_is_served_from_the_cache(tmp_path, wh_root, monkeypatch):
         cfg2 = replace(cfg, store=replace(cfg.store, path=tmp_path / "lb2.db"))
         res2, _ = _run(cfg2, ws, sender=from_config(cfg2), rounds=2)
         assert len(srv.requests) == n           # no new request reached the server
-    assert res2.stats["calls_cached"] == 2 and res2.stats["tokens_in_paid"] == 0
-    assert [(p.formula, p.status, p.valid) for p in res2.proposals] == \
-        [(p.formula, p.status, p.valid) for p in res.proposals]
+        assert res2.stats["calls_cached"] == 2 and res2.stats["tokens_in_paid"] == 0
+        assert [(p.formula, p.status, p.valid) for p in res2.proposals] == \
+            [(p.formula, p.status, p.valid) for p in res.proposals]
+        # use_cache=False (`--no-cache`) asks the endpoint again
+        s = LLMRunSettings(template="liquidity", universe="all", model=cfg.llm.model, rounds=1)
+        with LLMCache(cfg.llm.cache_path) as cache, FactorStore(tmp_path / "lb3.db") as st:
+            res3 = run_llm(ws, st, cache, cfg2, s, sender=from_config(cfg2), use_cache=False)
+        assert len(srv.requests) == n + 1 and res3.stats["calls_cached"] == 0
+
+
+def test_unreachable_endpoint_is_counted_not_fatal(tmp_path, wh_root, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    with StubServer() as srv:                  # take a free port, then close it
+        url = srv.base_url
+    cfg = _config(tmp_path, wh_root, url)
+    res, members = _run(cfg, _workspace(cfg), sender=from_config(cfg), rounds=2)
+    assert res.stats["counts"]["http_error"] == 2 and res.stats["calls_failed"] == 2
+    assert res.stats["retries"] == {"connection": 2} and members == {}
+    with LLMCache(cfg.llm.cache_path) as cache:
+        assert cache.run(res.run_id)["status"] == "done"
+        assert [c["outcome"] for c in cache.calls(res.run_id)] == ["http_error"] * 2
 
 
 def test_non_retryable_status_fails_at_once(tmp_path, wh_root, monkeypatch):
@@ -279,3 +302,26 @@ def test_knowledge_cutoff_warning(tmp_path, wh_root):
                                                                   knowledge_cutoff="")))[0]
     with pytest.raises(ConfigError, match="knowledge_cutoff"):
         cutoff_warnings(replace(cfg, llm=replace(cfg.llm, knowledge_cutoff="soon")))
+
+
+def test_evaluation_error_is_counted(tmp_path, wh_root, monkeypatch):
+    """A formula the data cannot evaluate (simulated: adj_factor fails to load) is counted."""
+    from data.errors import EvaluationError
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    script = [{"content": _reply("cs_rank(adj_factor)", "ts_std(ret, 5)") + " " * 10}]
+    with StubServer(script=script) as srv:
+        cfg = _config(tmp_path, wh_root, srv.base_url)
+        ws = _workspace(cfg)
+        real = ws.values
+
+        def values(expr, **kw):
+            if "adj_factor" in str(expr):
+                raise EvaluationError("field 'adj_factor' could not be loaded (simulated)")
+            return real(expr, **kw)
+
+        monkeypatch.setattr(ws, "values", values)
+        res, members = _run(cfg, ws, sender=from_config(cfg), rounds=1)
+    assert res.stats["counts"]["eval_error"] == 1 and res.stats["evaluated"] == 1
+    bad = next(p for p in res.proposals if "adj_factor" in p.formula)
+    assert bad.status == "eval_error" and "simulated" in bad.note
+    assert set(members) == {p.canonical for p in res.accepted}
