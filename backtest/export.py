@@ -26,6 +26,8 @@ Plan construction (:func:`order_plan`)
    or ``not_sellable_t1`` (fewer sellable shares than the sell needs: T+1), ``no_price``,
    ``below_min_lot`` (a new position smaller than one lot) or ``insufficient_cash``. Flagged
    orders are excluded from the cash budget and are not placed by the adapter.
+6. Optional ``min_order_value``: smaller orders (except selling a whole holding) get
+   ``status = "skipped"`` (not budgeted, not placed).
 
 Estimated fees (``est_fees``) are commission (with its minimum), sell-side stamp tax and
 transfer fee from :class:`backtest.rules.CostModel` on the value at the slipped fill price,
@@ -256,8 +258,9 @@ def order_plan(targets_day, current_positions, cash: float, prices, limits=None,
         ``quantity`` is in shares (int), ``est_value`` / ``est_fees`` / ``target_value`` in
         yuan, ``status`` is ``"ok"``, ``"flagged"`` or ``"skipped"``, ``reason`` is empty for
         plain ``ok`` orders, ``"reduced_for_cash"`` for buys cut to fit the budget, else the
-        flag reason (module docstring) or ``below_min_order_value``. Stocks already at target (within one lot) get no row. Cash after
-        the ``ok`` orders and their estimated fees is >= 0.
+        flag reason (module docstring) or ``below_min_order_value``. Stocks already at
+        target (within one lot) get no row. Cash after the ``ok`` orders and their estimated
+        fees is >= 0.
 
     Raises
     ------
@@ -386,7 +389,8 @@ def plan_summary(plan: pd.DataFrame, cash: float) -> dict:
     flagged = plan.loc[plan["status"] == "flagged", "reason"].value_counts()
     skipped = int((plan["status"] == "skipped").sum())
     return {"n_orders": int(len(ok)), "n_sell": int(len(sell)), "n_buy": int(len(buy)),
-            "n_flagged": int(flagged.sum()), "n_skipped": skipped, "gross_sell": float(sell["est_value"].sum()),
+            "n_flagged": int(flagged.sum()), "n_skipped": skipped,
+            "gross_sell": float(sell["est_value"].sum()),
             "gross_buy": float(buy["est_value"].sum()), "est_fees": fees,
             "cash_after": float(cash) + float(sell["est_value"].sum())
             - float(buy["est_value"].sum()) - fees,
