@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 import warnings
 
 import numpy as np
@@ -26,6 +25,7 @@ import pandas as pd
 
 import alphalens.performance as al_perf
 import alphalens.utils as al_utils
+from timing import Took, timed
 
 HORIZONS = (1, 5, 10, 20)
 
@@ -54,18 +54,16 @@ def alphalens_inputs(factor: np.ndarray, ctx, split: str, horizons=HORIZONS
 
 
 def run_alphalens(fac: pd.Series, fwd: pd.DataFrame, quantiles: int = 5, period: int = 1
-                  ) -> tuple[dict[str, float], dict[str, object]]:
-    """Run the alphalens pipeline; return (seconds per step, results).
+                  ) -> tuple[dict[str, Took], dict[str, object]]:
+    """Run the alphalens pipeline; return (time per step, results).
 
     alphalens prints its data-loss summary and emits pandas warnings: both are silenced.
     """
-    secs: dict[str, float] = {}
+    secs: dict[str, Took] = {}
     out: dict[str, object] = {}
 
     def step(name, fn):
-        t = time.perf_counter()
-        out[name] = fn()
-        secs[name] = time.perf_counter() - t
+        secs[name], out[name] = timed(fn)
 
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -84,9 +82,9 @@ def run_alphalens(fac: pd.Series, fwd: pd.DataFrame, quantiles: int = 5, period:
     return secs, out
 
 
-def alphalens_end_to_end_seconds(factor: np.ndarray, open_adj: np.ndarray, ctx, split: str,
-                                 horizons=HORIZONS, quantiles: int = 5) -> float:
-    """Seconds of ``get_clean_factor_and_forward_returns`` (alphalens' own labels).
+def alphalens_end_to_end(factor: np.ndarray, open_adj: np.ndarray, ctx, split: str,
+                                 horizons=HORIZONS, quantiles: int = 5) -> Took:
+    """Time of ``get_clean_factor_and_forward_returns`` (alphalens' own labels).
 
     Prices are the back-adjusted opens shifted one row earlier (``price[t] = open_adj[t+1]``), so
     alphalens' ``price[t+h] / price[t] - 1`` is the same open-to-open label up to its
@@ -97,13 +95,12 @@ def alphalens_end_to_end_seconds(factor: np.ndarray, open_adj: np.ndarray, ctx, 
     prices = pd.DataFrame(open_adj, index=ctx.dates, columns=ctx.codes).shift(-1)
     idx = pd.MultiIndex.from_product([ctx.dates[lo:hi], ctx.codes], names=["date", "asset"])
     fac = pd.Series(np.where(ok, factor[lo:hi], np.nan).reshape(-1), index=idx).dropna()
-    t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        al_utils.get_clean_factor_and_forward_returns(
+        took, _ = timed(lambda: al_utils.get_clean_factor_and_forward_returns(
             fac, prices, quantiles=quantiles, periods=tuple(horizons), filter_zscore=None,
-            max_loss=1.0)
-    return time.perf_counter() - t
+            max_loss=1.0))
+    return took
 
 
 def ic_agreement(ours: dict[int, np.ndarray], theirs: pd.DataFrame, dates: pd.DatetimeIndex

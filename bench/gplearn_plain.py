@@ -8,13 +8,13 @@ daily RankIC| computed the obvious pandas way: a DataFrame groupby on date with
 """
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
 from gplearn.fitness import make_fitness
 from gplearn.genetic import SymbolicRegressor
+from timing import Took, timed
 
 #: gplearn's built-in functions (no time-series or cross-sectional operators exist there).
 BUILTIN_FUNCTIONS = ("add", "sub", "mul", "div", "sqrt", "log", "abs", "neg", "inv", "max",
@@ -36,8 +36,8 @@ def long_frame(panels: dict[str, np.ndarray], ctx, split: str = "train", h: int 
 
 
 def run_plain_gplearn(X: np.ndarray, y: np.ndarray, day: np.ndarray, population: int,
-                      generations: int, seed: int = 1) -> tuple[float, int, float]:
-    """Fit plain gplearn; return (seconds, programs scored, best |mean daily RankIC|)."""
+                      generations: int, seed: int = 1) -> tuple[Took, int, float]:
+    """Fit plain gplearn; return (time, programs scored, best |mean daily RankIC|)."""
 
     def mean_daily_rank_ic(y_true, y_pred, w):
         if len(y_true) != len(day):  # make_fitness' own sanity call with a short vector
@@ -53,10 +53,8 @@ def run_plain_gplearn(X: np.ndarray, y: np.ndarray, day: np.ndarray, population:
                             function_set=BUILTIN_FUNCTIONS, metric=metric,
                             init_depth=(2, 4), parsimony_coefficient=0.0002, max_samples=1.0,
                             n_jobs=1, verbose=0, random_state=seed)
-    t = time.perf_counter()
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        est.fit(X, y)
-    sec = time.perf_counter() - t
+        took, _ = timed(lambda: est.fit(X, y))
     best = max(p.raw_fitness_ for p in est._programs[-1] if p is not None)
-    return sec, population * generations, float(best)
+    return took, population * generations, float(best)

@@ -11,8 +11,8 @@ frame, pandas groupby Spearman fitness). Data loading is timed separately.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from alphalens_bench import (alphalens_end_to_end_seconds, alphalens_inputs,  # noqa: E402
+from alphalens_bench import (alphalens_end_to_end, alphalens_inputs,  # noqa: E402
                              common_mask, ic_agreement, run_alphalens)
 from backtest.evaluate import evaluate_factor, rank_ic_series  # noqa: E402
 from gplearn_plain import long_frame, run_plain_gplearn  # noqa: E402
@@ -29,20 +29,11 @@ from data.config import load_config  # noqa: E402
 from factors.expr import evaluate, parse  # noqa: E402
 from mining.gp import GPSettings, run_gp  # noqa: E402
 from mining.pipeline import make_workspace  # noqa: E402
+from timing import ZERO, best_of, timed  # noqa: E402
 
 FORMULA = "-ts_corr(cs_rank(vol), cs_rank(close), 10)"
 WARMUP = ("ts_mean(close, 5) + ts_cov(close, vol, 5) + cs_zscore(close) + cs_demean(vol)"
           " + cs_scale(vol)")
-
-
-def best_of(fn, n=3):
-    best = np.inf
-    out = None
-    for _ in range(n):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def pandas_wide(vol: pd.DataFrame, close: pd.DataFrame, mask: pd.DataFrame) -> pd.DataFrame:
@@ -68,12 +59,11 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config()
     start, end = ("2016-01-01", "2017-12-31") if args.quick else ("2014-01-01", "2023-12-31")
-    t0 = time.perf_counter()
-    ws = make_workspace(cfg, "csi300", start, end)
-    ws.load(["vol", "close"])
-    load_s = time.perf_counter() - t0
+    t_load, ws = timed(lambda: make_workspace(cfg, "csi300", start, end))
+    t_vc, _ = timed(lambda: ws.load(["vol", "close"]))
     T, N = ws.ctx.shape
-    print(f"CSI300 {start}..{end}: T={T} days x N={N} stocks; data load {load_s:.2f}s")
+    print(f"CSI300 {start}..{end}: T={T} days x N={N} stocks; data load "
+          f"{(t_load + t_vc).wall:.2f}s")
     dates, codes = ws.ctx.dates, ws.ctx.codes
     vol = pd.DataFrame(ws.field("vol"), index=dates, columns=codes)
     close = pd.DataFrame(ws.field("close"), index=dates, columns=codes)
@@ -88,19 +78,20 @@ def main() -> None:
     complete = (mask.where(mask).rolling(10).count().to_numpy() == 10) & np.isfinite(
         wide.to_numpy())
     diff = np.nanmax(np.abs(ours[complete] - wide.to_numpy()[complete]))
-    rows = [("formula: alphamine evaluate", t_am, 1.0),
-            ("formula: pandas wide", t_wide, t_wide / t_am),
-            ("formula: pandas long groupby", t_long, t_long / t_am)]
+    rows = [("formula: alphamine evaluate", t_am, t_am),
+            ("formula: pandas wide", t_wide, t_am),
+            ("formula: pandas long groupby", t_long, t_am)]
     evaluate_factor(ours, ws.ctx)  # warm-up (label orders)
     t_rep, _ = best_of(lambda: evaluate_factor(ours, ws.ctx, splits=("train", "valid")))
     splits = [s for s in ("train", "valid") if np.diff(ws.ctx.split_bounds(s))[0] > 0]
-    rows.append((f"FactorReport {'+'.join(splits)} (h=1,5,10,20)", t_rep, 1.0))
+    rows.append((f"FactorReport {'+'.join(splits)} (h=1,5,10,20)", t_rep, t_rep))
     t_al, steps, checks = bench_alphalens(ours, ws, splits)
-    rows.append(("alphalens-reloaded, same statistics", t_al, t_al / t_rep))
+    rows.append(("alphalens-reloaded, same statistics", t_al, t_rep))
     ws.load(["open"])
-    t_e2e = sum(alphalens_end_to_end_seconds(ours, ws.field("open"), ws.ctx, s) for s in splits)
+    t_e2e = sum((alphalens_end_to_end(ours, ws.field("open"), ws.ctx, s)
+                 for s in splits), ZERO)
     t_own = t_al - steps["get_clean_factor"] + t_e2e
-    rows.append(("alphalens, its own fwd returns from open prices", t_own, t_own / t_rep))
+    rows.append(("alphalens, its own fwd returns from open prices", t_own, t_rep))
     gp_ctx = ws.ctx.restrict(dates[0], cfg.evaluate.train[1])
     n = len(gp_ctx.dates)
     ws.load(list(cfg.gp.fields))
@@ -108,37 +99,44 @@ def main() -> None:
     pop, gens = (50, 1) if args.quick else (100, 2)
     small = {f: v[:60] for f, v in panels.items()}  # JIT warm-up of the ts/cs kernels
     evaluate(parse(WARMUP), small, mask=gp_ctx.universe_mask[:60])
-    res = run_gp(panels, gp_ctx, GPSettings(population=pop, generations=gens, seed=1))
-    rate = res.n_programs_scored / res.seconds
-    rows.append((f"GP programs/s, alphamine ({pop}x{gens})", res.seconds, rate))
+    t_gp, res = timed(lambda: run_gp(panels, gp_ctx,
+                                     GPSettings(population=pop, generations=gens, seed=1)))
     X, y, day = long_frame(panels, gp_ctx)
-    g_sec, g_n, _ = run_plain_gplearn(X, y, day, pop, gens)
-    rows.append((f"GP programs/s, plain gplearn ({pop}x{gens})", g_sec, g_n / g_sec))
-    print(f"{'benchmark':48s} {'seconds':>10s} {'ratio / rate':>14s}")
-    for name, sec, ratio in rows:
-        print(f"{name:48s} {sec:10.3f} {ratio:14.1f}")
+    t_plain, n_plain, _ = run_plain_gplearn(X, y, day, pop, gens)
+    print(f"{'benchmark':48s} {'wall s':>8s} {'cpu s':>8s} {'ratio':>7s} {'cpu ratio':>9s}")
+    for name, t, base in rows:
+        print(f"{name:48s} {t.wall:8.3f} {t.cpu:8.3f} {t.wall / base.wall:7.1f} "
+              f"{t.cpu / base.cpu:9.1f}")
+    print(f"{'':48s} {'wall s':>8s} {'cpu s':>8s} {'prog/s':>7s} {'prog/cpu-s':>9s}")
+    for name, t, k in ((f"GP programs scored, alphamine ({pop}x{gens})", t_gp,
+                        res.n_programs_scored),
+                       (f"GP programs scored, plain gplearn ({pop}x{gens})", t_plain, n_plain)):
+        print(f"{name:48s} {t.wall:8.3f} {t.cpu:8.3f} {k / t.wall:7.1f} {k / t.cpu:9.1f}")
+    n_gp = res.n_programs_scored
+    print(f"GP speed-up vs plain gplearn: {t_plain.wall / n_plain / (t_gp.wall / n_gp):.1f}x "
+          f"(cpu {t_plain.cpu / n_plain / (t_gp.cpu / n_gp):.1f}x); plain gplearn on "
+          f"{len(y)} long rows x {X.shape[1]} fields")
     print(f"max |alphamine - pandas wide| on complete windows: {diff:.2e}")
-    print("alphalens steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
-          + f"; get_clean_factor_and_forward_returns {t_e2e:.2f}")
+    print("alphalens steps (wall s): " + ", ".join(f"{k} {v.wall:.2f}" for k, v in steps.items())
+          + f"; get_clean_factor_and_forward_returns {t_e2e.wall:.2f}")
     for s, (dmax, dmean, m_ours, m_al) in checks.items():
         print(f"RankIC {s} (h=1,5,10,20, same names): max |diff| {dmax:.1e}, mean |diff| "
               f"{dmean:.1e}; mean RankIC h=1 alphamine {m_ours:.5f}, alphalens {m_al:.5f}")
-    print(f"plain gplearn: {len(y)} long rows x {X.shape[1]} fields; GP speed-up "
-          f"{rate / (g_n / g_sec):.1f}x")
-    print("ratios: other time / alphamine time; GP rows: programs scored per second")
+    print("ratio: time / alphamine time (wall, and process CPU time); load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 def bench_alphalens(factor: np.ndarray, ws, splits: list[str]):
-    """alphalens on each split: total seconds, seconds per step, RankIC agreement per split."""
+    """alphalens on each split: total time, time per step, RankIC agreement per split."""
     ctx = ws.ctx
-    total, steps, checks = 0.0, {}, {}
+    total, steps, checks = ZERO, {}, {}
     masked = np.where(common_mask(factor, ctx), factor, np.nan)
     for s in splits:
         fac, fwd = alphalens_inputs(factor, ctx, s)
         secs, out = run_alphalens(fac, fwd)
-        total += sum(secs.values())
         for k, v in secs.items():
-            steps[k] = steps.get(k, 0.0) + v
+            total = total + v
+            steps[k] = steps.get(k, ZERO) + v
         lo, hi = ctx.split_bounds(s)
         ours = {h: rank_ic_series(masked, ctx, h)[lo:hi] for h in (1, 5, 10, 20)}
         checks[s] = ic_agreement(ours, out["factor_information_coefficient"], ctx.dates[lo:hi])
