@@ -129,6 +129,15 @@ class PanelDataset:
 
 # ---------------------------------------------------------------- normalisation steps
 
+def _row_median(a: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (``n`` of them; NaN sorts last), NaN if none."""
+    srt = np.sort(a, axis=1)
+    rows = np.arange(len(a))
+    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, (srt[rows, lo] + srt[rows, hi]) / 2.0, np.nan)
+
+
 def robust_zscore(x: np.ndarray, mask: np.ndarray | None = None, clip: float = 3.0
                   ) -> np.ndarray:
     """Per-date robust z-score, clipped: ``clip((x - median) / (1.4826 MAD), -clip, clip)``.
@@ -165,15 +174,12 @@ def robust_zscore(x: np.ndarray, mask: np.ndarray | None = None, clip: float = 3
     if ref.shape != x.shape:
         raise EvaluationError(f"robust_zscore: mask shape {ref.shape} != x shape {x.shape}")
     r = np.where(ref, x, np.nan)
-    has = ref.any(axis=1)
-    med = np.full(len(x), np.nan)
-    mad = np.full(len(x), np.nan)
-    std = np.full(len(x), np.nan)
-    if has.any():
-        rh = r[has]
-        med[has] = np.nanmedian(rh, axis=1)
-        mad[has] = np.nanmedian(np.abs(rh - med[has, None]), axis=1) * _MAD_SCALE
-        std[has] = np.nanstd(rh, axis=1)
+    n = ref.sum(axis=1)
+    med = _row_median(r, n)
+    mad = _row_median(np.abs(r - med[:, None]), n) * _MAD_SCALE
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.where(ref, x, 0.0).sum(axis=1) / n, np.nan)
+        std = np.sqrt(np.where(ref, (x - mean[:, None]) ** 2, 0.0).sum(axis=1) / n)
     scale = np.where(mad > 0, mad, std)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (x - med[:, None]) / scale[:, None]
