@@ -5,8 +5,10 @@ Keys
     the chat messages and the sampling parameters (``temperature``, ``max_tokens``). The API
     key and the endpoint are never part of it, and nothing secret is ever stored.
 Tables
-    ``responses(key, ...)``   one row per distinct successful request: the request JSON, the
-                              reply text, token usage.
+    ``responses(id, key, ...)`` one row per successful request sent to the network: the
+                              request JSON, the reply text, token usage. A key may have several
+                              rows (``--no-cache`` samples again); a lookup by key returns the
+                              newest.
     ``calls(run_id, seq, ...)`` every call a run made, in order, with its key, outcome
                               (``ok`` or a failure kind) and the retries it needed; replays
                               follow this sequence.
@@ -36,11 +38,14 @@ from data.errors import LLMError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY, model TEXT NOT NULL, request TEXT NOT NULL, content TEXT,
-    finish_reason TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, model TEXT NOT NULL,
+    request TEXT NOT NULL, content TEXT, finish_reason TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS responses_key ON responses(key, id);
 CREATE TABLE IF NOT EXISTS calls (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, outcome TEXT NOT NULL,
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL,
+    response_id INTEGER REFERENCES responses(id), outcome TEXT NOT NULL,
     error TEXT NOT NULL DEFAULT '', cached INTEGER NOT NULL DEFAULT 0,
     retries TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL, PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,7 +56,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def request_key(model: str, messages: Sequence[Mapping[str, str]],
@@ -72,6 +77,7 @@ class ChatReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     failure: str | None = None        # None, "http_error" or "timeout"
+    response_id: int | None = None    # row of the cached response
     error: str = ""
     cached: bool = False
     retries: dict[str, int] = field(default_factory=dict)
@@ -135,41 +141,53 @@ class LLMCache:
 
     # ---------------------------------------------------------------- responses and calls
     def get(self, key: str) -> ChatReply | None:
-        """The cached successful reply for ``key``, or ``None``."""
-        rows = self._read("SELECT content, finish_reason, prompt_tokens, completion_tokens "
-                          "FROM responses WHERE key = ?", (key,))
+        """The newest cached successful reply for ``key``, or ``None``."""
+        return self._get("key = ? ORDER BY id DESC LIMIT 1", key)
+
+    def get_id(self, response_id: int) -> ChatReply | None:
+        """The cached reply stored as row ``response_id``, or ``None``."""
+        return self._get("id = ?", int(response_id))
+
+    def _get(self, where: str, value: Any) -> ChatReply | None:
+        rows = self._read("SELECT id, key, content, finish_reason, prompt_tokens, "
+                          f"completion_tokens FROM responses WHERE {where}", (value,))
         if not rows:
             return None
-        c, fr, pt, ct = rows[0]
+        rid, key, c, fr, pt, ct = rows[0]
         return ChatReply(content=c, finish_reason=fr, prompt_tokens=pt, completion_tokens=ct,
-                         cached=True, key=key)
+                         cached=True, key=key, response_id=rid)
 
     def put(self, key: str, model: str, messages: Sequence[Mapping[str, str]],
-            params: Mapping[str, Any], reply: ChatReply) -> None:
-        """Store a successful reply (first writer wins; the same key means the same request)."""
+            params: Mapping[str, Any], reply: ChatReply) -> int:
+        """Store a successful reply; return its row id (also set as ``reply.response_id``)."""
         req = json.dumps({"model": model, "messages": [dict(m) for m in messages],
                           "params": dict(params)}, ensure_ascii=False)
         with self._write() as conn:
-            conn.execute("INSERT OR IGNORE INTO responses (key, model, request, content, "
-                         "finish_reason, prompt_tokens, completion_tokens, created_at) VALUES "
-                         "(?, ?, ?, ?, ?, ?, ?, ?)",
-                         (key, model, req, reply.content, reply.finish_reason,
-                          int(reply.prompt_tokens), int(reply.completion_tokens), _now()))
+            cur = conn.execute("INSERT INTO responses (key, model, request, content, "
+                               "finish_reason, prompt_tokens, completion_tokens, created_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (key, model, req, reply.content, reply.finish_reason,
+                                int(reply.prompt_tokens), int(reply.completion_tokens), _now()))
+            reply.response_id = int(cur.lastrowid)
+        return reply.response_id
 
     def record_call(self, run_id: str, seq: int, reply: ChatReply) -> None:
         """Append call ``seq`` of ``run_id`` with its outcome."""
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO calls (run_id, seq, key, outcome, error, "
-                         "cached, retries, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (run_id, int(seq), reply.key, reply.failure or "ok", reply.error,
-                          int(reply.cached), json.dumps(reply.retries), _now()))
+            conn.execute("INSERT OR REPLACE INTO calls (run_id, seq, key, response_id, "
+                         "outcome, error, cached, retries, created_at) VALUES (?, ?, ?, ?, ?, "
+                         "?, ?, ?, ?)",
+                         (run_id, int(seq), reply.key, reply.response_id,
+                          reply.failure or "ok", reply.error, int(reply.cached),
+                          json.dumps(reply.retries), _now()))
 
     def calls(self, run_id: str) -> list[dict[str, Any]]:
         """The recorded calls of ``run_id`` in order."""
-        rows = self._read("SELECT seq, key, outcome, error, cached, retries FROM calls "
-                          "WHERE run_id = ? ORDER BY seq", (run_id,))
-        return [{"seq": s, "key": k, "outcome": o, "error": e, "cached": bool(c),
-                 "retries": json.loads(r)} for s, k, o, e, c, r in rows]
+        rows = self._read("SELECT seq, key, response_id, outcome, error, cached, retries "
+                          "FROM calls WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [{"seq": s, "key": k, "response_id": rid, "outcome": o, "error": e,
+                 "cached": bool(c), "retries": json.loads(r)}
+                for s, k, rid, o, e, c, r in rows]
 
     # ---------------------------------------------------------------- runs
     def start_run(self, run_id: str, *, template: str, model: str, universe: str,
@@ -195,10 +213,10 @@ class LLMCache:
         return self._run_dict(rows[0]) if rows else None
 
     def runs(self) -> list[dict[str, Any]]:
-        """All runs, oldest first."""
+        """All runs in the order they were started."""
         rows = self._read("SELECT run_id, template, model, universe, status, replay_of, "
                           "settings, stats, started_at, finished_at FROM runs "
-                          "ORDER BY started_at, run_id")
+                          "ORDER BY rowid")
         return [self._run_dict(r) for r in rows]
 
     @staticmethod
@@ -268,7 +286,8 @@ class ReplayChat:
         rec = self.recorded[self.seq]
         key = request_key(self.model, messages, self.params)
         if rec["outcome"] == "ok":
-            reply = self.cache.get(rec["key"])
+            rid = rec["response_id"]
+            reply = self.cache.get_id(rid) if rid is not None else None
             if reply is None:
                 raise LLMError(f"replay cache miss: the response of call #{self.seq + 1} of run "
                                f"{self.source_run!r} (key {rec['key'][:12]}...) is not in "

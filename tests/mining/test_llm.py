@@ -325,3 +325,27 @@ def test_evaluation_error_is_counted(tmp_path, wh_root, monkeypatch):
     bad = next(p for p in res.proposals if "adj_factor" in p.formula)
     assert bad.status == "eval_error" and "simulated" in bad.note
     assert set(members) == {p.canonical for p in res.accepted}
+
+
+def test_replay_of_a_no_cache_run_serves_its_own_replies(tmp_path, wh_root, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    script = [{"content": _reply("ts_std(ret, 5)")}, {"content": _reply("-ts_mean(turnover, 3)")}]
+    s = LLMRunSettings(template="free", universe="all", model="stub-model", rounds=1)
+    with StubServer(script=script) as srv:
+        cfg = _config(tmp_path, wh_root, srv.base_url)
+        ws = _workspace(cfg)
+        with LLMCache(cfg.llm.cache_path) as cache:
+            with FactorStore(tmp_path / "a.db") as st:
+                a = run_llm(ws, st, cache, cfg, s, sender=from_config(cfg))
+            with FactorStore(tmp_path / "b.db") as st:     # same request, sampled again
+                b = run_llm(ws, st, cache, cfg, s, sender=from_config(cfg), use_cache=False)
+            assert len(srv.requests) == 2
+            with FactorStore(tmp_path / "c.db") as st:
+                ra = run_llm(ws, st, cache, cfg, s, replay_of=a.run_id)
+            with FactorStore(tmp_path / "d.db") as st:
+                rb = run_llm(ws, st, cache, cfg, s, replay_of=b.run_id)
+            assert cache.get(cache.calls(a.run_id)[0]["key"]).content == script[1]["content"]
+    assert [p.formula for p in a.proposals] == [p.formula for p in ra.proposals] == \
+        ["ts_std(ret, 5)"]
+    assert [p.formula for p in b.proposals] == [p.formula for p in rb.proposals] == \
+        ["-ts_mean(turnover, 3)"]
