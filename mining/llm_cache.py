@@ -36,6 +36,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from data.errors import LLMError
 
+#: Version of the cache schema (``PRAGMA user_version``).
+SCHEMA_VERSION = 1
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, model TEXT NOT NULL,
@@ -106,7 +109,16 @@ class LLMCache:
                                          check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            (n_tables,) = self._conn.execute("SELECT count(*) FROM sqlite_master WHERE "
+                                             "type = 'table'").fetchone()
+            if n_tables and version != SCHEMA_VERSION:
+                self._conn.close()
+                raise LLMError(f"the LLM cache {self.path!r} has schema version {version}, this "
+                               f"alphamine reads version {SCHEMA_VERSION}: move it away (it is "
+                               "only a cache) and rerun")
             self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as e:
             raise LLMError(f"cannot open the LLM cache {self.path!r}: {e}") from None
         self._lock = threading.Lock()

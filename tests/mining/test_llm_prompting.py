@@ -117,3 +117,14 @@ def test_cache_roundtrip_and_calls(tmp_path):
         assert c.get("k2") is None
         calls = c.calls("run")
         assert [(x["seq"], x["outcome"]) for x in calls] == [(0, "ok"), (1, "timeout")]
+
+
+def test_cache_from_another_schema_is_a_clear_error(tmp_path):
+    import sqlite3
+    p = tmp_path / "old.db"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE responses (key TEXT PRIMARY KEY)")
+    con.commit()
+    con.close()
+    with pytest.raises(LLMError, match="schema version 0.*move it away"):
+        LLMCache(p)
