@@ -470,3 +470,17 @@ def test_oracle_on_real_csi300_2019():
     d = d[np.isin(d + 1, d)]                              # consecutive decision days
     sim = ne[d + 2] / ne[d + 1] - 1.0
     assert np.abs(sim - means[d, 4]).max() < 1e-9
+
+
+def test_kernel_rounding_agrees_with_rules():
+    """The kernel's lot rounding is the one of backtest.rules (used by the QMT order plan)."""
+    from backtest import _sim_kernel as K
+    from backtest.rules import lot_params, round_buy_qty, round_sell_qty
+
+    rng = np.random.default_rng(11)
+    for code in (A, S, "300750.SZ"):
+        lo, step = (float(x[0]) for x in lot_params([code]))
+        for x, held in zip(rng.uniform(0, 3000, 300), rng.integers(0, 3000, 300)):
+            assert K._round_qty(x, 0.0, lo, step, K.LOTS, False) == round_buy_qty(code, x)
+            assert K._round_qty(x, float(held), lo, step, K.LOTS, True) == \
+                round_sell_qty(code, x, int(held))
