@@ -55,7 +55,7 @@ _EPS = 1e-9      # tolerance when flooring share counts computed in floating poi
 
 
 def board(ts_code: str) -> str:
-    """Board of one code: ``"main"``, ``"chinext"`` or ``"star"`` (see :func:`data.manager.boards`)."""
+    """Board of one code: ``"main"``, ``"chinext"`` or ``"star"`` (:func:`data.manager.boards`)."""
     return str(boards([ts_code])[0])
 
 
@@ -229,5 +229,5 @@ def check_order(side: str, price: float, limit_up: float, limit_down: float,
 
 
 __all__ = ["board", "lot_params", "min_buy_qty", "round_buy_qty", "round_sell_qty",
-           "stamp_tax_rate", "stamp_tax_rates", "CostModel", "check_order", "cents", "STAMP_TAX_TABLE",
-           "LOT_RULES"]
+           "stamp_tax_rate", "stamp_tax_rates", "CostModel", "check_order", "cents",
+           "STAMP_TAX_TABLE", "LOT_RULES"]

@@ -287,7 +287,8 @@ def random_market(rng, T=40, N=12, limits=True, susp=0.05, ca=True):
         up = np.where(rng.random((T, N)) < 0.1, opn, np.round(prev * 1.1, 2))
         dn = np.where(rng.random((T, N)) < 0.1, opn, np.round(prev * 0.9, 2))
     vol = rng.integers(0, 200_000, (T, N)).astype(float)
-    bonus = np.where(adj > np.vstack([adj[:1], adj[:-1]]), 0.0, 0.0)
+    jump = adj > np.vstack([adj[:1], adj[:-1]])          # ex-dates: cash only or bonus shares
+    bonus = np.where(jump & (rng.random((T, N)) < 0.5), 0.04, 0.0)
     return MarketData.from_arrays(pd.bdate_range("2022-01-03", periods=T), codes, opn, close,
                                   vol=vol, limit_up=up, limit_down=dn, has_bar=bar,
                                   adj_factor=adj, bonus=bonus)
@@ -484,3 +485,15 @@ def test_kernel_rounding_agrees_with_rules():
             assert K._round_qty(x, 0.0, lo, step, K.LOTS, False) == round_buy_qty(code, x)
             assert K._round_qty(x, float(held), lo, step, K.LOTS, True) == \
                 round_sell_qty(code, x, int(held))
+
+
+def test_simconfig_from_config():
+    from data.config import BacktestConfig
+    bt = BacktestConfig()
+    c = SimConfig.from_config(bt, execution="vwap")
+    assert (c.init_cash, c.execution, c.participation) == (bt.init_cash, "vwap", bt.participation)
+    assert c.costs == CostModel.from_config(bt) and c.lots and c.price_limits
+    f = SimConfig.frictionless()
+    assert f.fractional and not f.price_limits and f.participation is None
+    assert f.costs.fees("sell", 1e6, "2020-01-02") == {"commission": 0.0, "stamp_tax": 0.0,
+                                                       "transfer_fee": 0.0}
