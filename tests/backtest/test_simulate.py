@@ -497,3 +497,19 @@ def test_simconfig_from_config():
     assert f.fractional and not f.price_limits and f.participation is None
     assert f.costs.fees("sell", 1e6, "2020-01-02") == {"commission": 0.0, "stamp_tax": 0.0,
                                                        "transfer_fee": 0.0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL / "trade_cal.parquet").is_file(), reason="real warehouse missing")
+def test_real_ex_dividend_600519_2020():
+    """600519.SH paid 17.025 yuan per share (pre-tax) on 2020-06-24: credited as cash."""
+    from data.manager import DataManager
+
+    m = MarketData.from_dm(DataManager(REAL), ["600519.SH"], "2020-06-15", "2020-06-30")
+    r = simulate(tg(("2020-06-15", "600519.SH", 1.0)), m, cfg(init_cash=1_000_000.0))
+    q = pos(r, "2020-06-23", "600519.SH")[0]
+    assert q == 700                                  # 1e6 / ~1400 yuan, lots of 100
+    ca = r.corporate
+    assert ca["trade_date"].tolist() == [pd.Timestamp("2020-06-24")]
+    assert ca["quantity_after"].item() == 700
+    assert ca["cash"].item() == pytest.approx(700 * 17.025, rel=2e-3)
