@@ -35,6 +35,7 @@ def _summary_table(result) -> Table:
         ("evaluated", str(s["evaluated"])),
         ("accepted", f"{s['accepted']} ({_pct(s['accepted_pct'])})"),
         ("novel (max |corr| < 0.5)", f"{s['novel']} ({_pct(s['novelty_pct'])} of accepted)"),
+        ("claimed sign right on train", f"{s['direction_right']} of {s['direction_claimed']}"),
     ]
     for k, v in s["counts"].items():
         if v:
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def prompts() -> None:
-        """List the LLM prompt templates (packaged + [llm] prompts_dir)."""
+        """List the LLM prompt templates (packaged + \\[llm] prompts_dir)."""
         from mining.prompting import list_templates
         base = _base()
         try:
@@ -118,14 +119,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def llm(prompt: str = typer.Option("liquidity", "--prompt", "-p",
                                        help="Template name (`mine prompts` lists them)."),
-            rounds: Optional[int] = typer.Option(None, help="Rounds (default [llm] rounds)."),
+            rounds: Optional[int] = typer.Option(None, help="Rounds (default \\[llm] rounds)."),
             n: Optional[int] = typer.Option(None, "--n", help="Factors asked per round "
-                                            "(default [llm] n_per_round)."),
-            universe: Optional[str] = typer.Option(None, help="Universe (default [gp] "
+                                            "(default \\[llm] n_per_round)."),
+            universe: Optional[str] = typer.Option(None, help="Universe (default \\[gp] "
                                                    "universe)."),
             base_url: Optional[str] = typer.Option(None, "--base-url", help="Override "
-                                                   "[llm] base_url."),
-            model: Optional[str] = typer.Option(None, help="Override [llm] model."),
+                                                   "\\[llm] base_url."),
+            model: Optional[str] = typer.Option(None, help="Override \\[llm] model."),
             examples: int = typer.Option(5, help="Leaderboard members shown as examples."),
             replay: Optional[str] = typer.Option(None, "--replay", metavar="RUN_ID",
                                                  help="Re-run RUN_ID from the cache, no "

@@ -138,7 +138,8 @@ def new_stats() -> dict[str, Any]:
     return {"calls": 0, "calls_cached": 0, "calls_failed": 0, "retries": {},
             "tokens_in": 0, "tokens_out": 0, "tokens_in_paid": 0, "tokens_out_paid": 0,
             "proposed": 0, "valid_formulas": 0, "evaluated": 0, "accepted": 0, "novel": 0,
-            "counts": {k: 0 for k in FAILURE_KINDS}, "parse_errors": [], "drift": 0}
+            "counts": {k: 0 for k in FAILURE_KINDS}, "parse_errors": [], "drift": 0,
+            "direction_claimed": 0, "direction_right": 0}
 
 
 def finalize_stats(stats: dict[str, Any], price_in: float, price_out: float) -> dict[str, Any]:
@@ -313,6 +314,10 @@ def _one(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSetting
     p.train = None if tr is None else sign * tr
     p.valid = None if va is None else sign * va
     p.canonical = ev.formula
+    claimed = parse_direction(direction)
+    if claimed is not None and p.train is not None and p.train != 0:
+        stats["direction_claimed"] += 1
+        stats["direction_right"] += int((p.train > 0) == (claimed > 0))
     prov = {"run_id": run_id, "template": template, "model": settings.model, "round": rnd,
             "rationale": rationale, "llm_name": name, "direction": direction,
             "formula_as_proposed": text, "oriented": ev.oriented}
@@ -337,6 +342,16 @@ def _one(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSetting
         stats["counts"][d.kind] = stats["counts"].get(d.kind, 0) + 1
         p.status, p.note = d.kind, d.reason
     return p
+
+
+def parse_direction(text: str) -> int | None:
+    """The model's claimed sign: ``+1`` (higher value -> higher return), ``-1``, or ``None``."""
+    t = text.strip().lower()
+    if t in ("+", "+1", "1", "positive", "pos", "long", "higher", "up"):
+        return 1
+    if t in ("-", "-1", "negative", "neg", "short", "lower", "down"):
+        return -1
+    return None
 
 
 def template_stats(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -168,6 +168,10 @@ def test_scripted_run_counts_every_failure_kind(scripted_run):
     assert inj.status == "parse_error" and "__import__" in inj.note
     assert not os.path.exists(CANARY)                     # nothing was executed
     assert any("token 'ts_foo'" in e for e in s["parse_errors"])
+    # every evaluated formula with a finite train RankIC has a claimed "+" direction
+    with_train = [p for p in res.proposals if p.train is not None and p.train != 0]
+    assert s["direction_claimed"] == len(with_train)
+    assert s["direction_right"] == sum(p.train > 0 for p in with_train)
 
 
 def test_leaderboard_holds_exactly_the_gated_factors(scripted_run):

@@ -128,3 +128,10 @@ def test_cache_from_another_schema_is_a_clear_error(tmp_path):
     con.close()
     with pytest.raises(LLMError, match="schema version 0.*move it away"):
         LLMCache(p)
+
+
+@pytest.mark.parametrize("text,sign", [("+", 1), ("positive", 1), (" Long ", 1), ("-", -1),
+                                       ("negative", -1), ("", None), ("it depends", None)])
+def test_parse_direction(text, sign):
+    from mining.llm_loop import parse_direction
+    assert parse_direction(text) == sign
