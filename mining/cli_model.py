@@ -172,6 +172,12 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
                   f"{escape(run.pred_path)}; leaderboard formula model(\"{run.run_id}\")")
 
 
+# `mine model transformer` lives in its own module (torch is an optional extra)
+from mining.cli_transformer import transformer as _transformer  # noqa: E402
+
+model_app.command("transformer")(_transformer)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``mine model`` sub-app to the ``mine`` app."""
     app.add_typer(model_app, name="model")

@@ -16,7 +16,8 @@ Network
     PyTorch default of 2048 is far too slow on CPU; ``batch_first=True``; padded positions
     masked) -> last-token or masked-mean pooling -> LayerNorm -> linear heads.
 Heads and loss (multi-task, after the AlphaQuant design in ``shared/reference``)
-    ``return`` (always): MSE against the dataset label. With ``multitask=True`` two auxiliary
+    ``return`` (always): MSE against the dataset label (the whole loss when ``multitask`` is
+    off). With ``multitask=True`` two auxiliary
     heads are trained with L1 loss against the cross-sectional percentile ranks (minus 0.5)
     of :func:`models.seq.path_targets` over ``path_horizon`` days from the open of ``t + 1``:
     ``sharpe`` (mean / std of the daily open-to-open returns of the path) and ``drawdown``
@@ -64,6 +65,11 @@ CONFIG_FILE = "config.json"
 
 
 def _torch():
+    # Passive OpenMP waiting: with active spinning, 2 intra-op threads on a machine whose
+    # cores are busy with other processes ran ~10x slower than 1 thread (docs/transformer.md).
+    # libgomp reads it when torch is first loaded (no effect if torch was imported earlier);
+    # a value set by the user wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError as exc:          # pragma: no cover - depends on the environment
@@ -370,7 +376,9 @@ def fit(ds, train_rows, valid_rows, cfg: TransformerConfig | None = None, *,
     model = build_model(feats.shape[2], cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    w = torch.tensor(cfg.loss_weights, dtype=torch.float32)
+    # single-task: plain MSE (weight 1); multi-task: the configured weighted sum
+    w = torch.tensor(cfg.loss_weights if cfg.multitask else (1.0, 0.0, 0.0),
+                     dtype=torch.float32)
     res = FitResult(model=model, config=cfg, n_train_samples=int(tr_t.size))
     best_state, best_ic, stale = None, -math.inf, 0
     for epoch in range(1, cfg.epochs + 1):

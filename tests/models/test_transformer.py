@@ -5,10 +5,15 @@ Tiny synthetic PanelDatasets; torch tests skip when the optional extra is missin
 from __future__ import annotations
 
 import json
+import os
 
-import numpy as np
-import pandas as pd
-import pytest
+# before torch is first imported: libgomp reads it at load time. With active spinning, 2 torch
+# threads on a machine whose cores are busy ran ~10x slower (see models/transformer.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from data.errors import ConfigError, EvaluationError, StoreError
 from models.dataset import PanelDataset
@@ -296,3 +301,92 @@ def test_on_built_dataset(torch, make_ws):
     cfg = TransformerConfig(**{**SMALL, "epochs": 1, "multitask": True})
     res = fit(ds, slice(0, 150), slice(153, 250), cfg, open_adj=synth_ws.field("open"))
     assert res.n_train_samples > 0 and len(res.history) == 1
+
+
+# ---------------------------------------------------------------- run + CLI
+
+def _run_cfg(tmp_path, ws):
+    from data.config import Config, EvalConfig, ModelConfig, StoreConfig
+    d = ws.ctx.dates
+    return Config(store=StoreConfig(path=tmp_path / "lb.db", min_valid_rank_ic=0.01),
+                  model=ModelConfig(out_dir=tmp_path / "models", num_threads=1),
+                  evaluate=EvalConfig(train=(str(d[0].date()), str(d[150].date())),
+                                      valid=(str(d[151].date()), str(d[220].date())),
+                                      test=(str(d[221].date()), str(d[-1].date()))))
+
+
+def test_run_transformer_end_to_end_on_synthetic(torch, make_ws, tmp_path):
+    from factors.store import FactorStore
+    from models.candidates import load_prediction_panel
+    from models.transformer_run import TransformerSettings, run_transformer
+    ws = make_ws(T=260, N=30, plant=0.8)
+    cfg = _run_cfg(tmp_path, ws)
+    ws.model_dir = cfg.model.out_dir
+    d = ws.ctx.dates
+    s = TransformerSettings.from_config(
+        cfg, universe="synth", feature_set="library", first_test=str(d[151].date()),
+        last_test=str(d[220].date()), retrain_months=2, valid_months=2,
+        **{**SMALL, "epochs": 3, "dates_per_epoch": 60})
+    assert s.net.threads == 1 and s.net.seq_len == SMALL["seq_len"]
+    events, epochs = [], []
+    with FactorStore(cfg.store.path) as store:
+        run = run_transformer(cfg, s, ws=ws, store=store, on_event=events.append,
+                              on_epoch=epochs.append)
+        recs = store.top(50, universe="synth")
+    rid = run.run_id
+    assert rid.startswith("transformer-") and len(run.folds) >= 2
+    assert {e["fold"] for e in epochs} == set(range(len(run.folds)))
+    assert run.leaderboard[0]["formula"] == f'model("{rid}")'
+    assert any(r.formula == f'model("{rid}")' and r.source == "model" for r in recs)
+    assert run.leaderboard[0]["accepted"], run.leaderboard
+    for k in range(len(run.folds)):
+        assert (cfg.model.out_dir / rid / f"fold{k}" / "model.pt").is_file()
+    assert (cfg.model.out_dir / rid / "run.json").is_file()
+    # the saved panel is what the evaluator loads, and it is NaN outside the OOS rows
+    panel = load_prediction_panel(cfg.model.out_dir, rid, ws.ctx.dates, ws.ctx.codes)
+    assert np.isnan(panel[:140]).all() and np.isfinite(panel[151:221]).any()
+    assert run.oos["eligible"]["RankIC"] > 0.1, run.oos
+    with pytest.raises(ConfigError, match="sealed test"):
+        run_transformer(cfg, TransformerSettings(last_test=str(d[-1].date())), ws=ws,
+                        submit=False)
+
+
+def test_cli_model_transformer_json(torch, make_ws, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+    import mining.pipeline
+    from mining.cli import app
+    ws = make_ws(T=260, N=30, plant=0.8)
+    d = ws.ctx.dates
+    (tmp_path / "mine.toml").write_text(f"""
+[evaluate]
+train = ["{d[0].date()}", "{d[150].date()}"]
+valid = ["{d[151].date()}", "{d[220].date()}"]
+test = ["{d[221].date()}", "{d[-1].date()}"]
+[store]
+path = "{tmp_path / 'lb.db'}"
+[model]
+universe = "synth"
+feature_set = "library"
+out_dir = "{tmp_path / 'models'}"
+first_test = "{d[151].date()}"
+last_test = "{d[220].date()}"
+retrain_months = 2
+valid_months = 2
+num_threads = 1
+""")
+    ws.model_dir = tmp_path / "models"
+    monkeypatch.setattr(mining.pipeline, "make_workspace", lambda *a, **k: ws)
+    runner = CliRunner()
+    args = ["--config", str(tmp_path / "mine.toml"), "model", "transformer", "--epochs", "1",
+            "--seq-len", "5", "--d-model", "16", "--dates-per-epoch", "20"]
+    r = runner.invoke(app, args + ["--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["run_id"].startswith("transformer-")
+    assert out["settings"]["net"]["seq_len"] == 5 and out["settings"]["net"]["d_model"] == 16
+    assert out["leaderboard"][0]["formula"] == f'model("{out["run_id"]}")'
+    r = runner.invoke(app, args + ["--no-submit"])
+    assert r.exit_code == 0, r.output
+    assert "valid RankIC" in r.output and "OOS test metrics" in r.output
+    r = runner.invoke(app, args + ["--d-model", "30"])     # 30 not divisible by 4 heads
+    assert r.exit_code == 2 and "d_model" in r.output

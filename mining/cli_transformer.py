@@ -1,0 +1,164 @@
+"""CLI command ``mine model transformer`` (issue 5), registered on ``mining.cli_model.model_app``.
+
+Kept apart from :mod:`mining.cli_model` so that the optional torch extra stays optional: nothing
+here imports torch; a missing torch is reported with the install command.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+
+def _base():
+    from mining import cli
+    return cli
+
+
+def _folds_table(run) -> Table:
+    fmt = _base()._fmt
+    s = run.settings
+    t = Table(title=f"Transformer run {run.run_id} ({s.universe}, {s.feature_set}, "
+                    f"{s.net.seq_len}-day sequences, walk-forward)")
+    t.add_column("fold")
+    for col in ("train", "valid", "test", "best epoch", "epochs run", "valid RankIC",
+                "train samples", "seconds"):
+        t.add_column(col, justify="right")
+    for f in run.folds:
+        t.add_row(str(f["fold"]), f["train"], f["valid"], f["test"], str(f["best_epoch"]),
+                  str(f["epochs_run"]), fmt(f["best_valid_ic"]), str(f["n_train_samples"]),
+                  fmt(f["seconds"], 1))
+    return t
+
+
+def _oos_table(run) -> Table:
+    fmt = _base()._fmt
+    t = Table(title="OOS test metrics (daily, mean and mean/std)")
+    t.add_column("metric")
+    t.add_column("universe members", justify="right")
+    t.add_column("eligible (tradable t+1)", justify="right")
+    for k in ("IC", "ICIR", "RankIC", "RankICIR"):
+        t.add_row(k, fmt(run.oos["members"][k]), fmt(run.oos["eligible"][k]))
+    t.add_row("days", str(run.oos["members"]["days"]), str(run.oos["eligible"]["days"]))
+    t.add_row("names / day", fmt(run.oos["members"]["names_per_day"], 1),
+              fmt(run.oos["eligible"]["names_per_day"], 1))
+    return t
+
+
+def _leaderboard_table(run) -> Table:
+    fmt = _base()._fmt
+    t = Table(title="candidate (common evaluator + gate; valid = OOS predictions)")
+    for col in ("name", "formula", "status", "valid RankIC", "valid ICIR", "reason"):
+        t.add_column(col, overflow="fold")
+    for r in run.leaderboard:
+        colour = "green" if r["accepted"] else "red"
+        t.add_row(escape(r["name"]), escape(r["formula"]),
+                  f"[{colour}]{'accepted' if r['accepted'] else 'rejected'}[/]",
+                  fmt(r.get("valid_rank_ic")), fmt(r.get("valid_rank_icir")),
+                  escape(str(r.get("reason", ""))[:90]))
+    return t
+
+
+def transformer(
+        universe: Optional[str] = typer.Option(None, help="Universe (default: mine.toml "
+                                               "model section)."),
+        start: Optional[str] = typer.Option(None, help="First date of the dataset "
+                                            "(default 2014-06-01)."),
+        end: Optional[str] = typer.Option(None, help="Last OOS prediction date (default: "
+                                          "model.last_test in mine.toml)."),
+        first_test: Optional[str] = typer.Option(None, "--first-test",
+                                                 help="First OOS prediction date."),
+        retrain_months: Optional[int] = typer.Option(None, "--retrain-months",
+                                                     help="Refit every K months."),
+        train_years: Optional[int] = typer.Option(None, "--train-years",
+                                                  help="Rolling training window (default 3)."),
+        feature_set: Optional[str] = typer.Option(None, "--feature-set",
+                                                  help="alpha158 | qlib158 | library"),
+        epochs: Optional[int] = typer.Option(None, help="Max epochs per fold (default 6)."),
+        seq_len: Optional[int] = typer.Option(None, "--seq-len",
+                                              help="Days per input sequence (default 20)."),
+        d_model: Optional[int] = typer.Option(None, "--d-model",
+                                              help="Transformer width (default 32)."),
+        dates_per_epoch: Optional[int] = typer.Option(None, "--dates-per-epoch",
+                                                      help="Random training dates per epoch "
+                                                      "(default 150)."),
+        multitask: Optional[bool] = typer.Option(None, "--multitask/--no-multitask",
+                                                 help="Add the Sharpe and drawdown heads "
+                                                 "(default off)."),
+        threads: Optional[int] = typer.Option(None, help="torch threads (default: "
+                                              "model.num_threads)."),
+        seed: Optional[int] = typer.Option(None),
+        submit: bool = typer.Option(True, "--submit/--no-submit",
+                                    help="Send the prediction panel to the leaderboard."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
+) -> None:
+    """Train the transformer walk-forward on feature sequences; OOS predictions -> leaderboard."""
+    from factors.store import FactorStore
+    from models.transformer_run import TransformerSettings, run_transformer
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    base = _base()
+    console = base.console
+    try:
+        cfg = base._cfg()
+        settings = TransformerSettings.from_config(
+            cfg, universe=universe, start=start, last_test=end, first_test=first_test,
+            retrain_months=retrain_months, train_years=train_years, feature_set=feature_set,
+            epochs=epochs, seq_len=seq_len, d_model=d_model, dates_per_epoch=dates_per_epoch,
+            multitask=multitask, threads=threads, seed=seed)
+        quiet = as_json
+        t0 = time.perf_counter()
+        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+                      TimeElapsedColumn(), console=console, disable=quiet) as progress:
+            feat_task = progress.add_task("features", total=None, info="")
+            fold_tasks: dict[int, int] = {}
+
+            def on_feature(done, total, name):
+                progress.update(feat_task, total=total, completed=done, info=name)
+
+            def on_epoch(rec):
+                k = rec["fold"]
+                if k not in fold_tasks:
+                    fold_tasks[k] = progress.add_task(f"fold {k + 1}/{rec['n_folds']} epochs",
+                                                      total=settings.net.epochs, info="")
+                progress.update(fold_tasks[k], completed=rec["epoch"],
+                                info=f"loss {rec['loss']:.4f} valid RankIC "
+                                     f"{rec['valid_ic']:+.4f} ({rec['seconds']:.0f}s)")
+                if not console.is_terminal and not quiet:
+                    progress.console.print(f"fold {k} epoch {rec['epoch']}: loss "
+                                           f"{rec['loss']:.4f} valid RankIC "
+                                           f"{rec['valid_ic']:+.4f} ({rec['seconds']:.0f}s)")
+
+            def on_event(msg):
+                if not quiet:
+                    progress.console.print(escape(msg))
+
+            store = FactorStore(cfg.store.path) if submit else None
+            try:
+                run = run_transformer(cfg, settings, store=store, submit=submit,
+                                      on_event=on_event, on_feature=on_feature,
+                                      on_epoch=on_epoch)
+            finally:
+                if store is not None:
+                    store.close()
+    except base.AlphamineError as e:
+        base._fail(e)
+        return
+    except ImportError as e:
+        base._fail(e)
+        return
+    if as_json:
+        print(json.dumps(run.to_dict(), indent=2, default=base._json_default))
+        return
+    console.print(_folds_table(run))
+    console.print(_oos_table(run))
+    if run.leaderboard:
+        console.print(_leaderboard_table(run))
+    tm = run.timings
+    console.print(f"run {run.run_id}: dataset {tm['dataset_s']:.0f}s, training "
+                  f"{tm['train_s']:.0f}s, total {time.perf_counter() - t0:.0f}s; predictions "
+                  f"{escape(run.pred_path)}; leaderboard formula model(\"{run.run_id}\")")
