@@ -215,7 +215,7 @@ def _batch(features, t_idx, i_idx, seq_len, has_data):
 # ---------------------------------------------------------------- predict / score
 
 def predictable_mask(ds, has_data: np.ndarray | None = None) -> np.ndarray:
-    """Samples that get a prediction: ``sample_mask``, or universe members with data on the day.
+    """Samples that get a prediction: in ``sample_mask`` or the universe, with data on the day.
 
     ``has_data`` defaults to :func:`models.seq.has_data_mask`; the universe is
     ``ds.universe_mask`` when the dataset has one (else every stock).
@@ -226,9 +226,8 @@ def predictable_mask(ds, has_data: np.ndarray | None = None) -> np.ndarray:
     """
     hd = has_data_mask(ds) if has_data is None else has_data
     um = getattr(ds, "universe_mask", None)
-    if um is not None:
-        hd = hd & np.asarray(um, dtype=np.bool_)
-    return np.asarray(ds.sample_mask, dtype=np.bool_) | hd
+    sm = np.asarray(ds.sample_mask, dtype=np.bool_)
+    return (sm if um is None else sm | np.asarray(um, dtype=np.bool_)) & hd
 
 
 def predict(model, ds, rows, cfg: TransformerConfig, *, mask: np.ndarray | None = None,
@@ -332,7 +331,8 @@ def fit(ds, train_rows, valid_rows, cfg: TransformerConfig | None = None, *,
     ----------
     ds : PanelDataset
         ``features`` (T, N, F) float32, ``label`` (T, N) float32 (NaN = none),
-        ``sample_mask`` (T, N) bool.
+        ``sample_mask`` (T, N) bool. A sample is used when it is in ``sample_mask``, has a
+        finite label and the stock has data on the day (:func:`models.seq.has_data_mask`).
     train_rows, valid_rows : slice, bool ndarray (T,) or int ndarray
         Rows to train on / to score each epoch (the caller keeps an embargo between them).
     cfg : TransformerConfig, optional
@@ -360,8 +360,8 @@ def fit(ds, train_rows, valid_rows, cfg: TransformerConfig | None = None, *,
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
     feats, label = ds.features, np.asarray(ds.label, dtype=np.float32)
-    smask = np.asarray(ds.sample_mask, dtype=np.bool_) & np.isfinite(label)
     hd = has_data_mask(ds)
+    smask = np.asarray(ds.sample_mask, dtype=np.bool_) & np.isfinite(label) & hd
     tr_t, _ = usable_samples(smask, train_rows)
     if tr_t.size == 0:
         raise EvaluationError("transformer fit: the training rows hold no usable sample "

@@ -182,6 +182,7 @@ def test_predictions_are_causal(torch):
     cfg = TransformerConfig(**{**SMALL, "epochs": 1})
     model = fit(ds, slice(0, 50), slice(53, 70), cfg).model
     base = predict(model, ds, slice(0, 90), cfg)
+    assert np.isnan(base[:15, 0]).all() and np.isfinite(base[15:88]).all()   # no data -> NaN
     cut = 60
     f2 = ds.features.copy()
     f2[cut + 1:] = np.random.default_rng(9).standard_normal(f2[cut + 1:].shape)
