@@ -203,7 +203,7 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
         raise ConfigError(f"last_test {s.last_test} is inside the sealed test split "
                           f"(starts after {cfg.evaluate.valid[1]}); predict train/valid only")
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if ws is None:
         from mining.pipeline import make_workspace
         # the label of the last test day needs a few later prices
@@ -256,6 +256,7 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
         timings["submit_s"] = time.perf_counter() - t3
         write_json_atomic(rdir / "run.json", run.to_dict())
     timings["total_s"] = time.perf_counter() - t0
+    timings["cpu_s"] = time.process_time() - c0      # this process, all threads
     return run
 
 
