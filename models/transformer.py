@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -53,6 +52,7 @@ import numpy as np
 from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
 from data.errors import ConfigError, EvaluationError, StoreError
 from factors.ops_cs import cs_rank
+from models.candidates import _atomic_write, write_json_atomic
 from models.seq import (date_batches, gather_windows, has_data_mask, path_targets, rows_of,
                         usable_samples)
 
@@ -433,19 +433,6 @@ def fit(ds, train_rows, valid_rows, cfg: TransformerConfig | None = None, *,
 
 # ---------------------------------------------------------------- persistence
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_model(model, cfg: TransformerConfig, directory, *, n_features: int,
                meta: dict | None = None) -> Path:
     """Write ``model.pt`` (``state_dict``) and ``config.json`` into ``directory`` atomically.
@@ -470,10 +457,9 @@ def save_model(model, cfg: TransformerConfig, directory, *, n_features: int,
     d = Path(directory)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _atomic_write(d / MODEL_FILE, lambda p: torch.save(state, p))
-    doc = {"format": "alphamine-transformer-1", "n_features": int(n_features),
-           "config": cfg.to_dict(), "meta": meta or {}}
-    text = json.dumps(doc, indent=2, default=str, allow_nan=True)
-    _atomic_write(d / CONFIG_FILE, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    write_json_atomic(d / CONFIG_FILE, {"format": "alphamine-transformer-1",
+                                        "n_features": int(n_features),
+                                        "config": cfg.to_dict(), "meta": meta or {}})
     return d
 
 
