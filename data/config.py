@@ -127,8 +127,8 @@ class ModelConfig:
     embargo: int = 0                    # rows between train/valid/test; 0 = horizon + 1
     label_norm: str = "rank"            # "rank" ([-0.5, 0.5]) or "zscore"
     num_threads: int = 2
-    lgbm_rounds: int = 1000             # max boosting rounds (early stopping 50 on valid l2)
-    lgbm_early_stopping: int = 50
+    lgbm_rounds: int = 1000             # max boosting rounds (early stopping on valid l2)
+    lgbm_early_stopping: int = 20        # Qlib uses 50 (kept by the qlib-alpha158 preset)
     shap_rows: int = 2000               # valid rows explained for mean |SHAP|
     shap_inter_rows: int = 100          # rows for SHAP interaction values (O(F^2) each)
     shap_pairs: int = 5                 # top interaction pairs distilled into formulas
