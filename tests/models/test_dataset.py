@@ -133,3 +133,24 @@ def test_features_are_causal(make_ws, truncate):
     cut = build_dataset(truncate(ws, k), "alpha158")
     np.testing.assert_array_equal(cut.features, full.features[:k])
     np.testing.assert_array_equal(cut.feature_valid, full.feature_valid[:k])
+
+
+@pytest.mark.slow
+def test_real_csi300_slice_builds_with_full_coverage():
+    from data.config import load_config
+    from mining.pipeline import make_workspace
+    try:
+        ws = make_workspace(load_config(), "csi300", "2018-06-01", "2018-12-31")
+    except Exception as exc:  # pragma: no cover - the warehouse is optional
+        pytest.skip(f"real data unavailable: {exc}")
+    ds = build_dataset(ws, "alpha158")
+    assert ds.shape[2] == 148 + len(FEATURE_SETS["library"])
+    assert 250 <= ds.sample_mask.sum(axis=1)[:-2].mean() <= 300      # CSI300 members, tradable
+    rows = ds.sample_mask.copy()
+    rows[:70] = False                      # past the 60-day warm-up
+    coverage = ds.feature_valid[rows].mean(axis=0)
+    from models.dataset import _group_key
+    short = [_group_key(parse(f)) <= 60 for f in ds.formulas]   # lib_rlsf needs 252 days
+    low = [n for n, c, ok in zip(ds.feature_names, coverage, short) if ok and c < 0.95]
+    assert not low, low
+    assert sum(short) >= len(short) - 1
