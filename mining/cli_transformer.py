@@ -78,14 +78,14 @@ def transformer(
                                                   help="Rolling training window (default 3)."),
         feature_set: Optional[str] = typer.Option(None, "--feature-set",
                                                   help="alpha158 | qlib158 | library"),
-        epochs: Optional[int] = typer.Option(None, help="Max epochs per fold (default 6)."),
+        epochs: Optional[int] = typer.Option(None, help="Max epochs per fold (default 10)."),
         seq_len: Optional[int] = typer.Option(None, "--seq-len",
                                               help="Days per input sequence (default 20)."),
         d_model: Optional[int] = typer.Option(None, "--d-model",
                                               help="Transformer width (default 32)."),
         dates_per_epoch: Optional[int] = typer.Option(None, "--dates-per-epoch",
                                                       help="Random training dates per epoch "
-                                                      "(default 150)."),
+                                                      "(default 200)."),
         multitask: Optional[bool] = typer.Option(None, "--multitask/--no-multitask",
                                                  help="Add the Sharpe and drawdown heads "
                                                  "(default off)."),

@@ -97,12 +97,12 @@ class TransformerConfig:
     multitask: bool = False
     path_horizon: int = 5
     loss_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)
-    epochs: int = 6
+    epochs: int = 10
     lr: float = 1e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     dates_per_batch: int = 4
-    dates_per_epoch: int = 150
+    dates_per_epoch: int = 200
     patience: int = 3
     threads: int = 2
     seed: int = 42

@@ -16,7 +16,7 @@
    (source ``model``) with :func:`models.candidates.submit_prediction`.
 
 Defaults are sized to finish well inside 20 minutes on 2 CPU cores (docs/transformer.md):
-CSI300, a rolling 3-year training window, 6 epochs of 150 random training dates each.
+CSI300, a rolling 3-year training window, 10 epochs of 200 random training dates each.
 The OOS range must stay inside train/valid of ``[evaluate]`` (the test split stays sealed).
 """
 from __future__ import annotations
