@@ -87,6 +87,11 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
                                                    help="alpha158 | qlib158 | library"),
          rounds: Optional[int] = typer.Option(None, help="Max boosting rounds."),
          seed: Optional[int] = typer.Option(None),
+         feature_norm: Optional[str] = typer.Option(None, "--feature-norm",
+                                                    help="cs (per-date robust z-score, "
+                                                    "default) | global (Qlib's "
+                                                    "RobustZScoreNorm on the train period; "
+                                                    "fixed split only)."),
          preset: Optional[str] = typer.Option(None, help="qlib-alpha158: Qlib's benchmark "
                                               "protocol (single fit, close-to-close label)."),
          submit: Optional[bool] = typer.Option(None, "--submit/--no-submit",
@@ -105,13 +110,14 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
         cfg = base._cfg()
         over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
                     retrain_months=retrain_months, feature_set=feature_set, rounds=rounds,
-                    seed=seed)
+                    seed=seed, feature_norm=feature_norm)
         if preset:
             if preset not in PRESETS:
                 raise base.AlphamineError(f"unknown preset {preset!r}; known: "
                                           f"{', '.join(PRESETS)}")
-            over = {**{k: v for k, v in over.items() if k in ("seed", "rounds")},
-                    **PRESETS[preset]}
+            over = {**PRESETS[preset], **{k: v for k, v in over.items()
+                                          if k in ("seed", "rounds", "feature_norm")
+                                          and v is not None}}
         settings = LGBMSettings.from_config(cfg, **over)
         do_submit = (not preset) if submit is None else submit
         quiet = as_json

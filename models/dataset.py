@@ -40,11 +40,13 @@ from factors.expr import Call, parse, walk
 if TYPE_CHECKING:  # pragma: no cover
     from mining.pipeline import Workspace
 
-__all__ = ["PanelDataset", "build_dataset", "robust_zscore", "normalise_label", "LABEL_NORMS",
-           "LABELS"]
+__all__ = ["PanelDataset", "build_dataset", "robust_zscore", "global_robust_zscore",
+           "normalise_label", "LABEL_NORMS", "LABELS", "FEATURE_NORMS"]
 
 #: Label normalisations accepted by :func:`build_dataset`.
 LABEL_NORMS = ("rank", "zscore")
+#: Feature normalisations accepted by :func:`build_dataset`.
+FEATURE_NORMS = ("cs", "global")
 #: Label prices accepted by :func:`build_dataset`.
 LABELS = ("open", "close")
 _MAD_SCALE = 1.4826  # MAD of a normal distribution -> its std
@@ -74,7 +76,7 @@ class PanelDataset:
     universe_mask : ndarray bool (T, N)
     formulas : list of str (F,)
         Canonical formula of each feature.
-    label_kind, label_norm : str
+    label_kind, label_norm, feature_norm : str
     """
 
     dates: pd.DatetimeIndex
@@ -90,6 +92,7 @@ class PanelDataset:
     formulas: list[str] = field(default_factory=list)
     label_kind: str = "open"
     label_norm: str = "rank"
+    feature_norm: str = "cs"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -188,6 +191,32 @@ def robust_zscore(x: np.ndarray, mask: np.ndarray | None = None, clip: float = 3
     return np.clip(z, -clip, clip)
 
 
+def global_robust_zscore(x: np.ndarray, fit_mask: np.ndarray, clip: float = 3.0
+                         ) -> np.ndarray:
+    """Qlib's ``RobustZScoreNorm``: one median / MAD over the ``fit_mask`` entries, clipped.
+
+    ``(x - median) / (1.4826 MAD)`` with the statistics of the finite values where
+    ``fit_mask`` (e.g. universe members in the training period) is True, applied to every
+    value, clipped to ``+-clip``; a zero MAD falls back to the std, a zero std to 0.
+
+    Returns
+    -------
+    ndarray float64 (T, N)
+        NaN where ``x`` is missing, or everywhere if the fit period has no finite value.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    ref = x[np.asarray(fit_mask, dtype=bool) & np.isfinite(x)]
+    if ref.size == 0:
+        return np.full(x.shape, np.nan)
+    med = float(np.median(ref))
+    scale = float(np.median(np.abs(ref - med))) * _MAD_SCALE
+    if not scale > 0:
+        scale = float(ref.std())
+    if not scale > 0:
+        return np.where(np.isfinite(x), 0.0, np.nan)
+    return np.clip((x - med) / scale, -clip, clip)
+
+
 def normalise_label(y: np.ndarray, mask: np.ndarray, how: str = "rank") -> np.ndarray:
     """Cross-sectional label normalisation over ``mask & finite`` per date.
 
@@ -242,6 +271,7 @@ def _group_key(expr) -> int:
 
 def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int = 1,
                   label_norm: str = "rank", *, label: str = "open", clip: float = 3.0,
+                  feature_norm: str = "cs", fit_end: str | None = None,
                   progress: Callable[[int, int, str], None] | None = None) -> PanelDataset:
     """Build the feature cube and label on ``ws`` (its universe, dates and codes).
 
@@ -258,6 +288,13 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
         the context lacks ``h``); ``close``: close t+1 -> close t+1+h (Qlib's label).
     clip : float, default 3
         Feature clip after the robust z-score.
+    feature_norm : {"cs", "global"}, default "cs"
+        ``cs``: :func:`robust_zscore` per date (cross-sectional). ``global``: Qlib's
+        ``RobustZScoreNorm`` (:func:`global_robust_zscore`): one median / MAD per feature over
+        the universe members' rows up to ``fit_end`` (the training period), so that levels
+        across time are kept; then the same clip and NaN -> 0.
+    fit_end : str, optional
+        Last date of the fit period; required for ``feature_norm="global"``.
     progress : callable ``(done, total, name)``, optional
         Called after each feature.
 
@@ -272,6 +309,11 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
     EvaluationError, DataError
         From evaluating a feature formula (the message names it).
     """
+    if feature_norm not in FEATURE_NORMS:
+        raise ConfigError(f"unknown feature normalisation {feature_norm!r}; known: "
+                          f"{', '.join(FEATURE_NORMS)}")
+    if feature_norm == "global" and fit_end is None:
+        raise ConfigError("feature_norm='global' needs fit_end (last date of the fit period)")
     if label not in LABELS:
         raise ConfigError(f"unknown label {label!r}; known: {', '.join(LABELS)}")
     if label_norm not in LABEL_NORMS:
@@ -283,6 +325,11 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
     ctx = ws.ctx
     T, N = ctx.shape
     umask = np.asarray(ctx.universe_mask, dtype=bool)
+    fit_mask = None
+    if feature_norm == "global":
+        fit_mask = umask & np.asarray(ctx.dates <= pd.Timestamp(fit_end))[:, None]
+        if not fit_mask.any():
+            raise ConfigError(f"fit_end {fit_end} is before the first date {ctx.dates[0].date()}")
     exprs = [parse(f.formula) for f in feats]
     groups: dict[int, list[int]] = defaultdict(list)
     for i, e in enumerate(exprs):
@@ -300,7 +347,8 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
                 raise EvaluationError(f"feature {feats[i].name!r}: {exc}") from exc
             fin = np.isfinite(raw)
             valid[:, :, i] = fin
-            z = robust_zscore(raw, umask, clip)
+            z = (robust_zscore(raw, umask, clip) if fit_mask is None
+                 else global_robust_zscore(raw, fit_mask, clip))
             X[:, :, i] = np.nan_to_num(z, nan=0.0)
             done += 1
             if progress is not None:
@@ -319,4 +367,4 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
                         sample_mask=smask, horizon=int(horizon), feature_valid=valid,
                         label_raw=y_raw.astype(np.float32), universe_mask=umask,
                         formulas=[str(e) for e in exprs], label_kind=label,
-                        label_norm=label_norm)
+                        label_norm=label_norm, feature_norm=feature_norm)

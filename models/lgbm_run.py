@@ -15,7 +15,10 @@
 Preset ``qlib-alpha158`` (Qlib's benchmark protocol, ``workflow_config_lightgbm_Alpha158.yaml``):
 CSI300, train 2010-01-01..2014-12-31 (Qlib: 2008-; our data starts 2010), valid
 2015-01-01..2016-12-31, test 2017-01-01..2020-08-01, label ``Ref($close,-2)/Ref($close,-1)-1``
-(close t+1 -> close t+2), single fit, Qlib's LGBModel parameters; metrics are daily Pearson IC
+(close t+1 -> close t+2), features normalised as Qlib's ``RobustZScoreNorm`` (one median /
+MAD per feature fitted on the train period, clip +-3, NaN -> 0; ``feature_norm="global"``;
+``--feature-norm cs`` for our per-date default), single fit, Qlib's LGBModel parameters;
+metrics are daily Pearson IC
 and Spearman RankIC against the raw label over the universe members of the day.
 """
 from __future__ import annotations
@@ -62,6 +65,7 @@ class LGBMSettings:
     horizon: int = 1
     label: str = "open"
     label_norm: str = "rank"
+    feature_norm: str = "cs"                         # "global" = Qlib's RobustZScoreNorm
     seed: int = 42
     num_threads: int = 2
     rounds: int = 1000
@@ -96,7 +100,8 @@ class LGBMSettings:
 PRESETS: dict[str, dict] = {
     "qlib-alpha158": dict(
         universe="csi300", feature_set="qlib158", start="2010-01-01", label="close",
-        label_norm="rank", horizon=1, first_test="2017-01-01", last_test="2020-08-01",
+        label_norm="rank", feature_norm="global", horizon=1, first_test="2017-01-01",
+        last_test="2020-08-01",
         fixed_split=(("2010-01-01", "2014-12-31"), ("2015-01-01", "2016-12-31"),
                      ("2017-01-01", "2020-08-01")),
         rounds=1000, early_stopping=50, preset="qlib-alpha158"),
@@ -199,6 +204,9 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     s = settings
     if submit and store is None:
         raise ConfigError("run_lgbm: submit=True needs a store")
+    if s.feature_norm == "global" and not s.fixed_split:
+        raise ConfigError("feature_norm 'global' (fitted on a train period) needs a fixed split "
+                          "(--preset); walk-forward uses the per-date 'cs' normalisation")
     if not s.fixed_split and pd.Timestamp(s.last_test) > pd.Timestamp(cfg.evaluate.valid[1]):
         raise ConfigError(f"last_test {s.last_test} is inside the sealed test split "
                           f"(starts after {cfg.evaluate.valid[1]}); predict train/valid only")
@@ -214,8 +222,9 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     _emit(on_event, f"{s.universe}: {len(ws.ctx.codes)} stocks x {len(ws.ctx.dates)} days "
                     f"({ws.ctx.dates[0].date()}..{ws.ctx.dates[-1].date()})")
     t1 = time.perf_counter()
+    fit_end = s.fixed_split[0][1] if s.fixed_split else None
     ds = build_dataset(ws, s.feature_set, s.horizon, s.label_norm, label=s.label,
-                       progress=on_feature)
+                       feature_norm=s.feature_norm, fit_end=fit_end, progress=on_feature)
     timings["dataset_s"] = time.perf_counter() - t1
     if s.fixed_split:
         folds = [single_split(ds.dates, *s.fixed_split, embargo=s.gap, horizon=s.horizon)]

@@ -154,3 +154,32 @@ def test_real_csi300_slice_builds_with_full_coverage():
     low = [n for n, c, ok in zip(ds.feature_names, coverage, short) if ok and c < 0.95]
     assert not low, low
     assert sum(short) >= len(short) - 1
+
+
+def test_global_robust_zscore_uses_fit_period_only():
+    from models.dataset import global_robust_zscore
+    x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, np.nan], [100.0, 200.0, 300.0]])
+    fit = np.zeros_like(x, dtype=bool)
+    fit[:2] = True                                 # rows 0-1 are the fit period
+    z = global_robust_zscore(x, fit, clip=3.0)
+    med, mad = 3.0, 1.0 * 1.4826                   # of [1, 2, 3, 4, 5]
+    assert z[0, 0] == pytest.approx((1 - med) / mad)
+    assert np.isnan(z[1, 2]) and (z[2] == 3.0).all()
+    # values after the fit period do not move the statistics
+    x2 = x.copy()
+    x2[2] = -1e6
+    np.testing.assert_array_equal(global_robust_zscore(x2, fit)[:2], z[:2])
+
+
+def test_build_dataset_global_norm(make_ws, truncate):
+    ws = make_ws(T=150, N=12, seed=6)
+    fit_end = str(ws.ctx.dates[80].date())
+    with pytest.raises(ConfigError, match="fit_end"):
+        build_dataset(ws, "library", feature_norm="global")
+    with pytest.raises(ConfigError, match="feature normalisation"):
+        build_dataset(ws, "library", feature_norm="minmax")
+    full = build_dataset(ws, "library", feature_norm="global", fit_end=fit_end)
+    assert full.feature_norm == "global" and np.isfinite(full.features).all()
+    # rows after fit_end do not influence any feature value
+    cut = build_dataset(truncate(ws, 120), "library", feature_norm="global", fit_end=fit_end)
+    np.testing.assert_array_equal(cut.features, full.features[:120])
