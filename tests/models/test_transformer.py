@@ -352,10 +352,8 @@ def test_run_transformer_end_to_end_on_synthetic(torch, make_ws, tmp_path):
                         submit=False)
 
 
-def test_cli_model_transformer_json(torch, make_ws, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
+def _cli_setup(make_ws, tmp_path, monkeypatch):
     import mining.pipeline
-    from mining.cli import app
     ws = make_ws(T=260, N=30, plant=0.8)
     d = ws.ctx.dates
     (tmp_path / "mine.toml").write_text(f"""
@@ -377,9 +375,15 @@ num_threads = 1
 """)
     ws.model_dir = tmp_path / "models"
     monkeypatch.setattr(mining.pipeline, "make_workspace", lambda *a, **k: ws)
-    runner = CliRunner()
-    args = ["--config", str(tmp_path / "mine.toml"), "model", "transformer", "--epochs", "1",
+    return ["--config", str(tmp_path / "mine.toml"), "model", "transformer", "--epochs", "1",
             "--seq-len", "5", "--d-model", "16", "--dates-per-epoch", "20"]
+
+
+def test_cli_model_transformer_json(torch, make_ws, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+    from mining.cli import app
+    args = _cli_setup(make_ws, tmp_path, monkeypatch)
+    runner = CliRunner()
     r = runner.invoke(app, args + ["--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
@@ -391,3 +395,17 @@ num_threads = 1
     assert "valid RankIC" in r.output and "OOS test metrics" in r.output
     r = runner.invoke(app, args + ["--d-model", "30"])     # 30 not divisible by 4 heads
     assert r.exit_code == 2 and "d_model" in r.output
+
+
+def test_missing_torch_gives_the_install_line(make_ws, tmp_path, monkeypatch):
+    import sys
+    from typer.testing import CliRunner
+    from mining.cli import app
+    from models import transformer as tr
+    monkeypatch.setitem(sys.modules, "torch", None)        # `import torch` -> ImportError
+    monkeypatch.setattr(tr, "_NET_CLASS", None)
+    with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
+        tr.fit(make_ds(T=30, N=4), slice(0, 20), slice(23, 28))
+    r = CliRunner().invoke(app, _cli_setup(make_ws, tmp_path, monkeypatch) + ["--no-submit"])
+    assert r.exit_code == 2
+    assert "pip install torch==2.13.0" in r.output and "[torch]" in r.output
