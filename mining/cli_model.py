@@ -173,7 +173,7 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
         top = ", ".join(f"{n} {v:.4f}" for n, v in run.shap["top_features"][:8])
         console.print(f"SHAP mean |value| top: {escape(top)}")
     tm = run.timings
-    where = (f"leaderboard formula model(\"{run.run_id}\")" if run.leaderboard else
+    where = (f"formula model(\"{run.run_id}\")" if run.leaderboard else
              "not submitted to the leaderboard (--submit to do so)")
     console.print(f"run {run.run_id}: dataset {tm['dataset_s']:.0f}s, training "
                   f"{tm['train_s']:.0f}s, total {time.perf_counter() - t0:.0f}s "

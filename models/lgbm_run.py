@@ -263,9 +263,9 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
         t3 = time.perf_counter()
         _submit_all(run, ws, store, cfg, ds, wf, folds, on_event)
         timings["submit_s"] = time.perf_counter() - t3
-        write_json_atomic(rdir / "run.json", run.to_dict())
     timings["total_s"] = time.perf_counter() - t0
     timings["cpu_s"] = time.process_time() - c0      # this process, all threads
+    write_json_atomic(rdir / "run.json", run.to_dict())
     return run
 
 
