@@ -61,16 +61,15 @@ def _oos_table(run) -> Table:
 
 def _candidates_table(run) -> Table:
     fmt = _base()._fmt
-    t = Table(title="candidates (common evaluator + gate; valid = OOS predictions)")
-    for col in ("name", "formula", "status", "train RankIC", "valid RankIC", "valid ICIR",
-                "reason"):
-        t.add_column(col, overflow="fold")
+    t = Table(title="candidates (common evaluator + gate; valid = OOS predictions; --json "
+                    "for the gate's reasons)")
+    for col in ("formula", "gate", "train RankIC", "valid RankIC", "valid ICIR"):
+        t.add_column(col, overflow="fold", justify="left" if col == "formula" else "right")
     for r in run.leaderboard:
         colour = "green" if r["accepted"] else "red"
-        t.add_row(escape(r["name"]), escape(r["formula"][:120]),
-                  f"[{colour}]{'accepted' if r['accepted'] else 'rejected'}[/]",
+        t.add_row(escape(r["formula"][:160]), f"[{colour}]{r.get('kind') or 'error'}[/]",
                   fmt(r.get("train_rank_ic")), fmt(r.get("valid_rank_ic")),
-                  fmt(r.get("valid_rank_icir")), escape(str(r.get("reason", ""))[:90]))
+                  fmt(r.get("valid_rank_icir")))
     return t
 
 

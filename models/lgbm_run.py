@@ -327,6 +327,6 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_ev
 def _row(name, ev, d) -> dict:
     tr, va = ev.reports.get("train"), ev.reports.get("valid")
     return {"name": name, "formula": ev.formula, "accepted": bool(d.accepted),
-            "reason": d.reason, "train_rank_ic": None if tr is None else tr.rank_ic_mean,
+            "reason": d.reason, "kind": d.kind, "train_rank_ic": None if tr is None else tr.rank_ic_mean,
             "valid_rank_ic": None if va is None else va.rank_ic_mean,
             "valid_rank_icir": None if va is None else va.rank_icir}
