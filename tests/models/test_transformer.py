@@ -409,3 +409,28 @@ def test_missing_torch_gives_the_install_line(make_ws, tmp_path, monkeypatch):
     r = CliRunner().invoke(app, _cli_setup(make_ws, tmp_path, monkeypatch) + ["--no-submit"])
     assert r.exit_code == 2
     assert "pip install torch==2.13.0" in r.output and "[torch]" in r.output
+
+
+@pytest.mark.slow
+def test_real_csi300_fit_predict_and_causality(torch):
+    """One short fit on a real CSI300 year; predictions at <= t ignore features after t."""
+    from data.config import load_config
+    from mining.pipeline import make_workspace
+    from models.dataset import build_dataset
+    from models.transformer import fit, predict
+    try:
+        ws = make_workspace(load_config(), "csi300", "2018-01-01", "2018-12-31")
+    except Exception as exc:  # pragma: no cover - the warehouse is optional
+        pytest.skip(f"real data unavailable: {exc}")
+    ds = build_dataset(ws, "alpha158")
+    cfg = TransformerConfig(epochs=1, dates_per_epoch=24, threads=2)
+    res = fit(ds, slice(0, 170), slice(173, 240), cfg)
+    assert res.n_train_samples > 40_000 and np.isfinite(res.best_valid_ic)
+    rows = slice(150, 243)
+    base = predict(res.model, ds, rows, cfg)
+    assert 250 <= np.isfinite(base[rows]).sum(axis=1).mean() <= 300
+    f2 = ds.features.copy()
+    f2[201:] = 0.0
+    pert = predict(res.model, PanelDataset(**{**ds.__dict__, "features": f2}), rows, cfg)
+    np.testing.assert_array_equal(base[:201], pert[:201])
+    assert not np.array_equal(base[201:243], pert[201:243], equal_nan=True)
