@@ -1,0 +1,174 @@
+"""Evaluator of the factor language: an :class:`~factors.expr_tree.Expr` tree on ``(T, N)`` panels.
+
+Every distinct sub-expression is computed once (memoised by structural equality). The public
+import path is :mod:`factors.expr`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from data.errors import DataError, EvaluationError
+from factors.expr_tree import Call, Const, Expr, Field, ModelRef, fields, model_refs, unparse
+from factors.registry import get_op
+
+__all__ = ["evaluate"]
+
+# --------------------------------------------------------------------------------------------
+# Evaluate
+# --------------------------------------------------------------------------------------------
+
+def _finite_or_nan(arr: np.ndarray) -> np.ndarray:
+    """``arr`` itself if it has no +-inf, else a new array with +-inf replaced by NaN."""
+    inf = np.isinf(arr)
+    return np.where(inf, np.nan, arr) if inf.any() else arr
+
+
+def _load_field(data: Any, name: str) -> np.ndarray:
+    if isinstance(data, Mapping):
+        if name not in data:
+            have = ", ".join(sorted(map(str, data))) or "none"
+            raise EvaluationError(f"field {name!r} is missing from the data (have: {have})")
+        raw = data[name]
+    elif callable(data):
+        try:
+            raw = data(name)
+        except (LookupError, DataError) as exc:
+            raise EvaluationError(f"field {name!r} could not be loaded: {exc}") from exc
+    else:
+        raise TypeError("data must be a mapping or a callable name -> ndarray")
+    arr = np.asarray(raw, dtype=np.float64)
+    if arr.ndim != 2:
+        raise EvaluationError(f"field {name!r} must be a 2-D (T, N) array, got shape "
+                              f"{arr.shape}")
+    return _finite_or_nan(arr)
+
+
+def _load_model(models: Callable[[str], np.ndarray] | None, run_id: str) -> np.ndarray:
+    text = f'model("{run_id}")'
+    if models is None:
+        raise EvaluationError(f"{text} needs a model resolver (evaluate it through a "
+                              "Workspace, which loads saved prediction panels)")
+    try:
+        raw = models(run_id)
+    except (LookupError, OSError, DataError) as exc:
+        raise EvaluationError(f"{text} could not be loaded: {exc}") from exc
+    arr = np.asarray(raw, dtype=np.float64)
+    if arr.ndim != 2:
+        raise EvaluationError(f"{text} must be a 2-D (T, N) panel, got shape {arr.shape}")
+    return _finite_or_nan(arr)
+
+
+def _apply(node: Call, args: list[np.ndarray], mask: np.ndarray | None,
+           shape: tuple[int, int]) -> np.ndarray:
+    try:
+        op = get_op(node.op)
+    except KeyError:
+        raise EvaluationError(f"unknown operator {node.op!r} in {unparse(node)}") from None
+    if len(node.args) != op.n_inputs or len(node.windows) != op.n_windows:
+        raise EvaluationError(f"{unparse(node)}: {op.name} takes {op.n_inputs} panel(s) and "
+                              f"{op.n_windows} window(s), as in {op.signature}")
+    try:
+        if op.kind == "ts":
+            out = op.func(*args, *node.windows)
+        elif op.kind == "cs":
+            out = op.func(*args, mask=mask)
+        else:
+            out = op.func(*args)
+    except ValueError as exc:
+        raise EvaluationError(f"{unparse(node)}: {exc}") from exc
+    out = np.asarray(out, dtype=np.float64)
+    if out.shape != shape:
+        raise EvaluationError(f"operator {op.name} returned shape {out.shape}, expected {shape}")
+    return _finite_or_nan(out)
+
+
+def _memo_leaf(memo: dict, node: Expr, load: Callable[[], np.ndarray],
+               shape: tuple[int, int] | None, label: str, others: str) -> tuple[int, int]:
+    """Load leaf ``node`` into ``memo`` once; return the common shape (``node``'s if first).
+
+    Raises :class:`EvaluationError` ``"<label> has shape ..., <others> ..."`` when the leaf's
+    shape differs from ``shape``.
+    """
+    arr = memo.get(node)
+    if arr is None:
+        arr = memo[node] = load()
+    if shape is None:
+        return arr.shape
+    if arr.shape != shape:
+        raise EvaluationError(f"{label} has shape {arr.shape}, {others} {shape}")
+    return shape
+
+
+def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.ndarray], *,
+             mask: np.ndarray | None = None, cache: dict | None = None,
+             models: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
+    """Compute ``expr`` on panels.
+
+    Parameters
+    ----------
+    expr : Expr
+    data : mapping or callable
+        ``name -> (T, N) float64`` array (anything :func:`numpy.asarray` turns into one, e.g. a
+        Panel DataFrame); all fields must share one shape. Arrays are never modified.
+    mask : bool ndarray (T, N), optional
+        Universe mask handed to every ``cs_*`` operator (``func(..., mask=mask)``); ``None``
+        means all stocks.
+    cache : dict, optional
+        Memo of ``node -> array`` shared across calls: pass the same dict only for the same
+        ``data`` and ``mask``. Values in it are reused as operator inputs and must not be
+        modified. By default a fresh dict is used, so every distinct sub-expression is
+        computed once per call.
+    models : callable, optional
+        ``run_id -> (T, N)`` panel for ``model("<run id>")`` leaves (the caller's loader of
+        saved predictions); required only when ``expr`` has such a leaf.
+
+    Returns
+    -------
+    ndarray (T, N) float64
+        A new array (never one of the inputs or a cached array); +-inf are mapped to NaN.
+        Constants broadcast to the data shape. Warm-up and NaN policies are the operators'.
+
+    Raises
+    ------
+    EvaluationError
+        A field is missing from ``data`` (the message names it), shapes disagree, an operator
+        is unknown or called with the wrong arity, or an operator rejects its arguments; a
+        ``model(...)`` leaf without a ``models`` resolver or whose panel cannot be loaded.
+    """
+    memo: dict = {} if cache is None else cache
+    shape: tuple[int, int] | None = None
+    for name in sorted(fields(expr)):
+        shape = _memo_leaf(memo, Field(name), lambda: _load_field(data, name), shape,
+                           f"field {name!r}", "other fields")
+    for run_id in sorted(model_refs(expr)):
+        node = ModelRef(run_id)
+        shape = _memo_leaf(memo, node, lambda: _load_model(models, run_id), shape,
+                           unparse(node), "fields")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if shape is None:
+            shape = mask.shape
+        if mask.shape != shape:
+            raise EvaluationError(f"mask has shape {mask.shape}, data has {shape}")
+    if shape is None:
+        raise EvaluationError(f"{unparse(expr)} reads no field, so its shape is unknown")
+
+    stack: list[tuple[Expr, bool]] = [(expr, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in memo:
+            continue
+        if isinstance(node, Const):
+            memo[node] = np.full(shape, node.value, dtype=np.float64)
+        elif isinstance(node, Call):
+            if ready:
+                memo[node] = _apply(node, [memo[a] for a in node.args], mask, shape)
+            else:
+                stack.append((node, True))
+                stack.extend((a, False) for a in reversed(node.args) if a not in memo)
+        else:
+            raise TypeError(f"not an Expr: {node!r}")
+    return _finite_or_nan(np.array(memo[expr], dtype=np.float64, copy=True))
