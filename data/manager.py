@@ -18,14 +18,9 @@ contract (index ``trade_date``, columns ``ts_code``, float64, NaN where there is
 
 Price limits (:meth:`DataManager.limit_prices`)
 -----------------------------------------------
-``limit = round_half_up(pre_close x (1 +- pct), 0.01)`` computed in integer cents, with pct by
-board and date: main board (60xxxx, 000/001/002/003) 10%; ST main board 5%; ChiNext (30xxxx)
-10% before 2020-08-24 and 20% from that day; STAR (68xxxx) 20%. ST uses ``is_st_latest``, the
-CURRENT status only (no ST history exists in the warehouse), applied to every date. No limit on
-a new listing's first days, counted in trading days from ``list_date``: 5 days for STAR, ChiNext
-listed from 2020-08-24 and main board listed from 2023-04-10 (registration system); otherwise
-the first day only (its +44% / -36% cap is treated as no limit). Not modelled: delisting-period
-and resumption-after-restructuring special rules.
+Rules and their computation: :mod:`data.limits` (board, ST, ChiNext reform, new-listing days).
+ST uses ``is_st_latest``, the CURRENT status only (no ST history exists in the warehouse),
+applied to every date.
 """
 from __future__ import annotations
 
@@ -37,6 +32,8 @@ import pandas as pd
 from data._load import EST_COLUMN, RawStore, to_ns
 from data.errors import DataError, FieldError, UniverseError
 from data.fields import FIELDS
+from data.limits import CHINEXT_REFORM, MAIN_BOARD_REGISTRATION, boards  # noqa: F401 (re-export)
+from data.limits import limit_cents, listing_age, trade_flags
 from data.universe import check_universe, membership_mask
 from data.universe import universe_codes as _universe_codes
 
@@ -57,34 +54,9 @@ assert set(_DEPS) == set(FIELDS), "data.fields and the manager's derivation tabl
 #: Trading days loaded before ``start`` for history-dependent fields (``ret``); a previous bar
 #: further back (long suspension) is fetched exactly by a targeted look-up.
 LOOKBACK_DAYS = 10
-CHINEXT_REFORM = pd.Timestamp("2020-08-24")
-MAIN_BOARD_REGISTRATION = pd.Timestamp("2023-04-10")
 _REQUIRED = ("trade_cal.parquet", "stock_basic.parquet", "daily")
 _FIX = ("set [data] root in mine.toml to the warehouse folder, or fill it with the Tushare "
         "downloader")
-
-
-def _board(codes: pd.Index) -> np.ndarray:
-    """'main' / 'chinext' / 'star' per code, from the code prefix."""
-    s = pd.Index(codes).astype(str)
-    return np.where(s.str.startswith("30"), "chinext",
-                    np.where(s.str.startswith("68"), "star", "main"))
-
-
-def boards(codes) -> np.ndarray:
-    """Board of each code from its prefix: ``30`` ChiNext, ``68`` STAR, otherwise main board.
-
-    Parameters
-    ----------
-    codes : sequence of str
-        Tushare codes (``600000.SH``).
-
-    Returns
-    -------
-    ndarray of str
-        ``"main"``, ``"chinext"`` or ``"star"`` per code (BSE codes count as main board).
-    """
-    return _board(pd.Index(codes))
 
 
 class DataManager:
@@ -434,6 +406,13 @@ class DataManager:
                 prev[look + first_req[maybe], maybe] = base
         return (adj_close / prev - 1.0)[look:]
 
+    def _raw_window(self, columns: list[str], start, end, codes
+                    ) -> tuple[pd.DatetimeIndex, pd.Index, dict[str, np.ndarray]]:
+        """Trading days, codes and raw warehouse ``columns`` on ``[start, end]`` x ``codes``."""
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, None, t0, t1)
+        return self._cal[t0:t1], cols, self._store.window(columns, t0, t1, cols)
+
     def is_proxy_amount(self, start=None, end=None, codes=None) -> pd.DataFrame:
         """Boolean panel: True where ``amount`` is the OHLC proxy (bar present, no real amount).
 
@@ -442,10 +421,8 @@ class DataManager:
         DataError
             Dates outside the data.
         """
-        t0, t1 = self._range(start, end)
-        cols = self._codes(codes, None, t0, t1)
-        r = self._store.window(["amount", "close"], t0, t1, cols)
-        return pd.DataFrame(self._amount(r)[1], index=self._cal[t0:t1], columns=cols)
+        idx, cols, r = self._raw_window(["amount", "close"], start, end, codes)
+        return pd.DataFrame(self._amount(r)[1], index=idx, columns=cols)
 
     def is_proxy_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
         """Boolean panel: True where ``vwap`` is the (O+H+L+C)/4 proxy (no amount or no volume).
@@ -455,11 +432,9 @@ class DataManager:
         DataError
             Dates outside the data.
         """
-        t0, t1 = self._range(start, end)
-        cols = self._codes(codes, None, t0, t1)
-        r = self._store.window(["amount", "close", "vol"], t0, t1, cols)
+        idx, cols, r = self._raw_window(["amount", "close", "vol"], start, end, codes)
         flag = self._amount(r)[1] | (r["vol"] <= 0)
-        return pd.DataFrame(flag, index=self._cal[t0:t1], columns=cols)
+        return pd.DataFrame(flag, index=idx, columns=cols)
 
     def raw_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
         """Unadjusted VWAP panel in yuan: ``amount / vol``, or the (O+H+L+C)/4 raw proxy.
@@ -472,12 +447,10 @@ class DataManager:
         DataError
             Dates outside the data.
         """
-        t0, t1 = self._range(start, end)
-        cols = self._codes(codes, None, t0, t1)
-        r = self._store.window(list(_DEPS["vwap"]), t0, t1, cols)
+        idx, cols, r = self._raw_window(list(_DEPS["vwap"]), start, end, codes)
         with np.errstate(divide="ignore", invalid="ignore"):
             v = self._raw_vwap(r)
-        return pd.DataFrame(v, index=self._cal[t0:t1], columns=cols)
+        return pd.DataFrame(v, index=idx, columns=cols)
 
     def dividends(self, start=None, end=None, codes=None) -> pd.DataFrame:
         """Implemented dividend / bonus-share events with an ex-date in ``[start, end]``.
@@ -520,17 +493,11 @@ class DataManager:
         """
         sb = self.stock_basic().set_index("ts_code")
         ld = pd.DatetimeIndex(sb["list_date"].reindex(codes))
-        allc = self._all_open
-        lpos = allc.searchsorted(ld, side="left").astype(np.int64)
-        old = (ld < allc[0]) | ld.isna()
-        dpos = allc.searchsorted(self._cal[t0:t1], side="left").astype(np.int64)
-        age = dpos[:, None] - lpos[None, :]
-        age[:, np.asarray(old)] = np.iinfo(np.int32).max
-        return age, ld.to_numpy("datetime64[ns]")
+        return listing_age(self._all_open, ld, self._cal[t0:t1]), ld.to_numpy("datetime64[ns]")
 
     def limit_prices(self, start=None, end=None, codes=None
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Raw daily limit-up / limit-down prices from ``pre_close`` (rules: module docstring).
+        """Raw daily limit-up / limit-down prices from ``pre_close`` (rules: :mod:`data.limits`).
 
         Parameters
         ----------
@@ -559,39 +526,16 @@ class DataManager:
     def _limits(self, t0: int, t1: int, cols: pd.Index) -> tuple[np.ndarray, np.ndarray]:
         """Limit prices in cents (float, NaN = none)."""
         pre = self._store.window(["pre_close"], t0, t1, cols)["pre_close"]
-        board = _board(cols)
         sb = self.stock_basic().set_index("ts_code")
         st = sb["is_st_latest"].reindex(cols).fillna(False).to_numpy(bool)
-        dates = self._cal[t0:t1]
-        after = np.asarray(dates >= CHINEXT_REFORM)[:, None]
-        pct = np.where(board == "star", 20, np.where(st & (board == "main"), 5, 10))
-        pct = np.where((board == "chinext")[None, :] & after, 20, pct[None, :])
         age, ld = self._listing_age(t0, t1, cols)
-        free_days = np.where(
-            (board == "star") | ((board == "chinext") & (ld >= CHINEXT_REFORM.asm8))
-            | ((board == "main") & (ld >= MAIN_BOARD_REGISTRATION.asm8)), 5, 1)
-        unlimited = (age >= 0) & (age < free_days[None, :])
-        ok = ~np.isnan(pre) & ~unlimited
-        cents = np.round(np.where(ok, pre, 0.0) * 100.0).astype(np.int64)
-        up = ((cents * (100 + pct) + 50) // 100).astype(np.float64)
-        down = ((cents * (100 - pct) + 50) // 100).astype(np.float64)
-        up[~ok] = np.nan
-        down[~ok] = np.nan
-        return up, down
+        return limit_cents(pre, cols, st, self._cal[t0:t1], age, ld)
 
     def _trade_flags(self, start, end, codes) -> tuple[int, int, pd.Index, dict]:
         t0, t1 = self._range(start, end)
         cols = self._codes(codes, None, t0, t1)
         r = self._store.window(["open", "high", "low", "close"], t0, t1, cols)
-        up, down = self._limits(t0, t1, cols)
-        bar = ~np.isnan(r["close"])
-        c = {k: np.round(np.where(bar, r[k], 0.0) * 100.0) for k in ("open", "high", "low")}
-        flat = (c["open"] == c["high"]) & (c["open"] == c["low"])
-        with np.errstate(invalid="ignore"):
-            locked = bar & flat & ((c["open"] == up) | (c["open"] == down))
-            buy = bar & ~(c["open"] >= up)
-            sell = bar & ~(c["open"] <= down)
-        return t0, t1, cols, {"bar": bar, "locked": locked, "buy": buy, "sell": sell}
+        return t0, t1, cols, trade_flags(r, *self._limits(t0, t1, cols))
 
     def tradable_mask(self, start=None, end=None, codes=None, min_listed_days: int = 60
                       ) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""A-share price-limit and tradability rules on ``(T, N)`` arrays (pure functions).
+
+Private helpers of :class:`data.manager.DataManager` (its ``limit_prices``, ``tradable_mask``,
+``buyable_mask`` and ``sellable_mask`` are the public interface; :func:`boards` is re-exported
+by :mod:`data.manager`).
+
+Price limits
+------------
+``limit = round_half_up(pre_close x (1 +- pct), 0.01)`` computed in integer cents, with pct by
+board and date: main board (60xxxx, 000/001/002/003) 10%; ST main board 5%; ChiNext (30xxxx)
+10% before 2020-08-24 and 20% from that day; STAR (68xxxx) 20%. ST is the caller's (the
+manager uses ``is_st_latest``, the CURRENT status only, for every date). No limit on a new
+listing's first days, counted in trading days from ``list_date``: 5 days for STAR, ChiNext
+listed from 2020-08-24 and main board listed from 2023-04-10 (registration system); otherwise
+the first day only (its +44% / -36% cap is treated as no limit). Not modelled: delisting-period
+and resumption-after-restructuring special rules.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CHINEXT_REFORM", "MAIN_BOARD_REGISTRATION", "boards", "listing_age",
+           "limit_cents", "trade_flags"]
+
+CHINEXT_REFORM = pd.Timestamp("2020-08-24")
+MAIN_BOARD_REGISTRATION = pd.Timestamp("2023-04-10")
+
+
+def _board(codes: pd.Index) -> np.ndarray:
+    """'main' / 'chinext' / 'star' per code, from the code prefix."""
+    s = pd.Index(codes).astype(str)
+    return np.where(s.str.startswith("30"), "chinext",
+                    np.where(s.str.startswith("68"), "star", "main"))
+
+
+def boards(codes) -> np.ndarray:
+    """Board of each code from its prefix: ``30`` ChiNext, ``68`` STAR, otherwise main board.
+
+    Parameters
+    ----------
+    codes : sequence of str
+        Tushare codes (``600000.SH``).
+
+    Returns
+    -------
+    ndarray of str
+        ``"main"``, ``"chinext"`` or ``"star"`` per code (BSE codes count as main board).
+    """
+    return _board(pd.Index(codes))
+
+
+def listing_age(all_open: pd.DatetimeIndex, list_dates: pd.DatetimeIndex,
+                dates: pd.DatetimeIndex) -> np.ndarray:
+    """Trading days since ``list_date`` per (date, code); 0 on the listing day.
+
+    Parameters
+    ----------
+    all_open : DatetimeIndex
+        Every open day of the exchange calendar, ascending (the counting calendar).
+    list_dates : DatetimeIndex (N,)
+        List date per code; NaT = unknown.
+    dates : DatetimeIndex (T,)
+        The rows.
+
+    Returns
+    -------
+    ndarray (T, N) int64
+        Stocks listed before ``all_open[0]`` (or with an unknown list date) get
+        ``np.iinfo(np.int32).max``.
+    """
+    lpos = all_open.searchsorted(list_dates, side="left").astype(np.int64)
+    old = (list_dates < all_open[0]) | list_dates.isna()
+    dpos = all_open.searchsorted(dates, side="left").astype(np.int64)
+    age = dpos[:, None] - lpos[None, :]
+    age[:, np.asarray(old)] = np.iinfo(np.int32).max
+    return age
+
+
+def limit_cents(pre_close: np.ndarray, codes: pd.Index, st: np.ndarray,
+                dates: pd.DatetimeIndex, age: np.ndarray, list_dates: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Limit-up / limit-down prices in cents (rules: module docstring).
+
+    Parameters
+    ----------
+    pre_close : ndarray (T, N) float64
+        Raw previous close in yuan; NaN = no bar.
+    codes : Index (N,)
+        Tushare codes (board from the prefix).
+    st : bool ndarray (N,)
+        ST flag per code (applied to every date).
+    dates : DatetimeIndex (T,)
+    age : ndarray (T, N)
+        Listing age from :func:`listing_age`.
+    list_dates : datetime64[ns] ndarray (N,)
+
+    Returns
+    -------
+    (up, down) : tuple of ndarray (T, N) float64
+        Cents, rounded half-up; NaN where there is no bar or no limit (a new listing's first
+        days).
+    """
+    board = _board(codes)
+    after = np.asarray(dates >= CHINEXT_REFORM)[:, None]
+    pct = np.where(board == "star", 20, np.where(st & (board == "main"), 5, 10))
+    pct = np.where((board == "chinext")[None, :] & after, 20, pct[None, :])
+    free_days = np.where(
+        (board == "star") | ((board == "chinext") & (list_dates >= CHINEXT_REFORM.asm8))
+        | ((board == "main") & (list_dates >= MAIN_BOARD_REGISTRATION.asm8)), 5, 1)
+    unlimited = (age >= 0) & (age < free_days[None, :])
+    ok = ~np.isnan(pre_close) & ~unlimited
+    cents = np.round(np.where(ok, pre_close, 0.0) * 100.0).astype(np.int64)
+    up = ((cents * (100 + pct) + 50) // 100).astype(np.float64)
+    down = ((cents * (100 - pct) + 50) // 100).astype(np.float64)
+    up[~ok] = np.nan
+    down[~ok] = np.nan
+    return up, down
+
+
+def trade_flags(raw: dict[str, np.ndarray], up: np.ndarray, down: np.ndarray
+                ) -> dict[str, np.ndarray]:
+    """Open-auction tradability flags from raw OHLC (yuan) and limits (cents).
+
+    Returns
+    -------
+    dict of str -> bool ndarray (T, N)
+        ``bar`` (has a bar), ``locked`` (one-price bar, ``open == high == low``, at limit-up or
+        limit-down), ``buy`` (bar and open below limit-up; no limit: True), ``sell`` (bar and
+        open above limit-down; no limit: True).
+    """
+    bar = ~np.isnan(raw["close"])
+    c = {k: np.round(np.where(bar, raw[k], 0.0) * 100.0) for k in ("open", "high", "low")}
+    flat = (c["open"] == c["high"]) & (c["open"] == c["low"])
+    with np.errstate(invalid="ignore"):
+        locked = bar & flat & ((c["open"] == up) | (c["open"] == down))
+        buy = bar & ~(c["open"] >= up)
+        sell = bar & ~(c["open"] <= down)
+    return {"bar": bar, "locked": locked, "buy": buy, "sell": sell}
