@@ -49,9 +49,9 @@ import pandas as pd
 
 from backtest import rules
 from backtest.rules import CostModel
-from backtest.strategies import _atomic
 from backtest.strategies import read_targets as _read_targets
 from data.errors import BacktestError, DataError
+from data.io import atomic_write
 
 #: Columns of an order plan, in order.
 PLAN_COLUMNS = ["ts_code", "side", "quantity", "ref_price", "est_value", "est_fees",
@@ -484,8 +484,7 @@ def plan_from_quotes(targets_day, positions, cash: float, quotes: pd.DataFrame, 
 def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
     """Write ``df`` as CSV atomically (temporary file in the same folder + ``os.replace``)."""
     p = Path(path)
-    _atomic(p, lambda tmp: df.to_csv(tmp, index=index))
-    return p
+    return atomic_write(p, lambda tmp: df.to_csv(tmp, index=index))
 
 
 def find_latest_targets(out_dir: str | os.PathLike) -> Path:

@@ -44,8 +44,6 @@ Causality
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +53,7 @@ import pandas as pd
 from backtest import _sim_kernel as K
 from backtest.rules import CostModel, lot_params, stamp_tax_rates
 from data.errors import BacktestError
+from data.io import atomic_write
 
 _MARKET_FIELDS = ("open", "close", "vwap", "pre_close", "vol", "limit_up", "limit_down",
                   "adj_factor")
@@ -271,15 +270,8 @@ class SimResult:
                   "rejected": self.rejected, "costs": self.costs.reset_index(),
                   "corporate": self.corporate}
         for name, df in frames.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-            os.close(fd)
-            try:
-                df.to_parquet(tmp, index=False)
-                os.replace(tmp, out / f"{name}.parquet")
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            atomic_write(out / f"{name}.parquet",
+                         lambda tmp, df=df: df.to_parquet(tmp, index=False))
 
 
 def targets_to_matrix(targets: pd.DataFrame, market: MarketData

@@ -25,13 +25,13 @@ the previous ones (a loop over rebalance days, vector operations inside).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from data.errors import BacktestError
+from data.io import atomic_write
 
 TARGET_COLUMNS = ("trade_date", "ts_code", "target_weight", "strategy_name")
 
@@ -305,25 +305,12 @@ def to_targets(W, dates, codes, strategy_name: str) -> pd.DataFrame:
     return df.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_frame(df: pd.DataFrame, stem) -> tuple[Path, Path]:
     """Write ``df`` as ``stem.parquet`` and ``stem.csv``, each atomically (temp + os.replace)."""
     stem = Path(stem)
     pq, csv = stem.with_suffix(".parquet"), stem.with_suffix(".csv")
-    _atomic(pq, lambda p: df.to_parquet(p, index=False))
-    _atomic(csv, lambda p: df.to_csv(p, index=False))
+    atomic_write(pq, lambda p: df.to_parquet(p, index=False))
+    atomic_write(csv, lambda p: df.to_csv(p, index=False))
     return pq, csv
 
 

@@ -13,7 +13,6 @@ import datetime as _dt
 import json
 import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from data.errors import EvaluationError
+from data.io import atomic_write
 from factors.expr import MODEL_ID_RE, ModelRef, unparse
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,19 +60,6 @@ def model_formula(run_id: str) -> str:
     return unparse(ModelRef(run_id))
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as JSON (NaN -> null) to ``path`` atomically."""
     def clean(o):
@@ -93,7 +80,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
-    return _atomic_write(Path(path), write)
+    return atomic_write(path, write)
 
 
 def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
@@ -130,7 +117,7 @@ def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
     t, j = np.nonzero(np.isfinite(pred))
     frame = pd.DataFrame({"trade_date": dates[t], "ts_code": codes[j].astype(str),
                           "score": pred[t, j]})
-    path = _atomic_write(d / PRED_FILE, lambda tmp: frame.to_parquet(tmp, index=False))
+    path = atomic_write(d / PRED_FILE, lambda tmp: frame.to_parquet(tmp, index=False))
     if meta is not None:
         write_json_atomic(d / META_FILE, meta)
     return path

@@ -13,7 +13,6 @@ stopping 50) with ``num_threads = 2``, ``deterministic = True`` and a seed. As i
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from data.errors import EvaluationError
+from data.io import atomic_write
 from models.dataset import PanelDataset
 from models.walkforward import Fold, assemble_oos
 
@@ -156,17 +156,8 @@ def fit_lgbm(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, day_v
 
 def save_booster(booster, path: str | os.PathLike) -> Path:
     """Save in LightGBM's text format, atomically (temp file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        booster.save_model(tmp, num_iteration=booster.best_iteration or None)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: booster.save_model(
+        tmp, num_iteration=booster.best_iteration or None))
 
 
 def load_booster(path: str | os.PathLike):

@@ -51,8 +51,9 @@ import numpy as np
 
 from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
 from data.errors import ConfigError, EvaluationError, StoreError
+from data.io import atomic_write
 from factors.ops_cs import cs_rank
-from models.candidates import _atomic_write, write_json_atomic
+from models.candidates import write_json_atomic
 from models.seq import (date_batches, gather_windows, has_data_mask, path_targets, rows_of,
                         usable_samples)
 
@@ -456,7 +457,7 @@ def save_model(model, cfg: TransformerConfig, directory, *, n_features: int,
     torch = _torch()
     d = Path(directory)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(d / MODEL_FILE, lambda p: torch.save(state, p))
+    atomic_write(d / MODEL_FILE, lambda p: torch.save(state, p))
     write_json_atomic(d / CONFIG_FILE, {"format": "alphamine-transformer-1",
                                         "n_features": int(n_features),
                                         "config": cfg.to_dict(), "meta": meta or {}})

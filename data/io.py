@@ -1,0 +1,47 @@
+"""Atomic file writes: the one helper every result writer uses (temp file + ``os.replace``).
+
+A reader never sees a half-written file: the content goes to a temporary file in the target's
+folder (same file system, so the rename is atomic) which then replaces the target; on any
+error the temporary file is removed and the target is left as it was.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Write ``path`` atomically through ``write(tmp_path)``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The target file; its parent folders are created.
+    write : callable
+        ``write(tmp)`` writes the full content to the file path ``tmp`` (a str), e.g.
+        ``lambda tmp: df.to_parquet(tmp, index=False)``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    Whatever ``write`` or the file system raises; the temporary file is removed first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
