@@ -24,7 +24,6 @@ the previous ones (a loop over rebalance days, vector operations inside).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
