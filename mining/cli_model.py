@@ -12,6 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from mining.cli_model_common import (feature_and_event_hooks, oos_table, optional_store,
+                                     run_progress)
+
 model_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Return models (LightGBM, transformer) as factor producers: "
                              "walk-forward OOS predictions -> evaluator -> leaderboard.")
@@ -38,25 +41,8 @@ def _summary_table(run) -> Table:
 
 def _oos_table(run) -> Table:
     from models.lgbm_run import QLIB_PUBLISHED
-    fmt = _base()._fmt
     preset = run.settings.preset == "qlib-alpha158"
-    t = Table(title="OOS test metrics (daily, mean and mean/std)"
-              + (" vs Qlib's published LightGBM/Alpha158" if preset else ""))
-    t.add_column("metric")
-    t.add_column("universe members", justify="right")
-    t.add_column("eligible (tradable t+1)", justify="right")
-    if preset:
-        t.add_column("Qlib published", justify="right")
-    for k in ("IC", "ICIR", "RankIC", "RankICIR"):
-        row = [k, fmt(run.oos["members"][k]), fmt(run.oos["eligible"][k])]
-        if preset:
-            row.append(fmt(QLIB_PUBLISHED[k]))
-        t.add_row(*row)
-    t.add_row("days", str(run.oos["members"]["days"]), str(run.oos["eligible"]["days"]),
-              *([""] if preset else []))
-    t.add_row("names / day", fmt(run.oos["members"]["names_per_day"], 1),
-              fmt(run.oos["eligible"]["names_per_day"], 1), *([""] if preset else []))
-    return t
+    return oos_table(run, QLIB_PUBLISHED if preset else None)
 
 
 def _candidates_table(run) -> Table:
@@ -100,9 +86,7 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
          as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
          ) -> None:
     """Train LightGBM walk-forward on Alpha158-style features; OOS predictions -> leaderboard."""
-    from factors.store import FactorStore
     from models.lgbm_run import PRESETS, LGBMSettings, run_lgbm
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     base = _base()
     console = base.console
     try:
@@ -121,14 +105,9 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
         do_submit = (not preset) if submit is None else submit
         quiet = as_json
         t0 = time.perf_counter()
-        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
-                      TimeElapsedColumn(), console=console, disable=quiet) as progress:
-            feat_task = progress.add_task("features", total=None, info="")
+        with run_progress(console, quiet) as progress:
+            on_feature, on_event = feature_and_event_hooks(progress, quiet)
             fold_tasks: dict[int, int] = {}
-
-            def on_feature(done, total, name):
-                progress.update(feat_task, total=total, completed=done, info=name)
 
             def on_round(k, it, l2, ic):
                 if k not in fold_tasks:
@@ -147,17 +126,9 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
                                            f"{info['best_iteration']} valid IC "
                                            f"{info['valid_ic']:+.4f} ({info['seconds']:.0f}s)")
 
-            def on_event(msg):
-                if not quiet:
-                    progress.console.print(escape(msg))
-
-            store = FactorStore(cfg.store.path) if do_submit else None
-            try:
+            with optional_store(cfg, do_submit) as store:
                 run = run_lgbm(cfg, settings, store=store, submit=do_submit, on_event=on_event,
                                on_feature=on_feature, on_round=on_round, on_fold=on_fold)
-            finally:
-                if store is not None:
-                    store.close()
     except base.AlphamineError as e:
         base._fail(e)
         return

@@ -13,6 +13,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from mining.cli_model_common import (feature_and_event_hooks, oos_table, optional_store,
+                                     run_progress)
+
 
 def _base():
     from mining import cli
@@ -32,20 +35,6 @@ def _folds_table(run) -> Table:
         t.add_row(str(f["fold"]), f["train"], f["valid"], f["test"], str(f["best_epoch"]),
                   str(f["epochs_run"]), fmt(f["best_valid_ic"]), str(f["n_train_samples"]),
                   fmt(f["seconds"], 1))
-    return t
-
-
-def _oos_table(run) -> Table:
-    fmt = _base()._fmt
-    t = Table(title="OOS test metrics (daily, mean and mean/std)")
-    t.add_column("metric")
-    t.add_column("universe members", justify="right")
-    t.add_column("eligible (tradable t+1)", justify="right")
-    for k in ("IC", "ICIR", "RankIC", "RankICIR"):
-        t.add_row(k, fmt(run.oos["members"][k]), fmt(run.oos["eligible"][k]))
-    t.add_row("days", str(run.oos["members"]["days"]), str(run.oos["eligible"]["days"]))
-    t.add_row("names / day", fmt(run.oos["members"]["names_per_day"], 1),
-              fmt(run.oos["eligible"]["names_per_day"], 1))
     return t
 
 
@@ -97,9 +86,7 @@ def transformer(
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
 ) -> None:
     """Train the transformer walk-forward on feature sequences; OOS predictions -> leaderboard."""
-    from factors.store import FactorStore
     from models.transformer_run import TransformerSettings, run_transformer
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     base = _base()
     console = base.console
     try:
@@ -111,14 +98,9 @@ def transformer(
             multitask=multitask, threads=threads, seed=seed)
         quiet = as_json
         t0 = time.perf_counter()
-        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
-                      TimeElapsedColumn(), console=console, disable=quiet) as progress:
-            feat_task = progress.add_task("features", total=None, info="")
+        with run_progress(console, quiet) as progress:
+            on_feature, on_event = feature_and_event_hooks(progress, quiet)
             fold_tasks: dict[int, int] = {}
-
-            def on_feature(done, total, name):
-                progress.update(feat_task, total=total, completed=done, info=name)
 
             def on_epoch(rec):
                 k = rec["fold"]
@@ -133,18 +115,10 @@ def transformer(
                                            f"{rec['loss']:.4f} valid RankIC "
                                            f"{rec['valid_ic']:+.4f} ({rec['seconds']:.0f}s)")
 
-            def on_event(msg):
-                if not quiet:
-                    progress.console.print(escape(msg))
-
-            store = FactorStore(cfg.store.path) if submit else None
-            try:
+            with optional_store(cfg, submit) as store:
                 run = run_transformer(cfg, settings, store=store, submit=submit,
                                       on_event=on_event, on_feature=on_feature,
                                       on_epoch=on_epoch)
-            finally:
-                if store is not None:
-                    store.close()
     except base.AlphamineError as e:
         base._fail(e)
         return
@@ -155,7 +129,7 @@ def transformer(
         print(json.dumps(run.to_dict(), indent=2, default=base._json_default))
         return
     console.print(_folds_table(run))
-    console.print(_oos_table(run))
+    console.print(oos_table(run))
     if run.leaderboard:
         console.print(_leaderboard_table(run))
     tm = run.timings
