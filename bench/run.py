@@ -116,6 +116,12 @@ def main() -> None:
     print(f"GP speed-up vs plain gplearn: {t_plain.wall / n_plain / (t_gp.wall / n_gp):.1f}x "
           f"(cpu {t_plain.cpu / n_plain / (t_gp.cpu / n_gp):.1f}x); plain gplearn on "
           f"{len(y)} long rows x {X.shape[1]} fields")
+    c = res.cache
+    if c:
+        n_ops = c["op_hits"] + c["op_misses"]
+        print(f"GP memo (alphamine): operator outputs {c['op_hits']}/{n_ops} hits "
+              f"({c['op_hits'] / max(n_ops, 1):.0%}), fitness {c['fitness_hits']}/"
+              f"{n_gp} hits ({c['fitness_hits'] / max(n_gp, 1):.0%})")
     print(f"max |alphamine - pandas wide| on complete windows: {diff:.2e}")
     print("alphalens steps (wall s): " + ", ".join(f"{k} {v.wall:.2f}" for k, v in steps.items())
           + f"; get_clean_factor_and_forward_returns {t_e2e.wall:.2f}")

@@ -21,10 +21,26 @@ IC are stored negated, so every leaderboard entry has a positive train RankIC.
 
 Only the train rows are ever given to gplearn; valid/test rows are evaluated afterwards by the
 common evaluator (:mod:`backtest.evaluate`), never used for fitness.
+
+Memoisation: gplearn recomputes every subtree of every program, although a population shares
+many (``ts_mad(turnover, 20)`` ...) and holds duplicate programs. Each function call is therefore
+memoised per process by its *structure*: a node id for (gplearn function name, node ids of the
+inputs), where an input is either an output this cache produced (recognised by object identity,
+held through a weak reference) or a leaf (a column of X), identified by a BLAKE2b digest of its
+bytes computed once per buffer. Every output is handed on read-only; it is kept (LRU bounded by
+``GPSettings.cache_mb``) when it took at least ``GPSettings.cache_min_ms`` to compute or when its
+node is computed a second time, since keeping a panel costs fresh, page-faulted memory. The
+fitness is memoised by the node id of the program's output. The kernels are deterministic, so
+results are identical with and without the cache (tested). With ``n_jobs > 1`` each worker
+process has its own memo and ``GPResult.cache`` counts the parent process only.
 """
 from __future__ import annotations
 
+import hashlib
 import time
+import uuid
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -59,6 +75,8 @@ class GPSettings:
     p_subtree_mutation: float = 0.1
     p_hoist_mutation: float = 0.05
     p_point_mutation: float = 0.1
+    cache_mb: float = 1536.0  # operator-output memo per process (MiB); 0 disables it
+    cache_min_ms: float = 20.0  # keep an output computed once only if it took this long
 
 
 @dataclass(frozen=True)
@@ -82,21 +100,158 @@ class GPResult:
     n_programs_scored: int
     seconds: float
     fields: tuple[str, ...] = field(default_factory=tuple)
+    cache: dict[str, int] = field(default_factory=dict)  # memo counters (this process only)
+
+
+class _OpCache:
+    """Per-process memo of operator outputs (LRU by bytes) and fitness values for one GP run.
+
+    Node ids are small ints interned from structural keys ``(function name, input node ids)`` or
+    ``("leaf", digest, shape)``; two calls with the same node id compute the same numbers.
+    """
+
+    _MAX_LEAVES = 32  # leaf buffers whose digest is remembered (held alive so ids stay valid)
+
+    def __init__(self, token: str, max_bytes: int, min_seconds: float = 0.0):
+        self.token, self.max_bytes, self.min_seconds = token, max_bytes, min_seconds
+        self._computed: set[int] = set()
+        self._out: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._nodes: dict[tuple, int] = {}
+        self._by_id: dict[int, tuple[weakref.ref, int]] = {}
+        self._leaves: dict[tuple, tuple[np.ndarray, int]] = {}
+        self._fitness: dict[int, float] = {}
+        self.stats = {"op_hits": 0, "op_misses": 0, "fitness_hits": 0, "fitness_misses": 0,
+                      "leaf_hashes": 0, "evictions": 0}
+
+    def _intern(self, key: tuple) -> int:
+        nid = self._nodes.get(key)
+        if nid is None:
+            nid = self._nodes[key] = len(self._nodes)
+        return nid
+
+    def node_of(self, a: np.ndarray) -> int:
+        """Node id of an input: a cached output by identity, else a leaf by content digest."""
+        entry = self._by_id.get(id(a))
+        if entry is not None and entry[0]() is a:
+            return entry[1]
+        a = np.asarray(a)
+        lk = (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+        leaf = self._leaves.get(lk)
+        if leaf is not None:
+            return leaf[1]
+        c = np.ascontiguousarray(a)
+        digest = hashlib.blake2b(c.view(np.uint8), digest_size=16).digest()
+        self.stats["leaf_hashes"] += 1
+        nid = self._intern(("leaf", a.dtype.str, a.shape, digest))
+        if a.base is not None:  # a view (an X column): remember its buffer, held alive
+            if len(self._leaves) >= self._MAX_LEAVES:
+                self._leaves.clear()
+            self._leaves[lk] = (a, nid)
+        return nid
+
+    def call_node(self, name: str, args: tuple[np.ndarray, ...]) -> int:
+        return self._intern((name,) + tuple(self.node_of(a) for a in args))
+
+    def get(self, nid: int) -> np.ndarray | None:
+        out = self._out.get(nid)
+        if out is None:
+            self.stats["op_misses"] += 1
+            return None
+        self._out.move_to_end(nid)
+        self.stats["op_hits"] += 1
+        return out
+
+    def put(self, nid: int, out: np.ndarray, seconds: float) -> np.ndarray:
+        """Register ``out`` (read-only) as node ``nid``; keep it if worth it; return it.
+
+        Keeping an output costs fresh memory (page faults: about 5-9 ms per 6 MB panel on the
+        dev VM), so an output is kept only when it took at least ``min_seconds`` to compute or
+        when this node is computed for the second time (it recurs); LRU eviction by bytes.
+        """
+        out.flags.writeable = False
+        i = id(out)
+        self._by_id[i] = (weakref.ref(out, lambda ref, i=i: self._forget(i, ref)), nid)
+        keep = seconds >= self.min_seconds or nid in self._computed
+        self._computed.add(nid)
+        if keep and out.nbytes <= self.max_bytes:
+            self._out[nid] = out
+            self._bytes += out.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._out.popitem(last=False)
+                self._bytes -= old.nbytes
+                self.stats["evictions"] += 1
+        return out
+
+    def _forget(self, i: int, ref: weakref.ref) -> None:
+        entry = self._by_id.get(i)
+        if entry is not None and entry[0] is ref:
+            del self._by_id[i]
+
+    def fitness(self, y_pred: np.ndarray, compute: Callable[[], float]) -> float:
+        nid = self.node_of(y_pred)
+        fit = self._fitness.get(nid)
+        if fit is None:
+            self.stats["fitness_misses"] += 1
+            fit = self._fitness[nid] = compute()
+        else:
+            self.stats["fitness_hits"] += 1
+        return fit
+
+
+_ACTIVE: list[_OpCache] = []  # this process's cache (at most one run's)
+
+
+def _cache_for(token: str | None, max_bytes: int, min_seconds: float = 0.0
+               ) -> _OpCache | None:
+    """The memo of run ``token`` in this process (created on first use); None if disabled."""
+    if token is None or max_bytes <= 0:
+        return None
+    if _ACTIVE and _ACTIVE[0].token == token:
+        return _ACTIVE[0]
+    _ACTIVE[:] = [_OpCache(token, max_bytes, min_seconds)]
+    return _ACTIVE[0]
+
+
+def _release_cache(token: str) -> dict[str, int]:
+    """Drop this process's memo of run ``token``; return its counters."""
+    if _ACTIVE and _ACTIVE[0].token == token:
+        stats = dict(_ACTIVE[0].stats)
+        _ACTIVE.clear()
+        return stats
+    return {}
 
 
 class _PanelFunction:
     """Picklable callable applying one registry operator to date-major flattened panels."""
 
     def __init__(self, op: Operator, window: int | None, shape: tuple[int, int],
-                 mask: np.ndarray | None, protect_log: bool = False):
+                 mask: np.ndarray | None, protect_log: bool = False, name: str = "",
+                 cache_token: str | None = None, cache_bytes: int = 0,
+                 cache_min_seconds: float = 0.0):
         self.op, self.window, self.shape, self.mask = op, window, shape, mask
         self.protect_log = protect_log
+        self.name = name or op.name
+        self.cache_token, self.cache_bytes = cache_token, cache_bytes
+        self.cache_min_seconds = cache_min_seconds
 
     def __call__(self, *args: np.ndarray) -> np.ndarray:
         T, N = self.shape
         n = args[0].shape[0]
         if n != T * N:  # gplearn's own sanity calls with short vectors
-            T, N = n, 1
+            return self._compute(args, n, 1)
+        cache = _cache_for(self.cache_token, self.cache_bytes, self.cache_min_seconds)
+        if cache is None:
+            return self._compute(args, T, N)
+        nid = cache.call_node(self.name, args)
+        out = cache.get(nid)
+        if out is None:
+            t0 = time.perf_counter()
+            out = self._compute(args, T, N)
+            out = cache.put(nid, out, time.perf_counter() - t0)
+        return out
+
+    def _compute(self, args: tuple[np.ndarray, ...], T: int, N: int) -> np.ndarray:
         panels = [np.ascontiguousarray(a, dtype=np.float64).reshape(T, N) for a in args]
         op = self.op
         if self.protect_log:
@@ -112,6 +267,8 @@ class _PanelFunction:
 
 
 def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
+                       cache_token: str | None = None, cache_bytes: int = 0,
+                       cache_min_seconds: float = 0.0,
                        ) -> tuple[list[_Function], dict[str, tuple[str, int | None]]]:
     """Generate the gplearn function set from the operator registry.
 
@@ -121,6 +278,10 @@ def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
         Panel shape the flattened gplearn vectors are reshaped to.
     mask : ndarray of bool, shape (T, N), optional
         Universe mask handed to ``cs_*`` operators.
+    cache_token, cache_bytes, cache_min_seconds : str, int and float, optional
+        Memoise outputs (read-only arrays) in this process's cache of run ``cache_token``, at
+        most ``cache_bytes`` bytes, keeping an output seen once only if it took at least
+        ``cache_min_seconds``; no memo when the token is None or the size 0 (default).
 
     Returns
     -------
@@ -137,10 +298,14 @@ def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
         if op.kind == "ts":
             for w in op.gp_windows:
                 name = f"{op.name}_{w}"
-                functions.append(_Function(_PanelFunction(op, w, shape, None), name, op.n_inputs))
+                fn = _PanelFunction(op, w, shape, None, name=name, cache_token=cache_token,
+                                    cache_bytes=cache_bytes, cache_min_seconds=cache_min_seconds)
+                functions.append(_Function(fn, name, op.n_inputs))
                 names[name] = (op.name, w)
         else:
-            fn = _PanelFunction(op, None, shape, mask, protect_log=(op.name == "log"))
+            fn = _PanelFunction(op, None, shape, mask, protect_log=(op.name == "log"),
+                                name=op.name, cache_token=cache_token, cache_bytes=cache_bytes,
+                                cache_min_seconds=cache_min_seconds)
             functions.append(_Function(fn, op.name, op.n_inputs))
             names[op.name] = (op.name, None)
     return functions, names
@@ -206,8 +371,11 @@ class _RankICFitness:
     ranking a self-selected subset.
     """
 
-    def __init__(self, ctx: EvalContext, split: str):
+    def __init__(self, ctx: EvalContext, split: str, cache_token: str | None = None,
+                 cache_bytes: int = 0, cache_min_seconds: float = 0.0):
         self.ctx, self.split = ctx, split
+        self.cache_token, self.cache_bytes = cache_token, cache_bytes
+        self.cache_min_seconds = cache_min_seconds
         lo, hi = ctx.split_bounds(split)
         self._rows = slice(lo, hi)
         self._eligible = ctx.eligible[lo:hi]
@@ -221,6 +389,12 @@ class _RankICFitness:
         T, N = len(self.ctx.dates), len(self.ctx.codes)
         if y_pred.shape[0] != T * N:
             return 0.0
+        cache = _cache_for(self.cache_token, self.cache_bytes, self.cache_min_seconds)
+        if cache is None:
+            return self._score(y_pred, T, N)
+        return cache.fitness(y_pred, lambda: self._score(y_pred, T, N))
+
+    def _score(self, y_pred: np.ndarray, T: int, N: int) -> float:
         panel = y_pred.reshape(T, N)
         ic = mean_rank_ic(panel, self.ctx, split=self.split)
         if not np.isfinite(ic):
@@ -263,8 +437,11 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
             raise ValueError(f"panel {name!r} has shape {arr.shape}, expected {(T, N)}")
         X[:, k] = arr.reshape(-1)
     y = np.zeros(T * N)  # the target lives in ctx; gplearn only needs a vector of the right size
-    functions, names = build_function_set((T, N), ctx.universe_mask)
-    fitness = _RankICFitness(ctx, split)
+    token = uuid.uuid4().hex if settings.cache_mb > 0 else None  # identity only, not results
+    cache_bytes = int(settings.cache_mb * 2**20)
+    functions, names = build_function_set((T, N), ctx.universe_mask, token, cache_bytes,
+                                          settings.cache_min_ms / 1000.0)
+    fitness = _RankICFitness(ctx, split, token, cache_bytes, settings.cache_min_ms / 1000.0)
 
     def rank_ic_fitness(y, y_pred, w):  # gplearn inspects the argument count of a function
         return fitness(y, y_pred, w)
@@ -283,7 +460,19 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
 
     generations: list[GPGeneration] = []
     seen: dict[Expr, float] = {}
-    n_scored = 0
+    try:
+        _run_generations(est, X, y, settings, names, feature_names, generations, seen,
+                         on_generation)
+    finally:
+        cache_stats = _release_cache(token) if token is not None else {}
+    n_scored = sum(gen.n_programs for gen in generations)
+    candidates = sorted(seen.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    return GPResult(candidates=candidates, generations=generations, n_programs_scored=n_scored,
+                    seconds=time.perf_counter() - t0, fields=feature_names, cache=cache_stats)
+
+
+def _run_generations(est, X, y, settings, names, feature_names, generations, seen,
+                     on_generation) -> None:
     with _AllowNaN():
         for g in range(settings.generations):
             tg = time.perf_counter()
@@ -292,7 +481,6 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
             pop = est._programs[-1]
             # gplearn prunes non-ancestors of older generations: collect this one now.
             for p in pop:
-                n_scored += 1
                 expr = program_to_expr(p.program, names, feature_names)
                 fit = float(p.raw_fitness_)
                 if expr not in seen or fit > seen[expr]:
@@ -306,7 +494,3 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
             generations.append(summary)
             if on_generation is not None:
                 on_generation(summary)
-
-    candidates = sorted(seen.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    return GPResult(candidates=candidates, generations=generations, n_programs_scored=n_scored,
-                    seconds=time.perf_counter() - t0, fields=feature_names)
