@@ -28,14 +28,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
 
 from data.errors import ConfigError
 from models.candidates import (new_run_id, run_dir, save_predictions, submit_prediction,
                                write_json_atomic)
-from models.dataset import PanelDataset, build_dataset, normalise_label
+from models.dataset import PanelDataset, build_dataset
 from models.distill import distill_candidates, feature_signs, shap_summary
-from models.lgbm import QLIB_PARAMS, daily_ic, lgbm_params, run_walk_forward
+from models.lgbm import QLIB_PARAMS, lgbm_params, run_walk_forward
+from models.run_common import (check_before_test, emit as _emit, model_data_settings,
+                               oos_ic_stats, oos_members_eligible, prediction_workspace,
+                               workspace_line)
 from models.walkforward import single_split, walk_forward
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,12 +83,8 @@ class LGBMSettings:
     def from_config(cls, cfg: "Config", **overrides) -> "LGBMSettings":
         """Settings from ``[model]`` (+ ``[evaluate] horizon``), then non-None ``overrides``."""
         m = cfg.model
-        base = cls(universe=m.universe, feature_set=m.feature_set, start=m.start,
-                   first_test=m.first_test, last_test=m.last_test,
-                   retrain_months=m.retrain_months, train_years=m.train_years,
-                   valid_months=m.valid_months, embargo=m.embargo,
-                   horizon=cfg.evaluate.horizon, label_norm=m.label_norm, seed=m.seed,
-                   num_threads=m.num_threads, rounds=m.lgbm_rounds,
+        base = cls(**model_data_settings(cfg), start=m.start, train_years=m.train_years,
+                   seed=m.seed, num_threads=m.num_threads, rounds=m.lgbm_rounds,
                    early_stopping=m.lgbm_early_stopping, shap_rows=m.shap_rows,
                    shap_inter_rows=m.shap_inter_rows, shap_pairs=m.shap_pairs)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -129,50 +127,6 @@ class LGBMRun:
         return d
 
 
-def oos_ic_stats(pred: np.ndarray, label: np.ndarray, mask: np.ndarray, rows=None) -> dict:
-    """Daily IC (Pearson) and RankIC (Spearman) of ``pred`` vs ``label`` over ``mask`` names.
-
-    Parameters
-    ----------
-    pred, label : ndarray (T, N)
-    mask : ndarray bool (T, N)
-        Names counted each day (also requires finite pred and label).
-    rows : slice, optional
-        Dates to use (default all).
-
-    Returns
-    -------
-    dict
-        ``IC, ICIR, RankIC, RankICIR`` (mean / std of the daily series, ddof=1, not
-        annualised, as Qlib's SigAnaRecord reports), ``days``, ``names_per_day``.
-    """
-    rows = slice(None) if rows is None else rows
-    p, y = np.asarray(pred, float)[rows], np.asarray(label, float)[rows]
-    ok = np.asarray(mask, bool)[rows] & np.isfinite(p) & np.isfinite(y)
-    t, j = np.nonzero(ok)
-    T = p.shape[0]
-    ic = daily_ic(p[t, j], y[t, j], t, T)
-    rp = normalise_label(p, ok, "rank")
-    ry = normalise_label(y, ok, "rank")
-    ric = daily_ic(rp[t, j], ry[t, j], t, T)
-
-    def stats(s):
-        s = s[np.isfinite(s)]
-        if len(s) < 2:
-            return float("nan"), float("nan")
-        return float(s.mean()), float(s.mean() / s.std(ddof=1))
-    a, b = stats(ic)
-    c, d = stats(ric)
-    days = int(np.isfinite(ic).sum())
-    return {"IC": a, "ICIR": b, "RankIC": c, "RankICIR": d, "days": days,
-            "names_per_day": float(ok.sum() / max(days, 1))}
-
-
-def _emit(fn, msg):
-    if fn is not None:
-        fn(msg)
-
-
 def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = None,
              store: "FactorStore | None" = None, submit: bool = True,
              on_event: Callable[[str], None] | None = None,
@@ -207,20 +161,15 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     if s.feature_norm == "global" and not s.fixed_split:
         raise ConfigError("feature_norm 'global' (fitted on a train period) needs a fixed split "
                           "(--preset); walk-forward uses the per-date 'cs' normalisation")
-    if not s.fixed_split and pd.Timestamp(s.last_test) > pd.Timestamp(cfg.evaluate.valid[1]):
-        raise ConfigError(f"last_test {s.last_test} is inside the sealed test split "
-                          f"(starts after {cfg.evaluate.valid[1]}); predict train/valid only")
+    if not s.fixed_split:
+        check_before_test(cfg, s.last_test)
     timings: dict[str, float] = {}
     t0, c0 = time.perf_counter(), time.process_time()
     if ws is None:
-        from mining.pipeline import make_workspace
-        # the label of the last test day needs a few later prices
-        end = str((pd.Timestamp(s.last_test) + pd.Timedelta(days=14)).date())
-        end = min(end, cfg.evaluate.valid[1]) if not s.fixed_split else end
-        ws = make_workspace(cfg, s.universe, s.start, end)
+        ws = prediction_workspace(cfg, s.universe, s.start, s.last_test,
+                                  clip_to_valid=not s.fixed_split)
     timings["workspace_s"] = time.perf_counter() - t0
-    _emit(on_event, f"{s.universe}: {len(ws.ctx.codes)} stocks x {len(ws.ctx.dates)} days "
-                    f"({ws.ctx.dates[0].date()}..{ws.ctx.dates[-1].date()})")
+    _emit(on_event, workspace_line(ws, s.universe))
     t1 = time.perf_counter()
     fit_end = s.fixed_split[0][1] if s.fixed_split else None
     ds = build_dataset(ws, s.feature_set, s.horizon, s.label_norm, label=s.label,
@@ -242,12 +191,7 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
                           early_stopping_rounds=s.early_stopping, model_dir=rdir,
                           on_fold=on_fold, on_round=on_round)
     timings["train_s"] = time.perf_counter() - t2
-    test_rows = np.zeros(len(ds.dates), dtype=bool)
-    for f in folds:
-        test_rows[f.test] = True
-    label_mask = ds.universe_mask & np.isfinite(ds.label_raw)
-    oos = oos_ic_stats(wf.pred, ds.label_raw, label_mask & test_rows[:, None])
-    oos_eligible = oos_ic_stats(wf.pred, ds.label_raw, ds.sample_mask & test_rows[:, None])
+    oos, oos_eligible = oos_members_eligible(wf.pred, ds, folds)
     meta = {"run_id": run_id, "model": "lightgbm", "settings": asdict(s), "params": params,
             "features": ds.feature_names, "formulas": ds.formulas, "folds": wf.fold_info,
             "oos": oos, "oos_eligible": oos_eligible, "universe": s.universe,

@@ -10,7 +10,7 @@
 3. :func:`models.transformer.walk_forward_predict`: one network per fold, early-stopped on its
    valid RankIC, saved as ``state_dict`` + ``config.json`` under ``<out_dir>/<run id>/fold<k>/``;
    predictions on test rows only;
-4. OOS metrics (:func:`models.lgbm_run.oos_ic_stats`, as for LightGBM) and the panel saved as
+4. OOS metrics (:func:`models.run_common.oos_ic_stats`, as for LightGBM) and the panel saved as
    ``pred.parquet`` through :func:`models.candidates.save_predictions`;
 5. unless ``submit=False``: ``model("<run id>")`` through the common evaluator and gate
    (source ``model``) with :func:`models.candidates.submit_prediction`.
@@ -25,14 +25,12 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-import pandas as pd
-
 from data.errors import ConfigError
 from models.candidates import (new_run_id, run_dir, save_predictions, submit_prediction,
                                write_json_atomic)
 from models.dataset import build_dataset
-from models.lgbm_run import oos_ic_stats
+from models.run_common import (check_before_test, emit as _emit, model_data_settings,
+                               oos_members_eligible, prediction_workspace, workspace_line)
 from models.transformer import TransformerConfig, walk_forward_predict
 from models.walkforward import walk_forward
 
@@ -78,10 +76,7 @@ class TransformerSettings:
         net_over = {k: v for k, v in overrides.items() if k in net_keys and v is not None}
         if net_over:
             net = replace(net, **net_over)
-        base = cls(universe=m.universe, feature_set=m.feature_set, first_test=m.first_test,
-                   last_test=m.last_test, retrain_months=m.retrain_months,
-                   valid_months=m.valid_months, embargo=m.embargo,
-                   horizon=cfg.evaluate.horizon, label_norm=m.label_norm, net=net)
+        base = cls(**model_data_settings(cfg), net=net)
         rest = {k: v for k, v in overrides.items() if k not in net_keys and v is not None}
         return replace(base, **rest)
 
@@ -153,18 +148,13 @@ def run_transformer(cfg: "Config", settings: TransformerSettings, *,
     s = settings
     if submit and store is None:
         raise ConfigError("run_transformer: submit=True needs a store")
-    if pd.Timestamp(s.last_test) > pd.Timestamp(cfg.evaluate.valid[1]):
-        raise ConfigError(f"last_test {s.last_test} is inside the sealed test split "
-                          f"(starts after {cfg.evaluate.valid[1]}); predict train/valid only")
+    check_before_test(cfg, s.last_test)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if ws is None:
-        from mining.pipeline import make_workspace
-        end = str((pd.Timestamp(s.last_test) + pd.Timedelta(days=14)).date())
-        ws = make_workspace(cfg, s.universe, s.start, min(end, cfg.evaluate.valid[1]))
+        ws = prediction_workspace(cfg, s.universe, s.start, s.last_test)
     timings["workspace_s"] = time.perf_counter() - t0
-    _emit(on_event, f"{s.universe}: {len(ws.ctx.codes)} stocks x {len(ws.ctx.dates)} days "
-                    f"({ws.ctx.dates[0].date()}..{ws.ctx.dates[-1].date()})")
+    _emit(on_event, workspace_line(ws, s.universe))
     t1 = time.perf_counter()
     ds = build_dataset(ws, s.feature_set, s.horizon, s.label_norm, progress=on_feature)
     timings["dataset_s"] = time.perf_counter() - t1
@@ -182,12 +172,8 @@ def run_transformer(cfg: "Config", settings: TransformerSettings, *,
     wf = walk_forward_predict(ds, folds, n, open_adj=open_adj, save_dir=rdir,
                               progress=on_epoch)
     timings["train_s"] = time.perf_counter() - t2
-    test_rows = np.zeros(len(ds.dates), dtype=bool)
-    for f in folds:
-        test_rows[f.test] = True
-    label_mask = ds.universe_mask & np.isfinite(ds.label_raw)
-    oos = {"members": oos_ic_stats(wf.oos, ds.label_raw, label_mask & test_rows[:, None]),
-           "eligible": oos_ic_stats(wf.oos, ds.label_raw, ds.sample_mask & test_rows[:, None])}
+    members, eligible = oos_members_eligible(wf.oos, ds, folds)
+    oos = {"members": members, "eligible": eligible}
     meta = {"run_id": run_id, "model": "transformer", "settings": s.to_dict(),
             "features": ds.feature_names, "formulas": ds.formulas, "folds": wf.folds,
             "oos": oos["members"], "oos_eligible": oos["eligible"], "universe": s.universe}
@@ -228,8 +214,3 @@ def _submit(run: TransformerRun, ws, store, cfg, n_folds: int, on_event) -> None
                     f"({d.reason if not d.accepted else 'on the leaderboard'})")
     store.finish_run(store_run, n_tried=1, summary={"model_run": run.run_id,
                                                     "accepted": int(d.accepted)})
-
-
-def _emit(fn, msg):
-    if fn is not None:
-        fn(msg)
