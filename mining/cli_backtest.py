@@ -19,6 +19,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from data.io import atomic_write
+
 SURVIVORSHIP_NOTE = ("the sample warehouse holds only stocks still listed in 2026-05 (survivors): "
                      "delisted names are missing, so results look too good, above all for small "
                      "and micro caps")
@@ -109,7 +111,8 @@ def run_combine(cfg, *, top, method, universe, max_corr, neutral, window, strate
         "note": IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
                                       test=" to ".join(cfg.evaluate.test)),
     }
-    (out / "combine.json").write_text(json.dumps(summary, indent=2, default=str))
+    text = json.dumps(summary, indent=2, default=str)
+    atomic_write(out / "combine.json", lambda tmp: Path(tmp).write_text(text))
     return summary
 
 
@@ -186,7 +189,8 @@ def run_backtest(cfg, targets: pd.DataFrame, *, benchmark: str, start: str, end:
         "note": ((IN_SAMPLE_NOTE.format(valid=" to ".join(ev.valid), test=" to ".join(ev.test))
                   + "; ") if selected else "") + SURVIVORSHIP_NOTE,
     }
-    (out / "performance.json").write_text(json.dumps(summary, indent=2, default=str))
+    text = json.dumps(summary, indent=2, default=str)
+    atomic_write(out / "performance.json", lambda tmp: Path(tmp).write_text(text))
     return summary
 
 
