@@ -51,6 +51,7 @@ from factors.expr import Call, Const, Expr, Field
 from factors.registry import Operator, all_ops
 
 # gplearn imports live here only.
+import gplearn._program as _gp_program
 import gplearn.genetic as _gp_genetic
 from gplearn.fitness import make_fitness
 from gplearn.functions import _Function
@@ -363,6 +364,47 @@ class _AllowNaN:
         return False
 
 
+class _ProgramMemo:
+    """Score each distinct program once: duplicates in a population reuse the stored fitness.
+
+    Patches gplearn's ``_Program.raw_fitness`` in this process while a fit runs (restored
+    afterwards, even on error); only calls on the run's own ``X`` buffer are memoised, keyed by
+    the program's prefix list (function names, feature indices, constants). The fitness is a
+    deterministic function of the program, so the scores are unchanged. Worker processes
+    (``n_jobs > 1``) are not patched and rely on the per-process operator/fitness memo.
+    """
+
+    def __init__(self, X: np.ndarray, stats: dict[str, int]):
+        self._ptr, self._shape = X.__array_interface__["data"][0], X.shape
+        self._fit: dict[tuple, float] = {}
+        self.stats = stats
+        stats.setdefault("program_hits", 0)
+        stats.setdefault("program_misses", 0)
+
+    def __enter__(self):
+        self._orig = orig = _gp_program._Program.raw_fitness
+        memo = self
+
+        def raw_fitness(program, X, y, sample_weight):
+            if X.shape != memo._shape or X.__array_interface__["data"][0] != memo._ptr:
+                return orig(program, X, y, sample_weight)
+            key = tuple(n.name if isinstance(n, _Function) else n for n in program.program)
+            fit = memo._fit.get(key)
+            if fit is None:
+                fit = memo._fit[key] = orig(program, X, y, sample_weight)
+                memo.stats["program_misses"] += 1
+            else:
+                memo.stats["program_hits"] += 1
+            return fit
+
+        _gp_program._Program.raw_fitness = raw_fitness
+        return self
+
+    def __exit__(self, *exc):
+        _gp_program._Program.raw_fitness = self._orig
+        return False
+
+
 class _RankICFitness:
     """|mean daily RankIC| x coverage of a flattened prediction on the ``split`` rows of ``ctx``.
 
@@ -460,11 +502,18 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
 
     generations: list[GPGeneration] = []
     seen: dict[Expr, float] = {}
+    program_stats: dict[str, int] = {}
     try:
-        _run_generations(est, X, y, settings, names, feature_names, generations, seen,
-                         on_generation)
+        if token is None:
+            _run_generations(est, X, y, settings, names, feature_names, generations, seen,
+                             on_generation)
+        else:
+            with _ProgramMemo(X, program_stats):
+                _run_generations(est, X, y, settings, names, feature_names, generations, seen,
+                                 on_generation)
     finally:
         cache_stats = _release_cache(token) if token is not None else {}
+        cache_stats.update(program_stats)
     n_scored = sum(gen.n_programs for gen in generations)
     candidates = sorted(seen.items(), key=lambda kv: (-kv[1], str(kv[0])))
     return GPResult(candidates=candidates, generations=generations, n_programs_scored=n_scored,

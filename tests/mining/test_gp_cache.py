@@ -1,4 +1,5 @@
 """GP memo of operator outputs and fitness: identical results with and without it, and it hits."""
+import gplearn._program
 import numpy as np
 import pytest
 
@@ -6,6 +7,8 @@ from mining import gp as gp_mod
 from mining.gp import GPSettings, build_function_set, run_gp
 
 from tests.mining.test_gp import _synthetic
+
+ORIGINAL_RAW_FITNESS = gplearn._program._Program.raw_fitness
 
 
 def _summary(res):
@@ -22,9 +25,12 @@ def test_cache_on_off_identical_results_and_hits():
     assert off.cache == {}
     assert _summary(on) == _summary(off)               # same programs, same fitness, bit for bit
     st = on.cache
-    assert st["op_hits"] > 0 and st["fitness_hits"] > 0
-    # every program is scored once: fresh fitness or a memo hit
-    assert st["fitness_hits"] + st["fitness_misses"] == on.n_programs_scored
+    assert st["op_hits"] > 0 and st["program_hits"] > 0
+    # every program is scored once: fresh or a duplicate program's stored fitness
+    assert st["program_hits"] + st["program_misses"] == on.n_programs_scored
+    # programs not seen before are executed; their outputs' fitness is computed or memoised
+    assert st["fitness_hits"] + st["fitness_misses"] == st["program_misses"]
+    assert gplearn._program._Program.raw_fitness is ORIGINAL_RAW_FITNESS  # patch restored
     assert st["leaf_hashes"] <= len(panels) + 1        # X columns hashed once each (one buffer)
     assert gp_mod._ACTIVE == []                        # released after the run
 
@@ -74,6 +80,7 @@ def test_cache_with_two_jobs_same_result():
     off = run_gp(panels, ctx, GPSettings(**base, cache_mb=0))
     par = run_gp(panels, ctx, GPSettings(**base, n_jobs=2))
     assert _summary(par) == _summary(off)
+    assert par.cache["program_misses"] == 0      # programs are scored in the worker processes
 
 
 def test_every_function_accepts_read_only_inputs():
