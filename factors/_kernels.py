@@ -14,7 +14,8 @@ from numba import njit
 
 from factors._kernels_ts import (  # noqa: F401  (re-exported: the operators' import path)
     _BLOCK, _CANCEL, ARGMAX, ARGMIN, CORR, COV, DECAY_LINEAR, DELAY, DELTA, EMA, MAD, MAX, MEAN,
-    MEDIAN, MIN, NAN, PCT_CHANGE, RANK, SKEW, STD, SUM, ZSCORE, ts_binary, ts_unary)
+    MEDIAN, MIN, NAN, PCT_CHANGE, Q_LOWER, Q_UPPER, QTLD, QTLU, RANK, SKEW, STD, SUM, ZSCORE,
+    ts_binary, ts_unary)
 
 
 # ---------------------------------------------------------------- cross-sectional row kernels

@@ -31,6 +31,9 @@ _CANCEL = 1e-4
 # Operation codes of :func:`ts_unary` / :func:`ts_binary` (compile-time constants for numba).
 DELAY, DELTA, PCT_CHANGE, SUM, MEAN, STD, ZSCORE, SKEW = 0, 1, 2, 3, 4, 5, 6, 7
 MIN, MAX, ARGMIN, ARGMAX, MEDIAN, MAD, RANK, DECAY_LINEAR, EMA = 8, 9, 10, 11, 12, 13, 14, 15, 16
+QTLU, QTLD = 17, 18
+#: Quantile levels of the ``QTLU`` / ``QTLD`` codes (Qlib Alpha158 QTLU/QTLD).
+Q_UPPER, Q_LOWER = 0.8, 0.2
 COV, CORR = 0, 1
 
 
@@ -244,9 +247,18 @@ def _kth_dev(buf, w, med, k):
 
 
 @njit(cache=True)
-def _k_order(v, w, o, mad):
-    """Rolling median, or median absolute deviation from it, via a sorted window buffer."""
+def _k_order(v, w, o, mad, q):
+    """Rolling median, median absolute deviation from it, or quantile, via a sorted window buffer.
+
+    ``q < 0``: median (``mad=False``) or MAD (``mad=True``); ``0 <= q <= 1``: the ``q``-quantile
+    with linear interpolation between order statistics, computed exactly as pandas
+    ``rolling(w).quantile(q)``: ``idx = q * (w - 1)``, ``lo = floor(idx)``,
+    ``buf[lo] + (buf[lo + 1] - buf[lo]) * (idx - lo)`` (``buf[lo]`` when ``idx`` is integral).
+    """
     buf = np.empty(w)
+    qidx = q * (w - 1)
+    qlo = int(qidx)
+    qfrac = qidx - qlo
     h = w // 2
     for i in range(v.shape[0]):
         x = v[i]
@@ -263,6 +275,10 @@ def _k_order(v, w, o, mad):
         buf[k] = x
         if i < w - 1:
             o[i] = NAN
+            continue
+        if q >= 0.0:
+            lo_v = buf[qlo]
+            o[i] = lo_v if qfrac == 0.0 else lo_v + (buf[qlo + 1] - lo_v) * qfrac
             continue
         med = buf[h] if w % 2 == 1 else 0.5 * (buf[h - 1] + buf[h])
         if not mad:
@@ -390,7 +406,11 @@ def _dispatch(code, v, w, o):
     elif code == ARGMIN or code == ARGMAX:
         _k_extreme(v, w, o, code == ARGMAX, True)
     elif code == MEDIAN or code == MAD:
-        _k_order(v, w, o, code == MAD)
+        _k_order(v, w, o, code == MAD, -1.0)
+    elif code == QTLU:
+        _k_order(v, w, o, False, Q_UPPER)
+    elif code == QTLD:
+        _k_order(v, w, o, False, Q_LOWER)
     elif code == RANK:
         _k_rank(v, w, o)
     elif code == DECAY_LINEAR:

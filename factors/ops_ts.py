@@ -450,6 +450,55 @@ def ts_mad(x, window):
     return _unary("ts_mad", x, window, K.MAD)
 
 
+_QTL_DOC = """Rolling {pct}% quantile of the window, linear interpolation between order statistics.
+
+    ``a[lo] + (a[lo + 1] - a[lo]) * (i - lo)`` with ``a`` the window's ``d`` observations sorted
+    ascending, ``i = {q} * (d - 1)`` and ``lo = floor(i)``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, N)
+    window : int
+        Number of observations ``d``, ``>= 1``.
+
+    Returns
+    -------
+    ndarray of float64, shape (T, N)
+        In the units of ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``window < 1`` or is not an integer, or ``x`` is not 1-D/2-D.
+
+    Notes
+    -----
+    NaN policy: ts policy (module docstring). Reference: pandas ``rolling(d).quantile({q})``
+    (= ``numpy.quantile`` default ``method="linear"``); source: Qlib Alpha158 ``{name}``
+    (``Quantile($close, d, {q})/$close``).
+    """
+
+
+def _qtl_doc(q: float, name: str):
+    """Give a quantile operator its docstring (before ``@register`` reads it)."""
+    def deco(func):
+        func.__doc__ = _QTL_DOC.format(pct=round(100 * q), q=q, name=name)
+        return func
+    return deco
+
+
+@register("ts_qtlu", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@_qtl_doc(K.Q_UPPER, "QTLU")
+def ts_qtlu(x, window):
+    return _unary("ts_qtlu", x, window, K.QTLU)
+
+
+@register("ts_qtld", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@_qtl_doc(K.Q_LOWER, "QTLD")
+def ts_qtld(x, window):
+    return _unary("ts_qtld", x, window, K.QTLD)
+
+
 @register("ts_rank", kind="ts", n_inputs=1, n_windows=1, min_window=2)
 def ts_rank(x, window):
     """Percentile rank of today's value within its window, in ``(0, 1]``, average ties.

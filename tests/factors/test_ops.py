@@ -60,6 +60,8 @@ ROLLING = {
     "ts_min": lambda w: lambda s: s.rolling(w, min_periods=w).min(),
     "ts_max": lambda w: lambda s: s.rolling(w, min_periods=w).max(),
     "ts_median": lambda w: lambda s: s.rolling(w, min_periods=w).median(),
+    "ts_qtlu": lambda w: lambda s: s.rolling(w, min_periods=w).quantile(0.8),
+    "ts_qtld": lambda w: lambda s: s.rolling(w, min_periods=w).quantile(0.2),
     "ts_skew": lambda w: lambda s: s.rolling(w, min_periods=w).skew(),
     "ts_rank": lambda w: lambda s: s.rolling(w, min_periods=w).rank(pct=True, method="average"),
     "ts_delay": lambda w: lambda s: s.shift(w),
@@ -82,6 +84,28 @@ def test_ts_unary_matches_pandas(name, window):
     x = _panel(seed=window)
     expected = _ts_oracle(x, ROLLING[name](window))
     np.testing.assert_allclose(_call(name, x, window), expected, **TOL)
+
+
+@pytest.mark.parametrize("window", [5, 10, 30, 60])
+@pytest.mark.parametrize("name, q", [("ts_qtlu", 0.8), ("ts_qtld", 0.2), ("ts_median", 0.5)])
+def test_ts_quantile_matches_numpy_at_qlib_windows(name, q, window):
+    """Second oracle (numpy linear quantile) at Alpha158's QTLU/QTLD windows."""
+    x = _panel(seed=window, T=200)
+    expected = _ts_oracle(x, _apply(window, lambda a: np.quantile(a, q)))
+    np.testing.assert_allclose(_call(name, x, window), expected, **TOL)
+
+
+def test_ts_quantile_order_and_hand_values():
+    x = np.array([4.0, 1.0, np.nan, 3.0, 2.0, 5.0, 0.0])
+    # windows (obs 4,1,3,2,5 / 1,3,2,5,0); sorted [1,2,3,4,5] -> i=3.2: 4.2; i=0.8: 1.8
+    np.testing.assert_allclose(_call("ts_qtlu", x, 5)[5:], [4.2, 3.4])
+    np.testing.assert_allclose(_call("ts_qtld", x, 5)[5:], [1.8, 0.8])
+    assert np.isnan(_call("ts_qtlu", x, 5)[:5]).all()
+    p = _panel(seed=7)
+    lo, med, hi = (_call(n, p, 10) for n in ("ts_qtld", "ts_median", "ts_qtlu"))
+    ok = np.isfinite(med)
+    assert np.all(lo[ok] <= med[ok]) and np.all(med[ok] <= hi[ok])
+    assert np.array_equal(np.isfinite(lo), ok) and np.array_equal(np.isfinite(hi), ok)
 
 
 @pytest.mark.parametrize("window", [2, 3, 5, 20])
