@@ -19,9 +19,10 @@ Re-expressions (exact, derived here; tested against ``numpy.polyfit`` in tests/m
 
 Differences from Qlib, documented rather than hidden:
 
-* QTLU / QTLD (rolling 80% / 20% quantile) are not provided: the registry has no rolling
-  quantile with a level argument (windows are the only non-panel arguments). See
-  :data:`UNSUPPORTED`. 148 of Qlib's 158 features are built.
+* QTLU / QTLD use the dedicated operators ``ts_qtlu`` / ``ts_qtld`` (rolling 80% / 20%
+  quantile, linear interpolation exactly as pandas ``rolling(d).quantile(q)``, which Qlib's
+  ``Quantile`` uses); the level is fixed per operator since windows are the only non-panel
+  arguments. All 158 of Qlib's features are built (:data:`UNSUPPORTED` is empty).
 * Warm-up: our rolling operators output NaN for the first ``d - 1`` observations
   (min_periods = window); Qlib's use ``min_periods=1``. Those rows are NaN -> 0 after the
   dataset's normalisation and flagged in ``feature_valid``.
@@ -37,10 +38,8 @@ WINDOWS: tuple[int, ...] = (5, 10, 20, 30, 60)
 _EPS = "1e-12"
 _REF = "Qlib Alpha158DL.get_feature_config"
 
-#: Qlib features the factor language cannot express, with the reason.
-UNSUPPORTED: dict[str, str] = {
-    f"{fam}{d}": "rolling quantile (Qlib Quantile($close, d, q)) has no operator in the registry"
-    for fam in ("QTLU", "QTLD") for d in WINDOWS}
+#: Qlib features the factor language cannot express, with the reason (none left).
+UNSUPPORTED: dict[str, str] = {}
 
 
 def _f(name: str, formula: str, description: str) -> NamedFactor:
@@ -92,6 +91,8 @@ def _rolling(d: int) -> list[NamedFactor]:
            f"residual of today's close from the {d}-day time trend, over close"),
         _f(f"MAX{d}", f"ts_max(high, {d}) / close", f"{d}-day max high over close"),
         _f(f"MIN{d}", f"ts_min(low, {d}) / close", f"{d}-day min low over close"),
+        _f(f"QTLU{d}", f"ts_qtlu(close, {d}) / close", f"{d}-day 80% quantile of close over close"),
+        _f(f"QTLD{d}", f"ts_qtld(close, {d}) / close", f"{d}-day 20% quantile of close over close"),
         _f(f"RANK{d}", f"ts_rank(close, {d})", f"percentile of close within {d} days"),
         _f(f"RSV{d}", f"(close - ts_min(low, {d})) / (ts_max(high, {d}) - ts_min(low, {d}) + "
                       f"{_EPS})", f"close position in the {d}-day range"),
@@ -130,7 +131,7 @@ def _alpha158() -> tuple[NamedFactor, ...]:
     return tuple(out)
 
 
-#: The Alpha158-style features (148: Qlib's 158 minus :data:`UNSUPPORTED`), Qlib's order.
+#: The Alpha158-style features (all 158 of Qlib's), Qlib's order.
 ALPHA158: tuple[NamedFactor, ...] = _alpha158()
 
 #: Named feature sets: name -> features. ``alpha158`` adds the library factors (``lib_*``).

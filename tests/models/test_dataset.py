@@ -11,7 +11,7 @@ from models.dataset import build_dataset, normalise_label, robust_zscore
 
 
 def test_feature_sets_parse_and_are_unique():
-    assert len(ALPHA158) == 158 - len(UNSUPPORTED) == 148
+    assert len(ALPHA158) == 158 - len(UNSUPPORTED) == 158
     for name, feats in FEATURE_SETS.items():
         names = [f.name for f in feats]
         assert len(set(names)) == len(names), name
@@ -57,6 +57,24 @@ def test_imax_matches_qlib_idxmax():
         assert imax[t] == pytest.approx((np.argmax(w) + 1) / 10)
 
 
+@pytest.mark.parametrize("d", [5, 10, 20, 30, 60])
+def test_qtlu_qtld_match_qlib_pandas_quantile(d):
+    """Qlib: Quantile($close, d, 0.8)/$close (pandas rolling quantile), placed after MIN{d}."""
+    import pandas as pd
+    rng = np.random.default_rng(d)
+    y = 10 + np.cumsum(rng.normal(0, 1, 120))
+    data = _series_panel(y)
+    names = [f.name for f in ALPHA158]
+    assert names.index(f"QTLU{d}") == names.index(f"MIN{d}") + 5
+    assert names.index(f"QTLD{d}") == names.index(f"QTLU{d}") + 5
+    by = {f.name: f for f in ALPHA158}
+    for fam, q in (("QTLU", 0.8), ("QTLD", 0.2)):
+        got = evaluate(parse(by[f"{fam}{d}"].formula), data)[:, 0]
+        want = pd.Series(y).rolling(d).quantile(q).to_numpy() / y
+        np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+        assert np.isnan(got[: d - 1]).all() and np.isfinite(got[d - 1:]).all()
+
+
 def test_robust_zscore_known_values_and_mask():
     x = np.array([[1.0, 2.0, 3.0, 4.0, 100.0, np.nan],
                   [5.0, 5.0, 5.0, 5.0, 5.0, 5.0],
@@ -95,7 +113,7 @@ def test_build_dataset_layout_label_and_mask(make_ws):
     ws = make_ws(T=160, N=20, seed=1)
     ds = build_dataset(ws, "qlib158", horizon=1, label_norm="rank")
     T, N = ws.ctx.shape
-    assert ds.features.shape == (T, N, 148) and ds.features.dtype == np.float32
+    assert ds.features.shape == (T, N, 158) and ds.features.dtype == np.float32
     assert ds.label.dtype == np.float32 and ds.label.shape == (T, N)
     assert np.isfinite(ds.features).all()
     assert np.abs(ds.features).max() <= 3.0
@@ -144,7 +162,7 @@ def test_real_csi300_slice_builds_with_full_coverage():
     except Exception as exc:  # pragma: no cover - the warehouse is optional
         pytest.skip(f"real data unavailable: {exc}")
     ds = build_dataset(ws, "alpha158")
-    assert ds.shape[2] == 148 + len(FEATURE_SETS["library"])
+    assert ds.shape[2] == 158 + len(FEATURE_SETS["library"])
     assert 250 <= ds.sample_mask.sum(axis=1)[:-2].mean() <= 300      # CSI300 members, tradable
     rows = ds.sample_mask.copy()
     rows[:70] = False                      # past the 60-day warm-up
