@@ -5,4 +5,4 @@ module on first use.
 """
 from __future__ import annotations
 
-from factors import ops_cs, ops_elementwise, ops_ts  # noqa: F401
+from factors import ops_cs, ops_elementwise, ops_ts, ops_ts_order  # noqa: F401
