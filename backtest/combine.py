@@ -28,7 +28,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from backtest.evaluate import EvalContext, factor_corr, rank_ic_series
+from backtest.context import EvalContext
+from backtest.evaluate import factor_corr, rank_ic_series
 from data.errors import AlphamineError, EvaluationError, StoreError
 from factors.processing import industry_codes, process_factor, zscore
 
@@ -279,8 +280,8 @@ def combine_from_store(ws, store, *, top: int = 10, method: str = "ic", max_corr
 
     Parameters
     ----------
-    ws : mining.pipeline.Workspace
-        Panels + evaluation context (built with ``mining.pipeline.make_workspace`` from
+    ws : backtest.candidates.Workspace
+        Panels + evaluation context (built with ``backtest.candidates.make_workspace`` from
         :func:`warmup_start` to the backtest end); anything with ``.ctx``, ``.dm``,
         ``.universe``, ``.values(expr)`` and ``.field(name)`` works.
     store : factors.store.FactorStore
@@ -305,7 +306,7 @@ def combine_from_store(ws, store, *, top: int = 10, method: str = "ic", max_corr
     EvaluationError, DataError
         From the evaluator / data layer.
     """
-    from factors.expr import parse
+    from factors.expr_parse import parse
 
     universe = ws.universe
     recs = store.top(top, sort=sort, universe=universe)

@@ -3,21 +3,7 @@
 Every producer (library factors, GP, LLM, models) is scored here, on the same labels, the same
 eligible names and the same date splits.
 
-Timing (the contract of :mod:`data`)
-    A factor value at row ``t`` uses data up to the close of ``t``. The label of horizon ``h``
-    at ``t`` is ``fwd_h[t] = open_adj[t+1+h] / open_adj[t+1] - 1``: bought at the next open,
-    held ``h`` days (see :func:`forward_returns`).
-Eligibility
-    A name enters the statistics of row ``t`` iff it is in the universe at ``t`` (point-in-time
-    membership) and tradable at ``t+1``, the execution day (has a bar, is not one-price locked
-    at the limit, listed at least ``min_listed_days``): ``eligible[t] = universe_mask[t] &
-    tradable[t+1]``; the last row is never eligible. Each day's statistics use the eligible
-    names whose factor and label are both finite.
-Splits and embargo
-    Splits (train / valid / test) are date ranges. The last ``max(embargo, max(horizons) + 1)``
-    rows of each split are dropped from it, so no label window of a split reaches into the next
-    one. Mining and leaderboards look at train/valid only; the test split is evaluated only
-    when the caller asks for it (and records that it did).
+Labels, eligibility, splits and embargo are defined by :mod:`backtest.context`.
 Annualisation
     252 trading days a year. With horizon ``h`` the daily series are overlapping ``h``-day
     returns: annual return ``mean / h * 252``, Sharpe ``mean / std * sqrt(252 / h)``,
@@ -30,251 +16,20 @@ context and cached, so scoring a factor sorts only the factor); the Pearson IC u
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from backtest.context import DECAY_HORIZONS, EvalContext
 from backtest.metrics_ic import (finite_mean, long_short_stats, quantile_buckets, row_orders,
                                  series_moments, spearman_from_orders, top_turnover)
-from data.config import EvalConfig
 from data.errors import EvaluationError
 from factors._kernels import pearson_rows
 
 #: Trading days per year used for annualisation.
 ANNUAL_DAYS = 252
-#: Horizons of the IC decay profile (trading days).
-DECAY_HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
-
-
-# ---------------------------------------------------------------- labels
-
-def forward_returns(open_adj, h: int) -> np.ndarray:
-    """Forward open-to-open return of horizon ``h`` (the evaluation label).
-
-    ``fwd[t] = open_adj[t + 1 + h] / open_adj[t + 1] - 1``: the return of buying at the open
-    of the execution day ``t + 1`` and selling at the open ``h`` trading days later.
-
-    Parameters
-    ----------
-    open_adj : array_like or DataFrame, shape (T, N) or (T,)
-        Back-adjusted open prices (yuan; only ratios matter), time on axis 0. NaN = no bar.
-    h : int
-        Holding horizon in trading days, ``h >= 1``.
-
-    Returns
-    -------
-    ndarray of float64, same shape as ``open_adj``
-        NaN where either price is missing or not positive, and on the last ``h + 1`` rows
-        (beyond the data). Causal in the label sense: row ``t`` reads rows ``t+1`` and
-        ``t+1+h`` only.
-
-    Raises
-    ------
-    ValueError
-        If ``h`` is not a positive integer.
-    """
-    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
-        raise ValueError(f"forward_returns: horizon h must be a positive integer, got {h!r}")
-    o = np.asarray(open_adj, dtype=np.float64)
-    out = np.full(o.shape, np.nan)
-    T = o.shape[0]
-    if T > h + 1:
-        a = o[1:T - h]
-        b = o[1 + h:]
-        ok = (a > 0) & (b > 0) & np.isfinite(a) & np.isfinite(b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[:T - 1 - h] = np.where(ok, b / np.where(ok, a, 1.0) - 1.0, np.nan)
-    return out
-
-
-# ---------------------------------------------------------------- context
-
-def _split_rows(dates: pd.DatetimeIndex, splits: Mapping[str, tuple], gap: int) -> dict:
-    rows = {}
-    for name, (start, end) in splits.items():
-        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
-        if hi < lo:
-            raise EvaluationError(f"split {name!r}: end {end!s} is before start {start!s}")
-        sel = np.asarray((dates >= lo) & (dates <= hi))
-        idx = np.flatnonzero(sel)
-        if gap > 0:
-            sel[idx[-gap:]] = False
-        rows[name] = sel
-    return rows
-
-
-@dataclass
-class EvalContext:
-    """Everything a factor is evaluated against: labels, eligible names and date splits.
-
-    Attributes
-    ----------
-    dates : DatetimeIndex, length T
-        Trading days, ascending.
-    codes : Index, length N
-        Stock codes (columns of every panel).
-    universe : str
-        Universe name (for reports).
-    universe_mask : ndarray of bool, shape (T, N)
-        Point-in-time universe membership.
-    eligible : ndarray of bool, shape (T, N)
-        ``universe_mask[t] & tradable[t+1]`` (see the module docstring); last row False.
-    fwd : dict of int to ndarray (T, N)
-        Forward returns per horizon (:func:`forward_returns`).
-    split_rows : dict of str to ndarray of bool (T,)
-        Rows of each split after the embargo (contiguous).
-    horizon : int
-        Headline horizon (IC, quantiles, long-short, turnover lag of ``rank_autocorr``).
-
-    Notes
-    -----
-    Arrays are treated as read-only: label orders are cached on first use.
-    """
-
-    dates: pd.DatetimeIndex
-    codes: pd.Index
-    universe: str
-    universe_mask: np.ndarray
-    eligible: np.ndarray
-    fwd: dict[int, np.ndarray]
-    split_rows: dict[str, np.ndarray]
-    horizon: int = 1
-    _orders: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(T, N)``."""
-        return (len(self.dates), len(self.codes))
-
-    @classmethod
-    def from_arrays(cls, dates, codes, open_adj, universe_mask, tradable,
-                    splits: Mapping[str, tuple], horizons: Sequence[int] = DECAY_HORIZONS,
-                    horizon: int = 1, embargo: int = 20, universe: str = "custom"
-                    ) -> "EvalContext":
-        """Build a context from aligned panels.
-
-        Parameters
-        ----------
-        dates : array_like of datetime, length T
-            Trading days, strictly ascending.
-        codes : array_like, length N
-            Stock codes.
-        open_adj : array_like or DataFrame, shape (T, N)
-            Back-adjusted opens (labels via :func:`forward_returns`).
-        universe_mask, tradable : array_like of bool, shape (T, N)
-            Point-in-time membership and tradability (bar, not one-price locked, listed long
-            enough) on each day.
-        splits : mapping of str to (start, end)
-            Inclusive date ranges, e.g. ``{"train": ("2010-01-01", "2018-12-31"), ...}``.
-        horizons : sequence of int, default (1, 5, 10, 20)
-            Label horizons to precompute; ``horizon`` is added when missing.
-        horizon : int, default 1
-            Headline horizon.
-        embargo : int, default 20
-            Minimum rows dropped from the end of each split; the actual gap is
-            ``max(embargo, max(horizons) + 1)``.
-        universe : str, default "custom"
-            Name recorded in the context.
-
-        Returns
-        -------
-        EvalContext
-
-        Raises
-        ------
-        EvaluationError
-            On misaligned shapes, unsorted or duplicate dates, bad horizons or split ranges.
-        """
-        dates = pd.DatetimeIndex(dates)
-        codes = pd.Index(codes)
-        T, N = len(dates), len(codes)
-        if not (dates.is_monotonic_increasing and dates.is_unique):
-            raise EvaluationError("EvalContext: dates must be strictly increasing")
-        hs = sorted({int(h) for h in horizons} | {int(horizon)})
-        if hs[0] < 1:
-            raise EvaluationError(f"EvalContext: horizons must be >= 1, got {hs}")
-        if int(embargo) < 0:
-            raise EvaluationError(f"EvalContext: embargo must be >= 0, got {embargo}")
-        arrays = {}
-        for name, arr, dtype in (("open_adj", open_adj, np.float64),
-                                 ("universe_mask", universe_mask, np.bool_),
-                                 ("tradable", tradable, np.bool_)):
-            a = np.ascontiguousarray(arr, dtype=dtype)
-            if a.shape != (T, N):
-                raise EvaluationError(f"EvalContext: {name} has shape {a.shape}, expected "
-                                      f"(T, N) = {(T, N)} from dates and codes")
-            arrays[name] = a
-        umask, trad = arrays["universe_mask"], arrays["tradable"]
-        eligible = np.zeros((T, N), dtype=np.bool_)
-        eligible[:-1] = umask[:-1] & trad[1:]
-        fwd = {h: forward_returns(arrays["open_adj"], h) for h in hs}
-        gap = max(int(embargo), hs[-1] + 1)
-        return cls(dates=dates, codes=codes, universe=universe, universe_mask=umask,
-                   eligible=eligible, fwd=fwd, split_rows=_split_rows(dates, splits, gap),
-                   horizon=int(horizon))
-
-    @classmethod
-    def from_data(cls, dm, universe: str, start, end,
-                  eval_cfg: EvalConfig | None = None) -> "EvalContext":
-        """Build a context from the warehouse through a :class:`data.manager.DataManager`.
-
-        Loads the back-adjusted ``open`` of the universe's codes, the point-in-time universe
-        mask and the tradable mask (``eval_cfg.min_listed_days``) on the trading days in
-        ``[start, end]``; the splits, embargo and headline horizon come from ``eval_cfg``
-        (default :class:`data.config.EvalConfig`). Nothing after ``end`` is read, so the last
-        row is ineligible and the last ``h + 1`` rows have no label (the embargo drops them).
-
-        Raises
-        ------
-        DataError, UniverseError
-            From the data manager (missing data, unknown universe, dates outside the data).
-        EvaluationError
-            If the manager returns misaligned arrays.
-        """
-        cfg = eval_cfg or EvalConfig()
-        dates = dm.calendar(start, end)
-        codes = dm.universe_codes(universe, start, end)
-        opn = dm.panels(["open"], start, end, codes=codes)["open"]
-        opn = opn.reindex(index=dates, columns=codes)
-        umask = dm.universe_mask(universe, dates, codes)
-        trad = dm.tradable_mask(start, end, codes, min_listed_days=cfg.min_listed_days)
-        splits = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test}
-        return cls.from_arrays(dates, codes, opn.to_numpy(dtype=np.float64), umask, trad,
-                               splits, horizons=DECAY_HORIZONS, horizon=cfg.horizon,
-                               embargo=cfg.embargo, universe=universe)
-
-    def split_bounds(self, split: str) -> tuple[int, int]:
-        """Row range ``[lo, hi)`` of a split (``lo == hi`` when it is empty).
-
-        Raises
-        ------
-        EvaluationError
-            For an unknown split name (the message lists the known ones).
-        """
-        if split not in self.split_rows:
-            raise EvaluationError(f"unknown split {split!r}; this context has "
-                                  f"{', '.join(self.split_rows) or 'no splits'}")
-        idx = np.flatnonzero(self.split_rows[split])
-        return (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
-
-    def label_order(self, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cached :func:`backtest.metrics_ic.row_orders` of ``fwd[h]`` on eligible names."""
-        if h not in self.fwd:
-            raise EvaluationError(f"horizon {h} not in this context (has {sorted(self.fwd)})")
-        if h not in self._orders:
-            self._orders[h] = row_orders(self.fwd[h], self.eligible)
-        return self._orders[h]
-
-    def restrict(self, start, end) -> "EvalContext":
-        """A context on the rows with ``start <= date <= end`` (labels and splits kept as is)."""
-        sel = np.asarray((self.dates >= pd.Timestamp(start)) & (self.dates <= pd.Timestamp(end)))
-        return EvalContext(dates=self.dates[sel], codes=self.codes, universe=self.universe,
-                           universe_mask=self.universe_mask[sel], eligible=self.eligible[sel],
-                           fwd={h: v[sel] for h, v in self.fwd.items()},
-                           split_rows={k: v[sel] for k, v in self.split_rows.items()},
-                           horizon=self.horizon)
 
 
 def _as_factor(factor, ctx: EvalContext, name: str = "factor") -> np.ndarray:

@@ -1,7 +1,7 @@
 """Order plans for execution: the diff between ``target_positions`` and a live account.
 
 The research side ends in ``target_positions`` (one row per ``trade_date`` x ``ts_code`` with a
-``target_weight``; see :func:`read_targets`). This module turns one day of targets plus the
+``target_weight``; see :func:`backtest.strategies.read_targets`). This module turns one day of targets plus the
 account's current holdings and cash into a lot-rounded, limit-aware **order plan**. The same
 :func:`order_plan` is used by ``mine export`` (offline, prices from the warehouse) and by the
 QMT adapter (:mod:`backtest.qmt_adapter`, prices and holdings from xtquant), so the plan a user
@@ -49,7 +49,6 @@ import pandas as pd
 
 from backtest import rules
 from backtest.rules import CostModel
-from backtest.strategies import read_targets as _read_targets
 from data.errors import BacktestError, DataError
 from data.io import atomic_write
 
@@ -77,20 +76,6 @@ def _read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
         raise BacktestError(f"cannot read {what} file {str(p)!r}: {e}") from None
     raise BacktestError(f"{what} file {str(p)!r}: unsupported format {suf!r} "
                         f"(use .parquet or .csv)")
-
-
-def read_targets(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``target_positions`` file (Parquet or CSV) and validate it.
-
-    The one reader of the project (:func:`backtest.strategies.read_targets`), re-exported here.
-
-    Raises
-    ------
-    BacktestError
-        Missing or unreadable file, or invalid content (missing column, negative / NaN
-        weight, duplicate rows, a day whose weights sum above 1).
-    """
-    return _read_targets(Path(path).expanduser())
 
 
 def targets_for(targets: pd.DataFrame, date) -> pd.DataFrame:
@@ -550,6 +535,6 @@ def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float
     return {"plan": plan, "summary": plan_summary(plan, cash), "files": files}
 
 
-__all__ = ["PLAN_COLUMNS", "QUOTE_COLUMNS", "read_targets", "targets_for",
+__all__ = ["PLAN_COLUMNS", "QUOTE_COLUMNS", "targets_for",
            "read_positions", "order_plan", "plan_summary", "reference_quotes", "read_quotes",
            "plan_from_quotes", "atomic_write_csv", "find_latest_targets", "export_day"]

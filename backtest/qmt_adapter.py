@@ -45,8 +45,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from backtest.export import (QUOTE_COLUMNS, plan_from_quotes, plan_summary, read_quotes,
-                             read_targets, targets_for)
+from backtest.export import QUOTE_COLUMNS, plan_from_quotes, plan_summary, read_quotes, targets_for
+from backtest.strategies import read_targets
 from backtest.rules import CostModel
 from data.errors import AlphamineError, BacktestError
 

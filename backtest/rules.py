@@ -6,7 +6,7 @@ order plan and the tests agree on one definition.
 Rules and sources
 -----------------
 Boards
-    From the code prefix (:func:`data.manager.boards`): ``68`` STAR Market, ``30`` ChiNext,
+    From the code prefix (:func:`data.limits.boards`): ``68`` STAR Market, ``30`` ChiNext,
     otherwise main board.
 Lots (SSE and SZSE Trading Rules; SSE STAR Market special trading provisions)
     Main board and ChiNext: buy orders in multiples of 100 shares. STAR: a limit order is at
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.config import BacktestConfig
+from backtest.settings import BacktestConfig
 from data.errors import BacktestError
-from data.manager import boards
+from data.limits import boards
 
 #: Sell-side stamp-tax rate by effective date (ascending): rate applies from that date on.
 STAMP_TAX_TABLE: tuple[tuple[str, float], ...] = (
@@ -55,7 +55,7 @@ _EPS = 1e-9      # tolerance when flooring share counts computed in floating poi
 
 
 def board(ts_code: str) -> str:
-    """Board of one code: ``"main"``, ``"chinext"`` or ``"star"`` (:func:`data.manager.boards`)."""
+    """Board of one code: ``"main"``, ``"chinext"`` or ``"star"`` (:func:`data.limits.boards`)."""
     return str(boards([ts_code])[0])
 
 

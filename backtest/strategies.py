@@ -356,7 +356,7 @@ def read_targets(path) -> pd.DataFrame:
     BacktestError
         Missing file, unknown extension or bad schema.
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise BacktestError(f"targets file {str(p)!r} not found (write one with `mine combine`)")
     if p.suffix == ".parquet":

@@ -25,10 +25,11 @@ from alphalens_bench import (alphalens_end_to_end, alphalens_inputs,  # noqa: E4
                              common_mask, ic_agreement, run_alphalens)
 from backtest.evaluate import evaluate_factor, rank_ic_series  # noqa: E402
 from gplearn_plain import long_frame, run_plain_gplearn  # noqa: E402
-from data.config import load_config  # noqa: E402
-from factors.expr import evaluate, parse  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
+from factors.expr_eval import evaluate  # noqa: E402
+from factors.expr_parse import parse  # noqa: E402
 from mining.gp import GPSettings, run_gp  # noqa: E402
-from mining.pipeline import make_workspace  # noqa: E402
+from backtest.candidates import make_workspace  # noqa: E402
 from timing import ZERO, best_of, timed  # noqa: E402
 
 FORMULA = "-ts_corr(cs_rank(vol), cs_rank(close), 10)"
@@ -100,7 +101,7 @@ def main() -> None:
     small = {f: v[:60] for f, v in panels.items()}  # JIT warm-up of the ts/cs kernels
     evaluate(parse(WARMUP), small, mask=gp_ctx.universe_mask[:60])
     t_gp, res = timed(lambda: run_gp(panels, gp_ctx,
-                                     GPSettings(population=pop, generations=gens, seed=1)))
+                                     GPSettings(population=pop, generations=gens, seed=1, tournament_size=20, parsimony=0.001)))
     X, y, day = long_frame(panels, gp_ctx)
     t_plain, n_plain, _ = run_plain_gplearn(X, y, day, pop, gens)
     print(f"{'benchmark':48s} {'wall s':>8s} {'cpu s':>8s} {'ratio':>7s} {'cpu ratio':>9s}")

@@ -32,8 +32,8 @@ from models.transformer import TransformerConfig, _batch, _torch, build_model, p
 
 
 def real_dataset(universe: str, start: str, end: str) -> PanelDataset:
-    from data.config import load_config
-    from mining.pipeline import make_workspace
+    from mining.cli_app import load as load_config
+    from backtest.candidates import make_workspace
     from models.dataset import build_dataset
     cfg = load_config()
     ws = make_workspace(cfg, universe, start, end)
@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     cfg = TransformerConfig()
     over = {k: v for k, v in (("threads", a.threads), ("d_model", a.d_model),
                               ("seq_len", a.seq_len)) if v is not None}
-    cfg = replace(cfg, **over)
+    cfg = cfg.replace(**over)
     t0 = time.perf_counter()
     ds = synthetic_dataset() if a.synthetic else real_dataset(a.universe, a.start, a.end)
     build_s = time.perf_counter() - t0

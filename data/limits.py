@@ -1,8 +1,8 @@
 """A-share price-limit and tradability rules on ``(T, N)`` arrays (pure functions).
 
 Private helpers of :class:`data.manager.DataManager` (its ``limit_prices``, ``tradable_mask``,
-``buyable_mask`` and ``sellable_mask`` are the public interface; :func:`boards` is re-exported
-by :mod:`data.manager`).
+``buyable_mask`` and ``sellable_mask`` are the public interface) and of
+:mod:`backtest.rules` (:func:`boards`).
 
 Price limits
 ------------

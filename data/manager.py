@@ -32,7 +32,6 @@ import pandas as pd
 from data._load import EST_COLUMN, RawStore, to_ns
 from data.errors import DataError, FieldError, UniverseError
 from data.fields import FIELDS
-from data.limits import CHINEXT_REFORM, MAIN_BOARD_REGISTRATION, boards  # noqa: F401 (re-export)
 from data.limits import limit_cents, listing_age, trade_flags
 from data.universe import check_universe, membership_mask
 from data.universe import universe_codes as _universe_codes

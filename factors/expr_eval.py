@@ -1,7 +1,6 @@
 """Evaluator of the factor language: an :class:`~factors.expr_tree.Expr` tree on ``(T, N)`` panels.
 
-Every distinct sub-expression is computed once (memoised by structural equality). The public
-import path is :mod:`factors.expr`.
+Every distinct sub-expression is computed once (memoised by structural equality).
 """
 from __future__ import annotations
 

@@ -1,7 +1,31 @@
 """Parser of the factor language: formula text -> :class:`~factors.expr_tree.Expr` tree.
 
-A whitelisted walk of :func:`ast.parse` output (the text is never evaluated by Python). The
-grammar and the public import path are in :mod:`factors.expr`.
+A factor formula is a Python-syntax expression over *fields* (``close``, ``vol``...; see
+:mod:`data.fields`) and *registered operators* (:mod:`factors.registry`)::
+
+    cs_rank(ts_corr(cs_rank(vol), cs_rank(close), 10)) * -1
+    (close / ts_delay(close, 5)) - 1.0
+
+Grammar (everything else is rejected with :class:`~data.errors.ParseError`)::
+
+    expr   := field | number | -expr | +expr | expr (+ | - | * | /) expr | call | model
+    model  := "model" "(" string literal matching [A-Za-z0-9_.-]+ ")"   # a saved model's
+              out-of-sample prediction panel (see :class:`ModelRef`); the only place a string
+              literal is accepted
+    call   := op_name "(" expr, ... [, window] ")"      # n_inputs panels, then n_windows windows
+    window := positive integer literal >= op.min_window (at most MAX_WINDOW)
+
+``+ - * /`` map to the operators whose registry ``infix`` is that symbol (``add sub mul div``),
+unary minus to ``neg`` (``-<number>`` is folded into a negative constant), unary plus is dropped.
+Numbers become :class:`Const` (float). A bare integer literal in a panel position of an operator
+that takes windows (``ts_mean(5, close)``) is rejected as a window in a panel slot: write ``5.0``
+for a constant there. The text is parsed with :func:`ast.parse` and walked against this
+whitelist; it is never evaluated by Python.
+
+The text is read by a whitelisted walk of :func:`ast.parse` output into an
+:class:`~factors.expr_tree.Expr` tree (:mod:`factors.expr_tree`: nodes, canonical text,
+``parse(unparse(e)) == e``); :func:`factors.expr_eval.evaluate` computes a tree on ``(T, N)``
+panels. :func:`mining.prompting.grammar_text` renders the grammar block into prompts.
 """
 from __future__ import annotations
 

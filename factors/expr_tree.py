@@ -1,8 +1,8 @@
 """Expression trees of the factor language: nodes, traversal helpers and the unparser.
 
 :class:`Field`, :class:`Const`, :class:`Call` and :class:`ModelRef` are immutable and compare /
-hash structurally; ``str(expr)`` is :func:`unparse`. The public import path is
-:mod:`factors.expr` (which re-exports everything here); the grammar is documented there.
+hash structurally; ``str(expr)`` is :func:`unparse`. :mod:`factors.expr_parse` documents the
+grammar and parses text into these trees.
 """
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ class ModelRef(Expr):
     """A leaf naming a saved model's out-of-sample prediction panel: ``model("<run id>")``.
 
     The factor language knows nothing about models: :func:`evaluate` asks its ``models``
-    resolver (supplied by the caller, e.g. :class:`mining.pipeline.Workspace`) for the
+    resolver (supplied by the caller, e.g. :class:`backtest.candidates.Workspace`) for the
     ``(T, N)`` panel of ``run_id``.
 
     Raises

@@ -1,6 +1,6 @@
 """The library of named factors, as data: name, formula, one-line description, reference.
 
-Every formula is written in the factor language (see :mod:`factors.expr`) and goes through the
+Every formula is written in the factor language (see :mod:`factors.expr_parse`) and goes through the
 same parser and evaluator as mined factors. Fields are back-adjusted prices unless ``raw_*``
 (see :mod:`data.fields`). Where a source formula depends on the price *level* (which is arbitrary
 for back-adjusted prices, whose base factor differs across stocks) it is normalised by the price,

@@ -16,11 +16,12 @@ pickles); NaN/inf become ``null``. A store may be shared between threads (calls 
 by a lock); separate stores on one file coordinate through SQLite's locks.
 
 The records (:class:`FactorRecord`, :class:`GateDecision`, :class:`RunRecord`), the pure gate
-:func:`gate` and :func:`to_frame` live in :mod:`factors.store_records` and are re-exported here.
+:func:`gate` and :func:`to_frame` live in :mod:`factors.store_records`.
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import datetime as _dt
 import json
 import os
@@ -34,25 +35,31 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from data.config import WORK_DIR
 from data.errors import StoreError
-# Records, gate and helpers live in factors.store_records; re-exported here (public path).
-from factors.store_records import (ABS_METRICS, REJECTION_CLASSES, RUN_STATUSES,  # noqa: F401
-                                   SOURCES, STANDARD_METRICS, FactorRecord, GateDecision,
-                                   RunRecord, _clean_metrics, _dumps, _jsonable, _metric_rank,
-                                   _now, _num, _SPLIT_ORDER, gate, to_frame)
+from factors.store_records import (ABS_METRICS, RUN_STATUSES, SOURCES, STANDARD_METRICS,
+                                   FactorRecord, GateDecision, RunRecord, _clean_metrics, _dumps,
+                                   _metric_rank, _now, _SPLIT_ORDER, gate, to_frame)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["ABS_METRICS", "MIGRATIONS", "REJECTION_CLASSES", "RUN_STATUSES", "SCHEMA_VERSION",
-           "SOURCES", "STANDARD_METRICS", "FactorRecord", "FactorStore", "GateDecision",
-           "RunRecord", "gate", "to_frame"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "FactorStore", "StoreConfig"]
 
 #: Current schema version (``PRAGMA user_version``).
 SCHEMA_VERSION = 1
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """``[store]``: the leaderboard file and its admission gate."""
+
+    path: Path = WORK_DIR / "leaderboard.db"
+    max_corr: float = 0.7
+    min_valid_rank_ic: float = 0.01
+
 
 _SCHEMA = """
 CREATE TABLE runs (

@@ -1,53 +1,20 @@
-"""The ``mine`` console script (typer + rich). The only place that prints."""
+"""The ``mine`` console script: the app of :mod:`mining.cli_app` with every command module loaded."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from data.config import Config, load_config
 from data.errors import AlphamineError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="alphamine: factor mining and evaluation for Chinese A-shares.")
-console = Console()
-err_console = Console(stderr=True)
-
-_STATE: dict = {"config_path": None}
-
-
-@app.callback()
-def _main(config: Optional[Path] = typer.Option(
-        None, "--config", "-c", help="Path to mine.toml (default: ./mine.toml).")) -> None:
-    _STATE["config_path"] = config
-
-
-def _cfg() -> Config:
-    return load_config(_STATE["config_path"])
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(e))}")
-    raise typer.Exit(2)
-
-
-def _fmt(v, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
+from mining.cli_app import app, cfg as _cfg, console, fail as _fail, fmt as _fmt
 
 
 # --------------------------------------------------------------------------- ops / fields
@@ -112,16 +79,17 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
               False, "--unseal-test", help="Also evaluate the test split (recorded in the "
               "leaderboard if the formula is a member).")) -> None:
     """Evaluate one formula with the common evaluator, per split."""
-    from factors.expr import parse
+    from factors.expr_parse import parse
     from factors.store import FactorStore
-    from mining.pipeline import evaluate_candidate, make_workspace
+    from backtest.candidates import evaluate_candidate, make_workspace
     try:
         cfg = _cfg()
         expr = parse(formula)
         splits = ("train", "valid", "test") if unseal_test else ("train", "valid")
         with console.status("loading data and evaluating...", spinner="dots") if not as_json \
                 else _nullctx():
-            ws = make_workspace(cfg, universe, start, end, include_test=unseal_test)
+            ws = make_workspace(cfg, universe, start, end, include_test=unseal_test,
+                                model_dir=cfg.model.out_dir)
             ev = evaluate_candidate(ws, expr, splits=splits)
         if unseal_test:
             with FactorStore(cfg.store.path) as store:
@@ -134,7 +102,7 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     if as_json:
         out = {"formula": str(expr), "universe": universe, "horizon": cfg.evaluate.horizon,
                "splits": ev.metrics(), "test_unsealed": unseal_test}
-        print(json.dumps(out, indent=2, allow_nan=False, default=_json_default))
+        print(json.dumps(out, indent=2, allow_nan=False, default=to_jsonable))
     else:
         console.print(_report_table(escape(str(expr)), ev.reports))
         if not unseal_test:
@@ -150,7 +118,7 @@ class _nullctx:
         return False
 
 
-def _json_default(o):
+def to_jsonable(o):
     if isinstance(o, (np.floating,)):
         return None if not np.isfinite(o) else float(o)
     if isinstance(o, np.integer):
@@ -216,10 +184,10 @@ def library(universe: str = typer.Option("csi300"),
     if not add:
         return
     from factors.store import FactorStore
-    from mining.pipeline import evaluate_candidate, make_workspace, submit
+    from backtest.candidates import evaluate_candidate, make_workspace, submit
     try:
         cfg = _cfg()
-        ws = make_workspace(cfg, universe)
+        ws = make_workspace(cfg, universe, model_dir=cfg.model.out_dir)
         with FactorStore(cfg.store.path) as store:
             run_id = store.start_run("library", config={}, seed=None, universe=universe,
                                      data_root=str(cfg.data.root))
@@ -250,8 +218,8 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
                                          "gate in train-fitness order.")) -> None:
     """Mine factors by genetic programming (gplearn) on the real data."""
     from factors.store import FactorStore
-    from mining.gp import GPSettings, run_gp
-    from mining.pipeline import evaluate_candidate, make_workspace, submit
+    from mining.gp import run_gp
+    from backtest.candidates import evaluate_candidate, make_workspace, submit
     try:
         cfg = _cfg()
         g = cfg.gp
@@ -260,7 +228,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
             seed=seed, n_jobs=n_jobs, top=top).items() if v is not None})
         t0 = time.perf_counter()
         with console.status(f"loading {g.universe} panels...", spinner="dots"):
-            ws = make_workspace(cfg, g.universe, g.start, end)
+            ws = make_workspace(cfg, g.universe, g.start, end, model_dir=cfg.model.out_dir)
             ws.load(g.fields)
             gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], cfg.evaluate.train[1])
             n_train = len(gp_ctx.dates)
@@ -268,9 +236,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
         console.print(f"[bold]{g.universe}[/]: {len(ws.ctx.codes)} stocks x {n_train} train days "
                       f"({ws.ctx.dates[0].date()} .. {gp_ctx.dates[-1].date()}), fields "
                       f"{', '.join(g.fields)}; loaded in {time.perf_counter() - t0:.1f}s")
-        settings = GPSettings(population=g.population, generations=g.generations,
-                              tournament_size=g.tournament_size, parsimony=g.parsimony,
-                              max_depth=g.max_depth, seed=g.seed, n_jobs=g.n_jobs)
+        settings = g
         store = FactorStore(cfg.store.path)
         run_cfg = {"gp": {k: (list(v) if isinstance(v, tuple) else v)
                           for k, v in asdict(g).items()},

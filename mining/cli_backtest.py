@@ -21,6 +21,8 @@ from rich.table import Table
 
 from data.io import atomic_write
 
+from mining import cli_app
+
 SURVIVORSHIP_NOTE = ("the sample warehouse holds only stocks still listed in 2026-05 (survivors): "
                      "delisted names are missing, so results look too good, above all for small "
                      "and micro caps")
@@ -29,9 +31,6 @@ IN_SAMPLE_NOTE = ("leaderboard members are selected on valid metrics and the bac
                   "split ({test}) is reported separately")
 
 
-def _base():
-    from mining import cli
-    return cli
 
 
 def _pct(v) -> str:
@@ -61,13 +60,14 @@ def run_combine(cfg, *, top, method, universe, max_corr, neutral, window, strate
     from data.manager import DataManager
     from factors.processing import industry_codes
     from factors.store import FactorStore
-    from mining.pipeline import make_workspace
+    from backtest.candidates import make_workspace
 
     if strategy not in ("topn", "topk"):
         raise BacktestError(f"unknown strategy {strategy!r}; use topn or topk")
     dm = DataManager.from_config(cfg)
     t0 = time.perf_counter()
-    ws = make_workspace(cfg, universe, warmup_start(dm, start), end, dm=dm)
+    ws = make_workspace(cfg, universe, warmup_start(dm, start), end, dm=dm,
+                        model_dir=cfg.model.out_dir)
     with FactorStore(cfg.store.path) as store:
         res = combine_from_store(ws, store, top=top, method=method, max_corr=max_corr,
                                  neutral=neutral, window=window, start=start)
@@ -277,10 +277,10 @@ def register(app: typer.Typer) -> None:
             out: Optional[Path] = typer.Option(None, "--out", help="Output folder."),
             as_json: bool = typer.Option(False, "--json")) -> None:
         """Combine leaderboard factors into a composite score and target_positions."""
-        cli = _base()
+        cli = cli_app
         from data.errors import AlphamineError
         try:
-            cfg = cli._cfg()
+            cfg = cli.cfg()
             bt = cfg.backtest
             universe_ = universe or bt.universe
             method_ = method or bt.method
@@ -294,7 +294,7 @@ def register(app: typer.Typer) -> None:
                 max_industry_weight=max_industry_weight, start=start or bt.start,
                 end=end or bt.end, out=Path(out_))
         except AlphamineError as e:
-            cli._fail(e)
+            cli.fail(e)
             return
         if as_json:
             print(json.dumps(summary, indent=2, default=str))
@@ -327,12 +327,12 @@ def register(app: typer.Typer) -> None:
             out: Optional[Path] = typer.Option(None, "--out", help="Output folder."),
             as_json: bool = typer.Option(False, "--json")) -> None:
         """Simulate target_positions in an A-share account and report performance."""
-        cli = _base()
+        cli = cli_app
         from backtest.strategies import microcap_targets, read_targets, write_targets
         from data.errors import AlphamineError, BacktestError
         from data.manager import DataManager
         try:
-            cfg = cli._cfg()
+            cfg = cli.cfg()
             bt = cfg.backtest
             start_, end_ = start or bt.start, end or bt.end
             dm = DataManager.from_config(cfg)
@@ -358,7 +358,7 @@ def register(app: typer.Typer) -> None:
                                    end=end_, cash=cash, out=out_, dm=dm,
                                    selected=preset is None)
         except AlphamineError as e:
-            cli._fail(e)
+            cli.fail(e)
             return
         if as_json:
             print(json.dumps(summary, indent=2, default=str))

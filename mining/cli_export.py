@@ -41,11 +41,12 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from backtest.export import (export_day, find_latest_targets, read_positions,
-                                     read_targets, reference_quotes, targets_for)
+                                     reference_quotes, targets_for)
+        from backtest.strategies import read_targets
         from backtest.rules import CostModel
         from data.errors import AlphamineError, ConfigError
         from data.manager import DataManager
-        from mining.cli import _cfg, _fail, console
+        from mining.cli_app import cfg as _cfg, console, fail as _fail
 
         try:
             if fmt.lower() != "qmt":

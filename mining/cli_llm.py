@@ -9,10 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from mining import cli_app
 
-def _base():
-    from mining import cli
-    return cli
+
 
 
 def _pct(v: Any) -> str:
@@ -52,7 +51,7 @@ def _proposals_table(result) -> Table:
     t = Table(title="proposals")
     for col in ("round", "name", "formula", "status", "train RankIC", "valid RankIC", "note"):
         t.add_column(col, overflow="fold")
-    fmt = _base()._fmt
+    fmt = cli_app.fmt
     for p in result.proposals:
         colour = "green" if p.status == "accepted" else "red"
         t.add_row(str(p.round), escape(p.name), escape(p.formula[:160]),
@@ -63,7 +62,7 @@ def _proposals_table(result) -> Table:
 def _stats(cfg, as_json: bool) -> None:
     from mining.llm_cache import LLMCache
     from mining.llm_loop import template_stats
-    base = _base()
+    base = cli_app
     with LLMCache(cfg.llm.cache_path) as cache:
         runs = cache.runs()
     per_t = template_stats(runs)
@@ -79,7 +78,7 @@ def _stats(cfg, as_json: bool) -> None:
         s = r["stats"] or {}
         t.add_row(r["run_id"], r["template"], escape(r["model"]), r["status"],
                   str(s.get("calls", "-")), f"{s.get('tokens_in', '-')}/{s.get('tokens_out', '-')}",
-                  base._fmt(s.get("cost_est")), str(s.get("proposed", "-")),
+                  base.fmt(s.get("cost_est")), str(s.get("proposed", "-")),
                   _pct(s.get("valid_pct")), str(s.get("accepted", "-")),
                   _pct(s.get("accepted_pct")), _pct(s.get("novelty_pct")), r["replay_of"] or "")
     base.console.print(t)
@@ -89,7 +88,7 @@ def _stats(cfg, as_json: bool) -> None:
         t.add_column(col)
     for name, a in per_t.items():
         t.add_row(name, str(a["runs"]), f"{a['tokens_in']}/{a['tokens_out']}",
-                  base._fmt(a["cost_est"]), str(a["proposed"]), _pct(a["valid_pct"]),
+                  base.fmt(a["cost_est"]), str(a["proposed"]), _pct(a["valid_pct"]),
                   str(a["accepted"]), _pct(a["accepted_pct"]), _pct(a["novelty_pct"]))
     base.console.print(t)
 
@@ -101,12 +100,12 @@ def register(app: typer.Typer) -> None:
     def prompts() -> None:
         """List the LLM prompt templates (packaged + \\[llm] prompts_dir)."""
         from mining.prompting import list_templates
-        base = _base()
+        base = cli_app
         try:
-            cfg = base._cfg()
+            cfg = base.cfg()
             ts = list_templates(cfg.llm.prompts_dir)
         except base.AlphamineError as e:
-            base._fail(e)
+            base.fail(e)
             return
         t = Table(title=f"prompt templates (add one: drop NAME.md into {cfg.llm.prompts_dir})")
         for col in ("name", "description", "origin", "file"):
@@ -142,13 +141,13 @@ def register(app: typer.Typer) -> None:
         from factors.store import FactorStore
         from mining.llm_cache import LLMCache
         from mining.llm_loop import LLMRunSettings, run_llm
-        from mining.pipeline import make_workspace
-        base = _base()
+        from backtest.candidates import make_workspace
+        base = cli_app
         console = base.console
         try:
-            cfg = base._cfg()
+            cfg = base.cfg()
             if base_url or model:
-                cfg = replace(cfg, llm=replace(cfg.llm, base_url=base_url or cfg.llm.base_url,
+                cfg = cfg.replace(llm=replace(cfg.llm, base_url=base_url or cfg.llm.base_url,
                                                model=model or cfg.llm.model))
             if stats:
                 _stats(cfg, as_json)
@@ -175,14 +174,14 @@ def register(app: typer.Typer) -> None:
                 get_template(settings.template, cfg.llm.prompts_dir)   # fail before loading
                 with console.status(f"loading {settings.universe} panels (train+valid)...",
                                     spinner="dots"):
-                    ws = make_workspace(cfg, settings.universe)
+                    ws = make_workspace(cfg, settings.universe, model_dir=cfg.model.out_dir)
                 emit = (lambda msg: None) if as_json else \
                     (lambda msg: console.print(escape(msg)))
                 with FactorStore(cfg.store.path) as store:
                     result = run_llm(ws, store, cache, cfg, settings, sender=sender,
                                      replay_of=replay, use_cache=not no_cache, on_event=emit)
         except base.AlphamineError as e:
-            base._fail(e)
+            base.fail(e)
             return
         if as_json:
             from dataclasses import asdict

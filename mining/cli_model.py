@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from mining import cli_app
 from mining.cli_model_common import (feature_and_event_hooks, oos_table, optional_store,
                                      run_progress)
 
@@ -20,13 +21,10 @@ model_app = typer.Typer(add_completion=False, no_args_is_help=True,
                              "walk-forward OOS predictions -> evaluator -> leaderboard.")
 
 
-def _base():
-    from mining import cli
-    return cli
 
 
 def _summary_table(run) -> Table:
-    fmt = _base()._fmt
+    fmt = cli_app.fmt
     s = run.settings
     t = Table(title=f"LightGBM run {run.run_id} ({s.universe}, {s.feature_set}, "
                     f"{s.preset or 'walk-forward'})")
@@ -46,7 +44,7 @@ def _oos_table(run) -> Table:
 
 
 def _candidates_table(run) -> Table:
-    fmt = _base()._fmt
+    fmt = cli_app.fmt
     t = Table(title="candidates (common evaluator + gate; valid = OOS predictions; --json "
                     "for the gate's reasons)")
     for col in ("formula", "gate", "train RankIC", "valid RankIC", "valid ICIR"):
@@ -87,10 +85,10 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
          ) -> None:
     """Train LightGBM walk-forward on Alpha158-style features; OOS predictions -> leaderboard."""
     from models.lgbm_run import PRESETS, LGBMSettings, run_lgbm
-    base = _base()
+    base = cli_app
     console = base.console
     try:
-        cfg = base._cfg()
+        cfg = base.cfg()
         over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
                     retrain_months=retrain_months, feature_set=feature_set, rounds=rounds,
                     seed=seed, feature_norm=feature_norm)
@@ -130,10 +128,10 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
                 run = run_lgbm(cfg, settings, store=store, submit=do_submit, on_event=on_event,
                                on_feature=on_feature, on_round=on_round, on_fold=on_fold)
     except base.AlphamineError as e:
-        base._fail(e)
+        base.fail(e)
         return
     if as_json:
-        print(json.dumps(run.to_dict(), indent=2, default=base._json_default))
+        print(json.dumps(run.to_dict(), indent=2, default=base.to_jsonable))
         return
     console.print(_summary_table(run))
     console.print(_oos_table(run))

@@ -11,15 +11,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mining import cli_app
 
-def _fmt():
-    from mining import cli
-    return cli._fmt
+
 
 
 def oos_table(run, published: dict | None = None) -> Table:
     """OOS test metrics of ``run`` (members and eligible); ``published``: Qlib's column."""
-    fmt = _fmt()
+    fmt = cli_app.fmt
     t = Table(title="OOS test metrics (daily, mean and mean/std)"
               + (" vs Qlib's published LightGBM/Alpha158" if published else ""))
     t.add_column("metric")

@@ -13,17 +13,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from mining import cli_app
 from mining.cli_model_common import (feature_and_event_hooks, oos_table, optional_store,
                                      run_progress)
 
 
-def _base():
-    from mining import cli
-    return cli
+
 
 
 def _folds_table(run) -> Table:
-    fmt = _base()._fmt
+    fmt = cli_app.fmt
     s = run.settings
     t = Table(title=f"Transformer run {run.run_id} ({s.universe}, {s.feature_set}, "
                     f"{s.net.seq_len}-day sequences, walk-forward)")
@@ -39,7 +38,7 @@ def _folds_table(run) -> Table:
 
 
 def _leaderboard_table(run) -> Table:
-    fmt = _base()._fmt
+    fmt = cli_app.fmt
     t = Table(title="candidate (common evaluator + gate; valid = OOS predictions)")
     for col in ("name", "formula", "status", "valid RankIC", "valid ICIR", "reason"):
         t.add_column(col, overflow="fold")
@@ -87,10 +86,10 @@ def transformer(
 ) -> None:
     """Train the transformer walk-forward on feature sequences; OOS predictions -> leaderboard."""
     from models.transformer_run import TransformerSettings, run_transformer
-    base = _base()
+    base = cli_app
     console = base.console
     try:
-        cfg = base._cfg()
+        cfg = base.cfg()
         settings = TransformerSettings.from_config(
             cfg, universe=universe, start=start, last_test=end, first_test=first_test,
             retrain_months=retrain_months, train_years=train_years, feature_set=feature_set,
@@ -120,13 +119,13 @@ def transformer(
                                       on_event=on_event, on_feature=on_feature,
                                       on_epoch=on_epoch)
     except base.AlphamineError as e:
-        base._fail(e)
+        base.fail(e)
         return
     except ImportError as e:
-        base._fail(e)
+        base.fail(e)
         return
     if as_json:
-        print(json.dumps(run.to_dict(), indent=2, default=base._json_default))
+        print(json.dumps(run.to_dict(), indent=2, default=base.to_jsonable))
         return
     console.print(_folds_table(run))
     console.print(oos_table(run))

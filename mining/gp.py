@@ -8,7 +8,7 @@ factor-language registry (:mod:`factors.registry`):
   (``ts_mean_20`` ...); each ``cs_*`` operator one function that ranks/normalises across the
   universe members of each date;
 * ``log`` is the only *protected* function: gplearn's ``log`` is ``log(abs(x))`` and it is
-  translated back into exactly that formula, so a GP program and its :class:`~factors.expr.Expr`
+  translated back into exactly that formula, so a GP program and its :class:`~factors.expr_tree.Expr`
   always compute the same numbers. Division is not protected: ``x / 0`` is NaN as everywhere.
 
 The panel is fed to gplearn date-major: ``X[t * N + i, k]`` is field ``k`` of stock ``i`` on date
@@ -46,8 +46,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from backtest.evaluate import EvalContext, mean_rank_ic
-from factors.expr import Call, Const, Expr, Field
+from backtest.context import EvalContext
+from backtest.evaluate import mean_rank_ic
+from factors.expr_tree import Call, Const, Expr, Field
 from factors.registry import Operator, all_ops
 
 # gplearn imports live here only.
@@ -63,15 +64,24 @@ __all__ = ["GPSettings", "GPGeneration", "GPResult", "build_function_set", "prog
 
 @dataclass(frozen=True)
 class GPSettings:
-    """Search settings (see ``[gp]`` in ``mine.toml``)."""
+    """``[gp]`` in ``mine.toml``: the data window, the search and the admission budget.
 
-    population: int = 300
-    generations: int = 6
-    tournament_size: int = 20
-    parsimony: float = 0.001
+    The defaults are the shipped ``mine.toml``'s (the one place they are defined).
+    """
+
+    universe: str = "csi300"
+    start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
+    end: str = "2021-12-31"
+    population: int = 800
+    generations: int = 8
+    tournament_size: int = 10
+    parsimony: float = 0.0002
     max_depth: int = 4
     seed: int = 42
     n_jobs: int = 1
+    top: int = 20                       # at most this many factors added per run
+    fields: tuple[str, ...] = ("open", "high", "low", "close", "vwap", "vol", "amount",
+                               "turnover", "ret", "total_mv")
     p_crossover: float = 0.7
     p_subtree_mutation: float = 0.1
     p_hoist_mutation: float = 0.05

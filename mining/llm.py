@@ -17,17 +17,39 @@ the loop counts it and carries on.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import openai
 from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
                       wait_exponential)
 
-from data.config import Config, LLMConfig
+from data.config import WORK_DIR, Config
 from data.errors import ConfigError
 from mining.llm_cache import CallFailed, ChatReply
 
 _RETRY_STATUS = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """``[llm]``: an OpenAI-compatible chat endpoint (issue 4). The key only from the environment."""
+    base_url: str = ""                  # e.g. https://api.openai.com/v1, https://api.moonshot.cn/v1
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
+    temperature: float = 0.7
+    max_tokens: int = 2048
+    timeout: float = 60.0               # seconds per request
+    max_retries: int = 4
+    knowledge_cutoff: str = ""          # YYYY-MM-DD; warns when after the valid split start
+    n_per_round: int = 8
+    rounds: int = 3
+    price_in_per_1m: float = 0.0        # currency units per 1M prompt tokens (cost estimate)
+    price_out_per_1m: float = 0.0       # per 1M completion tokens
+    cache_path: Path = WORK_DIR / "llm_cache.db"
+    retry_wait: float = 1.0             # first backoff (s) on 429/5xx/timeouts, doubled, <= 30 s
+    prompts_dir: Path = Path("prompts")  # user templates (*.md), besides the packaged ones
 
 
 def endpoint_problem(cfg: Config) -> str | None:

@@ -1,9 +1,9 @@
 """The LLM mining loop: propose -> parse -> evaluate -> gate -> feed back, for R rounds.
 
 Each round the model proposes ``n`` factors as JSON (:mod:`mining.prompting`). Every formula
-text goes to :func:`factors.expr.parse` and nowhere else; a parsed tree is scored by the common
-evaluator on train/valid (:func:`mining.pipeline.evaluate_candidate`, oriented on train) and
-gated into the leaderboard (:func:`mining.pipeline.submit`, source ``llm``, provenance: run
+text goes to :func:`factors.expr_parse.parse` and nowhere else; a parsed tree is scored by the common
+evaluator on train/valid (:func:`backtest.candidates.evaluate_candidate`, oriented on train) and
+gated into the leaderboard (:func:`backtest.candidates.submit`, source ``llm``, provenance: run
 id, template, model, round, rationale). The next round's message is a compact table of the
 results (train/valid mean RankIC) and errors. The workspace ends at the valid split, so test
 numbers are never computed, let alone shown to the model.
@@ -22,11 +22,11 @@ import numpy as np
 
 from data.config import Config
 from data.errors import AlphamineError, ConfigError, ParseError
-from factors.expr import parse
+from factors.expr_parse import parse
 from factors.store import FactorStore
 from mining import prompting
 from mining.llm_cache import CachedChat, LLMCache, ReplayChat, Sender
-from mining.pipeline import Workspace, evaluate_candidate, submit
+from backtest.candidates import Workspace, evaluate_candidate, submit
 
 #: Reply-level failures, formula-level failures, then gate rejections, in display order.
 REPLY_FAILURES = ("http_error", "timeout", "empty", "no_json", "bad_json")

@@ -6,7 +6,7 @@ overrides the packaged one). The first line (``# Title``) is the description sho
 ``mine prompts``. Placeholders ``{{name}}`` are replaced by text rendered from the live
 registries, never hand-copied:
 
-``{{grammar}}``       the formula grammar (from :mod:`factors.expr` and the operator registry)
+``{{grammar}}``       the formula grammar (from :mod:`factors.expr_parse` and the operator registry)
 ``{{operators}}``     the operator table, one line of doc each (:func:`factors.registry.all_ops`)
 ``{{fields}}``        the fields with their units (:data:`data.fields.FIELDS`)
 ``{{examples}}``      current leaderboard members with their train/valid RankIC
@@ -18,7 +18,7 @@ appended, so a three-line template still yields a complete prompt. Replacement i
 string substitution (no ``str.format``), and an unknown placeholder is an error naming it.
 
 The LLM's reply is only ever *read* here as JSON (:func:`extract_factors`); its formulas go
-to :func:`factors.expr.parse` and nowhere else.
+to :func:`factors.expr_parse.parse` and nowhere else.
 """
 from __future__ import annotations
 
@@ -132,8 +132,8 @@ def _md_cell(text: str) -> str:
 
 
 def grammar_text() -> str:
-    """The formula grammar: the grammar block of :mod:`factors.expr` plus live limits."""
-    from factors import expr as fx
+    """The formula grammar: the grammar block of :mod:`factors.expr_parse` plus live limits."""
+    from factors import expr_parse as fx
     from factors.registry import all_ops
     doc = fx.__doc__ or ""
     m = re.search(r"Grammar.*?::\n\n(.*?)\n\n", doc, re.S)

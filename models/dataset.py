@@ -11,7 +11,7 @@ Timing
     ``close[t+1+h] / close[t+1] - 1`` (``label="close"``; ``Ref($close,-2)/Ref($close,-1)-1``
     for ``h = 1``). Row ``t``'s label window therefore covers dates ``t+1 .. t+1+h``.
 Steps (each a public, tested function)
-    1. every feature formula evaluated through :meth:`mining.pipeline.Workspace.values`
+    1. every feature formula evaluated through :meth:`backtest.candidates.Workspace.values`
        (sub-expressions shared within a group of features);
     2. :func:`robust_zscore` per date: ``(x - median) / (1.4826 MAD)`` over universe members
        with a finite value (std when MAD is 0), applied to every finite value, clipped to
@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from backtest.evaluate import forward_returns
+from backtest.context import forward_returns
 from data.errors import ConfigError, EvaluationError
 from factors.alpha158 import feature_set as get_feature_set
-from factors.expr import Call, parse, walk
+from factors.expr_parse import parse
+from factors.expr_tree import Call, walk
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mining.pipeline import Workspace
+    from backtest.candidates import Workspace
 
 __all__ = ["PanelDataset", "build_dataset", "robust_zscore", "global_robust_zscore",
            "normalise_label", "LABEL_NORMS", "LABELS", "FEATURE_NORMS"]
@@ -277,7 +278,7 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
 
     Parameters
     ----------
-    ws : mining.pipeline.Workspace
+    ws : backtest.candidates.Workspace
     feature_set : str, default "alpha158"
         A name in :data:`factors.alpha158.FEATURE_SETS`.
     horizon : int, default 1

@@ -9,7 +9,7 @@
 3. :func:`distill_candidates`: for each of the top interacting pairs ``(a, b)`` two formulas on
    the features' own (raw) formulas: ``cs_rank(s_a a) * cs_rank(s_b b)`` (both legs oriented by
    their train sign: high when both are favourable) and ``cs_rank(a) - cs_rank(b)`` (oriented
-   later by :func:`mining.pipeline.evaluate_candidate` with ``orient=True``, on train RankIC).
+   later by :func:`backtest.candidates.evaluate_candidate` with ``orient=True``, on train RankIC).
 
 Reference: Lundberg et al. (2020), "From local explanations to global understanding with
 explainable AI for trees" (TreeSHAP and SHAP interaction values).
@@ -23,7 +23,8 @@ from typing import Mapping
 import numpy as np
 
 from data.errors import EvaluationError
-from factors.expr import Call, parse
+from factors.expr_parse import parse
+from factors.expr_tree import Call
 
 __all__ = ["ShapSummary", "shap_summary", "feature_signs", "DistilledCandidate",
            "distill_candidates"]

@@ -30,22 +30,22 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from data.errors import ConfigError
-from models.candidates import (new_run_id, run_dir, save_predictions, submit_prediction,
-                               write_json_atomic)
+from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
+from data.io import write_json_atomic
 from models.dataset import PanelDataset, build_dataset
 from models.distill import distill_candidates, feature_signs, shap_summary
 from models.lgbm import QLIB_PARAMS, lgbm_params, run_walk_forward
 from models.run_common import (check_before_test, emit as _emit, model_data_settings,
-                               oos_ic_stats, oos_members_eligible, prediction_workspace,
+                               oos_members_eligible, prediction_workspace,
                                workspace_line)
 from models.walkforward import single_split, walk_forward
 
 if TYPE_CHECKING:  # pragma: no cover
     from data.config import Config
     from factors.store import FactorStore
-    from mining.pipeline import Workspace
+    from backtest.candidates import Workspace
 
-__all__ = ["LGBMSettings", "LGBMRun", "PRESETS", "QLIB_PUBLISHED", "run_lgbm", "oos_ic_stats"]
+__all__ = ["LGBMSettings", "LGBMRun", "PRESETS", "QLIB_PUBLISHED", "run_lgbm"]
 
 #: Qlib's published LightGBM / Alpha158 / CSI300 numbers (examples/benchmarks/README.md).
 QLIB_PUBLISHED = {"IC": 0.0448, "ICIR": 0.3660, "RankIC": 0.0469, "RankICIR": 0.3877}
@@ -243,7 +243,7 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_ev
                 "seconds_inter": summ.seconds_inter}
     _emit(on_event, f"SHAP: {summ.n_main} rows in {summ.seconds_main:.1f}s, interactions on "
                     f"{summ.n_inter} rows in {summ.seconds_inter:.1f}s")
-    from mining.pipeline import evaluate_candidate, submit as submit_cand
+    from backtest.candidates import evaluate_candidate, submit as submit_cand
     from data.errors import EvaluationError
     cands = distill_candidates(summ, dict(zip(ds.feature_names, ds.formulas)), signs,
                                n_pairs=s.shap_pairs, prefix=f"shap_{run.run_id[-6:]}")

@@ -5,24 +5,23 @@ and the OOS IC statistics over the test rows of the walk-forward folds.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from backtest.candidates import Workspace, make_workspace
+from data.config import Config
 from data.errors import ConfigError
 from models.dataset import PanelDataset, normalise_label
 from models.lgbm import daily_ic
 
-if TYPE_CHECKING:  # pragma: no cover
-    from data.config import Config
-    from mining.pipeline import Workspace
 
 __all__ = ["model_data_settings", "check_before_test", "prediction_workspace",
            "workspace_line", "oos_ic_stats", "oos_members_eligible", "emit"]
 
 
-def model_data_settings(cfg: "Config") -> dict:
+def model_data_settings(cfg: Config) -> dict:
     """The data / split settings every model run takes from ``[model]`` and ``[evaluate]``.
 
     Returns
@@ -38,27 +37,26 @@ def model_data_settings(cfg: "Config") -> dict:
                 horizon=cfg.evaluate.horizon, label_norm=m.label_norm)
 
 
-def check_before_test(cfg: "Config", last_test: str) -> None:
+def check_before_test(cfg: Config, last_test: str) -> None:
     """Raise :class:`ConfigError` if ``last_test`` lies in the sealed test split."""
     if pd.Timestamp(last_test) > pd.Timestamp(cfg.evaluate.valid[1]):
         raise ConfigError(f"last_test {last_test} is inside the sealed test split "
                           f"(starts after {cfg.evaluate.valid[1]}); predict train/valid only")
 
 
-def prediction_workspace(cfg: "Config", universe: str, start: str, last_test: str, *,
-                         clip_to_valid: bool = True) -> "Workspace":
+def prediction_workspace(cfg: Config, universe: str, start: str, last_test: str, *,
+                         clip_to_valid: bool = True) -> Workspace:
     """Workspace ``start`` .. ``last_test`` + 14 calendar days (the last test day's label).
 
     With ``clip_to_valid`` the end is clipped to the end of the valid split.
     """
-    from mining.pipeline import make_workspace
     # the label of the last test day needs a few later prices
     end = str((pd.Timestamp(last_test) + pd.Timedelta(days=14)).date())
     end = min(end, cfg.evaluate.valid[1]) if clip_to_valid else end
-    return make_workspace(cfg, universe, start, end)
+    return make_workspace(cfg, universe, start, end, model_dir=cfg.model.out_dir)
 
 
-def workspace_line(ws: "Workspace", universe: str) -> str:
+def workspace_line(ws: Workspace, universe: str) -> str:
     """One-line description of a workspace: stocks x days and its date range."""
     return (f"{universe}: {len(ws.ctx.codes)} stocks x {len(ws.ctx.dates)} days "
             f"({ws.ctx.dates[0].date()}..{ws.ctx.dates[-1].date()})")

@@ -53,7 +53,7 @@ from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
 from data.errors import ConfigError, EvaluationError, StoreError
 from data.io import atomic_write
 from factors.ops_cs import cs_rank
-from models.candidates import write_json_atomic
+from data.io import write_json_atomic
 from models.seq import (date_batches, gather_windows, has_data_mask, path_targets, rows_of,
                         usable_samples)
 

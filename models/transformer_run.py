@@ -11,9 +11,9 @@
    valid RankIC, saved as ``state_dict`` + ``config.json`` under ``<out_dir>/<run id>/fold<k>/``;
    predictions on test rows only;
 4. OOS metrics (:func:`models.run_common.oos_ic_stats`, as for LightGBM) and the panel saved as
-   ``pred.parquet`` through :func:`models.candidates.save_predictions`;
+   ``pred.parquet`` through :func:`backtest.candidates.save_predictions`;
 5. unless ``submit=False``: ``model("<run id>")`` through the common evaluator and gate
-   (source ``model``) with :func:`models.candidates.submit_prediction`.
+   (source ``model``) with :func:`backtest.candidates.submit_prediction`.
 
 Defaults are sized to finish well inside 20 minutes on 2 CPU cores (docs/transformer.md):
 CSI300, a rolling 3-year training window, 10 epochs of 200 random training dates each.
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 from data.errors import ConfigError
-from models.candidates import (new_run_id, run_dir, save_predictions, submit_prediction,
-                               write_json_atomic)
+from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
+from data.io import write_json_atomic
 from models.dataset import build_dataset
 from models.run_common import (check_before_test, emit as _emit, model_data_settings,
                                oos_members_eligible, prediction_workspace, workspace_line)
@@ -37,7 +37,7 @@ from models.walkforward import walk_forward
 if TYPE_CHECKING:  # pragma: no cover
     from data.config import Config
     from factors.store import FactorStore
-    from mining.pipeline import Workspace
+    from backtest.candidates import Workspace
 
 __all__ = ["TransformerSettings", "TransformerRun", "run_transformer"]
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from data.config import load_config
+from mining.cli_app import load as load_config
 from data.errors import ConfigError
 
 
@@ -36,3 +36,35 @@ def test_unknown_key_and_bad_type(tmp_path):
 def test_missing_explicit_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_unknown_section_named(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text("[gpp]\npopulation = 10\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[gpp\]"):
+        load_config(p)
+
+
+def test_wrong_type_for_path_and_string(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text("[data]\nroot = 5\n")
+    with pytest.raises(ConfigError, match=r"\[data\] root must be a string"):
+        load_config(p)
+    p.write_text("[gp]\nuniverse = 300\n")
+    with pytest.raises(ConfigError, match=r"\[gp\] universe must be a string"):
+        load_config(p)
+
+
+def test_shipped_mine_toml_equals_the_defaults():
+    """One source of settings: the shipped mine.toml restates the dataclass defaults exactly,
+    apart from paths (resolved against the file) and keys it leaves out."""
+    import dataclasses
+    from mining.cli_app import SCHEMA
+    path = Path(__file__).resolve().parents[1] / "mine.toml"
+    cfg = load_config(path)
+    for name, cls in SCHEMA.items():
+        default, loaded = cls(), getattr(cfg, name)
+        for f in dataclasses.fields(cls):
+            if isinstance(getattr(default, f.name), Path):
+                continue
+            assert getattr(loaded, f.name) == getattr(default, f.name), (name, f.name)

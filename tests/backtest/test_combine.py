@@ -5,7 +5,7 @@ import pytest
 
 from backtest.combine import (combine_from_store, combine_panels, composite, factor_weights,
                               select_members)
-from backtest.evaluate import EvalContext
+from backtest.context import EvalContext
 from data.errors import EvaluationError, StoreError
 
 T, N = 160, 50

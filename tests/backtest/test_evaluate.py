@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.evaluate import (DECAY_HORIZONS, EvalContext, FactorReport, evaluate_factor,
-                               factor_corr, forward_returns, mean_rank_ic, rank_ic_series)
+from backtest.context import DECAY_HORIZONS, EvalContext, forward_returns
+from backtest.evaluate import (FactorReport, evaluate_factor, factor_corr, mean_rank_ic,
+                               rank_ic_series)
 from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
-from data.config import EvalConfig
+from backtest.context import EvalConfig
 from data.errors import EvaluationError
 from factors._kernels import pearson_rows, rank_corr_rows
 

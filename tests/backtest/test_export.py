@@ -10,7 +10,8 @@ import pytest
 
 from backtest.export import (PLAN_COLUMNS, atomic_write_csv, export_day, find_latest_targets,
                              order_plan, plan_summary, read_positions, read_quotes,
-                             read_targets, reference_quotes, targets_for)
+                             reference_quotes, targets_for)
+from backtest.strategies import read_targets
 from backtest.rules import CostModel
 from data.errors import BacktestError, DataError
 
@@ -354,7 +355,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_mine_export_end_to_end_on_real_data(tmp_path):
     from typer.testing import CliRunner
 
-    from data.config import load_config
+    from mining.cli_app import load as load_config
     from data.manager import DataManager
     from mining.cli import app
 

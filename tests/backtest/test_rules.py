@@ -7,7 +7,7 @@ import pytest
 
 from backtest.rules import (CostModel, board, cents, check_order, lot_params, min_buy_qty,
                             round_buy_qty, round_sell_qty, stamp_tax_rate, stamp_tax_rates)
-from data.config import BacktestConfig
+from backtest.settings import BacktestConfig
 from data.errors import BacktestError
 
 

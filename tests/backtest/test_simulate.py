@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backtest.evaluate import EvalContext
+from backtest.context import EvalContext
 from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
 from backtest.rules import CostModel
 from backtest.simulate import MarketData, SimConfig, SimResult, simulate, targets_to_matrix
@@ -442,7 +442,7 @@ REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "ashare"
 @pytest.mark.skipif(not (REAL / "trade_cal.parquet").is_file(), reason="real warehouse missing")
 def test_oracle_on_real_csi300_2019():
     """The evaluator oracle on real data: CSI300 2019, top quintile of 5-day reversal."""
-    from data.config import EvalConfig
+    from backtest.context import EvalConfig
     from data.manager import DataManager
 
     dm = DataManager(REAL)
@@ -488,7 +488,7 @@ def test_kernel_rounding_agrees_with_rules():
 
 
 def test_simconfig_from_config():
-    from data.config import BacktestConfig
+    from backtest.settings import BacktestConfig
     bt = BacktestConfig()
     c = SimConfig.from_config(bt, execution="vwap")
     assert (c.init_cash, c.execution, c.participation) == (bt.init_cash, "vwap", bt.participation)

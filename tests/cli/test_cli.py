@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from data.config import load_config
+from mining.cli_app import load as load_config
 from mining.cli import app
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from data.config import load_config
+from mining.cli_app import load as load_config
 from mining.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,8 @@ slippage_bps = 0.0
 
 
 def _add(cfg_path: Path, formulas: dict[str, float]) -> None:
-    from factors.store import FactorRecord, FactorStore
+    from factors.store import FactorStore
+    from factors.store_records import FactorRecord
     cfg = load_config(cfg_path)
     with FactorStore(cfg.store.path) as store:
         for i, (f, train_ic) in enumerate(formulas.items()):

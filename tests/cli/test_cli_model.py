@@ -52,8 +52,8 @@ shap_pairs = 1
     cfg = tmp_path / "mine.toml"
     cfg.write_text(text)
     ws.model_dir = tmp_path / "models"
-    import mining.pipeline
-    monkeypatch.setattr(mining.pipeline, "make_workspace", lambda *a, **k: ws)
+    import models.run_common
+    monkeypatch.setattr(models.run_common, "make_workspace", lambda *a, **k: ws)
     return cfg, tmp_path
 
 

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from data.errors import EvaluationError
 from data.fields import field_names
 from factors import registry
-from factors.expr import (MAX_DEPTH, MAX_WINDOW, Call, Const, Expr, Field, compile_formula,
-                          depth, evaluate, fields, parse, size, unparse, walk)
+from factors.expr_eval import evaluate
+from factors.expr_parse import MAX_DEPTH, MAX_WINDOW, compile_formula, parse
+from factors.expr_tree import Call, Const, Expr, Field, depth, fields, size, unparse, walk
 
 OPS = registry.all_ops()
 FIELD_NAMES = sorted(field_names())

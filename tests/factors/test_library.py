@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from data.errors import AlphamineError
-from factors.expr import evaluate, parse
+from factors.expr_eval import evaluate
+from factors.expr_parse import parse
 from factors.library import LIBRARY, UNAVAILABLE, get_factor
 
 

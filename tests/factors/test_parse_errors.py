@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from data.errors import AlphamineError, ParseError
-from factors.expr import MAX_DEPTH, MAX_FORMULA_CHARS, MAX_WINDOW, Call, Field, parse
+from factors.expr_parse import MAX_DEPTH, MAX_FORMULA_CHARS, MAX_WINDOW, parse
+from factors.expr_tree import Call, Field
 
 # (formula, expected token, expected 1-based column, fragment of the message)
 CASES = [

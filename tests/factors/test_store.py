@@ -16,7 +16,8 @@ import pytest
 
 import factors.store as fs
 from data.errors import AlphamineError, StoreError
-from factors.store import FactorRecord, FactorStore, GateDecision, gate, to_frame
+from factors.store import FactorStore
+from factors.store_records import FactorRecord, GateDecision, gate, to_frame
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.evaluate import EvalContext, mean_rank_ic
-from factors.expr import evaluate, parse
+from backtest.context import EvalContext
+from backtest.evaluate import mean_rank_ic
+from factors.expr_eval import evaluate
+from factors.expr_parse import parse
 from factors.registry import all_ops
 from mining.gp import GPSettings, build_function_set, program_to_expr, run_gp
 

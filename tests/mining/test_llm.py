@@ -18,16 +18,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from openai_stub import StubServer  # noqa: E402
 
 from ashare_synth import build_warehouse  # noqa: E402
-from backtest.evaluate import EvalContext  # noqa: E402
-from data.config import load_config  # noqa: E402
+from backtest.context import EvalContext  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
 from data.errors import ConfigError, LLMError  # noqa: E402
 from data.manager import DataManager  # noqa: E402
-from factors.expr import parse  # noqa: E402
+from factors.expr_parse import parse  # noqa: E402
 from factors.store import FactorStore  # noqa: E402
 from mining.llm import OpenAIChat, endpoint_problem, from_config  # noqa: E402
 from mining.llm_cache import LLMCache  # noqa: E402
 from mining.llm_loop import FAILURE_KINDS, LLMRunSettings, cutoff_warnings, run_llm  # noqa: E402
-from mining.pipeline import evaluate_candidate, make_workspace  # noqa: E402
+from backtest.candidates import evaluate_candidate, make_workspace  # noqa: E402
 
 SECRET = "sk-test-NEVER-STORE-ME-1234567890"
 TEST_CANARY = 0.0987654
@@ -111,7 +111,7 @@ ROUNDS = 8
 
 def _seed_store(cfg, ws):
     with FactorStore(cfg.store.path) as store:
-        from mining.pipeline import submit
+        from backtest.candidates import submit
         ev = evaluate_candidate(ws, "cs_rank(vol)")
         submit(ws, store, ev, name="vol_rank", source="library", cfg=cfg, provenance={},
                n_tried=1, force=True)
@@ -220,7 +220,7 @@ def test_replay_is_identical_with_the_server_stopped(scripted_run, tmp_path, mon
     cfg, ws, res, members, _ = scripted_run
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     # a fresh leaderboard in the original's starting state, same cache, no server, no sender
-    cfg2 = replace(cfg, store=replace(cfg.store, path=tmp_path / "lb_replay.db"))
+    cfg2 = cfg.replace(store=replace(cfg.store, path=tmp_path / "lb_replay.db"))
     _seed_store(cfg2, ws)
     res2, members2 = _run(cfg2, ws, replay_of=res.run_id)
     assert res2.run_id != res.run_id
@@ -247,7 +247,7 @@ def test_rerun_is_served_from_the_cache(tmp_path, wh_root, monkeypatch):
         res, _ = _run(cfg, ws, sender=from_config(cfg), rounds=2)
         n = len(srv.requests)
         assert n == 2 and res.stats["calls_cached"] == 0 and res.stats["tokens_in_paid"] > 0
-        cfg2 = replace(cfg, store=replace(cfg.store, path=tmp_path / "lb2.db"))
+        cfg2 = cfg.replace(store=replace(cfg.store, path=tmp_path / "lb2.db"))
         res2, _ = _run(cfg2, ws, sender=from_config(cfg2), rounds=2)
         assert len(srv.requests) == n           # no new request reached the server
         assert res2.stats["calls_cached"] == 2 and res2.stats["tokens_in_paid"] == 0
@@ -289,7 +289,7 @@ def test_missing_endpoint_names_the_settings(tmp_path, wh_root, monkeypatch):
     cfg = _config(tmp_path, wh_root, "")
     msg = endpoint_problem(cfg)
     assert "[llm] base_url" in msg and "[llm] model" not in msg and "$OPENAI_API_KEY" in msg
-    cfg = replace(cfg, llm=replace(cfg.llm, model=""))
+    cfg = cfg.replace(llm=replace(cfg.llm, model=""))
     assert "[llm] model" in endpoint_problem(cfg)
     with pytest.raises(ConfigError, match="no LLM endpoint configured"):
         from_config(cfg)
@@ -301,11 +301,11 @@ def test_knowledge_cutoff_warning(tmp_path, wh_root):
     cfg = _config(tmp_path, wh_root, "", knowledge_cutoff="2023-10-01")
     w = cutoff_warnings(cfg)
     assert len(w) == 1 and "2023-10-01" in w[0] and "memory" in w[0]
-    assert cutoff_warnings(replace(cfg, llm=replace(cfg.llm, knowledge_cutoff="2018-01-01"))) == []
-    assert "not set" in cutoff_warnings(replace(cfg, llm=replace(cfg.llm,
+    assert cutoff_warnings(cfg.replace(llm=replace(cfg.llm, knowledge_cutoff="2018-01-01"))) == []
+    assert "not set" in cutoff_warnings(cfg.replace(llm=replace(cfg.llm,
                                                                   knowledge_cutoff="")))[0]
     with pytest.raises(ConfigError, match="knowledge_cutoff"):
-        cutoff_warnings(replace(cfg, llm=replace(cfg.llm, knowledge_cutoff="soon")))
+        cutoff_warnings(cfg.replace(llm=replace(cfg.llm, knowledge_cutoff="soon")))
 
 
 def test_evaluation_error_is_counted(tmp_path, wh_root, monkeypatch):

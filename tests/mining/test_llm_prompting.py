@@ -32,7 +32,7 @@ def test_render_has_every_operator_field_and_reply_format(name):
     assert '"factors"' in text and '"formula"' in text and '"direction"' in text
     assert "{{" not in text and "}}" not in text
     assert "6" in text and "csi300" in text
-    assert "expr   := field" in text                      # grammar from factors.expr's doc
+    assert "expr   := field" in text                      # grammar from factors.expr_parse.s doc
 
 
 def test_user_template_dropped_in_a_directory(tmp_path):
@@ -51,7 +51,7 @@ def test_user_template_dropped_in_a_directory(tmp_path):
 
 
 def test_examples_table_never_shows_test_numbers():
-    from factors.store import FactorRecord
+    from factors.store_records import FactorRecord
     rec = FactorRecord("cs_rank(vol)", "v", "library", "csi300", 1,
                        metrics={"train": {"rank_ic_mean": 0.0123}, "valid": {"rank_ic_mean": -0.0456},
                                 "test": {"rank_ic_mean": 0.0987654}})

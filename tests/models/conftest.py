@@ -1,6 +1,6 @@
 """Synthetic workspaces for the model tests: random-walk OHLCV panels on a business-day grid.
 
-``make_ws(T, N, seed)`` builds a :class:`mining.pipeline.Workspace` whose fields are preloaded
+``make_ws(T, N, seed)`` builds a :class:`backtest.candidates.Workspace` whose fields are preloaded
 (no warehouse needed); ``plant`` adds a known predictive signal: day ``t+1``'s candle body is ``plant x`` day ``t``'s
 plus noise, so KMID at ``t`` predicts the open(t+1) -> open(t+2) label.
 """
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.evaluate import EvalContext
+from backtest.context import EvalContext
 from data.fields import field_names
-from mining.pipeline import Workspace
+from backtest.candidates import Workspace
 
 
 def make_ws(T: int = 260, N: int = 30, seed: int = 0, start: str = "2015-01-01",

@@ -5,13 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.config import Config, EvalConfig, ModelConfig, StoreConfig
+from backtest.context import EvalConfig
+from data.config import Config, DataConfig
+from factors.store import StoreConfig
+from models.settings import ModelConfig
 from data.errors import ConfigError, EvaluationError, ParseError
-from factors.expr import Call, Field, ModelRef, evaluate, model_refs, parse, unparse
+from factors.expr_eval import evaluate
+from factors.expr_parse import parse
+from factors.expr_tree import Call, Field, ModelRef, model_refs, unparse
 from factors.store import FactorStore
-from mining.pipeline import evaluate_candidate, member_correlations
-from models.candidates import (load_prediction_panel, model_formula, new_run_id,
-                               save_predictions, submit_prediction)
+from backtest.candidates import evaluate_candidate, member_correlations
+from backtest.candidates import (load_prediction_panel, model_formula, new_run_id,
+                                 save_predictions, submit_prediction)
 from models.distill import ShapSummary, distill_candidates, feature_signs
 
 RID = "lgbm-20261124T101010-ab12cd"
@@ -66,7 +71,7 @@ def test_evaluate_needs_a_resolver():
 
 def _cfg(tmp_path, ws):
     d = ws.ctx.dates
-    return Config(store=StoreConfig(path=tmp_path / "lb.db", min_valid_rank_ic=0.01),
+    return Config(data=DataConfig(), store=StoreConfig(path=tmp_path / "lb.db", min_valid_rank_ic=0.01),
                   model=ModelConfig(out_dir=tmp_path / "models"),
                   evaluate=EvalConfig(train=(str(d[0].date()), str(d[150].date())),
                                       valid=(str(d[151].date()), str(d[220].date())),

@@ -6,7 +6,8 @@ import pytest
 
 from data.errors import ConfigError
 from factors.alpha158 import ALPHA158, FEATURE_SETS, UNSUPPORTED, feature_set
-from factors.expr import evaluate, parse
+from factors.expr_eval import evaluate
+from factors.expr_parse import parse
 from models.dataset import build_dataset, normalise_label, robust_zscore
 
 
@@ -155,8 +156,8 @@ def test_features_are_causal(make_ws, truncate):
 
 @pytest.mark.slow
 def test_real_csi300_slice_builds_with_full_coverage():
-    from data.config import load_config
-    from mining.pipeline import make_workspace
+    from mining.cli_app import load as load_config
+    from backtest.candidates import make_workspace
     try:
         ws = make_workspace(load_config(), "csi300", "2018-06-01", "2018-12-31")
     except Exception as exc:  # pragma: no cover - the warehouse is optional

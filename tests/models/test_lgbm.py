@@ -8,7 +8,7 @@ from data.errors import EvaluationError
 from models.dataset import build_dataset
 from models.lgbm import (daily_ic, fit_lgbm, lgbm_params, load_booster, predict_rows,
                          run_walk_forward, save_booster)
-from models.lgbm_run import oos_ic_stats
+from models.run_common import oos_ic_stats
 from models.walkforward import walk_forward
 
 SMALL = dict(num_leaves=15, learning_rate=0.1, lambda_l1=0.0, lambda_l2=0.0, num_threads=1)

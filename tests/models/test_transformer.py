@@ -307,9 +307,12 @@ def test_on_built_dataset(torch, make_ws):
 # ---------------------------------------------------------------- run + CLI
 
 def _run_cfg(tmp_path, ws):
-    from data.config import Config, EvalConfig, ModelConfig, StoreConfig
+    from backtest.context import EvalConfig
+    from data.config import Config, DataConfig
+    from factors.store import StoreConfig
+    from models.settings import ModelConfig
     d = ws.ctx.dates
-    return Config(store=StoreConfig(path=tmp_path / "lb.db", min_valid_rank_ic=0.01),
+    return Config(data=DataConfig(), store=StoreConfig(path=tmp_path / "lb.db", min_valid_rank_ic=0.01),
                   model=ModelConfig(out_dir=tmp_path / "models", num_threads=1),
                   evaluate=EvalConfig(train=(str(d[0].date()), str(d[150].date())),
                                       valid=(str(d[151].date()), str(d[220].date())),
@@ -318,7 +321,7 @@ def _run_cfg(tmp_path, ws):
 
 def test_run_transformer_end_to_end_on_synthetic(torch, make_ws, tmp_path):
     from factors.store import FactorStore
-    from models.candidates import load_prediction_panel
+    from backtest.candidates import load_prediction_panel
     from models.transformer_run import TransformerSettings, run_transformer
     ws = make_ws(T=260, N=30, plant=0.8)
     cfg = _run_cfg(tmp_path, ws)
@@ -353,7 +356,7 @@ def test_run_transformer_end_to_end_on_synthetic(torch, make_ws, tmp_path):
 
 
 def _cli_setup(make_ws, tmp_path, monkeypatch):
-    import mining.pipeline
+    import models.run_common
     ws = make_ws(T=260, N=30, plant=0.8)
     d = ws.ctx.dates
     (tmp_path / "mine.toml").write_text(f"""
@@ -374,7 +377,7 @@ valid_months = 2
 num_threads = 1
 """)
     ws.model_dir = tmp_path / "models"
-    monkeypatch.setattr(mining.pipeline, "make_workspace", lambda *a, **k: ws)
+    monkeypatch.setattr(models.run_common, "make_workspace", lambda *a, **k: ws)
     return ["--config", str(tmp_path / "mine.toml"), "model", "transformer", "--epochs", "1",
             "--seq-len", "5", "--d-model", "16", "--dates-per-epoch", "20"]
 
@@ -414,8 +417,8 @@ def test_missing_torch_gives_the_install_line(make_ws, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_real_csi300_fit_predict_and_causality(torch):
     """One short fit on a real CSI300 year; predictions at <= t ignore features after t."""
-    from data.config import load_config
-    from mining.pipeline import make_workspace
+    from mining.cli_app import load as load_config
+    from backtest.candidates import make_workspace
     from models.dataset import build_dataset
     from models.transformer import fit, predict
     try:

@@ -1,0 +1,324 @@
+"""The candidate layer: the path every factor candidate takes, whoever produced it.
+
+Producers (the named library, GP, the LLM loop, return models) only propose formulas. This
+module owns what they share:
+
+* :class:`Workspace` - panels and the evaluation context (:mod:`backtest.context`) for one
+  universe and date range, loaded lazily and shared by many candidates;
+* :func:`evaluate_candidate` - the common evaluator (:func:`backtest.evaluate.evaluate_factor`)
+  on train / valid, with the sign decided on train only;
+* :func:`member_correlations` and :func:`submit` - the gate against the current leaderboard
+  members (:class:`factors.store.FactorStore`), which decides and records;
+* prediction-panel I/O - a model run's out-of-sample scores saved as
+  ``<model dir>/<run id>/pred.parquet`` (long format ``trade_date, ts_code, score``; finite
+  values only; atomic writes) and read back for the formula leaf ``model("<run id>")``
+  (:class:`factors.expr_tree.ModelRef`), so a prediction panel goes through the same
+  evaluator, gate and leaderboard as a formula (:func:`submit_prediction`).
+
+Why here, in ``backtest/``: a candidate is judged by the evaluator, which lives in this layer,
+and :mod:`backtest.combine` builds its composite from the same workspace; producers in
+``mining/`` and ``models/`` sit above and import this module, never each other. Test-split
+metrics are never computed here unless the caller passes ``include_test`` / a ``test`` split.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from backtest.context import EvalContext
+from backtest.evaluate import FactorReport, evaluate_factor, factor_corr
+from data.config import Config
+from data.errors import AlphamineError, EvaluationError
+from data.io import atomic_write, write_json_atomic
+from data.manager import DataManager
+from factors.expr_eval import evaluate
+from factors.expr_parse import parse
+from factors.expr_tree import MODEL_ID_RE, Call, Expr, ModelRef, fields as expr_fields, unparse
+from factors.store import FactorStore
+from factors.store_records import FactorRecord, GateDecision
+
+__all__ = ["Workspace", "make_workspace", "Evaluated", "evaluate_candidate", "safe_evaluate",
+           "member_correlations", "submit", "new_run_id", "run_dir", "model_formula",
+           "save_predictions", "load_prediction_panel", "submit_prediction"]
+
+
+@dataclass
+class Workspace:
+    """Panels and evaluation context for one universe and date range, shared by many candidates.
+
+    Fields are loaded lazily and kept; ``memo`` keeps the values of whole formulas evaluated
+    with ``memo=True`` (leaderboard members, compared against every candidate by the gate).
+    """
+
+    dm: DataManager
+    ctx: EvalContext
+    universe: str
+    start: str
+    end: str
+    _panels: dict[str, np.ndarray] = field(default_factory=dict)
+    memo: dict = field(default_factory=dict)
+    model_dir: Path | None = None     # where ``model("<run id>")`` prediction panels are saved
+
+    def model_panel(self, run_id: str) -> np.ndarray:
+        """The saved OOS prediction panel of model run ``run_id`` on this workspace's grid.
+
+        Resolver of ``model("<run id>")`` leaves (see :class:`factors.expr_tree.ModelRef`); NaN where
+        the model made no prediction. Raises EvaluationError when no panel is saved.
+        """
+        if self.model_dir is None:
+            raise EvaluationError(f'model("{run_id}"): this workspace has no model directory')
+        return load_prediction_panel(self.model_dir, run_id, self.ctx.dates, self.ctx.codes)
+
+    def field(self, name: str) -> np.ndarray:
+        """Return field ``name`` as a (T, N) float64 array aligned with ``ctx``."""
+        if name not in self._panels:
+            self.load([name])
+        return self._panels[name]
+
+    def load(self, names: Iterable[str]) -> None:
+        """Load several fields in one pass over the warehouse."""
+        missing = [n for n in names if n not in self._panels]
+        if not missing:
+            return
+        frames = self.dm.panels(missing, self.start, self.end, codes=self.ctx.codes)
+        for n in missing:
+            arr = frames[n].to_numpy(dtype=np.float64)
+            arr.setflags(write=False)
+            self._panels[n] = arr
+
+    def values(self, expr: Expr, *, memo: bool = False, cache: dict | None = None) -> np.ndarray:
+        """Evaluate ``expr`` on this workspace (universe mask passed to ``cs_*`` operators).
+
+        ``cache`` is a sub-expression memo shared across calls on this workspace (see
+        :func:`factors.expr_eval.evaluate`), e.g. by a feature-set build; the caller drops it.
+        """
+        if memo and expr in self.memo:
+            return self.memo[expr]
+        self.load(sorted(expr_fields(expr)))
+        out = evaluate(expr, self.field, mask=self.ctx.universe_mask, cache=cache,
+                       models=self.model_panel)
+        if memo:
+            out.setflags(write=False)
+            self.memo[expr] = out
+        return out
+
+
+def make_workspace(cfg: Config, universe: str, start: str | None = None,
+                   end: str | None = None, *, include_test: bool = False,
+                   dm: DataManager | None = None, model_dir: Path | None = None) -> Workspace:
+    """Build the workspace for ``universe`` from ``start`` (default: train start) to ``end``.
+
+    ``cfg`` supplies ``[data]`` and ``[evaluate]``. ``end`` defaults to the end of valid, or of
+    test when ``include_test`` is set, so that the test period is not even loaded unless
+    unsealed. ``model_dir`` is where ``model("<run id>")`` prediction panels are read from
+    (``[model] out_dir``; without it such leaves raise EvaluationError).
+    """
+    dm = dm or DataManager.from_config(cfg)
+    ev = cfg.evaluate
+    start = start or ev.train[0]
+    end = end or (ev.test[1] if include_test else ev.valid[1])
+    cal = dm.calendar()
+    end = min(end, str(cal[-1].date()))
+    ctx = EvalContext.from_data(dm, universe, start, end, ev)
+    return Workspace(dm=dm, ctx=ctx, universe=universe, start=start, end=end,
+                     model_dir=model_dir)
+
+
+@dataclass
+class Evaluated:
+    """A candidate after the common evaluator."""
+
+    expr: Expr
+    reports: dict[str, FactorReport]
+    values: np.ndarray = field(repr=False)
+    oriented: bool = False                    # True when negated so that train RankIC > 0
+
+    @property
+    def formula(self) -> str:
+        return str(self.expr)
+
+    def metrics(self) -> dict[str, dict]:
+        out = {}
+        for split, rep in self.reports.items():
+            d = rep.to_dict()
+            d.pop("split", None)
+            out[split] = d
+        return out
+
+
+def evaluate_candidate(ws: Workspace, expr: Expr | str, *, splits=("train", "valid"),
+                       orient: bool = False) -> Evaluated:
+    """Evaluate one formula with the common evaluator.
+
+    With ``orient=True`` a factor whose *train* mean RankIC is negative is replaced by its
+    negation (decided on train only, never on valid/test).
+    """
+    if isinstance(expr, str):
+        expr = parse(expr)
+    values = ws.values(expr)
+    reports = evaluate_factor(values, ws.ctx, splits=tuple(splits))
+    train_ic = reports["train"].rank_ic_mean if "train" in reports else np.nan
+    if orient and np.isfinite(train_ic) and train_ic < 0:
+        expr = _negate(expr)
+        values = -values
+        reports = evaluate_factor(values, ws.ctx, splits=tuple(splits))
+        return Evaluated(expr, reports, values, oriented=True)
+    return Evaluated(expr, reports, values)
+
+
+def _negate(expr: Expr) -> Expr:
+    if isinstance(expr, Call) and expr.op == "neg":
+        return expr.args[0]
+    return Call("neg", (expr,))
+
+
+def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,
+                        horizon: int) -> dict[str, float]:
+    """|corr| inputs for the gate: mean daily rank correlation on valid with every member."""
+    out: dict[str, float] = {}
+    for rec in store.members(universe=ws.universe, horizon=horizon):
+        try:
+            member_values = ws.values(parse(rec.formula), memo=True)
+        except AlphamineError:
+            continue  # e.g. a model leaf this workspace cannot load; gate ignores it
+        out[rec.formula] = factor_corr(candidate.values, member_values, ws.ctx, split="valid")
+    return out
+
+
+def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, source: str,
+           cfg: Config, provenance: dict, n_tried: int, description: str = "",
+           force: bool = False) -> GateDecision:
+    """Gate ``cand`` against the leaderboard and store it if accepted."""
+    horizon = cfg.evaluate.horizon
+    corrs = member_correlations(ws, store, cand, horizon)
+    rec = FactorRecord(formula=cand.formula, name=name, source=source, universe=ws.universe,
+                       horizon=horizon, metrics=cand.metrics(), provenance=provenance,
+                       n_tried=n_tried, description=description)
+    return store.add(rec, corrs, max_corr=cfg.store.max_corr,
+                     min_valid_rank_ic=cfg.store.min_valid_rank_ic, force=force)
+
+
+def safe_evaluate(ws: Workspace, expr: Expr, **kw) -> Evaluated | None:
+    """Like :func:`evaluate_candidate` but returns ``None`` on an evaluation error."""
+    try:
+        return evaluate_candidate(ws, expr, **kw)
+    except EvaluationError:
+        return None
+
+
+# ----------------------------------------------------------------------- prediction panels
+
+PRED_FILE = "pred.parquet"
+META_FILE = "meta.json"
+
+
+def new_run_id(kind: str = "lgbm") -> str:
+    """A fresh model run id ``<kind>-YYYYmmddTHHMMSS-<6 hex>`` (UTC)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    rid = f"{kind}-{stamp}-{secrets.token_hex(3)}"
+    _check_id(rid)
+    return rid
+
+
+def _check_id(run_id: str) -> None:
+    if not isinstance(run_id, str) or not MODEL_ID_RE.fullmatch(run_id):
+        raise EvaluationError(f"model run id {run_id!r} must match [A-Za-z0-9_.-]+ "
+                              "(not starting with '.')")
+
+
+def run_dir(out_dir: str | os.PathLike, run_id: str) -> Path:
+    """``<out_dir>/<run_id>`` after validating ``run_id`` (no path separators or leading dot)."""
+    _check_id(run_id)
+    return Path(out_dir) / run_id
+
+
+def model_formula(run_id: str) -> str:
+    """The formula text of a model's prediction panel: ``model("<run id>")``."""
+    return unparse(ModelRef(run_id))
+
+
+def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
+                     dates, codes, meta: dict | None = None) -> Path:
+    """Save a ``(T, N)`` prediction panel as ``<out_dir>/<run_id>/pred.parquet``.
+
+    Parameters
+    ----------
+    out_dir : path
+        ``[model] out_dir``.
+    run_id : str
+        Model run id (``[A-Za-z0-9_.-]+``).
+    pred : ndarray (T, N)
+        Scores; non-finite entries (no prediction) are not written.
+    dates, codes : DatetimeIndex (T,), Index (N,)
+    meta : dict, optional
+        Written to ``meta.json`` beside it (JSON; NaN -> null).
+
+    Returns
+    -------
+    Path of the parquet file.
+
+    Raises
+    ------
+    EvaluationError
+        Bad run id or a shape mismatch.
+    """
+    d = run_dir(out_dir, run_id)
+    pred = np.asarray(pred, dtype=np.float64)
+    dates, codes = pd.DatetimeIndex(dates), pd.Index(codes)
+    if pred.shape != (len(dates), len(codes)):
+        raise EvaluationError(f"save_predictions: panel shape {pred.shape} != "
+                              f"({len(dates)}, {len(codes)})")
+    t, j = np.nonzero(np.isfinite(pred))
+    frame = pd.DataFrame({"trade_date": dates[t], "ts_code": codes[j].astype(str),
+                          "score": pred[t, j]})
+    path = atomic_write(d / PRED_FILE, lambda tmp: frame.to_parquet(tmp, index=False))
+    if meta is not None:
+        write_json_atomic(d / META_FILE, meta)
+    return path
+
+
+def load_prediction_panel(out_dir: str | os.PathLike, run_id: str, dates, codes) -> np.ndarray:
+    """Load a saved prediction panel onto a ``dates x codes`` grid.
+
+    Returns
+    -------
+    ndarray float64 (T, N)
+        NaN where the model made no prediction (other dates or codes are ignored).
+
+    Raises
+    ------
+    EvaluationError
+        Bad run id, or no saved panel (the message names the path).
+    """
+    path = run_dir(out_dir, run_id) / PRED_FILE
+    if not path.is_file():
+        raise EvaluationError(f'model("{run_id}"): no prediction panel at {str(path)!r}')
+    frame = pd.read_parquet(path, columns=["trade_date", "ts_code", "score"])
+    dates, codes = pd.DatetimeIndex(dates), pd.Index(codes)
+    ti = dates.get_indexer(pd.DatetimeIndex(frame["trade_date"]))
+    ji = codes.get_indexer(frame["ts_code"].astype(str))
+    ok = (ti >= 0) & (ji >= 0)
+    out = np.full((len(dates), len(codes)), np.nan)
+    out[ti[ok], ji[ok]] = frame["score"].to_numpy(dtype=np.float64)[ok]
+    return out
+
+
+def submit_prediction(ws: Workspace, store: FactorStore, cfg: Config, run_id: str, *,
+                      name: str, provenance: dict, n_tried: int, description: str = ""
+                      ) -> tuple[Evaluated, GateDecision]:
+    """Evaluate ``model("<run id>")`` with the common evaluator and submit it (source ``model``).
+
+    The panel must have been saved under ``ws.model_dir`` first. Not oriented: a return
+    model's score is used as predicted.
+    """
+    ev = evaluate_candidate(ws, model_formula(run_id), orient=False)
+    decision = submit(ws, store, ev, name=name, source="model", cfg=cfg, provenance=provenance,
+                      n_tried=n_tried, description=description)
+    return ev, decision

@@ -1,0 +1,46 @@
+"""``[backtest]`` settings: combination, strategies, the account simulator and export.
+
+Read from ``mine.toml`` by :func:`data.config.load_config`; consumed by :mod:`backtest.combine`,
+:mod:`backtest.strategies`, :mod:`backtest.rules` (costs), :mod:`backtest.simulate` and
+:mod:`backtest.export`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.config import WORK_DIR
+
+__all__ = ["BacktestConfig"]
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """``[backtest]``: combination, strategies, the account simulator and export (issue 3)."""
+    universe: str = "csi300"
+    start: str = "2019-01-01"           # default backtest window: valid + test
+    end: str = "2026-12-31"
+    init_cash: float = 1_000_000.0      # yuan
+    execution: str = "open"             # fill price: "open" (next open) or "vwap"
+    commission: float = 0.0003          # rate on traded value, both sides
+    min_commission: float = 5.0         # yuan per order
+    transfer_fee: float = 0.00001       # rate on traded value, both sides
+    slippage_bps: float = 5.0           # adverse price move per fill, basis points
+    participation: float = 0.1          # max share of the day's volume per order
+    benchmark: str = "000300.SH"
+    out_dir: Path = WORK_DIR / "backtest"
+    # combination and strategy defaults (`mine combine`)
+    top: int = 10                       # leaderboard members considered (valid.rank_icir order)
+    method: str = "ic"                  # ic | icir | equal
+    ic_window: int = 60                 # trailing days of RankIC behind the weights
+    max_corr: float = 0.7               # |corr| on valid between members stays below
+    strategy: str = "topn"              # topn | topk
+    n: int = 50                         # names held
+    rebalance: str = "5"                # daily | weekly | monthly | every k trading days
+    n_drop: int = 5                     # topk: max replacements per rebalance
+    # micro-cap preset (`mine backtest --preset microcap`; reference/microcap-strategy.md)
+    microcap_universe: str = "all"
+    microcap_mv_min: float = 2e9        # yuan (20 亿)
+    microcap_mv_max: float = 3e9        # yuan (30 亿)
+    microcap_hold: int = 3
+    microcap_every: int = 5

@@ -1,0 +1,199 @@
+"""The ``mine`` app: the typer application, consoles, configuration loading and formatting.
+
+Every ``mining/cli_*.py`` module imports this one and adds its commands to :data:`app`;
+:mod:`mining.cli` (the console script's entry point) imports them all. Command bodies only
+parse and validate options, make one library call and render its result: orchestration lives
+in the library (``backtest.*``, ``mining.*``, ``models.*``), never here.
+
+Exit codes (README "Exit codes"): :data:`EXIT_OK` 0 success; :data:`EXIT_PROBLEMS` 1 a check
+ran and found problems; :data:`EXIT_USAGE` 2 a usage, configuration or data error (one line on
+stderr, ``error: ...``).
+
+Output conventions: every command has ``--json`` (strict JSON on stdout: no NaN/Infinity,
+integers stay integers; :func:`print_json`); tables never wrap formulas token by token (the
+console is at least :data:`MIN_WIDTH` columns wide when piped, and formula columns do not
+wrap); rich markup in help texts is off, so ``[section]`` names print as written.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NoReturn, Optional
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from backtest.context import EvalConfig
+from backtest.settings import BacktestConfig
+from data.config import Config, DataConfig, load_config
+from data.errors import AlphamineError, ConfigError
+from factors.store import StoreConfig
+from mining.gp import GPSettings
+from mining.llm import LLMConfig
+from models.settings import ModelConfig
+
+__all__ = ["app", "console", "err_console", "SCHEMA", "load", "cfg", "fail", "fmt",
+           "print_json", "to_jsonable", "check_choice", "check_date", "check_positive",
+           "config_line", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE"]
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+#: Console width used when output is not a terminal (logs, pipes): wide enough for formulas.
+MIN_WIDTH = 200
+
+#: Every section ``mine.toml`` may hold, and the settings class that reads it.
+SCHEMA: dict[str, type] = {"data": DataConfig, "evaluate": EvalConfig, "store": StoreConfig,
+                           "gp": GPSettings, "backtest": BacktestConfig, "llm": LLMConfig,
+                           "model": ModelConfig}
+
+
+def _console(stderr: bool = False) -> Console:
+    c = Console(stderr=stderr)
+    if not c.is_terminal and c.width < MIN_WIDTH:
+        c = Console(stderr=stderr, width=int(os.environ.get("COLUMNS", 0)) or MIN_WIDTH)
+    return c
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="alphamine: factor mining and evaluation for Chinese A-shares.")
+
+_STATE: dict[str, Any] = {"config_path": None, "cfg": None}
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            v = metadata.version("alphamine")
+        except metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+            v = "unknown (not installed)"
+        print(f"alphamine {v}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="Path to mine.toml (default: $ALPHAMINE_CONFIG, then "
+        "./mine.toml)."),
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                     help="Print the version and exit.")) -> None:
+    _STATE["config_path"] = config
+    _STATE["cfg"] = None
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load ``mine.toml`` (or the defaults) with every section of :data:`SCHEMA`.
+
+    Raises
+    ------
+    ConfigError
+        Unknown section or key, wrong type, unreadable file (see :func:`data.config.load_config`).
+    """
+    return load_config(path, SCHEMA)
+
+
+def cfg() -> Config:
+    """The configuration of this invocation (``--config``), loaded once."""
+    if _STATE["cfg"] is None:
+        _STATE["cfg"] = load(_STATE["config_path"])
+    return _STATE["cfg"]
+
+
+def config_line(c: Config) -> str:
+    """``config <file> · store <path>``: printed (dim) by commands that read data or the store."""
+    src = str(c.source) if c.source else "built-in defaults (no mine.toml found)"
+    return f"config {src} · store {c.store.path}"
+
+
+def fail(e: Exception | str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``error: <message>`` (one line) on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """Number for a table cell: ``-`` for None/NaN, fixed ``digits`` for floats."""
+    if v is None or (isinstance(v, (float, np.floating)) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_jsonable(o: Any) -> Any:
+    """Plain JSON values: NaN/inf -> None, numpy scalars -> int/float, integral floats kept
+    as floats, paths/timestamps/dates -> str, tuples/sets -> lists, dataclasses -> dicts."""
+    if isinstance(o, Mapping):
+        return {str(k): to_jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.ndarray):
+        return to_jsonable(o.tolist())
+    if isinstance(o, (Path, pd.Timestamp, _dt.date)):
+        return str(o)
+    if hasattr(o, "__dataclass_fields__"):
+        return {k: to_jsonable(getattr(o, k)) for k in o.__dataclass_fields__}
+    if o is None or isinstance(o, str):
+        return o
+    return str(o)
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as strict, indented JSON on stdout (never NaN; see :func:`to_jsonable`)."""
+    print(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
+
+
+# ---------------------------------------------------------------- option validation
+# Called first thing in a command body, before any data or store is touched.
+
+def check_choice(option: str, value: str | None, choices: Iterable[str]) -> str | None:
+    """``value`` if it is one of ``choices`` (or None); else a ConfigError naming them."""
+    choices = list(choices)
+    if value is not None and value not in choices:
+        raise ConfigError(f"{option} {value!r}: use one of {', '.join(choices)}")
+    return value
+
+
+def check_date(option: str, value: str | None) -> str | None:
+    """``value`` as ``YYYY-MM-DD`` (accepts ``YYYYMMDD`` too), or None; else a ConfigError."""
+    if value is None:
+        return None
+    s = str(value).strip()
+    for f in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return _dt.datetime.strptime(s, f).date().isoformat()
+        except ValueError:
+            continue
+    raise ConfigError(f"{option} {value!r}: use a date as YYYY-MM-DD or YYYYMMDD")
+
+
+def check_positive(option: str, value: float | int | None, *, zero: bool = False
+                   ) -> float | int | None:
+    """``value`` if > 0 (>= 0 with ``zero``) or None; else a ConfigError."""
+    if value is not None and (value < 0 or (value == 0 and not zero)
+                              or (isinstance(value, float) and not math.isfinite(value))):
+        raise ConfigError(f"{option} must be {'>= 0' if zero else '> 0'}, got {value}")
+    return value
+
+
+def run_guarded(fn, *args, **kwargs):
+    """Call ``fn``; an :class:`AlphamineError` becomes ``error: ...`` and exit code 2."""
+    try:
+        return fn(*args, **kwargs)
+    except AlphamineError as e:
+        fail(e)
