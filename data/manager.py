@@ -21,6 +21,12 @@ Price limits (:meth:`DataManager.limit_prices`)
 Rules and their computation: :mod:`data.limits` (board, ST, ChiNext reform, new-listing days).
 ST uses ``is_st_latest``, the CURRENT status only (no ST history exists in the warehouse),
 applied to every date.
+
+Size: one facade class (about 580 lines, most of them numpydoc): each public method is a
+thin, documented entry point over the topic modules that hold the logic (:mod:`data._load`
+reading and caching, :mod:`data.fields` derivations, :mod:`data.limits` price limits and
+tradability, :mod:`data.universe` membership); splitting the class itself would split one
+interface across files.
 """
 from __future__ import annotations
 
