@@ -1,4 +1,5 @@
-"""Order plans (backtest/export.py) and `mine export`: exact tiny cases, files, real data."""
+"""Order plans (backtest/orders.py), export files (backtest/export.py, backtest/run_dirs.py) and
+`mine export`: exact tiny cases, files, real data."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.export import (PLAN_COLUMNS, atomic_write_csv, export_day, find_latest_targets,
-                             order_plan, plan_summary, read_positions, read_quotes,
+from backtest.export import (atomic_write_csv, export_day, read_positions, read_quotes,
                              reference_quotes, targets_for)
+from backtest.orders import PLAN_COLUMNS, order_plan, plan_summary
+from backtest.run_dirs import find_latest_targets, write_latest
 from backtest.strategies import read_targets
 from backtest.rules import CostModel
 from data.errors import BacktestError, DataError
