@@ -274,6 +274,11 @@ def test_find_latest_targets_and_atomic_files(tmp_path):
     atomic_write_csv(pd.DataFrame({"x": [2]}), out / "export" / "targets_20240628.csv")
     pd.DataFrame({"x": [1]}).to_parquet(out / "export" / "targets_x.parquet")
     assert find_latest_targets(out) == b                   # export/ is skipped
+    write_latest(out, a.parent)                            # the `latest` pointer wins
+    assert (out / "latest").read_text().strip() == "combine_ic_csi300"
+    assert find_latest_targets(out) == a
+    write_latest(out, out / "gone")                        # stale pointer: newest file again
+    assert find_latest_targets(out) == b
     assert not list(out.rglob("*.tmp"))
     assert pd.read_csv(c)["x"].tolist() == [1]
 
