@@ -1,7 +1,7 @@
 """QMT adapter: place one day's ``target_positions`` through xtquant (runs inside QMT's Python).
 
 Research stays outside QMT; this module only reads the targets, asks the account for its
-holdings and cash, computes the order plan with :func:`backtest.export.order_plan` -- the very
+holdings and cash, computes the order plan with :func:`backtest.orders.order_plan` -- the very
 code ``mine export`` uses -- and places the plan's ``ok`` orders, **sells first, then buys**.
 Flagged orders (limit-up buy, limit-down sell, suspended, T+1, no price, below one lot,
 insufficient cash) are reported, never sent.
@@ -45,7 +45,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from backtest.export import QUOTE_COLUMNS, plan_from_quotes, plan_summary, read_quotes, targets_for
+from backtest.export import QUOTE_COLUMNS, plan_from_quotes, read_quotes, targets_for
+from backtest.orders import plan_summary
 from backtest.strategies import read_targets
 from backtest.rules import CostModel
 from data.errors import AlphamineError, BacktestError
@@ -229,10 +230,10 @@ def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, 
     buffer_bps : float
         Limit-price buffer for ``fix`` orders, basis points.
     cash_reserve : float
-        Fraction of equity left in cash (see :func:`backtest.export.order_plan`); for ``fix``
+        Fraction of equity left in cash (see :func:`backtest.orders.order_plan`); for ``fix``
         orders at least ``buffer_bps / 1e4``, so buys priced above the reference still fit.
     min_order_value : float
-        Smaller orders are skipped (see :func:`backtest.export.order_plan`).
+        Smaller orders are skipped (see :func:`backtest.orders.order_plan`).
     strategy_name : str, optional
         Passed to ``order_stock`` (default: the targets' ``strategy_name`` or "alphamine").
     wait_sells : float
@@ -245,7 +246,7 @@ def rebalance(trader, account, targets_day: pd.DataFrame, quotes: pd.DataFrame, 
     Returns
     -------
     (plan, state)
-        The :func:`backtest.export.order_plan` frame plus ``order_price`` and ``order_id``
+        The :func:`backtest.orders.order_plan` frame plus ``order_price`` and ``order_id``
         (xtquant's id; -1 = refused by QMT; <NA> = not sent: dry run or flagged), and the
         account state it was computed from.
 

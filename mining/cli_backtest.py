@@ -1,36 +1,29 @@
-"""CLI commands: `mine combine`, `mine backtest` (issue 3). `mine export` is in cli_export.
+"""CLI commands: `mine combine`, `mine backtest` (a shell over :mod:`backtest.combine_run` and
+:mod:`backtest.backtest_run`). `mine export` is in cli_export.
 
-``mine combine`` turns the leaderboard into a composite score (:mod:`backtest.combine`) and
-``target_positions`` (:mod:`backtest.strategies`); ``mine backtest`` runs the account simulator
-(:mod:`backtest.simulate`) on a targets file or on the micro-cap preset and prints the
-performance (:mod:`backtest.metrics`) next to the benchmark index.
+Each command validates its options (before any data loads), makes one library call and renders
+the run record it returns.
 """
 from __future__ import annotations
 
-import json
 import math
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from data.io import atomic_write
+from backtest.backtest_run import (BacktestRun, BacktestRunSettings, MicrocapSettings,
+                                   run_backtest, run_microcap)
+from backtest.combine import METHODS
+from backtest.combine_run import (NEUTRALIZERS, STRATEGIES, CombineRun, CombineSettings,
+                                  run_combine)
+from data.errors import AlphamineError, ConfigError
+from mining.cli_app import (app, cfg as _cfg, check_choice, check_date, check_positive,
+                            config_line, console, err_console, fail, print_json)
 
-from mining import cli_app
-
-SURVIVORSHIP_NOTE = ("the sample warehouse holds only stocks still listed in 2026-05 (survivors): "
-                     "delisted names are missing, so results look too good, above all for small "
-                     "and micro caps")
-IN_SAMPLE_NOTE = ("leaderboard members are selected on valid metrics and the backtest window "
-                  "overlaps valid ({valid}): that part is in-sample for the selection; the test "
-                  "split ({test}) is reported separately")
-
-
+PRESETS = ("microcap",)
 
 
 def _pct(v) -> str:
@@ -41,167 +34,143 @@ def _num(v, d: int = 2) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.{d}f}"
 
 
-def _split_neutral(s: Optional[str]) -> tuple[str, ...]:
-    if not s:
-        return ()
-    return tuple(x.strip() for x in s.split(",") if x.strip())
+def _f(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def check_neutralize(value: Optional[str]) -> tuple[str, ...]:
+    """``--neutralize industry,size`` as a tuple (subset of :data:`NEUTRALIZERS`)."""
+    parts = tuple(x.strip() for x in (value or "").split(",") if x.strip())
+    bad = [x for x in parts if x not in NEUTRALIZERS]
+    if bad:
+        raise ConfigError(f"--neutralize {value!r}: use a comma list of "
+                          f"{', '.join(NEUTRALIZERS)}")
+    return parts
+
+
+def check_rebalance(value: str) -> str:
+    """``daily``, ``weekly``, ``monthly`` or a whole number of trading days >= 1."""
+    v = str(value).strip()
+    if v in ("daily", "weekly", "monthly") or (v.isdigit() and int(v) >= 1):
+        return v
+    raise ConfigError(f"--rebalance {value!r}: use daily, weekly, monthly or a number of "
+                      f"trading days >= 1")
+
+
+def _date(option: str, value: Optional[str], default: str) -> str:
+    """``--start`` / ``--end`` (or the ``[backtest]`` default) as YYYY-MM-DD."""
+    if value is None:
+        return check_date(f"[backtest] {option.lstrip('-')}", default)
+    return check_date(option, value)
+
+
+def _progress(as_json: bool):
+    return None if as_json else (lambda m: err_console.print(f"[dim]{escape(m)}…[/]"))
+
+
+def _prelude(as_json: bool):
+    c = _cfg()
+    if not as_json:
+        console.print(f"[dim]{escape(config_line(c))}[/]")
+    return c
+
+
+def _emit_json(c, record) -> None:
+    print_json({"config": str(c.source) if c.source else None, "store": str(c.store.path),
+                **record.to_dict()})
 
 
 # --------------------------------------------------------------------------- combine
-
-def run_combine(cfg, *, top, method, universe, max_corr, neutral, window, strategy, n, n_drop,
-                rebalance, max_weight, max_industry_weight, start, end, out: Path) -> dict:
-    """Composite score + targets written under ``out``; returns the summary dict."""
-    from backtest.combine import combine_from_store, warmup_start
-    from backtest.strategies import (apply_caps, eligible_mask, rebalance_mask, to_targets,
-                                     topk_dropout_weights, topn_weights, write_frame,
-                                     write_targets)
-    from data.errors import BacktestError
-    from data.manager import DataManager
-    from factors.processing import industry_codes
-    from factors.store import FactorStore
-    from backtest.candidates import make_workspace
-
-    if strategy not in ("topn", "topk"):
-        raise BacktestError(f"unknown strategy {strategy!r}; use topn or topk")
-    dm = DataManager.from_config(cfg)
-    t0 = time.perf_counter()
-    ws = make_workspace(cfg, universe, warmup_start(dm, start), end, dm=dm,
-                        model_dir=cfg.model.out_dir)
-    with FactorStore(cfg.store.path) as store:
-        res = combine_from_store(ws, store, top=top, method=method, max_corr=max_corr,
-                                 neutral=neutral, window=window, start=start)
-    dates, codes = res.score.index, res.score.columns
-    elig = eligible_mask(dm, universe, dates, codes,
-                         min_listed_days=cfg.evaluate.min_listed_days)
-    rb = rebalance_mask(dates, rebalance)
-    score = res.score.to_numpy()
-    if strategy == "topn":
-        W = topn_weights(score, elig, n, rb)
-        name = f"{method}_top{n}"
-    else:
-        W = topk_dropout_weights(score, elig, n, n_drop, rb)
-        name = f"{method}_top{n}_drop{n_drop}"
-    if max_weight or max_industry_weight:
-        ind = industry_codes(dm.stock_basic().set_index("ts_code")["industry_ts"]
-                             .reindex(codes).tolist())
-        W = apply_caps(W, max_weight=max_weight or None, industry=ind,
-                       max_industry_weight=max_industry_weight or None)
-    targets = to_targets(W, dates, codes, f"combine_{name}_{universe}")
-    out.mkdir(parents=True, exist_ok=True)
-    sc = res.score.stack().rename("score").reset_index()
-    sc.columns = ["trade_date", "ts_code", "score"]
-    write_frame(sc, out / "score")
-    write_frame(res.weights.reset_index(names="trade_date"), out / "factor_weights")
-    pq, csv = write_targets(targets, out / "targets")
-    held = targets.groupby("trade_date").size()
-    summary = {
-        "universe": universe, "method": method, "window": window, "horizon": res.horizon,
-        "neutralize": list(neutral), "strategy": strategy, "n": n, "rebalance": str(rebalance),
-        "start": str(dates[0].date()), "end": str(dates[-1].date()),
-        "members": [dict(m.to_dict(), mean_weight=float(res.weights[m.name].mean()))
-                    for m in res.members],
-        "dropped": [{"name": a, "reason": b} for a, b in res.dropped],
-        "rebalance_days": int(rb.sum()), "target_days": int(held.size),
-        "mean_names": float(held.mean()) if held.size else 0.0,
-        "files": {"targets_parquet": str(pq), "targets_csv": str(csv),
-                  "score": str(out / "score.parquet"),
-                  "factor_weights": str(out / "factor_weights.parquet")},
-        "seconds": round(time.perf_counter() - t0, 1),
-        "note": IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
-                                      test=" to ".join(cfg.evaluate.test)),
-    }
-    text = json.dumps(summary, indent=2, default=str)
-    atomic_write(out / "combine.json", lambda tmp: Path(tmp).write_text(text))
-    return summary
-
-
-def _members_table(summary: dict) -> Table:
-    t = Table(title=f"combination ({summary['method']}, {summary['universe']}, "
-                    f"window {summary['window']}, horizon {summary['horizon']})")
-    for c in ("name", "formula", "sign", "train RankIC", "valid RankIC", "valid ICIR",
-              "mean weight"):
-        t.add_column(c, overflow="fold")
-    for m in summary["members"]:
+def _members_table(d: dict) -> Table:
+    t = Table(title=f"combination ({d['method']}, {d['universe']}, "
+                    f"window {d['window']}, horizon {d['horizon']})")
+    t.add_column("name", no_wrap=True)
+    t.add_column("formula")
+    for c in ("sign", "train RankIC", "valid RankIC", "valid ICIR", "mean weight"):
+        t.add_column(c, justify="right", no_wrap=True)
+    for m in d["members"]:
         t.add_row(escape(m["name"]), escape(m["formula"]), f"{m['sign']:+.0f}",
                   _num(m["train_rank_ic"], 4), _num(m["valid_rank_ic"], 4),
                   _num(m["valid_rank_icir"], 3), _num(m["mean_weight"], 3))
     return t
 
 
+def _print_combine(run: CombineRun) -> None:
+    d = run.to_dict()
+    console.print(_members_table(d))
+    for x in d["dropped"]:
+        console.print(f"[dim]dropped {escape(x['name'])}: {escape(x['reason'])}[/]")
+    console.print(f"{d['strategy']} n={d['n']} rebalance={d['rebalance']}: "
+                  f"{d['target_days']} target days, {d['mean_names']:.1f} names on "
+                  f"average, {d['start']} to {d['end']} ({d['seconds']}s)")
+    console.print(f"[dim]{escape(d['note'])}[/]")
+    console.print(f"run {d['run_id']}: {escape(d['out_dir'])}")
+    console.print(f"targets: {escape(d['files']['targets_parquet'])} (+ .csv); "
+                  f"run `mine backtest --targets {escape(d['files']['targets_parquet'])}`")
+
+
+@app.command()
+def combine(
+        top: Optional[int] = typer.Option(None, "--top", help="Leaderboard members considered "
+                                          "(best by valid RankICIR). Default [backtest] top."),
+        method: Optional[str] = typer.Option(None, help="ic | icir | equal. Default [backtest] "
+                                             "method."),
+        universe: Optional[str] = typer.Option(None, help="Universe (leaderboard + stocks). "
+                                               "Default [backtest] universe."),
+        max_corr: Optional[float] = typer.Option(None, "--max-corr",
+                                                 help="Max pairwise |corr| on valid."),
+        neutralize: Optional[str] = typer.Option(None, help="industry,size (comma list)."),
+        window: Optional[int] = typer.Option(None, help="Trailing RankIC window (days)."),
+        strategy: Optional[str] = typer.Option(None, help="topn | topk (with dropout)."),
+        n: Optional[int] = typer.Option(None, "--n", help="Names held."),
+        n_drop: Optional[int] = typer.Option(None, "--n-drop", help="topk: replacements."),
+        rebalance: Optional[str] = typer.Option(
+            None, help="daily | weekly | monthly | every k trading days"),
+        max_weight: float = typer.Option(0.0, "--max-weight", help="Per-stock cap (0=none)."),
+        max_industry_weight: float = typer.Option(0.0, "--max-industry-weight",
+                                                  help="Per-industry cap (0=none)."),
+        start: Optional[str] = typer.Option(None, help="Default [backtest] start."),
+        end: Optional[str] = typer.Option(None, help="Default [backtest] end."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new "
+                                           "run folder under [backtest] out_dir)."),
+        force: bool = typer.Option(False, "--force", help="Write into a non-empty --out."),
+        as_json: bool = typer.Option(False, "--json", help="Print the run as JSON.")) -> None:
+    """Combine leaderboard factors into a composite score and target_positions."""
+    try:
+        c = _prelude(as_json)
+        bt = c.backtest
+        s = CombineSettings.from_config(
+            bt, top=top, method=method, universe=universe, max_corr=max_corr,
+            neutral=check_neutralize(neutralize), window=window, strategy=strategy, n=n,
+            n_drop=n_drop, rebalance=rebalance, max_weight=max_weight,
+            max_industry_weight=max_industry_weight, out=out, force=force,
+            start=_date("--start", start, bt.start), end=_date("--end", end, bt.end))
+        check_choice("--method", s.method, METHODS)
+        check_choice("--strategy", s.strategy, STRATEGIES)
+        check_rebalance(s.rebalance)
+        for opt, v in (("--top", s.top), ("--n", s.n), ("--window", s.window),
+                       ("--max-corr", s.max_corr)):
+            check_positive(opt, v)
+        for opt, v in (("--n-drop", s.n_drop), ("--max-weight", s.max_weight),
+                       ("--max-industry-weight", s.max_industry_weight)):
+            check_positive(opt, v, zero=True)
+        run = run_combine(c, s, model_dir=c.model.out_dir, on_progress=_progress(as_json))
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        _emit_json(c, run)
+    else:
+        _print_combine(run)
+
+
 # --------------------------------------------------------------------------- backtest
-
-def run_backtest(cfg, targets: pd.DataFrame, *, benchmark: str, start: str, end: str,
-                 cash: Optional[float], out: Path, dm=None, selected: bool = True) -> dict:
-    """Simulate ``targets`` on ``[start, end]``, save results under ``out``, return summary."""
-    from backtest.metrics import benchmark_nav, performance, yearly_table
-    from backtest.simulate import MarketData, SimConfig, simulate
-    from data.errors import BacktestError
-    from data.manager import DataManager
-
-    dm = dm or DataManager.from_config(cfg)
-    dm.index_daily(benchmark, start, end)            # unknown code -> DataError listing them
-    tg = targets[(targets.trade_date >= pd.Timestamp(start))
-                 & (targets.trade_date <= pd.Timestamp(end))]
-    if tg.empty:
-        raise BacktestError(f"no targets dated between {start} and {end}")
-    t0 = time.perf_counter()
-    codes = sorted(tg.ts_code.unique())
-    first = str(tg.trade_date.min().date())
-    market = MarketData.from_dm(dm, codes, first, end)
-    t1 = time.perf_counter()
-    sim_cfg = SimConfig.from_config(cfg.backtest)
-    if cash:
-        sim_cfg = replace(sim_cfg, init_cash=float(cash))
-    res = simulate(tg, market, sim_cfg)
-    t2 = time.perf_counter()
-    res.save(out)
-    bench = benchmark_nav(dm, benchmark, res.nav.index)
-    perf = performance(res.nav, trades=res.trades, benchmark=bench, benchmark_name=benchmark)
-    bperf = performance(bench)
-    ev = cfg.evaluate
-    splits = {"train": ev.train, "valid": ev.valid, "test": ev.test}
-    test = res.nav[res.nav.index >= pd.Timestamp(ev.test[0])]
-    test_perf = test_bench = None
-    if len(test) > 2 and res.nav.index[0] < pd.Timestamp(ev.test[0]):
-        prev = res.nav[res.nav.index < pd.Timestamp(ev.test[0])]
-        base = pd.concat([prev.iloc[-1:], test]) if len(prev) else test
-        bb = benchmark_nav(dm, benchmark, base.index)
-        test_perf = performance(base, benchmark=bb, benchmark_name=benchmark).to_dict()
-        test_bench = performance(bb).to_dict()
-    yt = yearly_table(res.nav, bench, splits=splits)
-    yt.to_csv(out / "yearly.csv")
-    costs = res.costs.sum()
-    summary = {
-        "strategy": str(tg["strategy_name"].iloc[0]) if "strategy_name" in tg else "custom",
-        "benchmark": benchmark, "init_cash": sim_cfg.init_cash,
-        "performance": perf.to_dict(), "benchmark_performance": bperf.to_dict(),
-        "test_performance": test_perf, "test_benchmark_performance": test_bench,
-        "yearly": json.loads(yt.reset_index().to_json(orient="records")),
-        "n_trades": int(len(res.trades)), "n_rejected": int(len(res.rejected)),
-        "rejected_by_reason": {str(k): int(v) for k, v in
-                               res.rejected["reason"].value_counts().items()}
-        if len(res.rejected) else {},
-        "costs": {k: float(v) for k, v in costs.items()},
-        "final_nav": float(res.nav.iloc[-1]),
-        "seconds": {"load": round(t1 - t0, 2), "simulate": round(t2 - t1, 2)},
-        "out_dir": str(out),
-        "note": ((IN_SAMPLE_NOTE.format(valid=" to ".join(ev.valid), test=" to ".join(ev.test))
-                  + "; ") if selected else "") + SURVIVORSHIP_NOTE,
-    }
-    text = json.dumps(summary, indent=2, default=str)
-    atomic_write(out / "performance.json", lambda tmp: Path(tmp).write_text(text))
-    return summary
-
-
-def _perf_table(summary: dict) -> Table:
-    bm = summary["benchmark"]
-    t = Table(title=f"{summary['strategy']} vs {bm}")
-    cols = [("full: strategy", summary["performance"]),
-            (f"full: {bm}", summary["benchmark_performance"])]
-    if summary["test_performance"]:
-        cols += [("test: strategy", summary["test_performance"]),
-                 (f"test: {bm}", summary["test_benchmark_performance"])]
+def _perf_table(d: dict) -> Table:
+    bm = d["benchmark"]
+    t = Table(title=f"{d['strategy']} vs {bm}")
+    cols = [("full: strategy", d["performance"]), (f"full: {bm}", d["benchmark_performance"])]
+    if d["test_performance"]:
+        cols += [("test: strategy", d["test_performance"]),
+                 (f"test: {bm}", d["test_benchmark_performance"])]
     t.add_column("metric")
     for name, _ in cols:
         t.add_column(name, justify="right")
@@ -221,146 +190,78 @@ def _perf_table(summary: dict) -> Table:
     return t
 
 
-def _f(v) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _yearly_table(summary: dict) -> Table:
+def _yearly_table(d: dict) -> Table:
     t = Table(title="per year (period = evaluation split)")
     for c in ("year", "period", "return", "bench", "excess", "Sharpe", "max DD", "IR"):
         t.add_column(c, justify="right")
-    for r in summary["yearly"]:
+    for r in d["yearly"]:
         t.add_row(str(r["year"]), r.get("period", "-"), _pct(_f(r["return"])),
                   _pct(_f(r.get("bench_return"))), _pct(_f(r.get("excess"))),
                   _num(_f(r["sharpe"])), _pct(_f(r["max_drawdown"])), _num(_f(r.get("ir"))))
     return t
 
 
-def _print_backtest(console, summary: dict) -> None:
-    console.print(_perf_table(summary))
-    console.print(_yearly_table(summary))
-    c = summary["costs"]
-    console.print(f"trades {summary['n_trades']}, rejected {summary['n_rejected']} "
-                  f"{summary['rejected_by_reason'] or ''}; costs (yuan): "
-                  + ", ".join(f"{k} {v:,.0f}" for k, v in c.items())
-                  + f"; final NAV {summary['final_nav']:,.0f}")
-    console.print(f"[dim]{escape(summary['note'])}[/]")
-    console.print(f"saved NAV, trades, rejected, costs, positions, yearly.csv, "
-                  f"performance.json to {escape(summary['out_dir'])}")
+def _print_backtest(run: BacktestRun) -> None:
+    d = run.to_dict()
+    console.print(_perf_table(d))
+    console.print(_yearly_table(d))
+    console.print(f"trades {d['n_trades']}, rejected {d['n_rejected']} "
+                  f"{d['rejected_by_reason'] or ''}; costs (yuan): "
+                  + ", ".join(f"{k} {v:,.0f}" for k, v in d["costs"].items())
+                  + f"; final NAV {d['final_nav']:,.0f}")
+    console.print(f"[dim]{escape(d['note'])}[/]")
+    console.print(f"run {d['run_id']}: saved NAV, trades, rejected, costs, positions, "
+                  f"yearly.csv, performance.json to {escape(d['out_dir'])}")
 
 
-# --------------------------------------------------------------------------- register
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the ``mine`` app."""
-
-    @app.command()
-    def combine(
-            top: Optional[int] = typer.Option(None, "--top", help="Leaderboard members considered "
-                                              "(best by valid RankICIR)."),
-            method: Optional[str] = typer.Option(None, help="ic | icir | equal"),
-            universe: Optional[str] = typer.Option(None, help="Universe (leaderboard + stocks)."),
-            max_corr: Optional[float] = typer.Option(None, "--max-corr",
-                                                     help="Max pairwise |corr| on valid."),
-            neutralize: Optional[str] = typer.Option(None, help="industry,size (comma list)."),
-            window: Optional[int] = typer.Option(None, help="Trailing RankIC window (days)."),
-            strategy: Optional[str] = typer.Option(None, help="topn | topk (with dropout)."),
-            n: Optional[int] = typer.Option(None, "--n", help="Names held."),
-            n_drop: Optional[int] = typer.Option(None, "--n-drop", help="topk: replacements."),
-            rebalance: Optional[str] = typer.Option(
-                None, help="daily | weekly | monthly | every k trading days"),
-            max_weight: float = typer.Option(0.0, "--max-weight", help="Per-stock cap (0=none)."),
-            max_industry_weight: float = typer.Option(0.0, "--max-industry-weight",
-                                                      help="Per-industry cap (0=none)."),
-            start: Optional[str] = typer.Option(None, help="Default [backtest] start."),
-            end: Optional[str] = typer.Option(None, help="Default [backtest] end."),
-            out: Optional[Path] = typer.Option(None, "--out", help="Output folder."),
-            as_json: bool = typer.Option(False, "--json")) -> None:
-        """Combine leaderboard factors into a composite score and target_positions."""
-        cli = cli_app
-        from data.errors import AlphamineError
-        try:
-            cfg = cli.cfg()
-            bt = cfg.backtest
-            universe_ = universe or bt.universe
-            method_ = method or bt.method
-            out_ = out or (bt.out_dir / f"combine_{method_}_{universe_}")
-            summary = run_combine(
-                cfg, top=top or bt.top, method=method_, universe=universe_,
-                max_corr=max_corr or bt.max_corr, neutral=_split_neutral(neutralize),
-                window=window or bt.ic_window, strategy=strategy or bt.strategy, n=n or bt.n,
-                n_drop=bt.n_drop if n_drop is None else n_drop,
-                rebalance=rebalance or bt.rebalance, max_weight=max_weight,
-                max_industry_weight=max_industry_weight, start=start or bt.start,
-                end=end or bt.end, out=Path(out_))
-        except AlphamineError as e:
-            cli.fail(e)
-            return
-        if as_json:
-            print(json.dumps(summary, indent=2, default=str))
-            return
-        con = cli.console
-        con.print(_members_table(summary))
-        for d in summary["dropped"]:
-            con.print(f"[dim]dropped {escape(d['name'])}: {escape(d['reason'])}[/]")
-        con.print(f"{summary['strategy']} n={summary['n']} rebalance={summary['rebalance']}: "
-                  f"{summary['target_days']} target days, {summary['mean_names']:.1f} names on "
-                  f"average, {summary['start']} to {summary['end']} ({summary['seconds']}s)")
-        con.print(f"[dim]{escape(summary['note'])}[/]")
-        con.print(f"targets: {escape(summary['files']['targets_parquet'])} (+ .csv); "
-                  f"run `mine backtest --targets {escape(summary['files']['targets_parquet'])}`")
-
-    @app.command()
-    def backtest(
-            targets: Optional[Path] = typer.Option(None, "--targets",
-                                                   help="target_positions (.parquet or .csv)."),
-            preset: Optional[str] = typer.Option(None, help="microcap"),
-            benchmark: Optional[str] = typer.Option(None, help="Index code, e.g. 000300.SH."),
-            start: Optional[str] = typer.Option(None, help="Default [backtest] start."),
-            end: Optional[str] = typer.Option(None, help="Default [backtest] end."),
-            cash: Optional[float] = typer.Option(None, help="Initial cash, yuan."),
-            mv_min: Optional[float] = typer.Option(None, "--mv-min", help="microcap: yuan."),
-            mv_max: Optional[float] = typer.Option(None, "--mv-max", help="microcap: yuan."),
-            universe: Optional[str] = typer.Option(None, help="microcap: stock universe."),
-            hold: Optional[int] = typer.Option(None, help="microcap: names held."),
-            every: Optional[int] = typer.Option(None, help="microcap: rebalance every k days."),
-            out: Optional[Path] = typer.Option(None, "--out", help="Output folder."),
-            as_json: bool = typer.Option(False, "--json")) -> None:
-        """Simulate target_positions in an A-share account and report performance."""
-        cli = cli_app
-        from backtest.strategies import microcap_targets, read_targets, write_targets
-        from data.errors import AlphamineError, BacktestError
-        from data.manager import DataManager
-        try:
-            cfg = cli.cfg()
-            bt = cfg.backtest
-            start_, end_ = start or bt.start, end or bt.end
-            dm = DataManager.from_config(cfg)
-            last = str(dm.calendar()[-1].date())
-            end_ = min(end_, last)
-            if (targets is None) == (preset is None):
-                raise BacktestError("give exactly one of --targets FILE or --preset microcap")
-            if preset is not None:
-                if preset != "microcap":
-                    raise BacktestError(f"unknown preset {preset!r}; available: microcap")
-                tg = microcap_targets(
-                    dm, start_, end_, mv_min=bt.microcap_mv_min if mv_min is None else mv_min,
-                    mv_max=bt.microcap_mv_max if mv_max is None else mv_max,
-                    hold=hold or bt.microcap_hold, every=every or bt.microcap_every,
-                    universe=universe or bt.microcap_universe)
-                out_ = Path(out or bt.out_dir / "microcap")
-                out_.mkdir(parents=True, exist_ok=True)
-                write_targets(tg, out_ / "targets")
-            else:
-                tg = read_targets(targets)
-                out_ = Path(out or bt.out_dir / f"{Path(targets).parent.name}_{Path(targets).stem}")
-            summary = run_backtest(cfg, tg, benchmark=benchmark or bt.benchmark, start=start_,
-                                   end=end_, cash=cash, out=out_, dm=dm,
-                                   selected=preset is None)
-        except AlphamineError as e:
-            cli.fail(e)
-            return
-        if as_json:
-            print(json.dumps(summary, indent=2, default=str))
-            return
-        _print_backtest(cli.console, summary)
+@app.command()
+def backtest(
+        targets: Optional[Path] = typer.Option(None, "--targets",
+                                               help="target_positions (.parquet or .csv)."),
+        preset: Optional[str] = typer.Option(None, help="microcap"),
+        benchmark: Optional[str] = typer.Option(None, help="Index code, e.g. 000300.SH. "
+                                                "Default [backtest] benchmark."),
+        start: Optional[str] = typer.Option(None, help="Default [backtest] start."),
+        end: Optional[str] = typer.Option(None, help="Default [backtest] end."),
+        cash: Optional[float] = typer.Option(None, help="Initial cash, yuan. Default "
+                                             "[backtest] init_cash."),
+        mv_min: Optional[float] = typer.Option(None, "--mv-min", help="microcap: yuan."),
+        mv_max: Optional[float] = typer.Option(None, "--mv-max", help="microcap: yuan."),
+        universe: Optional[str] = typer.Option(None, help="microcap: stock universe."),
+        hold: Optional[int] = typer.Option(None, help="microcap: names held."),
+        every: Optional[int] = typer.Option(None, help="microcap: rebalance every k days."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new "
+                                           "run folder under [backtest] out_dir)."),
+        force: bool = typer.Option(False, "--force", help="Write into a non-empty --out."),
+        as_json: bool = typer.Option(False, "--json", help="Print the run as JSON.")) -> None:
+    """Simulate target_positions in an A-share account and report performance."""
+    try:
+        c = _prelude(as_json)
+        if (targets is None) == (preset is None):
+            raise ConfigError("give exactly one of --targets FILE or --preset microcap")
+        check_choice("--preset", preset, PRESETS)
+        if targets is not None and not Path(targets).is_file():
+            raise ConfigError(f"--targets {str(targets)!r}: file not found (write one with "
+                              f"`mine combine`)")
+        check_positive("--cash", cash)
+        for opt, v in (("--hold", hold), ("--every", every)):
+            check_positive(opt, v)
+        for opt, v in (("--mv-min", mv_min), ("--mv-max", mv_max)):
+            check_positive(opt, v, zero=True)
+        bt = c.backtest
+        s = BacktestRunSettings.from_config(
+            bt, benchmark=benchmark, start=_date("--start", start, bt.start),
+            end=_date("--end", end, bt.end), cash=cash, out=out, force=force)
+        say = _progress(as_json)
+        if preset is not None:
+            p = MicrocapSettings.from_config(bt, universe=universe, mv_min=mv_min,
+                                             mv_max=mv_max, hold=hold, every=every)
+            run = run_microcap(c, p, s, on_progress=say)
+        else:
+            run = run_backtest(c, targets, s, on_progress=say)
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        _emit_json(c, run)
+    else:
+        _print_backtest(run)

@@ -1,4 +1,5 @@
-"""Order plans (backtest/export.py) and `mine export`: exact tiny cases, files, real data."""
+"""Order plans (backtest/orders.py), export files (backtest/export.py, backtest/run_dirs.py) and
+`mine export`: exact tiny cases, files, real data."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.export import (PLAN_COLUMNS, atomic_write_csv, export_day, find_latest_targets,
-                             order_plan, plan_summary, read_positions, read_quotes,
+from backtest.export import (atomic_write_csv, export_day, read_positions, read_quotes,
                              reference_quotes, targets_for)
+from backtest.orders import PLAN_COLUMNS, order_plan, plan_summary
+from backtest.run_dirs import find_latest_targets, write_latest
 from backtest.strategies import read_targets
 from backtest.rules import CostModel
 from data.errors import BacktestError, DataError
@@ -272,6 +274,11 @@ def test_find_latest_targets_and_atomic_files(tmp_path):
     atomic_write_csv(pd.DataFrame({"x": [2]}), out / "export" / "targets_20240628.csv")
     pd.DataFrame({"x": [1]}).to_parquet(out / "export" / "targets_x.parquet")
     assert find_latest_targets(out) == b                   # export/ is skipped
+    write_latest(out, a.parent)                            # the `latest` pointer wins
+    assert (out / "latest").read_text().strip() == "combine_ic_csi300"
+    assert find_latest_targets(out) == a
+    write_latest(out, out / "gone")                        # stale pointer: newest file again
+    assert find_latest_targets(out) == b
     assert not list(out.rglob("*.tmp"))
     assert pd.read_csv(c)["x"].tolist() == [1]
 

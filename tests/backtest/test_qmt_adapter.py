@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from backtest import qmt_adapter as qa
-from backtest.export import export_day, order_plan, reference_quotes
+from backtest.export import export_day, reference_quotes
+from backtest.orders import order_plan
 from backtest.rules import CostModel
 
 REPO = Path(__file__).resolve().parents[2]

@@ -65,7 +65,17 @@ def _out(res) -> str:
 
 def _json(res):
     assert res.exit_code == 0, res.output
-    return json.loads(res.stdout)
+    return json.loads(res.stdout, parse_constant=_no_nan)
+
+
+def _no_nan(c):
+    raise AssertionError(f"non-strict JSON constant {c}")
+
+
+def _strict(path: Path):
+    """A JSON file as the strict JSON `--json` prints (NaN -> null)."""
+    from mining.cli_app import to_jsonable
+    return to_jsonable(json.loads(path.read_text()))
 
 
 def test_combine_needs_a_leaderboard(tmp_path, synth_root):
@@ -94,6 +104,9 @@ def test_combine_then_backtest(tmp_path, synth_root):
     pd.testing.assert_frame_equal(pd.read_csv(out / "targets.csv", parse_dates=["trade_date"]),
                                   tg, check_dtype=False)
     assert (out / "score.parquet").is_file() and (out / "factor_weights.parquet").is_file()
+    assert s["out_dir"] == str(out) and s["config"] == str(cfg)
+    assert _strict(out / "combine.json") == {k: v for k, v in s.items()
+                                             if k not in ("config", "store")}
 
     bt_out = tmp_path / "bt_out"
     b = _json(runner.invoke(app, ["--config", str(cfg), "backtest", "--targets",
@@ -113,6 +126,14 @@ def test_combine_then_backtest(tmp_path, synth_root):
     for f in ("trades", "rejected", "costs", "positions"):
         assert (bt_out / f"{f}.parquet").is_file()
     assert "in-sample" in b["note"] and "survivors" in b["note"]
+    assert _strict(bt_out / "performance.json") == {k: v for k, v in b.items()
+                                                    if k not in ("config", "store")}
+    # --out that holds results: refused without --force, before any data loads
+    args = ["--config", str(cfg), "backtest", "--targets", str(out / "targets.csv"),
+            "--benchmark", "000300.SH", "--cash", "500000", "--out", str(bt_out), "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "already holds results" in _out(res)
+    assert _json(runner.invoke(app, args + ["--force"]))["performance"] == p
 
 
 def test_backtest_errors(tmp_path, synth_root):
@@ -126,7 +147,7 @@ def test_backtest_errors(tmp_path, synth_root):
     res = runner.invoke(app, ["--config", str(cfg), "backtest"])
     assert res.exit_code == 2 and "exactly one of" in _out(res)
     res = runner.invoke(app, ["--config", str(cfg), "backtest", "--preset", "smallcap"])
-    assert res.exit_code == 2 and "available: microcap" in _out(res)
+    assert res.exit_code == 2 and "use one of microcap" in _out(res)
 
 
 def test_microcap_preset_on_synthetic(tmp_path, synth_root):
@@ -160,3 +181,114 @@ def test_microcap_preset_real_quarter(tmp_path):
     p = b["performance"]
     assert p["n_days"] > 50 and np.isfinite(p["sharpe"]) and p["max_drawdown"] <= 0
     assert b["costs"]["stamp_tax"] > 0 and b["costs"]["commission"] > 0
+
+
+# --------------------------------------------------------------------------- shell conventions
+@pytest.fixture
+def no_data(monkeypatch):
+    """Any attempt to load data fails the test: validation must come first."""
+    from backtest import candidates
+    from data.manager import DataManager
+
+    def boom(*a, **k):
+        raise AssertionError("data loaded before the options were validated")
+    monkeypatch.setattr(DataManager, "from_config", classmethod(boom))
+    monkeypatch.setattr(candidates, "make_workspace", boom)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["combine", "--method", "foo"], "--method 'foo'"),
+    (["combine", "--strategy", "top3"], "--strategy 'top3'"),
+    (["combine", "--rebalance", "fortnightly"], "--rebalance 'fortnightly'"),
+    (["combine", "--rebalance", "0"], "--rebalance '0'"),
+    (["combine", "--neutralize", "industry,sector"], "--neutralize"),
+    (["combine", "--end", "Dec 31 2021"], "--end 'Dec 31 2021'"),
+    (["combine", "--top", "0"], "--top must be > 0"),
+    (["combine", "--n", "-3"], "--n must be > 0"),
+    (["combine", "--window", "0"], "--window must be > 0"),
+    (["backtest", "--preset", "microcap", "--start", "2021/01/01"], "--start '2021/01/01'"),
+    (["backtest", "--preset", "microcap", "--cash", "0"], "--cash must be > 0"),
+    (["backtest", "--preset", "smallcap"], "use one of microcap"),
+    (["backtest", "--targets", "nope.parquet"], "file not found"),
+    (["backtest"], "exactly one of"),
+    (["export", "--cash", "1", "--format", "csv"], "--format 'csv'"),
+    (["export", "--cash", "-1"], "--cash must be >= 0"),
+    (["export", "--cash", "1", "--date", "yesterday"], "--date 'yesterday'"),
+    (["export", "--cash", "1", "--targets", "nope.csv"], "file not found"),
+    (["export", "--cash", "1", "--cash-reserve", "1.5"], "--cash-reserve"),
+])
+def test_options_validated_before_data_loads(tmp_path, synth_root, no_data, args, msg):
+    cfg = _config(tmp_path, synth_root)
+    res = runner.invoke(app, ["--config", str(cfg), *args])
+    assert res.exit_code == 2, res.output
+    assert "error:" in _out(res) and msg in _out(res)
+    assert "AssertionError" not in _out(res)
+
+
+def test_config_default_dates_validated(tmp_path, synth_root, no_data):
+    cfg = _config(tmp_path, synth_root)
+    cfg.write_text(cfg.read_text().replace('end = "2025-08-15"', 'end = "end of 2025"'))
+    res = runner.invoke(app, ["--config", str(cfg), "combine"])
+    assert res.exit_code == 2 and "[backtest] end 'end of 2025'" in _out(res)
+
+
+def test_help_shows_section_names():
+    for cmd in ("combine", "backtest", "export"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and "[backtest]" in res.output
+
+
+def test_combine_runs_get_their_own_folders_and_latest(tmp_path, synth_root):
+    from backtest.combine_run import CombineSettings, run_combine
+    from backtest.run_dirs import find_latest_targets, read_latest
+    cfg_path = _config(tmp_path, synth_root)
+    _add(cfg_path, {"ts_delta(close, 1)": -0.02, "-log(vol)": 0.01})
+    args = ["--config", str(cfg_path), "combine", "--top", "2", "--n", "2", "--window", "5",
+            "--json"]
+    a = _json(runner.invoke(app, args))
+    first = Path(a["out_dir"])
+    before = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    b = _json(runner.invoke(app, args))
+    second = Path(b["out_dir"])
+    assert first != second and first.parent == second.parent == tmp_path / "bt"
+    assert first.name.startswith("combine-ic-all-") and a["run_id"] in first.name
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == before   # untouched
+    assert read_latest(tmp_path / "bt") == second
+    assert find_latest_targets(tmp_path / "bt") == second / "targets.parquet"
+    # the library call: same numbers, record == combine.json
+    cfg = load_config(cfg_path)
+    run = run_combine(cfg, CombineSettings.from_config(cfg.backtest, top=2, n=2, window=5),
+                      model_dir=cfg.model.out_dir)
+    assert run.out_dir not in (first, second)
+    assert _strict(run.out_dir / "combine.json") == json.loads(
+        json.dumps(_jsonable(run.to_dict())))
+    pd.testing.assert_frame_equal(run.targets.reset_index(drop=True),
+                                  pd.read_parquet(second / "targets.parquet"))
+    # export (--json) finds the latest targets through the pointer
+    e = _json(runner.invoke(app, ["--config", str(cfg_path), "export", "--cash", "100000",
+                                  "--json"]))
+    assert e["targets"] == str(run.out_dir / "targets.parquet")
+    assert e["date"] == str(run.targets.trade_date.max().date())
+    assert len(e["orders"]) == len(pd.read_csv(e["files"]["orders"]))
+    res = runner.invoke(app, ["--config", str(cfg_path), "export", "--cash", "100000"])
+    assert res.exit_code == 2 and "--force" in _out(res)          # same day's files exist
+    res = runner.invoke(app, ["--config", str(cfg_path), "export", "--cash", "100000",
+                              "--force"])
+    assert res.exit_code == 0 and "orders" in _out(res)
+
+
+def _jsonable(d):
+    from mining.cli_app import to_jsonable
+    return to_jsonable(d)
+
+
+def test_backtest_library_record_equals_file(tmp_path, synth_root):
+    from backtest.backtest_run import BacktestRunSettings, MicrocapSettings, run_microcap
+    cfg = load_config(_config(tmp_path, synth_root))
+    run = run_microcap(cfg, MicrocapSettings.from_config(cfg.backtest, mv_min=0, mv_max=1e12,
+                                                         hold=2),
+                       BacktestRunSettings.from_config(cfg.backtest, start="2020-08-10",
+                                                       end="2020-09-04"))
+    assert run.out_dir.name.startswith("microcap-") and run.strategy == "microcap"
+    assert _strict(run.out_dir / "performance.json") == _jsonable(run.to_dict())
+    assert (run.out_dir / "targets.parquet").is_file()

@@ -1,0 +1,205 @@
+"""``mine combine`` as a library call: leaderboard -> composite score -> ``target_positions``.
+
+:func:`run_combine` takes a :class:`CombineSettings` (built from ``[backtest]`` plus
+overrides by :meth:`CombineSettings.from_config`), writes ``score``, ``factor_weights``,
+``targets`` (.parquet + .csv) and ``combine.json`` into a fresh run folder
+(:mod:`backtest.run_dirs`), points ``<out_dir>/latest`` at it and returns a
+:class:`CombineRun`, whose :meth:`CombineRun.to_dict` is the content of ``combine.json``.
+It never prints: progress goes through ``on_progress(message)``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from backtest.combine import METHODS
+from backtest.settings import BacktestConfig
+from data.errors import BacktestError
+from data.io import atomic_write
+
+__all__ = ["IN_SAMPLE_NOTE", "STRATEGIES", "NEUTRALIZERS", "CombineSettings",
+           "CombineRun", "run_combine"]
+
+STRATEGIES = ("topn", "topk")
+NEUTRALIZERS = ("industry", "size")
+IN_SAMPLE_NOTE = ("leaderboard members are selected on valid metrics and the backtest window "
+                  "overlaps valid ({valid}): that part is in-sample for the selection; the test "
+                  "split ({test}) is reported separately")
+
+Progress = Optional[Callable[[str], None]]
+
+
+@dataclass(frozen=True)
+class CombineSettings:
+    """What ``mine combine`` runs: members, weighting, strategy, window and output folder."""
+    universe: str
+    method: str
+    top: int
+    max_corr: float
+    neutral: tuple[str, ...]
+    window: int
+    strategy: str
+    n: int
+    n_drop: int
+    rebalance: str
+    start: str
+    end: str
+    max_weight: float = 0.0
+    max_industry_weight: float = 0.0
+    out_dir: Path = BacktestConfig.out_dir     # root of the run folders
+    out: Optional[Path] = None                 # explicit folder (refused when not empty)
+    force: bool = False
+
+    @classmethod
+    def from_config(cls, bt: BacktestConfig, **overrides: Any) -> "CombineSettings":
+        """``[backtest]`` defaults, replaced by every override that is not None."""
+        base = cls(universe=bt.universe, method=bt.method, top=bt.top, max_corr=bt.max_corr,
+                   neutral=(), window=bt.ic_window, strategy=bt.strategy, n=bt.n,
+                   n_drop=bt.n_drop, rebalance=str(bt.rebalance), start=bt.start, end=bt.end,
+                   out_dir=Path(bt.out_dir))
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass
+class CombineRun:
+    """Result of :func:`run_combine`; :meth:`to_dict` is ``combine.json``."""
+    run_id: str
+    out_dir: Path
+    settings: CombineSettings
+    horizon: int
+    start: str
+    end: str
+    members: list[dict]
+    dropped: list[dict]
+    rebalance_days: int
+    target_days: int
+    mean_names: float
+    files: dict[str, str]
+    seconds: float
+    note: str
+    targets: pd.DataFrame = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        s = self.settings
+        return {"universe": s.universe, "method": s.method, "window": s.window,
+                "horizon": self.horizon, "neutralize": list(s.neutral),
+                "strategy": s.strategy, "n": s.n, "rebalance": str(s.rebalance),
+                "start": self.start, "end": self.end, "members": self.members,
+                "dropped": self.dropped, "rebalance_days": self.rebalance_days,
+                "target_days": self.target_days, "mean_names": self.mean_names,
+                "files": self.files, "seconds": self.seconds, "note": self.note,
+                "run_id": self.run_id, "out_dir": str(self.out_dir)}
+
+
+def _check(s: CombineSettings) -> None:
+    if s.method not in METHODS:
+        raise BacktestError(f"unknown method {s.method!r}; use one of {', '.join(METHODS)}")
+    if s.strategy not in STRATEGIES:
+        raise BacktestError(f"unknown strategy {s.strategy!r}; use topn or topk")
+    bad = [x for x in s.neutral if x not in NEUTRALIZERS]
+    if bad:
+        raise BacktestError(f"unknown neutralization {', '.join(bad)}; use industry, size")
+
+
+def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = None,
+                on_progress: Progress = None) -> CombineRun:
+    """Composite score + targets in a fresh run folder (module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+        Needs ``data``, ``evaluate`` and ``store`` (``[backtest]`` enters via ``settings``).
+    settings : CombineSettings
+    model_dir : Path, optional
+        Where model predictions live (``[model] out_dir``), for ``model:`` members.
+    on_progress : callable(str), optional
+        Called with a short message at each stage.
+
+    Raises
+    ------
+    AlphamineError
+        Empty leaderboard, unknown universe / option, an explicit ``out`` that holds results.
+    """
+    from backtest.run_dirs import discard_if_empty, run_folder, write_latest
+
+    say = on_progress or (lambda m: None)
+    s = settings
+    _check(s)
+    out, run_id = run_folder(s.out_dir, f"combine-{s.method}-{s.universe}", s.out,
+                             force=s.force)
+    try:
+        run = _combine(cfg, s, out, run_id, model_dir, say)
+    except BaseException:
+        discard_if_empty(out)
+        raise
+    write_latest(s.out_dir, out)
+    return run
+
+
+def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) -> CombineRun:
+    from backtest.candidates import make_workspace
+    from backtest.combine import combine_from_store, warmup_start
+    from backtest.strategies import (apply_caps, eligible_mask, rebalance_mask, to_targets,
+                                     topk_dropout_weights, topn_weights, write_frame,
+                                     write_targets)
+    from data.manager import DataManager
+    from factors.processing import industry_codes
+    from factors.store import FactorStore
+
+    dm = DataManager.from_config(cfg)
+    t0 = time.perf_counter()
+    say(f"loading {s.universe} data and the leaderboard")
+    ws = make_workspace(cfg, s.universe, warmup_start(dm, s.start), s.end, dm=dm,
+                        model_dir=model_dir)
+    with FactorStore(cfg.store.path) as store:
+        say("combining members")
+        res = combine_from_store(ws, store, top=s.top, method=s.method, max_corr=s.max_corr,
+                                 neutral=s.neutral, window=s.window, start=s.start)
+    say("building targets")
+    dates, codes = res.score.index, res.score.columns
+    elig = eligible_mask(dm, s.universe, dates, codes,
+                         min_listed_days=cfg.evaluate.min_listed_days)
+    rb = rebalance_mask(dates, s.rebalance)
+    score = res.score.to_numpy()
+    if s.strategy == "topn":
+        W = topn_weights(score, elig, s.n, rb)
+        name = f"{s.method}_top{s.n}"
+    else:
+        W = topk_dropout_weights(score, elig, s.n, s.n_drop, rb)
+        name = f"{s.method}_top{s.n}_drop{s.n_drop}"
+    if s.max_weight or s.max_industry_weight:
+        ind = industry_codes(dm.stock_basic().set_index("ts_code")["industry_ts"]
+                             .reindex(codes).tolist())
+        W = apply_caps(W, max_weight=s.max_weight or None, industry=ind,
+                       max_industry_weight=s.max_industry_weight or None)
+    targets = to_targets(W, dates, codes, f"combine_{name}_{s.universe}")
+    sc = res.score.stack().rename("score").reset_index()
+    sc.columns = ["trade_date", "ts_code", "score"]
+    write_frame(sc, out / "score")
+    write_frame(res.weights.reset_index(names="trade_date"), out / "factor_weights")
+    pq, csv = write_targets(targets, out / "targets")
+    held = targets.groupby("trade_date").size()
+    run = CombineRun(
+        run_id=run_id, out_dir=out, settings=s, horizon=res.horizon,
+        start=str(dates[0].date()), end=str(dates[-1].date()),
+        members=[dict(m.to_dict(), mean_weight=float(res.weights[m.name].mean()))
+                 for m in res.members],
+        dropped=[{"name": a, "reason": b} for a, b in res.dropped],
+        rebalance_days=int(rb.sum()), target_days=int(held.size),
+        mean_names=float(held.mean()) if held.size else 0.0,
+        files={"targets_parquet": str(pq), "targets_csv": str(csv),
+               "score": str(out / "score.parquet"),
+               "factor_weights": str(out / "factor_weights.parquet")},
+        seconds=round(time.perf_counter() - t0, 1),
+        note=IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
+                                   test=" to ".join(cfg.evaluate.test)),
+        targets=targets)
+    text = json.dumps(run.to_dict(), indent=2, default=str)
+    atomic_write(out / "combine.json", lambda tmp: Path(tmp).write_text(text))
+    return run
