@@ -19,7 +19,7 @@ from data.errors import ConfigError, EvaluationError, StoreError
 from models.dataset import PanelDataset
 from models.seq import (date_batches, gather_windows, has_data_mask, path_targets,
                         usable_samples)
-from models.transformer import TransformerConfig
+from models.transformer_net import TransformerConfig
 
 
 def make_ds(T=120, N=24, F=5, seed=0, signal=1.0, noise=1.0, lag_feature=True):
@@ -139,7 +139,7 @@ def test_config_validation_and_dict_roundtrip():
 
 @pytest.mark.parametrize("multitask,pooling", [(False, "last"), (True, "mean")])
 def test_forward_shapes(torch, multitask, pooling):
-    from models.transformer import build_model
+    from models.transformer_net import build_model
     cfg = TransformerConfig(**{**SMALL, "multitask": multitask, "pooling": pooling})
     model = build_model(5, cfg)
     x = torch.randn(7, cfg.seq_len, 5)
@@ -210,15 +210,16 @@ def test_seeded_determinism(torch):
 
 def test_save_load_roundtrip(torch, tmp_path, monkeypatch):
     from models import transformer as tr
+    from models import transformer_net as net
     ds = make_ds(T=70, N=12, seed=7)
     cfg = TransformerConfig(**{**SMALL, "epochs": 1, "multitask": False})
     res = tr.fit(ds, slice(0, 40), slice(43, 68), cfg)
-    d = tr.save_model(res.model, cfg, tmp_path / "m", n_features=5, meta={"run": "x"})
+    d = net.save_model(res.model, cfg, tmp_path / "m", n_features=5, meta={"run": "x"})
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.pt"]
     calls = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
-    model, cfg2, meta = tr.load_model(d)
+    model, cfg2, meta = net.load_model(d)
     assert calls and all(k.get("weights_only") is True for k in calls)
     assert cfg2 == cfg and meta == {"run": "x"} and not model.training
     np.testing.assert_array_equal(tr.predict(res.model, ds, slice(0, 70), cfg),
@@ -228,9 +229,9 @@ def test_save_load_roundtrip(torch, tmp_path, monkeypatch):
     doc["config"]["d_model"] = 32
     (d / "config.json").write_text(json.dumps(doc))
     with pytest.raises(StoreError, match="do not match"):
-        tr.load_model(d)
+        net.load_model(d)
     with pytest.raises(StoreError):
-        tr.load_model(tmp_path / "missing")
+        net.load_model(tmp_path / "missing")
 
 
 def test_multitask_heads(torch):
@@ -264,7 +265,8 @@ def test_fit_errors(torch):
 
 
 def test_walk_forward_predict_is_out_of_sample(torch, tmp_path):
-    from models.transformer import load_model, walk_forward_predict
+    from models.transformer import walk_forward_predict
+    from models.transformer_net import load_model
     from models.walkforward import walk_forward
     ds = make_ds(T=200, N=14, seed=10)
     folds = walk_forward(ds.dates, str(ds.dates[120].date()), str(ds.dates[-1].date()),
@@ -405,8 +407,9 @@ def test_missing_torch_gives_the_install_line(make_ws, tmp_path, monkeypatch):
     from typer.testing import CliRunner
     from mining.cli import app
     from models import transformer as tr
+    from models import transformer_net
     monkeypatch.setitem(sys.modules, "torch", None)        # `import torch` -> ImportError
-    monkeypatch.setattr(tr, "_NET_CLASS", None)
+    monkeypatch.setattr(transformer_net, "_NET_CLASS", None)
     with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
         tr.fit(make_ds(T=30, N=4), slice(0, 20), slice(23, 28))
     r = CliRunner().invoke(app, _cli_setup(make_ws, tmp_path, monkeypatch) + ["--no-submit"])
