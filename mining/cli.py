@@ -309,9 +309,10 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
 
 # --------------------------------------------------------------------------- other producers
 # Each capability registers its commands on ``app`` from its own module.
-from mining import cli_backtest, cli_export, cli_llm, cli_model  # noqa: E402
+from mining import cli_backtest, cli_export  # noqa: E402
+from mining import cli_llm, cli_model  # noqa: E402,F401  (commands added to app at import)
 
-for _mod in (cli_backtest, cli_export, cli_llm, cli_model):
+for _mod in (cli_backtest, cli_export):
     _mod.register(app)
 
 
