@@ -334,14 +334,17 @@ def test_run_transformer_end_to_end_on_synthetic(torch, make_ws, tmp_path):
         last_test=str(d[220].date()), retrain_months=2, valid_months=2,
         **{**SMALL, "epochs": 3, "dates_per_epoch": 60})
     assert s.net.threads == 1 and s.net.seq_len == SMALL["seq_len"]
-    events, epochs = [], []
+    from models.run_common import EpochDone, ModelMessage
+    events = []
     with FactorStore(cfg.store.path) as store:
-        run = run_transformer(cfg, s, ws=ws, store=store, on_event=events.append,
-                              on_epoch=epochs.append)
+        run = run_transformer(cfg, s, ws=ws, store=store, on_progress=events.append)
         recs = store.top(50, universe="synth")
+    epochs = [e for e in events if isinstance(e, EpochDone)]
+    assert any(isinstance(e, ModelMessage) for e in events)
     rid = run.run_id
     assert rid.startswith("transformer-") and len(run.folds) >= 2
-    assert {e["fold"] for e in epochs} == set(range(len(run.folds)))
+    assert {e.fold for e in epochs} == set(range(len(run.folds)))
+    assert all(e.total == 3 and e.n_folds == len(run.folds) for e in epochs)
     assert run.leaderboard[0]["formula"] == f'model("{rid}")'
     assert any(r.formula == f'model("{rid}")' and r.source == "model" for r in recs)
     assert run.leaderboard[0]["accepted"], run.leaderboard
