@@ -309,10 +309,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
 
 # --------------------------------------------------------------------------- other producers
 # Each capability registers its commands on ``app`` from its own module.
-from mining import cli_backtest, cli_export, cli_llm, cli_model  # noqa: E402,F401
-
-for _mod in (cli_llm, cli_model):
-    _mod.register(app)
+from mining import cli_backtest, cli_export, cli_llm, cli_model  # noqa: E402,F401  (commands added to app at import)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,11 @@
-"""CLI commands: `mine llm`, `mine prompts` (issue 4)."""
+"""CLI commands: `mine llm`, `mine prompts` (issue 4), defined on :data:`mining.cli_app.app`.
+
+Command bodies validate the options (before any network call or data load), make one library
+call (:func:`mining.llm_run.run_llm` / ``replay_llm`` / ``llm_stats``,
+:func:`mining.prompting.list_templates`) and render the result.
+"""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -10,8 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mining import cli_app
-
-
+from mining.cli_app import app
 
 
 def _pct(v: Any) -> str:
@@ -49,8 +52,12 @@ def _summary_table(result) -> Table:
 
 def _proposals_table(result) -> Table:
     t = Table(title="proposals")
-    for col in ("round", "name", "formula", "status", "train RankIC", "valid RankIC", "note"):
-        t.add_column(col, overflow="fold")
+    t.add_column("round")
+    t.add_column("name", overflow="fold")
+    t.add_column("formula", no_wrap=True, overflow="ellipsis")
+    for col in ("status", "train RankIC", "valid RankIC"):
+        t.add_column(col)
+    t.add_column("note", overflow="fold")
     fmt = cli_app.fmt
     for p in result.proposals:
         colour = "green" if p.status == "accepted" else "red"
@@ -59,22 +66,23 @@ def _proposals_table(result) -> Table:
     return t
 
 
-def _stats(cfg, as_json: bool) -> None:
-    from mining.llm_cache import LLMCache
-    from mining.llm_loop import template_stats
+def _json_head(cfg) -> dict:
+    return {"config": str(cfg.source) if cfg.source else None, "store": str(cfg.store.path)}
+
+
+def _render_stats(st) -> None:
     base = cli_app
-    with LLMCache(cfg.llm.cache_path) as cache:
-        runs = cache.runs()
-    per_t = template_stats(runs)
-    if as_json:
-        print(json.dumps({"runs": runs, "templates": per_t}, indent=2, ensure_ascii=False))
+    if not st.runs:
+        base.console.print(f"no LLM runs in {escape(st.cache_path)} yet: start one with "
+                           f"`mine llm --prompt liquidity` (`mine prompts` lists the "
+                           f"templates; set \\[llm] base_url and model first)")
         return
-    t = Table(title=f"LLM runs ({cfg.llm.cache_path})")
+    t = Table(title=f"LLM runs ({escape(st.cache_path)})")
     t.add_column("run", no_wrap=True)
     for col in ("template", "model", "status", "requests", "tokens in/out", "cost",
                 "proposed", "valid %", "accepted", "accepted %", "novel %", "replay of"):
         t.add_column(col, overflow="fold")
-    for r in runs:
+    for r in st.runs:
         s = r["stats"] or {}
         t.add_row(r["run_id"], r["template"], escape(r["model"]), r["status"],
                   str(s.get("calls", "-")), f"{s.get('tokens_in', '-')}/{s.get('tokens_out', '-')}",
@@ -86,114 +94,121 @@ def _stats(cfg, as_json: bool) -> None:
     for col in ("template", "runs", "tokens in/out", "cost", "proposed", "valid %", "accepted",
                 "accepted %", "novel %"):
         t.add_column(col)
-    for name, a in per_t.items():
+    for name, a in st.templates.items():
         t.add_row(name, str(a["runs"]), f"{a['tokens_in']}/{a['tokens_out']}",
                   base.fmt(a["cost_est"]), str(a["proposed"]), _pct(a["valid_pct"]),
                   str(a["accepted"]), _pct(a["accepted_pct"]), _pct(a["novelty_pct"]))
     base.console.print(t)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the ``mine`` app."""
-
-    @app.command()
-    def prompts() -> None:
-        """List the LLM prompt templates (packaged + \\[llm] prompts_dir)."""
-        from mining.prompting import list_templates
-        base = cli_app
-        try:
-            cfg = base.cfg()
-            ts = list_templates(cfg.llm.prompts_dir)
-        except base.AlphamineError as e:
-            base.fail(e)
-            return
-        t = Table(title=f"prompt templates (add one: drop NAME.md into {cfg.llm.prompts_dir})")
-        for col in ("name", "description", "origin", "file"):
-            t.add_column(col, overflow="fold")
-        for tpl in ts:
-            t.add_row(tpl.name, escape(tpl.description), "packaged" if tpl.packaged else "user",
-                      str(tpl.path))
-        base.console.print(t)
-
-    @app.command()
-    def llm(prompt: str = typer.Option("liquidity", "--prompt", "-p",
-                                       help="Template name (`mine prompts` lists them)."),
-            rounds: Optional[int] = typer.Option(None, help="Rounds (default \\[llm] rounds)."),
-            n: Optional[int] = typer.Option(None, "--n", help="Factors asked per round "
-                                            "(default \\[llm] n_per_round)."),
-            universe: Optional[str] = typer.Option(None, help="Universe (default \\[gp] "
-                                                   "universe)."),
-            base_url: Optional[str] = typer.Option(None, "--base-url", help="Override "
-                                                   "\\[llm] base_url."),
-            model: Optional[str] = typer.Option(None, help="Override \\[llm] model."),
-            examples: int = typer.Option(5, help="Leaderboard members shown as examples."),
-            replay: Optional[str] = typer.Option(None, "--replay", metavar="RUN_ID",
-                                                 help="Re-run RUN_ID from the cache, no "
-                                                 "network."),
-            no_cache: bool = typer.Option(False, "--no-cache", help="Ask the endpoint even "
-                                          "when the cache has the answer."),
-            stats: bool = typer.Option(False, "--stats", help="Show per-run and per-template "
-                                       "statistics and exit."),
-            as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
+@app.command()
+def prompts(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")
             ) -> None:
-        """Mine factors with an LLM (OpenAI-compatible endpoint) through the common evaluator."""
-        from data.errors import LLMError
-        from factors.store import FactorStore
-        from mining.llm_cache import LLMCache
-        from mining.llm_loop import LLMRunSettings, run_llm
-        from backtest.candidates import make_workspace
-        base = cli_app
-        console = base.console
-        try:
-            cfg = base.cfg()
-            if base_url or model:
-                cfg = cfg.replace(llm=replace(cfg.llm, base_url=base_url or cfg.llm.base_url,
-                                               model=model or cfg.llm.model))
-            if stats:
-                _stats(cfg, as_json)
-                return
-            sender = None
-            with LLMCache(cfg.llm.cache_path) as cache:
-                if replay:
-                    rec = cache.run(replay)
-                    if rec is None:
-                        raise LLMError(
-                            f"--replay: run {replay!r} is not in the LLM cache "
-                            f"{str(cfg.llm.cache_path)!r} (`mine llm --stats` lists runs)")
-                    settings = LLMRunSettings(**rec["settings"])
-                else:
-                    from mining.llm import from_config
-                    sender = from_config(cfg)   # exits 2 with what to set when unconfigured
-                    settings = LLMRunSettings(
-                        template=prompt, universe=universe or cfg.gp.universe,
-                        model=cfg.llm.model, rounds=rounds or cfg.llm.rounds,
-                        n_per_round=n or cfg.llm.n_per_round,
-                        temperature=cfg.llm.temperature, max_tokens=cfg.llm.max_tokens,
-                        n_examples=examples)
-                from mining.prompting import get_template
-                get_template(settings.template, cfg.llm.prompts_dir)   # fail before loading
-                with console.status(f"loading {settings.universe} panels (train+valid)...",
-                                    spinner="dots"):
-                    ws = make_workspace(cfg, settings.universe, model_dir=cfg.model.out_dir)
-                emit = (lambda msg: None) if as_json else \
-                    (lambda msg: console.print(escape(msg)))
-                with FactorStore(cfg.store.path) as store:
-                    result = run_llm(ws, store, cache, cfg, settings, sender=sender,
-                                     replay_of=replay, use_cache=not no_cache, on_event=emit)
-        except base.AlphamineError as e:
-            base.fail(e)
+    """List the LLM prompt templates (packaged + \\[llm] prompts_dir)."""
+    from mining.prompting import list_templates
+    base = cli_app
+    try:
+        cfg = base.cfg()
+        ts = list_templates(cfg.llm.prompts_dir)
+    except base.AlphamineError as e:
+        base.fail(e)
+        return
+    rows = [{"name": tpl.name, "description": tpl.description,
+             "origin": "packaged" if tpl.packaged else "user", "file": str(tpl.path)}
+            for tpl in ts]
+    if as_json:
+        base.print_json({**_json_head(cfg), "prompts_dir": str(cfg.llm.prompts_dir),
+                         "templates": rows})
+        return
+    base.console.print(f"[dim]{escape(base.config_line(cfg))}[/]")
+    t = Table(title=f"prompt templates (add one: drop NAME.md into {cfg.llm.prompts_dir})")
+    t.add_column("name", no_wrap=True)
+    for col in ("description", "origin", "file"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["name"], escape(r["description"]), r["origin"], escape(r["file"]))
+    base.console.print(t)
+
+
+def _check_llm_options(cfg, prompt: str, rounds, n, universe, examples) -> None:
+    """Option checks done before any network call or data load (ConfigError / LLMError)."""
+    from data.universe import UNIVERSES
+    from mining.prompting import get_template
+    base = cli_app
+    base.check_positive("--rounds", rounds)
+    base.check_positive("--n", n)
+    base.check_positive("--examples", examples, zero=True)
+    base.check_choice("--universe", universe, UNIVERSES)
+    get_template(prompt, cfg.llm.prompts_dir)        # unknown name -> names the known ones
+
+
+@app.command()
+def llm(prompt: str = typer.Option("liquidity", "--prompt", "-p",
+                                   help="Template name (`mine prompts` lists them)."),
+        rounds: Optional[int] = typer.Option(None, help="Rounds (default \\[llm] rounds)."),
+        n: Optional[int] = typer.Option(None, "--n", help="Factors asked per round "
+                                        "(default \\[llm] n_per_round)."),
+        universe: Optional[str] = typer.Option(None, help="Universe (default \\[gp] "
+                                               "universe)."),
+        base_url: Optional[str] = typer.Option(None, "--base-url", help="Override "
+                                               "\\[llm] base_url."),
+        model: Optional[str] = typer.Option(None, help="Override \\[llm] model."),
+        examples: int = typer.Option(5, help="Leaderboard members shown as examples."),
+        replay: Optional[str] = typer.Option(None, "--replay", metavar="RUN_ID",
+                                             help="Re-run RUN_ID from the cache, no "
+                                             "network."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Ask the endpoint even "
+                                      "when the cache has the answer."),
+        stats: bool = typer.Option(False, "--stats", help="Show per-run and per-template "
+                                   "statistics and exit."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
+        ) -> None:
+    """Mine factors with an LLM (OpenAI-compatible endpoint) through the common evaluator."""
+    from mining.llm_loop import LLMRunSettings
+    from mining.llm_run import llm_stats, replay_llm, run_llm
+    base = cli_app
+    console = base.console
+    try:
+        cfg = base.cfg()
+        if base_url or model:
+            cfg = cfg.replace(llm=replace(cfg.llm, base_url=base_url or cfg.llm.base_url,
+                                           model=model or cfg.llm.model))
+        if not stats and not replay:
+            _check_llm_options(cfg, prompt, rounds, n, universe, examples)
+        if not as_json:
+            console.print(f"[dim]{escape(base.config_line(cfg))}[/]")
+
+        def on_progress(ev) -> None:
+            if not as_json:
+                console.print(f"[dim]{escape(ev.message)}[/]" if ev.kind == "loading"
+                              else escape(ev.message))
+
+        if stats:
+            st = llm_stats(cfg)
+            if as_json:
+                base.print_json({**_json_head(cfg), "cache_path": st.cache_path,
+                                 "runs": st.runs, "templates": st.templates})
+            else:
+                _render_stats(st)
             return
-        if as_json:
-            from dataclasses import asdict
-            print(json.dumps({"run_id": result.run_id, "stats": result.stats,
-                              "warnings": result.warnings,
-                              "proposals": [asdict(p) for p in result.proposals]},
-                             indent=2, ensure_ascii=False, default=str))
-            return
-        for w in result.warnings:
-            base.err_console.print(f"[yellow]warning:[/] {escape(w)}")
-        console.print(_proposals_table(result))
-        console.print(_summary_table(result))
-        console.print(f"run {result.run_id}: {result.stats['accepted']} accepted of "
-                      f"{result.stats['proposed']} proposed; replay with "
-                      f"`mine llm --replay {result.run_id}`")
+        if replay:
+            result = replay_llm(cfg, replay, on_progress=on_progress)
+        else:
+            settings = LLMRunSettings.from_config(cfg, prompt, universe=universe, rounds=rounds,
+                                                  n_per_round=n, n_examples=examples)
+            result = run_llm(cfg, settings, on_progress=on_progress, use_cache=not no_cache)
+    except base.AlphamineError as e:
+        base.fail(e)
+        return
+    if as_json:
+        base.print_json({**_json_head(cfg), "run_id": result.run_id,
+                         "settings": result.settings, "stats": result.stats,
+                         "warnings": result.warnings, "proposals": result.proposals})
+        return
+    for w in result.warnings:
+        base.err_console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(_proposals_table(result))
+    console.print(_summary_table(result))
+    console.print(f"run {result.run_id}: {result.stats['accepted']} accepted of "
+                  f"{result.stats['proposed']} proposed; replay with "
+                  f"`mine llm --replay {result.run_id}`")

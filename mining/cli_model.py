@@ -1,11 +1,11 @@
 """CLI commands: `mine model lgbm|transformer` (issue 5).
 
-``model_app`` is the ``mine model`` sub-app; each model adds its command to it.
+``model_app`` is the ``mine model`` sub-app, added to :data:`mining.cli_app.app` at import
+time; each model adds its command to it. Command bodies validate options and make one
+:func:`models.run.run_model` call (:func:`mining.cli_model_common.run_model_cli`).
 """
 from __future__ import annotations
 
-import json
-import time
 from typing import Optional
 
 import typer
@@ -13,14 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from mining import cli_app
-from mining.cli_model_common import (feature_and_event_hooks, oos_table, optional_store,
-                                     run_progress)
+from mining.cli_model_common import check_model_options, oos_table, run_model_cli
 
 model_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Return models (LightGBM, transformer) as factor producers: "
                              "walk-forward OOS predictions -> evaluator -> leaderboard.")
-
-
 
 
 def _summary_table(run) -> Table:
@@ -47,8 +44,9 @@ def _candidates_table(run) -> Table:
     fmt = cli_app.fmt
     t = Table(title="candidates (common evaluator + gate; valid = OOS predictions; --json "
                     "for the gate's reasons)")
-    for col in ("formula", "gate", "train RankIC", "valid RankIC", "valid ICIR"):
-        t.add_column(col, overflow="fold", justify="left" if col == "formula" else "right")
+    t.add_column("formula", no_wrap=True, overflow="ellipsis")
+    for col in ("gate", "train RankIC", "valid RankIC", "valid ICIR"):
+        t.add_column(col, justify="right")
     for r in run.leaderboard:
         colour = "green" if r["accepted"] else "red"
         t.add_row(escape(r["formula"][:160]), f"[{colour}]{r.get('kind') or 'error'}[/]",
@@ -84,55 +82,23 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
          as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
          ) -> None:
     """Train LightGBM walk-forward on Alpha158-style features; OOS predictions -> leaderboard."""
-    from models.lgbm_run import PRESETS, LGBMSettings, run_lgbm
-    base = cli_app
-    console = base.console
+    from models.lgbm_run import PRESETS
     try:
-        cfg = base.cfg()
-        over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
-                    retrain_months=retrain_months, feature_set=feature_set, rounds=rounds,
-                    seed=seed, feature_norm=feature_norm)
-        if preset:
-            if preset not in PRESETS:
-                raise base.AlphamineError(f"unknown preset {preset!r}; known: "
-                                          f"{', '.join(PRESETS)}")
-            over = {**PRESETS[preset], **{k: v for k, v in over.items()
-                                          if k in ("seed", "rounds", "feature_norm")
-                                          and v is not None}}
-        settings = LGBMSettings.from_config(cfg, **over)
-        do_submit = (not preset) if submit is None else submit
-        quiet = as_json
-        t0 = time.perf_counter()
-        with run_progress(console, quiet) as progress:
-            on_feature, on_event = feature_and_event_hooks(progress, quiet)
-            fold_tasks: dict[int, int] = {}
+        cli_app.check_choice("--preset", preset, PRESETS)
+        check_model_options(universe=universe, start=start, end=end, first_test=first_test,
+                            retrain_months=retrain_months, feature_set=feature_set,
+                            rounds=rounds, seed=seed)
+        cli_app.check_choice("--feature-norm", feature_norm, ("cs", "global"))
+    except cli_app.AlphamineError as e:
+        cli_app.fail(e)
+    over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
+                retrain_months=retrain_months, feature_set=feature_set, rounds=rounds,
+                seed=seed, feature_norm=feature_norm, preset=preset)
+    run_model_cli("lgbm", over, submit=submit, as_json=as_json, render=_render)
 
-            def on_round(k, it, l2, ic):
-                if k not in fold_tasks:
-                    fold_tasks[k] = progress.add_task(f"fold {k} rounds",
-                                                      total=settings.rounds, info="")
-                progress.update(fold_tasks[k], completed=it,
-                                info=f"valid l2 {l2:.5f} IC {ic:+.4f}")
 
-            def on_fold(k, info):
-                if k in fold_tasks:
-                    progress.update(fold_tasks[k], total=info["best_iteration"] +
-                                    settings.early_stopping, completed=info["best_iteration"]
-                                    + settings.early_stopping)
-                if not console.is_terminal and not quiet:
-                    progress.console.print(f"fold {k}: test {info['test']} best iter "
-                                           f"{info['best_iteration']} valid IC "
-                                           f"{info['valid_ic']:+.4f} ({info['seconds']:.0f}s)")
-
-            with optional_store(cfg, do_submit) as store:
-                run = run_lgbm(cfg, settings, store=store, submit=do_submit, on_event=on_event,
-                               on_feature=on_feature, on_round=on_round, on_fold=on_fold)
-    except base.AlphamineError as e:
-        base.fail(e)
-        return
-    if as_json:
-        print(json.dumps(run.to_dict(), indent=2, default=base.to_jsonable))
-        return
+def _render(run) -> None:
+    console = cli_app.console
     console.print(_summary_table(run))
     console.print(_oos_table(run))
     if run.leaderboard:
@@ -144,7 +110,7 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
     where = (f"formula model(\"{run.run_id}\")" if run.leaderboard else
              "not submitted to the leaderboard (--submit to do so)")
     console.print(f"run {run.run_id}: dataset {tm['dataset_s']:.0f}s, training "
-                  f"{tm['train_s']:.0f}s, total {time.perf_counter() - t0:.0f}s "
+                  f"{tm['train_s']:.0f}s, total {tm['total_s']:.0f}s "
                   f"({tm['cpu_s']:.0f}s CPU); predictions {escape(run.pred_path)}; {where}")
 
 
@@ -153,7 +119,4 @@ from mining.cli_transformer import transformer as _transformer  # noqa: E402
 
 model_app.command("transformer")(_transformer)
 
-
-def register(app: typer.Typer) -> None:
-    """Add the ``mine model`` sub-app to the ``mine`` app."""
-    app.add_typer(model_app, name="model")
+cli_app.app.add_typer(model_app, name="model")

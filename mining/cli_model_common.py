@@ -12,8 +12,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mining import cli_app
-
-
+from models.run_common import (EpochDone, FeatureProgress, FoldDone, ModelEvent, ModelMessage,
+                               RoundProgress)
 
 
 def oos_table(run, published: dict | None = None) -> Table:
@@ -45,28 +45,82 @@ def run_progress(console, quiet: bool) -> Progress:
                     TimeElapsedColumn(), console=console, disable=quiet)
 
 
-def feature_and_event_hooks(progress: Progress, quiet: bool
-                            ) -> tuple[Callable[[int, int, str], None], Callable[[str], None]]:
-    """``on_feature`` (a "features" bar) and ``on_event`` (prints unless ``quiet``) hooks."""
-    feat_task = progress.add_task("features", total=None, info="")
-
-    def on_feature(done, total, name):
-        progress.update(feat_task, total=total, completed=done, info=name)
-
-    def on_event(msg):
-        if not quiet:
-            progress.console.print(escape(msg))
-
-    return on_feature, on_event
-
-
 @contextmanager
-def optional_store(cfg, submit: bool) -> Iterator:
-    """The leaderboard :class:`~factors.store.FactorStore` when ``submit``, else ``None``."""
-    from factors.store import FactorStore
-    store = FactorStore(cfg.store.path) if submit else None
+def model_progress(console, quiet: bool) -> Iterator[Callable[[ModelEvent], None]]:
+    """An ``on_progress`` callback rendering :data:`models.run_common.ModelEvent` events:
+    a features bar, one bar per fold (rounds or epochs), message lines (and, when the console
+    is not a terminal, one line per finished fold / epoch). Nothing is shown when ``quiet``."""
+    with run_progress(console, quiet) as progress:
+        feat_task = progress.add_task("features", total=None, info="")
+        folds: dict[int, int] = {}
+        lines = not console.is_terminal and not quiet
+
+        def on_progress(ev: ModelEvent) -> None:
+            if isinstance(ev, ModelMessage):
+                if not quiet:
+                    progress.console.print(escape(ev.text))
+            elif isinstance(ev, FeatureProgress):
+                progress.update(feat_task, total=ev.total, completed=ev.done, info=ev.name)
+            elif isinstance(ev, RoundProgress):
+                if ev.fold not in folds:
+                    folds[ev.fold] = progress.add_task(f"fold {ev.fold} rounds", total=ev.total,
+                                                       info="")
+                progress.update(folds[ev.fold], completed=ev.iteration,
+                                info=f"valid l2 {ev.valid_l2:.5f} IC {ev.valid_ic:+.4f}")
+            elif isinstance(ev, FoldDone):
+                if ev.fold in folds:
+                    progress.update(folds[ev.fold], total=ev.rounds_run, completed=ev.rounds_run)
+                if lines:
+                    i = ev.info
+                    progress.console.print(f"fold {ev.fold}: test {i['test']} best iter "
+                                           f"{i['best_iteration']} valid IC "
+                                           f"{i['valid_ic']:+.4f} ({i['seconds']:.0f}s)")
+            elif isinstance(ev, EpochDone):
+                if ev.fold not in folds:
+                    folds[ev.fold] = progress.add_task(
+                        f"fold {ev.fold + 1}/{ev.n_folds} epochs", total=ev.total, info="")
+                progress.update(folds[ev.fold], completed=ev.epoch,
+                                info=f"loss {ev.loss:.4f} valid RankIC {ev.valid_ic:+.4f} "
+                                     f"({ev.seconds:.0f}s)")
+                if lines:
+                    progress.console.print(f"fold {ev.fold} epoch {ev.epoch}: loss "
+                                           f"{ev.loss:.4f} valid RankIC {ev.valid_ic:+.4f} "
+                                           f"({ev.seconds:.0f}s)")
+
+        yield on_progress
+
+
+def check_model_options(**values) -> None:
+    """Validate shared model options before anything loads: dates, a known universe and
+    feature set, positive numbers (``seed`` may be 0). Raises ConfigError."""
+    from data.universe import UNIVERSES
+    from factors.alpha158 import FEATURE_SETS
+    for k in ("start", "end", "first_test"):
+        cli_app.check_date("--" + k.replace("_", "-"), values.pop(k, None))
+    cli_app.check_choice("--universe", values.pop("universe", None), UNIVERSES)
+    cli_app.check_choice("--feature-set", values.pop("feature_set", None), FEATURE_SETS)
+    cli_app.check_positive("--seed", values.pop("seed", None), zero=True)
+    for k, v in values.items():
+        cli_app.check_positive("--" + k.replace("_", "-"), v)
+
+
+def run_model_cli(kind: str, overrides: dict, *, submit, as_json: bool, render) -> None:
+    """The body every ``mine model KIND`` command shares: config line, one
+    :func:`models.run.run_model` call with the progress display, then ``--json`` or
+    ``render(run)``. ``overrides`` must already be validated."""
+    from models.run import run_model
+    console = cli_app.console
     try:
-        yield store
-    finally:
-        if store is not None:
-            store.close()
+        cfg = cli_app.cfg()
+        if not as_json:
+            console.print(f"[dim]{escape(cli_app.config_line(cfg))}[/]")
+        with model_progress(console, as_json) as on_progress:
+            run = run_model(cfg, kind, overrides, submit=submit, on_progress=on_progress)
+    except (cli_app.AlphamineError, ImportError) as e:
+        cli_app.fail(e)
+        return
+    if as_json:
+        cli_app.print_json({"config": str(cfg.source) if cfg.source else None,
+                            "store": str(cfg.store.path), **run.to_dict()})
+        return
+    render(run)

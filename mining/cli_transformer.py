@@ -5,8 +5,6 @@ here imports torch; a missing torch is reported with the install command.
 """
 from __future__ import annotations
 
-import json
-import time
 from typing import Optional
 
 import typer
@@ -14,11 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mining import cli_app
-from mining.cli_model_common import (feature_and_event_hooks, oos_table, optional_store,
-                                     run_progress)
-
-
-
+from mining.cli_model_common import check_model_options, oos_table, run_model_cli
 
 
 def _folds_table(run) -> Table:
@@ -40,8 +34,10 @@ def _folds_table(run) -> Table:
 def _leaderboard_table(run) -> Table:
     fmt = cli_app.fmt
     t = Table(title="candidate (common evaluator + gate; valid = OOS predictions)")
-    for col in ("name", "formula", "status", "valid RankIC", "valid ICIR", "reason"):
-        t.add_column(col, overflow="fold")
+    t.add_column("name")
+    t.add_column("formula", no_wrap=True, overflow="ellipsis")
+    for col in ("status", "valid RankIC", "valid ICIR", "reason"):
+        t.add_column(col)
     for r in run.leaderboard:
         colour = "green" if r["accepted"] else "red"
         t.add_row(escape(r["name"]), escape(r["formula"]),
@@ -85,53 +81,28 @@ def transformer(
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
 ) -> None:
     """Train the transformer walk-forward on feature sequences; OOS predictions -> leaderboard."""
-    from models.transformer_run import TransformerSettings, run_transformer
-    base = cli_app
-    console = base.console
     try:
-        cfg = base.cfg()
-        settings = TransformerSettings.from_config(
-            cfg, universe=universe, start=start, last_test=end, first_test=first_test,
-            retrain_months=retrain_months, train_years=train_years, feature_set=feature_set,
-            epochs=epochs, seq_len=seq_len, d_model=d_model, dates_per_epoch=dates_per_epoch,
-            multitask=multitask, threads=threads, seed=seed)
-        quiet = as_json
-        t0 = time.perf_counter()
-        with run_progress(console, quiet) as progress:
-            on_feature, on_event = feature_and_event_hooks(progress, quiet)
-            fold_tasks: dict[int, int] = {}
+        check_model_options(universe=universe, start=start, end=end, first_test=first_test,
+                            retrain_months=retrain_months, train_years=train_years,
+                            feature_set=feature_set, epochs=epochs, seq_len=seq_len,
+                            d_model=d_model, dates_per_epoch=dates_per_epoch, threads=threads,
+                            seed=seed)
+    except cli_app.AlphamineError as e:
+        cli_app.fail(e)
+    over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
+                retrain_months=retrain_months, train_years=train_years, feature_set=feature_set,
+                epochs=epochs, seq_len=seq_len, d_model=d_model, dates_per_epoch=dates_per_epoch,
+                multitask=multitask, threads=threads, seed=seed)
+    run_model_cli("transformer", over, submit=submit, as_json=as_json, render=_render)
 
-            def on_epoch(rec):
-                k = rec["fold"]
-                if k not in fold_tasks:
-                    fold_tasks[k] = progress.add_task(f"fold {k + 1}/{rec['n_folds']} epochs",
-                                                      total=settings.net.epochs, info="")
-                progress.update(fold_tasks[k], completed=rec["epoch"],
-                                info=f"loss {rec['loss']:.4f} valid RankIC "
-                                     f"{rec['valid_ic']:+.4f} ({rec['seconds']:.0f}s)")
-                if not console.is_terminal and not quiet:
-                    progress.console.print(f"fold {k} epoch {rec['epoch']}: loss "
-                                           f"{rec['loss']:.4f} valid RankIC "
-                                           f"{rec['valid_ic']:+.4f} ({rec['seconds']:.0f}s)")
 
-            with optional_store(cfg, submit) as store:
-                run = run_transformer(cfg, settings, store=store, submit=submit,
-                                      on_event=on_event, on_feature=on_feature,
-                                      on_epoch=on_epoch)
-    except base.AlphamineError as e:
-        base.fail(e)
-        return
-    except ImportError as e:
-        base.fail(e)
-        return
-    if as_json:
-        print(json.dumps(run.to_dict(), indent=2, default=base.to_jsonable))
-        return
+def _render(run) -> None:
+    console = cli_app.console
     console.print(_folds_table(run))
     console.print(oos_table(run))
     if run.leaderboard:
         console.print(_leaderboard_table(run))
     tm = run.timings
     console.print(f"run {run.run_id}: dataset {tm['dataset_s']:.0f}s, training "
-                  f"{tm['train_s']:.0f}s, total {time.perf_counter() - t0:.0f}s; predictions "
+                  f"{tm['train_s']:.0f}s, total {tm['total_s']:.0f}s; predictions "
                   f"{escape(run.pred_path)}; leaderboard formula model(\"{run.run_id}\")")

@@ -56,6 +56,16 @@ class LLMRunSettings:
         """Sampling parameters (part of the cache key)."""
         return {"temperature": float(self.temperature), "max_tokens": int(self.max_tokens)}
 
+    @classmethod
+    def from_config(cls, cfg: Config, template: str, **overrides: Any) -> "LLMRunSettings":
+        """Settings from ``[llm]`` (model, rounds, n_per_round, sampling) and ``[gp] universe``,
+        then the non-None ``overrides``."""
+        base = dict(universe=cfg.gp.universe, model=cfg.llm.model, rounds=cfg.llm.rounds,
+                    n_per_round=cfg.llm.n_per_round, temperature=cfg.llm.temperature,
+                    max_tokens=cfg.llm.max_tokens)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(template=template, **base)
+
     def validate(self) -> None:
         """ConfigError on a non-positive ``rounds``/``n_per_round`` or negative ``n_examples``."""
         for k in ("rounds", "n_per_round"):
@@ -63,6 +73,15 @@ class LLMRunSettings:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)!r}")
         if int(self.n_examples) < 0:
             raise ConfigError(f"n_examples must be >= 0, got {self.n_examples!r}")
+
+
+@dataclass(frozen=True)
+class LLMProgress:
+    """A progress event of an LLM run: ``kind`` ``loading`` (panels being loaded) or
+    ``round`` (a round finished or failed), and its one-line ``message``."""
+
+    kind: str
+    message: str
 
 
 @dataclass
@@ -83,8 +102,8 @@ class Proposal:
 
 
 @dataclass
-class LLMRunResult:
-    """Outcome of :func:`run_llm`."""
+class LLMRun:
+    """Run record of the LLM producer (:func:`run_loop`, :func:`mining.llm_run.run_llm`)."""
 
     run_id: str
     settings: LLMRunSettings
@@ -154,11 +173,13 @@ def finalize_stats(stats: dict[str, Any], price_in: float, price_out: float) -> 
     return s
 
 
-def run_llm(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
-            settings: LLMRunSettings, *, sender: Sender | None = None,
-            replay_of: str | None = None, use_cache: bool = True,
-            on_event: Callable[[str], None] | None = None) -> LLMRunResult:
+def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
+             settings: LLMRunSettings, *, sender: Sender | None = None,
+             replay_of: str | None = None, use_cache: bool = True,
+             on_progress: Callable[[LLMProgress], None] | None = None) -> LLMRun:
     """Run the loop for ``settings.rounds`` rounds and return its statistics and proposals.
+
+    The loop on an open workspace, store and cache; :func:`mining.llm_run.run_llm` opens them.
 
     Parameters
     ----------
@@ -177,12 +198,12 @@ def run_llm(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
         Serve the calls recorded for that run from the cache, with no network.
     use_cache : bool, default True
         Answer identical requests from the cache (False: always ask ``sender``).
-    on_event : callable, optional
-        Receives one progress line per event (the CLI prints them).
+    on_progress : callable, optional
+        Receives one :class:`LLMProgress` per round (the CLI prints them).
 
     Returns
     -------
-    LLMRunResult
+    LLMRun
 
     Raises
     ------
@@ -192,11 +213,13 @@ def run_llm(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
         Bad settings or knowledge cutoff.
     """
     settings.validate()
-    emit = on_event or (lambda _msg: None)
+    def emit(msg: str) -> None:
+        if on_progress is not None:
+            on_progress(LLMProgress("round", msg))
     warnings = cutoff_warnings(cfg)
     template = prompting.get_template(settings.template, cfg.llm.prompts_dir)
     if sender is None and replay_of is None:
-        raise ConfigError("run_llm needs a sender (an LLM client) or replay_of")
+        raise ConfigError("run_loop needs a sender (an LLM client) or replay_of")
     horizon = cfg.evaluate.horizon
     examples = [r for r in store.top(None, sort="valid.rank_icir", universe=ws.universe)
                 if r.horizon == horizon][:settings.n_examples]
@@ -218,7 +241,7 @@ def run_llm(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
                                          use_cache=use_cache))
     stats = new_stats()
     seen: set[str] = set()
-    result = LLMRunResult(run_id, settings, stats, [], warnings)
+    result = LLMRun(run_id, settings, stats, [], warnings)
     t0 = time.perf_counter()
     status = "failed"
     try:

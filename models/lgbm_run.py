@@ -35,9 +35,9 @@ from data.io import write_json_atomic
 from models.dataset import PanelDataset, build_dataset
 from models.distill import distill_candidates, feature_signs, shap_summary
 from models.lgbm import QLIB_PARAMS, lgbm_params, run_walk_forward
-from models.run_common import (check_before_test, emit as _emit, model_data_settings,
-                               oos_members_eligible, prediction_workspace,
-                               workspace_line)
+from models.run_common import (FoldDone, ModelEvent, RoundProgress, check_before_test,
+                               model_data_settings, oos_members_eligible, prediction_workspace,
+                               progress_hooks, workspace_line)
 from models.walkforward import single_split, walk_forward
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,10 +129,7 @@ class LGBMRun:
 
 def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = None,
              store: "FactorStore | None" = None, submit: bool = True,
-             on_event: Callable[[str], None] | None = None,
-             on_feature: Callable[[int, int, str], None] | None = None,
-             on_round: Callable[[int, int, float, float], None] | None = None,
-             on_fold: Callable[[int, dict], None] | None = None) -> LGBMRun:
+             on_progress: Callable[[ModelEvent], None] | None = None) -> LGBMRun:
     """Run one LightGBM model end to end (see the module docstring).
 
     Parameters
@@ -145,8 +142,9 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
         Leaderboard; required when ``submit``.
     submit : bool
         Evaluate and submit the prediction panel and the SHAP-distilled formulas.
-    on_event, on_feature, on_round, on_fold : callables, optional
-        Progress hooks (messages; dataset features; boosting rounds; finished folds).
+    on_progress : callable, optional
+        Receives the progress events (:data:`models.run_common.ModelEvent`): messages,
+        dataset features, boosting rounds, finished folds.
 
     Raises
     ------
@@ -163,13 +161,21 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
                           "(--preset); walk-forward uses the per-date 'cs' normalisation")
     if not s.fixed_split:
         check_before_test(cfg, s.last_test)
+    on_event, on_feature = progress_hooks(on_progress)
+    on_round = on_fold = None
+    if on_progress is not None:
+        def on_round(k, it, l2, ic):
+            on_progress(RoundProgress(k, it, s.rounds, l2, ic))
+
+        def on_fold(k, info):
+            on_progress(FoldDone(k, info["best_iteration"] + s.early_stopping, info))
     timings: dict[str, float] = {}
     t0, c0 = time.perf_counter(), time.process_time()
     if ws is None:
         ws = prediction_workspace(cfg, s.universe, s.start, s.last_test,
                                   clip_to_valid=not s.fixed_split)
     timings["workspace_s"] = time.perf_counter() - t0
-    _emit(on_event, workspace_line(ws, s.universe))
+    on_event(workspace_line(ws, s.universe))
     t1 = time.perf_counter()
     fit_end = s.fixed_split[0][1] if s.fixed_split else None
     ds = build_dataset(ws, s.feature_set, s.horizon, s.label_norm, label=s.label,
@@ -183,7 +189,7 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     run_id = new_run_id("lgbm")
     rdir = run_dir(cfg.model.out_dir, run_id)
     params = lgbm_params(seed=s.seed, num_threads=s.num_threads, **s.params)
-    _emit(on_event, f"run {run_id}: {ds.shape[2]} features, {len(folds)} fold(s), "
+    on_event(f"run {run_id}: {ds.shape[2]} features, {len(folds)} fold(s), "
                     f"embargo {s.gap} rows, label {s.label} t+1 -> t+{1 + s.horizon} "
                     f"({s.label_norm})")
     t2 = time.perf_counter()
@@ -226,7 +232,7 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_ev
                                           f"{len(folds)} walk-forward fold(s))")
     n_tried += 1
     run.leaderboard.append(_row(run.run_id, ev, d))
-    _emit(on_event, f"prediction panel: {'accepted' if d.accepted else 'rejected'} "
+    on_event(f"prediction panel: {'accepted' if d.accepted else 'rejected'} "
                     f"({d.reason if not d.accepted else 'on the leaderboard'})")
     # SHAP on the last fold's valid rows (never its test rows)
     last, fit = folds[-1], wf.fits[-1]
@@ -241,7 +247,7 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_ev
     run.shap = {"top_features": summ.top(15), "pairs": summ.pairs, "n_main": summ.n_main,
                 "n_inter": summ.n_inter, "seconds_main": summ.seconds_main,
                 "seconds_inter": summ.seconds_inter}
-    _emit(on_event, f"SHAP: {summ.n_main} rows in {summ.seconds_main:.1f}s, interactions on "
+    on_event(f"SHAP: {summ.n_main} rows in {summ.seconds_main:.1f}s, interactions on "
                     f"{summ.n_inter} rows in {summ.seconds_inter:.1f}s")
     from backtest.candidates import evaluate_candidate, submit as submit_cand
     from data.errors import EvaluationError

@@ -5,7 +5,8 @@ and the OOS IC statistics over the test rows of the walk-forward folds.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Union
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,69 @@ from models.lgbm import daily_ic
 
 
 __all__ = ["model_data_settings", "check_before_test", "prediction_workspace",
-           "workspace_line", "oos_ic_stats", "oos_members_eligible", "emit"]
+           "workspace_line", "oos_ic_stats", "oos_members_eligible", "ModelMessage",
+           "FeatureProgress", "RoundProgress", "FoldDone", "EpochDone", "ModelEvent",
+           "progress_hooks"]
+
+
+# ---------------------------------------------------------------- progress events
+# A model run reports progress through one callback ``on_progress(event)``; the CLI renders
+# the events (bars, lines). Library code never prints.
+
+@dataclass(frozen=True)
+class ModelMessage:
+    """A line of progress text (workspace built, run started, panel submitted, SHAP...)."""
+    text: str
+
+
+@dataclass(frozen=True)
+class FeatureProgress:
+    """Feature ``done`` of ``total`` computed (``name`` the last one)."""
+    done: int
+    total: int
+    name: str
+
+
+@dataclass(frozen=True)
+class RoundProgress:
+    """LightGBM: boosting ``iteration`` of at most ``total`` in ``fold``."""
+    fold: int
+    iteration: int
+    total: int
+    valid_l2: float
+    valid_ic: float
+
+
+@dataclass(frozen=True)
+class FoldDone:
+    """LightGBM: ``fold`` finished after ``rounds_run`` rounds; ``info`` its summary row."""
+    fold: int
+    rounds_run: int
+    info: dict
+
+
+@dataclass(frozen=True)
+class EpochDone:
+    """Transformer: an epoch of ``fold`` (0-based, of ``n_folds``) finished; ``total`` epochs
+    at most."""
+    fold: int
+    n_folds: int
+    epoch: int
+    total: int
+    loss: float
+    valid_ic: float
+    seconds: float
+
+
+ModelEvent = Union[ModelMessage, FeatureProgress, RoundProgress, FoldDone, EpochDone]
+
+
+def progress_hooks(on_progress: Callable[[ModelEvent], None] | None):
+    """``(message, on_feature)`` hooks feeding ``on_progress`` (no-ops when it is None)."""
+    if on_progress is None:
+        return (lambda _text: None), None
+    return ((lambda text: on_progress(ModelMessage(text))),
+            (lambda done, total, name: on_progress(FeatureProgress(done, total, name))))
 
 
 def model_data_settings(cfg: Config) -> dict:
@@ -116,9 +179,3 @@ def oos_members_eligible(pred: np.ndarray, ds: PanelDataset, folds) -> tuple[dic
     label_mask = ds.universe_mask & np.isfinite(ds.label_raw)
     return (oos_ic_stats(pred, ds.label_raw, label_mask & test_rows[:, None]),
             oos_ic_stats(pred, ds.label_raw, ds.sample_mask & test_rows[:, None]))
-
-
-def emit(fn: Callable[[str], None] | None, msg: str) -> None:
-    """Call the progress hook ``fn(msg)`` if there is one."""
-    if fn is not None:
-        fn(msg)

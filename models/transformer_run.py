@@ -29,9 +29,11 @@ from data.errors import ConfigError
 from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
 from data.io import write_json_atomic
 from models.dataset import build_dataset
-from models.run_common import (check_before_test, emit as _emit, model_data_settings,
-                               oos_members_eligible, prediction_workspace, workspace_line)
-from models.transformer import TransformerConfig, walk_forward_predict
+from models.run_common import (EpochDone, ModelEvent, check_before_test, model_data_settings,
+                               oos_members_eligible, prediction_workspace, progress_hooks,
+                               workspace_line)
+from models.transformer import walk_forward_predict
+from models.transformer_net import TransformerConfig
 from models.walkforward import walk_forward
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,9 +115,8 @@ class TransformerRun:
 
 def run_transformer(cfg: "Config", settings: TransformerSettings, *,
                     ws: "Workspace | None" = None, store: "FactorStore | None" = None,
-                    submit: bool = True, on_event: Callable[[str], None] | None = None,
-                    on_feature: Callable[[int, int, str], None] | None = None,
-                    on_epoch: Callable[[dict], None] | None = None) -> TransformerRun:
+                    submit: bool = True,
+                    on_progress: Callable[[ModelEvent], None] | None = None) -> TransformerRun:
     """Run the transformer end to end (see the module docstring).
 
     Parameters
@@ -128,9 +129,9 @@ def run_transformer(cfg: "Config", settings: TransformerSettings, *,
         Leaderboard; required when ``submit``.
     submit : bool
         Evaluate the prediction panel with the common evaluator and submit it to the gate.
-    on_event, on_feature, on_epoch : callables, optional
-        Progress hooks: messages; dataset features ``(done, total, name)``; finished epochs
-        (the :func:`models.transformer.fit` record with ``fold`` and ``n_folds``).
+    on_progress : callable, optional
+        Receives the progress events (:data:`models.run_common.ModelEvent`): messages,
+        dataset features, finished epochs (:class:`~models.run_common.EpochDone`).
 
     Returns
     -------
@@ -149,12 +150,18 @@ def run_transformer(cfg: "Config", settings: TransformerSettings, *,
     if submit and store is None:
         raise ConfigError("run_transformer: submit=True needs a store")
     check_before_test(cfg, s.last_test)
+    on_event, on_feature = progress_hooks(on_progress)
+    on_epoch = None
+    if on_progress is not None:
+        def on_epoch(rec):
+            on_progress(EpochDone(rec["fold"], rec["n_folds"], rec["epoch"], s.net.epochs,
+                                  rec["loss"], rec["valid_ic"], rec["seconds"]))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if ws is None:
         ws = prediction_workspace(cfg, s.universe, s.start, s.last_test)
     timings["workspace_s"] = time.perf_counter() - t0
-    _emit(on_event, workspace_line(ws, s.universe))
+    on_event(workspace_line(ws, s.universe))
     t1 = time.perf_counter()
     ds = build_dataset(ws, s.feature_set, s.horizon, s.label_norm, progress=on_feature)
     timings["dataset_s"] = time.perf_counter() - t1
@@ -163,7 +170,7 @@ def run_transformer(cfg: "Config", settings: TransformerSettings, *,
     run_id = new_run_id("transformer")
     rdir = run_dir(cfg.model.out_dir, run_id)
     n = s.net
-    _emit(on_event, f"run {run_id}: {ds.shape[2]} features x {n.seq_len} days, "
+    on_event(f"run {run_id}: {ds.shape[2]} features x {n.seq_len} days, "
                     f"{len(folds)} fold(s), embargo {s.gap} rows, d_model {n.d_model}, "
                     f"{n.n_layers} layers, {n.epochs} epochs x {n.dates_per_epoch} dates, "
                     f"multitask {'on' if n.multitask else 'off'}, {n.threads} thread(s)")
@@ -210,7 +217,7 @@ def _submit(run: TransformerRun, ws, store, cfg, n_folds: int, on_event) -> None
         "reason": d.reason, "train_rank_ic": None if tr is None else tr.rank_ic_mean,
         "valid_rank_ic": None if va is None else va.rank_ic_mean,
         "valid_rank_icir": None if va is None else va.rank_icir})
-    _emit(on_event, f"prediction panel: {'accepted' if d.accepted else 'rejected'} "
+    on_event(f"prediction panel: {'accepted' if d.accepted else 'rejected'} "
                     f"({d.reason if not d.accepted else 'on the leaderboard'})")
     store.finish_run(store_run, n_tried=1, summary={"model_run": run.run_id,
                                                     "accepted": int(d.accepted)})

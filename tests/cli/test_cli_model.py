@@ -68,7 +68,9 @@ def test_lgbm_json_writes_predictions_and_leaderboard(synthetic):
     cfg, tmp = synthetic
     r = runner.invoke(app, ["--config", str(cfg), "model", "lgbm", "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.output, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert out["store"] == str(tmp / "lb.db")
+    assert out["config"] == str(cfg)
     rid = out["run_id"]
     assert rid.startswith("lgbm-") and Path(out["pred_path"]).is_file()
     assert len(out["folds"]) >= 2 and all(f["best_iteration"] >= 1 for f in out["folds"])
@@ -84,7 +86,41 @@ def test_lgbm_table_output_and_errors(synthetic):
     r = runner.invoke(app, ["--config", str(cfg), "model", "lgbm", "--no-submit"])
     assert r.exit_code == 0, r.output
     assert "OOS test metrics" in r.output and "fold" in r.output
-    r = runner.invoke(app, ["--config", str(cfg), "model", "lgbm", "--preset", "nope"])
-    assert r.exit_code == 2 and "unknown preset" in r.output
-    r = runner.invoke(app, ["--config", str(cfg), "model", "lgbm", "--feature-set", "zzz"])
-    assert r.exit_code == 2 and "unknown feature set" in r.output
+    assert r.output.splitlines()[0].startswith("config ")         # config line first
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--preset", "nope"], "--preset 'nope': use one of qlib-alpha158"),
+    (["--feature-set", "zzz"], "--feature-set 'zzz'"),
+    (["--universe", "mars"], "--universe 'mars'"),
+    (["--rounds", "0"], "--rounds must be > 0"),
+    (["--retrain-months", "-1"], "--retrain-months must be > 0"),
+    (["--end", "2020-13-01"], "--end '2020-13-01'"),
+    (["--feature-norm", "x"], "--feature-norm 'x'"),
+])
+def test_lgbm_options_are_validated_before_any_data_loads(synthetic, monkeypatch, args, msg):
+    cfg, tmp = synthetic
+    import models.run
+    import models.run_common
+
+    def boom(*a, **k):
+        raise AssertionError("data loaded before the options were validated")
+    monkeypatch.setattr(models.run_common, "make_workspace", boom)
+    monkeypatch.setattr(models.run, "run_lgbm", boom)
+    r = runner.invoke(app, ["--config", str(cfg), "model", "lgbm", *args])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error:") and msg in " ".join(r.output.split())
+
+
+def test_transformer_options_are_validated_before_any_data_loads(synthetic, monkeypatch):
+    cfg, tmp = synthetic
+    import models.run
+
+    def boom(*a, **k):
+        raise AssertionError("ran before the options were validated")
+    monkeypatch.setattr(models.run, "run_transformer", boom)
+    for args, msg in ((["--epochs", "0"], "--epochs must be > 0"),
+                      (["--seq-len", "-3"], "--seq-len must be > 0"),
+                      (["--start", "yesterday"], "--start 'yesterday'")):
+        r = runner.invoke(app, ["--config", str(cfg), "model", "transformer", *args])
+        assert r.exit_code == 2 and msg in " ".join(r.output.split()), r.output

@@ -26,7 +26,7 @@ from factors.expr_parse import parse  # noqa: E402
 from factors.store import FactorStore  # noqa: E402
 from mining.llm import OpenAIChat, endpoint_problem, from_config  # noqa: E402
 from mining.llm_cache import LLMCache  # noqa: E402
-from mining.llm_loop import FAILURE_KINDS, LLMRunSettings, cutoff_warnings, run_llm  # noqa: E402
+from mining.llm_loop import FAILURE_KINDS, LLMRunSettings, cutoff_warnings, run_loop  # noqa: E402
 from backtest.candidates import evaluate_candidate, make_workspace  # noqa: E402
 
 SECRET = "sk-test-NEVER-STORE-ME-1234567890"
@@ -124,7 +124,7 @@ def _run(cfg, ws, sender=None, replay_of=None, rounds=ROUNDS):
                        rounds=rounds, n_per_round=8, temperature=cfg.llm.temperature,
                        max_tokens=cfg.llm.max_tokens)
     with LLMCache(cfg.llm.cache_path) as cache, FactorStore(cfg.store.path) as store:
-        res = run_llm(ws, store, cache, cfg, s, sender=sender, replay_of=replay_of)
+        res = run_loop(ws, store, cache, cfg, s, sender=sender, replay_of=replay_of)
         members = {r.formula: r for r in store.members()}
     return res, members
 
@@ -256,7 +256,7 @@ def test_rerun_is_served_from_the_cache(tmp_path, wh_root, monkeypatch):
         # use_cache=False (`--no-cache`) asks the endpoint again
         s = LLMRunSettings(template="liquidity", universe="all", model=cfg.llm.model, rounds=1)
         with LLMCache(cfg.llm.cache_path) as cache, FactorStore(tmp_path / "lb3.db") as st:
-            res3 = run_llm(ws, st, cache, cfg2, s, sender=from_config(cfg2), use_cache=False)
+            res3 = run_loop(ws, st, cache, cfg2, s, sender=from_config(cfg2), use_cache=False)
         assert len(srv.requests) == n + 1 and res3.stats["calls_cached"] == 0
 
 
@@ -340,14 +340,14 @@ def test_replay_of_a_no_cache_run_serves_its_own_replies(tmp_path, wh_root, monk
         ws = _workspace(cfg)
         with LLMCache(cfg.llm.cache_path) as cache:
             with FactorStore(tmp_path / "a.db") as st:
-                a = run_llm(ws, st, cache, cfg, s, sender=from_config(cfg))
+                a = run_loop(ws, st, cache, cfg, s, sender=from_config(cfg))
             with FactorStore(tmp_path / "b.db") as st:     # same request, sampled again
-                b = run_llm(ws, st, cache, cfg, s, sender=from_config(cfg), use_cache=False)
+                b = run_loop(ws, st, cache, cfg, s, sender=from_config(cfg), use_cache=False)
             assert len(srv.requests) == 2
             with FactorStore(tmp_path / "c.db") as st:
-                ra = run_llm(ws, st, cache, cfg, s, replay_of=a.run_id)
+                ra = run_loop(ws, st, cache, cfg, s, replay_of=a.run_id)
             with FactorStore(tmp_path / "d.db") as st:
-                rb = run_llm(ws, st, cache, cfg, s, replay_of=b.run_id)
+                rb = run_loop(ws, st, cache, cfg, s, replay_of=b.run_id)
             assert cache.get(cache.calls(a.run_id)[0]["key"]).content == script[1]["content"]
     assert [p.formula for p in a.proposals] == [p.formula for p in ra.proposals] == \
         ["ts_std(ret, 5)"]

@@ -55,6 +55,13 @@ prompts_dir = "{tmp / 'prompts'}"
     return p
 
 
+def _strict(text: str):
+    """json.loads that fails on NaN/Infinity."""
+    def bad(c):
+        raise ValueError(f"non-strict JSON constant {c}")
+    return json.loads(text, parse_constant=bad)
+
+
 @pytest.fixture(scope="module")
 def wh_root(tmp_path_factory):
     return build_warehouse(tmp_path_factory.mktemp("ashare_cli")).root
@@ -89,8 +96,9 @@ def test_llm_run_stats_and_replay(tmp_path, wh_root, monkeypatch):
         r = runner.invoke(app, ["--config", str(cfg), "llm", "--prompt", "liquidity_en",
                                 "--rounds", "2", "--n", "4", "--json"])
         assert r.exit_code == 0, r.output
-        first = json.loads(r.output)
+        first = _strict(r.output)             # print_json never writes NaN
         assert len(srv.requests) == 2
+        assert first["config"] == str(cfg) and first["settings"]["template"] == "liquidity_en"
     assert first["stats"]["calls"] == 2 and first["stats"]["proposed"] == 8
     assert any("knowledge cutoff 2024-06-01" in w for w in first["warnings"])
     run_id = first["run_id"]
@@ -112,6 +120,69 @@ def test_llm_run_stats_and_replay(tmp_path, wh_root, monkeypatch):
     r = runner.invoke(app, ["--config", str(cfg), "llm", "--prompt", "nope",
                             "--base-url", "http://127.0.0.1:9/v1"], env={"OPENAI_API_KEY": "k"})
     assert r.exit_code == 2 and "unknown prompt template 'nope'" in " ".join(r.output.split())
+
+
+def test_prompts_json_is_strict(tmp_path, wh_root):
+    cfg = _config(tmp_path, wh_root)
+    r = runner.invoke(app, ["--config", str(cfg), "prompts", "--json"])
+    assert r.exit_code == 0, r.output
+    out = _strict(r.output)
+    assert out["config"] == str(cfg) and out["store"] == str(tmp_path / "lb.db")
+    assert {"liquidity", "free"} <= {t["name"] for t in out["templates"]}
+    assert all(t["origin"] == "packaged" for t in out["templates"])
+
+
+def test_stats_without_runs_says_how_to_start_one(tmp_path, wh_root):
+    cfg = _config(tmp_path, wh_root)
+    r = runner.invoke(app, ["--config", str(cfg), "llm", "--stats"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert out.startswith("config ") and "no LLM runs" in out and "mine llm --prompt" in out
+    r = runner.invoke(app, ["--config", str(cfg), "llm", "--stats", "--json"])
+    assert json.loads(r.output)["runs"] == []
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--prompt", "nope"], "unknown prompt template 'nope'"),
+    (["--rounds", "0"], "--rounds must be > 0"),
+    (["--n", "-2"], "--n must be > 0"),
+    (["--examples", "-1"], "--examples must be >= 0"),
+    (["--universe", "mars"], "--universe 'mars'"),
+])
+def test_llm_options_are_validated_before_network_or_data(tmp_path, wh_root, monkeypatch,
+                                                         args, msg):
+    import mining.llm_run
+
+    def boom(*a, **k):
+        raise AssertionError("called before the options were validated")
+    monkeypatch.setattr(mining.llm_run, "make_workspace", boom)
+    monkeypatch.setattr(mining.llm_run, "from_config", boom)
+    cfg = _config(tmp_path, wh_root, "http://127.0.0.1:9/v1")
+    r = runner.invoke(app, ["--config", str(cfg), "llm", *args], env={"OPENAI_API_KEY": "k"})
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error:") and msg in " ".join(r.output.split())
+
+
+def test_run_llm_library_entry_matches_the_cli(tmp_path, wh_root, monkeypatch):
+    """run_llm(cfg, settings) opens cache/store/workspace itself; replay_llm and llm_stats."""
+    from mining.llm_loop import LLMProgress, LLMRunSettings
+    from mining.llm_run import llm_stats, replay_llm, run_llm
+    monkeypatch.setenv("OPENAI_API_KEY", "stub")
+    with StubServer() as srv:
+        cfg = load_config(_config(tmp_path, wh_root, srv.base_url))
+        s = LLMRunSettings.from_config(cfg, "liquidity_en", rounds=1, n_per_round=4)
+        assert (s.model, s.universe, s.rounds, s.n_per_round) == ("stub-model", "all", 1, 4)
+        events = []
+        run = run_llm(cfg, s, on_progress=events.append)
+    assert [e.kind for e in events] == ["loading", "round"]
+    assert all(isinstance(e, LLMProgress) for e in events)
+    assert run.stats["calls"] == 1 and run.stats["proposed"] == 4
+    monkeypatch.delenv("OPENAI_API_KEY")
+    again = replay_llm(cfg, run.run_id)
+    assert [p.formula for p in again.proposals] == [p.formula for p in run.proposals]
+    st = llm_stats(cfg)
+    assert [r["replay_of"] for r in st.runs] == [None, run.run_id]
+    assert st.templates["liquidity_en"]["runs"] == 1
 
 
 @pytest.mark.slow

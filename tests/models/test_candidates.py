@@ -163,8 +163,12 @@ def test_run_lgbm_end_to_end_on_synthetic(make_ws, tmp_path):
                      shap_rows=200, shap_inter_rows=20, shap_pairs=2)
     events = []
     with FactorStore(cfg.store.path) as store:
-        run = run_lgbm(cfg, s, ws=ws, store=store, on_event=events.append)
+        run = run_lgbm(cfg, s, ws=ws, store=store, on_progress=events.append)
         recs = store.top(50, universe="synth")
+    from models.run_common import FeatureProgress, FoldDone, ModelMessage, RoundProgress
+    kinds = {type(e) for e in events}
+    assert kinds == {ModelMessage, FeatureProgress, RoundProgress, FoldDone}
+    assert any("prediction panel" in e.text for e in events if isinstance(e, ModelMessage))
     assert run.leaderboard[0]["formula"] == f'model("{run.run_id}")'
     assert run.leaderboard[0]["accepted"]
     assert len(run.leaderboard) >= 3 and run.shap["pairs"]

@@ -19,7 +19,7 @@ from data.errors import ConfigError, EvaluationError, StoreError
 from models.dataset import PanelDataset
 from models.seq import (date_batches, gather_windows, has_data_mask, path_targets,
                         usable_samples)
-from models.transformer import TransformerConfig
+from models.transformer_net import TransformerConfig
 
 
 def make_ds(T=120, N=24, F=5, seed=0, signal=1.0, noise=1.0, lag_feature=True):
@@ -139,7 +139,7 @@ def test_config_validation_and_dict_roundtrip():
 
 @pytest.mark.parametrize("multitask,pooling", [(False, "last"), (True, "mean")])
 def test_forward_shapes(torch, multitask, pooling):
-    from models.transformer import build_model
+    from models.transformer_net import build_model
     cfg = TransformerConfig(**{**SMALL, "multitask": multitask, "pooling": pooling})
     model = build_model(5, cfg)
     x = torch.randn(7, cfg.seq_len, 5)
@@ -210,15 +210,16 @@ def test_seeded_determinism(torch):
 
 def test_save_load_roundtrip(torch, tmp_path, monkeypatch):
     from models import transformer as tr
+    from models import transformer_net as net
     ds = make_ds(T=70, N=12, seed=7)
     cfg = TransformerConfig(**{**SMALL, "epochs": 1, "multitask": False})
     res = tr.fit(ds, slice(0, 40), slice(43, 68), cfg)
-    d = tr.save_model(res.model, cfg, tmp_path / "m", n_features=5, meta={"run": "x"})
+    d = net.save_model(res.model, cfg, tmp_path / "m", n_features=5, meta={"run": "x"})
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.pt"]
     calls = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
-    model, cfg2, meta = tr.load_model(d)
+    model, cfg2, meta = net.load_model(d)
     assert calls and all(k.get("weights_only") is True for k in calls)
     assert cfg2 == cfg and meta == {"run": "x"} and not model.training
     np.testing.assert_array_equal(tr.predict(res.model, ds, slice(0, 70), cfg),
@@ -228,9 +229,9 @@ def test_save_load_roundtrip(torch, tmp_path, monkeypatch):
     doc["config"]["d_model"] = 32
     (d / "config.json").write_text(json.dumps(doc))
     with pytest.raises(StoreError, match="do not match"):
-        tr.load_model(d)
+        net.load_model(d)
     with pytest.raises(StoreError):
-        tr.load_model(tmp_path / "missing")
+        net.load_model(tmp_path / "missing")
 
 
 def test_multitask_heads(torch):
@@ -264,7 +265,8 @@ def test_fit_errors(torch):
 
 
 def test_walk_forward_predict_is_out_of_sample(torch, tmp_path):
-    from models.transformer import load_model, walk_forward_predict
+    from models.transformer import walk_forward_predict
+    from models.transformer_net import load_model
     from models.walkforward import walk_forward
     ds = make_ds(T=200, N=14, seed=10)
     folds = walk_forward(ds.dates, str(ds.dates[120].date()), str(ds.dates[-1].date()),
@@ -332,14 +334,17 @@ def test_run_transformer_end_to_end_on_synthetic(torch, make_ws, tmp_path):
         last_test=str(d[220].date()), retrain_months=2, valid_months=2,
         **{**SMALL, "epochs": 3, "dates_per_epoch": 60})
     assert s.net.threads == 1 and s.net.seq_len == SMALL["seq_len"]
-    events, epochs = [], []
+    from models.run_common import EpochDone, ModelMessage
+    events = []
     with FactorStore(cfg.store.path) as store:
-        run = run_transformer(cfg, s, ws=ws, store=store, on_event=events.append,
-                              on_epoch=epochs.append)
+        run = run_transformer(cfg, s, ws=ws, store=store, on_progress=events.append)
         recs = store.top(50, universe="synth")
+    epochs = [e for e in events if isinstance(e, EpochDone)]
+    assert any(isinstance(e, ModelMessage) for e in events)
     rid = run.run_id
     assert rid.startswith("transformer-") and len(run.folds) >= 2
-    assert {e["fold"] for e in epochs} == set(range(len(run.folds)))
+    assert {e.fold for e in epochs} == set(range(len(run.folds)))
+    assert all(e.total == 3 and e.n_folds == len(run.folds) for e in epochs)
     assert run.leaderboard[0]["formula"] == f'model("{rid}")'
     assert any(r.formula == f'model("{rid}")' and r.source == "model" for r in recs)
     assert run.leaderboard[0]["accepted"], run.leaderboard
@@ -405,8 +410,9 @@ def test_missing_torch_gives_the_install_line(make_ws, tmp_path, monkeypatch):
     from typer.testing import CliRunner
     from mining.cli import app
     from models import transformer as tr
+    from models import transformer_net
     monkeypatch.setitem(sys.modules, "torch", None)        # `import torch` -> ImportError
-    monkeypatch.setattr(tr, "_NET_CLASS", None)
+    monkeypatch.setattr(transformer_net, "_NET_CLASS", None)
     with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
         tr.fit(make_ds(T=30, N=4), slice(0, 20), slice(23, 28))
     r = CliRunner().invoke(app, _cli_setup(make_ws, tmp_path, monkeypatch) + ["--no-submit"])
