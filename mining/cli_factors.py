@@ -23,9 +23,22 @@ KINDS = ("elementwise", "ts", "cs")
 _SORT_RE = re.compile(r"^(created_at|name|(train|valid)\.[A-Za-z_][A-Za-z0-9_]*)$")
 
 
+#: Formulas longer than this are cut in table cells and printed in full below the table.
+FORMULA_CELL = 60
+
+
 def _formula_column(t: Table, name: str = "formula") -> None:
     """A formula column that never wraps token by token (readable when piped)."""
-    t.add_column(name, no_wrap=True, overflow="ignore")
+    t.add_column(name, no_wrap=True, overflow="ellipsis", max_width=FORMULA_CELL)
+
+
+def _long_formulas(pairs) -> None:
+    """Print ``(label, formula)`` for formulas too long for their cell, one line each."""
+    long = [(label, f) for label, f in pairs if len(f) > FORMULA_CELL]
+    if long:
+        console.print("[dim]full formulas:[/]")
+        for label, f in long:
+            console.print(f"  {escape(str(label))}  {escape(f)}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- ops / fields
@@ -158,7 +171,7 @@ def leaderboard_table(records, title: str = "leaderboard") -> Table:
         t.add_column(col, no_wrap=True)
     for col in ("train RankIC", "train ICIR", "valid RankIC", "valid ICIR", "valid LS Sharpe",
                 "valid turnover", "tried"):
-        t.add_column(col, justify="right")
+        t.add_column(col, justify="right", no_wrap=True, min_width=6)
     _formula_column(t)
     for r in records:
         tr, va = r.metrics.get("train", {}), r.metrics.get("valid", {})
@@ -167,6 +180,12 @@ def leaderboard_table(records, title: str = "leaderboard") -> Table:
                   fmt(va.get("rank_icir"), 3), fmt(va.get("ls_sharpe"), 2),
                   fmt(va.get("turnover"), 3), str(r.n_tried), escape(r.formula))
     return t
+
+
+def print_leaderboard(records, title: str) -> None:
+    """The leaderboard table, then the full text of formulas too long for their cell."""
+    console.print(leaderboard_table(records, title))
+    _long_formulas((f"#{r.id}", r.formula) for r in records)
 
 
 EMPTY_HINT = "the leaderboard is empty: run `mine library --add` or `mine gp`"
@@ -216,7 +235,7 @@ def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
             console.print(EMPTY_HINT if universe is None and source is None
                           else "no factors match; " + EMPTY_HINT.split(": ", 1)[1])
             return
-        console.print(leaderboard_table(recs, f"leaderboard (top {top} by {sort})"))
+        print_leaderboard(recs, f"leaderboard (top {top} by {sort})")
 
 
 # --------------------------------------------------------------------------- library
@@ -245,6 +264,7 @@ def library(universe: str = typer.Option("csi300", help="Universe for --add."),
         for name, why in UNAVAILABLE.items():
             t.add_row(name, "[dim]unavailable[/]", escape(why))
         console.print(t)
+        _long_formulas((f.name, f.formula) for f in LIBRARY)
     if not add:
         if as_json:
             print_json(listing)

@@ -14,7 +14,7 @@ from data.errors import AlphamineError, ConfigError
 from mining.cli_app import (app, cfg as _cfg, check_date, check_positive, check_universe,
                             config_keys, config_line, console, fail, fmt, print_json)
 from factors.store import FactorStore
-from mining.cli_factors import leaderboard_table
+from mining.cli_factors import print_leaderboard
 from mining.gp import GPGeneration
 from mining.gp_run import CandidateDecision, GPDone, GPLoaded, GPScored, mine_gp
 
@@ -122,8 +122,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
     finally:
         render.stop()
     if rec.leaderboard:
-        console.print(leaderboard_table(rec.leaderboard,
-                                        f"leaderboard ({g.universe}, by valid RankICIR)"))
+        print_leaderboard(rec.leaderboard, f"leaderboard ({g.universe}, by valid RankICIR)")
     console.print(f"run {rec.run_id}: {rec.n_accepted} accepted of {rec.n_evaluated} evaluated "
                   f"({rec.n_distinct} distinct programs tried), {rec.seconds:.0f}s total")
 
