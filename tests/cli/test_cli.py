@@ -196,16 +196,15 @@ def test_config_show_text_and_json(synth):
     assert out["sections"]["evaluate"]["embargo"] == 1
 
 
-def test_config_show_defaults(tmp_path, monkeypatch):
-    from mining.cli_app import load as _load
-    monkeypatch.setattr("mining.cli_app.load", lambda p=None: _load(tmp_path / "none.toml")
-                        if p is None else _load(p))
-    monkeypatch.setattr("mining.cli_app.load_config",
-                        lambda p, schema: __import__("data.config", fromlist=["x"]).Config(
-                            None, **{k: v() for k, v in schema.items()}))
+def test_config_show_defaults(monkeypatch):
+    from data.config import Config
+    from mining.cli_app import SCHEMA
+    monkeypatch.setattr("mining.cli_app.load",
+                        lambda p=None: Config(None, **{k: v() for k, v in SCHEMA.items()}))
     r = runner.invoke(app, ["config", "show"])
     assert r.exit_code == 0, r.output
-    assert "built-in defaults" in r.output
+    assert "built-in defaults" in r.output and "[gp]" in r.output
+    assert _strict(runner.invoke(app, ["config", "show", "--json"]).output)["source"] is None
 
 
 @pytest.fixture
