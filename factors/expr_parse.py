@@ -79,11 +79,46 @@ def _int_literal(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and type(node.value) is int
 
 
+# Qlib expression syntax -> this language (for the hint on a parse error).
+_QLIB_OPS: dict[str, str | None] = {
+    "Mean": "ts_mean", "Std": "ts_std", "Ref": "ts_delay", "Corr": "ts_corr", "Cov": "ts_cov",
+    "Rank": "ts_rank", "Max": "ts_max", "Min": "ts_min", "Sum": "ts_sum", "Delta": "ts_delta",
+    "WMA": "ts_decay_linear", "EMA": "ts_ema", "Med": "ts_median", "Mad": "ts_mad",
+    "Skew": "ts_skew", "IdxMax": "ts_argmax", "IdxMin": "ts_argmin", "Log": "log", "Abs": "abs",
+    "Sign": "sign", "Greater": "max", "Less": "min", "Power": "power", "If": "where",
+    "Gt": "gt", "Lt": "lt", "Slope": None, "Quantile": None, "Rsquare": None, "Resi": None,
+    "Kurt": None, "Var": None, "Count": None, "Eq": None, "Ne": None, "Ge": None, "Le": None,
+    "And": None, "Or": None, "Not": None}
+_QLIB_FIELDS = {"volume": "vol", "change": "ret", "factor": "adj_factor"}
+_QLIB_CALL = re.compile(r"\b(" + "|".join(_QLIB_OPS) + r")\s*\(")
+_QLIB_FIELD = re.compile(r"\$([A-Za-z_]\w*)")
+
+
+def _qlib_hint(text: str, allowed: frozenset[str]) -> str:
+    """A hint naming the equivalent formula when ``text`` is written in Qlib syntax, else ''."""
+    ops = _QLIB_CALL.findall(text)
+    if not ops and not _QLIB_FIELD.search(text):
+        return ""
+    missing = sorted({o for o in ops if _QLIB_OPS[o] is None})
+    if missing:
+        return (f"this looks like Qlib syntax; {', '.join(missing)} has no equivalent here "
+                "(see `mine ops`; fields are written without '$', e.g. close)")
+    out = _QLIB_FIELD.sub(lambda m: _QLIB_FIELDS.get(m.group(1), m.group(1)), text)
+    out = _QLIB_CALL.sub(lambda m: _QLIB_OPS[m.group(1)] + "(", out)
+    try:
+        _Parser(out, allowed, hint=False).run()
+    except ParseError:
+        return ("this looks like Qlib syntax; write fields without '$' and use this "
+                "language's operators (ts_mean, ts_std, ts_delay, ts_corr...; see `mine ops`)")
+    return f"this looks like Qlib syntax; the equivalent here is {out.strip()}"
+
+
 class _Parser:
     """One parse of one formula text (holds positions for error messages)."""
 
-    def __init__(self, text: str, allowed: frozenset[str]):
+    def __init__(self, text: str, allowed: frozenset[str], hint: bool = True):
         self.text = text
+        self.hint = hint
         self.allowed = allowed
         self.ops: dict[str, Operator] = {op.name: op for op in all_ops()}
         self.infix: dict[str, str] = {op.infix: op.name for op in self.ops.values() if op.infix}
@@ -106,6 +141,9 @@ class _Parser:
         line = self.text.count("\n", 0, index) + 1
         if line > 1:
             message = f"{message} (line {line})"
+        hint = _qlib_hint(self.text, self.allowed) if self.hint else ""
+        if hint:
+            message = f"{message}; {hint}"
         return ParseError(message, token=token, col=col, formula=self.text)
 
     def _node_error(self, message: str, node: ast.AST) -> ParseError:

@@ -42,7 +42,8 @@ from models.settings import ModelConfig
 
 __all__ = ["app", "console", "err_console", "SCHEMA", "load", "cfg", "fail", "fmt",
            "print_json", "to_jsonable", "check_choice", "check_date", "check_positive",
-           "config_line", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE"]
+           "config_line", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "SOURCES",
+           "check_universe", "config_keys"]
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: Console width used when output is not a terminal (logs, pipes): wide enough for formulas.
@@ -197,3 +198,19 @@ def run_guarded(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except AlphamineError as e:
         fail(e)
+
+
+# ---------------------------------------------------------------- shared command helpers
+#: ``--source`` values of the leaderboard (who produced a factor).
+SOURCES = ("library", "gp", "llm", "model")
+
+
+def check_universe(option: str, value: str | None) -> str | None:
+    """``value`` if it names a known universe (:data:`data.universe.UNIVERSES`) or is None."""
+    from data.universe import UNIVERSES
+    return check_choice(option, value, UNIVERSES)
+
+
+def config_keys(c: Config) -> dict[str, str]:
+    """``{"config": <file or null>, "store": <path>}``: the JSON twin of :func:`config_line`."""
+    return {"config": str(c.source) if c.source else None, "store": str(c.store.path)}

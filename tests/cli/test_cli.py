@@ -106,7 +106,7 @@ def test_gp_end_to_end_writes_leaderboard(tmp_path):
     assert "gen 2/2" in r.output
     r = runner.invoke(app, ["--config", str(cfg), "leaderboard", "--json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.output)["rows"]
     assert 1 <= len(rows) <= 3
     assert all(row["source"] == "gp" for row in rows)
     for row in rows:
@@ -121,7 +121,175 @@ def test_gp_end_to_end_writes_leaderboard(tmp_path):
     assert r.exit_code == 0, r.output
     assert f"{len(rows)} duplicate" in r.output
     rows2 = json.loads(runner.invoke(app, ["--config", str(cfg), "leaderboard", "--json",
-                                           "--top", "100"]).output)
+                                           "--top", "100"]).output)["rows"]
     before = {x["formula"]: x["id"] for x in rows}
     after = {x["formula"]: x["id"] for x in rows2}
     assert all(after[f] == i for f, i in before.items())
+
+
+# --------------------------------------------------------------------------- conventions
+# Synthetic warehouse (tests/data/ashare_synth.py): the standard workspace's 20-day decay
+# horizons leave its valid split without metrics, so JSON output holds nulls where NaN was.
+from ashare_synth import build_warehouse  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli_synth")
+    root = build_warehouse(tmp / "wh").root
+    p = tmp / "mine.toml"
+    p.write_text(f"""
+[data]
+root = "{root}"
+cache_dir = "{tmp / 'cache'}"
+[evaluate]
+train = ["2020-08-10", "2020-09-04"]
+valid = ["2023-03-06", "2023-03-31"]
+test = ["2025-07-28", "2025-08-15"]
+embargo = 1
+min_listed_days = 0
+[store]
+path = "{tmp / 'lb.db'}"
+min_valid_rank_ic = 0.0
+[gp]
+universe = "all"
+start = "2020-08-10"
+population = 20
+generations = 1
+top = 2
+n_jobs = 1
+fields = ["close", "vol"]
+[model]
+out_dir = "{tmp / 'models'}"
+""")
+    return p
+
+
+def _strict(text: str):
+    def bad(c):
+        raise AssertionError(f"non-strict JSON constant {c}")
+    return json.loads(text, parse_constant=bad)
+
+
+def test_ops_fields_library_json_are_strict():
+    for cmd in (["ops", "--json"], ["ops", "--kind", "ts", "--json"], ["fields", "--json"],
+                ["library", "--json"]):
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 0, r.output
+        out = _strict(r.output)
+        assert out
+    ts = _strict(runner.invoke(app, ["ops", "--kind", "ts", "--json"]).output)
+    assert {o["kind"] for o in ts} == {"ts"} and all(isinstance(o["min_window"], int) for o in ts)
+    r = runner.invoke(app, ["ops", "--kind", "weird"])
+    assert r.exit_code == 2 and "elementwise" in r.output
+
+
+def test_config_show_text_and_json(synth):
+    r = runner.invoke(app, ["--config", str(synth), "config", "show"])
+    assert r.exit_code == 0, r.output
+    assert f"# config: {synth}" in r.output
+    for section in ("[data]", "[evaluate]", "[store]", "[gp]", "[backtest]", "[llm]", "[model]"):
+        assert section in r.output
+    assert 'train = ["2020-08-10", "2020-09-04"]' in r.output and "population = 20" in r.output
+    out = _strict(runner.invoke(app, ["--config", str(synth), "config", "show", "--json"]).output)
+    assert out["source"] == str(synth) and out["sections"]["gp"]["population"] == 20
+    assert out["sections"]["evaluate"]["embargo"] == 1
+
+
+def test_config_show_defaults(monkeypatch):
+    from data.config import Config
+    from mining.cli_app import SCHEMA
+    monkeypatch.setattr("mining.cli_app.load",
+                        lambda p=None: Config(None, **{k: v() for k, v in SCHEMA.items()}))
+    r = runner.invoke(app, ["config", "show"])
+    assert r.exit_code == 0, r.output
+    assert "built-in defaults" in r.output and "[gp]" in r.output
+    assert _strict(runner.invoke(app, ["config", "show", "--json"]).output)["source"] is None
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Any attempt to load data fails the test."""
+    def boom(*a, **k):
+        raise AssertionError("data loaded before option validation")
+    monkeypatch.setattr("backtest.candidates.make_workspace", boom)
+    monkeypatch.setattr("mining.gp_run.make_workspace", boom)
+    monkeypatch.setattr("data.manager.DataManager.__init__", boom)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["eval", "close", "--universe", "csi42"], "csi42"),
+    (["eval", "close", "--start", "2020-13-45"], "--start"),
+    (["eval", "close", "--end", "soon"], "--end"),
+    (["gp", "--population", "0"], "--population"),
+    (["gp", "--generations", "-1"], "--generations"),
+    (["gp", "--top", "0"], "--top"),
+    (["gp", "--universe", "sp500"], "sp500"),
+    (["gp", "--start", "yesterday"], "--start"),
+    (["leaderboard", "--sort", "bogus key"], "--sort"),
+    (["leaderboard", "--sort", "test.rank_icir"], "test metrics"),
+    (["leaderboard", "--source", "human"], "--source"),
+    (["leaderboard", "--top", "0"], "--top"),
+    (["leaderboard", "--universe", "csi42"], "csi42"),
+    (["library", "--add", "--universe", "csi42"], "csi42"),
+])
+def test_bad_options_exit_2_before_any_data_loads(synth, no_data, args, fragment):
+    r = runner.invoke(app, ["--config", str(synth), *args])
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and fragment in r.output
+
+
+def test_qlib_syntax_gets_a_hint(synth, no_data):
+    r = runner.invoke(app, ["--config", str(synth), "eval", "Mean($close, 5)"])
+    assert r.exit_code == 2
+    out = " ".join(r.output.split())
+    assert "Qlib" in out and "ts_mean(close, 5)" in out
+
+
+def test_eval_json_and_text_on_synthetic_data(synth):
+    r = runner.invoke(app, ["--config", str(synth), "eval", "ts_mean(close, 5)",
+                            "--universe", "all", "--json"])
+    assert r.exit_code == 0, r.output
+    out = _strict(r.output)
+    assert out["config"] == str(synth) and out["store"].endswith("lb.db")
+    assert set(out["splits"]) == {"train", "valid"} and isinstance(out["horizon"], int)
+    r = runner.invoke(app, ["--config", str(synth), "eval", "ts_mean(close, 5)",
+                            "--universe", "all"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0].startswith(f"config {synth}")
+    assert "ts_mean(close, 5)" in r.output and "rank_ic_mean" in r.output
+
+
+def test_empty_leaderboard_says_what_to_run(tmp_path):
+    cfg = _config(tmp_path)
+    r = runner.invoke(app, ["--config", str(cfg), "leaderboard"])
+    assert r.exit_code == 0, r.output
+    assert "config " in r.output.splitlines()[0]
+    assert "mine library --add" in r.output and "mine gp" in r.output
+    out = _strict(runner.invoke(app, ["--config", str(cfg), "leaderboard", "--json"]).output)
+    assert out["rows"] == [] and out["store"] == str(tmp_path / "lb.db")
+
+
+def test_gp_and_library_json_then_leaderboard(synth):
+    r = runner.invoke(app, ["--config", str(synth), "gp", "--json"])
+    assert r.exit_code == 0, r.output
+    out = _strict(r.output)
+    assert out["run_id"] and out["n_programs_scored"] == 20 and out["config"] == str(synth)
+    assert out["n_evaluated"] == out["n_accepted"] + sum(out["rejections"].values())
+    r = runner.invoke(app, ["--config", str(synth), "gp", "--generations", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"config {synth}") and "gen 1/1" in r.output
+    assert "evaluated" in r.output and "distinct programs tried" in r.output
+    r = runner.invoke(app, ["--config", str(synth), "library", "--add", "--universe", "all",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    out = _strict(r.output)
+    assert len(out["run"]["decisions"]) == len(out["library"])
+    r = runner.invoke(app, ["--config", str(synth), "leaderboard", "--json", "--top", "100"])
+    rows = _strict(r.output)["rows"]
+    assert {x["source"] for x in rows} >= {"library"}
+    assert all(isinstance(x["id"], int) and isinstance(x["n_tried"], int) for x in rows)
+    r = runner.invoke(app, ["--config", str(synth), "leaderboard", "--top", "100"])
+    assert r.exit_code == 0
+    long = max(rows, key=lambda x: len(x["formula"]))["formula"]
+    assert any(long in line for line in r.output.splitlines())   # never split over lines

@@ -1,0 +1,324 @@
+"""``mine`` commands about factors: ops, fields, eval, leaderboard, library, config show.
+
+Command bodies only validate options (before any data or store is touched), make one library
+call and render its result (see :mod:`mining.cli_app` for the conventions).
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from data.errors import AlphamineError, ConfigError
+from mining.cli_app import (SOURCES, app, cfg as _cfg, check_choice, check_date, check_positive,
+                            check_universe, config_keys, config_line, console, fail, fmt,
+                            print_json)
+
+KINDS = ("elementwise", "ts", "cs")
+_SORT_RE = re.compile(r"^(created_at|name|(train|valid)\.[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+#: Formulas longer than this are cut in table cells and printed in full below the table.
+FORMULA_CELL = 60
+
+
+def _formula_column(t: Table, name: str = "formula") -> None:
+    """A formula column that never wraps token by token (readable when piped)."""
+    t.add_column(name, no_wrap=True, overflow="ellipsis", max_width=FORMULA_CELL)
+
+
+def _long_formulas(pairs) -> None:
+    """Print ``(label, formula)`` for formulas too long for their cell, one line each."""
+    long = [(label, f) for label, f in pairs if len(f) > FORMULA_CELL]
+    if long:
+        console.print("[dim]full formulas:[/]")
+        for label, f in long:
+            console.print(f"  {escape(str(label))}  {escape(f)}", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- ops / fields
+@app.command()
+def ops(kind: Optional[str] = typer.Option(None, help="elementwise | ts | cs"),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")
+        ) -> None:
+    """List the factor language's operators with their one-line docs."""
+    from factors.registry import all_ops
+    try:
+        check_choice("--kind", kind, KINDS)
+    except ConfigError as e:
+        fail(e)
+    chosen = [op for op in all_ops() if not kind or op.kind == kind]
+    if as_json:
+        print_json([{"name": op.name, "signature": op.signature, "infix": op.infix,
+                     "kind": op.kind, "n_inputs": op.n_inputs, "n_windows": op.n_windows,
+                     "min_window": op.min_window if op.n_windows else None, "gp": op.gp,
+                     "gp_windows": list(op.gp_windows) if op.gp else [], "doc": op.doc}
+                    for op in chosen])
+        return
+    t = Table(title="operators")
+    t.add_column("signature", no_wrap=True)
+    for col in ("kind", "min window", "GP windows", "doc"):
+        t.add_column(col)
+    for op in chosen:
+        t.add_row(escape(op.signature + (f"  [{op.infix}]" if op.infix else "")), op.kind,
+                  str(op.min_window) if op.n_windows else "",
+                  ",".join(map(str, op.gp_windows)) if op.gp else "not in GP", escape(op.doc))
+    console.print(t)
+
+
+@app.command()
+def fields(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")
+           ) -> None:
+    """List the factor language's fields with units and derivation."""
+    from data.fields import FIELDS
+    if as_json:
+        print_json([{"name": f.name, "unit": f.unit, "doc": f.doc} for f in FIELDS.values()])
+        return
+    t = Table(title="fields")
+    t.add_column("name", no_wrap=True)
+    for col in ("unit", "doc"):
+        t.add_column(col)
+    for f in FIELDS.values():
+        t.add_row(f.name, escape(f.unit), escape(f.doc))
+    console.print(t)
+
+
+# --------------------------------------------------------------------------- eval
+_REPORT_KEYS = ("n_days", "rank_ic_mean", "rank_ic_std", "rank_icir", "rank_ic_t", "rank_ic_pos",
+                "ic_mean", "icir", "ls_ann_return", "ls_sharpe", "ls_cum_return",
+                "ls_max_drawdown", "turnover", "rank_autocorr", "coverage")
+
+
+def _report_table(reports: dict) -> Table:
+    t = Table()
+    t.add_column("metric")
+    for split in reports:
+        t.add_column(split, justify="right")
+    dicts = {s: r.to_dict() for s, r in reports.items()}
+    for k in _REPORT_KEYS:
+        t.add_row(k, *[fmt(d.get(k)) for d in dicts.values()])
+    for h in (1, 5, 10, 20):
+        t.add_row(f"rank_ic h={h}", *[fmt((d.get("ic_decay") or {}).get(str(h),
+                  (d.get("ic_decay") or {}).get(h))) for d in dicts.values()])
+    q = [d.get("quantile_ann_returns") or [] for d in dicts.values()]
+    t.add_row("quantile ann. ret (q1..qN)", *[" ".join(fmt(v, 3) for v in qq) for qq in q])
+    return t
+
+
+@app.command("eval", context_settings={"ignore_unknown_options": True})
+def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_corr(vol, close, 10)"'),
+          universe: str = typer.Option("csi300", help="csi300 | csi500 | csi800 | csi1000 | all"),
+          start: Optional[str] = typer.Option(None, help="First date (default: train start)."),
+          end: Optional[str] = typer.Option(None, help="Last date (default: end of valid)."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+          unseal_test: bool = typer.Option(
+              False, "--unseal-test", help="Also evaluate the test split (recorded in the "
+              "leaderboard if the formula is a member).")) -> None:
+    """Evaluate one formula with the common evaluator, per split."""
+    from backtest.candidates import evaluate_candidate, make_workspace
+    from factors.expr_parse import parse
+    from factors.store import FactorStore
+    try:
+        check_universe("--universe", universe)
+        start, end = check_date("--start", start), check_date("--end", end)
+        expr = parse(formula)
+        cfg = _cfg()
+        if not as_json:
+            console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
+        splits = ("train", "valid", "test") if unseal_test else ("train", "valid")
+        with console.status("loading data and evaluating...", spinner="dots",
+                            ) if not as_json else _nullctx():
+            ws = make_workspace(cfg, universe, start, end, include_test=unseal_test,
+                                model_dir=cfg.model.out_dir)
+            ev = evaluate_candidate(ws, expr, splits=splits)
+        if unseal_test:
+            with FactorStore(cfg.store.path) as store:
+                if store.get(str(expr), universe, cfg.evaluate.horizon) is not None:
+                    store.record_test(str(expr), universe, cfg.evaluate.horizon,
+                                      ev.reports["test"].to_dict())
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        print_json({**config_keys(cfg), "formula": str(expr), "universe": universe,
+                    "horizon": cfg.evaluate.horizon, "splits": ev.metrics(),
+                    "test_unsealed": unseal_test})
+        return
+    console.print(f"[bold]{escape(str(expr))}[/]  ({universe}, horizon "
+                  f"{cfg.evaluate.horizon})", soft_wrap=True)
+    console.print(_report_table(ev.reports))
+    if not unseal_test:
+        console.print("[dim]test split sealed; pass --unseal-test to evaluate it (recorded).[/]")
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+# --------------------------------------------------------------------------- leaderboard
+def leaderboard_table(records, title: str = "leaderboard") -> Table:
+    """The leaderboard rows as a table (formulas on one line each)."""
+    t = Table(title=title)
+    for col in ("id", "name", "source"):
+        t.add_column(col, no_wrap=True)
+    for col in ("train RankIC", "train ICIR", "valid RankIC", "valid ICIR", "valid LS Sharpe",
+                "valid turnover", "tried"):
+        t.add_column(col, justify="right", no_wrap=True, min_width=6)
+    _formula_column(t)
+    for r in records:
+        tr, va = r.metrics.get("train", {}), r.metrics.get("valid", {})
+        t.add_row(str(r.id), r.name, r.source, fmt(tr.get("rank_ic_mean")),
+                  fmt(tr.get("rank_icir"), 3), fmt(va.get("rank_ic_mean")),
+                  fmt(va.get("rank_icir"), 3), fmt(va.get("ls_sharpe"), 2),
+                  fmt(va.get("turnover"), 3), str(r.n_tried), escape(r.formula))
+    return t
+
+
+def print_leaderboard(records, title: str) -> None:
+    """The leaderboard table, then the full text of formulas too long for their cell."""
+    console.print(leaderboard_table(records, title))
+    _long_formulas((f"#{r.id}", r.formula) for r in records)
+
+
+EMPTY_HINT = "the leaderboard is empty: run `mine library --add` or `mine gp`"
+
+
+def check_sort(option: str, value: str) -> str:
+    """``split.metric`` (train/valid), ``created_at`` or ``name``; else a ConfigError."""
+    if value.startswith("test."):
+        raise ConfigError(f"{option} {value!r}: test metrics are never used to select "
+                          "factors; sort by a train/valid metric")
+    if not _SORT_RE.match(value):
+        raise ConfigError(f"{option} {value!r}: use split.metric (e.g. valid.rank_icir), "
+                          "created_at or name")
+    return value
+
+
+@app.command()
+def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
+                sort: str = typer.Option("valid.rank_icir", help="split.metric, created_at, name"),
+                universe: Optional[str] = typer.Option(None, help="Only this universe."),
+                source: Optional[str] = typer.Option(None, help="library | gp | llm | model"),
+                as_json: bool = typer.Option(False, "--json"),
+                as_csv: bool = typer.Option(False, "--csv")) -> None:
+    """Show the factor leaderboard."""
+    from factors.store import FactorStore
+    try:
+        check_positive("--top", top)
+        check_sort("--sort", sort)
+        check_universe("--universe", universe)
+        check_choice("--source", source, SOURCES)
+        if as_json and as_csv:
+            raise ConfigError("--json and --csv: choose one")
+        cfg = _cfg()
+        with FactorStore(cfg.store.path) as store:
+            recs = store.top(top, sort=sort, universe=universe, source=source)
+            frame = store.to_frame(recs)
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        rows = json.loads(frame.to_json(orient="records"))   # NaN -> null, ints stay ints
+        print_json({**config_keys(cfg), "sort": sort, "rows": rows})
+    elif as_csv:
+        sys.stdout.write(frame.to_csv(index=False))
+    else:
+        console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
+        if not recs:
+            console.print(EMPTY_HINT if universe is None and source is None
+                          else "no factors match; " + EMPTY_HINT.split(": ", 1)[1])
+            return
+        print_leaderboard(recs, f"leaderboard (top {top} by {sort})")
+
+
+# --------------------------------------------------------------------------- library
+@app.command()
+def library(universe: str = typer.Option("csi300", help="Universe for --add."),
+            add: bool = typer.Option(False, "--add", help="Evaluate and store every library "
+                                     "factor (source=library, no gate)."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")
+            ) -> None:
+    """List the named factor library (and optionally evaluate + store it)."""
+    from factors.library import LIBRARY, UNAVAILABLE
+    try:
+        check_universe("--universe", universe)
+    except ConfigError as e:
+        fail(e)
+    listing = {"library": [{"name": f.name, "formula": f.formula, "description": f.description,
+                            "reference": f.reference} for f in LIBRARY],
+               "unavailable": dict(UNAVAILABLE)}
+    if not as_json:
+        t = Table(title="factor library")
+        t.add_column("name", no_wrap=True)
+        _formula_column(t)
+        t.add_column("description")
+        for f in LIBRARY:
+            t.add_row(f.name, escape(f.formula), escape(f.description))
+        for name, why in UNAVAILABLE.items():
+            t.add_row(name, "[dim]unavailable[/]", escape(why))
+        console.print(t)
+        _long_formulas((f.name, f.formula) for f in LIBRARY)
+    if not add:
+        if as_json:
+            print_json(listing)
+        return
+    from mining.gp_run import CandidateDecision, add_library
+
+    def on_progress(ev) -> None:
+        if isinstance(ev, CandidateDecision):
+            console.print(f"{ev.name}: valid RankIC {fmt(ev.valid_rank_ic)} -> {ev.reason}")
+
+    try:
+        cfg = _cfg()
+        if not as_json:
+            console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
+        rec = add_library(cfg, universe, on_progress=None if as_json else on_progress)
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        print_json({**config_keys(cfg), **listing, "run": rec})
+
+
+# --------------------------------------------------------------------------- config show
+config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Inspect the resolved configuration.")
+app.add_typer(config_app, name="config")
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+@config_app.command("show")
+def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the resolved configuration (every section and key) and the file it came from."""
+    try:
+        c = _cfg()
+    except AlphamineError as e:
+        fail(e)
+    sections = c.to_dict()
+    if as_json:
+        print_json({"source": str(c.source) if c.source else None, "sections": sections})
+        return
+    lines = [f"# config: {c.source}" if c.source
+             else "# config: built-in defaults (no mine.toml found)"]
+    for name, values in sections.items():
+        lines.append(f"\n[{name}]")
+        for k, v in values.items():
+            lines.append(f"# {k} = (unset)" if v is None else f"{k} = {_toml_value(v)}")
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -1,0 +1,250 @@
+"""Producer runs end to end: ``mine gp`` (:func:`mine_gp`) and ``mine library --add``
+(:func:`add_library`).
+
+Each function loads the workspace, runs its producer, sends every candidate through the common
+evaluator and the gate (:mod:`backtest.candidates`), records the run in the leaderboard store
+(``start_run`` / ``finish_run``) and returns a run record (a dataclass). Progress goes through
+ONE optional callback ``on_progress(event)`` that receives the small event dataclasses below,
+in this order; library code never prints.
+
+``mine_gp``: :class:`GPLoaded`, :class:`~mining.gp.GPGeneration` (one per generation),
+:class:`GPScored`, :class:`CandidateDecision` (one per evaluated program), :class:`GPDone`.
+
+``add_library``: :class:`CandidateDecision` (one per library factor), :class:`LibraryDone`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+from backtest.candidates import evaluate_candidate, make_workspace, submit
+from data.config import Config
+from factors.library import LIBRARY
+from factors.store import FactorStore
+from factors.store_records import FactorRecord
+from mining.gp import GPGeneration, GPSettings, run_gp
+
+__all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
+           "GPRunRecord", "LibraryRunRecord", "mine_gp", "add_library", "gp_budget"]
+
+Progress = Optional[Callable[[Any], None]]
+
+
+# ------------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class GPLoaded:
+    """The train panels GP searches on are loaded."""
+
+    universe: str
+    n_stocks: int
+    n_train_days: int
+    first_date: str
+    last_train_date: str
+    fields: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GPScored:
+    """The search is over: every program scored on train."""
+
+    n_programs_scored: int
+    n_distinct: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CandidateDecision:
+    """One candidate went through the evaluator and the gate."""
+
+    rank: int                       # position in the producer's order (GP: train fitness)
+    name: str
+    formula: str                    # as stored (GP: oriented on train)
+    accepted: bool
+    kind: str                       # the gate's decision kind (``accepted``, ``duplicate``, ...)
+    reason: str
+    train_rank_ic: float | None
+    valid_rank_ic: float | None
+
+
+@dataclass(frozen=True)
+class GPDone:
+    """The evaluation walk is over (the run is recorded as done)."""
+
+    run_id: str
+    n_evaluated: int
+    n_accepted: int
+    rejections: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LibraryDone:
+    """Every library factor was evaluated and stored."""
+
+    run_id: str
+    n: int
+
+
+# ------------------------------------------------------------------------------- records
+@dataclass
+class GPRunRecord:
+    """What one ``mine gp`` run did."""
+
+    run_id: str
+    universe: str
+    seed: int
+    n_stocks: int
+    n_train_days: int
+    n_programs_scored: int
+    n_distinct: int
+    n_evaluated: int
+    n_accepted: int
+    budget: int
+    rejections: dict[str, int]
+    accepted: list[CandidateDecision]
+    generations: list[GPGeneration]
+    seconds: float
+    leaderboard: list[FactorRecord] = field(default_factory=list)  # top rows, this universe
+
+
+@dataclass
+class LibraryRunRecord:
+    """What one ``mine library --add`` run did."""
+
+    run_id: str
+    universe: str
+    decisions: list[CandidateDecision]
+    seconds: float
+
+
+def _emit(on_progress: Progress, event: Any) -> None:
+    if on_progress is not None:
+        on_progress(event)
+
+
+def _rank_ic(ev, split: str) -> float | None:
+    rep = ev.reports.get(split)
+    return None if rep is None else rep.rank_ic_mean
+
+
+def gp_budget(top: int) -> int:
+    """Most programs one GP run sends through the evaluator: ``max(5 * top, 50)``."""
+    return max(5 * top, 50)
+
+
+def _plain(obj) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(obj).items()}
+
+
+# ------------------------------------------------------------------------------- mine gp
+def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
+            on_progress: Progress = None) -> GPRunRecord:
+    """Mine factors by genetic programming and admit the best through the gate.
+
+    Loads ``settings.fields`` for ``settings.universe`` from ``settings.start`` to ``end``
+    (default: end of valid), runs :func:`mining.gp.run_gp` on the train rows only, then walks
+    the distinct programs in train-fitness order through ``evaluate_candidate(orient=True)``
+    and :func:`~backtest.candidates.submit` until ``settings.top`` are accepted or
+    :func:`gp_budget` programs were evaluated. The run is recorded in ``cfg.store.path``
+    (status ``interrupted`` on KeyboardInterrupt, which is re-raised).
+
+    Raises
+    ------
+    AlphamineError
+        Unknown universe, missing data, bad configuration.
+    """
+    g = settings
+    t0 = time.perf_counter()
+    ws = make_workspace(cfg, g.universe, g.start, end, model_dir=cfg.model.out_dir)
+    ws.load(g.fields)
+    gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], cfg.evaluate.train[1])
+    n_train = len(gp_ctx.dates)
+    panels = {f: ws.field(f)[:n_train] for f in g.fields}
+    _emit(on_progress, GPLoaded(g.universe, len(ws.ctx.codes), n_train,
+                                str(ws.ctx.dates[0].date()), str(gp_ctx.dates[-1].date()),
+                                tuple(g.fields), time.perf_counter() - t0))
+    run_cfg = {"gp": _plain(g), "evaluate": _plain(cfg.evaluate)}
+    with FactorStore(cfg.store.path) as store:
+        run_id = store.start_run("gp", config=run_cfg, seed=g.seed, universe=g.universe,
+                                 data_root=str(cfg.data.root))
+        try:
+            res = run_gp(panels, gp_ctx, g, on_generation=on_progress)
+            _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
+                                        res.seconds))
+            # Walk down the distinct programs in train-fitness order (selection on train
+            # only) until `top` pass the gate or the evaluation budget is spent.
+            n_acc = n_eval = 0
+            rejections: dict[str, int] = {}
+            accepted: list[CandidateDecision] = []
+            budget = gp_budget(g.top)
+            for rank, (expr, fit) in enumerate(res.candidates):
+                if n_acc >= g.top or n_eval >= budget:
+                    break
+                n_eval += 1
+                ev = evaluate_candidate(ws, expr, orient=True)
+                gen = next((i + 1 for i, s in enumerate(res.generations)
+                            if s.best_formula == str(expr)), None)
+                name = f"gp_{run_id[-6:]}_{rank:02d}"
+                d = submit(ws, store, ev, name=name, source="gp",
+                           cfg=cfg, n_tried=len(res.candidates), provenance={
+                               "run_id": run_id, "seed": g.seed, "train_fitness": fit,
+                               "generation_best": gen, "rank": rank,
+                               "config": run_cfg, "data_root": str(cfg.data.root)})
+                n_acc += d.accepted
+                decision = CandidateDecision(rank, name, ev.formula, bool(d.accepted), d.kind,
+                                             d.reason, _rank_ic(ev, "train"),
+                                             _rank_ic(ev, "valid"))
+                if d.accepted:
+                    accepted.append(decision)
+                else:
+                    rejections[d.kind] = rejections.get(d.kind, 0) + 1
+                _emit(on_progress, decision)
+            store.finish_run(run_id, n_tried=len(res.candidates), summary={
+                "n_programs_scored": res.n_programs_scored, "n_accepted": n_acc,
+                "n_evaluated": n_eval, "rejections": rejections,
+                "seconds": time.perf_counter() - t0,
+                "generations": [asdict(s) for s in res.generations]})
+        except KeyboardInterrupt:
+            store.finish_run(run_id, n_tried=0, status="interrupted")
+            raise
+        _emit(on_progress, GPDone(run_id, n_eval, n_acc, dict(rejections)))
+        recs = store.top(g.top, sort="valid.rank_icir", universe=g.universe)
+    return GPRunRecord(run_id=run_id, universe=g.universe, seed=g.seed,
+                       n_stocks=len(ws.ctx.codes), n_train_days=n_train,
+                       n_programs_scored=res.n_programs_scored, n_distinct=len(res.candidates),
+                       n_evaluated=n_eval, n_accepted=n_acc, budget=budget,
+                       rejections=rejections, accepted=accepted,
+                       generations=list(res.generations),
+                       seconds=time.perf_counter() - t0, leaderboard=recs)
+
+
+# ------------------------------------------------------------------------------- library
+def add_library(cfg: Config, universe: str, *, on_progress: Progress = None
+                ) -> LibraryRunRecord:
+    """Evaluate every factor of :data:`factors.library.LIBRARY` on ``universe`` and store it
+    (``source="library"``, gate forced: library factors are references, always kept).
+
+    Raises
+    ------
+    AlphamineError
+        Unknown universe, missing data, bad configuration.
+    """
+    t0 = time.perf_counter()
+    ws = make_workspace(cfg, universe, model_dir=cfg.model.out_dir)
+    decisions: list[CandidateDecision] = []
+    with FactorStore(cfg.store.path) as store:
+        run_id = store.start_run("library", config={}, seed=None, universe=universe,
+                                 data_root=str(cfg.data.root))
+        for rank, f in enumerate(LIBRARY):
+            ev = evaluate_candidate(ws, f.formula)
+            d = submit(ws, store, ev, name=f.name, source="library", cfg=cfg,
+                       provenance={"run_id": run_id, "reference": f.reference},
+                       n_tried=len(LIBRARY), description=f.description, force=True)
+            decision = CandidateDecision(rank, f.name, ev.formula, bool(d.accepted), d.kind,
+                                         d.reason, _rank_ic(ev, "train"), _rank_ic(ev, "valid"))
+            decisions.append(decision)
+            _emit(on_progress, decision)
+        store.finish_run(run_id, n_tried=len(LIBRARY))
+    _emit(on_progress, LibraryDone(run_id, len(LIBRARY)))
+    return LibraryRunRecord(run_id, universe, decisions, time.perf_counter() - t0)

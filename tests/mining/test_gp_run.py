@@ -1,0 +1,132 @@
+"""mine_gp / add_library on a tiny synthetic workspace: events, run record, and the leaderboard
+rows equal to what the former ``mine gp`` command body wrote (re-implemented here verbatim)."""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.candidates import Workspace, evaluate_candidate, submit
+from backtest.context import EvalContext
+from factors.store import FactorStore
+from mining import gp_run
+from mining.cli_app import load
+from mining.gp import GPGeneration, GPSettings, run_gp
+
+T, N = 150, 25
+DATES = pd.bdate_range("2016-01-01", periods=T)
+TRAIN = (str(DATES[0].date()), str(DATES[89].date()))
+VALID = (str(DATES[95].date()), str(DATES[-1].date()))
+
+
+def _ws(*_a, **_k) -> Workspace:
+    rng = np.random.default_rng(3)
+    codes = pd.Index([f"{600000 + i}.SH" for i in range(N)])
+    opn = 10 * np.exp(np.cumsum(rng.normal(0, 0.02, (T, N)), axis=0))
+    close = opn * np.exp(rng.normal(0, 0.01, (T, N)))
+    fwd = np.full((T, N), np.nan)
+    fwd[:-2] = opn[2:] / opn[1:-1] - 1
+    panels = {"open": opn, "close": close, "vol": rng.lognormal(10, 1, (T, N)),
+              "ret": np.vstack([np.full((1, N), np.nan), close[1:] / close[:-1] - 1]),
+              "vwap": np.nan_to_num(fwd) + rng.normal(0, 0.03, (T, N))}  # a planted signal
+    ctx = EvalContext.from_arrays(DATES, codes, opn, np.ones((T, N), bool), np.ones((T, N), bool),
+                                  {"train": TRAIN, "valid": VALID}, horizons=(1,), horizon=1,
+                                  embargo=2, universe="csi300")
+    ws = Workspace(dm=None, ctx=ctx, universe="csi300", start=TRAIN[0], end=VALID[1])
+    for k, v in panels.items():
+        a = np.ascontiguousarray(v, dtype=np.float64)
+        a.setflags(write=False)
+        ws._panels[k] = a
+    return ws
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setattr(gp_run, "make_workspace", _ws)
+    base = load(None)
+    cfg = base.replace(evaluate=replace(base.evaluate, train=TRAIN, valid=VALID, embargo=2),
+                       store=replace(base.store, path=tmp_path / "a.db", min_valid_rank_ic=0.0),
+                       model=replace(base.model, out_dir=tmp_path / "models"))
+    g = GPSettings(universe="csi300", start=TRAIN[0], population=30, generations=2, top=3,
+                   seed=5, n_jobs=1, max_depth=3, fields=("close", "vol", "ret", "vwap"),
+                   cache_mb=0.0)
+    return cfg, g, tmp_path
+
+
+def _old_gp_body(cfg, g):
+    """The former ``mine gp`` command body, minus printing (the reference)."""
+    ws = _ws()
+    ws.load(g.fields)
+    gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], cfg.evaluate.train[1])
+    n_train = len(gp_ctx.dates)
+    panels = {f: ws.field(f)[:n_train] for f in g.fields}
+    store = FactorStore(cfg.store.path)
+    run_cfg = {"gp": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(g).items()},
+               "evaluate": {k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in asdict(cfg.evaluate).items()}}
+    run_id = store.start_run("gp", config=run_cfg, seed=g.seed, universe=g.universe,
+                             data_root=str(cfg.data.root))
+    res = run_gp(panels, gp_ctx, g)
+    n_acc = n_eval = 0
+    budget = max(5 * g.top, 50)
+    for rank, (expr, fit) in enumerate(res.candidates):
+        if n_acc >= g.top or n_eval >= budget:
+            break
+        n_eval += 1
+        ev = evaluate_candidate(ws, expr, orient=True)
+        gen = next((i + 1 for i, s in enumerate(res.generations)
+                    if s.best_formula == str(expr)), None)
+        d = submit(ws, store, ev, name=f"gp_{run_id[-6:]}_{rank:02d}", source="gp",
+                   cfg=cfg, n_tried=len(res.candidates), provenance={
+                       "run_id": run_id, "seed": g.seed, "train_fitness": fit,
+                       "generation_best": gen, "rank": rank,
+                       "config": run_cfg, "data_root": str(cfg.data.root)})
+        n_acc += d.accepted
+    store.finish_run(run_id, n_tried=len(res.candidates))
+    store.close()
+    return n_eval, n_acc
+
+
+def _rows(path):
+    with FactorStore(path) as s:
+        return [(r.formula, r.name.rsplit("_", 1)[1], r.source, r.metrics, r.n_tried,
+                 sorted(r.provenance), {k: v for k, v in r.provenance.items() if k != "run_id"})
+                for r in s.top(None, sort="name")]
+
+
+def test_mine_gp_writes_the_rows_of_the_former_command(setup):
+    cfg, g, tmp = setup
+    events = []
+    rec = gp_run.mine_gp(cfg, g, on_progress=events.append)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "GPLoaded" and kinds[-1] == "GPDone"
+    assert kinds[1:3] == ["GPGeneration", "GPGeneration"] and kinds[3] == "GPScored"
+    assert isinstance(events[1], GPGeneration)
+    decisions = [e for e in events if isinstance(e, gp_run.CandidateDecision)]
+    assert len(decisions) == rec.n_evaluated >= 1
+    assert rec.n_accepted == len(rec.accepted) == sum(d.accepted for d in decisions)
+    assert rec.n_accepted + sum(rec.rejections.values()) == rec.n_evaluated
+    assert rec.budget == 50 and rec.n_programs_scored == 60
+    assert [r.formula for r in rec.leaderboard] and all(r.source == "gp" for r in rec.leaderboard)
+    ref_cfg = cfg.replace(store=replace(cfg.store, path=tmp / "b.db"))
+    n_eval, n_acc = _old_gp_body(ref_cfg, g)
+    assert (n_eval, n_acc) == (rec.n_evaluated, rec.n_accepted)
+    assert _rows(tmp / "a.db") == _rows(tmp / "b.db") and _rows(tmp / "a.db")
+    with FactorStore(tmp / "a.db") as s:
+        run = [r for r in s.runs("gp") if r.run_id == rec.run_id][0]
+    assert run.status == "done"
+
+
+def test_mine_gp_interrupted_run_is_recorded(setup, monkeypatch):
+    cfg, g, tmp = setup
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gp_run, "run_gp", boom)
+    with pytest.raises(KeyboardInterrupt):
+        gp_run.mine_gp(cfg, g)
+    with FactorStore(tmp / "a.db") as s:
+        assert [r.status for r in s.runs("gp")] == ["interrupted"]
