@@ -19,6 +19,7 @@ from backtest.backtest_run import (BacktestRun, BacktestRunSettings, MicrocapSet
 from backtest.combine import METHODS
 from backtest.combine_run import (NEUTRALIZERS, STRATEGIES, CombineRun, CombineSettings,
                                   run_combine)
+from backtest.run_dirs import find_latest_targets
 from data.errors import AlphamineError, ConfigError
 from mining.cli_app import (app, cfg as _cfg, check_choice, check_date, check_positive,
                             config_line, console, err_console, fail, print_json)
@@ -216,8 +217,9 @@ def _print_backtest(run: BacktestRun) -> None:
 
 @app.command()
 def backtest(
-        targets: Optional[Path] = typer.Option(None, "--targets",
-                                               help="target_positions (.parquet or .csv)."),
+        targets: Optional[Path] = typer.Option(
+            None, "--targets", help="target_positions (.parquet or .csv), a run folder holding "
+            "targets.parquet, or 'latest' (the newest `mine combine` run)."),
         preset: Optional[str] = typer.Option(None, help="microcap"),
         benchmark: Optional[str] = typer.Option(None, help="Index code, e.g. 000300.SH. "
                                                 "Default [backtest] benchmark."),
@@ -240,6 +242,10 @@ def backtest(
         if (targets is None) == (preset is None):
             raise ConfigError("give exactly one of --targets FILE or --preset microcap")
         check_choice("--preset", preset, PRESETS)
+        if targets is not None and str(targets) == "latest":
+            targets = find_latest_targets(c.backtest.out_dir)
+        elif targets is not None and Path(targets).is_dir():
+            targets = Path(targets) / "targets.parquet"
         if targets is not None and not Path(targets).is_file():
             raise ConfigError(f"--targets {str(targets)!r}: file not found (write one with "
                               f"`mine combine`)")

@@ -275,6 +275,11 @@ def test_combine_runs_get_their_own_folders_and_latest(tmp_path, synth_root):
     res = runner.invoke(app, ["--config", str(cfg_path), "export", "--cash", "100000",
                               "--force"])
     assert res.exit_code == 0 and "orders" in _out(res)
+    # `mine backtest --targets latest` / a run folder: the newest combine run's targets
+    for spec in ("latest", str(run.out_dir)):
+        bt = _json(runner.invoke(app, ["--config", str(cfg_path), "backtest", "--targets",
+                                       spec, "--json"]))
+        assert bt["performance"]["end"] and Path(bt["out_dir"]).is_dir()
 
 
 def _jsonable(d):
