@@ -54,7 +54,7 @@ def _fmt(v, digits: int = 4) -> str:
 @app.command()
 def ops(kind: Optional[str] = typer.Option(None, help="elementwise | ts | cs")) -> None:
     """List the factor language's operators with their one-line docs."""
-    from factors.registry import all_ops
+    from factors.operators import all_ops
     t = Table(title="operators")
     t.add_column("signature", no_wrap=True)
     for col in ("kind", "min window", "GP windows", "doc"):

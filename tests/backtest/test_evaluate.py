@@ -13,7 +13,7 @@ from backtest.evaluate import (DECAY_HORIZONS, EvalContext, FactorReport, evalua
 from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
 from data.config import EvalConfig
 from data.errors import EvaluationError
-from factors._kernels import pearson_rows, rank_corr_rows
+from factors._kernels_cs import pearson_rows, rank_corr_rows
 
 SPLITS = {"train": ("2020-01-01", "2020-06-30"), "valid": ("2020-07-01", "2020-10-31"),
           "test": ("2020-11-01", "2021-03-31")}

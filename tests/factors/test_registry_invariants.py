@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from factors.registry import DEFAULT_GP_WINDOWS, Operator, all_ops
+from factors.operators import all_ops
+from factors.registry import DEFAULT_GP_WINDOWS, Operator
 
 OPS = all_ops()
 TS_OPS = [op for op in OPS if op.kind == "ts"]

@@ -5,7 +5,7 @@ import pytest
 
 from backtest.evaluate import EvalContext, mean_rank_ic
 from factors.expr import evaluate, parse
-from factors.registry import all_ops
+from factors.operators import all_ops
 from mining.gp import GPSettings, build_function_set, program_to_expr, run_gp
 
 
