@@ -31,7 +31,8 @@ per-process uuid), so each process recompiles every driver (seconds) and the cac
 grows; the template copy hits the cache. The cache index file is named after the driver's
 ``__qualname__``, which holds the kernel's module, name and a hash of its source file, so
 drivers of different kernels never share an entry and editing the kernel's file recompiles
-its driver (numba itself only watches the driver's file, this one). Edits to helpers that a
+its driver (numba itself only watches the driver's file, this one); the superseded
+entries stay in ``__pycache__`` until deleted. Edits to helpers that a
 kernel calls in a third file are not detected (numba's usual cache limitation).
 
 Speed and numbers: the kernels and the driver loop are those of the former single
@@ -44,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit
@@ -137,7 +138,9 @@ def _source_tag(kernel) -> str | None:
     """``module_name_hash`` of the kernel's source file, or None when it has no file."""
     py = getattr(kernel, "py_func", None)
     if py is None:
-        raise ValueError(f"kernel {kernel!r} must be a numba @njit function")
+        raise TypeError(f"kernel {kernel!r} must be a numba @njit function")
+    if inspect.getmodule(py) is None:  # not in sys.modules: numba cannot reload it from disk
+        return None
     try:
         with open(inspect.getfile(py), "rb") as fh:
             digest = hashlib.blake2b(fh.read(), digest_size=6).hexdigest()
@@ -164,7 +167,9 @@ def make_driver(kernel, n_inputs: int) -> Callable:
     Raises
     ------
     ValueError
-        If ``n_inputs`` is not 1 or 2, or ``kernel`` is not a numba function.
+        If ``n_inputs`` is not 1 or 2.
+    TypeError
+        If ``kernel`` is not a numba function.
     """
     if n_inputs not in (1, 2):
         raise ValueError(f"rolling kernels take 1 or 2 input series, not {n_inputs}")

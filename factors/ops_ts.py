@@ -85,16 +85,6 @@ def _argmax(v, w, o):
     KT.k_extreme(v, w, o, True, True)
 
 
-@njit(cache=True)
-def _cov(a, b, w, o):
-    KT.k_cov(a, b, w, o, False)
-
-
-@njit(cache=True)
-def _corr(a, b, w, o):
-    KT.k_cov(a, b, w, o, True)
-
-
 @register(kernel=_delay)
 def ts_delay(x, window):
     """Value ``window`` observations ago (lag over the stock's own valid observations).
@@ -472,61 +462,4 @@ def ts_ema(x, window):
     NaN policy: ts policy (module docstring); warm-up NaN for the first ``d - 1``
     observations. The value depends on all history since the stock's first observation.
     Reference: pandas ``s.dropna().ewm(span=d, adjust=False, min_periods=d).mean()``.
-    """
-
-
-@register(min_window=2, kernel=_cov)
-def ts_cov(x, y, window):
-    """Rolling sample covariance (``ddof=1``) of ``x`` and ``y`` over joint observations.
-
-    Parameters
-    ----------
-    x, y : ndarray, shape (T, N)
-        Panels of equal shape.
-    window : int
-        Number of joint observations, ``>= 2``.
-
-    Returns
-    -------
-    ndarray of float64, shape (T, N)
-
-    Raises
-    ------
-    ValueError
-        If ``window < 2`` or is not an integer, or the shapes differ or are not 1-D/2-D.
-
-    Notes
-    -----
-    NaN policy: an observation is a row where both are finite; NaN where either is missing,
-    warm-up as the ts policy. Reference: pandas ``rolling(d).cov(other)`` on the jointly
-    non-NaN rows.
-    """
-
-
-@register(min_window=2, kernel=_corr)
-def ts_corr(x, y, window):
-    """Rolling Pearson correlation of ``x`` and ``y`` over joint observations.
-
-    Parameters
-    ----------
-    x, y : ndarray, shape (T, N)
-        Panels of equal shape.
-    window : int
-        Number of joint observations, ``>= 2``.
-
-    Returns
-    -------
-    ndarray of float64, shape (T, N)
-        Values in ``[-1, 1]``.
-
-    Raises
-    ------
-    ValueError
-        If ``window < 2`` or is not an integer, or the shapes differ or are not 1-D/2-D.
-
-    Notes
-    -----
-    NaN policy: an observation is a row where both are finite; NaN where either is missing,
-    during warm-up, and where either side's std over the window is zero. Reference: pandas
-    ``rolling(d).corr(other)`` on the jointly non-NaN rows; WorldQuant 101 ``correlation``.
     """

@@ -62,9 +62,10 @@ from __future__ import annotations
 import builtins
 import inspect
 import keyword
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -249,6 +250,8 @@ def register(func: Callable | None = None, *, name: str | None = None, min_windo
         If the name is taken, badly overridden or its prefix does not match the signature
         (``ts_*`` without a window, ``cs_*`` without ``mask``, windows elsewhere), the function
         has no docstring, ``kernel`` is given for a non-``ts`` operator or ``min_window < 1``.
+    TypeError
+        If ``kernel`` is not a numba ``@njit`` function.
     """
     def deco(fn: Callable) -> Callable:
         op_name = fn.__name__ if name is None else name
