@@ -38,7 +38,11 @@ kernel calls in a third file are not detected (numba's usual cache limitation).
 Speed and numbers: the kernels and the driver loop are those of the former single
 ``ts_unary(x, w, code)``; outputs are bit-identical and per-operator times equal within noise.
 Cold start with a warm cache loads one small driver per operator used instead of one large
-driver holding every kernel (numbers in the commit message / report).
+driver holding every kernel. Measured on a shared 2-core machine, interleaved runs: all 21 ts
+operators on a 2500 x 1500 panel (w=20) 3.15-3.24 CPU s before, 2.93-2.98 after; a fresh
+process importing :mod:`factors.expr` and evaluating a formula with 9 ts ops and ``cs_rank``
+1.22-1.63 s before, 1.05-2.15 s after (median 1.60 vs 1.62; the registry now imports numba when
+:mod:`factors.operators` is imported, the first evaluation is correspondingly faster).
 """
 from __future__ import annotations
 
