@@ -11,7 +11,7 @@ Annualisation
 
 The per-day rank statistics come from :mod:`backtest.metrics_ic` (labels are sorted once per
 context and cached, so scoring a factor sorts only the factor); the Pearson IC uses
-:func:`factors._kernels.pearson_rows`.
+:func:`factors._kernels_cs.pearson_rows`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from backtest.context import DECAY_HORIZONS, EvalContext
 from backtest.metrics_ic import (finite_mean, long_short_stats, quantile_buckets, row_orders,
                                  series_moments, spearman_from_orders, top_turnover)
 from data.errors import EvaluationError
-from factors._kernels import pearson_rows
+from factors._kernels_cs import pearson_rows
 
 #: Trading days per year used for annualisation.
 ANNUAL_DAYS = 252

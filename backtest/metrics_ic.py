@@ -3,7 +3,7 @@
 The evaluator computes many Spearman correlations of one factor against several label panels
 (forward returns at several horizons) and against its own lagged copy, and genetic programming
 calls it thousands of times against the same labels. Ranking both sides from scratch on every
-call (``factors._kernels.rank_corr_rows``) spends almost all its time in per-row ``argsort``.
+call (``factors._kernels_cs.rank_corr_rows``) spends almost all its time in per-row ``argsort``.
 This module splits the work instead:
 
 1. :func:`row_orders` sorts every row **once**: it packs each finite value into an

@@ -1,13 +1,13 @@
-"""Numba rolling kernels and 2-D drivers behind the ``ts_*`` operators.
+"""Numba 1-D rolling kernels behind the built-in ``ts_*`` operators.
 
-Re-exported by :mod:`factors._kernels` (the import path the operators use).
+Each kernel reads a compact finite series ``v`` (length ``n``: one stock's observations, see
+:mod:`factors._ts_driver`) and writes ``o`` (length ``n``); the window ``w`` is a positive int.
+Several kernels take a trailing mode argument; the operator modules (``factors/ops_ts*.py``)
+wrap them into the ``k(v, w, o)`` / ``k(a, b, w, o)`` kernels they register.
 
-Time-series design (see :mod:`factors.registry` for the NaN policy): columns are copied in
-blocks of 16 into contiguous rows (so the C-ordered ``(T, N)`` panel is read and written a
-cache line at a time); each stock's finite observations are compacted into a contiguous series,
-a rolling kernel runs on that series and the results are scattered back to the rows they came
-from; every other row is NaN. Causality holds by construction: output row ``t`` only reads
-observations at rows ``<= t``.
+NaN policy: the input series holds no NaN (the driver compacted it); a kernel writes NaN for
+the warm-up (the first ``w - 1`` outputs, ``w`` for the lags) and where its statistic is
+undefined; the driver maps every non-finite output to NaN.
 
 Numerical stability: no statistic carries a long-lived running sum. Sums use Neumaier
 compensated add/remove; moments (mean, M2, M3, co-moment) use Welford-style updates on values
@@ -23,25 +23,14 @@ import numpy as np
 from numba import njit
 
 NAN = np.nan
-_BLOCK = 16
 #: Recompute a window exactly once a running moment falls below this fraction of the
 #: magnitude of the updates applied to it since the last exact recomputation.
 _CANCEL = 1e-4
 
-# Operation codes of :func:`ts_unary` / :func:`ts_binary` (compile-time constants for numba).
-DELAY, DELTA, PCT_CHANGE, SUM, MEAN, STD, ZSCORE, SKEW = 0, 1, 2, 3, 4, 5, 6, 7
-MIN, MAX, ARGMIN, ARGMAX, MEDIAN, MAD, RANK, DECAY_LINEAR, EMA = 8, 9, 10, 11, 12, 13, 14, 15, 16
-QTLU, QTLD = 17, 18
-#: Quantile levels of the ``QTLU`` / ``QTLD`` codes (Qlib Alpha158 QTLU/QTLD).
-Q_UPPER, Q_LOWER = 0.8, 0.2
-COV, CORR = 0, 1
 
-
-# ---------------------------------------------------------------- rolling kernels (1-D, finite)
-# Each kernel reads a compact finite series ``v`` (length n) and writes ``o`` (length n).
 
 @njit(cache=True)
-def _k_lag(v, d, o, mode):
+def k_lag(v, d, o, mode):
     """mode 0: v[i-d]; 1: v[i] - v[i-d]; 2: v[i] / v[i-d] - 1 (zero denominator -> NaN)."""
     for i in range(v.shape[0]):
         if i < d:
@@ -68,7 +57,7 @@ def _nadd(s, c, x):
 
 
 @njit(cache=True)
-def _k_sum(v, w, o, mean):
+def k_sum(v, w, o, mean):
     s = 0.0
     c = 0.0
     for i in range(v.shape[0]):
@@ -110,7 +99,7 @@ def _exact_moments(v, lo, hi, third):
 
 
 @njit(cache=True)
-def _k_var(v, w, o, zscore):
+def k_var(v, w, o, zscore):
     """Rolling std (ddof=1) or z-score; Welford replace-updates on shifted values."""
     c = mu = m2 = bud = 0.0  # shift, mean of v - c, M2, update magnitude since exact
     run = 0
@@ -140,7 +129,7 @@ def _k_var(v, w, o, zscore):
 
 
 @njit(cache=True)
-def _k_skew(v, w, o):
+def k_skew(v, w, o):
     """Rolling bias-corrected skewness (pandas); Welford M2/M3 remove+add on shifted values."""
     c = mu = m2 = m3 = b2 = b3 = 0.0
     run = 0
@@ -182,7 +171,7 @@ def _k_skew(v, w, o):
 
 
 @njit(cache=True)
-def _k_extreme(v, w, o, is_max, arg):
+def k_extreme(v, w, o, is_max, arg):
     """Rolling min/max (or observations since it, ties -> most recent) by monotonic deque."""
     n = v.shape[0]
     dq = np.empty(n, np.int64)
@@ -247,7 +236,7 @@ def _kth_dev(buf, w, med, k):
 
 
 @njit(cache=True)
-def _k_order(v, w, o, mad, q):
+def k_order(v, w, o, mad, q):
     """Rolling median, median absolute deviation from it, or quantile, via a sorted window buffer.
 
     ``q < 0``: median (``mad=False``) or MAD (``mad=True``); ``0 <= q <= 1``: the ``q``-quantile
@@ -290,7 +279,7 @@ def _k_order(v, w, o, mad, q):
 
 
 @njit(cache=True)
-def _k_rank(v, w, o):
+def k_rank(v, w, o):
     """Percentile rank of v[i] in its window, average ties (pandas rolling rank pct=True)."""
     for i in range(v.shape[0]):
         if i < w - 1:
@@ -309,7 +298,7 @@ def _k_rank(v, w, o):
 
 
 @njit(cache=True)
-def _k_decay(v, w, o):
+def k_decay(v, w, o):
     """Linearly weighted mean, weights 1..w with w on the newest observation."""
     den = 0.5 * w * (w + 1.0)
     s = ws = bud = 0.0  # window sum, weighted sum, update magnitude since exact
@@ -330,7 +319,7 @@ def _k_decay(v, w, o):
 
 
 @njit(cache=True)
-def _k_ema(v, w, o):
+def k_ema(v, w, o):
     """pandas ``ewm(span=w, adjust=False).mean()``; the first w-1 observations are NaN."""
     alpha = 2.0 / (w + 1.0)
     y = v[0]
@@ -341,7 +330,7 @@ def _k_ema(v, w, o):
 
 
 @njit(cache=True)
-def _k_cov(a, b, w, o, corr):
+def k_cov(a, b, w, o, corr):
     """Rolling covariance (ddof=1) or correlation of two jointly finite series."""
     cx = cy = mx = my = sxx = syy = sxy = 0.0
     bx = by = bxy = 0.0  # update magnitudes since the last exact recomputation
@@ -389,122 +378,3 @@ def _k_cov(a, b, w, o, corr):
             o[i] = NAN
         else:
             o[i] = min(1.0, max(-1.0, sxy / np.sqrt(sxx * syy)))
-
-
-@njit(cache=True)
-def _dispatch(code, v, w, o):
-    if code == DELAY or code == DELTA or code == PCT_CHANGE:
-        _k_lag(v, w, o, code - DELAY)
-    elif code == SUM or code == MEAN:
-        _k_sum(v, w, o, code == MEAN)
-    elif code == STD or code == ZSCORE:
-        _k_var(v, w, o, code == ZSCORE)
-    elif code == SKEW:
-        _k_skew(v, w, o)
-    elif code == MIN or code == MAX:
-        _k_extreme(v, w, o, code == MAX, False)
-    elif code == ARGMIN or code == ARGMAX:
-        _k_extreme(v, w, o, code == ARGMAX, True)
-    elif code == MEDIAN or code == MAD:
-        _k_order(v, w, o, code == MAD, -1.0)
-    elif code == QTLU:
-        _k_order(v, w, o, False, Q_UPPER)
-    elif code == QTLD:
-        _k_order(v, w, o, False, Q_LOWER)
-    elif code == RANK:
-        _k_rank(v, w, o)
-    elif code == DECAY_LINEAR:
-        _k_decay(v, w, o)
-    elif code == EMA:
-        _k_ema(v, w, o)
-
-
-# ---------------------------------------------------------------- 2-D drivers
-
-@njit(cache=True)
-def _load_block(x, j0, nb, col):
-    for t in range(x.shape[0]):
-        for b in range(nb):
-            col[b, t] = x[t, j0 + b]
-
-
-@njit(cache=True)
-def _store_block(out, j0, nb, col):
-    for t in range(out.shape[0]):
-        for b in range(nb):
-            r = col[b, t]
-            out[t, j0 + b] = r if np.isfinite(r) else NAN
-
-
-@njit(cache=True, nogil=True)
-def ts_unary(x, w, code):
-    """Apply rolling kernel ``code`` with window ``w`` to each column of C-ordered ``x`` (T, N).
-
-    A column's observations are its finite entries; the output is NaN elsewhere and wherever
-    the kernel's result is not finite.
-    """
-    T, N = x.shape
-    out = np.empty((T, N))
-    col = np.empty((_BLOCK, T))
-    vals = np.empty(T)
-    res = np.empty(T)
-    pos = np.empty(T, np.int64)
-    for j0 in range(0, N, _BLOCK):
-        nb = min(_BLOCK, N - j0)
-        _load_block(x, j0, nb, col)
-        for b in range(nb):
-            c = col[b]
-            n = 0
-            for t in range(T):  # branch-free compaction of the finite observations
-                val = c[t]
-                vals[n] = val
-                pos[n] = t
-                n += np.isfinite(val)
-            if n == T:
-                _dispatch(code, vals, w, c)
-                continue
-            if n > 0:
-                _dispatch(code, vals[:n], w, res[:n])
-            c[:] = NAN
-            for k in range(n):
-                c[pos[k]] = res[k]
-        _store_block(out, j0, nb, col)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def ts_binary(x, y, w, code):
-    """Rolling covariance (``code=COV``) or correlation (``CORR``) of matching columns.
-
-    An observation is a row where both ``x`` and ``y`` are finite (joint validity).
-    """
-    T, N = x.shape
-    out = np.empty((T, N))
-    cx = np.empty((_BLOCK, T))
-    cy = np.empty((_BLOCK, T))
-    va = np.empty(T)
-    vb = np.empty(T)
-    res = np.empty(T)
-    pos = np.empty(T, np.int64)
-    for j0 in range(0, N, _BLOCK):
-        nb = min(_BLOCK, N - j0)
-        _load_block(x, j0, nb, cx)
-        _load_block(y, j0, nb, cy)
-        for b in range(nb):
-            c = cx[b]
-            d = cy[b]
-            n = 0
-            for t in range(T):
-                p = c[t]
-                q = d[t]
-                va[n] = p
-                vb[n] = q
-                pos[n] = t
-                n += np.isfinite(p) and np.isfinite(q)
-            if n > 0:
-                _k_cov(va[:n], vb[:n], w, res[:n], code == CORR)
-            c[:] = NAN
-            for k in range(n):
-                c[pos[k]] = res[k]
-        _store_block(out, j0, nb, cx)
-    return out

@@ -11,7 +11,7 @@ import numpy as np
 
 from data.errors import DataError, EvaluationError
 from factors.expr_tree import Call, Const, Expr, Field, ModelRef, fields, model_refs, unparse
-from factors.registry import get_op
+from factors.operators import get_op
 
 __all__ = ["evaluate"]
 
@@ -66,19 +66,10 @@ def _apply(node: Call, args: list[np.ndarray], mask: np.ndarray | None,
         op = get_op(node.op)
     except KeyError:
         raise EvaluationError(f"unknown operator {node.op!r} in {unparse(node)}") from None
-    if len(node.args) != op.n_inputs or len(node.windows) != op.n_windows:
-        raise EvaluationError(f"{unparse(node)}: {op.name} takes {op.n_inputs} panel(s) and "
-                              f"{op.n_windows} window(s), as in {op.signature}")
     try:
-        if op.kind == "ts":
-            out = op.func(*args, *node.windows)
-        elif op.kind == "cs":
-            out = op.func(*args, mask=mask)
-        else:
-            out = op.func(*args)
+        out = op.apply(args, node.windows, mask=mask)
     except ValueError as exc:
         raise EvaluationError(f"{unparse(node)}: {exc}") from exc
-    out = np.asarray(out, dtype=np.float64)
     if out.shape != shape:
         raise EvaluationError(f"operator {op.name} returned shape {out.shape}, expected {shape}")
     return _finite_or_nan(out)

@@ -38,7 +38,8 @@ from collections.abc import Iterable
 
 from data.errors import ParseError
 from factors.expr_tree import MODEL_ID_RE, Call, Const, Expr, Field, ModelRef, walk
-from factors.registry import Operator, all_ops
+from factors.operators import all_ops
+from factors.registry import Operator
 
 __all__ = ["parse", "compile_formula", "MAX_FORMULA_CHARS", "MAX_DEPTH", "MAX_WINDOW"]
 

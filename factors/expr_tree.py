@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from factors.registry import get_op
+from factors.operators import get_op
 
 __all__ = ["Expr", "Field", "Const", "Call", "ModelRef", "MODEL_ID_RE", "walk", "fields",
            "model_refs", "size", "depth", "unparse"]

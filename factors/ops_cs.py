@@ -10,7 +10,7 @@ Conventions shared by every operator here:
   whose statistic is undefined, e.g. zero dispersion) is all NaN.
 * Causal by construction: row ``t`` of the output only reads row ``t``.
 
-Implementation: numba row loops (:mod:`factors._kernels`); ranks use NumPy's argsort.
+Implementation: numba row loops (:mod:`factors._kernels_cs`); ranks use NumPy's argsort.
 Reference semantics, used as test oracles: ``df.where(mask)`` followed by the pandas row
 statistic (``rank(axis=1, pct=True)``, ``mean(axis=1)``, ``std(axis=1, ddof=0)``...).
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from factors import _kernels as K
+from factors import _kernels_cs as K
 from factors.registry import register
 
 _DEMEAN, _ZSCORE, _SCALE = 0, 1, 2
@@ -80,7 +80,7 @@ def _stats(name: str, x, mask, mode: int) -> np.ndarray:
     return out
 
 
-@register("cs_rank", kind="cs", n_inputs=1)
+@register
 def cs_rank(x, mask=None):
     """Cross-sectional percentile rank in ``(0, 1]``, average ties: ``rank / m`` per date.
 
@@ -108,7 +108,7 @@ def cs_rank(x, mask=None):
     return K.rank_pct_rows(K.as_panel(x, "cs_rank"), mask)
 
 
-@register("cs_zscore", kind="cs", n_inputs=1)
+@register
 def cs_zscore(x, mask=None):
     """Cross-sectional z-score ``(x - mean) / std`` per date, population std (``ddof=0``).
 
@@ -135,7 +135,7 @@ def cs_zscore(x, mask=None):
     return _stats("cs_zscore", x, mask, _ZSCORE)
 
 
-@register("cs_demean", kind="cs", n_inputs=1)
+@register
 def cs_demean(x, mask=None):
     """Cross-sectional demeaning ``x - mean`` per date (mean over eligible stocks).
 
@@ -161,7 +161,7 @@ def cs_demean(x, mask=None):
     return _stats("cs_demean", x, mask, _DEMEAN)
 
 
-@register("cs_scale", kind="cs", n_inputs=1)
+@register
 def cs_scale(x, mask=None):
     """Cross-sectional scaling ``x / sum(|x|)`` per date, so that ``sum(|x|) = 1``.
 

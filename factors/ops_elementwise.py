@@ -39,7 +39,7 @@ def _compare(ufunc, x, y) -> np.ndarray:
     return np.where(np.isfinite(x) & np.isfinite(y), ufunc(x, y), np.nan)
 
 
-@register("add", kind="elementwise", n_inputs=2, infix="+")
+@register(infix="+")
 def add(x, y):
     """Sum ``x + y``.
 
@@ -63,7 +63,7 @@ def add(x, y):
     return _apply(np.add, x, y)
 
 
-@register("sub", kind="elementwise", n_inputs=2, infix="-")
+@register(infix="-")
 def sub(x, y):
     """Difference ``x - y``.
 
@@ -87,7 +87,7 @@ def sub(x, y):
     return _apply(np.subtract, x, y)
 
 
-@register("mul", kind="elementwise", n_inputs=2, infix="*")
+@register(infix="*")
 def mul(x, y):
     """Product ``x * y``.
 
@@ -111,7 +111,7 @@ def mul(x, y):
     return _apply(np.multiply, x, y)
 
 
-@register("div", kind="elementwise", n_inputs=2, infix="/")
+@register(infix="/")
 def div(x, y):
     """Quotient ``x / y``; division by zero gives NaN (never inf).
 
@@ -135,7 +135,7 @@ def div(x, y):
     return _apply(np.divide, x, y)
 
 
-@register("inv", kind="elementwise", n_inputs=1)
+@register
 def inv(x):
     """Reciprocal ``1 / x``; ``x == 0`` gives NaN.
 
@@ -154,7 +154,7 @@ def inv(x):
     return _apply(np.reciprocal, x)
 
 
-@register("neg", kind="elementwise", n_inputs=1)
+@register
 def neg(x):
     """Negation ``-x``.
 
@@ -173,7 +173,7 @@ def neg(x):
     return _apply(np.negative, x)
 
 
-@register("abs", kind="elementwise", n_inputs=1)
+@register(name="abs")
 def abs_(x):
     """Absolute value ``|x|``.
 
@@ -192,7 +192,7 @@ def abs_(x):
     return _apply(np.abs, x)
 
 
-@register("sign", kind="elementwise", n_inputs=1)
+@register
 def sign(x):
     """Sign of ``x``: -1.0, 0.0 or 1.0.
 
@@ -212,7 +212,7 @@ def sign(x):
     return np.where(np.isfinite(x), np.sign(x), np.nan)
 
 
-@register("log", kind="elementwise", n_inputs=1)
+@register
 def log(x):
     """Natural logarithm ``ln(x)``; ``x <= 0`` gives NaN.
 
@@ -231,7 +231,7 @@ def log(x):
     return _apply(np.log, x)
 
 
-@register("sqrt", kind="elementwise", n_inputs=1)
+@register
 def sqrt(x):
     """Square root; ``x < 0`` gives NaN.
 
@@ -250,7 +250,7 @@ def sqrt(x):
     return _apply(np.sqrt, x)
 
 
-@register("power", kind="elementwise", n_inputs=2, gp=False)
+@register(gp=False)
 def power(x, y):
     """Power ``x ** y``; NaN where the result is not a finite real number.
 
@@ -275,7 +275,7 @@ def power(x, y):
     return _apply(np.power, x, y)
 
 
-@register("max", kind="elementwise", n_inputs=2)
+@register(name="max")
 def max_(x, y):
     """Elementwise maximum of ``x`` and ``y`` (not a rolling or cross-sectional max).
 
@@ -299,7 +299,7 @@ def max_(x, y):
     return _apply(np.maximum, x, y)
 
 
-@register("min", kind="elementwise", n_inputs=2)
+@register(name="min")
 def min_(x, y):
     """Elementwise minimum of ``x`` and ``y`` (not a rolling or cross-sectional min).
 
@@ -323,7 +323,7 @@ def min_(x, y):
     return _apply(np.minimum, x, y)
 
 
-@register("gt", kind="elementwise", n_inputs=2, gp=False)
+@register(gp=False)
 def gt(x, y):
     """Indicator ``x > y`` as 1.0 / 0.0.
 
@@ -347,7 +347,7 @@ def gt(x, y):
     return _compare(np.greater, x, y)
 
 
-@register("lt", kind="elementwise", n_inputs=2, gp=False)
+@register(gp=False)
 def lt(x, y):
     """Indicator ``x < y`` as 1.0 / 0.0.
 
@@ -371,7 +371,7 @@ def lt(x, y):
     return _compare(np.less, x, y)
 
 
-@register("where", kind="elementwise", n_inputs=3, gp=False)
+@register(gp=False)
 def where(cond, x, y):
     """Select ``x`` where ``cond > 0``, else ``y``.
 

@@ -15,55 +15,77 @@ Conventions shared by every operator here (the "ts NaN policy" of :mod:`factors.
 * ``window`` must be a Python or NumPy integer ``>= min_window`` of the operator, otherwise
   ``ValueError`` naming the operator and the window is raised.
 
-Implementation: numba kernels in :mod:`factors._kernels` (compact each stock's observations,
-run a numerically stable rolling kernel, scatter back). Reference semantics, used as test
-oracles: ``s.dropna().rolling(d, min_periods=d).<stat>().reindex(s.index)`` per column.
+Implementation: each operator is a declaration (signature + docstring) registered with a 1-D
+rolling kernel ``k(v, w, o)`` (``k(a, b, w, o)`` for two inputs); :mod:`factors._ts_driver`
+compiles the 2-D driver (compact each stock's observations, run the kernel, scatter back). The
+small kernels below bind the mode arguments of the shared kernels of
+:mod:`factors._kernels_ts`. Reference semantics, used as test oracles:
+``s.dropna().rolling(d, min_periods=d).<stat>().reindex(s.index)`` per column.
 """
 from __future__ import annotations
 
-import numpy as np
+from numba import njit
 
-from factors import _kernels as K
-from factors.registry import REGISTRY, register
-
-
-def _window(name: str, window) -> int:
-    """Validate ``window`` against the operator's ``min_window``; return it as ``int``."""
-    if isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, np.integer)):
-        raise ValueError(f"{name}: window must be an integer, got {window!r}")
-    lo = REGISTRY[name].min_window
-    if window < lo:
-        raise ValueError(f"{name}: window {window} is below the minimum window {lo}")
-    return int(window)
+from factors import _kernels_ts as KT
+from factors.registry import register
 
 
-def _panel(name: str, x) -> tuple[np.ndarray, bool]:
-    a = np.ascontiguousarray(x, dtype=np.float64)
-    if a.ndim == 1:
-        return a.reshape(-1, 1), True
-    if a.ndim != 2:
-        raise ValueError(f"{name}: expected a (T, N) panel or a (T,) series, got shape {a.shape}")
-    return a, False
+@njit(cache=True)
+def _delay(v, w, o):
+    KT.k_lag(v, w, o, 0)
 
 
-def _unary(name: str, x, window, code: int) -> np.ndarray:
-    w = _window(name, window)
-    a, squeeze = _panel(name, x)
-    out = K.ts_unary(a, w, code)
-    return out[:, 0] if squeeze else out
+@njit(cache=True)
+def _delta(v, w, o):
+    KT.k_lag(v, w, o, 1)
 
 
-def _binary(name: str, x, y, window, code: int) -> np.ndarray:
-    w = _window(name, window)
-    a, squeeze = _panel(name, x)
-    b, _ = _panel(name, y)
-    if a.shape != b.shape:
-        raise ValueError(f"{name}: x and y shapes differ: {np.shape(x)} vs {np.shape(y)}")
-    out = K.ts_binary(a, b, w, code)
-    return out[:, 0] if squeeze else out
+@njit(cache=True)
+def _pct_change(v, w, o):
+    KT.k_lag(v, w, o, 2)
 
 
-@register("ts_delay", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@njit(cache=True)
+def _sum(v, w, o):
+    KT.k_sum(v, w, o, False)
+
+
+@njit(cache=True)
+def _mean(v, w, o):
+    KT.k_sum(v, w, o, True)
+
+
+@njit(cache=True)
+def _std(v, w, o):
+    KT.k_var(v, w, o, False)
+
+
+@njit(cache=True)
+def _zscore(v, w, o):
+    KT.k_var(v, w, o, True)
+
+
+@njit(cache=True)
+def _min(v, w, o):
+    KT.k_extreme(v, w, o, False, False)
+
+
+@njit(cache=True)
+def _max(v, w, o):
+    KT.k_extreme(v, w, o, True, False)
+
+
+@njit(cache=True)
+def _argmin(v, w, o):
+    KT.k_extreme(v, w, o, False, True)
+
+
+@njit(cache=True)
+def _argmax(v, w, o):
+    KT.k_extreme(v, w, o, True, True)
+
+
+@register(kernel=_delay)
 def ts_delay(x, window):
     """Value ``window`` observations ago (lag over the stock's own valid observations).
 
@@ -89,10 +111,9 @@ def ts_delay(x, window):
     NaN policy: ts policy (module docstring); warm-up is the first ``d`` observations.
     Reference: pandas ``s.dropna().shift(d)``; WorldQuant 101 ``delay`` (Kakushadze 2016).
     """
-    return _unary("ts_delay", x, window, K.DELAY)
 
 
-@register("ts_delta", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=_delta)
 def ts_delta(x, window):
     """Change over ``window`` observations: ``x - ts_delay(x, window)``.
 
@@ -116,10 +137,9 @@ def ts_delta(x, window):
     NaN policy: ts policy (module docstring); warm-up is the first ``d`` observations.
     Reference: pandas ``s.dropna().diff(d)``; WorldQuant 101 ``delta`` (Kakushadze 2016).
     """
-    return _unary("ts_delta", x, window, K.DELTA)
 
 
-@register("ts_pct_change", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=_pct_change)
 def ts_pct_change(x, window):
     """Relative change over ``window`` observations: ``x / ts_delay(x, window) - 1``.
 
@@ -143,10 +163,9 @@ def ts_pct_change(x, window):
     NaN policy: ts policy (module docstring); warm-up is the first ``d`` observations; a zero
     denominator gives NaN. Reference: pandas ``s.dropna().pct_change(d)``.
     """
-    return _unary("ts_pct_change", x, window, K.PCT_CHANGE)
 
 
-@register("ts_sum", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=_sum)
 def ts_sum(x, window):
     """Rolling sum of the last ``window`` observations.
 
@@ -171,10 +190,9 @@ def ts_sum(x, window):
     -----
     NaN policy: ts policy (module docstring). Reference: pandas ``rolling(d).sum()``.
     """
-    return _unary("ts_sum", x, window, K.SUM)
 
 
-@register("ts_mean", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=_mean)
 def ts_mean(x, window):
     """Rolling mean of the last ``window`` observations.
 
@@ -199,10 +217,9 @@ def ts_mean(x, window):
     -----
     NaN policy: ts policy (module docstring). Reference: pandas ``rolling(d).mean()``.
     """
-    return _unary("ts_mean", x, window, K.MEAN)
 
 
-@register("ts_std", kind="ts", n_inputs=1, n_windows=1, min_window=2)
+@register(min_window=2, kernel=_std)
 def ts_std(x, window):
     """Rolling sample standard deviation (``ddof=1``) of the last ``window`` observations.
 
@@ -227,10 +244,9 @@ def ts_std(x, window):
     NaN policy: ts policy (module docstring). Welford updates with exact recomputation, so no
     drift on long, large-valued series. Reference: pandas ``rolling(d).std()``.
     """
-    return _unary("ts_std", x, window, K.STD)
 
 
-@register("ts_zscore", kind="ts", n_inputs=1, n_windows=1, min_window=2)
+@register(min_window=2, kernel=_zscore)
 def ts_zscore(x, window):
     """Time-series z-score ``(x - ts_mean(x, d)) / ts_std(x, d)`` (``ddof=1``).
 
@@ -253,10 +269,9 @@ def ts_zscore(x, window):
     -----
     NaN policy: ts policy (module docstring); NaN where the window's std is zero.
     """
-    return _unary("ts_zscore", x, window, K.ZSCORE)
 
 
-@register("ts_skew", kind="ts", n_inputs=1, n_windows=1, min_window=3)
+@register(min_window=3, kernel=KT.k_skew)
 def ts_skew(x, window):
     """Rolling bias-corrected sample skewness ``sqrt(n(n-1))/(n-2) * m3 / m2**1.5``.
 
@@ -282,10 +297,9 @@ def ts_skew(x, window):
     NaN policy: ts policy (module docstring); NaN on windows of identical values.
     Reference: pandas ``rolling(d).skew()`` (adjusted Fisher-Pearson coefficient).
     """
-    return _unary("ts_skew", x, window, K.SKEW)
 
 
-@register("ts_min", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=_min)
 def ts_min(x, window):
     """Rolling minimum of the last ``window`` observations.
 
@@ -310,10 +324,9 @@ def ts_min(x, window):
     -----
     NaN policy: ts policy (module docstring). Reference: pandas ``rolling(d).min()``.
     """
-    return _unary("ts_min", x, window, K.MIN)
 
 
-@register("ts_max", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=_max)
 def ts_max(x, window):
     """Rolling maximum of the last ``window`` observations.
 
@@ -338,10 +351,9 @@ def ts_max(x, window):
     -----
     NaN policy: ts policy (module docstring). Reference: pandas ``rolling(d).max()``.
     """
-    return _unary("ts_max", x, window, K.MAX)
 
 
-@register("ts_argmin", kind="ts", n_inputs=1, n_windows=1, min_window=2)
+@register(min_window=2, kernel=_argmin)
 def ts_argmin(x, window):
     """Observations since the window's minimum (0 = today; ties -> the most recent).
 
@@ -366,10 +378,9 @@ def ts_argmin(x, window):
     NaN policy: ts policy (module docstring). Reference: WorldQuant 101 ``ts_argmin``
     (Kakushadze 2016), counted backwards from today.
     """
-    return _unary("ts_argmin", x, window, K.ARGMIN)
 
 
-@register("ts_argmax", kind="ts", n_inputs=1, n_windows=1, min_window=2)
+@register(min_window=2, kernel=_argmax)
 def ts_argmax(x, window):
     """Observations since the window's maximum (0 = today; ties -> the most recent).
 
@@ -394,10 +405,9 @@ def ts_argmax(x, window):
     NaN policy: ts policy (module docstring). Reference: WorldQuant 101 ``ts_argmax``
     (Kakushadze 2016), counted backwards from today.
     """
-    return _unary("ts_argmax", x, window, K.ARGMAX)
 
 
-@register("ts_decay_linear", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=KT.k_decay)
 def ts_decay_linear(x, window):
     """Linearly decaying weighted mean: weights ``d, d-1, ..., 1`` from newest to oldest.
 
@@ -424,10 +434,9 @@ def ts_decay_linear(x, window):
     NaN policy: ts policy (module docstring). Reference: WorldQuant 101 ``decay_linear``
     (Kakushadze 2016).
     """
-    return _unary("ts_decay_linear", x, window, K.DECAY_LINEAR)
 
 
-@register("ts_ema", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+@register(kernel=KT.k_ema)
 def ts_ema(x, window):
     """Exponential moving average, ``alpha = 2 / (d + 1)``: ``y = (1-alpha) y_prev + alpha x``.
 
@@ -454,63 +463,3 @@ def ts_ema(x, window):
     observations. The value depends on all history since the stock's first observation.
     Reference: pandas ``s.dropna().ewm(span=d, adjust=False, min_periods=d).mean()``.
     """
-    return _unary("ts_ema", x, window, K.EMA)
-
-
-@register("ts_cov", kind="ts", n_inputs=2, n_windows=1, min_window=2)
-def ts_cov(x, y, window):
-    """Rolling sample covariance (``ddof=1``) of ``x`` and ``y`` over joint observations.
-
-    Parameters
-    ----------
-    x, y : ndarray, shape (T, N)
-        Panels of equal shape.
-    window : int
-        Number of joint observations, ``>= 2``.
-
-    Returns
-    -------
-    ndarray of float64, shape (T, N)
-
-    Raises
-    ------
-    ValueError
-        If ``window < 2`` or is not an integer, or the shapes differ or are not 1-D/2-D.
-
-    Notes
-    -----
-    NaN policy: an observation is a row where both are finite; NaN where either is missing,
-    warm-up as the ts policy. Reference: pandas ``rolling(d).cov(other)`` on the jointly
-    non-NaN rows.
-    """
-    return _binary("ts_cov", x, y, window, K.COV)
-
-
-@register("ts_corr", kind="ts", n_inputs=2, n_windows=1, min_window=2)
-def ts_corr(x, y, window):
-    """Rolling Pearson correlation of ``x`` and ``y`` over joint observations.
-
-    Parameters
-    ----------
-    x, y : ndarray, shape (T, N)
-        Panels of equal shape.
-    window : int
-        Number of joint observations, ``>= 2``.
-
-    Returns
-    -------
-    ndarray of float64, shape (T, N)
-        Values in ``[-1, 1]``.
-
-    Raises
-    ------
-    ValueError
-        If ``window < 2`` or is not an integer, or the shapes differ or are not 1-D/2-D.
-
-    Notes
-    -----
-    NaN policy: an observation is a row where both are finite; NaN where either is missing,
-    during warm-up, and where either side's std over the window is zero. Reference: pandas
-    ``rolling(d).corr(other)`` on the jointly non-NaN rows; WorldQuant 101 ``correlation``.
-    """
-    return _binary("ts_corr", x, y, window, K.CORR)

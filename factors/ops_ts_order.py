@@ -2,16 +2,40 @@
 
 Same conventions as :mod:`factors.ops_ts` (the "ts NaN policy"): a window covers the stock's
 last ``window`` finite observations, warm-up rows are NaN, causal, input never modified. The
-kernels keep each stock's window as a sorted buffer (:mod:`factors._kernels_ts`, ``_k_order``).
+kernels keep each stock's window as a sorted buffer (:func:`factors._kernels_ts.k_order`).
 """
 from __future__ import annotations
 
-from factors import _kernels as K
-from factors.ops_ts import _unary
+from numba import njit
+
+from factors import _kernels_ts as KT
 from factors.registry import register
 
+#: Quantile levels of ``ts_qtlu`` / ``ts_qtld`` (Qlib Alpha158 QTLU/QTLD).
+Q_UPPER, Q_LOWER = 0.8, 0.2
 
-@register("ts_median", kind="ts", n_inputs=1, n_windows=1, min_window=1)
+
+@njit(cache=True)
+def _median(v, w, o):
+    KT.k_order(v, w, o, False, -1.0)
+
+
+@njit(cache=True)
+def _mad(v, w, o):
+    KT.k_order(v, w, o, True, -1.0)
+
+
+@njit(cache=True)
+def _qtlu(v, w, o):
+    KT.k_order(v, w, o, False, Q_UPPER)
+
+
+@njit(cache=True)
+def _qtld(v, w, o):
+    KT.k_order(v, w, o, False, Q_LOWER)
+
+
+@register(kernel=_median)
 def ts_median(x, window):
     """Rolling median (mean of the two middle values for an even window).
 
@@ -34,10 +58,9 @@ def ts_median(x, window):
     -----
     NaN policy: ts policy (module docstring). Reference: pandas ``rolling(d).median()``.
     """
-    return _unary("ts_median", x, window, K.MEDIAN)
 
 
-@register("ts_mad", kind="ts", n_inputs=1, n_windows=1, min_window=2)
+@register(min_window=2, kernel=_mad)
 def ts_mad(x, window):
     """Rolling median absolute deviation ``median(|x_k - median(x_k)|)``, unscaled.
 
@@ -61,7 +84,6 @@ def ts_mad(x, window):
     NaN policy: ts policy (module docstring). No 1.4826 normal-consistency factor. Reference:
     ``rolling(d).apply(lambda a: np.median(np.abs(a - np.median(a))))``.
     """
-    return _unary("ts_mad", x, window, K.MAD)
 
 
 _QTL_DOC = """Rolling {pct}% quantile of the window, linear interpolation between order statistics.
@@ -101,19 +123,19 @@ def _qtl_doc(q: float, name: str):
     return deco
 
 
-@register("ts_qtlu", kind="ts", n_inputs=1, n_windows=1, min_window=1)
-@_qtl_doc(K.Q_UPPER, "QTLU")
-def ts_qtlu(x, window):
-    return _unary("ts_qtlu", x, window, K.QTLU)
+@register(kernel=_qtlu)
+@_qtl_doc(Q_UPPER, "QTLU")
+def ts_qtlu(x, window):  # docstring from _qtl_doc
+    ...
 
 
-@register("ts_qtld", kind="ts", n_inputs=1, n_windows=1, min_window=1)
-@_qtl_doc(K.Q_LOWER, "QTLD")
-def ts_qtld(x, window):
-    return _unary("ts_qtld", x, window, K.QTLD)
+@register(kernel=_qtld)
+@_qtl_doc(Q_LOWER, "QTLD")
+def ts_qtld(x, window):  # docstring from _qtl_doc
+    ...
 
 
-@register("ts_rank", kind="ts", n_inputs=1, n_windows=1, min_window=2)
+@register(min_window=2, kernel=KT.k_rank)
 def ts_rank(x, window):
     """Percentile rank of today's value within its window, in ``(0, 1]``, average ties.
 
@@ -139,4 +161,3 @@ def ts_rank(x, window):
     NaN policy: ts policy (module docstring). Reference: pandas
     ``rolling(d).rank(pct=True, method="average")``; WorldQuant 101 ``ts_rank``.
     """
-    return _unary("ts_rank", x, window, K.RANK)

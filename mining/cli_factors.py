@@ -47,7 +47,7 @@ def ops(kind: Optional[str] = typer.Option(None, help="elementwise | ts | cs"),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")
         ) -> None:
     """List the factor language's operators with their one-line docs."""
-    from factors.registry import all_ops
+    from factors.operators import all_ops
     try:
         check_choice("--kind", kind, KINDS)
     except ConfigError as e:

@@ -49,7 +49,8 @@ import numpy as np
 from backtest.context import EvalContext
 from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, Field
-from factors.registry import Operator, all_ops
+from factors.operators import all_ops
+from factors.registry import Operator
 
 # gplearn imports live here only.
 import gplearn._program as _gp_program
@@ -267,14 +268,9 @@ class _PanelFunction:
         op = self.op
         if self.protect_log:
             panels = [np.abs(panels[0])]
-        if op.kind == "ts":
-            out = op.func(*panels, self.window)
-        elif op.kind == "cs":
-            mask = self.mask if (self.mask is not None and self.mask.shape == (T, N)) else None
-            out = op.func(*panels, mask=mask)
-        else:
-            out = op.func(*panels)
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        mask = self.mask if (self.mask is not None and self.mask.shape == (T, N)) else None
+        windows = () if self.window is None else (self.window,)
+        return op.apply(panels, windows, mask=mask).reshape(-1)
 
 
 def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,

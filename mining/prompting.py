@@ -7,7 +7,7 @@ overrides the packaged one). The first line (``# Title``) is the description sho
 registries, never hand-copied:
 
 ``{{grammar}}``       the formula grammar (from :mod:`factors.expr_parse` and the operator registry)
-``{{operators}}``     the operator table, one line of doc each (:func:`factors.registry.all_ops`)
+``{{operators}}``     the operator table, one line of doc each (:func:`factors.operators.all_ops`)
 ``{{fields}}``        the fields with their units (:data:`data.fields.FIELDS`)
 ``{{examples}}``      current leaderboard members with their train/valid RankIC
 ``{{reply_format}}``  the JSON reply format
@@ -134,7 +134,7 @@ def _md_cell(text: str) -> str:
 def grammar_text() -> str:
     """The formula grammar: the grammar block of :mod:`factors.expr_parse` plus live limits."""
     from factors import expr_parse as fx
-    from factors.registry import all_ops
+    from factors.operators import all_ops
     doc = fx.__doc__ or ""
     m = re.search(r"Grammar.*?::\n\n(.*?)\n\n", doc, re.S)
     block = m.group(1).rstrip() if m else ""
@@ -155,7 +155,7 @@ def grammar_text() -> str:
 
 def operators_table() -> str:
     """Markdown table of every registered operator: signature, kind, min window, doc."""
-    from factors.registry import all_ops
+    from factors.operators import all_ops
     rows = ["| operator | kind | doc |", "|---|---|---|"]
     for op in all_ops():
         sig = f"`{op.signature}`" + (f" or infix `{op.infix}`" if op.infix else "")

@@ -14,7 +14,7 @@ from backtest.evaluate import (FactorReport, evaluate_factor, factor_corr, mean_
 from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
 from backtest.context import EvalConfig
 from data.errors import EvaluationError
-from factors._kernels import pearson_rows, rank_corr_rows
+from factors._kernels_cs import pearson_rows, rank_corr_rows
 
 SPLITS = {"train": ("2020-01-01", "2020-06-30"), "valid": ("2020-07-01", "2020-10-31"),
           "test": ("2020-11-01", "2021-03-31")}

@@ -40,7 +40,7 @@ min_valid_rank_ic = 0.0
 
 def test_ops_and_fields_list_the_registries():
     from data.fields import FIELDS
-    from factors.registry import all_ops
+    from factors.operators import all_ops
     r = runner.invoke(app, ["ops"])
     assert r.exit_code == 0
     for op in all_ops():

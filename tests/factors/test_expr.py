@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from data.errors import EvaluationError
 from data.fields import field_names
-from factors import registry
+from factors import operators, registry
 from factors.expr_eval import evaluate
 from factors.expr_parse import MAX_DEPTH, MAX_WINDOW, compile_formula, parse
 from factors.expr_tree import Call, Const, Expr, Field, depth, fields, size, unparse, walk
 
-OPS = registry.all_ops()
+OPS = operators.all_ops()
 FIELD_NAMES = sorted(field_names())
 
 
@@ -180,7 +180,7 @@ def _panels(seed: int = 0, t: int = 60, n: int = 12, holes: bool = True) -> dict
 
 
 def _op(name: str):
-    return registry.get_op(name).func
+    return operators.get_op(name).func
 
 
 def test_evaluate_matches_numpy() -> None:
@@ -230,7 +230,7 @@ def test_mask_respected_by_cs_ops() -> None:
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
-    op = registry.get_op(name)
+    op = operators.get_op(name)
     calls: list[int] = []
 
     def counted(*args, **kwargs):

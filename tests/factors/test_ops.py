@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from factors import _kernels as K
-from factors.registry import get_op
+from factors import _kernels_cs as K
+from factors.operators import get_op
 
 TOL = dict(rtol=1e-9, atol=1e-12, equal_nan=True)
 

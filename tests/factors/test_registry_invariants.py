@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from factors.registry import DEFAULT_GP_WINDOWS, Operator, all_ops
+from factors.operators import all_ops
+from factors.registry import DEFAULT_GP_WINDOWS, Operator
 
 OPS = all_ops()
 TS_OPS = [op for op in OPS if op.kind == "ts"]
@@ -57,6 +58,35 @@ def test_registry_is_populated_and_consistent():
             assert op.gp_windows == tuple(w for w in DEFAULT_GP_WINDOWS if w >= op.min_window)
     infix = {op.infix: op.name for op in OPS if op.infix}
     assert infix == {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+@pytest.mark.parametrize("op", OPS, ids=IDS)
+def test_inferred_signature_matches_function(op):
+    params = list(inspect.signature(op.func).parameters)
+    extra = ["mask"] if op.kind == "cs" else []
+    assert params == list(op.input_names + op.window_names) + extra
+    assert all(w.startswith("window") for w in op.window_names)
+    assert op.name == op.func.__name__ or op.func.__name__ == op.name + "_"
+
+
+@pytest.mark.parametrize("op", TS_OPS, ids=[op.name for op in TS_OPS])
+def test_ts_op_has_kernel_and_driver(op):
+    from numba.core.registry import CPUDispatcher
+    assert isinstance(op.kernel, CPUDispatcher), f"{op.name}: no numba rolling kernel"
+    assert isinstance(op.driver, CPUDispatcher), f"{op.name}: no compiled driver"
+    assert op.driver.py_func.__globals__["_KERNEL"] is op.kernel
+    n = len(inspect.signature(op.kernel.py_func).parameters)
+    assert n == op.n_inputs + 2, f"{op.name}: kernel must be k(*series, w, o)"
+
+
+def test_operator_modules_are_discovered():
+    import pkgutil
+
+    import factors
+    from factors.operators import OPERATOR_MODULES
+    found = {m.name for m in pkgutil.iter_modules(factors.__path__) if m.name.startswith("ops_")}
+    assert {m.split(".")[-1] for m in OPERATOR_MODULES} == found
+    assert {op.func.__module__ for op in OPS} == set(OPERATOR_MODULES)
 
 
 @pytest.mark.parametrize("op", OPS, ids=IDS)

@@ -7,7 +7,7 @@ from backtest.context import EvalContext
 from backtest.evaluate import mean_rank_ic
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
-from factors.registry import all_ops
+from factors.operators import all_ops
 from mining.gp import GPSettings, build_function_set, program_to_expr, run_gp
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from data.errors import LLMError
 from data.fields import FIELDS
-from factors.registry import all_ops
+from factors.operators import all_ops
 from mining import prompting
 from mining.llm_cache import ChatReply, LLMCache, request_key
 from mining.prompting import ReplyError, extract_factors

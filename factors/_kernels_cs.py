@@ -1,21 +1,19 @@
-"""Numba kernels behind the operators, plus fast row statistics for the evaluator.
+"""Cross-sectional row kernels (numba) and the panel helpers of the evaluator and backtests.
 
-The time-series kernels (:func:`ts_unary`, :func:`ts_binary` and their operation codes) live
-in :mod:`factors._kernels_ts` and are re-exported here; this module holds the cross-sectional
-row kernels and the Python-level panel helpers.
+Public helpers: :func:`as_panel`, :func:`valid_entries`, :func:`rank_pct_rows`,
+:func:`rank_corr_rows`, :func:`pearson_rows`. The time-series kernels are in
+:mod:`factors._kernels_ts` and their drivers in :mod:`factors._ts_driver`.
 
-Public helpers for the evaluator: :func:`rank_pct_rows`, :func:`rank_corr_rows`,
-:func:`pearson_rows`.
+NaN policy: an entry is eligible when it is finite (and inside the mask, when one is given);
+ineligible entries are ignored by the row statistics and NaN in panel outputs. A row whose
+statistic is undefined (too few eligible entries, zero dispersion) is NaN.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from factors._kernels_ts import (  # noqa: F401  (re-exported: the operators' import path)
-    _BLOCK, _CANCEL, ARGMAX, ARGMIN, CORR, COV, DECAY_LINEAR, DELAY, DELTA, EMA, MAD, MAX, MEAN,
-    MEDIAN, MIN, NAN, PCT_CHANGE, Q_LOWER, Q_UPPER, QTLD, QTLU, RANK, SKEW, STD, SUM, ZSCORE,
-    ts_binary, ts_unary)
+NAN = np.nan
 
 
 # ---------------------------------------------------------------- cross-sectional row kernels
