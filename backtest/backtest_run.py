@@ -22,8 +22,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from backtest.combine_run import IN_SAMPLE_NOTE
+from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
-from data.errors import BacktestError
 from data.io import atomic_write
 
 __all__ = ["SURVIVORSHIP_NOTE", "BacktestRunSettings", "MicrocapSettings", "BacktestRun",

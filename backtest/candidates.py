@@ -35,12 +35,14 @@ import pandas as pd
 from backtest.context import EvalContext
 from backtest.evaluate import FactorReport, evaluate_factor, factor_corr
 from data.config import Config
-from data.errors import AlphamineError, EvaluationError
+from data.errors import AlphamineError
 from data.io import atomic_write, write_json_atomic
 from data.manager import DataManager
+from factors.errors import EvaluationError
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
-from factors.expr_tree import MODEL_ID_RE, Call, Expr, ModelRef, fields as expr_fields, unparse
+from factors.expr_tree import MODEL_ID_RE, Call, Expr, ModelRef, unparse
+from factors.expr_tree import fields as expr_fields
 from factors.store import FactorStore
 from factors.store_records import FactorRecord, GateDecision
 

@@ -30,7 +30,8 @@ import pandas as pd
 
 from backtest.context import EvalContext
 from backtest.evaluate import factor_corr, rank_ic_series
-from data.errors import AlphamineError, EvaluationError, StoreError
+from data.errors import AlphamineError
+from factors.errors import EvaluationError, StoreError
 from factors.processing import industry_codes, process_factor, zscore
 
 METHODS = ("ic", "icir", "equal")

@@ -19,8 +19,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from backtest.combine import METHODS
+from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
-from data.errors import BacktestError
 from data.io import atomic_write
 
 __all__ = ["IN_SAMPLE_NOTE", "STRATEGIES", "NEUTRALIZERS", "CombineSettings",
@@ -145,9 +145,16 @@ def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = N
 def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) -> CombineRun:
     from backtest.candidates import make_workspace
     from backtest.combine import combine_from_store, warmup_start
-    from backtest.strategies import (apply_caps, eligible_mask, rebalance_mask, to_targets,
-                                     topk_dropout_weights, topn_weights, write_frame,
-                                     write_targets)
+    from backtest.strategies import (
+        apply_caps,
+        eligible_mask,
+        rebalance_mask,
+        to_targets,
+        topk_dropout_weights,
+        topn_weights,
+        write_frame,
+        write_targets,
+    )
     from data.manager import DataManager
     from factors.processing import industry_codes
     from factors.store import FactorStore

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.metrics_ic import row_orders
-from data.errors import EvaluationError
+from factors.errors import EvaluationError
 
 __all__ = ["EvalConfig", "EvalContext", "forward_returns", "DECAY_HORIZONS"]
 

@@ -23,10 +23,17 @@ import numpy as np
 import pandas as pd
 
 from backtest.context import DECAY_HORIZONS, EvalContext
-from backtest.metrics_ic import (finite_mean, long_short_stats, quantile_buckets, row_orders,
-                                 series_moments, spearman_from_orders, top_turnover)
-from data.errors import EvaluationError
+from backtest.metrics_ic import (
+    finite_mean,
+    long_short_stats,
+    quantile_buckets,
+    row_orders,
+    series_moments,
+    spearman_from_orders,
+    top_turnover,
+)
 from factors._kernels_cs import pearson_rows
+from factors.errors import EvaluationError
 
 #: Trading days per year used for annualisation.
 ANNUAL_DAYS = 252

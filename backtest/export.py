@@ -19,10 +19,11 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from backtest.errors import BacktestError
 from backtest.orders import order_plan, plan_summary, positions_frame
 from backtest.rules import CostModel
 from backtest.settings import BacktestConfig
-from data.errors import BacktestError, DataError
+from data.errors import DataError
 from data.io import atomic_write
 
 #: Columns of a quotes table (index ``ts_code``) as used by :func:`order_plan`.

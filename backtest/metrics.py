@@ -30,7 +30,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from data.errors import BacktestError
+from backtest.errors import BacktestError
 
 #: Trading days per year.
 ANNUAL_DAYS = 252

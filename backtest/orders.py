@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 
 from backtest import rules
+from backtest.errors import BacktestError
 from backtest.rules import CostModel
-from data.errors import BacktestError
 
 __all__ = ["PLAN_COLUMNS", "positions_frame", "order_plan", "plan_summary"]
 

@@ -45,11 +45,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from backtest.errors import BacktestError
 from backtest.export import QUOTE_COLUMNS, plan_from_quotes, read_quotes, targets_for
 from backtest.orders import plan_summary
-from backtest.strategies import read_targets
 from backtest.rules import CostModel
-from data.errors import AlphamineError, BacktestError
+from backtest.strategies import read_targets
+from data.errors import AlphamineError
 
 # xtconstant values (xtquant/xtconstant.py); checked against the installed xtquant on connect.
 STOCK_BUY = 23

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
-from data.errors import BacktestError
 from data.limits import boards
 
 #: Sell-side stamp-tax rate by effective date (ascending): rate applies from that date on.

@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-from data.errors import BacktestError
+from backtest.errors import BacktestError
 from data.io import atomic_write
 
 __all__ = ["LATEST", "new_run_id", "run_folder", "write_latest", "read_latest",

@@ -51,8 +51,8 @@ import numpy as np
 import pandas as pd
 
 from backtest import _sim_kernel as K
+from backtest.errors import BacktestError
 from backtest.rules import CostModel, lot_params, stamp_tax_rates
-from data.errors import BacktestError
 from data.io import atomic_write
 
 _MARKET_FIELDS = ("open", "close", "vwap", "pre_close", "vol", "limit_up", "limit_down",

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.errors import BacktestError
+from backtest.errors import BacktestError
 from data.io import atomic_write
 
 TARGET_COLUMNS = ("trade_date", "ts_code", "target_weight", "strategy_name")

@@ -20,11 +20,10 @@ import contextlib
 import io
 import warnings
 
-import numpy as np
-import pandas as pd
-
 import alphalens.performance as al_perf
 import alphalens.utils as al_utils
+import numpy as np
+import pandas as pd
 from timing import Took, timed
 
 HORIZONS = (1, 5, 10, 20)

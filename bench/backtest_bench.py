@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backtest.rules import CostModel, lot_params, stamp_tax_rate  # noqa: E402
 from backtest.simulate import MarketData, SimConfig, simulate  # noqa: E402
-from mining.cli_app import load as load_config  # noqa: E402
 from data.manager import DataManager  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
 
 TOPK, EVERY, LOOKBACK = 50, 5, 20
 COSTS = CostModel(commission=0.0003, min_commission=5.0, transfer_fee=0.00001,

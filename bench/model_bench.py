@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mining.cli_app import load as load_config  # noqa: E402
 from backtest.candidates import make_workspace  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
 from models.dataset import build_dataset  # noqa: E402
 from models.lgbm import fit_lgbm, lgbm_params  # noqa: E402
 

@@ -21,16 +21,22 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from alphalens_bench import (alphalens_end_to_end, alphalens_inputs,  # noqa: E402
-                             common_mask, ic_agreement, run_alphalens)
-from backtest.evaluate import evaluate_factor, rank_ic_series  # noqa: E402
+from alphalens_bench import (  # noqa: E402
+    alphalens_end_to_end,
+    alphalens_inputs,
+    common_mask,
+    ic_agreement,
+    run_alphalens,
+)
 from gplearn_plain import long_frame, run_plain_gplearn  # noqa: E402
-from mining.cli_app import load as load_config  # noqa: E402
+from timing import ZERO, best_of, timed  # noqa: E402
+
+from backtest.candidates import make_workspace  # noqa: E402
+from backtest.evaluate import evaluate_factor, rank_ic_series  # noqa: E402
 from factors.expr_eval import evaluate  # noqa: E402
 from factors.expr_parse import parse  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
 from mining.gp import GPSettings, run_gp  # noqa: E402
-from backtest.candidates import make_workspace  # noqa: E402
-from timing import ZERO, best_of, timed  # noqa: E402
 
 FORMULA = "-ts_corr(cs_rank(vol), cs_rank(close), 10)"
 WARMUP = ("ts_mean(close, 5) + ts_cov(close, vol, 5) + cs_zscore(close) + cs_demean(vol)"

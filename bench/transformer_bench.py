@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,8 @@ from models.transformer import TransformerConfig, _batch, _torch, build_model, p
 
 
 def real_dataset(universe: str, start: str, end: str) -> PanelDataset:
-    from mining.cli_app import load as load_config
     from backtest.candidates import make_workspace
+    from mining.cli_app import load as load_config
     from models.dataset import build_dataset
     cfg = load_config()
     ws = make_workspace(cfg, universe, start, end)

@@ -9,8 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from data.errors import DataError, EvaluationError
-from factors.expr_tree import Call, Const, Expr, Field, ModelRef, fields, model_refs, unparse
+from data.errors import DataError
+from factors.errors import EvaluationError
+from factors.expr_tree import (
+    Call,
+    Const,
+    Expr,
+    Field,
+    ModelRef,
+    fields,
+    model_refs,
+    unparse,
+)
 from factors.operators import get_op
 
 __all__ = ["evaluate"]

@@ -36,7 +36,7 @@ import re
 import warnings
 from collections.abc import Iterable
 
-from data.errors import ParseError
+from factors.errors import ParseError
 from factors.expr_tree import MODEL_ID_RE, Call, Const, Expr, Field, ModelRef, walk
 from factors.operators import all_ops
 from factors.registry import Operator

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from data.errors import EvaluationError
+from factors.errors import EvaluationError
 
 #: Scale that turns the median absolute deviation into a normal-consistent sigma.
 MAD_SCALE = 1.4826

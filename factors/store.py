@@ -21,7 +21,6 @@ The records (:class:`FactorRecord`, :class:`GateDecision`, :class:`RunRecord`), 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import datetime as _dt
 import json
 import os
@@ -30,16 +29,30 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from data.config import WORK_DIR
-from data.errors import StoreError
-from factors.store_records import (ABS_METRICS, RUN_STATUSES, SOURCES, STANDARD_METRICS,
-                                   FactorRecord, GateDecision, RunRecord, _clean_metrics, _dumps,
-                                   _metric_rank, _now, _SPLIT_ORDER, gate, to_frame)
+from factors.errors import StoreError
+from factors.store_records import (
+    _SPLIT_ORDER,
+    ABS_METRICS,
+    RUN_STATUSES,
+    SOURCES,
+    STANDARD_METRICS,
+    FactorRecord,
+    GateDecision,
+    RunRecord,
+    _clean_metrics,
+    _dumps,
+    _metric_rank,
+    _now,
+    gate,
+    to_frame,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from data.errors import StoreError
+from factors.errors import StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

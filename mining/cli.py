@@ -8,8 +8,7 @@ name here.
 """
 from __future__ import annotations
 
-from mining import (cli_backtest, cli_export, cli_factors, cli_gp, cli_llm,  # noqa: F401
-                    cli_model)
+from mining import cli_backtest, cli_export, cli_factors, cli_gp, cli_llm, cli_model  # noqa: F401
 from mining.cli_app import app
 
 __all__ = ["app"]

@@ -14,15 +14,35 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from backtest.backtest_run import (BacktestRun, BacktestRunSettings, MicrocapSettings,
-                                   run_backtest, run_microcap)
+from backtest.backtest_run import (
+    BacktestRun,
+    BacktestRunSettings,
+    MicrocapSettings,
+    run_backtest,
+    run_microcap,
+)
 from backtest.combine import METHODS
-from backtest.combine_run import (NEUTRALIZERS, STRATEGIES, CombineRun, CombineSettings,
-                                  run_combine)
+from backtest.combine_run import (
+    NEUTRALIZERS,
+    STRATEGIES,
+    CombineRun,
+    CombineSettings,
+    run_combine,
+)
 from backtest.run_dirs import find_latest_targets
 from data.errors import AlphamineError, ConfigError
-from mining.cli_app import (app, cfg as _cfg, check_choice, check_date, check_positive,
-                            config_line, console, err_console, fail, print_json)
+from mining.cli_app import (
+    app,
+    check_choice,
+    check_date,
+    check_positive,
+    config_line,
+    console,
+    err_console,
+    fail,
+    print_json,
+)
+from mining.cli_app import cfg as _cfg
 
 PRESETS = ("microcap",)
 

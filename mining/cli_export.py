@@ -11,8 +11,17 @@ from rich.table import Table
 
 from backtest.export import ExportRun, ExportSettings, run_export
 from data.errors import AlphamineError, ConfigError
-from mining.cli_app import (app, cfg as _cfg, check_choice, check_date, check_positive,
-                            config_line, console, fail, print_json)
+from mining.cli_app import (
+    app,
+    check_choice,
+    check_date,
+    check_positive,
+    config_line,
+    console,
+    fail,
+    print_json,
+)
+from mining.cli_app import cfg as _cfg
 
 FORMATS = ("qmt",)
 

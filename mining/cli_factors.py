@@ -15,9 +15,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from data.errors import AlphamineError, ConfigError
-from mining.cli_app import (SOURCES, app, cfg as _cfg, check_choice, check_date, check_positive,
-                            check_universe, config_keys, config_line, console, fail, fmt,
-                            print_json)
+from mining.cli_app import (
+    SOURCES,
+    app,
+    check_choice,
+    check_date,
+    check_positive,
+    check_universe,
+    config_keys,
+    config_line,
+    console,
+    fail,
+    fmt,
+    print_json,
+)
+from mining.cli_app import cfg as _cfg
 
 KINDS = ("elementwise", "ts", "cs")
 _SORT_RE = re.compile(r"^(created_at|name|(train|valid)\.[A-Za-z_][A-Za-z0-9_]*)$")

@@ -11,9 +11,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from data.errors import AlphamineError, ConfigError
-from mining.cli_app import (app, cfg as _cfg, check_date, check_positive, check_universe,
-                            config_keys, config_line, console, fail, fmt, print_json)
 from factors.store import FactorStore
+from mining.cli_app import (
+    app,
+    check_date,
+    check_positive,
+    check_universe,
+    config_keys,
+    config_line,
+    console,
+    fail,
+    fmt,
+    print_json,
+)
+from mining.cli_app import cfg as _cfg
 from mining.cli_factors import print_leaderboard
 from mining.gp import GPGeneration
 from mining.gp_run import CandidateDecision, GPDone, GPLoaded, GPScored, mine_gp

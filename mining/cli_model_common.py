@@ -12,8 +12,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mining import cli_app
-from models.run_common import (EpochDone, FeatureProgress, FoldDone, ModelEvent, ModelMessage,
-                               RoundProgress)
+from models.run_common import (
+    EpochDone,
+    FeatureProgress,
+    FoldDone,
+    ModelEvent,
+    ModelMessage,
+    RoundProgress,
+)
 
 
 def oos_table(run, published: dict | None = None) -> Table:

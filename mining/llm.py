@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import openai
-from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
-                      wait_exponential)
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from data.config import WORK_DIR, Config
 from data.errors import ConfigError

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from data.errors import LLMError
+from mining.errors import LLMError
 
 #: Version of the cache schema (``PRAGMA user_version``).
 SCHEMA_VERSION = 1

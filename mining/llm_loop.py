@@ -20,13 +20,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from backtest.candidates import Workspace, evaluate_candidate, submit
 from data.config import Config
-from data.errors import AlphamineError, ConfigError, ParseError
+from data.errors import AlphamineError, ConfigError
+from factors.errors import ParseError
 from factors.expr_parse import parse
 from factors.store import FactorStore
 from mining import prompting
 from mining.llm_cache import CachedChat, LLMCache, ReplayChat, Sender
-from backtest.candidates import Workspace, evaluate_candidate, submit
 
 #: Reply-level failures, formula-level failures, then gate rejections, in display order.
 REPLY_FAILURES = ("http_error", "timeout", "empty", "no_json", "bad_json")

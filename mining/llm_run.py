@@ -13,12 +13,18 @@ from typing import Any, Callable
 
 from backtest.candidates import make_workspace
 from data.config import Config
-from data.errors import LLMError
 from factors.store import FactorStore
 from mining import prompting
+from mining.errors import LLMError
 from mining.llm import from_config
 from mining.llm_cache import LLMCache, Sender
-from mining.llm_loop import LLMProgress, LLMRun, LLMRunSettings, run_loop, template_stats
+from mining.llm_loop import (
+    LLMProgress,
+    LLMRun,
+    LLMRunSettings,
+    run_loop,
+    template_stats,
+)
 
 __all__ = ["LLMStats", "run_llm", "replay_llm", "llm_stats"]
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from data.errors import LLMError
+from mining.errors import LLMError
 
 #: The packaged templates directory (``prompts/`` beside ``mining/``).
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "prompts"

@@ -33,8 +33,9 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from backtest.context import forward_returns
-from data.errors import ConfigError, EvaluationError
+from data.errors import ConfigError
 from factors.alpha158 import feature_set as get_feature_set
+from factors.errors import EvaluationError
 from factors.expr_parse import parse
 from factors.expr_tree import Call, walk
 

@@ -22,7 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
-from data.errors import EvaluationError
+from factors.errors import EvaluationError
 from factors.expr_parse import parse
 from factors.expr_tree import Call
 

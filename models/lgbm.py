@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from data.errors import EvaluationError
 from data.io import atomic_write
+from factors.errors import EvaluationError
 from models.dataset import PanelDataset
 from models.walkforward import Fold, assemble_oos
 

@@ -29,21 +29,29 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from data.errors import ConfigError
 from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
+from data.errors import ConfigError
 from data.io import write_json_atomic
 from models.dataset import PanelDataset, build_dataset
 from models.distill import distill_candidates, feature_signs, shap_summary
 from models.lgbm import QLIB_PARAMS, lgbm_params, run_walk_forward
-from models.run_common import (FoldDone, ModelEvent, RoundProgress, check_before_test,
-                               model_data_settings, oos_members_eligible, prediction_workspace,
-                               progress_hooks, workspace_line)
+from models.run_common import (
+    FoldDone,
+    ModelEvent,
+    RoundProgress,
+    check_before_test,
+    model_data_settings,
+    oos_members_eligible,
+    prediction_workspace,
+    progress_hooks,
+    workspace_line,
+)
 from models.walkforward import single_split, walk_forward
 
 if TYPE_CHECKING:  # pragma: no cover
+    from backtest.candidates import Workspace
     from data.config import Config
     from factors.store import FactorStore
-    from backtest.candidates import Workspace
 
 __all__ = ["LGBMSettings", "LGBMRun", "PRESETS", "QLIB_PUBLISHED", "run_lgbm"]
 
@@ -249,8 +257,9 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_ev
                 "seconds_inter": summ.seconds_inter}
     on_event(f"SHAP: {summ.n_main} rows in {summ.seconds_main:.1f}s, interactions on "
                     f"{summ.n_inter} rows in {summ.seconds_inter:.1f}s")
-    from backtest.candidates import evaluate_candidate, submit as submit_cand
-    from data.errors import EvaluationError
+    from backtest.candidates import evaluate_candidate
+    from backtest.candidates import submit as submit_cand
+    from factors.errors import EvaluationError
     cands = distill_candidates(summ, dict(zip(ds.feature_names, ds.formulas)), signs,
                                n_pairs=s.shap_pairs, prefix=f"shap_{run.run_id[-6:]}")
     for c in cands:

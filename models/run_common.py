@@ -17,7 +17,6 @@ from data.errors import ConfigError
 from models.dataset import PanelDataset, normalise_label
 from models.lgbm import daily_ic
 
-
 __all__ = ["model_data_settings", "check_before_test", "prediction_workspace",
            "workspace_line", "oos_ic_stats", "oos_members_eligible", "ModelMessage",
            "FeatureProgress", "RoundProgress", "FoldDone", "EpochDone", "ModelEvent",

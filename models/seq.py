@@ -27,7 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
-from data.errors import EvaluationError
+from factors.errors import EvaluationError
 
 __all__ = ["rows_of", "has_data_mask", "usable_samples", "gather_windows", "date_batches", "path_targets"]
 

@@ -46,11 +46,22 @@ from typing import Any, Callable
 import numpy as np
 
 from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
-from data.errors import EvaluationError
+from factors.errors import EvaluationError
 from factors.ops_cs import cs_rank
-from models.seq import (date_batches, gather_windows, has_data_mask, path_targets, rows_of,
-                        usable_samples)
-from models.transformer_net import TransformerConfig, build_model, save_model, torch_module
+from models.seq import (
+    date_batches,
+    gather_windows,
+    has_data_mask,
+    path_targets,
+    rows_of,
+    usable_samples,
+)
+from models.transformer_net import (
+    TransformerConfig,
+    build_model,
+    save_model,
+    torch_module,
+)
 
 
 def _batch(features, t_idx, i_idx, seq_len, has_data):

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import ConfigError, StoreError
+from data.errors import ConfigError
 from data.io import atomic_write, write_json_atomic
+from factors.errors import StoreError
 
 #: Message of the ImportError raised when torch is missing.
 TORCH_HINT = ("the transformer model needs PyTorch: pip install torch==2.13.0 "

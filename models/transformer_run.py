@@ -25,21 +25,28 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
-from data.errors import ConfigError
 from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
+from data.errors import ConfigError
 from data.io import write_json_atomic
 from models.dataset import build_dataset
-from models.run_common import (EpochDone, ModelEvent, check_before_test, model_data_settings,
-                               oos_members_eligible, prediction_workspace, progress_hooks,
-                               workspace_line)
+from models.run_common import (
+    EpochDone,
+    ModelEvent,
+    check_before_test,
+    model_data_settings,
+    oos_members_eligible,
+    prediction_workspace,
+    progress_hooks,
+    workspace_line,
+)
 from models.transformer import walk_forward_predict
 from models.transformer_net import TransformerConfig
 from models.walkforward import walk_forward
 
 if TYPE_CHECKING:  # pragma: no cover
+    from backtest.candidates import Workspace
     from data.config import Config
     from factors.store import FactorStore
-    from backtest.candidates import Workspace
 
 __all__ = ["TransformerSettings", "TransformerRun", "run_transformer"]
 

@@ -16,7 +16,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from data.errors import ConfigError, EvaluationError
+from data.errors import ConfigError
+from factors.errors import EvaluationError
 
 __all__ = ["Fold", "walk_forward", "single_split", "assemble_oos"]
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from mining.cli_app import load as load_config
 from data.errors import ConfigError
+from mining.cli_app import load as load_config
 
 
 def test_repo_config_points_at_shared_data():
@@ -59,6 +59,7 @@ def test_shipped_mine_toml_equals_the_defaults():
     """One source of settings: the shipped mine.toml restates the dataclass defaults exactly,
     apart from paths (resolved against the file) and keys it leaves out."""
     import dataclasses
+
     from mining.cli_app import SCHEMA
     path = Path(__file__).resolve().parents[1] / "mine.toml"
     cfg = load_config(path)

@@ -3,10 +3,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.combine import (combine_from_store, combine_panels, composite, factor_weights,
-                              select_members)
+from backtest.combine import (
+    combine_from_store,
+    combine_panels,
+    composite,
+    factor_weights,
+    select_members,
+)
 from backtest.context import EvalContext
-from data.errors import EvaluationError, StoreError
+from factors.errors import EvaluationError, StoreError
 
 T, N = 160, 50
 DATES = pd.bdate_range("2019-01-01", periods=T)

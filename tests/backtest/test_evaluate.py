@@ -8,13 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.context import DECAY_HORIZONS, EvalContext, forward_returns
-from backtest.evaluate import (FactorReport, evaluate_factor, factor_corr, mean_rank_ic,
-                               rank_ic_series)
+from backtest.context import DECAY_HORIZONS, EvalConfig, EvalContext, forward_returns
+from backtest.evaluate import (
+    FactorReport,
+    evaluate_factor,
+    factor_corr,
+    mean_rank_ic,
+    rank_ic_series,
+)
 from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
-from backtest.context import EvalConfig
-from data.errors import EvaluationError
 from factors._kernels_cs import pearson_rows, rank_corr_rows
+from factors.errors import EvaluationError
 
 SPLITS = {"train": ("2020-01-01", "2020-06-30"), "valid": ("2020-07-01", "2020-10-31"),
           "test": ("2020-11-01", "2021-03-31")}

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backtest.context import EvalContext
+from backtest.context import EvalConfig, EvalContext
 from backtest.evaluate import evaluate_factor, factor_corr, mean_rank_ic
-from backtest.context import EvalConfig
 
 ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "ashare"
 

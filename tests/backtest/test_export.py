@@ -9,13 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.export import (atomic_write_csv, export_day, read_positions, read_quotes,
-                             reference_quotes, targets_for)
+from backtest.errors import BacktestError
+from backtest.export import (
+    atomic_write_csv,
+    export_day,
+    read_positions,
+    read_quotes,
+    reference_quotes,
+    targets_for,
+)
 from backtest.orders import PLAN_COLUMNS, order_plan, plan_summary
+from backtest.rules import CostModel
 from backtest.run_dirs import find_latest_targets, write_latest
 from backtest.strategies import read_targets
-from backtest.rules import CostModel
-from data.errors import BacktestError, DataError
+from data.errors import DataError
 
 D = "2024-06-28"                      # stamp tax 0.05% on sells
 NOCOST = CostModel.zero()
@@ -287,6 +294,7 @@ def test_find_latest_targets_and_atomic_files(tmp_path):
 @pytest.fixture(scope="module")
 def synth_dm(tmp_path_factory):
     from ashare_synth import build_warehouse
+
     from data.manager import DataManager
     return DataManager(build_warehouse(tmp_path_factory.mktemp("wh")).root)
 
@@ -346,6 +354,7 @@ def test_causality_export_ignores_data_after_the_date(synth_dm, warehouse_trunc)
 def warehouse_trunc(tmp_path_factory):
     """The synthetic warehouse with every bar after 2020-08-26 removed."""
     from ashare_synth import build_warehouse
+
     from data.manager import DataManager
     wh = build_warehouse(tmp_path_factory.mktemp("whcut"))
     for f in (wh.root / "daily").glob("daily_*.parquet"):
@@ -362,9 +371,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_mine_export_end_to_end_on_real_data(tmp_path):
     from typer.testing import CliRunner
 
-    from mining.cli_app import load as load_config
     from data.manager import DataManager
     from mining.cli import app
+    from mining.cli_app import load as load_config
 
     cfg = load_config(REPO / "mine.toml")
     dm = DataManager.from_config(cfg)

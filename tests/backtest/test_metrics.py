@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtest.errors import BacktestError
 from backtest.metrics import drawdown, performance, yearly_table
-from data.errors import BacktestError
 
 
 def _nav(values, start="2021-12-29"):

@@ -299,6 +299,7 @@ def test_export_files_drive_the_adapter_to_the_same_orders(tmp_path):
     """`mine export`'s quotes file + the account's holdings -> the adapter sends the export's
     orders file, row for row (synthetic warehouse)."""
     from ashare_synth import build_warehouse
+
     from data.manager import DataManager
     dm = DataManager(build_warehouse(tmp_path / "wh").root)
     d = "2020-08-26"

@@ -5,10 +5,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.rules import (CostModel, board, cents, check_order, lot_params, min_buy_qty,
-                            round_buy_qty, round_sell_qty, stamp_tax_rate, stamp_tax_rates)
+from backtest.errors import BacktestError
+from backtest.rules import (
+    CostModel,
+    board,
+    cents,
+    check_order,
+    lot_params,
+    min_buy_qty,
+    round_buy_qty,
+    round_sell_qty,
+    stamp_tax_rate,
+    stamp_tax_rates,
+)
 from backtest.settings import BacktestConfig
-from data.errors import BacktestError
 
 
 def test_board_from_prefix():

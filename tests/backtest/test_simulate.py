@@ -9,10 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backtest.context import EvalContext
+from backtest.errors import BacktestError
 from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
 from backtest.rules import CostModel
-from backtest.simulate import MarketData, SimConfig, SimResult, simulate, targets_to_matrix
-from data.errors import BacktestError
+from backtest.simulate import (
+    MarketData,
+    SimConfig,
+    SimResult,
+    simulate,
+    targets_to_matrix,
+)
 
 A, B, S = "600000.SH", "000001.SZ", "688001.SH"
 COSTS = CostModel(commission=0.0003, min_commission=5.0, transfer_fee=0.00001)
@@ -387,6 +393,7 @@ def test_oracle_quantile_nav_equals_evaluator():
 @pytest.fixture(scope="module")
 def synth_dm(tmp_path_factory):
     from ashare_synth import build_warehouse
+
     from data.manager import DataManager
     return DataManager(build_warehouse(tmp_path_factory.mktemp("wh_sim")).root)
 

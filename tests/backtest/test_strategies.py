@@ -3,9 +3,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.strategies import (apply_caps, microcap_targets, read_targets, rebalance_mask,
-                                 to_targets, topk_dropout_weights, topn_weights, write_targets)
-from data.errors import BacktestError
+from backtest.errors import BacktestError
+from backtest.strategies import (
+    apply_caps,
+    microcap_targets,
+    read_targets,
+    rebalance_mask,
+    to_targets,
+    topk_dropout_weights,
+    topn_weights,
+    write_targets,
+)
 
 rng = np.random.default_rng(11)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mining.cli_app import load as load_config
 from mining.cli import app
+from mining.cli_app import load as load_config
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mining.cli_app import load as load_config
 from mining.cli import app
+from mining.cli_app import load as load_config
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -116,7 +116,7 @@ def test_combine_then_backtest(tmp_path, synth_root):
     nav = pd.read_parquet(bt_out / "nav.parquet")
     assert p["total_return"] == pytest.approx(nav.nav.iloc[-1] / nav.nav.iloc[0] - 1)
     assert b["init_cash"] == 500000
-    from ashare_synth import CAL                          # index close = 4000 + row in CAL
+    from ashare_synth import CAL  # index close = 4000 + row in CAL
     i0, i1 = CAL.get_loc(nav.trade_date.iloc[0]), CAL.get_loc(nav.trade_date.iloc[-1])
     assert b["benchmark_performance"]["total_return"] == pytest.approx((4000 + i1) / (4000 + i0)
                                                                        - 1)
@@ -288,7 +288,11 @@ def _jsonable(d):
 
 
 def test_backtest_library_record_equals_file(tmp_path, synth_root):
-    from backtest.backtest_run import BacktestRunSettings, MicrocapSettings, run_microcap
+    from backtest.backtest_run import (
+        BacktestRunSettings,
+        MicrocapSettings,
+        run_microcap,
+    )
     cfg = load_config(_config(tmp_path, synth_root))
     run = run_microcap(cfg, MicrocapSettings.from_config(cfg.backtest, mv_min=0, mv_max=1e12,
                                                          hold=2),

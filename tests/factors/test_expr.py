@@ -10,12 +10,22 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from data.errors import EvaluationError
 from data.fields import field_names
 from factors import operators, registry
+from factors.errors import EvaluationError
 from factors.expr_eval import evaluate
 from factors.expr_parse import MAX_DEPTH, MAX_WINDOW, compile_formula, parse
-from factors.expr_tree import Call, Const, Expr, Field, depth, fields, size, unparse, walk
+from factors.expr_tree import (
+    Call,
+    Const,
+    Expr,
+    Field,
+    depth,
+    fields,
+    size,
+    unparse,
+    walk,
+)
 
 OPS = operators.all_ops()
 FIELD_NAMES = sorted(field_names())

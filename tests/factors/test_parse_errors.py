@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from data.errors import AlphamineError, ParseError
+from data.errors import AlphamineError
+from factors.errors import ParseError
 from factors.expr_parse import MAX_DEPTH, MAX_FORMULA_CHARS, MAX_WINDOW, parse
 from factors.expr_tree import Call, Field
 

@@ -3,9 +3,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.errors import EvaluationError
-from factors.processing import (industry_codes, neutralize, process_factor, winsorize,
-                                zscore)
+from factors.errors import EvaluationError
+from factors.processing import (
+    industry_codes,
+    neutralize,
+    process_factor,
+    winsorize,
+    zscore,
+)
 
 rng = np.random.default_rng(7)
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import factors.store as fs
-from data.errors import AlphamineError, StoreError
+from data.errors import AlphamineError
+from factors.errors import StoreError
 from factors.store import FactorStore
 from factors.store_records import FactorRecord, GateDecision, gate, to_frame
 

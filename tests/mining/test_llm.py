@@ -15,19 +15,20 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ashare_synth import build_warehouse  # noqa: E402
 from openai_stub import StubServer  # noqa: E402
 
-from ashare_synth import build_warehouse  # noqa: E402
+from backtest.candidates import evaluate_candidate, make_workspace  # noqa: E402
 from backtest.context import EvalContext  # noqa: E402
-from mining.cli_app import load as load_config  # noqa: E402
-from data.errors import ConfigError, LLMError  # noqa: E402
+from data.errors import ConfigError  # noqa: E402
 from data.manager import DataManager  # noqa: E402
 from factors.expr_parse import parse  # noqa: E402
 from factors.store import FactorStore  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
+from mining.errors import LLMError  # noqa: E402
 from mining.llm import OpenAIChat, endpoint_problem, from_config  # noqa: E402
 from mining.llm_cache import LLMCache  # noqa: E402
 from mining.llm_loop import FAILURE_KINDS, LLMRunSettings, cutoff_warnings, run_loop  # noqa: E402
-from backtest.candidates import evaluate_candidate, make_workspace  # noqa: E402
 
 SECRET = "sk-test-NEVER-STORE-ME-1234567890"
 TEST_CANARY = 0.0987654
@@ -310,7 +311,7 @@ def test_knowledge_cutoff_warning(tmp_path, wh_root):
 
 def test_evaluation_error_is_counted(tmp_path, wh_root, monkeypatch):
     """A formula the data cannot evaluate (simulated: adj_factor fails to load) is counted."""
-    from data.errors import EvaluationError
+    from factors.errors import EvaluationError
     monkeypatch.setenv("OPENAI_API_KEY", "x")
     script = [{"content": _reply("cs_rank(adj_factor)", "ts_std(ret, 5)") + " " * 10}]
     with StubServer(script=script) as srv:

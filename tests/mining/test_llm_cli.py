@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ashare_synth import build_warehouse  # noqa: E402
 from openai_stub import StubServer  # noqa: E402
 
-from ashare_synth import build_warehouse  # noqa: E402
-from mining.cli_app import load as load_config  # noqa: E402
 from mining.cli import app  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -1,10 +1,10 @@
 """LLM producer, offline parts: templates, rendering from the registries, reply parsing, keys."""
 import pytest
 
-from data.errors import LLMError
 from data.fields import FIELDS
 from factors.operators import all_ops
 from mining import prompting
+from mining.errors import LLMError
 from mining.llm_cache import ChatReply, LLMCache, request_key
 from mining.prompting import ReplyError, extract_factors
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtest.candidates import Workspace
 from backtest.context import EvalContext
 from data.fields import field_names
-from backtest.candidates import Workspace
 
 
 def make_ws(T: int = 260, N: int = 30, seed: int = 0, start: str = "2015-01-01",

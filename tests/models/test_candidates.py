@@ -5,19 +5,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtest.candidates import (
+    evaluate_candidate,
+    load_prediction_panel,
+    member_correlations,
+    model_formula,
+    new_run_id,
+    save_predictions,
+    submit_prediction,
+)
 from backtest.context import EvalConfig
 from data.config import Config, DataConfig
-from factors.store import StoreConfig
-from models.settings import ModelConfig
-from data.errors import ConfigError, EvaluationError, ParseError
+from data.errors import ConfigError
+from factors.errors import EvaluationError, ParseError
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
 from factors.expr_tree import Call, Field, ModelRef, model_refs, unparse
-from factors.store import FactorStore
-from backtest.candidates import evaluate_candidate, member_correlations
-from backtest.candidates import (load_prediction_panel, model_formula, new_run_id,
-                                 save_predictions, submit_prediction)
+from factors.store import FactorStore, StoreConfig
 from models.distill import ShapSummary, distill_candidates, feature_signs
+from models.settings import ModelConfig
 
 RID = "lgbm-20261124T101010-ab12cd"
 

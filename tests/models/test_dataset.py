@@ -156,8 +156,8 @@ def test_features_are_causal(make_ws, truncate):
 
 @pytest.mark.slow
 def test_real_csi300_slice_builds_with_full_coverage():
-    from mining.cli_app import load as load_config
     from backtest.candidates import make_workspace
+    from mining.cli_app import load as load_config
     try:
         ws = make_workspace(load_config(), "csi300", "2018-06-01", "2018-12-31")
     except Exception as exc:  # pragma: no cover - the warehouse is optional

@@ -4,10 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.errors import EvaluationError
+from factors.errors import EvaluationError
 from models.dataset import build_dataset
-from models.lgbm import (daily_ic, fit_lgbm, lgbm_params, load_booster, predict_rows,
-                         run_walk_forward, save_booster)
+from models.lgbm import (
+    daily_ic,
+    fit_lgbm,
+    lgbm_params,
+    load_booster,
+    predict_rows,
+    run_walk_forward,
+    save_booster,
+)
 from models.run_common import oos_ic_stats
 from models.walkforward import walk_forward
 

@@ -15,10 +15,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from data.errors import ConfigError, EvaluationError, StoreError
+from data.errors import ConfigError
+from factors.errors import EvaluationError, StoreError
 from models.dataset import PanelDataset
-from models.seq import (date_batches, gather_windows, has_data_mask, path_targets,
-                        usable_samples)
+from models.seq import (
+    date_batches,
+    gather_windows,
+    has_data_mask,
+    path_targets,
+    usable_samples,
+)
 from models.transformer_net import TransformerConfig
 
 
@@ -322,8 +328,8 @@ def _run_cfg(tmp_path, ws):
 
 
 def test_run_transformer_end_to_end_on_synthetic(torch, make_ws, tmp_path):
-    from factors.store import FactorStore
     from backtest.candidates import load_prediction_panel
+    from factors.store import FactorStore
     from models.transformer_run import TransformerSettings, run_transformer
     ws = make_ws(T=260, N=30, plant=0.8)
     cfg = _run_cfg(tmp_path, ws)
@@ -389,6 +395,7 @@ num_threads = 1
 
 def test_cli_model_transformer_json(torch, make_ws, tmp_path, monkeypatch):
     from typer.testing import CliRunner
+
     from mining.cli import app
     args = _cli_setup(make_ws, tmp_path, monkeypatch)
     runner = CliRunner()
@@ -407,7 +414,9 @@ def test_cli_model_transformer_json(torch, make_ws, tmp_path, monkeypatch):
 
 def test_missing_torch_gives_the_install_line(make_ws, tmp_path, monkeypatch):
     import sys
+
     from typer.testing import CliRunner
+
     from mining.cli import app
     from models import transformer as tr
     from models import transformer_net
@@ -423,8 +432,8 @@ def test_missing_torch_gives_the_install_line(make_ws, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_real_csi300_fit_predict_and_causality(torch):
     """One short fit on a real CSI300 year; predictions at <= t ignore features after t."""
-    from mining.cli_app import load as load_config
     from backtest.candidates import make_workspace
+    from mining.cli_app import load as load_config
     from models.dataset import build_dataset
     from models.transformer import fit, predict
     try:

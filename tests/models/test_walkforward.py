@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.errors import ConfigError, EvaluationError
+from data.errors import ConfigError
+from factors.errors import EvaluationError
 from models.walkforward import Fold, assemble_oos, single_split, walk_forward
 
 DATES = pd.bdate_range("2012-01-02", "2016-12-30")

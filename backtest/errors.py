@@ -1,0 +1,10 @@
+"""Errors of the backtest layer."""
+from __future__ import annotations
+
+from data.errors import AlphamineError
+
+__all__ = ["BacktestError"]
+
+
+class BacktestError(AlphamineError):
+    """Targets, market data or simulator settings of a backtest are invalid."""
