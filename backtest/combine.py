@@ -28,11 +28,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from backtest.candidates import Workspace
 from backtest.context import EvalContext
 from backtest.evaluate import factor_corr, rank_ic_series
 from data.errors import AlphamineError
 from factors.errors import EvaluationError, StoreError
 from factors.processing import industry_codes, process_factor, zscore
+from factors.store import FactorStore
 
 METHODS = ("ic", "icir", "equal")
 
@@ -273,7 +275,7 @@ def warmup_start(dm, start, warmup: int = 300) -> str:
     return str(cal[i0].date())
 
 
-def combine_from_store(ws, store, *, top: int = 10, method: str = "ic", max_corr: float = 0.7,
+def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, method: str = "ic", max_corr: float = 0.7,
                        neutral: Sequence[str] = (), window: int = 60,
                        sort: str = "valid.rank_icir", start: str | None = None
                        ) -> CombineResult:
@@ -281,11 +283,10 @@ def combine_from_store(ws, store, *, top: int = 10, method: str = "ic", max_corr
 
     Parameters
     ----------
-    ws : backtest.candidates.Workspace
-        Panels + evaluation context (built with ``backtest.candidates.make_workspace`` from
-        :func:`warmup_start` to the backtest end); anything with ``.ctx``, ``.dm``,
-        ``.universe``, ``.values(expr)`` and ``.field(name)`` works.
-    store : factors.store.FactorStore
+    ws : Workspace
+        Panels + evaluation context (built with :func:`backtest.candidates.make_workspace`
+        from :func:`warmup_start` to the backtest end).
+    store : FactorStore
     top : int
         Leaderboard members considered (best ``top`` by ``sort``) before pruning.
     method, window, max_corr, neutral
