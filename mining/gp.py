@@ -25,10 +25,11 @@ common evaluator (:mod:`backtest.evaluate`), never used for fitness.
 How gplearn is driven (public API only, no patching, no process-global state):
 
 * functions come from ``gplearn.functions.make_function(..., wrap=False)``; it probes each with
-  vectors of length 10 (ones, zeros, -1) and requires finite output of that shape. A vector
-  whose length is not ``T * N`` is not a panel, so it is such a probe: the operator is applied
-  to it as a one-stock panel and non-finite values are answered as 0 (the operators give NaN
-  for ``x / 0``, ``log 0`` or a window longer than the data, by design). Each function is a
+  vectors of length 10 (ones, zeros, -1) and requires finite output of that shape. While
+  ``make_function`` runs, the function is in probe mode: the operator is applied to the vector
+  as a one-stock panel and non-finite values are answered as 0 (the operators give NaN for
+  ``x / 0``, ``log 0`` or a window longer than the data, by design); afterwards it computes
+  normally and a vector of a length other than ``T * N`` is an error. Each function is a
   plain closure of the right arity (make_function reads ``__code__.co_argcount``); with
   ``n_jobs > 1`` joblib's loky backend pickles it with cloudpickle;
 * the fitness is ``gplearn.fitness.make_fitness(..., wrap=False)``;
@@ -131,11 +132,12 @@ class _PanelFunction:
         self.protect_log = protect_log
         self.name = name or op.name
         self.defer = defer
+        self.probing = False  # True while make_function probes it (see build_function_set)
 
     def __call__(self, *args: np.ndarray) -> np.ndarray | Deferred:
         T, N = self.shape
         n = args[0].shape[0]
-        if n != T * N:  # make_function's probe (length 10): finite output of the same shape
+        if self.probing:  # make_function's probe: finite output of the same shape
             with np.errstate(all="ignore"):
                 return np.nan_to_num(self._compute(args, n, 1), nan=0.0, posinf=0.0,
                                      neginf=0.0)
@@ -212,16 +214,24 @@ def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
             for w in op.gp_windows:
                 name = f"{op.name}_{w}"
                 fn = _PanelFunction(op, w, shape, None, name=name, defer=defer)
-                functions.append(make_function(function=_as_function(fn, op.n_inputs),
-                                               name=name, arity=op.n_inputs, wrap=False))
+                functions.append(_make_function(fn, op.n_inputs))
                 names[name] = (op.name, w)
         else:
             fn = _PanelFunction(op, None, shape, mask, protect_log=(op.name == "log"),
                                 name=op.name, defer=defer)
-            functions.append(make_function(function=_as_function(fn, op.n_inputs),
-                                           name=op.name, arity=op.n_inputs, wrap=False))
+            functions.append(_make_function(fn, op.n_inputs))
             names[op.name] = (op.name, None)
     return functions, names
+
+
+def _make_function(fn: _PanelFunction, arity: int):
+    """gplearn's ``make_function`` for ``fn``, answering its probe calls in probe mode."""
+    fn.probing = True
+    try:
+        return make_function(function=_as_function(fn, arity), name=fn.name, arity=arity,
+                             wrap=False)
+    finally:
+        fn.probing = False
 
 
 def program_to_expr(program: list, names: dict[str, tuple[str, int | None]],
