@@ -126,12 +126,10 @@ def main() -> None:
     c = res.cache
     if c:
         n_ops = c["op_hits"] + c["op_misses"]
-        n_fit = c["fitness_hits"] + c["fitness_misses"]
         print(f"GP memo (alphamine): duplicate programs {c['program_hits']}/{n_gp} "
               f"({c['program_hits'] / max(n_gp, 1):.0%}, stored fitness reused; "
               f"{c['program_misses'] / t_gp.wall:.1f} distinct programs/s), operator outputs "
-              f"{c['op_hits']}/{n_ops} hits ({c['op_hits'] / max(n_ops, 1):.0%}), fitness of "
-              f"equal outputs {c['fitness_hits']}/{n_fit} hits")
+              f"{c['op_hits']}/{n_ops} hits ({c['op_hits'] / max(n_ops, 1):.0%})")
     print(f"max |alphamine - pandas wide| on complete windows: {diff:.2e}")
     print("alphalens steps (wall s): " + ", ".join(f"{k} {v.wall:.2f}" for k, v in steps.items())
           + f"; get_clean_factor_and_forward_returns {t_e2e.wall:.2f}")

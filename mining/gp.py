@@ -22,25 +22,43 @@ IC are stored negated, so every leaderboard entry has a positive train RankIC.
 Only the train rows are ever given to gplearn; valid/test rows are evaluated afterwards by the
 common evaluator (:mod:`backtest.evaluate`), never used for fitness.
 
-Memoisation: gplearn recomputes every subtree of every program, although a population shares
-many (``ts_mad(turnover, 20)`` ...) and holds duplicate programs. Each function call is therefore
-memoised per process by its *structure*: a node id for (gplearn function name, node ids of the
-inputs), where an input is either an output this cache produced (recognised by object identity,
-held through a weak reference) or a leaf (a column of X), identified by a BLAKE2b digest of its
-bytes computed once per buffer. Every output is handed on read-only; it is kept (LRU bounded by
-``GPSettings.cache_mb``) when it took at least ``GPSettings.cache_min_ms`` to compute or when its
-node is computed a second time, since keeping a panel costs fresh, page-faulted memory. The
-fitness is memoised by the node id of the program's output. The kernels are deterministic, so
-results are identical with and without the cache (tested). With ``n_jobs > 1`` each worker
-process has its own memo and ``GPResult.cache`` counts the parent process only.
+How gplearn is driven (public API only, no patching, no process-global state):
+
+* functions come from ``gplearn.functions.make_function(..., wrap=False)``; it probes each with
+  vectors of length 10 (ones, zeros, -1) and requires finite output of that shape. While
+  ``make_function`` runs, the function is in probe mode: the operator is applied to the vector
+  as a one-stock panel and non-finite values are answered as 0 (the operators give NaN for
+  ``x / 0``, ``log 0`` or a window longer than the data, by design); afterwards it computes
+  normally and a vector of a length other than ``T * N`` is an error. Each function is a
+  plain closure of the right arity (make_function reads ``__code__.co_argcount``); with
+  ``n_jobs > 1`` joblib's loky backend pickles it with cloudpickle;
+* the fitness is ``gplearn.fitness.make_fitness(..., wrap=False)``;
+* NaN in X is accepted through scikit-learn's public ``config_context(assume_finite=True)``
+  around each ``fit``: gplearn validates X and y with ``sklearn.utils.validation.validate_data``,
+  whose finiteness check (``_assert_all_finite``) returns early under that setting (checked in
+  scikit-learn 1.9.1 / gplearn 0.4.3); the setting is thread-local and restored on exit;
+* generations are run one ``fit`` at a time with ``warm_start=True`` (public parameters);
+* the one private attribute read is ``est._programs[-1]``, the population of the generation
+  just fitted: gplearn has no public accessor for the population (``run_details_`` holds only
+  summaries) and its own examples read ``_programs``. It is only read, never written.
+
+Memoisation (:mod:`mining.gp_memo`, ``GPSettings.cache_mb > 0``): a population shares many
+subtrees (``ts_mad(turnover, 20)`` ...) and holds duplicate programs. With the memo on, the
+functions return deferred calls (:class:`~mining.gp_memo.Deferred`, array-like through
+``__array__``) and the metric evaluates the program's call tree through the run's own
+:class:`~mining.gp_memo.GPMemo`, keyed by structure: a duplicate program gets its stored fitness
+without computing anything, shared subtrees are computed once while they stay in the memo. This
+relies on gplearn's ``_Program.execute`` handing intermediate results on untouched to the next
+function and the root to the metric (0.4.3; tested end to end by the identity tests), not on
+changing anything in gplearn. The memo is created by :func:`run_gp`, referenced by the fitness
+object only (the functions hold none), and emptied when the run ends; two runs never share one.
+With ``n_jobs > 1`` each worker task gets an empty memo of its own (pickling drops the contents)
+and ``GPResult.cache`` counts the parent process only. Results are identical with and without
+the memo (tested).
 """
 from __future__ import annotations
 
-import hashlib
 import time
-import uuid
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -51,13 +69,13 @@ from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, Field
 from factors.operators import all_ops
 from factors.registry import Operator
+from mining.gp_memo import Deferred, GPMemo
 
 # gplearn imports live here only.
-import gplearn._program as _gp_program
-import gplearn.genetic as _gp_genetic
 from gplearn.fitness import make_fitness
-from gplearn.functions import _Function
+from gplearn.functions import make_function
 from gplearn.genetic import SymbolicRegressor
+from sklearn import config_context
 
 __all__ = ["GPSettings", "GPGeneration", "GPResult", "build_function_set", "program_to_expr",
            "run_gp"]
@@ -115,153 +133,33 @@ class GPResult:
     cache: dict[str, int] = field(default_factory=dict)  # memo counters (this process only)
 
 
-class _OpCache:
-    """Per-process memo of operator outputs (LRU by bytes) and fitness values for one GP run.
-
-    Node ids are small ints interned from structural keys ``(function name, input node ids)`` or
-    ``("leaf", digest, shape)``; two calls with the same node id compute the same numbers.
-    """
-
-    _MAX_LEAVES = 32  # leaf buffers whose digest is remembered (held alive so ids stay valid)
-
-    def __init__(self, token: str, max_bytes: int, min_seconds: float = 0.0):
-        self.token, self.max_bytes, self.min_seconds = token, max_bytes, min_seconds
-        self._computed: set[int] = set()
-        self._out: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._nodes: dict[tuple, int] = {}
-        self._by_id: dict[int, tuple[weakref.ref, int]] = {}
-        self._leaves: dict[tuple, tuple[np.ndarray, int]] = {}
-        self._fitness: dict[int, float] = {}
-        self.stats = {"op_hits": 0, "op_misses": 0, "fitness_hits": 0, "fitness_misses": 0,
-                      "leaf_hashes": 0, "evictions": 0}
-
-    def _intern(self, key: tuple) -> int:
-        nid = self._nodes.get(key)
-        if nid is None:
-            nid = self._nodes[key] = len(self._nodes)
-        return nid
-
-    def node_of(self, a: np.ndarray) -> int:
-        """Node id of an input: a cached output by identity, else a leaf by content digest."""
-        entry = self._by_id.get(id(a))
-        if entry is not None and entry[0]() is a:
-            return entry[1]
-        a = np.asarray(a)
-        lk = (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
-        leaf = self._leaves.get(lk)
-        if leaf is not None:
-            return leaf[1]
-        c = np.ascontiguousarray(a)
-        digest = hashlib.blake2b(c.view(np.uint8), digest_size=16).digest()
-        self.stats["leaf_hashes"] += 1
-        nid = self._intern(("leaf", a.dtype.str, a.shape, digest))
-        if a.base is not None:  # a view (an X column): remember its buffer, held alive
-            if len(self._leaves) >= self._MAX_LEAVES:
-                self._leaves.clear()
-            self._leaves[lk] = (a, nid)
-        return nid
-
-    def call_node(self, name: str, args: tuple[np.ndarray, ...]) -> int:
-        return self._intern((name,) + tuple(self.node_of(a) for a in args))
-
-    def get(self, nid: int) -> np.ndarray | None:
-        out = self._out.get(nid)
-        if out is None:
-            self.stats["op_misses"] += 1
-            return None
-        self._out.move_to_end(nid)
-        self.stats["op_hits"] += 1
-        return out
-
-    def put(self, nid: int, out: np.ndarray, seconds: float) -> np.ndarray:
-        """Register ``out`` (read-only) as node ``nid``; keep it if worth it; return it.
-
-        Keeping an output costs fresh memory (page faults: about 5-9 ms per 6 MB panel on the
-        dev VM), so an output is kept only when it took at least ``min_seconds`` to compute or
-        when this node is computed for the second time (it recurs); LRU eviction by bytes.
-        """
-        out.flags.writeable = False
-        i = id(out)
-        self._by_id[i] = (weakref.ref(out, lambda ref, i=i: self._forget(i, ref)), nid)
-        keep = seconds >= self.min_seconds or nid in self._computed
-        self._computed.add(nid)
-        if keep and out.nbytes <= self.max_bytes:
-            self._out[nid] = out
-            self._bytes += out.nbytes
-            while self._bytes > self.max_bytes:
-                _, old = self._out.popitem(last=False)
-                self._bytes -= old.nbytes
-                self.stats["evictions"] += 1
-        return out
-
-    def _forget(self, i: int, ref: weakref.ref) -> None:
-        entry = self._by_id.get(i)
-        if entry is not None and entry[0] is ref:
-            del self._by_id[i]
-
-    def fitness(self, y_pred: np.ndarray, compute: Callable[[], float]) -> float:
-        nid = self.node_of(y_pred)
-        fit = self._fitness.get(nid)
-        if fit is None:
-            self.stats["fitness_misses"] += 1
-            fit = self._fitness[nid] = compute()
-        else:
-            self.stats["fitness_hits"] += 1
-        return fit
-
-
-_ACTIVE: list[_OpCache] = []  # this process's cache (at most one run's)
-
-
-def _cache_for(token: str | None, max_bytes: int, min_seconds: float = 0.0
-               ) -> _OpCache | None:
-    """The memo of run ``token`` in this process (created on first use); None if disabled."""
-    if token is None or max_bytes <= 0:
-        return None
-    if _ACTIVE and _ACTIVE[0].token == token:
-        return _ACTIVE[0]
-    _ACTIVE[:] = [_OpCache(token, max_bytes, min_seconds)]
-    return _ACTIVE[0]
-
-
-def _release_cache(token: str) -> dict[str, int]:
-    """Drop this process's memo of run ``token``; return its counters."""
-    if _ACTIVE and _ACTIVE[0].token == token:
-        stats = dict(_ACTIVE[0].stats)
-        _ACTIVE.clear()
-        return stats
-    return {}
-
-
 class _PanelFunction:
     """Picklable callable applying one registry operator to date-major flattened panels."""
 
     def __init__(self, op: Operator, window: int | None, shape: tuple[int, int],
                  mask: np.ndarray | None, protect_log: bool = False, name: str = "",
-                 cache_token: str | None = None, cache_bytes: int = 0,
-                 cache_min_seconds: float = 0.0):
+                 defer: bool = False):
         self.op, self.window, self.shape, self.mask = op, window, shape, mask
         self.protect_log = protect_log
         self.name = name or op.name
-        self.cache_token, self.cache_bytes = cache_token, cache_bytes
-        self.cache_min_seconds = cache_min_seconds
+        self.defer = defer
+        self.probing = False  # True while make_function probes it (see build_function_set)
 
-    def __call__(self, *args: np.ndarray) -> np.ndarray:
+    def __call__(self, *args: np.ndarray) -> np.ndarray | Deferred:
         T, N = self.shape
         n = args[0].shape[0]
-        if n != T * N:  # gplearn's own sanity calls with short vectors
-            return self._compute(args, n, 1)
-        cache = _cache_for(self.cache_token, self.cache_bytes, self.cache_min_seconds)
-        if cache is None:
-            return self._compute(args, T, N)
-        nid = cache.call_node(self.name, args)
-        out = cache.get(nid)
-        if out is None:
-            t0 = time.perf_counter()
-            out = self._compute(args, T, N)
-            out = cache.put(nid, out, time.perf_counter() - t0)
-        return out
+        if self.probing:  # make_function's probe: finite output of the same shape
+            with np.errstate(all="ignore"):
+                return np.nan_to_num(self._compute(args, n, 1), nan=0.0, posinf=0.0,
+                                     neginf=0.0)
+        if self.defer:  # evaluated by the run's memo in the fitness (mining.gp_memo)
+            return Deferred(self, args, n)
+        return self._compute(args, T, N)
+
+    def evaluate(self, args: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The operator on full flattened panels (used by :class:`~mining.gp_memo.GPMemo`)."""
+        T, N = self.shape
+        return self._compute(args, T, N)
 
     def _compute(self, args: tuple[np.ndarray, ...], T: int, N: int) -> np.ndarray:
         panels = [np.ascontiguousarray(a, dtype=np.float64).reshape(T, N) for a in args]
@@ -273,10 +171,26 @@ class _PanelFunction:
         return op.apply(panels, windows, mask=mask).reshape(-1)
 
 
+def _as_function(fn: _PanelFunction, arity: int) -> Callable[..., np.ndarray]:
+    """A plain function of exactly ``arity`` arguments calling ``fn`` (make_function checks
+    ``__code__.co_argcount``)."""
+    if arity == 1:
+        def f1(x1):
+            return fn(x1)
+        return f1
+    if arity == 2:
+        def f2(x1, x2):
+            return fn(x1, x2)
+        return f2
+    if arity == 3:
+        def f3(x1, x2, x3):
+            return fn(x1, x2, x3)
+        return f3
+    raise ValueError(f"no GP function of arity {arity} ({fn.name})")
+
+
 def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
-                       cache_token: str | None = None, cache_bytes: int = 0,
-                       cache_min_seconds: float = 0.0,
-                       ) -> tuple[list[_Function], dict[str, tuple[str, int | None]]]:
+                       defer: bool = False) -> tuple[list, dict[str, tuple[str, int | None]]]:
     """Generate the gplearn function set from the operator registry.
 
     Parameters
@@ -285,19 +199,19 @@ def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
         Panel shape the flattened gplearn vectors are reshaped to.
     mask : ndarray of bool, shape (T, N), optional
         Universe mask handed to ``cs_*`` operators.
-    cache_token, cache_bytes, cache_min_seconds : str, int and float, optional
-        Memoise outputs (read-only arrays) in this process's cache of run ``cache_token``, at
-        most ``cache_bytes`` bytes, keeping an output seen once only if it took at least
-        ``cache_min_seconds``; no memo when the token is None or the size 0 (default).
+    defer : bool
+        Called on full panels, return a :class:`~mining.gp_memo.Deferred` call instead of
+        computing (for evaluation through a :class:`~mining.gp_memo.GPMemo`); default False:
+        return the output array.
 
     Returns
     -------
-    functions : list of gplearn ``_Function``
+    functions : list of gplearn function objects (from ``make_function``)
     names : dict
         gplearn function name -> (registry operator name, window or None). The name ``log``
         maps to the protected ``log(abs(x))``.
     """
-    functions: list[_Function] = []
+    functions: list = []
     names: dict[str, tuple[str, int | None]] = {}
     for op in all_ops():
         if not op.gp:
@@ -305,17 +219,25 @@ def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
         if op.kind == "ts":
             for w in op.gp_windows:
                 name = f"{op.name}_{w}"
-                fn = _PanelFunction(op, w, shape, None, name=name, cache_token=cache_token,
-                                    cache_bytes=cache_bytes, cache_min_seconds=cache_min_seconds)
-                functions.append(_Function(fn, name, op.n_inputs))
+                fn = _PanelFunction(op, w, shape, None, name=name, defer=defer)
+                functions.append(_make_function(fn, op.n_inputs))
                 names[name] = (op.name, w)
         else:
             fn = _PanelFunction(op, None, shape, mask, protect_log=(op.name == "log"),
-                                name=op.name, cache_token=cache_token, cache_bytes=cache_bytes,
-                                cache_min_seconds=cache_min_seconds)
-            functions.append(_Function(fn, op.name, op.n_inputs))
+                                name=op.name, defer=defer)
+            functions.append(_make_function(fn, op.n_inputs))
             names[op.name] = (op.name, None)
     return functions, names
+
+
+def _make_function(fn: _PanelFunction, arity: int):
+    """gplearn's ``make_function`` for ``fn``, answering its probe calls in probe mode."""
+    fn.probing = True
+    try:
+        return make_function(function=_as_function(fn, arity), name=fn.name, arity=arity,
+                             wrap=False)
+    finally:
+        fn.probing = False
 
 
 def program_to_expr(program: list, names: dict[str, tuple[str, int | None]],
@@ -331,84 +253,20 @@ def program_to_expr(program: list, names: dict[str, tuple[str, int | None]],
 
     def build() -> Expr:
         node = next(it)
-        if isinstance(node, _Function):
-            op_name, window = names[node.name]
-            args = tuple(build() for _ in range(node.arity))
-            if op_name == "log":
-                return Call("log", (Call("abs", args),))
-            return Call(op_name, args, (window,) if window is not None else ())
         if isinstance(node, (int, np.integer)):
             return Field(feature_names[int(node)])
-        return Const(float(node))
+        if isinstance(node, (float, np.floating)):
+            return Const(float(node))
+        op_name, window = names[node.name]  # a function node (name, arity)
+        args = tuple(build() for _ in range(node.arity))
+        if op_name == "log":
+            return Call("log", (Call("abs", args),))
+        return Call(op_name, args, (window,) if window is not None else ())
 
     expr = build()
     if next(it, None) is not None:
         raise ValueError("gplearn program has trailing nodes")
     return expr
-
-
-class _AllowNaN:
-    """Let gplearn accept NaN in X/y: NaN is the workbench's missing-data marker.
-
-    gplearn 0.4.3 validates X with scikit-learn's ``validate_data`` (finite values only); the
-    operators here are NaN-aware and the fitness ignores NaN, so validation is relaxed while a
-    GP fit runs (restored afterwards, even on error).
-    """
-
-    def __enter__(self):
-        self._orig = _gp_genetic.validate_data
-
-        def validate(*args, **kwargs):
-            kwargs["ensure_all_finite"] = False
-            return self._orig(*args, **kwargs)
-
-        _gp_genetic.validate_data = validate
-        return self
-
-    def __exit__(self, *exc):
-        _gp_genetic.validate_data = self._orig
-        return False
-
-
-class _ProgramMemo:
-    """Score each distinct program once: duplicates in a population reuse the stored fitness.
-
-    Patches gplearn's ``_Program.raw_fitness`` in this process while a fit runs (restored
-    afterwards, even on error); only calls on the run's own ``X`` buffer are memoised, keyed by
-    the program's prefix list (function names, feature indices, constants). The fitness is a
-    deterministic function of the program, so the scores are unchanged. Worker processes
-    (``n_jobs > 1``) are not patched and rely on the per-process operator/fitness memo.
-    """
-
-    def __init__(self, X: np.ndarray, stats: dict[str, int]):
-        self._ptr, self._shape = X.__array_interface__["data"][0], X.shape
-        self._fit: dict[tuple, float] = {}
-        self.stats = stats
-        stats.setdefault("program_hits", 0)
-        stats.setdefault("program_misses", 0)
-
-    def __enter__(self):
-        self._orig = orig = _gp_program._Program.raw_fitness
-        memo = self
-
-        def raw_fitness(program, X, y, sample_weight):
-            if X.shape != memo._shape or X.__array_interface__["data"][0] != memo._ptr:
-                return orig(program, X, y, sample_weight)
-            key = tuple(n.name if isinstance(n, _Function) else n for n in program.program)
-            fit = memo._fit.get(key)
-            if fit is None:
-                fit = memo._fit[key] = orig(program, X, y, sample_weight)
-                memo.stats["program_misses"] += 1
-            else:
-                memo.stats["program_hits"] += 1
-            return fit
-
-        _gp_program._Program.raw_fitness = raw_fitness
-        return self
-
-    def __exit__(self, *exc):
-        _gp_program._Program.raw_fitness = self._orig
-        return False
 
 
 class _RankICFitness:
@@ -419,11 +277,8 @@ class _RankICFitness:
     ranking a self-selected subset.
     """
 
-    def __init__(self, ctx: EvalContext, split: str, cache_token: str | None = None,
-                 cache_bytes: int = 0, cache_min_seconds: float = 0.0):
-        self.ctx, self.split = ctx, split
-        self.cache_token, self.cache_bytes = cache_token, cache_bytes
-        self.cache_min_seconds = cache_min_seconds
+    def __init__(self, ctx: EvalContext, split: str, memo: GPMemo | None = None):
+        self.ctx, self.split, self.memo = ctx, split, memo
         lo, hi = ctx.split_bounds(split)
         self._rows = slice(lo, hi)
         self._eligible = ctx.eligible[lo:hi]
@@ -437,10 +292,9 @@ class _RankICFitness:
         T, N = len(self.ctx.dates), len(self.ctx.codes)
         if y_pred.shape[0] != T * N:
             return 0.0
-        cache = _cache_for(self.cache_token, self.cache_bytes, self.cache_min_seconds)
-        if cache is None:
+        if self.memo is None:  # the functions computed: y_pred is an array
             return self._score(y_pred, T, N)
-        return cache.fitness(y_pred, lambda: self._score(y_pred, T, N))
+        return self.memo.fitness(y_pred, lambda values: self._score(values, T, N))
 
     def _score(self, y_pred: np.ndarray, T: int, N: int) -> float:
         panel = y_pred.reshape(T, N)
@@ -485,11 +339,10 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
             raise ValueError(f"panel {name!r} has shape {arr.shape}, expected {(T, N)}")
         X[:, k] = arr.reshape(-1)
     y = np.zeros(T * N)  # the target lives in ctx; gplearn only needs a vector of the right size
-    token = uuid.uuid4().hex if settings.cache_mb > 0 else None  # identity only, not results
-    cache_bytes = int(settings.cache_mb * 2**20)
-    functions, names = build_function_set((T, N), ctx.universe_mask, token, cache_bytes,
-                                          settings.cache_min_ms / 1000.0)
-    fitness = _RankICFitness(ctx, split, token, cache_bytes, settings.cache_min_ms / 1000.0)
+    memo = (GPMemo(int(settings.cache_mb * 2**20), settings.cache_min_ms / 1000.0)
+            if settings.cache_mb > 0 else None)  # this run's own; emptied when it ends
+    functions, names = build_function_set((T, N), ctx.universe_mask, defer=memo is not None)
+    fitness = _RankICFitness(ctx, split, memo)
 
     def rank_ic_fitness(y, y_pred, w):  # gplearn inspects the argument count of a function
         return fitness(y, y_pred, w)
@@ -508,18 +361,13 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
 
     generations: list[GPGeneration] = []
     seen: dict[Expr, float] = {}
-    program_stats: dict[str, int] = {}
     try:
-        if token is None:
-            _run_generations(est, X, y, settings, names, feature_names, generations, seen,
-                             on_generation)
-        else:
-            with _ProgramMemo(X, program_stats):
-                _run_generations(est, X, y, settings, names, feature_names, generations, seen,
-                                 on_generation)
+        _run_generations(est, X, y, settings, names, feature_names, generations, seen,
+                         on_generation)
     finally:
-        cache_stats = _release_cache(token) if token is not None else {}
-        cache_stats.update(program_stats)
+        cache_stats = dict(memo.stats) if memo is not None else {}
+        if memo is not None:
+            memo.clear()
     n_scored = sum(gen.n_programs for gen in generations)
     candidates = sorted(seen.items(), key=lambda kv: (-kv[1], str(kv[0])))
     return GPResult(candidates=candidates, generations=generations, n_programs_scored=n_scored,
@@ -528,24 +376,24 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
 
 def _run_generations(est, X, y, settings, names, feature_names, generations, seen,
                      on_generation) -> None:
-    with _AllowNaN():
-        for g in range(settings.generations):
-            tg = time.perf_counter()
-            est.set_params(generations=g + 1)
+    for g in range(settings.generations):
+        tg = time.perf_counter()
+        est.set_params(generations=g + 1)
+        with config_context(assume_finite=True):  # NaN is our missing-data marker
             est.fit(X, y)
-            pop = est._programs[-1]
-            # gplearn prunes non-ancestors of older generations: collect this one now.
-            for p in pop:
-                expr = program_to_expr(p.program, names, feature_names)
-                fit = float(p.raw_fitness_)
-                if expr not in seen or fit > seen[expr]:
-                    seen[expr] = fit
-            fits = np.array([p.raw_fitness_ for p in pop], dtype=float)
-            best = pop[int(np.argmax(fits))]
-            summary = GPGeneration(
-                generation=g + 1, best=float(np.max(fits)), median=float(np.median(fits)),
-                best_formula=str(program_to_expr(best.program, names, feature_names)),
-                seconds=time.perf_counter() - tg, n_programs=len(pop))
-            generations.append(summary)
-            if on_generation is not None:
-                on_generation(summary)
+        pop = est._programs[-1]  # read only: no public accessor for the population
+        # gplearn prunes non-ancestors of older generations: collect this one now.
+        for p in pop:
+            expr = program_to_expr(p.program, names, feature_names)
+            fit = float(p.raw_fitness_)
+            if expr not in seen or fit > seen[expr]:
+                seen[expr] = fit
+        fits = np.array([p.raw_fitness_ for p in pop], dtype=float)
+        best = pop[int(np.argmax(fits))]
+        summary = GPGeneration(
+            generation=g + 1, best=float(np.max(fits)), median=float(np.median(fits)),
+            best_formula=str(program_to_expr(best.program, names, feature_names)),
+            seconds=time.perf_counter() - tg, n_programs=len(pop))
+        generations.append(summary)
+        if on_generation is not None:
+            on_generation(summary)

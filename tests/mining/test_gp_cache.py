@@ -1,10 +1,19 @@
-"""GP memo of operator outputs and fitness: identical results with and without it, and it hits."""
+"""GP memo of operator outputs and fitness: identical results with and without it, and it hits;
+owned by the run (no process-global state) and gplearn is never patched."""
+import pickle
+
 import gplearn._program
+import gplearn.fitness
+import gplearn.functions
+import gplearn.genetic
 import numpy as np
 import pytest
+import sklearn
 
 from mining import gp as gp_mod
 from mining.gp import GPSettings, build_function_set, run_gp
+from mining.gp_memo import Deferred, GPMemo
+
 from tests.mining.test_gp import _synthetic
 
 ORIGINAL_RAW_FITNESS = gplearn._program._Program.raw_fitness
@@ -27,11 +36,8 @@ def test_cache_on_off_identical_results_and_hits():
     assert st["op_hits"] > 0 and st["program_hits"] > 0
     # every program is scored once: fresh or a duplicate program's stored fitness
     assert st["program_hits"] + st["program_misses"] == on.n_programs_scored
-    # programs not seen before are executed; their outputs' fitness is computed or memoised
-    assert st["fitness_hits"] + st["fitness_misses"] == st["program_misses"]
-    assert gplearn._program._Program.raw_fitness is ORIGINAL_RAW_FITNESS  # patch restored
+    assert st["op_misses"] > 0
     assert st["leaf_hashes"] <= len(panels) + 1        # X columns hashed once each (one buffer)
-    assert gp_mod._ACTIVE == []                        # released after the run
 
 
 def test_tiny_cache_evicts_and_stays_identical():
@@ -45,32 +51,124 @@ def test_tiny_cache_evicts_and_stays_identical():
     assert tiny.cache["evictions"] > 0
 
 
-def test_cached_outputs_read_only_and_keyed_by_structure():
+def test_memo_outputs_read_only_and_keyed_by_structure():
     T, N = 30, 4
     rng = np.random.default_rng(0)
     X = np.asfortranarray(rng.normal(size=(T * N, 2)))
-    funcs, _ = build_function_set((T, N), None, cache_token="t-struct", cache_bytes=2**24)
+    funcs, _ = build_function_set((T, N), None, defer=True)
     by = {f.name: f for f in funcs}
-    try:
-        a = by["ts_mean_10"](X[:, 0])
-        b = by["ts_mean_10"](X[:, 0])                  # a fresh view of the same column: a hit
-        assert b is a and not a.flags.writeable
-        with pytest.raises(ValueError):
-            a[0] = 1.0
-        c = by["ts_mean_10"](X[:, 1])                  # another column: computed
-        assert c is not a
-        copy = np.array(X[:, 0])                       # same bytes, other buffer: same leaf
-        assert by["ts_mean_10"](copy) is a
-        s1 = by["add"](a, c)
-        assert by["add"](by["ts_mean_10"](X[:, 0]), c) is s1
-        off, _ = build_function_set((T, N), None)
-        ref = {f.name: f for f in off}
-        np.testing.assert_array_equal(s1, ref["add"](ref["ts_mean_10"](X[:, 0]),
-                                                     ref["ts_mean_10"](X[:, 1])))
-        stats = gp_mod._ACTIVE[0].stats
-        assert stats["op_hits"] == 4 and stats["op_misses"] == 3
-    finally:
-        gp_mod._release_cache("t-struct")
+    memo = GPMemo(2**24)
+    d = by["ts_mean_10"](X[:, 0])
+    assert isinstance(d, Deferred) and d.shape == (T * N,)
+    a = memo.value(d)
+    b = memo.value(by["ts_mean_10"](X[:, 0]))         # a fresh view of the same column: a hit
+    assert b is a and not a.flags.writeable
+    with pytest.raises(ValueError):
+        a[0] = 1.0
+    c = memo.value(by["ts_mean_10"](X[:, 1]))         # another column: computed
+    assert c is not a
+    copy = np.array(X[:, 0])                          # same bytes, other buffer: same leaf
+    assert memo.value(by["ts_mean_10"](copy)) is a
+    s1 = memo.value(by["add"](by["ts_mean_10"](X[:, 0]), by["ts_mean_10"](X[:, 1])))
+    assert memo.stats["op_hits"] == 4 and memo.stats["op_misses"] == 3
+    assert memo.node(by["add"](by["ts_mean_10"](copy), by["ts_mean_10"](X[:, 1]))) == \
+        memo.node(by["add"](by["ts_mean_10"](X[:, 0]), by["ts_mean_10"](X[:, 1])))
+    off, _ = build_function_set((T, N), None)
+    ref = {f.name: f for f in off}
+    expect = ref["add"](ref["ts_mean_10"](X[:, 0]), ref["ts_mean_10"](X[:, 1]))
+    np.testing.assert_array_equal(s1, expect)
+    # without a memo a deferred call is still an array-like of the promised values
+    np.testing.assert_array_equal(
+        np.asarray(by["add"](by["ts_mean_10"](X[:, 0]), by["ts_mean_10"](X[:, 1]))), expect)
+    # fitness: scored once per structure
+    calls = []
+    fit = memo.fitness(by["neg"](by["ts_mean_10"](X[:, 0])), lambda v: calls.append(1) or 0.5)
+    assert memo.fitness(by["neg"](by["ts_mean_10"](copy)), lambda v: 1 / 0) == fit == 0.5
+    assert calls == [1] and memo.stats["program_hits"] == 1
+    memo.clear()
+    assert memo.stats["op_misses"] == 0 and memo.value(by["ts_mean_10"](X[:, 0])) is not a
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_make_function_probe_only_while_probing(defer):
+    """make_function probes with length-10 vectors; afterwards a 10-cell panel is a panel."""
+    funcs, _ = build_function_set((2, 5), np.ones((2, 5), bool), defer=defer)  # T * N == 10
+    by = {f.name: f for f in funcs}
+    out = np.asarray(by["div"](np.ones(10), np.zeros(10)))
+    assert np.isnan(out).all()                         # x / 0: computed, not a probe answer
+    with pytest.raises(ValueError):
+        np.asarray(by["ts_mean_10"](np.ones(7)))       # not a panel
+
+
+def _gplearn_state():
+    mods = (gplearn.genetic, gplearn._program, gplearn.functions, gplearn.fitness)
+    state = {(m.__name__, k): v for m in mods for k, v in vars(m).items()}
+    state.update({("_Program", k): v for k, v in vars(gplearn._program._Program).items()})
+    return state
+
+
+def _same_objects(a, b):
+    return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
+
+
+@pytest.mark.parametrize("cache_mb", [0.0, 64.0])
+def test_gplearn_not_patched_during_or_after_run(monkeypatch, cache_mb):
+    ctx, panels = _synthetic(T=60, N=15, seed=6)
+    before = _gplearn_state()
+    validate = gplearn.genetic.validate_data
+    seen = []
+    score = gp_mod._RankICFitness._score
+
+    def spy(self, *args):
+        seen.append((_same_objects(_gplearn_state(), before),
+                     gplearn.genetic.validate_data is validate,
+                     gplearn._program._Program.raw_fitness is ORIGINAL_RAW_FITNESS,
+                     sklearn.get_config()["assume_finite"]))
+        return score(self, *args)
+
+    monkeypatch.setattr(gp_mod._RankICFitness, "_score", spy)
+    run_gp(panels, ctx, GPSettings(population=20, generations=2, tournament_size=5, seed=2,
+                                   max_depth=3, cache_mb=cache_mb))
+    assert seen and all(s == (True, True, True, True) for s in seen)
+    assert _same_objects(_gplearn_state(), before)
+    assert not sklearn.get_config()["assume_finite"]  # scikit-learn's setting restored
+
+
+def test_two_runs_do_not_share_a_memo():
+    ctx, panels = _synthetic(T=80, N=20, seed=7)
+    s = GPSettings(population=40, generations=2, tournament_size=5, seed=3, max_depth=3,
+                   cache_min_ms=0.0)
+    first = run_gp(panels, ctx, s)
+    second = run_gp(panels, ctx, s)                   # a fresh memo: the same misses again
+    assert second.cache == first.cache and first.cache["program_misses"] > 0
+    assert _summary(second) == _summary(first)
+    inner = []                                        # a run nested inside another's callback
+
+    def on_gen(_):
+        inner.append(run_gp(panels, ctx, s))
+
+    outer = run_gp(panels, ctx, s, on_generation=on_gen)
+    assert outer.cache == first.cache and _summary(outer) == _summary(first)
+    assert all(r.cache == first.cache and _summary(r) == _summary(first) for r in inner)
+
+
+def test_pickling_drops_memo_contents():
+    """Functions hold no memo; the fitness pickles its memo's settings, not its contents."""
+    ctx, _ = _synthetic(T=40, N=10, seed=8)
+    T, N = 40, 10
+    funcs, _ = build_function_set((T, N), ctx.universe_mask, defer=True)
+    by = {f.name: f for f in funcs}
+    memo = GPMemo(2**26, 0.0)
+    fitness = gp_mod._RankICFitness(ctx, "train", memo)
+    x = np.random.default_rng(0).normal(size=(T * N, 2))
+    fitness(None, by["ts_mean_10"](x[:, 0]), None)
+    assert memo.stats["program_misses"] == 1 and memo._out
+    empty = len(pickle.dumps(gp_mod._RankICFitness(ctx, "train", GPMemo(2**26, 0.0))))
+    copy = pickle.loads(pickle.dumps(fitness))
+    assert len(pickle.dumps(fitness)) == empty
+    assert copy.memo is not memo and not copy.memo._out and not copy.memo._fitness
+    assert (copy.memo.max_bytes, copy.memo.min_seconds) == (2**26, 0.0)
+    assert memo._out                                   # the original keeps its contents
 
 
 def test_cache_with_two_jobs_same_result():
