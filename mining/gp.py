@@ -64,18 +64,18 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+# gplearn imports live here only.
+from gplearn.fitness import make_fitness
+from gplearn.functions import make_function
+from gplearn.genetic import SymbolicRegressor
+from sklearn import config_context
+
 from backtest.context import EvalContext
 from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, Field
 from factors.operators import all_ops
 from factors.registry import Operator
 from mining.gp_memo import Deferred, GPMemo
-
-# gplearn imports live here only.
-from gplearn.fitness import make_fitness
-from gplearn.functions import make_function
-from gplearn.genetic import SymbolicRegressor
-from sklearn import config_context
 
 __all__ = ["GPSettings", "GPGeneration", "GPResult", "build_function_set", "program_to_expr",
            "run_gp"]

@@ -13,7 +13,6 @@ import sklearn
 from mining import gp as gp_mod
 from mining.gp import GPSettings, build_function_set, run_gp
 from mining.gp_memo import Deferred, GPMemo
-
 from tests.mining.test_gp import _synthetic
 
 ORIGINAL_RAW_FITNESS = gplearn._program._Program.raw_fitness
