@@ -27,3 +27,10 @@ class UniverseError(DataError):
 
 class FieldError(DataError):
     """An unknown field name was requested."""
+
+
+class ProviderError(DataError):
+    """A data provider request failed after its retries, or the provider refused it.
+
+    The message names the provider, the endpoint and its parameters, never the credentials.
+    """

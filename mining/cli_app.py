@@ -35,6 +35,7 @@ from backtest.context import EvalConfig
 from backtest.settings import BacktestConfig
 from data.config import Config, DataConfig, load_config
 from data.errors import AlphamineError, ConfigError
+from data.tushare import TushareConfig
 from factors.store import StoreConfig
 from mining.gp import GPSettings
 from mining.llm import LLMConfig
@@ -52,7 +53,7 @@ MIN_WIDTH = 200
 #: Every section ``mine.toml`` may hold, and the settings class that reads it.
 SCHEMA: dict[str, type] = {"data": DataConfig, "evaluate": EvalConfig, "store": StoreConfig,
                            "gp": GPSettings, "backtest": BacktestConfig, "llm": LLMConfig,
-                           "model": ModelConfig}
+                           "model": ModelConfig, "tushare": TushareConfig}
 
 
 def _console(stderr: bool = False) -> Console:
