@@ -42,8 +42,15 @@ import tenacity
 
 from data.errors import ConfigError, ProviderError
 
-__all__ = ["TushareConfig", "TushareProvider", "ProviderError", "ROW_LIMITS",
-           "DEFAULT_ROW_LIMIT", "CALLS_PER_MINUTE_BY_POINTS", "calls_per_minute"]
+__all__ = [
+    "CALLS_PER_MINUTE_BY_POINTS",
+    "DEFAULT_ROW_LIMIT",
+    "ROW_LIMITS",
+    "ProviderError",
+    "TushareConfig",
+    "TushareProvider",
+    "calls_per_minute",
+]
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +171,8 @@ class TushareProvider:
             raise ConfigError(f"no Tushare token: set the environment variable "
                               f"${cfg.token_env} ([tushare] token_env); it is never read "
                               f"from mine.toml")
-        from tushare.pro.client import DataApi  # heavy import: only when a provider is built
+        # heavy import (~1.5 s): only when a provider is built
+        from tushare.pro.client import DataApi
         self.cfg = cfg
         self._api = DataApi(token=token, timeout=cfg.timeout)
         self._api._DataApi__http_url = cfg.http_url.rstrip("/")
@@ -217,7 +225,7 @@ class TushareProvider:
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise _Transient(f"malformed reply ({type(e).__name__}: "
                              f"{self._scrub(str(e))[:200]})") from None
-        except Exception as e:  # the client raises Exception(msg) on code != 0
+        except Exception as e:  # noqa: BLE001 - the client raises Exception(msg) on code != 0
             msg = self._scrub(str(e))
             low = msg.lower()
             if any(m in low for m in _RATE_LIMIT_MARKERS):

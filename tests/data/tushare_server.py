@@ -48,7 +48,7 @@ import json
 import random
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -155,12 +155,12 @@ def make_market(seed: int = 0, n_stocks: int = 30, start: str = "2024-01-02",
 
     codes = _codes(n_stocks)
     third = n_days // 3
-    info = dict(delisted=codes[1], delist_date=days[2 * third], paused=codes[5],
-                suspended=codes[2], suspended_days=days[10:13], new_listing=codes[3],
-                list_date_new=days[third], st_stock=codes[4], st_start=days[third],
-                st_end=days[2 * third], div_stock=codes[6], ex_date=days[n_days // 2],
-                industry_changer=codes[7], industry_change_date=days[n_days // 2],
-                paused_after=days[5 * n_days // 6], codes=codes)
+    info = {"delisted": codes[1], "delist_date": days[2 * third], "paused": codes[5],
+            "suspended": codes[2], "suspended_days": days[10:13], "new_listing": codes[3],
+            "list_date_new": days[third], "st_stock": codes[4], "st_start": days[third],
+            "st_end": days[2 * third], "div_stock": codes[6], "ex_date": days[n_days // 2],
+            "industry_changer": codes[7], "industry_change_date": days[n_days // 2],
+            "paused_after": days[5 * n_days // 6], "codes": codes}
     names = {c: f"股票{i:02d}" for i, c in enumerate(codes)}
 
     sb = []
@@ -175,10 +175,11 @@ def make_market(seed: int = 0, n_stocks: int = 30, start: str = "2024-01-02",
         sym, ex = c.split(".")
         market = ("创业板" if sym.startswith("300") else "科创板" if sym.startswith("688")
                   else "主板")
-        sb.append(dict(ts_code=c, symbol=sym, name=names[c], area=["深圳", "上海", "北京"][i % 3],
-                       industry=["银行", "医药", "电子", "汽车"][i % 4], market=market,
-                       exchange="SSE" if ex == "SH" else "SZSE", list_status=status,
-                       list_date=ld, delist_date=dl))
+        sb.append({"ts_code": c, "symbol": sym, "name": names[c],
+                   "area": ["深圳", "上海", "北京"][i % 3],
+                   "industry": ["银行", "医药", "电子", "汽车"][i % 4], "market": market,
+                   "exchange": "SSE" if ex == "SH" else "SZSE", "list_status": status,
+                   "list_date": ld, "delist_date": dl})
     stock_basic = pd.DataFrame(sb)
 
     daily, adj, basic, limits, susp = [], [], [], [], []
@@ -530,7 +531,7 @@ def _handler(market: Market, faults: Faults, token: str, row_limits: dict, handl
         def _json(self, obj: dict) -> None:
             self._send(200, json.dumps(obj, ensure_ascii=False).encode("utf-8"))
 
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             n = int(self.headers.get("Content-Length") or 0)
             try:
                 req = json.loads(self.rfile.read(n) or b"{}")
