@@ -10,7 +10,8 @@ Each :meth:`TushareProvider.query`:
 
 * waits, per endpoint, until fewer than ``calls_per_minute`` calls were made in the last 60 s
   (a sliding window on the injected ``clock``);
-* retries (``tenacity``; waits ``retry_wait``, doubled, capped at 60 s; at most
+* retries (``tenacity``; waits ``retry_wait``, doubled, capped at 60 s, and at least
+  ``rate_limit_wait`` (61 s) after a rate-limit reply so the minute's window has passed; at most
   ``max_retries`` retries) on network errors and timeouts, HTTP errors (the client answers
   those with an empty DataFrame *without columns*), malformed / truncated JSON, Tushare's
   per-minute rate-limit replies and server-side errors; then raises :class:`ProviderError`
@@ -115,6 +116,7 @@ class TushareConfig:
     timeout: float = 30.0
     max_retries: int = 5
     retry_wait: float = 1.0
+    rate_limit_wait: float = 61.0     # wait at least this long (s) after a rate-limit reply
     indices: tuple[str, ...] = ("000300.SH", "000905.SH", "000852.SH", "000001.SH",
                                 "399001.SZ", "399006.SZ", "000016.SH", "000906.SH")
 
@@ -134,6 +136,10 @@ class TushareConfig:
 
 class _Transient(Exception):
     """A failure worth retrying (network, HTTP error, bad JSON, rate limit, server error)."""
+
+
+class _RateLimited(_Transient):
+    """Tushare's per-minute limit reply: retried after the window has passed."""
 
 
 class _Fatal(Exception):
@@ -229,7 +235,7 @@ class TushareProvider:
             msg = self._scrub(str(e))
             low = msg.lower()
             if any(m in low for m in _RATE_LIMIT_MARKERS):
-                raise _Transient(f"rate limited: {msg}") from None
+                raise _RateLimited(f"rate limited: {msg}") from None
             if any(m in low for m in _SERVER_MARKERS):
                 raise _Transient(f"server error: {msg}") from None
             raise _Fatal(msg) from None
@@ -243,11 +249,20 @@ class TushareProvider:
                         state.outcome.exception(), state.attempt_number,
                         self.cfg.max_retries, state.next_action.sleep)
 
+        expo = tenacity.wait_exponential(multiplier=self.cfg.retry_wait, exp_base=2,
+                                         min=self.cfg.retry_wait, max=60)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            # a rate-limit reply means "this minute is used up": wait the window out
+            w = expo(state)
+            if isinstance(state.outcome.exception(), _RateLimited):
+                w = max(w, self.cfg.rate_limit_wait)
+            return w
+
         retrying = tenacity.Retrying(
             sleep=self._sleep,
             stop=tenacity.stop_after_attempt(self.cfg.max_retries + 1),
-            wait=tenacity.wait_exponential(multiplier=self.cfg.retry_wait, exp_base=2,
-                                           min=self.cfg.retry_wait, max=60),
+            wait=wait,
             retry=tenacity.retry_if_exception_type(_Transient),
             before_sleep=before_sleep, reraise=True)
         try:
