@@ -182,7 +182,11 @@ def to_datetime(values) -> pd.Series:
     s = pd.Series(values)
     if s.dtype.kind == "M":
         return s.astype("datetime64[ns]")
-    out = pd.to_datetime(s.where(s.notna(), None), format="%Y%m%d", errors="coerce")
+    s = s.astype(object).where(s.notna(), None)
+    try:
+        out = pd.to_datetime(s, format="%Y%m%d")
+    except (ValueError, TypeError):
+        out = pd.to_datetime(s, format="mixed", errors="coerce")
     return out.astype("datetime64[ns]")
 
 

@@ -7,7 +7,7 @@ column names, dates as ``YYYYMMDD`` strings), filtered by ``trade_date``, ``ts_c
 
 Market (deterministic for a seed): 10 stocks, one delisted on 2024-01-19 (600100.SH), one ST
 from 2024-01-10 (000005.SZ, via namechange), one listed on 2024-01-15 (001380.SZ), one
-suspended 2024-01-08..09 (000002.SZ); trading days: the weekdays 2023-12-01..2024-02-29; two
+suspended 2024-01-22..23 (000002.SZ); trading days: the weekdays 2023-12-01..2024-02-29; two
 indices with daily bars, monthly weights of 000300.SH/000905.SH, dividends, quarterly
 fundamentals.
 
@@ -37,7 +37,7 @@ STOCKS = {  # code -> (name, list_date, delist_date, list_status)
     "688981.SH": ("中芯国际", "20200716", None, "L"),
 }
 INDICES = ("000300.SH", "000905.SH")
-SUSPENDED = {("000002.SZ", "20240108"), ("000002.SZ", "20240109")}
+SUSPENDED = {("000002.SZ", "20240122"), ("000002.SZ", "20240123")}
 
 
 def _rng(*key) -> np.random.Generator:
