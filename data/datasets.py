@@ -33,8 +33,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Dataset", "DATASETS", "SNAPSHOT_ORDER", "DAY_REQUIRED", "canonical_table",
-           "write_parquet", "file_sha256", "to_datetime"]
+__all__ = [
+    "DATASETS",
+    "DAY_REQUIRED",
+    "SNAPSHOT_ORDER",
+    "Dataset",
+    "canonical_table",
+    "file_sha256",
+    "to_datetime",
+    "write_parquet",
+]
 
 _DATE_NAMES = {"trade_date", "cal_date", "pretrade_date", "list_date", "delist_date",
                "ann_date", "f_ann_date", "end_date", "in_date", "out_date", "start_date",

@@ -44,11 +44,20 @@ from data.datasets import (
 )
 from data.errors import ConfigError, DataError
 from data.ingest_plan import DEFAULT_INDICES, Part, calls_per_minute, plan_dataset
-from data.jobs import JOBS_FILE, JobTable
 from data.ingest_store import merge_dataset, read_dataset, staged_path, sweep_tmp
+from data.jobs import JOBS_FILE, JobTable
 
-__all__ = ["Provider", "IngestRun", "IngestError", "bootstrap", "update", "make_provider",
-           "expected_end", "tushare_settings", "UPDATE_ORDER"]
+__all__ = [
+    "UPDATE_ORDER",
+    "IngestError",
+    "IngestRun",
+    "Provider",
+    "bootstrap",
+    "expected_end",
+    "make_provider",
+    "tushare_settings",
+    "update",
+]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: Datasets of ``update`` after the slowly changing tables, in order.

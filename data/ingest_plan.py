@@ -14,8 +14,16 @@ import pandas as pd
 
 from data.datasets import Dataset
 
-__all__ = ["Part", "plan_dataset", "quarter_ends", "ymd", "INDEX_WEIGHT_CODES",
-           "DEFAULT_INDICES", "CALLS_PER_MINUTE_BY_POINTS", "calls_per_minute"]
+__all__ = [
+    "CALLS_PER_MINUTE_BY_POINTS",
+    "DEFAULT_INDICES",
+    "INDEX_WEIGHT_CODES",
+    "Part",
+    "calls_per_minute",
+    "plan_dataset",
+    "quarter_ends",
+    "ymd",
+]
 
 #: Indices whose constituent weights are fetched (monthly).
 INDEX_WEIGHT_CODES = ("000300.SH", "000905.SH", "000852.SH")

@@ -15,8 +15,16 @@ import pyarrow.parquet as pq
 from data.datasets import DATASETS, Dataset, canonical_table, write_parquet
 from data.jobs import JOBS_FILE, JobTable
 
-__all__ = ["staged_path", "read_dataset", "merge_dataset", "sweep_tmp", "status",
-           "DatasetStatus", "INDEX_MEMBER", "STAGING"]
+__all__ = [
+    "INDEX_MEMBER",
+    "STAGING",
+    "DatasetStatus",
+    "merge_dataset",
+    "read_dataset",
+    "staged_path",
+    "status",
+    "sweep_tmp",
+]
 
 STAGING = "_staging"
 #: ``index_member.parquet``: membership intervals derived from ``index_weight``.

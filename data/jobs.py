@@ -19,7 +19,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-__all__ = ["JobTable", "JOBS_FILE"]
+__all__ = ["JOBS_FILE", "JobTable"]
 
 JOBS_FILE = "_jobs.sqlite"
 
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class JobTable:

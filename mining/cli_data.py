@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -38,7 +37,7 @@ app.add_typer(data_app, name="data")
 _ROOT_HELP = "Warehouse folder. Default [data] root."
 
 
-def _root(c, root: Optional[Path]) -> Path:
+def _root(c, root: Path | None) -> Path:
     return Path(root).expanduser() if root is not None else Path(c.data.root)
 
 
@@ -93,10 +92,10 @@ def _render_run(run: ingest.IngestRun, as_json: bool) -> None:
 
 @data_app.command()
 def bootstrap(
-        root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP + " Must be a new "
+        root: Path | None = typer.Option(None, "--root", help=_ROOT_HELP + " Must be a new "
                                             "or empty folder, or an ingest warehouse."),
         start: str = typer.Option(..., "--start", help="First date (YYYY-MM-DD)."),
-        end: Optional[str] = typer.Option(None, "--end", help="Last date. Default: the last "
+        end: str | None = typer.Option(None, "--end", help="Last date. Default: the last "
                                           "trading day complete now (17:00 Asia/Shanghai)."),
         force: bool = typer.Option(False, "--force", help="Adopt a non-empty folder without "
                                    "_jobs.sqlite."),
@@ -117,8 +116,8 @@ def bootstrap(
 
 @data_app.command()
 def update(
-        root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
-        end: Optional[str] = typer.Option(None, "--end", help="Last date. Default: the last "
+        root: Path | None = typer.Option(None, "--root", help=_ROOT_HELP),
+        end: str | None = typer.Option(None, "--end", help="Last date. Default: the last "
                                           "trading day complete now (17:00 Asia/Shanghai)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Make no call: print the calls "
                                      "per endpoint and the estimated time."),
@@ -137,7 +136,7 @@ def update(
 
 @data_app.command()
 def status(
-        root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
+        root: Path | None = typer.Option(None, "--root", help=_ROOT_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
     """Per dataset: files, rows, date range, gaps (open days without rows), job state."""
     try:

@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_provider import FakeProvider  # noqa: E402
+from fake_provider import FakeProvider
 
-from data import ingest, ingest_store  # noqa: E402
-from data.config import Config, DataConfig  # noqa: E402
+from data import ingest, ingest_store
+from data.config import Config, DataConfig
 
 START, END1, END2 = "2024-01-15", "2024-01-31", "2024-02-06"
 #: The fixed clock of these runs: 2024-02-29 18:00 Asia/Shanghai.
