@@ -3,12 +3,21 @@
 Each ``mining/cli_*`` module defines its commands on :data:`mining.cli_app.app` when imported:
 ``cli_factors`` (ops, fields, eval, leaderboard, library, config show), ``cli_gp`` (gp),
 ``cli_llm`` (llm, prompts), ``cli_model`` (model lgbm | transformer), ``cli_backtest``
-(combine, backtest) and ``cli_export`` (export). A new command module is one file plus its
+(combine, backtest), ``cli_data`` (data bootstrap | update | status) and
+``cli_export`` (export). A new command module is one file plus its
 name here.
 """
 from __future__ import annotations
 
-from mining import cli_backtest, cli_export, cli_factors, cli_gp, cli_llm, cli_model  # noqa: F401
+from mining import (  # noqa: F401
+    cli_backtest,
+    cli_data,
+    cli_export,
+    cli_factors,
+    cli_gp,
+    cli_llm,
+    cli_model,
+)
 from mining.cli_app import app
 
 __all__ = ["app"]
