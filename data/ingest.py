@@ -43,9 +43,10 @@ from data.datasets import (
     write_parquet,
 )
 from data.errors import ConfigError, DataError
-from data.ingest_plan import DEFAULT_INDICES, Part, calls_per_minute, plan_dataset
+from data.ingest_plan import Part, plan_dataset
 from data.ingest_store import merge_dataset, read_dataset, staged_path, sweep_tmp
 from data.jobs import JOBS_FILE, JobTable
+from data.tushare import TushareConfig, TushareProvider, calls_per_minute
 
 __all__ = [
     "UPDATE_ORDER",
@@ -128,15 +129,10 @@ class IngestRun:
 
 
 def tushare_settings(cfg) -> dict[str, Any]:
-    """``[tushare]`` values the ingest uses (defaults when the config has no such section)."""
-    try:
-        t = cfg.tushare
-    except AttributeError:
-        t = None
-    points = int(getattr(t, "points", 2000))
-    return {"token_env": getattr(t, "token_env", "TUSHARE_TOKEN"),
-            "indices": tuple(getattr(t, "indices", DEFAULT_INDICES)),
-            "calls_per_minute": calls_per_minute(points, int(getattr(t, "calls_per_minute", 0)))}
+    """``[tushare]`` values the ingest uses: token variable, indices, calls per minute."""
+    t: TushareConfig = cfg.tushare
+    return {"token_env": t.token_env, "indices": tuple(t.indices),
+            "calls_per_minute": t.calls_per_minute or calls_per_minute(t.points)}
 
 
 def make_provider(cfg, token: str | None = None):
@@ -146,23 +142,13 @@ def make_provider(cfg, token: str | None = None):
     ------
     ConfigError
         No token in the environment variable (the message names it).
-    DataError
-        The provider module :mod:`data.tushare` is not installed in this tree.
     """
     env = tushare_settings(cfg)["token_env"]
     token = token or os.environ.get(env)
     if not token:
         raise ConfigError(f"no Tushare token: set the environment variable ${env} "
                           f"(never put it in mine.toml)")
-    try:
-        from data import tushare as _tushare
-    except ImportError as e:  # pragma: no cover - depends on the tree
-        raise DataError(f"the Tushare provider (data/tushare.py) is not available: {e}") from None
-    try:
-        tcfg = cfg.tushare
-    except AttributeError:
-        tcfg = _tushare.TushareConfig()
-    return _tushare.TushareProvider(tcfg, token)
+    return TushareProvider(cfg.tushare, token)
 
 
 def expected_end(open_days: pd.DatetimeIndex, now: _dt.datetime) -> pd.Timestamp:

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from data.datasets import Dataset
+from data.tushare import TushareConfig
 
 __all__ = [
-    "CALLS_PER_MINUTE_BY_POINTS",
-    "DEFAULT_INDICES",
     "INDEX_WEIGHT_CODES",
     "Part",
-    "calls_per_minute",
     "plan_dataset",
     "quarter_ends",
     "ymd",
@@ -27,24 +25,11 @@ __all__ = [
 
 #: Indices whose constituent weights are fetched (monthly).
 INDEX_WEIGHT_CODES = ("000300.SH", "000905.SH", "000852.SH")
-#: Benchmarks of ``index_daily`` when the config has no ``[tushare] indices``.
-DEFAULT_INDICES = ("000300.SH", "000905.SH", "000852.SH", "000001.SH", "399001.SZ",
-                   "399006.SZ", "000016.SH", "000906.SH")
-#: Tushare points tier -> calls per minute per endpoint (used when ``calls_per_minute`` is 0).
-CALLS_PER_MINUTE_BY_POINTS = {120: 50, 2000: 200, 5000: 500, 10000: 1000}
 #: A report period counts as complete this many days after its end (annual reports: Apr 30).
 PERIOD_SETTLE_DAYS = 120
 
 _FIELDS_DAILY = ("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol",
                  "amount")
-
-
-def calls_per_minute(points: int, configured: int = 0) -> int:
-    """The configured rate, else the rate of the highest points tier <= ``points``."""
-    if configured:
-        return int(configured)
-    tiers = [t for t in sorted(CALLS_PER_MINUTE_BY_POINTS) if t <= points]
-    return CALLS_PER_MINUTE_BY_POINTS[tiers[-1] if tiers else 120]
 
 
 def ymd(d) -> str:
@@ -88,7 +73,7 @@ def _suffix(final: bool, e: pd.Timestamp) -> str:
 
 def plan_dataset(ds: Dataset, *, start: pd.Timestamp, end: pd.Timestamp,
                  open_days: pd.DatetimeIndex, done: set[str],
-                 indices: tuple[str, ...] = DEFAULT_INDICES) -> list[Part]:
+                 indices: tuple[str, ...] = TushareConfig.indices) -> list[Part]:
     """The parts of ``ds`` in ``[start, end]`` not in ``done``, in fetch order.
 
     Parameters

@@ -391,7 +391,12 @@ _DATED = {"daily": ("ts_code", "trade_date"), "adj_factor": ("ts_code", "trade_d
 
 
 def answer(market: Market, api: str, params: dict) -> pd.DataFrame:
-    """All rows of ``api`` matching ``params`` (before fields / limit / offset)."""
+    """All rows of ``api`` matching ``params`` (before fields / limit / offset).
+
+    ``<name>_vip`` (the whole market per report period, for 5000+ points) answers as ``<name>``.
+    """
+    if api.endswith("_vip") and api[:-4] in market.tables:
+        api = api[:-4]
     if api not in market.tables:
         raise KeyError(api)
     df = market.tables[api]
