@@ -175,7 +175,10 @@ def discover(root: str | Path) -> dict[str, list[Path]]:
 
 def days(values) -> np.ndarray:
     """Day numbers (int64 days since 1970-01-01; NaT -> ``NAT``) of any datetime-like."""
-    a = np.asarray(pd.to_datetime(pd.Series(values)).to_numpy(), dtype="datetime64[D]")
+    a = np.asarray(values)
+    if a.dtype.kind != "M":
+        a = pd.to_datetime(pd.Series(values)).to_numpy()
+    a = a.astype("datetime64[D]")
     out = a.astype(np.int64)
     out[np.isnat(a)] = NAT
     return out
@@ -236,28 +239,49 @@ def _d(day) -> str:
     return "NaT" if day == NAT else str(np.datetime64(int(day), "D"))
 
 
-def _duplicates(rep: CheckReport, name: str, files: list[Path], frame=None) -> int:
-    """Duplicate keys of one dataset; returns the rows read."""
+def _int_codes(s: pd.Series) -> np.ndarray:
+    """Non-negative int64 codes of one key column (NaN/NaT -> 0, others from 1)."""
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        d = days(s.to_numpy())
+        return np.where(d == NAT, 0, d - d[d != NAT].min() + 1 if (d != NAT).any() else 0)
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype("category")
+    return s.cat.codes.to_numpy().astype(np.int64) + 1
+
+
+def _duplicates(rep: CheckReport, name: str, files: list[Path], last: dict[str, int]) -> int:
+    """Duplicate keys of one dataset; records its last date for :func:`_stale`."""
     key = KEYS.get(name)
     if key is None:
         rep.skipped[f"duplicates:{name}"] = "no key known for this dataset"
         return 0
-    df = frame if frame is not None else read(files, list(key))
+    cols = list(key) + ([DATED[name]] if name in DATED and DATED[name] not in key else [])
+    df = read(files, cols, dictionary=tuple(c for c in key if "date" not in c))
+    if name in DATED and DATED[name] in df and len(df):
+        last[name] = int(days(df[DATED[name]].to_numpy()).max())
     cols = [c for c in key if c in df.columns]
-    if not cols or len(cols) < len([c for c in key if c != "source"]):
+    if len(cols) < len([c for c in key if c != "source"]):
         rep.skipped[f"duplicates:{name}"] = f"key columns {key} not all present"
         return len(df)
-    dup = df.duplicated(cols, keep="first").to_numpy()
+    k = np.zeros(len(df), np.int64)
+    for c in cols:
+        v = _int_codes(df[c])
+        k = k * (int(v.max(initial=0)) + 1) + v
+    dup = pd.Series(k).duplicated(keep="first").to_numpy()
     if dup.any():
         sub = df.loc[dup, cols]
         code_col = next((c for c in ("ts_code", "con_code") if c in cols), None)
         date_col = next((c for c in ("trade_date", "cal_date") if c in cols), None)
         codes = sub[code_col].astype(str) if code_col else [None] * len(sub)
-        dd = days(sub[date_col]) if date_col else None
-        det = [f"{name}: duplicate key {dict(zip(cols, map(str, r)))}"
+        dd = days(sub[date_col].to_numpy()) if date_col else None
+        det = [f"{name}: duplicate key " + ", ".join(f"{c}={_fmt(v)}" for c, v in zip(cols, r))
                for r in sub.itertuples(index=False)]
         rep.add("duplicates", "error", codes, dd, det)
     return len(df)
+
+
+def _fmt(v) -> str:
+    return str(v.date()) if isinstance(v, pd.Timestamp) else str(v)
 
 
 def _open_between(opn: np.ndarray, after: int, upto: int) -> int:
@@ -266,7 +290,7 @@ def _open_between(opn: np.ndarray, after: int, upto: int) -> int:
 
 
 def _stale(rep: CheckReport, ds: dict[str, list[Path]], opn: np.ndarray, cal_end: int,
-           stale_days: int, today: int | None, daily_end: int | None) -> None:
+           stale_days: int, today: int | None, last: dict[str, int]) -> None:
     last_open = int(opn[-1])
     if today is not None:
         if cal_end < today:
@@ -278,8 +302,8 @@ def _stale(rep: CheckReport, ds: dict[str, list[Path]], opn: np.ndarray, cal_end
     for name, col in DATED.items():
         if name not in ds:
             continue
-        if name == "daily" and daily_end is not None:
-            end = daily_end
+        if name in last:
+            end = last[name]
         else:
             d = read(ds[name], [col])
             if col not in d or d.empty:
@@ -351,11 +375,11 @@ def check_warehouse(root: str | Path, *, start=None, end=None, stale_days: int =
         rep.skipped["calendar"] = "trade_cal.parquet missing"
 
     rep.checked.append("duplicates")
-    daily_end = None
+    last: dict[str, int] = {}
     for name, files in ds.items():
         if name == "daily":
             continue
-        rep.rows[name] = _duplicates(rep, name, files)
+        rep.rows[name] = _duplicates(rep, name, files, last)
     if "daily" in ds:
         daily_end = check_daily(rep, root, ds, opn, start_d, end_d, gap_days=gap_days,
                                 adj_tol=adj_tol, limit_tol=limit_tol)
@@ -366,7 +390,9 @@ def check_warehouse(root: str | Path, *, start=None, end=None, stale_days: int =
     if opn is None:
         rep.skipped["stale"] = "trade_cal.parquet missing or empty"
     else:
-        _stale(rep, ds, opn, cal_end, stale_days, today_d, daily_end)
+        if daily_end is not None:
+            last["daily"] = daily_end
+        _stale(rep, ds, opn, cal_end, stale_days, today_d, last)
         rep.checked.append("stale")
     rep.checked = [c for c in CHECKS if c in rep.checked]
     rep.elapsed_s = time.perf_counter() - t0

@@ -210,6 +210,7 @@ def _limits(rep, ds, cats, code, day, col, info, all_open, resumed, tol) -> None
     tc = int(round(tol * 100))
     cc = np.round(close[cand] * 100.0)
     out = {"warning": [], "info": []}
+    board = limits.boards(cats)
     for s in np.unique(seg):
         m = np.flatnonzero(seg == s)
         when = pd.DatetimeIndex([np.datetime64(int(day[cand[m[0]]]), "D")])
@@ -227,7 +228,7 @@ def _limits(rep, ds, cats, code, day, col, info, all_open, resumed, tol) -> None
             i, j = cand[m[k]], m[k]
             why = "; first bar after a suspension" if resumed[i] else ""
             why += "; ST judged on current status" if latest_only and st[j] else ""
-            b = limits.boards([cats[code[i]]])[0] + (" ST" if st[j] else "")
+            b = board[code[i]] + (" ST" if st[j] else "")
             out["info" if soft[k] else "warning"].append(
                 (cats[code[i]], day[i], f"close {close[i]:.2f} vs pre_close {pre[i]:.2f} "
                  f"({close[i] / pre[i] - 1:+.2%}) beyond [{dn[k] / 100:.2f}, {up[k] / 100:.2f}]"
