@@ -267,7 +267,10 @@ def _duplicates(rep: CheckReport, name: str, files: list[Path], last: dict[str, 
     for c in cols:
         v = _int_codes(df[c])
         k = k * (int(v.max(initial=0)) + 1) + v
-    dup = pd.Series(k).duplicated(keep="first").to_numpy()
+    dup = np.zeros(len(k), bool)
+    if len(k) > 1 and not (np.diff(k) > 0).all():          # fast path: sorted and unique
+        o = np.argsort(k, kind="stable")
+        dup[o[1:]] = k[o[1:]] == k[o[:-1]]
     if dup.any():
         sub = df.loc[dup, cols]
         code_col = next((c for c in ("ts_code", "con_code") if c in cols), None)
