@@ -75,9 +75,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "cashflow": ("ts_code", "end_date", "ann_date", "f_ann_date"),
     "valuation_quarterly": ("ts_code", "snapshot_date"),
 }
-#: Dated datasets checked for staleness, and their date column.
+#: Dated datasets checked for staleness, and their date column (event tables such as
+#: ``suspend_d`` and ``dividend`` may legitimately end early and are not judged).
 DATED = {"daily": "trade_date", "daily_basic": "trade_date", "daily_basic_est": "trade_date",
-         "stk_limit": "trade_date", "suspend_d": "trade_date", "index_daily": "trade_date",
+         "stk_limit": "trade_date", "index_daily": "trade_date",
          "index_weight": "trade_date"}
 #: Extra open days allowed for monthly datasets.
 MONTHLY_SLACK = {"index_weight": 25}
