@@ -45,13 +45,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from data.check_daily import NAT, check_daily, days, read
 from data.errors import DataError
 
-__all__ = ["Finding", "CheckReport", "check_warehouse", "discover", "KEYS", "DATED",
-           "SEVERITIES", "CHECKS"]
+__all__ = [
+    "CHECKS",
+    "DATED",
+    "KEYS",
+    "SEVERITIES",
+    "CheckReport",
+    "Finding",
+    "check_warehouse",
+    "discover",
+]
 
 SEVERITIES = ("error", "warning", "info")
 CHECKS = ("calendar", "duplicates", "ohlc", "adj_factor", "price_limit", "missing_days",
@@ -174,35 +181,6 @@ def discover(root: str | Path) -> dict[str, list[Path]]:
     return dict(out)
 
 
-def days(values) -> np.ndarray:
-    """Day numbers (int64 days since 1970-01-01; NaT -> ``NAT``) of any datetime-like."""
-    a = np.asarray(values)
-    if a.dtype.kind != "M":
-        a = pd.to_datetime(pd.Series(values)).to_numpy()
-    a = a.astype("datetime64[D]")
-    out = a.astype(np.int64)
-    out[np.isnat(a)] = NAT
-    return out
-
-
-NAT = np.iinfo(np.int64).min
-
-
-def read(files: list[Path], columns: list[str] | None = None,
-         dictionary: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read the present ``columns`` of ``files`` into one frame (string keys as categories)."""
-    tabs = []
-    for f in files:
-        names = pq.read_schema(f).names
-        cols = names if columns is None else [c for c in columns if c in names]
-        tabs.append(pq.read_table(f, columns=cols,
-                                  read_dictionary=[c for c in dictionary if c in cols]))
-    if not tabs:
-        return pd.DataFrame(columns=columns or [])
-    t = pa.concat_tables(tabs, promote_options="permissive")
-    return t.to_pandas()
-
-
 # ---------------------------------------------------------------------------- small checks
 
 def _calendar(rep: CheckReport, cal: pd.DataFrame) -> np.ndarray:
@@ -213,8 +191,8 @@ def _calendar(rep: CheckReport, cal: pd.DataFrame) -> np.ndarray:
     bad = np.flatnonzero(np.diff(d) <= 0)
     if bad.size:
         rep.add("calendar", "error", [None], [d[bad[0] + 1]],
-                [f"trade_cal not strictly ascending by cal_date ({bad.size} place(s); "
-                 f"first after {np.datetime64(int(d[bad[0]]), 'D')})"])
+                [(f"trade_cal not strictly ascending by cal_date ({bad.size} place(s); "
+                  f"first after {np.datetime64(int(d[bad[0]]), 'D')})")])
     is_open = pd.to_numeric(cal["is_open"], errors="coerce").to_numpy()
     wrong = ~np.isin(is_open, [0, 1])
     rep.add("calendar", "error", [None] * int(wrong.sum()), d[wrong],
@@ -355,7 +333,6 @@ def check_warehouse(root: str | Path, *, start=None, end=None, stale_days: int =
     DataError
         ``root`` is not a folder.
     """
-    from data.check_daily import check_daily
     t0 = time.perf_counter()
     root = Path(root).expanduser()
     if not root.is_dir():

@@ -11,20 +11,48 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data import limits
-from data.check import NAT, CheckReport, days, read
 
-__all__ = ["check_daily"]
+__all__ = ["NAT", "check_daily", "days", "read"]
 
 _COLS = ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol",
          "amount", "adj_factor"]
+NAT = np.iinfo(np.int64).min
 _SHIFT = np.int64(1) << 32
 _OFF = np.int64(1) << 31
 #: Moves within this fraction of pre_close cannot breach any limit (the smallest is 5%).
 _SAFE_MOVE = 0.04
 #: Price tolerance (yuan) of the OHLC consistency rules: half a cent.
 _PX_TOL = 0.005
+
+def days(values) -> np.ndarray:
+    """Day numbers (int64 days since 1970-01-01; NaT -> ``NAT``) of any datetime-like."""
+    a = np.asarray(values)
+    if a.dtype.kind != "M":
+        a = pd.to_datetime(pd.Series(values)).to_numpy()
+    a = a.astype("datetime64[D]")
+    out = a.astype(np.int64)
+    out[np.isnat(a)] = NAT
+    return out
+
+
+def read(files: list[Path], columns: list[str] | None = None,
+         dictionary: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read the present ``columns`` of ``files`` into one frame (string keys as categories)."""
+    tabs = []
+    for f in files:
+        names = pq.read_schema(f).names
+        cols = names if columns is None else [c for c in columns if c in names]
+        tabs.append(pq.read_table(f, columns=cols,
+                                  read_dictionary=[c for c in dictionary if c in cols]))
+    if not tabs:
+        return pd.DataFrame(columns=columns or [])
+    t = pa.concat_tables(tabs, promote_options="permissive")
+    return t.to_pandas()
+
 
 
 def _d(day) -> str:
@@ -33,13 +61,18 @@ def _d(day) -> str:
 
 def _code_ids(values, cats: np.ndarray) -> np.ndarray:
     """Ids of ``values`` in the daily's code categories (-1 = not in the daily table)."""
-    return pd.Categorical(np.asarray(values, dtype=object), categories=cats).codes.astype(
-        np.int64)
+    return pd.Index(cats).get_indexer(np.asarray(values, dtype=object)).astype(np.int64)
 
 
-def check_daily(rep: CheckReport, root: Path, ds: dict[str, list[Path]], opn, start, end, *,
+def check_daily(rep, root: Path, ds: dict[str, list[Path]], opn, start, end, *,
                 gap_days: int, adj_tol: float, limit_tol: float) -> int | None:
-    """Run the daily-table checks into ``rep``; returns the last trade day (day number)."""
+    """Run the daily-table checks into ``rep`` (a :class:`data.check.CheckReport`).
+
+    Returns
+    -------
+    int or None
+        The last trade day (day number) of the rows checked; None without rows.
+    """
     df = read(ds["daily"], _COLS, dictionary=("ts_code",))
     if "ts_code" not in df or "trade_date" not in df:
         for c in ("ohlc", "adj_factor", "price_limit", "missing_days"):
@@ -207,7 +240,7 @@ def _limits(rep, ds, cats, code, day, col, info, all_open, resumed, tol) -> None
     # limits.limit_cents takes one date row; its pct only changes at these constants
     bounds = days([limits.CHINEXT_REFORM, limits.MAIN_BOARD_REGISTRATION])
     seg = np.searchsorted(np.sort(bounds), day[cand], "right")
-    tc = int(round(tol * 100))
+    tc = round(tol * 100)
     cc = np.round(close[cand] * 100.0)
     out = {"warning": [], "info": []}
     board = limits.boards(cats)
@@ -230,9 +263,9 @@ def _limits(rep, ds, cats, code, day, col, info, all_open, resumed, tol) -> None
             why += "; ST judged on current status" if latest_only and st[j] else ""
             b = board[code[i]] + (" ST" if st[j] else "")
             out["info" if soft[k] else "warning"].append(
-                (cats[code[i]], day[i], f"close {close[i]:.2f} vs pre_close {pre[i]:.2f} "
-                 f"({close[i] / pre[i] - 1:+.2%}) beyond [{dn[k] / 100:.2f}, {up[k] / 100:.2f}]"
-                 f" ({b}{why})"))
+                (cats[code[i]], day[i],
+                 (f"close {close[i]:.2f} vs pre_close {pre[i]:.2f} ({close[i] / pre[i] - 1:+.2%})"
+                  f" beyond [{dn[k] / 100:.2f}, {up[k] / 100:.2f}] ({b}{why})")))
     for sev, rows in out.items():
         if rows:
             c, d, t = zip(*sorted(rows, key=lambda r: (r[0], r[1])))

@@ -15,7 +15,7 @@ from rich.table import Table
 from data.check import CHECKS, SEVERITIES, CheckReport, Finding
 from mining.cli_app import EXIT_OK, EXIT_PROBLEMS, console, print_json
 
-__all__ = ["render_check", "report_json", "MAX_JSON_FINDINGS"]
+__all__ = ["MAX_JSON_FINDINGS", "render_check", "report_json"]
 
 #: Findings listed in the JSON output (the rest are counted in ``truncated``).
 MAX_JSON_FINDINGS = 1000
