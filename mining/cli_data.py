@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from data import ingest
+from data.check import check_warehouse
 from data.errors import AlphamineError, ConfigError
 from data.ingest_store import status as _status
 from mining.cli_app import (
@@ -29,6 +30,7 @@ from mining.cli_app import (
     print_json,
 )
 from mining.cli_app import cfg as _cfg
+from mining.cli_data_check import render_check
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Fill, update and inspect your own warehouse from Tushare.")
@@ -162,3 +164,27 @@ def status(
     for s in rows:
         for f in s.failed_parts:
             err_console.print(f"[red]failed:[/] {escape(s.dataset)} {escape(f)}", soft_wrap=True)
+
+
+@data_app.command()
+def check(
+        root: Path | None = typer.Option(None, "--root", help=_ROOT_HELP),
+        start: str | None = typer.Option(None, help="First trade date of the bar checks."),
+        end: str | None = typer.Option(None, help="Last trade date of the bar checks."),
+        stale_days: int = typer.Option(2, "--stale-days", help="Open days a dated dataset "
+                                       "may lag the calendar."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Health report: missing days, duplicate keys, OHLC violations, adj_factor jumps without an
+    event, moves beyond the price limit, stale datasets. Exit code 1 when anything is found."""
+    try:
+        c = _cfg()
+        start_, end_ = check_date("--start", start), check_date("--end", end)
+        if stale_days < 0:
+            raise ConfigError(f"--stale-days must be >= 0, got {stale_days}")
+        r = _root(c, root)
+        if not r.is_dir():
+            raise ConfigError(f"--root {str(r)!r} is not a folder")
+        report = check_warehouse(r, start=start_, end=end_, stale_days=stale_days)
+    except AlphamineError as e:
+        fail(e)
+    raise typer.Exit(render_check(report, as_json))

@@ -94,3 +94,15 @@ def test_every_command_reads_the_filled_warehouse(filled):
                             "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["splits"]["train"]["n_days"] > 0
+
+
+def test_check_on_the_filled_warehouse(filled):
+    r = runner.invoke(app, ["--config", str(filled["cfg"]), "data", "check", "--root",
+                            str(filled["root"]), "--json"])
+    assert r.exit_code in (0, 1), r.output
+    rep = json.loads(r.stdout)
+    assert rep["ok"] == (r.exit_code == 0)
+    assert "duplicates" in rep["checked"] and "ohlc" in rep["checked"]
+    bad = runner.invoke(app, ["--config", str(filled["cfg"]), "data", "check", "--root",
+                              str(filled["root"]), "--start", "Jan 5"])
+    assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
