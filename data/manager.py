@@ -29,9 +29,10 @@ Optional datasets (filled by ``mine data bootstrap``; see ``docs/data.md``)
 ``income``, ``balancesheet``, ``cashflow``: used when present (:mod:`data.datasets`); without
 them the snapshot behaviour applies and a one-time message is added to :attr:`notices`.
 
-Size: one facade class (about 580 lines, most of them numpydoc): each public method is a
+Size: one facade class (about 650 lines, most of them numpydoc): each public method is a
 thin, documented entry point over the topic modules that hold the logic (:mod:`data._load`
-reading and caching, :mod:`data.fields` derivations, :mod:`data.limits` price limits and
+reading and caching, :mod:`data.fields` the field registry, :mod:`data.derive` derivations,
+:mod:`data.datasets` the optional Tushare datasets and their fallbacks, :mod:`data.limits` price limits and
 tradability, :mod:`data.universe` membership); splitting the class itself would split one
 interface across files.
 """
@@ -42,31 +43,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data._load import EST_COLUMN, RawStore, to_ns
+from data._load import RawStore, to_ns
 from data.datasets import BOOTSTRAP, Optional
+from data.derive import (
+    REAL_MV,
+    amount_and_proxy,
+    dataset_fields,
+    deps,
+    derive,
+    raw_vwap,
+)
 from data.errors import DataError, FieldError, UniverseError
-from data.fields import BASE_FIELDS, FIELDS
+from data.fields import FIELDS
 from data.limits import limit_cents, listing_age, trade_flags
 from data.universe import check_universe, membership_mask
 from data.universe import universe_codes as _universe_codes
-
-#: field -> raw columns it is computed from (warehouse names, EST_COLUMN = total_share).
-_DEPS: dict[str, tuple[str, ...]] = {
-    "open": ("open", "adj_factor"), "high": ("high", "adj_factor"),
-    "low": ("low", "adj_factor"), "close": ("close", "adj_factor"),
-    "vwap": ("amount", "vol", "open", "high", "low", "close", "adj_factor"),
-    "raw_open": ("open",), "raw_high": ("high",), "raw_low": ("low",), "raw_close": ("close",),
-    "pre_close": ("pre_close",), "vol": ("vol",),
-    "amount": ("amount", "vol", "open", "high", "low", "close"),
-    "total_share": (EST_COLUMN, "close"), "total_mv": (EST_COLUMN, "close"),
-    "turnover": ("vol", EST_COLUMN), "ret": ("close", "adj_factor"),
-    "adj_factor": ("adj_factor",),
-}
-assert set(_DEPS) == set(BASE_FIELDS), "data.fields and the manager's derivation table disagree"
-#: Base fields read from daily_basic instead of the estimate when the warehouse has it.
-_REAL_MV = {"total_share": ("daily_basic.total_share", "close"),
-            "total_mv": ("daily_basic.total_mv", "close"),
-            "turnover": ("vol", "daily_basic.total_share")}
 
 #: Trading days loaded before ``start`` for history-dependent fields (``ret``); a previous bar
 #: further back (long suspension) is fetched exactly by a targeted look-up.
@@ -380,86 +371,26 @@ class DataManager:
         return self.panels([field], start, end, codes=codes, universe=universe)[field]
 
     def _deps(self, f: str) -> tuple[str, ...]:
-        if f in _REAL_MV and self._opt.has("daily_basic"):
-            return _REAL_MV[f]
-        if f in _REAL_MV:
+        real = self._opt.has("daily_basic")
+        if f in REAL_MV and not real:
             self._opt.notice("no daily_basic/ in the warehouse: total_share, total_mv and "
                              "turnover use the daily_basic_est ESTIMATE (quarterly snapshot "
                              f"carried forward); run `{BOOTSTRAP}` for the real daily values")
-        return _DEPS[f]
-
-    def _dataset_fields(self, fields: list[str], raw: dict[str, np.ndarray], look: int,
-                        idx: pd.DatetimeIndex, cols: pd.Index) -> dict[str, np.ndarray]:
-        """daily_basic and point-in-time report fields, scaled, NaN where there is no bar."""
-        no_bar = np.isnan(raw["close"][look:]) if fields else None
-        out: dict[str, np.ndarray] = {}
-        by_ds: dict[str, list[str]] = {}
-        for f in fields:
-            by_ds.setdefault(FIELDS[f].dataset, []).append(f)
-        for ds, fs in by_ds.items():
-            if ds == "daily_basic":
-                vals = {FIELDS[f].column: raw[f"daily_basic.{FIELDS[f].column}"][look:]
-                        for f in fs}
-            else:
-                vals = self._opt.fundamentals(ds, sorted({FIELDS[f].column for f in fs}),
-                                              idx, cols)
-            for f in fs:
-                out[f] = np.where(no_bar, np.nan, vals[FIELDS[f].column] * FIELDS[f].scale)
-        return out
+        return deps(f, real)
 
     def _derive(self, fields: list[str], raw: dict[str, np.ndarray], look: int, t0: int,
                 codes: pd.Index) -> dict[str, np.ndarray]:
         """Compute the requested fields from raw arrays (rows ``look:`` are returned)."""
-        r = {k: v[look:] for k, v in raw.items()}
-        out: dict[str, np.ndarray] = {}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for f in fields:
-                if f in ("open", "high", "low", "close"):
-                    out[f] = r[f] * r["adj_factor"]
-                elif f.startswith("raw_"):
-                    out[f] = r[f[4:]].copy()
-                elif f in ("pre_close", "adj_factor"):
-                    out[f] = r[f].copy()
-                elif f == "vol":
-                    out[f] = r["vol"] * 100.0
-                elif f == "amount":
-                    amt, proxy = self._amount(r)
-                    out[f] = np.where(proxy, r["vol"] * 100.0 * self._ohlc4(r), amt)
-                elif f == "vwap":
-                    out[f] = self._raw_vwap(r) * r["adj_factor"]
-                elif f in ("total_share", "total_mv", "turnover"):
-                    no_bar = np.isnan(r["close"] if "close" in r else r["vol"])
-                    if f == "total_mv" and "daily_basic.total_mv" in r:   # real (10k yuan)
-                        out[f] = np.where(no_bar, np.nan, r["daily_basic.total_mv"] * 1e4)
-                        continue
-                    src = "daily_basic.total_share" if "daily_basic.total_share" in r \
-                        else EST_COLUMN
-                    shares = np.where(no_bar, np.nan, r[src] * 1e4)
-                    if f == "total_share":
-                        out[f] = shares
-                    elif f == "total_mv":
-                        out[f] = shares * r["close"]
-                    else:
-                        out[f] = r["vol"] * 100.0 / shares
-                elif f == "ret":
-                    out[f] = self._ret(raw["close"] * raw["adj_factor"], look, t0, codes)
-        return out
+        out = derive([f for f in fields if f != "ret"], {k: v[look:] for k, v in raw.items()})
+        if "ret" in fields:
+            out["ret"] = self._ret(raw["close"] * raw["adj_factor"], look, t0, codes)
+        return {f: out[f] for f in fields}
 
-    @staticmethod
-    def _ohlc4(r) -> np.ndarray:
-        return (r["open"] + r["high"] + r["low"] + r["close"]) / 4.0
-
-    @staticmethod
-    def _amount(r) -> tuple[np.ndarray, np.ndarray]:
-        """Real amount in yuan and the proxy flag (bar present, amount missing)."""
-        amt = r["amount"] * 1000.0
-        return amt, np.isnan(amt) & ~np.isnan(r["close"])
-
-    def _raw_vwap(self, r) -> np.ndarray:
-        amt, proxy = self._amount(r)
-        shares = r["vol"] * 100.0
-        proxy = proxy | (shares <= 0)
-        return np.where(proxy, self._ohlc4(r), amt / np.where(shares > 0, shares, np.nan))
+    def _dataset_fields(self, fields: list[str], raw: dict[str, np.ndarray], look: int,
+                        idx: pd.DatetimeIndex, cols: pd.Index) -> dict[str, np.ndarray]:
+        """daily_basic and point-in-time report fields (:func:`data.derive.dataset_fields`)."""
+        return dataset_fields(fields, {k: v[look:] for k, v in raw.items()}, self._opt, idx,
+                              cols)
 
     def _ret(self, adj_close: np.ndarray, look: int, t0: int, codes: pd.Index) -> np.ndarray:
         """Close-to-close return on each stock's own bars; exact at the first requested row."""
@@ -505,7 +436,7 @@ class DataManager:
             Dates outside the data.
         """
         idx, cols, r = self._raw_window(["amount", "close"], start, end, codes)
-        return pd.DataFrame(self._amount(r)[1], index=idx, columns=cols)
+        return pd.DataFrame(amount_and_proxy(r)[1], index=idx, columns=cols)
 
     def is_proxy_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
         """Boolean panel: True where ``vwap`` is the (O+H+L+C)/4 proxy (no amount or no volume).
@@ -516,7 +447,7 @@ class DataManager:
             Dates outside the data.
         """
         idx, cols, r = self._raw_window(["amount", "close", "vol"], start, end, codes)
-        flag = self._amount(r)[1] | (r["vol"] <= 0)
+        flag = amount_and_proxy(r)[1] | (r["vol"] <= 0)
         return pd.DataFrame(flag, index=idx, columns=cols)
 
     def raw_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
@@ -530,9 +461,9 @@ class DataManager:
         DataError
             Dates outside the data.
         """
-        idx, cols, r = self._raw_window(list(_DEPS["vwap"]), start, end, codes)
+        idx, cols, r = self._raw_window(list(deps("vwap", False)), start, end, codes)
         with np.errstate(divide="ignore", invalid="ignore"):
-            v = self._raw_vwap(r)
+            v = raw_vwap(r)
         return pd.DataFrame(v, index=idx, columns=cols)
 
     def dividends(self, start=None, end=None, codes=None) -> pd.DataFrame:
