@@ -5,6 +5,11 @@ how it is derived and its caveats. ``mine fields`` prints this table; the parser
 field names and :meth:`data.manager.DataManager.panels` both read it, so a field is added here and
 in the manager's derivation table only.
 
+Fields with a :attr:`FieldSpec.dataset` need an optional warehouse dataset (Tushare
+``daily_basic`` or the point-in-time report tables; absent from the embedded snapshot, where
+requesting them raises :class:`data.errors.FieldError`); ``docs/data.md`` documents every
+dataset and field.
+
 Units follow the data contracts in :mod:`data`: prices in yuan (back-adjusted prices in
 yuan x adjustment factor), volumes in shares, money in yuan. Tushare's ``vol`` (lots of 100
 shares), ``amount`` (thousand yuan) and ``total_share`` (ten-thousand shares) are converted
