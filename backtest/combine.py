@@ -8,7 +8,8 @@ Steps (:func:`combine_from_store` runs them all on the warehouse):
    below ``max_corr`` in absolute value (:func:`backtest.evaluate.factor_corr`).
 2. **Processing** (:func:`factors.processing.process_factor`): winsorize (MAD), z-score, direction
    alignment with the sign of the member's *train* mean RankIC (stored on the leaderboard), and
-   optional industry (``stock_basic.industry_ts``) and size (``log total_mv``) neutralisation.
+   optional industry (:meth:`DataManager.industry`: dated Shenwan L1, else the static
+   ``stock_basic.industry_ts``) and size (``log total_mv``) neutralisation.
 3. **Weights** (:func:`factor_weights`): ``"equal"``, ``"ic"`` (trailing mean daily RankIC) or
    ``"icir"`` (trailing mean / std). The RankIC of day ``s`` at horizon ``h`` is the correlation
    with ``open[s+1+h] / open[s+1] - 1`` (:func:`backtest.evaluate.rank_ic_series`), known at the
@@ -33,7 +34,7 @@ from backtest.context import EvalContext
 from backtest.evaluate import factor_corr, rank_ic_series
 from data.errors import AlphamineError
 from factors.errors import EvaluationError, StoreError
-from factors.processing import industry_codes, process_factor, zscore
+from factors.processing import process_factor, zscore
 from factors.store import FactorStore
 
 METHODS = ("ic", "icir", "equal")
@@ -334,8 +335,7 @@ def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, meth
         raise EvaluationError("no leaderboard factor could be evaluated on this workspace")
     industry = size = None
     if "industry" in neutral:
-        sb = dm.stock_basic().set_index("ts_code")
-        industry = industry_codes(sb["industry_ts"].reindex(ctx.codes).tolist())
+        industry = dm.industry(1, ctx.dates, ctx.codes)   # dated Shenwan L1, else static
     if "size" in neutral:
         with np.errstate(all="ignore"):
             mv = ws.field("total_mv")

@@ -156,7 +156,6 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
         write_targets,
     )
     from data.manager import DataManager
-    from factors.processing import industry_codes
     from factors.store import FactorStore
 
     dm = DataManager.from_config(cfg)
@@ -181,8 +180,7 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
         W = topk_dropout_weights(score, elig, s.n, s.n_drop, rb)
         name = f"{s.method}_top{s.n}_drop{s.n_drop}"
     if s.max_weight or s.max_industry_weight:
-        ind = industry_codes(dm.stock_basic().set_index("ts_code")["industry_ts"]
-                             .reindex(codes).tolist())
+        ind = dm.industry(1, dates, codes)       # dated Shenwan L1, else static industry_ts
         W = apply_caps(W, max_weight=s.max_weight or None, industry=ind,
                        max_industry_weight=s.max_industry_weight or None)
     targets = to_targets(W, dates, codes, f"combine_{name}_{s.universe}")

@@ -232,8 +232,9 @@ def apply_caps(W, *, max_weight: float | None = None, industry=None,
         Non-negative weights; NaN rows (no rebalance) pass through.
     max_weight : float, optional
         Per-stock cap in (0, 1].
-    industry : ndarray of int (N,), optional
-        Group codes (:func:`factors.processing.industry_codes`); needed for the industry cap.
+    industry : ndarray of int (N,) or (T, N), optional
+        Group codes (:func:`factors.processing.industry_codes`), or dated codes per row
+        (:meth:`data.manager.DataManager.industry`); needed for the industry cap.
     max_industry_weight : float, optional
         Per-industry cap in (0, 1].
     iters : int, default 100
@@ -261,18 +262,25 @@ def apply_caps(W, *, max_weight: float | None = None, industry=None,
     mw = np.inf if max_weight is None else max_weight
     if max_industry_weight is not None:
         g = np.asarray(industry, dtype=np.int64)
-        G = np.zeros((W.shape[1], int(g.max()) + 1))
-        G[np.arange(W.shape[1]), g] = 1.0
+        if g.ndim == 2:                     # dated groups: each rebalance row its own groups
+            g = g[rows]
+        n_g = int(g.max()) + 1 if g.size else 1
+        key = (np.arange(len(rows))[:, None] * n_g + g if g.ndim == 2
+               else np.broadcast_to(np.arange(len(rows))[:, None] * n_g + g, w.shape))
+        key = key.ravel()
+
+        def group_total(v: np.ndarray) -> np.ndarray:   # each cell's industry total that row
+            return np.bincount(key, weights=v.ravel(), minlength=len(rows) * n_g)[key] \
+                .reshape(v.shape)
     eps = 1e-12
     for _ in range(iters):
         w = np.minimum(w, mw)
         room = np.full(w.shape, True)
         if max_industry_weight is not None:
-            ind = w @ G
-            scale = np.where(ind > max_industry_weight, max_industry_weight
+            ind = group_total(w)
+            w = w * np.where(ind > max_industry_weight, max_industry_weight
                              / np.where(ind > 0, ind, 1.0), 1.0)
-            w = w * (scale @ G.T)
-            room = ((w @ G) @ G.T) < max_industry_weight - 1e-9
+            room = group_total(w) < max_industry_weight - 1e-9
         deficit = total - w.sum(axis=1)
         free = (w > 0) & (w < mw - 1e-9) & room
         base = np.where(free, w, 0.0)
@@ -404,9 +412,11 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
 
     Notes
     -----
-    ST status is the warehouse's ``is_st_latest`` (current status only, no history): names ST
-    today are excluded on every past date and names ST in the past but not today are not.
-    ``total_mv`` is an estimate (``daily_basic_est``); the universe holds only survivors.
+    ST status is dated (:meth:`data.manager.DataManager.st_mask`, ``namechange``) and
+    ``total_mv`` the real ``daily_basic`` value where the warehouse has them; on the embedded
+    snapshot ST is ``is_st_latest`` (current status only: names ST today are excluded on every
+    past date), ``total_mv`` an estimate (``daily_basic_est``) and the universe holds only
+    survivors (``dm.notices`` says so).
     "Sell all, then buy with equal cash" becomes equal target weights: a name still selected
     is topped up / trimmed to ``1/hold`` rather than sold and bought back (saves the costs of
     the round trip, otherwise identical).
@@ -425,9 +435,8 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     p = dm.panels(["total_mv", "close"], start, end, codes=codes)
     mv = p["total_mv"].to_numpy()
     bar = np.isfinite(p["close"].to_numpy())
-    st = dm.stock_basic().set_index("ts_code")["is_st_latest"].reindex(codes)
-    st = st.fillna(False).to_numpy(bool)
-    elig = dm.universe_mask(universe, dates, codes) & bar & ~st[None, :]
+    st = dm.st_mask(start, end, codes=codes)
+    elig = dm.universe_mask(universe, dates, codes) & bar & ~st
     with np.errstate(invalid="ignore"):
         elig &= (mv >= mv_min) & (mv <= mv_max)
     W = topn_weights(-mv, elig, hold, rebalance_mask(dates, every), fixed=True)

@@ -24,6 +24,15 @@ DAILY_COLUMNS = ("open", "high", "low", "close", "pre_close", "vol", "amount", "
 #: Pseudo-column name for ``daily_basic_est.total_share``.
 EST_COLUMN = "est_total_share"
 EST_FILE = "daily_basic_est.parquet"
+#: Optional year-partitioned datasets (``<name>/<name>_YYYY.parquet``, keyed ts_code,
+#: trade_date) whose columns load as ``"<name>.<column>"`` (e.g. ``"daily_basic.total_mv"``).
+PARTITIONED = ("daily_basic", "stk_limit")
+
+
+def split_column(c: str) -> tuple[str, str]:
+    """``"daily_basic.total_mv"`` -> ``("daily_basic", "total_mv")``; ``"close"`` -> daily."""
+    ds, _, col = c.rpartition(".")
+    return (ds or "daily"), col
 
 
 def codes_key(codes: pd.Index) -> str:
@@ -130,17 +139,28 @@ class RawStore:
         self._bytes = 0
 
     # ----------------------------------------------------------------------------- reading
-    def daily_path(self, year: int) -> Path:
-        """Path of the daily file of ``year``."""
-        return self.root / "daily" / f"daily_{year}.parquet"
+    def daily_path(self, year: int, dataset: str = "daily") -> Path:
+        """Path of the ``dataset`` file of ``year`` (``daily/daily_YYYY.parquet``...)."""
+        return self.root / dataset / f"{dataset}_{year}.parquet"
 
-    def _load_daily_year(self, year: int, codes: pd.Index, ckey: str, columns: list[str]) -> None:
-        path = self.daily_path(year)
-        if not path.is_file():
-            raise DataError(f"daily file {path} is missing; restore it or fill the warehouse "
-                            "with the Tushare downloader")
+    def has(self, dataset: str) -> bool:
+        """Whether the year-partitioned ``dataset`` folder holds at least one year file."""
+        d = self.root / dataset
+        return d.is_dir() and any(d.glob(f"{dataset}_*.parquet"))
+
+    def _load_daily_year(self, year: int, codes: pd.Index, ckey: str, columns: list[str],
+                         dataset: str = "daily") -> None:
+        path = self.daily_path(year, dataset)
         a, b = self.year_bounds[year]
-        pkey = ("daily", year, ckey)
+        shape = (b - a, len(codes))
+        if not path.is_file():
+            if dataset == "daily":
+                raise DataError(f"daily file {path} is missing; restore it or fill the "
+                                "warehouse with the Tushare downloader")
+            for c in columns:       # an optional dataset without this year: all NaN
+                self._put((dataset, year, ckey, c), np.full(shape, np.nan))
+            return
+        pkey = (dataset, year, ckey)
         place = self._places.get(pkey)
         read = list(columns) if place is not None else ["ts_code", "trade_date", *columns]
         table = pq.read_table(path, columns=read)
@@ -149,8 +169,8 @@ class RawStore:
             self._places[pkey] = place
         rows, flat = place
         for c in columns:
-            self._put(("daily", year, ckey, c),
-                      _scatter(_column_values(table, c), rows, flat, (b - a, len(codes))))
+            self._put((dataset, year, ckey, c),
+                      _scatter(_column_values(table, c), rows, flat, shape))
 
     def _load_est(self, codes: pd.Index, ckey: str) -> None:
         path = self.root / EST_FILE
@@ -173,7 +193,8 @@ class RawStore:
         Parameters
         ----------
         columns : list of str
-            Names from :data:`DAILY_COLUMNS` or :data:`EST_COLUMN`.
+            Names from :data:`DAILY_COLUMNS`, :data:`EST_COLUMN`, or ``"<dataset>.<column>"``
+            for a dataset of :data:`PARTITIONED` (all NaN for years without a file).
         t0, t1 : int
             Half-open range of calendar positions.
         codes : pandas.Index
@@ -202,21 +223,25 @@ class RawStore:
                 continue
             a, b = self.year_bounds[year]
             lo, hi = max(t0, a) - a, min(t1, b) - a
-            missing = [c for c in columns if c != EST_COLUMN
-                       and self._get(("daily", year, ckey, c)) is None]
-            if missing:
-                self._load_daily_year(year, codes, ckey, missing)
+            missing: dict[str, list[str]] = {}
+            for c in columns:
+                if c != EST_COLUMN:
+                    ds, col = split_column(c)
+                    if self._get((ds, year, ckey, col)) is None:
+                        missing.setdefault(ds, []).append(col)
+            for ds, cols in missing.items():
+                self._load_daily_year(year, codes, ckey, cols, ds)
             if EST_COLUMN in columns and self._get(("est", year, ckey, EST_COLUMN)) is None:
                 self._load_est(codes, ckey)
             for c in columns:
-                src = "est" if c == EST_COLUMN else "daily"
-                arr = self._get((src, year, ckey, c))
+                src, col = ("est", c) if c == EST_COLUMN else split_column(c)
+                arr = self._get((src, year, ckey, col))
                 if arr is None:   # evicted while loading siblings under a tiny budget
                     if src == "est":
                         self._load_est(codes, ckey)
                     else:
-                        self._load_daily_year(year, codes, ckey, [c])
-                    arr = self._values[(src, year, ckey, c)]
+                        self._load_daily_year(year, codes, ckey, [col], src)
+                    arr = self._values[(src, year, ckey, col)]
                 parts[c].append(arr[lo:hi])
         return {c: (np.concatenate(p, axis=0) if len(p) != 1 else p[0].copy())
                 for c, p in parts.items()}

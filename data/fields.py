@@ -5,6 +5,11 @@ how it is derived and its caveats. ``mine fields`` prints this table; the parser
 field names and :meth:`data.manager.DataManager.panels` both read it, so a field is added here and
 in the manager's derivation table only.
 
+Fields with a :attr:`FieldSpec.dataset` need an optional warehouse dataset (Tushare
+``daily_basic`` or the point-in-time report tables; absent from the embedded snapshot, where
+requesting them raises :class:`data.errors.FieldError`); ``docs/data.md`` documents every
+dataset and field.
+
 Units follow the data contracts in :mod:`data`: prices in yuan (back-adjusted prices in
 yuan x adjustment factor), volumes in shares, money in yuan. Tushare's ``vol`` (lots of 100
 shares), ``amount`` (thousand yuan) and ``total_share`` (ten-thousand shares) are converted
@@ -32,12 +37,25 @@ class FieldSpec:
         How the field is derived, with any caveat (one or two sentences).
     source : str
         Warehouse columns it is computed from (``file.column`` notation).
+    dataset : str
+        Optional warehouse dataset the field needs (``""``: available on every warehouse,
+        including the embedded snapshot). Requesting the field without it raises
+        :class:`data.errors.FieldError`.
+    scale : float
+        Factor from the stored Tushare unit to :attr:`unit` (dataset fields only).
     """
 
     name: str
     unit: str
     doc: str
     source: str
+    dataset: str = ""
+    scale: float = 1.0
+
+    @property
+    def column(self) -> str:
+        """Stored column of a dataset field (the part after the dot of :attr:`source`)."""
+        return self.source.split(".", 1)[1] if self.dataset else ""
 
 
 _ADJ = ("Back-adjusted (hfq) price = raw x adj_factor; continuous across dividends and bonus "
@@ -75,20 +93,23 @@ _SPECS: tuple[FieldSpec, ...] = (
               "DataManager.is_proxy_amount flags those cells.",
               "daily.amount, daily.vol, daily.open/high/low/close"),
     FieldSpec("total_share", "shares",
-              "Estimated total share count = daily_basic_est.total_share (10k shares) x 1e4: the "
-              "real quarterly snapshot carried forward and scaled on bonus-share ex-dates only "
-              "(misses placements, buybacks, conversions between quarter ends). NaN before "
-              "2010-03-31, for listings after 2025-12-31, and on days without a bar.",
-              "daily_basic_est.total_share"),
+              "Total share count. With daily_basic in the warehouse: daily_basic.total_share "
+              "(10k shares) x 1e4. On the embedded snapshot: the ESTIMATE "
+              "daily_basic_est.total_share x 1e4, the real quarterly snapshot carried forward "
+              "and scaled on bonus-share ex-dates only (misses placements, buybacks, "
+              "conversions between quarter ends; NaN before 2010-03-31 and for listings after "
+              "2025-12-31). NaN on days without a bar.",
+              "daily_basic.total_share (else daily_basic_est.total_share)"),
     FieldSpec("total_mv", "yuan",
-              "Estimated total market value = total_share (shares) x raw close (yuan). Inherits "
-              "the total_share caveats; there is no float market value in the warehouse.",
-              "daily_basic_est.total_share, daily.close"),
+              "Total market value. With daily_basic: daily_basic.total_mv (10k yuan) x 1e4. On "
+              "the embedded snapshot: the estimate total_share (shares) x raw close (yuan), "
+              "with the total_share caveats. NaN on days without a bar.",
+              "daily_basic.total_mv (else daily_basic_est.total_share x daily.close)"),
     FieldSpec("turnover", "fraction (shares / shares)",
               "Turnover proxy = vol (shares) / total_share (shares). Uses TOTAL not free-float "
               "shares, so it is lower than the vendor's turnover_rate, especially for stocks "
               "with large locked-up holdings.",
-              "daily.vol, daily_basic_est.total_share"),
+              "daily.vol, daily_basic.total_share (else daily_basic_est.total_share)"),
     FieldSpec("ret", "fraction",
               "Close-to-close adjusted return close_t / close_prev - 1, where close_prev is the "
               "stock's own previous bar (across a suspension it is the return since the last "
@@ -100,8 +121,61 @@ _SPECS: tuple[FieldSpec, ...] = (
               "daily.adj_factor"),
 )
 
+_NEED = ("Needs the warehouse dataset {ds} (absent from the embedded snapshot: fill the "
+         "warehouse with `mine data bootstrap`).")
+_VAL = ("Daily value of Tushare daily_basic, NaN on days without a bar. " + _NEED)
+_PIT = ("Point in time: visible from the first trading day AFTER the announcement (f_ann_date, "
+        "else ann_date), carried forward; the latest report period known that day, in its "
+        "latest (restated) version. " + _NEED)
+
+
+def _ds(name, unit, doc, source, scale=1.0) -> FieldSpec:
+    ds = source.split(".", 1)[0]
+    tail = (_VAL if ds == "daily_basic" else _PIT).format(ds=ds)
+    return FieldSpec(name, unit, f"{doc} {tail}", source, ds, scale)
+
+
+_DATASET_SPECS: tuple[FieldSpec, ...] = (
+    _ds("circ_mv", "yuan", "Float (circulating) market value = circ_mv (10k yuan) x 1e4.",
+        "daily_basic.circ_mv", 1e4),
+    _ds("turnover_rate", "fraction", "Vendor turnover rate on float shares = turnover_rate "
+        "(%) / 100.", "daily_basic.turnover_rate", 0.01),
+    _ds("pe_ttm", "ratio", "Price / earnings, trailing twelve months (total_mv / TTM net "
+        "profit; NaN when loss-making).", "daily_basic.pe_ttm"),
+    _ds("pb", "ratio", "Price / book (total_mv / net assets).", "daily_basic.pb"),
+    _ds("ps_ttm", "ratio", "Price / sales, trailing twelve months.", "daily_basic.ps_ttm"),
+    _ds("dv_ttm", "fraction", "Dividend yield, trailing twelve months = dv_ttm (%) / 100.",
+        "daily_basic.dv_ttm", 0.01),
+    _ds("roe", "fraction", "Return on equity of the report period = roe (%) / 100 "
+        "(year-to-date, not annualised).", "fina_indicator.roe", 0.01),
+    _ds("roa", "fraction", "Return on assets of the report period = roa (%) / 100 "
+        "(year-to-date).", "fina_indicator.roa", 0.01),
+    _ds("eps", "yuan per share", "Basic earnings per share, year-to-date.",
+        "fina_indicator.eps"),
+    _ds("bps", "yuan per share", "Net assets (book value) per share.", "fina_indicator.bps"),
+    _ds("grossprofit_margin", "fraction", "Gross margin = grossprofit_margin (%) / 100.",
+        "fina_indicator.grossprofit_margin", 0.01),
+    _ds("netprofit_yoy", "fraction", "Year-on-year growth of net profit attributable to "
+        "shareholders = netprofit_yoy (%) / 100.", "fina_indicator.netprofit_yoy", 0.01),
+    _ds("debt_to_assets", "fraction", "Liabilities / assets = debt_to_assets (%) / 100.",
+        "fina_indicator.debt_to_assets", 0.01),
+    _ds("revenue", "yuan", "Operating revenue, year-to-date (consolidated).",
+        "income.revenue"),
+    _ds("n_income", "yuan", "Net profit, year-to-date (consolidated, incl. minority "
+        "interests).", "income.n_income"),
+    _ds("total_assets", "yuan", "Total assets at the period end.", "balancesheet.total_assets"),
+    _ds("total_liab", "yuan", "Total liabilities at the period end.", "balancesheet.total_liab"),
+    _ds("n_cashflow_act", "yuan", "Net cash flow from operating activities, year-to-date.",
+        "cashflow.n_cashflow_act"),
+)
+_SPECS = _SPECS + _DATASET_SPECS
+
 #: name -> FieldSpec, in display order.
 FIELDS: dict[str, FieldSpec] = {s.name: s for s in _SPECS}
+
+
+#: Fields available on every warehouse (no optional dataset needed), in display order.
+BASE_FIELDS: tuple[str, ...] = tuple(s.name for s in _SPECS if not s.dataset)
 
 
 def field_names() -> list[str]:
@@ -110,6 +184,7 @@ def field_names() -> list[str]:
     Returns
     -------
     list of str
-        The keys of :data:`FIELDS`.
+        The keys of :data:`FIELDS` (including dataset fields that a given warehouse may lack:
+        :meth:`data.manager.DataManager.available_fields` lists those it can load).
     """
     return list(FIELDS)

@@ -8,8 +8,9 @@ Price limits
 ------------
 ``limit = round_half_up(pre_close x (1 +- pct), 0.01)`` computed in integer cents, with pct by
 board and date: main board (60xxxx, 000/001/002/003) 10%; ST main board 5%; ChiNext (30xxxx)
-10% before 2020-08-24 and 20% from that day; STAR (68xxxx) 20%. ST is the caller's (the
-manager uses ``is_st_latest``, the CURRENT status only, for every date). No limit on a new
+10% before 2020-08-24 and 20% from that day; STAR (68xxxx) 20%. ST is the caller's, per code or
+per (date, code): the manager passes its dated ST panel (``namechange``), or on the embedded
+snapshot ``is_st_latest``, the CURRENT status, for every date. No limit on a new
 listing's first days, counted in trading days from ``list_date``: 5 days for STAR, ChiNext
 listed from 2020-08-24 and main board listed from 2023-04-10 (registration system); otherwise
 the first day only (its +44% / -36% cap is treated as no limit). Not modelled: delisting-period
@@ -88,8 +89,8 @@ def limit_cents(pre_close: np.ndarray, codes: pd.Index, st: np.ndarray,
         Raw previous close in yuan; NaN = no bar.
     codes : Index (N,)
         Tushare codes (board from the prefix).
-    st : bool ndarray (N,)
-        ST flag per code (applied to every date).
+    st : bool ndarray (N,) or (T, N)
+        ST flag per code (applied to every date) or per (date, code).
     dates : DatetimeIndex (T,)
     age : ndarray (T, N)
         Listing age from :func:`listing_age`.
@@ -103,8 +104,11 @@ def limit_cents(pre_close: np.ndarray, codes: pd.Index, st: np.ndarray,
     """
     board = _board(codes)
     after = np.asarray(dates >= CHINEXT_REFORM)[:, None]
-    pct = np.where(board == "star", 20, np.where(st & (board == "main"), 5, 10))
-    pct = np.where((board == "chinext")[None, :] & after, 20, pct[None, :])
+    st = np.asarray(st, dtype=bool)
+    st = st[None, :] if st.ndim == 1 else st
+    pct = np.where((board == "star")[None, :], 20,
+                   np.where(st & (board == "main")[None, :], 5, 10))
+    pct = np.where((board == "chinext")[None, :] & after, 20, pct)
     free_days = np.where(
         (board == "star") | ((board == "chinext") & (list_dates >= CHINEXT_REFORM.asm8))
         | ((board == "main") & (list_dates >= MAIN_BOARD_REGISTRATION.asm8)), 5, 1)

@@ -19,12 +19,20 @@ contract (index ``trade_date``, columns ``ts_code``, float64, NaN where there is
 Price limits (:meth:`DataManager.limit_prices`)
 -----------------------------------------------
 Rules and their computation: :mod:`data.limits` (board, ST, ChiNext reform, new-listing days).
-ST uses ``is_st_latest``, the CURRENT status only (no ST history exists in the warehouse),
-applied to every date.
+ST is dated (:meth:`DataManager.st_mask`: ``namechange.parquet``); on the embedded snapshot it
+is ``is_st_latest``, the CURRENT status, applied to every date. Where ``stk_limit/`` has a row,
+the exchange's limit prices replace the computed ones.
 
-Size: one facade class (about 580 lines, most of them numpydoc): each public method is a
+Optional datasets (filled by ``mine data bootstrap``; see ``docs/data.md``)
+--------------------------------------------------------------------------
+``namechange``, ``stk_limit/``, ``daily_basic/``, ``industry_sw``, ``fina_indicator``,
+``income``, ``balancesheet``, ``cashflow``: used when present (:mod:`data.optional`); without
+them the snapshot behaviour applies and a one-time message is added to :attr:`notices`.
+
+Size: one facade class (about 650 lines, most of them numpydoc): each public method is a
 thin, documented entry point over the topic modules that hold the logic (:mod:`data._load`
-reading and caching, :mod:`data.fields` derivations, :mod:`data.limits` price limits and
+reading and caching, :mod:`data.fields` the field registry, :mod:`data.derive` derivations,
+:mod:`data.optional` the optional Tushare datasets and their fallbacks, :mod:`data.limits` price limits and
 tradability, :mod:`data.universe` membership); splitting the class itself would split one
 interface across files.
 """
@@ -35,26 +43,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data._load import EST_COLUMN, RawStore, to_ns
+from data._load import RawStore, to_ns
+from data.optional import BOOTSTRAP, Optional
+from data.derive import (
+    REAL_MV,
+    amount_and_proxy,
+    dataset_fields,
+    deps,
+    derive,
+    raw_vwap,
+)
 from data.errors import DataError, FieldError, UniverseError
 from data.fields import FIELDS
 from data.limits import limit_cents, listing_age, trade_flags
 from data.universe import check_universe, membership_mask
 from data.universe import universe_codes as _universe_codes
-
-#: field -> raw columns it is computed from (warehouse names, EST_COLUMN = total_share).
-_DEPS: dict[str, tuple[str, ...]] = {
-    "open": ("open", "adj_factor"), "high": ("high", "adj_factor"),
-    "low": ("low", "adj_factor"), "close": ("close", "adj_factor"),
-    "vwap": ("amount", "vol", "open", "high", "low", "close", "adj_factor"),
-    "raw_open": ("open",), "raw_high": ("high",), "raw_low": ("low",), "raw_close": ("close",),
-    "pre_close": ("pre_close",), "vol": ("vol",),
-    "amount": ("amount", "vol", "open", "high", "low", "close"),
-    "total_share": (EST_COLUMN, "close"), "total_mv": (EST_COLUMN, "close"),
-    "turnover": ("vol", EST_COLUMN), "ret": ("close", "adj_factor"),
-    "adj_factor": ("adj_factor",),
-}
-assert set(_DEPS) == set(FIELDS), "data.fields and the manager's derivation table disagree"
 
 #: Trading days loaded before ``start`` for history-dependent fields (``ret``); a previous bar
 #: further back (long suspension) is fetched exactly by a targeted look-up.
@@ -109,6 +112,25 @@ class DataManager:
         self._sb: pd.DataFrame | None = None
         self._members: pd.DataFrame | None = None
         self._index_daily: pd.DataFrame | None = None
+        self._opt = Optional(self.root, self._store.has, self._all_open)
+
+    @property
+    def notices(self) -> list[str]:
+        """One-time messages about snapshot fallbacks (dataset missing -> today's behaviour).
+
+        A list of strings in the order they happened, each recorded once; the CLI may print
+        them, library code never does.
+        """
+        return self._opt.notices
+
+    def has_dataset(self, name: str) -> bool:
+        """Whether the warehouse holds the optional dataset ``name`` (e.g. ``"daily_basic"``,
+        ``"namechange"``, ``"fina_indicator"``; see ``docs/data.md``)."""
+        return self._opt.has(name)
+
+    def available_fields(self) -> list[str]:
+        """Fields of :data:`data.fields.FIELDS` this warehouse can load, in display order."""
+        return [f for f, s in FIELDS.items() if not s.dataset or self._opt.has(s.dataset)]
 
     @classmethod
     def from_config(cls, cfg) -> "DataManager":
@@ -182,7 +204,7 @@ class DataManager:
         """``stock_basic.parquet`` (one row per stock; cached). Dates as datetime64[ns]."""
         if self._sb is None:
             sb = self._read("stock_basic.parquet", "stock list")
-            for c in ("list_date", "first_trade_date", "last_trade_date"):
+            for c in ("list_date", "delist_date", "first_trade_date", "last_trade_date"):
                 if c in sb:
                     sb[c] = pd.to_datetime(sb[c]).astype("datetime64[ns]")
             self._sb = sb.sort_values("ts_code").reset_index(drop=True)
@@ -319,15 +341,28 @@ class DataManager:
         if bad:
             raise FieldError(f"unknown field(s) {', '.join(map(repr, bad))}; valid: "
                              f"{', '.join(FIELDS)}")
+        missing = [f for f in fields if FIELDS[f].dataset and not self._opt.has(FIELDS[f].dataset)]
+        if missing:
+            ds = sorted({FIELDS[f].dataset for f in missing})
+            raise FieldError(f"field(s) {', '.join(map(repr, missing))} need the warehouse "
+                             f"dataset(s) {', '.join(ds)}, which {self.root} lacks (the embedded "
+                             f"snapshot has none of them); fill the warehouse with "
+                             f"`{BOOTSTRAP}`")
         if universe is not None:
             check_universe(universe)
         t0, t1 = self._range(start, end)
         cols = self._codes(codes, universe, t0, t1)
+        fields = list(dict.fromkeys(fields))
+        base = [f for f in fields if not FIELDS[f].dataset]
+        extra = [f for f in fields if FIELDS[f].dataset]
         look = min(LOOKBACK_DAYS, t0) if "ret" in fields else 0
-        need = sorted({c for f in fields for c in _DEPS[f]})
+        need = sorted({c for f in base for c in self._deps(f)} | ({"close"} if extra else set())
+                      | {f"daily_basic.{FIELDS[f].column}" for f in extra
+                         if FIELDS[f].dataset == "daily_basic"})
         raw = self._store.window(need, t0 - look, t1, cols)
-        out = self._derive(list(dict.fromkeys(fields)), raw, look, t0, cols)
+        out = self._derive(base, raw, look, t0, cols)
         idx = self._cal[t0:t1]
+        out.update(self._dataset_fields(extra, raw, look, idx, cols))
         return {f: pd.DataFrame(a, index=idx, columns=cols, copy=False) for f, a in out.items()}
 
     def panel(self, field: str, start=None, end=None, codes=None, universe=None
@@ -335,54 +370,27 @@ class DataManager:
         """One panel; see :meth:`panels`."""
         return self.panels([field], start, end, codes=codes, universe=universe)[field]
 
+    def _deps(self, f: str) -> tuple[str, ...]:
+        real = self._opt.has("daily_basic")
+        if f in REAL_MV and not real:
+            self._opt.notice("no daily_basic/ in the warehouse: total_share, total_mv and "
+                             "turnover use the daily_basic_est ESTIMATE (quarterly snapshot "
+                             f"carried forward); run `{BOOTSTRAP}` for the real daily values")
+        return deps(f, real)
+
     def _derive(self, fields: list[str], raw: dict[str, np.ndarray], look: int, t0: int,
                 codes: pd.Index) -> dict[str, np.ndarray]:
         """Compute the requested fields from raw arrays (rows ``look:`` are returned)."""
-        r = {k: v[look:] for k, v in raw.items()}
-        out: dict[str, np.ndarray] = {}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for f in fields:
-                if f in ("open", "high", "low", "close"):
-                    out[f] = r[f] * r["adj_factor"]
-                elif f.startswith("raw_"):
-                    out[f] = r[f[4:]].copy()
-                elif f in ("pre_close", "adj_factor"):
-                    out[f] = r[f].copy()
-                elif f == "vol":
-                    out[f] = r["vol"] * 100.0
-                elif f == "amount":
-                    amt, proxy = self._amount(r)
-                    out[f] = np.where(proxy, r["vol"] * 100.0 * self._ohlc4(r), amt)
-                elif f == "vwap":
-                    out[f] = self._raw_vwap(r) * r["adj_factor"]
-                elif f in ("total_share", "total_mv", "turnover"):
-                    no_bar = np.isnan(r["close"] if "close" in r else r["vol"])
-                    shares = np.where(no_bar, np.nan, r[EST_COLUMN] * 1e4)
-                    if f == "total_share":
-                        out[f] = shares
-                    elif f == "total_mv":
-                        out[f] = shares * r["close"]
-                    else:
-                        out[f] = r["vol"] * 100.0 / shares
-                elif f == "ret":
-                    out[f] = self._ret(raw["close"] * raw["adj_factor"], look, t0, codes)
-        return out
+        out = derive([f for f in fields if f != "ret"], {k: v[look:] for k, v in raw.items()})
+        if "ret" in fields:
+            out["ret"] = self._ret(raw["close"] * raw["adj_factor"], look, t0, codes)
+        return {f: out[f] for f in fields}
 
-    @staticmethod
-    def _ohlc4(r) -> np.ndarray:
-        return (r["open"] + r["high"] + r["low"] + r["close"]) / 4.0
-
-    @staticmethod
-    def _amount(r) -> tuple[np.ndarray, np.ndarray]:
-        """Real amount in yuan and the proxy flag (bar present, amount missing)."""
-        amt = r["amount"] * 1000.0
-        return amt, np.isnan(amt) & ~np.isnan(r["close"])
-
-    def _raw_vwap(self, r) -> np.ndarray:
-        amt, proxy = self._amount(r)
-        shares = r["vol"] * 100.0
-        proxy = proxy | (shares <= 0)
-        return np.where(proxy, self._ohlc4(r), amt / np.where(shares > 0, shares, np.nan))
+    def _dataset_fields(self, fields: list[str], raw: dict[str, np.ndarray], look: int,
+                        idx: pd.DatetimeIndex, cols: pd.Index) -> dict[str, np.ndarray]:
+        """daily_basic and point-in-time report fields (:func:`data.derive.dataset_fields`)."""
+        return dataset_fields(fields, {k: v[look:] for k, v in raw.items()}, self._opt, idx,
+                              cols)
 
     def _ret(self, adj_close: np.ndarray, look: int, t0: int, codes: pd.Index) -> np.ndarray:
         """Close-to-close return on each stock's own bars; exact at the first requested row."""
@@ -402,7 +410,8 @@ class DataManager:
         start_ns = int(self._cal.asi8[t0 - look])
         if missing.any() and t0 - look > 0:
             sb = self.stock_basic().set_index("ts_code")
-            ftd = sb["first_trade_date"].reindex(codes[missing]).to_numpy("datetime64[ns]")
+            first = sb["first_trade_date"] if "first_trade_date" in sb else sb["list_date"]
+            ftd = first.reindex(codes[missing]).to_numpy("datetime64[ns]")
             maybe = np.flatnonzero(missing)[~(ftd >= np.datetime64(start_ns, "ns"))]
             if maybe.size:
                 bars = self._store.last_bars_before(codes[maybe], start_ns,
@@ -427,7 +436,7 @@ class DataManager:
             Dates outside the data.
         """
         idx, cols, r = self._raw_window(["amount", "close"], start, end, codes)
-        return pd.DataFrame(self._amount(r)[1], index=idx, columns=cols)
+        return pd.DataFrame(amount_and_proxy(r)[1], index=idx, columns=cols)
 
     def is_proxy_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
         """Boolean panel: True where ``vwap`` is the (O+H+L+C)/4 proxy (no amount or no volume).
@@ -438,7 +447,7 @@ class DataManager:
             Dates outside the data.
         """
         idx, cols, r = self._raw_window(["amount", "close", "vol"], start, end, codes)
-        flag = self._amount(r)[1] | (r["vol"] <= 0)
+        flag = amount_and_proxy(r)[1] | (r["vol"] <= 0)
         return pd.DataFrame(flag, index=idx, columns=cols)
 
     def raw_vwap(self, start=None, end=None, codes=None) -> pd.DataFrame:
@@ -452,9 +461,9 @@ class DataManager:
         DataError
             Dates outside the data.
         """
-        idx, cols, r = self._raw_window(list(_DEPS["vwap"]), start, end, codes)
+        idx, cols, r = self._raw_window(list(deps("vwap", False)), start, end, codes)
         with np.errstate(divide="ignore", invalid="ignore"):
-            v = self._raw_vwap(r)
+            v = raw_vwap(r)
         return pd.DataFrame(v, index=idx, columns=cols)
 
     def dividends(self, start=None, end=None, codes=None) -> pd.DataFrame:
@@ -531,10 +540,66 @@ class DataManager:
     def _limits(self, t0: int, t1: int, cols: pd.Index) -> tuple[np.ndarray, np.ndarray]:
         """Limit prices in cents (float, NaN = none)."""
         pre = self._store.window(["pre_close"], t0, t1, cols)["pre_close"]
-        sb = self.stock_basic().set_index("ts_code")
-        st = sb["is_st_latest"].reindex(cols).fillna(False).to_numpy(bool)
+        st = self._opt.st(self._cal[t0:t1], cols, self.stock_basic())
         age, ld = self._listing_age(t0, t1, cols)
-        return limit_cents(pre, cols, st, self._cal[t0:t1], age, ld)
+        up, down = limit_cents(pre, cols, st, self._cal[t0:t1], age, ld)
+        ex = self._opt.exchange_limits(self._store, t0, t1, cols)
+        if ex is not None:                  # the exchange's prices where stk_limit has a row
+            up = np.where(np.isnan(ex[0]) | np.isnan(pre), up, ex[0])
+            down = np.where(np.isnan(ex[1]) | np.isnan(pre), down, ex[1])
+        return up, down
+
+    def st_mask(self, start=None, end=None, codes=None) -> np.ndarray:
+        """``(T, N)`` bool: the stock is ST (``ST`` / ``*ST`` name) on the day.
+
+        Source: ``namechange.parquet`` (each ST name from its ``start_date`` to its
+        ``end_date``, visible from ``start_date``). Fallback (embedded snapshot):
+        ``stock_basic.is_st_latest``, the CURRENT status, on every date, with a notice.
+        Columns follow ``codes`` (default: every code with data).
+
+        Raises
+        ------
+        DataError
+            Dates outside the data.
+        """
+        t0, t1 = self._range(start, end)
+        cols = self._codes(codes, None, t0, t1)
+        return self._opt.st(self._cal[t0:t1], cols, self.stock_basic())
+
+    def industry(self, level: int = 1, dates=None, codes=None) -> np.ndarray:
+        """``(T, N)`` int64 industry group codes, point in time.
+
+        Parameters
+        ----------
+        level : {1, 2}
+            Shenwan level (ignored by the static fallback).
+        dates : sequence of dates, optional
+            Rows (default: every trading day in the data).
+        codes : sequence of str, optional
+            Columns (default: every code with data).
+
+        Returns
+        -------
+        ndarray of int64, shape (T, N)
+            ``0..G-1`` per industry, ``G`` = unclassified (one extra group, as
+            :func:`factors.processing.industry_codes`). Source ``industry_sw.parquet`` (dated
+            Shenwan 2021, ``in_date <= d < out_date``; :mod:`data.industry`); fallback (with a
+            notice): the static ``stock_basic.industry_ts`` on every date.
+
+        Raises
+        ------
+        DataError
+            ``level`` not 1 or 2.
+        """
+        if level not in (1, 2):
+            raise DataError(f"industry level must be 1 or 2, got {level!r}")
+        dates = self._cal if dates is None else pd.DatetimeIndex(dates)
+        if codes is None:
+            cols = self._codes(None, None, 0, len(self._cal)) if len(dates) == 0 else \
+                self.universe_codes("all", dates.min(), dates.max())
+        else:
+            cols = pd.Index([str(c) for c in codes], name="ts_code")
+        return self._opt.industry(level, dates, cols, self.stock_basic())[0]
 
     def _trade_flags(self, start, end, codes) -> tuple[int, int, pd.Index, dict]:
         t0, t1 = self._range(start, end)

@@ -36,6 +36,9 @@ UNIVERSES: dict[str, str | None] = {
 
 #: The ``source`` value of the full (survivorship-free) membership lists.
 FULL_LIST_SOURCE = "Homes1ck/sQlib"
+#: Sources accepted as full lists: the snapshot's, and the Tushare ingest's (derived from the
+#: monthly ``index_weight``; ``out_date`` NaT = still a member).
+FULL_LIST_SOURCES = (FULL_LIST_SOURCE, "index_weight")
 
 
 def check_universe(universe: str) -> str | None:
@@ -55,14 +58,19 @@ def _intervals(index_member_df: pd.DataFrame, index_code: str
                ) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """Full-list intervals of one index: codes, in/out dates (int64 ns), open ends extended."""
     df = index_member_df
-    sel = (df["source"] == FULL_LIST_SOURCE) & (df["index_code"] == index_code)
-    sub = df.loc[sel, ["con_code", "in_date", "out_date"]]
+    sel = df["source"].isin(FULL_LIST_SOURCES) & (df["index_code"] == index_code)
+    sub = df.loc[sel, ["con_code", "in_date", "out_date", "source"]]
     if sub.empty:
         raise UniverseError(f"index_member has no {FULL_LIST_SOURCE!r} rows for {index_code}; "
                             "the warehouse cannot support this universe")
     ins = pd.DatetimeIndex(sub["in_date"]).as_unit("ns").asi8.copy()
-    outs = pd.DatetimeIndex(sub["out_date"]).as_unit("ns").asi8.copy()
-    outs[outs == outs.max()] = np.iinfo(np.int64).max      # carry the last list forward
+    out_idx = pd.DatetimeIndex(sub["out_date"])
+    outs = out_idx.as_unit("ns").asi8.copy()
+    open_end = np.asarray(out_idx.isna())
+    snap = (sub["source"] == FULL_LIST_SOURCE).to_numpy() & ~open_end
+    if snap.any():              # the snapshot's lists end 2025-08-06: carry the last forward
+        outs[snap & (outs == outs[snap].max())] = np.iinfo(np.int64).max
+    outs[open_end] = np.iinfo(np.int64).max                            # NaT: still a member
     return sub["con_code"].astype(str), ins, outs
 
 
@@ -134,8 +142,11 @@ def universe_codes(index_member_df: pd.DataFrame, universe: str, start, end,
     start, end : str or Timestamp
         Inclusive date range.
     stock_basic_df : DataFrame
-        ``stock_basic.parquet``; ``first_trade_date`` / ``last_trade_date`` decide whether a
-        code has prices overlapping ``[start, end]``.
+        ``stock_basic.parquet``; ``first_trade_date`` / ``last_trade_date`` (embedded
+        snapshot) decide whether a code has prices overlapping ``[start, end]``; without them
+        (a Tushare ``stock_basic`` with list_status L, D and P rows) the listed interval
+        ``[list_date, delist_date]`` does, so delisted stocks belong to ``"all"`` while listed
+        (survivorship-free).
 
     Returns
     -------
@@ -150,8 +161,14 @@ def universe_codes(index_member_df: pd.DataFrame, universe: str, start, end,
     index_code = check_universe(universe)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     sb = stock_basic_df
-    first = pd.DatetimeIndex(sb["first_trade_date"])
-    last = pd.DatetimeIndex(sb["last_trade_date"])
+    if "first_trade_date" in sb:            # the embedded snapshot: first / last bar
+        first = pd.DatetimeIndex(sb["first_trade_date"])
+        last = pd.DatetimeIndex(sb["last_trade_date"])
+    else:                                   # Tushare stock_basic (L, D, P): listed interval
+        first = pd.DatetimeIndex(sb["list_date"])
+        last = pd.DatetimeIndex(sb["delist_date"]) if "delist_date" in sb \
+            else pd.DatetimeIndex([pd.NaT] * len(sb))
+        last = last.fillna(pd.Timestamp.max)
     has_data = pd.Index(sb["ts_code"].astype(str)[(first <= end) & (last >= start)])
     if index_code is None:
         return pd.Index(np.sort(has_data.unique().to_numpy()), name="ts_code")

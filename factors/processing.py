@@ -180,9 +180,11 @@ def neutralize(x, *, industry=None, exposures: Sequence = (), mask=None, min_nam
     ----------
     x : array_like or DataFrame, shape (T, N)
         Factor values.
-    industry : array_like of int, shape (N,), optional
-        Static group code per stock (:func:`industry_codes`); the warehouse has no industry
-        history, so groups do not vary over time. None = a single group (an intercept).
+    industry : array_like of int, shape (N,) or (T, N), optional
+        Static group code per stock (:func:`industry_codes`), or dated codes per (date, stock)
+        (:meth:`data.manager.DataManager.industry`: Shenwan point in time where the warehouse
+        has ``industry_sw``, else the static label on every date). None = a single group (an
+        intercept).
     exposures : sequence of array_like, each (T, N)
         Continuous regressors, e.g. ``log(total_mv)`` for size. A name with a non-finite
         exposure is left out of that date's regression and comes back NaN.
@@ -223,18 +225,30 @@ def neutralize(x, *, industry=None, exposures: Sequence = (), mask=None, min_nam
         g = np.zeros(N, dtype=np.int64)
     else:
         g = np.asarray(industry, dtype=np.int64)
-        if g.shape != (N,):
-            raise EvaluationError(f"industry must have shape ({N},), got {g.shape}")
-    G = np.zeros((N, int(g.max()) + 1 if N else 1))
-    G[np.arange(N), g] = 1.0
-    okf = ok.astype(np.float64)
-    cnt = okf @ G                                       # (T, groups)
-    inv = np.divide(1.0, cnt, out=np.zeros_like(cnt), where=cnt > 0)
+        if g.shape not in ((N,), (T, N)):
+            raise EvaluationError(f"industry must have shape ({N},) or ({T}, {N}), "
+                                  f"got {g.shape}")
+    if g.ndim == 2:                                     # dated groups: per-(date, group) sums
+        n_g = int(g.max()) + 1 if g.size else 1
+        key = (np.arange(T)[:, None] * n_g + g).ravel()
+        cnt2 = np.bincount(key, weights=ok.ravel().astype(np.float64), minlength=T * n_g)
 
-    def demean(v: np.ndarray) -> np.ndarray:
-        v0 = np.where(ok, v, 0.0)
-        means = ((v0 @ G) * inv) @ G.T                  # (T, N): each name's group mean
-        return np.where(ok, v0 - means, 0.0)
+        def demean(v: np.ndarray) -> np.ndarray:
+            v0 = np.where(ok, v, 0.0)
+            tot = np.bincount(key, weights=v0.ravel(), minlength=T * n_g)
+            means = np.divide(tot, cnt2, out=np.zeros_like(tot), where=cnt2 > 0)[key]
+            return np.where(ok, v0 - means.reshape(T, N), 0.0)
+    else:
+        G = np.zeros((N, int(g.max()) + 1 if N else 1))
+        G[np.arange(N), g] = 1.0
+        okf = ok.astype(np.float64)
+        cnt = okf @ G                                   # (T, groups)
+        inv = np.divide(1.0, cnt, out=np.zeros_like(cnt), where=cnt > 0)
+
+        def demean(v: np.ndarray) -> np.ndarray:
+            v0 = np.where(ok, v, 0.0)
+            means = ((v0 @ G) * inv) @ G.T              # (T, N): each name's group mean
+            return np.where(ok, v0 - means, 0.0)
 
     y = demean(a)
     if zs:
@@ -266,8 +280,10 @@ def process_factor(x, mask=None, *, sign: float = 1.0, winsor: str | None = "mad
         better for every processed factor.
     winsor : {"mad", "quantile"} or None
         Winsorisation method (:func:`winsorize`); None skips it.
-    industry : array_like of int, shape (N,), optional
-        Group codes (:func:`industry_codes`), required when ``"industry"`` is in ``neutral``.
+    industry : array_like of int, shape (N,) or (T, N), optional
+        Group codes (:func:`industry_codes`, or dated from
+        :meth:`data.manager.DataManager.industry`), required when ``"industry"`` is in
+        ``neutral``.
     size : array_like, shape (T, N), optional
         Size exposure (log total market value), required when ``"size"`` is in ``neutral``.
     neutral : sequence of {"industry", "size"}

@@ -11,10 +11,16 @@ from data.fields import FIELDS, FieldSpec, field_names
 EXPECTED = {"open", "high", "low", "close", "vwap", "raw_open", "raw_high", "raw_low",
             "raw_close", "pre_close", "vol", "amount", "total_share", "total_mv", "turnover",
             "ret", "adj_factor"}
+DATASET_FIELDS = {"circ_mv", "turnover_rate", "pe_ttm", "pb", "ps_ttm", "dv_ttm", "roe", "roa",
+                  "eps", "bps", "grossprofit_margin", "netprofit_yoy", "debt_to_assets",
+                  "revenue", "n_income", "total_assets", "total_liab", "n_cashflow_act"}
 
 
 def test_field_set_matches_the_language():
-    assert set(FIELDS) == EXPECTED
+    from data.fields import BASE_FIELDS
+    assert set(FIELDS) == EXPECTED | DATASET_FIELDS
+    assert set(BASE_FIELDS) == EXPECTED
+    assert all(FIELDS[f].dataset and FIELDS[f].column for f in DATASET_FIELDS)
     assert field_names() == list(FIELDS)
     assert len(set(field_names())) == len(field_names())
 
@@ -45,7 +51,8 @@ def test_units_state_the_conversions():
 
 
 def test_every_field_loads_as_float64_panel(dm):
-    panels = dm.panels(field_names(), "2020-08-10", "2023-03-31")
+    panels = dm.panels(dm.available_fields(), "2020-08-10", "2023-03-31")
+    assert set(panels) == set(EXPECTED)     # the plain synthetic warehouse: base fields only
     cal = dm.calendar("2020-08-10", "2023-03-31")
     for name, p in panels.items():
         assert p.shape == (len(cal), 7), name      # 001300.SZ lists in 2025

@@ -223,7 +223,7 @@ def test_ret_across_long_suspension_and_years(dm, warehouse):
 
 
 def test_causality_truncating_the_future(dm):
-    fields = field_names()
+    fields = dm.available_fields()
     for start, end1, end2 in [("2020-08-12", "2020-08-26", "2025-08-15"),
                               ("2023-03-08", "2023-03-20", "2025-08-01")]:
         short = dm.panels(fields, start, end1, codes=ALL)

@@ -12,7 +12,7 @@ import pytest
 
 from backtest.candidates import Workspace
 from backtest.context import EvalContext
-from data.fields import field_names
+from data.fields import BASE_FIELDS
 
 
 def make_ws(T: int = 260, N: int = 30, seed: int = 0, start: str = "2015-01-01",
@@ -42,7 +42,7 @@ def make_ws(T: int = 260, N: int = 30, seed: int = 0, start: str = "2015-01-01",
     for raw in ("open", "high", "low", "close"):
         panels[f"raw_{raw}"] = panels[raw]
     panels["pre_close"] = np.vstack([close[:1], close[:-1]])
-    assert set(panels) >= set(field_names()) - {"ret"}
+    assert set(panels) >= set(BASE_FIELDS) - {"ret"}
     # a few holes: suspensions and a late listing
     for k in ("open", "high", "low", "close", "vwap", "vol", "amount", "turnover", "ret"):
         panels[k][:40, 0] = np.nan
