@@ -57,6 +57,7 @@ __all__ = [
     "expected_end",
     "make_provider",
     "tushare_settings",
+    "plan_bootstrap",
     "update",
 ]
 
@@ -338,9 +339,34 @@ def bootstrap(cfg, provider: Provider, *, start, end=None, root=None, force: boo
         jobs.close()
 
 
-def _dry_run(cfg, root: Path, jobs: JobTable, start: pd.Timestamp, end, now) -> IngestRun:
+class _NoJobs:
+    """The job table of a warehouse that does not exist yet (a bootstrap dry run)."""
+
+    @staticmethod
+    def done_parts(name: str) -> set:
+        return set()
+
+
+def plan_bootstrap(cfg, *, start, end=None,
+                   now: Callable[[], _dt.datetime] | None = None) -> IngestRun:
+    """What :func:`bootstrap` from ``start`` would call, without calling or writing anything.
+
+    Open days are estimated as weekdays (exchange holidays, about 10 a year, are not known
+    before ``trade_cal`` is fetched, so the estimate is a few percent high).
+
+    Returns
+    -------
+    IngestRun
+        ``dry_run=True``; ``calls`` per endpoint and ``est_seconds`` at the configured rate.
+    """
+    return _dry_run(cfg, None, _NoJobs(), pd.Timestamp(start),
+                    None if end is None else pd.Timestamp(end), now, command="bootstrap")
+
+
+def _dry_run(cfg, root: Path | None, jobs, start: pd.Timestamp, end, now,
+             command: str = "update") -> IngestRun:
     s = tushare_settings(cfg)
-    cal = read_dataset(root, DATASETS["trade_cal"])
+    cal = None if root is None else read_dataset(root, DATASETS["trade_cal"])
     known = pd.DatetimeIndex([]) if cal is None else \
         pd.DatetimeIndex(cal.loc[cal["is_open"] == 1, "cal_date"]).sort_values()
     today = pd.Timestamp((now() if now else _dt.datetime.now(SHANGHAI)).date())
@@ -349,7 +375,7 @@ def _dry_run(cfg, root: Path, jobs: JobTable, start: pd.Timestamp, end, now) -> 
     days = known.append(guess)
     if end is None:
         end = expected_end(days, now() if now else _dt.datetime.now(SHANGHAI))
-    run = IngestRun("update", root, str(start.date()), str(pd.Timestamp(end).date()),
+    run = IngestRun(command, root, str(start.date()), str(pd.Timestamp(end).date()),
                     dry_run=True, calls_per_minute=s["calls_per_minute"])
     for name in SNAPSHOT_ORDER + UPDATE_ORDER:
         e = max(today, end) if name == "trade_cal" else end

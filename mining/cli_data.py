@@ -101,6 +101,9 @@ def bootstrap(
                                           "trading day complete now (17:00 Asia/Shanghai)."),
         force: bool = typer.Option(False, "--force", help="Adopt a non-empty folder without "
                                    "_jobs.sqlite."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Make no call and write nothing: "
+                                     "print the calls per endpoint and the estimated time at "
+                                     "the [tushare] points tier."),
         as_json: bool = typer.Option(False, "--json", help="Print the run as JSON.")) -> None:
     """Fill a new warehouse from --start: calendar, stock list, names, industries, indices,
     daily market data, dividends and fundamentals."""
@@ -108,6 +111,9 @@ def bootstrap(
         start = check_date("--start", start)
         end = check_date("--end", end)
         c = _cfg()
+        if dry_run:
+            _render_run(ingest.plan_bootstrap(c, start=start, end=end), as_json)
+            return
         provider = _provider(c)
         run = ingest.bootstrap(c, provider, start=start, end=end, root=root, force=force,
                                on_progress=_progress(as_json))

@@ -106,3 +106,35 @@ def test_check_on_the_filled_warehouse(filled):
     bad = runner.invoke(app, ["--config", str(filled["cfg"]), "data", "check", "--root",
                               str(filled["root"]), "--start", "Jan 5"])
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
+
+
+def test_bootstrap_dry_run_needs_no_token_and_writes_nothing(tmp_path):
+    root = tmp_path / "new"
+    r = runner.invoke(app, ["data", "bootstrap", "--root", str(root), "--start", "2024-01-02",
+                            "--end", "2024-03-29", "--dry-run", "--json"],
+                      env={"TUSHARE_TOKEN": ""})
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    import pandas as pd
+    weekdays = len(pd.bdate_range("2024-01-02", "2024-03-29"))          # 1 call per open day
+    assert plan["calls"]["daily"] == weekdays == plan["calls"]["stk_limit"]
+    assert plan["est_seconds"] > 0 and not root.exists()
+
+
+def test_gp_combine_backtest_export_run_on_the_filled_warehouse(filled):
+    cfg = str(filled["cfg"])
+    g = runner.invoke(app, ["--config", cfg, "gp", "--universe", "all", "--population", "20",
+                            "--generations", "1", "--top", "3", "--json"])
+    assert g.exit_code == 0, g.output
+    lib = runner.invoke(app, ["--config", cfg, "library", "--add", "--universe", "all", "--json"])
+    assert lib.exit_code == 0, lib.output
+    c = runner.invoke(app, ["--config", cfg, "combine", "--universe", "all", "--top", "3",
+                            "--n", "5", "--window", "5", "--start", filled["iso"](
+                                filled["market"].trade_days[30]), "--json"])
+    assert c.exit_code == 0, c.output
+    b = runner.invoke(app, ["--config", cfg, "backtest", "--targets", "latest",
+                            "--benchmark", "000300.SH", "--json"])
+    assert b.exit_code == 0, b.output
+    assert json.loads(b.stdout)["n_trades"] > 0
+    e = runner.invoke(app, ["--config", cfg, "export", "--cash", "1000000", "--json"])
+    assert e.exit_code == 0, e.output
