@@ -18,6 +18,7 @@ dataset                      used for                               fallback
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ __all__ = ["Optional", "BOOTSTRAP"]
 BOOTSTRAP = "mine data bootstrap"
 _DATE_COLS = ("start_date", "end_date", "ann_date", "f_ann_date", "in_date", "out_date",
               "list_date", "delist_date")
+
+
+log = logging.getLogger(__name__)
 
 
 class Optional:
@@ -60,6 +64,7 @@ class Optional:
         """Record ``msg`` once."""
         if msg not in self.notices:
             self.notices.append(msg)
+            log.info(msg)
 
     def has(self, name: str) -> bool:
         """Whether the warehouse holds dataset ``name`` (``namechange``, ``daily_basic``...)."""

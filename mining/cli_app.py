@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -66,6 +67,28 @@ def _console(stderr: bool = False) -> Console:
 console = _console()
 err_console = _console(stderr=True)
 
+
+class _NoticeHandler(logging.Handler):
+    """Library log records (data fallbacks, provider retries) as dim lines on stderr, once each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg not in self.seen:
+            self.seen.add(msg)
+            err_console.print(f"[dim]note: {escape(msg)}[/]", soft_wrap=True)
+
+
+def _install_notices() -> None:
+    for name in ("data.optional", "data.tushare"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(h, _NoticeHandler) for h in lg.handlers):
+            lg.addHandler(_NoticeHandler())
+            lg.setLevel(logging.INFO)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="alphamine: factor mining and evaluation for Chinese A-shares.")
 
@@ -90,6 +113,7 @@ def _main(config: Optional[Path] = typer.Option(
                                      help="Print the version and exit.")) -> None:
     _STATE["config_path"] = config
     _STATE["cfg"] = None
+    _install_notices()
 
 
 def load(path: str | os.PathLike | None = None) -> Config:

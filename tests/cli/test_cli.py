@@ -79,7 +79,7 @@ def test_eval_json_on_real_data(tmp_path):
     r = runner.invoke(app, ["--config", str(cfg), "eval",
                             "-ts_corr(cs_rank(vol), cs_rank(close), 10)", "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["formula"] == "-ts_corr(cs_rank(vol), cs_rank(close), 10)"
     assert set(out["splits"]) == {"train", "valid"}          # test sealed by default
     for split in ("train", "valid"):
@@ -92,7 +92,7 @@ def test_eval_json_on_real_data(tmp_path):
     r = runner.invoke(app, ["--config", str(cfg), "eval", "close / ts_delay(close, 5)",
                             "--json", "--unseal-test"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert set(out["splits"]) == {"train", "valid", "test"} and out["test_unsealed"]
 
 
@@ -106,7 +106,7 @@ def test_gp_end_to_end_writes_leaderboard(tmp_path):
     assert "gen 2/2" in r.output
     r = runner.invoke(app, ["--config", str(cfg), "leaderboard", "--json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)["rows"]
+    rows = json.loads(r.stdout)["rows"]
     assert 1 <= len(rows) <= 3
     assert all(row["source"] == "gp" for row in rows)
     for row in rows:
@@ -176,7 +176,7 @@ def test_ops_fields_library_json_are_strict():
                 ["library", "--json"]):
         r = runner.invoke(app, cmd)
         assert r.exit_code == 0, r.output
-        out = _strict(r.output)
+        out = _strict(r.stdout)
         assert out
     ts = _strict(runner.invoke(app, ["ops", "--kind", "ts", "--json"]).output)
     assert {o["kind"] for o in ts} == {"ts"} and all(isinstance(o["min_window"], int) for o in ts)
@@ -250,7 +250,7 @@ def test_eval_json_and_text_on_synthetic_data(synth):
     r = runner.invoke(app, ["--config", str(synth), "eval", "ts_mean(close, 5)",
                             "--universe", "all", "--json"])
     assert r.exit_code == 0, r.output
-    out = _strict(r.output)
+    out = _strict(r.stdout)
     assert out["config"] == str(synth) and out["store"].endswith("lb.db")
     assert set(out["splits"]) == {"train", "valid"} and isinstance(out["horizon"], int)
     r = runner.invoke(app, ["--config", str(synth), "eval", "ts_mean(close, 5)",
@@ -273,7 +273,7 @@ def test_empty_leaderboard_says_what_to_run(tmp_path):
 def test_gp_and_library_json_then_leaderboard(synth):
     r = runner.invoke(app, ["--config", str(synth), "gp", "--json"])
     assert r.exit_code == 0, r.output
-    out = _strict(r.output)
+    out = _strict(r.stdout)
     assert out["run_id"] and out["n_programs_scored"] == 20 and out["config"] == str(synth)
     assert out["n_evaluated"] == out["n_accepted"] + sum(out["rejections"].values())
     r = runner.invoke(app, ["--config", str(synth), "gp", "--generations", "1"])
@@ -283,10 +283,10 @@ def test_gp_and_library_json_then_leaderboard(synth):
     r = runner.invoke(app, ["--config", str(synth), "library", "--add", "--universe", "all",
                             "--json"])
     assert r.exit_code == 0, r.output
-    out = _strict(r.output)
+    out = _strict(r.stdout)
     assert len(out["run"]["decisions"]) == len(out["library"])
     r = runner.invoke(app, ["--config", str(synth), "leaderboard", "--json", "--top", "100"])
-    rows = _strict(r.output)["rows"]
+    rows = _strict(r.stdout)["rows"]
     assert {x["source"] for x in rows} >= {"library"}
     assert all(isinstance(x["id"], int) and isinstance(x["n_tried"], int) for x in rows)
     r = runner.invoke(app, ["--config", str(synth), "leaderboard", "--top", "100"])

@@ -68,7 +68,7 @@ def test_lgbm_json_writes_predictions_and_leaderboard(synthetic):
     cfg, tmp = synthetic
     r = runner.invoke(app, ["--config", str(cfg), "model", "lgbm", "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    out = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert out["store"] == str(tmp / "lb.db")
     assert out["config"] == str(cfg)
     rid = out["run_id"]

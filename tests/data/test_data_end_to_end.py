@@ -35,6 +35,10 @@ embargo = 1
 min_listed_days = 1
 [store]
 path = "{tmp / 'lb.db'}"
+[backtest]
+out_dir = "{tmp / 'bt'}"
+[model]
+out_dir = "{tmp / 'models'}"
 [tushare]
 http_url = "{url}"
 indices = ["000300.SH", "000905.SH"]

@@ -96,7 +96,7 @@ def test_llm_run_stats_and_replay(tmp_path, wh_root, monkeypatch):
         r = runner.invoke(app, ["--config", str(cfg), "llm", "--prompt", "liquidity_en",
                                 "--rounds", "2", "--n", "4", "--json"])
         assert r.exit_code == 0, r.output
-        first = _strict(r.output)             # print_json never writes NaN
+        first = _strict(r.stdout)             # print_json never writes NaN
         assert len(srv.requests) == 2
         assert first["config"] == str(cfg) and first["settings"]["template"] == "liquidity_en"
     assert first["stats"]["calls"] == 2 and first["stats"]["proposed"] == 8
@@ -105,14 +105,14 @@ def test_llm_run_stats_and_replay(tmp_path, wh_root, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     r = runner.invoke(app, ["--config", str(cfg), "llm", "--replay", run_id, "--json"])
     assert r.exit_code == 0, r.output
-    again = json.loads(r.output)
+    again = json.loads(r.stdout)
     assert again["stats"]["counts"]["parse_error"] == first["stats"]["counts"]["parse_error"]
     assert [p["formula"] for p in again["proposals"]] == \
         [p["formula"] for p in first["proposals"]]
     r = runner.invoke(app, ["--config", str(cfg), "llm", "--stats"], env={"COLUMNS": "250"})
     assert r.exit_code == 0 and run_id in r.output and "liquidity_en" in r.output
     r = runner.invoke(app, ["--config", str(cfg), "llm", "--stats", "--json"])
-    st = json.loads(r.output)
+    st = json.loads(r.stdout)
     assert st["templates"]["liquidity_en"]["runs"] == 1           # the replay is not counted
     assert [x["replay_of"] for x in st["runs"]] == [None, run_id]
     r = runner.invoke(app, ["--config", str(cfg), "llm", "--replay", "nope"])
@@ -126,7 +126,7 @@ def test_prompts_json_is_strict(tmp_path, wh_root):
     cfg = _config(tmp_path, wh_root)
     r = runner.invoke(app, ["--config", str(cfg), "prompts", "--json"])
     assert r.exit_code == 0, r.output
-    out = _strict(r.output)
+    out = _strict(r.stdout)
     assert out["config"] == str(cfg) and out["store"] == str(tmp_path / "lb.db")
     assert {"liquidity", "free"} <= {t["name"] for t in out["templates"]}
     assert all(t["origin"] == "packaged" for t in out["templates"])
@@ -139,7 +139,7 @@ def test_stats_without_runs_says_how_to_start_one(tmp_path, wh_root):
     out = " ".join(r.output.split())
     assert out.startswith("config ") and "no LLM runs" in out and "mine llm --prompt" in out
     r = runner.invoke(app, ["--config", str(cfg), "llm", "--stats", "--json"])
-    assert json.loads(r.output)["runs"] == []
+    assert json.loads(r.stdout)["runs"] == []
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -202,7 +202,7 @@ def test_llm_on_real_data_against_the_stub(tmp_path, monkeypatch):
         r = runner.invoke(app, ["--config", str(p), "llm", "--prompt", "liquidity",
                                 "--rounds", "2", "--n", "4", "--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     s = out["stats"]
     assert s["proposed"] == 8 and s["counts"]["parse_error"] == 1   # ts_amihud is unknown
     assert s["evaluated"] == 7 and s["accepted"] >= 1

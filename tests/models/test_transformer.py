@@ -401,7 +401,7 @@ def test_cli_model_transformer_json(torch, make_ws, tmp_path, monkeypatch):
     runner = CliRunner()
     r = runner.invoke(app, args + ["--json"])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["run_id"].startswith("transformer-")
     assert out["settings"]["net"]["seq_len"] == 5 and out["settings"]["net"]["d_model"] == 16
     assert out["leaderboard"][0]["formula"] == f'model("{out["run_id"]}")'
