@@ -156,7 +156,7 @@ class RawStore:
         if not path.is_file():
             if dataset == "daily":
                 raise DataError(f"daily file {path} is missing; restore it or fill the "
-                                "warehouse with the Tushare downloader")
+                                "warehouse with `mine data bootstrap --root DIR`")
             for c in columns:       # an optional dataset without this year: all NaN
                 self._put((dataset, year, ckey, c), np.full(shape, np.nan))
             return
@@ -176,7 +176,7 @@ class RawStore:
         path = self.root / EST_FILE
         if not path.is_file():
             raise DataError(f"{path} is missing (needed for total_share / total_mv / turnover); "
-                            "restore it or fill the warehouse with the Tushare downloader")
+                            "restore it or fill the warehouse with `mine data bootstrap --root DIR`")
         value_set = pa.array(list(map(str, codes)))
         table = pq.read_table(path, columns=["ts_code", "trade_date", "total_share"],
                               filters=pc.field("ts_code").isin(value_set))

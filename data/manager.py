@@ -63,8 +63,8 @@ from data.universe import universe_codes as _universe_codes
 #: further back (long suspension) is fetched exactly by a targeted look-up.
 LOOKBACK_DAYS = 10
 _REQUIRED = ("trade_cal.parquet", "stock_basic.parquet", "daily")
-_FIX = ("set [data] root in mine.toml to the warehouse folder, or fill it with the Tushare "
-        "downloader")
+_FIX = ("set [data] root in mine.toml to the warehouse folder, or fill one with "
+        "`mine data bootstrap --root DIR --start YYYY-MM-DD`")
 
 
 class DataManager:

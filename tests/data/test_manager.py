@@ -28,7 +28,7 @@ def test_missing_root_names_path_and_fix(tmp_path):
     with pytest.raises(DataError) as e:
         DataManager(bad)
     assert str(bad) in str(e.value) and "mine.toml" in str(e.value)
-    assert "Tushare downloader" in str(e.value)
+    assert "mine data bootstrap" in str(e.value)
 
 
 @pytest.mark.parametrize("name", ["trade_cal.parquet", "stock_basic.parquet", "daily"])
