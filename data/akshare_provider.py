@@ -143,7 +143,7 @@ class AKShareProvider:
         self._open_days: pd.DatetimeIndex | None = None
         self._stocks: pd.DataFrame | None = None
         # (code, year, adjust) -> one stock's converted reply for the year
-        self._hist: dict[tuple[str, int, str], pd.DataFrame] = {}
+        self._cache: dict[tuple[str, int, str], pd.DataFrame] = {}
         # year -> {trade_date YYYYMMDD: rows of daily + adj_factor for that day}
         self._by_day: dict[int, dict[str, pd.DataFrame]] = {}
 
@@ -252,11 +252,11 @@ class AKShareProvider:
 
     def _hist(self, code: str, year: int, adjust: str) -> pd.DataFrame:
         key = (code, year, adjust)
-        if key not in self._hist:
+        if key not in self._cache:
             raw = self._call("stock_zh_a_hist", symbol=code, period="daily",
                              start_date=f"{year}0101", end_date=f"{year}1231", adjust=adjust)
-            self._hist[key] = _convert(raw, code)
-        return self._hist[key]
+            self._cache[key] = _convert(raw, code)
+        return self._cache[key]
 
     def _year(self, year: int) -> dict[str, pd.DataFrame]:
         """Every stock's bars and adj_factor of ``year``, by trade date (fetched once)."""
@@ -277,7 +277,7 @@ class AKShareProvider:
                                   for k, g in allrows.groupby("trade_date", sort=True)}
             for code in self._stock_list()["symbol"]:  # the per-day index now holds them
                 for adj in ("", "hfq"):
-                    self._hist.pop((code, year, adj), None)
+                    self._cache.pop((code, year, adj), None)
         return self._by_day[year]
 
     def _bars(self, api_name: str, params: dict) -> pd.DataFrame:
