@@ -243,6 +243,8 @@ def test_cli_bootstrap_with_akshare_fills_daily(tmp_path, monkeypatch):
     assert not (root / "daily_basic").exists()
     dm = DataManager(root)
     codes = [ts_code_of(c) for c in STOCKS]
+    # no list dates from AKShare: every listed stock is in "all"
+    assert list(dm.universe_codes("all", "2024-01-02", "2024-01-31")) == sorted(codes)
     close = dm.panel("close", "2024-01-02", "2024-01-31", codes=codes)
     assert close.shape == (len(days), len(STOCKS))
     i = OPEN.index(dt.date(2024, 1, 10))
