@@ -49,16 +49,16 @@ from data.jobs import JOBS_FILE, JobTable
 from data.tushare import TushareConfig, TushareProvider, calls_per_minute
 
 __all__ = [
+    "PROVIDERS",
     "UPDATE_ORDER",
     "IngestError",
     "IngestRun",
-    "PROVIDERS",
     "Provider",
     "bootstrap",
     "expected_end",
     "make_provider",
-    "tushare_settings",
     "plan_bootstrap",
+    "tushare_settings",
     "update",
 ]
 

@@ -35,7 +35,7 @@ from mining.cli_app import cfg as _cfg
 from mining.cli_data_check import render_check
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                       help="Fill, update and inspect your own warehouse from Tushare.")
+                       help="Fill, update and inspect your own warehouse from Tushare (or AKShare).")
 app.add_typer(data_app, name="data")
 
 _ROOT_HELP = "Warehouse folder. Default [data] root."

@@ -75,8 +75,8 @@ def fake_ak(calls: list | None = None, flaky: int = 0) -> types.SimpleNamespace:
 
     def stock_zh_a_hist(symbol="000001", period="daily", start_date="19700101",
                         end_date="20500101", adjust="", timeout=None):
-        calls.append(("stock_zh_a_hist", dict(symbol=symbol, start_date=start_date,
-                                              end_date=end_date, adjust=adjust)))
+        calls.append(("stock_zh_a_hist", {"symbol": symbol, "start_date": start_date,
+                                              "end_date": end_date, "adjust": adjust}))
         if state["flaky"]:
             state["flaky"] -= 1
             raise ConnectionError("Remote end closed connection without response")
