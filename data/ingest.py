@@ -49,6 +49,7 @@ from data.jobs import JOBS_FILE, JobTable
 from data.tushare import TushareConfig, TushareProvider, calls_per_minute
 
 __all__ = [
+    "PROVIDERS",
     "UPDATE_ORDER",
     "IngestError",
     "IngestRun",
@@ -56,8 +57,8 @@ __all__ = [
     "bootstrap",
     "expected_end",
     "make_provider",
-    "tushare_settings",
     "plan_bootstrap",
+    "tushare_settings",
     "update",
 ]
 
@@ -78,6 +79,7 @@ class Provider(Protocol):
     """What the ingest needs from a data source."""
 
     name: str
+    # optional: ``endpoints`` (a set of endpoint names); datasets needing others are skipped
 
     def query(self, api_name: str, params: dict | None = None,
               fields: tuple[str, ...] | list[str] = ()) -> pd.DataFrame: ...
@@ -103,6 +105,9 @@ class IngestRun:
         Per dataset: ``{"planned": n, "done": n, "failed": n}``.
     failed : list of str
         ``"<dataset> <part>: <error>"`` per failed part.
+    skipped : list of str
+        Datasets not fetched because the provider does not serve their endpoints (e.g.
+        everything but ``trade_cal``, ``stock_basic`` and ``daily`` with AKShare).
     status : str
         ``ok``, ``failed`` (some parts failed) or ``aborted`` (too many failures in a row).
     calls_per_minute : int
@@ -119,6 +124,7 @@ class IngestRun:
     calls: dict[str, int] = field(default_factory=dict)
     parts: dict[str, dict[str, int]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     status: str = "ok"
     calls_per_minute: int = 200
     est_seconds: float = 0.0
@@ -136,14 +142,26 @@ def tushare_settings(cfg) -> dict[str, Any]:
             "calls_per_minute": t.calls_per_minute or calls_per_minute(t.points)}
 
 
-def make_provider(cfg, token: str | None = None):
-    """The Tushare provider of ``cfg`` (token from ``token`` or the ``[tushare] token_env``).
+#: Provider names :func:`make_provider` accepts.
+PROVIDERS = ("tushare", "akshare")
+
+
+def make_provider(cfg, token: str | None = None, name: str = "tushare"):
+    """The provider ``name`` of ``cfg``: ``"tushare"`` (token from ``token`` or the
+    ``[tushare] token_env``) or ``"akshare"`` (free, no token; daily bars, adj_factor,
+    calendar and the listed stocks only, see :mod:`data.akshare_provider`).
 
     Raises
     ------
     ConfigError
-        No token in the environment variable (the message names it).
+        An unknown ``name``; no Tushare token in the environment variable (the message
+        names it); ``akshare`` not installed (the message names the extra).
     """
+    if name not in PROVIDERS:
+        raise ConfigError(f"unknown provider {name!r}: choose one of {', '.join(PROVIDERS)}")
+    if name == "akshare":
+        from data.akshare_provider import AKShareProvider
+        return AKShareProvider()
     env = tushare_settings(cfg)["token_env"]
     token = token or os.environ.get(env)
     if not token:
@@ -192,7 +210,8 @@ class _Runner:
         if sb is None or sb.empty:
             return True
         d = pd.Timestamp(day)
-        ok = (sb["list_date"] <= d) & (sb["delist_date"].isna() | (sb["delist_date"] > d))
+        # a provider without list dates (AKShare) leaves them null: count those as listed
+        ok = (sb["list_date"].isna() | (sb["list_date"] <= d)) & (sb["delist_date"].isna() | (sb["delist_date"] > d))
         return bool(ok.any())
 
     def query(self, endpoint: str, params: dict, fields) -> pd.DataFrame:
@@ -244,10 +263,20 @@ class _Runner:
             self.on_progress(name, i, len(parts), stat["failed"])
         merge_dataset(self.root, ds, self.jobs)
 
+    def serves(self, name: str) -> bool:
+        """Whether the provider serves every endpoint of dataset ``name`` (a provider without
+        an ``endpoints`` attribute serves all)."""
+        served = getattr(self.provider, "endpoints", None)
+        return served is None or set(DATASETS[name].endpoints) <= set(served)
+
     def datasets(self, names, start: pd.Timestamp, end: pd.Timestamp) -> None:
         for name in names:
             if self.run.status == "aborted":
                 return
+            if not self.serves(name):
+                if name not in self.run.skipped:
+                    self.run.skipped.append(name)
+                continue
             if name == "trade_cal":
                 open_days = pd.DatetimeIndex([])
             else:

@@ -165,7 +165,8 @@ def universe_codes(index_member_df: pd.DataFrame, universe: str, start, end,
         first = pd.DatetimeIndex(sb["first_trade_date"])
         last = pd.DatetimeIndex(sb["last_trade_date"])
     else:                                   # Tushare stock_basic (L, D, P): listed interval
-        first = pd.DatetimeIndex(sb["list_date"])
+        # a null list_date (AKShare's stock list has none) counts as listed since ever
+        first = pd.DatetimeIndex(sb["list_date"]).fillna(pd.Timestamp.min)
         last = pd.DatetimeIndex(sb["delist_date"]) if "delist_date" in sb \
             else pd.DatetimeIndex([pd.NaT] * len(sb))
         last = last.fillna(pd.Timestamp.max)

@@ -1,7 +1,9 @@
 """CLI commands: ``mine data bootstrap | update | status`` (a shell over :mod:`data.ingest`).
 
 Each command validates its options before anything is read, makes one library call and
-renders its result. The Tushare token comes only from the environment variable named by
+renders its result. ``--provider akshare`` (bootstrap, update) uses the free AKShare provider
+(:mod:`data.akshare_provider`: calendar, listed stocks, daily bars and adj_factor; the other
+datasets are skipped). The Tushare token comes only from the environment variable named by
 ``[tushare] token_env`` (default ``TUSHARE_TOKEN``); without it the fetching commands exit 2
 naming the variable (``update --dry-run`` needs none). Exit codes: 0 all parts done, 1 some
 parts failed (each named, with its day), 2 usage/configuration/data errors.
@@ -33,7 +35,7 @@ from mining.cli_app import cfg as _cfg
 from mining.cli_data_check import render_check
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                       help="Fill, update and inspect your own warehouse from Tushare.")
+                       help="Fill, update and inspect your own warehouse from Tushare (or AKShare).")
 app.add_typer(data_app, name="data")
 
 _ROOT_HELP = "Warehouse folder. Default [data] root."
@@ -43,7 +45,21 @@ def _root(c, root: Path | None) -> Path:
     return Path(root).expanduser() if root is not None else Path(c.data.root)
 
 
-def _provider(c):
+_PROVIDER_HELP = ("Data source: tushare (token in $TUSHARE_TOKEN; everything) or akshare "
+                  "(free, `pip install -e \".[akshare]\"`; calendar, listed stocks, daily bars "
+                  "and adj_factor only, not survivorship-free).")
+
+
+def _check_provider(name: str) -> str:
+    if name not in ingest.PROVIDERS:
+        raise ConfigError(f"--provider must be one of {', '.join(ingest.PROVIDERS)}, "
+                          f"got {name!r}")
+    return name
+
+
+def _provider(c, name: str = "tushare"):
+    if name != "tushare":
+        return ingest.make_provider(c, name=name)
     env = ingest.tushare_settings(c)["token_env"]
     if not os.environ.get(env):
         raise ConfigError(f"no Tushare token: set the environment variable ${env} "
@@ -81,6 +97,8 @@ def _render_run(run: ingest.IngestRun, as_json: bool) -> None:
         verb = "would make" if run.dry_run else "made"
         console.print(f"{verb} {calls} calls ({', '.join(f'{k} {v}' for k, v in run.calls.items()) or 'none'}); "
                       f"~{run.est_seconds / 60:.1f} min at {run.calls_per_minute} calls/min")
+        if run.skipped:
+            console.print(f"skipped (not served by the provider): {', '.join(run.skipped)}")
         for f in run.failed:
             err_console.print(f"[red]failed:[/] {escape(f)}", soft_wrap=True)
     if not run.ok:
@@ -104,18 +122,20 @@ def bootstrap(
         dry_run: bool = typer.Option(False, "--dry-run", help="Make no call and write nothing: "
                                      "print the calls per endpoint and the estimated time at "
                                      "the [tushare] points tier."),
+        provider: str = typer.Option("tushare", "--provider", help=_PROVIDER_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the run as JSON.")) -> None:
     """Fill a new warehouse from --start: calendar, stock list, names, industries, indices,
     daily market data, dividends and fundamentals."""
     try:
+        provider = _check_provider(provider)
         start = check_date("--start", start)
         end = check_date("--end", end)
         c = _cfg()
         if dry_run:
             _render_run(ingest.plan_bootstrap(c, start=start, end=end), as_json)
             return
-        provider = _provider(c)
-        run = ingest.bootstrap(c, provider, start=start, end=end, root=root, force=force,
+        run = ingest.bootstrap(c, _provider(c, provider), start=start, end=end, root=root,
+                               force=force,
                                on_progress=_progress(as_json))
     except AlphamineError as e:
         fail(e)
@@ -129,13 +149,15 @@ def update(
                                           "trading day complete now (17:00 Asia/Shanghai)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Make no call: print the calls "
                                      "per endpoint and the estimated time."),
+        provider: str = typer.Option("tushare", "--provider", help=_PROVIDER_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the run as JSON.")) -> None:
     """Fetch everything missing up to --end into a bootstrapped warehouse."""
     try:
+        provider = _check_provider(provider)
         end = check_date("--end", end)
         c = _cfg()
-        provider = None if dry_run else _provider(c)
-        run = ingest.update(c, provider, end=end, root=_root(c, root), dry_run=dry_run,
+        run = ingest.update(c, None if dry_run else _provider(c, provider), end=end,
+                            root=_root(c, root), dry_run=dry_run,
                             on_progress=_progress(as_json))
     except AlphamineError as e:
         fail(e)
