@@ -634,8 +634,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--token", default=TEST_TOKEN)
     ap.add_argument("--row-limit", type=int, default=DEFAULT_ROW_LIMIT)
+    ap.add_argument("--n-stocks", type=int, default=30)
+    ap.add_argument("--start", default="2024-01-02")
+    ap.add_argument("--n-days", type=int, default=60, help="trading days of the market")
     a = ap.parse_args(argv)
-    url, stop = serve(make_market(a.seed), a.port, token=a.token, row_limits=a.row_limit)
+    market = make_market(a.seed, n_stocks=a.n_stocks, start=a.start, n_days=a.n_days)
+    url, stop = serve(market, a.port, token=a.token, row_limits=a.row_limit)
     print(f"serving Tushare Pro on {url} (set [tushare] http_url; token from --token)",
           flush=True)
     try:
