@@ -47,6 +47,37 @@ class EvalConfig:
     embargo: int = 20                   # trading days dropped after each split (>= horizon)
     min_listed_days: int = 60           # names listed fewer trading days are not tradable
 
+    def __post_init__(self) -> None:
+        """Validate: ``horizon >= 1``, ``quantiles >= 2``, ``embargo >= horizon``, each split a
+        ``(start, end)`` pair of dates with ``start <= end``, and train < valid < test in order
+        without overlap. Raises ValueError (the config loader names the section)."""
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.quantiles < 2:
+            raise ValueError(f"quantiles must be >= 2, got {self.quantiles}")
+        if self.embargo < self.horizon:
+            raise ValueError(f"embargo {self.embargo} must be >= horizon {self.horizon} (a "
+                             "label window must not reach into the next split)")
+        if self.min_listed_days < 0:
+            raise ValueError(f"min_listed_days must be >= 0, got {self.min_listed_days}")
+        bounds = []
+        for name in ("train", "valid", "test"):
+            pair = getattr(self, name)
+            if len(pair) != 2:
+                raise ValueError(f"{name} must be [start, end], got {list(pair)}")
+            try:
+                lo, hi = (pd.Timestamp(str(d)) for d in pair)
+            except (ValueError, TypeError):
+                raise ValueError(f"{name} = {list(pair)}: dates must be YYYY-MM-DD") from None
+            if lo > hi:
+                raise ValueError(f"{name} starts {pair[0]} after it ends {pair[1]}")
+            bounds.append((name, lo, hi))
+        for (a, _, a_hi), (b, b_lo, _) in zip(bounds, bounds[1:]):
+            if b_lo <= a_hi:
+                raise ValueError(f"{b} starts {b_lo.date()} on or before the end of {a} "
+                                 f"({a_hi.date()}): splits must be ordered train < valid < "
+                                 "test without overlap")
+
 
 # ---------------------------------------------------------------- labels
 

@@ -69,3 +69,18 @@ def test_shipped_mine_toml_equals_the_defaults():
             if isinstance(getattr(default, f.name), Path):
                 continue
             assert getattr(loaded, f.name) == getattr(default, f.name), (name, f.name)
+
+
+@pytest.mark.parametrize("body, msg", [
+    ('valid = ["2017-01-01", "2021-12-31"]', "valid starts 2017-01-01 on or before the end of train"),
+    ('test = ["2021-06-01", "2026-12-31"]', "test starts 2021-06-01 on or before the end of valid"),
+    ('train = ["2018-12-31", "2010-01-01"]', "train starts 2018-12-31 after it ends"),
+    ('embargo = 0', "embargo 0 must be >= horizon 1"),
+    ('train = ["2010-13-01", "2018-12-31"]', "dates must be YYYY-MM-DD"),
+])
+def test_evaluate_splits_validated(tmp_path, body, msg):
+    p = tmp_path / "mine.toml"
+    p.write_text(f"[evaluate]\n{body}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "[evaluate]" in str(e.value) and msg in str(e.value)
