@@ -51,7 +51,9 @@ from factors.store_records import (
     _metric_rank,
     _now,
     gate,
+    ic_check,
     to_frame,
+    train_sign,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -277,11 +279,15 @@ class FactorStore:
 
         A record whose (formula, universe, horizon) is stored already is rejected (``kind=
         "duplicate"``, reason ``"already on the leaderboard (id N)"``), even with ``force``.
-        Otherwise :func:`gate` decides (skipped when ``force=True``, used for the named
-        library) on the entries of ``correlations`` that are current members of
+        Otherwise :func:`gate` decides on the entries of ``correlations`` that are current members of
         ``members(record.universe, record.horizon)``; other keys are ignored, a member with
-        no entry counts as NaN (ignored) unless ``strict``. With a
-        ``provenance["run_id"]``, the decision is counted on that run.
+        no entry counts as NaN (ignored) unless ``strict``. With ``force=True`` (the named
+        library: references, always kept) a record the gate accepts is stored as usual
+        (``kind="accepted"``, not marked); one it would reject is stored anyway with
+        ``kind="forced"``, ``would_be`` = the gate's kind, and marked in its provenance
+        (``forced=True``, ``forced_kind``, ``forced_reason``) so that ``mine combine`` leaves
+        it out unless asked (``--include-forced``). With a ``provenance["run_id"]``, the
+        decision is counted on that run.
 
         Parameters
         ----------
@@ -326,12 +332,10 @@ class FactorStore:
             if row is not None:
                 decision = GateDecision(False, f"already on the leaderboard (id {row[0]})",
                                         kind="duplicate", id=row[0])
-            elif force:
-                decision = GateDecision(True, "forced (gates skipped)", kind="forced")
             else:
-                current = [r[0] for r in conn.execute(
-                    "SELECT formula FROM factors WHERE universe = ? AND horizon = ? ORDER BY id",
-                    (rec.universe, rec.horizon))]
+                current = {r[0]: (int(r[1]), r[2]) for r in conn.execute(
+                    "SELECT formula, id, name FROM factors WHERE universe = ? AND horizon = ? "
+                    "ORDER BY id", (rec.universe, rec.horizon))}
                 missing = [m for m in current if m not in correlations] if strict else []
                 if missing:
                     raise StoreError(f"{rec.formula!r}: no correlation given for current "
@@ -339,7 +343,15 @@ class FactorStore:
                                      f"{' ...' if len(missing) > 5 else ''}; compute against "
                                      f"members({rec.universe!r}, {rec.horizon}) and retry")
                 decision = gate(rec, {m: correlations[m] for m in current if m in correlations},
-                                max_corr=max_corr, min_valid_rank_ic=min_valid_rank_ic)
+                                max_corr=max_corr, min_valid_rank_ic=min_valid_rank_ic,
+                                member_info=current)
+                if force and not decision.accepted:
+                    rec = dataclasses.replace(rec, provenance={
+                        **dict(rec.provenance), "forced": True, "forced_kind": decision.kind,
+                        "forced_reason": decision.reason})
+                    decision = dataclasses.replace(
+                        decision, accepted=True, kind="forced", would_be=decision.kind,
+                        reason=f"forced (would be rejected: {decision.reason})")
             if decision.accepted:
                 cur = conn.execute(
                     "INSERT INTO factors (formula, name, source, universe, horizon, metrics, "
