@@ -62,10 +62,22 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "FactorStore", "StoreConfig"]
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Version 2 allows ``source = 'manual'`` (``mine eval --add``): rebuild ``factors``."""
+    table = _SCHEMA[_SCHEMA.index("CREATE TABLE factors"):_SCHEMA.index(";\nCREATE INDEX")]
+    conn.execute(table.replace("CREATE TABLE factors", "CREATE TABLE factors_v2"))
+    conn.execute("INSERT INTO factors_v2 SELECT * FROM factors")
+    conn.execute("DROP TABLE factors")
+    conn.execute("ALTER TABLE factors_v2 RENAME TO factors")
+    conn.execute("CREATE INDEX factors_universe_horizon ON factors(universe, horizon)")
+
+
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 @dataclass(frozen=True)
 class StoreConfig:
@@ -85,7 +97,7 @@ CREATE TABLE runs (
     started_at TEXT NOT NULL, finished_at TEXT);
 CREATE TABLE factors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, formula TEXT NOT NULL, name TEXT NOT NULL,
-    source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model')),
+    source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model', 'manual')),
     universe TEXT NOT NULL, horizon INTEGER NOT NULL CHECK (horizon > 0),
     metrics TEXT NOT NULL, provenance TEXT NOT NULL,
     n_tried INTEGER NOT NULL CHECK (n_tried >= 0), description TEXT NOT NULL DEFAULT '',

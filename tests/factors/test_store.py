@@ -536,3 +536,20 @@ def test_concurrent_inserts_of_same_formula_give_one_row(tmp_path):
     winner = next(d for d in results if d.accepted)
     assert all(d.kind == "duplicate" and d.id == winner.id for d in results if not d.accepted)
     assert count_rows(path) == 1
+
+
+def test_v1_store_migrates_to_allow_manual(tmp_path):
+    import sqlite3
+    import factors.store as fs
+    p = tmp_path / "old.db"
+    con = sqlite3.connect(p)
+    con.executescript(fs._SCHEMA.replace("'model', 'manual'", "'model'"))
+    con.execute("INSERT INTO factors (formula, name, source, universe, horizon, metrics, "
+                "provenance, n_tried, created_at) VALUES ('close', 'c', 'gp', 'csi300', 1, "
+                "'{}', '{}', 0, 'x')")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    with FactorStore(p) as s:
+        assert [m.formula for m in s.members()] == ["close"]
+        assert s.add(_signed("ts_mean(close, 3)", 0.03, 0.02, source="manual"), {}).accepted
