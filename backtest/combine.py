@@ -2,8 +2,12 @@
 
 Steps (:func:`combine_from_store` runs them all on the warehouse):
 
-1. **Selection** (:func:`select_members`): the leaderboard's top ``K`` by a train/valid metric
-   (default ``valid.rank_icir``; test metrics never select), walked in order and kept only if
+1. **Selection** (:func:`rank_records`, then :func:`select_members`): the leaderboard's top ``K``
+   by a train/valid metric *oriented* on train (default ``valid.rank_icir`` x sign of the train
+   RankIC, never its absolute value; test metrics never select). Records that fail the gate's
+   RankIC rules (:func:`factors.store_records.ic_check`: sign flip, below the floor, no valid
+   metrics) are never selected; forced entries (library factors stored past the gate) only
+   with ``include_forced``. The ranked members are walked in order and kept only if
    the mean daily rank correlation on the *valid* split with every member already kept stays
    below ``max_corr`` in absolute value (:func:`backtest.evaluate.factor_corr`).
 2. **Processing** (:func:`factors.processing.process_factor`): winsorize (MAD), z-score, direction
@@ -36,6 +40,7 @@ from data.errors import AlphamineError
 from factors.errors import EvaluationError, StoreError
 from factors.processing import process_factor, zscore
 from factors.store import FactorStore
+from factors.store_records import ABS_METRICS, FactorRecord, ic_check, train_sign
 
 METHODS = ("ic", "icir", "equal")
 
@@ -261,8 +266,66 @@ def combine_panels(raw: Mapping[str, np.ndarray], signs: Mapping[str, float], ct
 
 
 def _sign(rec) -> float:
-    v = rec.metric("train", "rank_ic_mean")
-    return -1.0 if v is not None and np.isfinite(v) and v < 0 else 1.0
+    return train_sign(rec)
+
+
+def is_forced(rec: FactorRecord) -> bool:
+    """A leaderboard entry stored past the gate (``provenance["forced"]``)."""
+    return bool((rec.provenance or {}).get("forced"))
+
+
+def rank_records(recs: Sequence[FactorRecord], top: int | None = 10,
+                 sort: str = "valid.rank_icir", *, min_valid_rank_ic: float = 0.01,
+                 include_forced: bool = False
+                 ) -> tuple[list[FactorRecord], list[tuple[str, str]]]:
+    """Eligible leaderboard records, best first by the oriented ``sort`` metric.
+
+    A record is eligible iff it passes the gate's RankIC rules (:func:`ic_check`: the valid
+    RankIC agrees in sign with train and the oriented value reaches ``min_valid_rank_ic``) and
+    is not a forced entry; with ``include_forced``, forced entries are eligible whatever their
+    metrics (the caller asked for them). ``sort`` metrics of :data:`ABS_METRICS` are ranked by
+    ``value x sign(train rank_ic_mean)`` descending (a large ``|valid ICIR|`` of the wrong sign
+    ranks last, never first); other metrics by value; missing values come last, ties by id.
+
+    Returns
+    -------
+    ranked : list of FactorRecord
+        At most ``top`` (``None`` = all).
+    dropped : list of (name, reason)
+        Ineligible records and why.
+    """
+    dropped: list[tuple[str, str]] = []
+    ok: list[FactorRecord] = []
+    for r in recs:
+        forced = is_forced(r)
+        if forced and not include_forced:
+            kind = (r.provenance or {}).get("forced_kind", "?")
+            dropped.append((r.name, f"forced entry (gate would reject: {kind}); use "
+                                    f"--include-forced to use it"))
+            continue
+        kind, why = ic_check(r, min_valid_rank_ic)
+        if kind is not None and not forced:
+            dropped.append((r.name, f"{kind}: {why}"))
+            continue
+        ok.append(r)
+    if sort in ("name", "created_at"):
+        key_fn = (lambda r: (r.name, r.id or 0)) if sort == "name" else None
+        if key_fn is None:
+            ok.sort(key=lambda r: (r.created_at or "", r.id or 0), reverse=True)
+        else:
+            ok.sort(key=key_fn)
+    else:
+        split, metric = sort.split(".", 1)
+        orient = metric in ABS_METRICS
+
+        def key(r: FactorRecord) -> tuple:
+            v = r.metric(split, metric)
+            if v is None or not np.isfinite(v):
+                return (1, 0.0, r.id or 0)
+            return (0, -(v * train_sign(r) if orient else v), r.id or 0)
+
+        ok.sort(key=key)
+    return (ok if top is None else ok[:top]), dropped
 
 
 def warmup_start(dm, start, warmup: int = 300) -> str:
@@ -278,7 +341,8 @@ def warmup_start(dm, start, warmup: int = 300) -> str:
 
 def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, method: str = "ic", max_corr: float = 0.7,
                        neutral: Sequence[str] = (), window: int = 60,
-                       sort: str = "valid.rank_icir", start: str | None = None
+                       sort: str = "valid.rank_icir", start: str | None = None,
+                       min_valid_rank_ic: float = 0.01, include_forced: bool = False
                        ) -> CombineResult:
     """Run the whole combination for the leaderboard of the workspace's universe.
 
@@ -289,13 +353,18 @@ def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, meth
         from :func:`warmup_start` to the backtest end).
     store : FactorStore
     top : int
-        Leaderboard members considered (best ``top`` by ``sort``) before pruning.
+        Leaderboard members considered (best ``top`` eligible by oriented ``sort``, see
+        :func:`rank_records`) before pruning.
     method, window, max_corr, neutral
         See :func:`combine_panels` and :func:`select_members`.
     sort : str
         Leaderboard sort key (train/valid metrics only; the store refuses ``test.*``).
     start : str, optional
         First output day (rows before it are warm-up); default the workspace start.
+    min_valid_rank_ic : float, default 0.01
+        The gate's floor (``[store] min_valid_rank_ic``), see :func:`rank_records`.
+    include_forced : bool, default False
+        Also use forced entries (``mine combine --include-forced``).
 
     Returns
     -------
@@ -312,14 +381,19 @@ def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, meth
     from factors.expr_parse import parse
 
     universe = ws.universe
-    recs = store.top(top, sort=sort, universe=universe)
-    if not recs:
+    allrecs = store.top(None, sort=sort, universe=universe)
+    if not allrecs:
         raise StoreError(f"the leaderboard has no factors for universe {universe!r}; "
                          f"run `mine gp` or `mine library --add` first")
+    recs, dropped = rank_records(allrecs, top, sort, min_valid_rank_ic=min_valid_rank_ic,
+                                 include_forced=include_forced)
+    if not recs:
+        raise StoreError(f"no leaderboard factor of universe {universe!r} is eligible for "
+                         f"combination (sign flip / below the floor / forced: "
+                         f"{len(dropped)} left out); use --include-forced for forced entries")
     dm = ws.dm
     ctx = ws.ctx
     raw: dict[str, np.ndarray] = {}
-    dropped: list[tuple[str, str]] = []
     by_name = {}
     for r in recs:
         name = r.name if r.name not in raw else f"{r.name}#{r.id}"
@@ -358,5 +432,6 @@ def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, meth
         members=members, dropped=dropped, method=method, horizon=ctx.horizon, window=window)
 
 
-__all__ = ["METHODS", "Member", "CombineResult", "select_members", "factor_weights",
+__all__ = ["METHODS", "Member", "CombineResult", "rank_records", "is_forced",
+           "select_members", "factor_weights",
            "composite", "combine_panels", "warmup_start", "combine_from_store"]

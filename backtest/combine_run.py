@@ -55,6 +55,7 @@ class CombineSettings:
     out_dir: Path = BacktestConfig.out_dir     # root of the run folders
     out: Optional[Path] = None                 # explicit folder (refused when not empty)
     force: bool = False
+    include_forced: bool = False               # also use forced (past-the-gate) entries
 
     @classmethod
     def from_config(cls, bt: BacktestConfig, **overrides: Any) -> "CombineSettings":
@@ -89,6 +90,7 @@ class CombineRun:
         s = self.settings
         return {"universe": s.universe, "method": s.method, "window": s.window,
                 "horizon": self.horizon, "neutralize": list(s.neutral),
+                "include_forced": s.include_forced,
                 "strategy": s.strategy, "n": s.n, "rebalance": str(s.rebalance),
                 "start": self.start, "end": self.end, "members": self.members,
                 "dropped": self.dropped, "rebalance_days": self.rebalance_days,
@@ -166,7 +168,9 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
     with FactorStore(cfg.store.path) as store:
         say("combining members")
         res = combine_from_store(ws, store, top=s.top, method=s.method, max_corr=s.max_corr,
-                                 neutral=s.neutral, window=s.window, start=s.start)
+                                 neutral=s.neutral, window=s.window, start=s.start,
+                                 min_valid_rank_ic=cfg.store.min_valid_rank_ic,
+                                 include_forced=s.include_forced)
     say("building targets")
     dates, codes = res.score.index, res.score.columns
     elig = eligible_mask(dm, s.universe, dates, codes,

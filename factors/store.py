@@ -51,7 +51,9 @@ from factors.store_records import (
     _metric_rank,
     _now,
     gate,
+    ic_check,
     to_frame,
+    train_sign,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,10 +62,22 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "FactorStore", "StoreConfig"]
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Version 2 allows ``source = 'manual'`` (``mine eval --add``): rebuild ``factors``."""
+    table = _SCHEMA[_SCHEMA.index("CREATE TABLE factors"):_SCHEMA.index(";\nCREATE INDEX")]
+    conn.execute(table.replace("CREATE TABLE factors", "CREATE TABLE factors_v2"))
+    conn.execute("INSERT INTO factors_v2 SELECT * FROM factors")
+    conn.execute("DROP TABLE factors")
+    conn.execute("ALTER TABLE factors_v2 RENAME TO factors")
+    conn.execute("CREATE INDEX factors_universe_horizon ON factors(universe, horizon)")
+
+
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 @dataclass(frozen=True)
 class StoreConfig:
@@ -83,7 +97,7 @@ CREATE TABLE runs (
     started_at TEXT NOT NULL, finished_at TEXT);
 CREATE TABLE factors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, formula TEXT NOT NULL, name TEXT NOT NULL,
-    source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model')),
+    source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model', 'manual')),
     universe TEXT NOT NULL, horizon INTEGER NOT NULL CHECK (horizon > 0),
     metrics TEXT NOT NULL, provenance TEXT NOT NULL,
     n_tried INTEGER NOT NULL CHECK (n_tried >= 0), description TEXT NOT NULL DEFAULT '',
@@ -277,11 +291,15 @@ class FactorStore:
 
         A record whose (formula, universe, horizon) is stored already is rejected (``kind=
         "duplicate"``, reason ``"already on the leaderboard (id N)"``), even with ``force``.
-        Otherwise :func:`gate` decides (skipped when ``force=True``, used for the named
-        library) on the entries of ``correlations`` that are current members of
+        Otherwise :func:`gate` decides on the entries of ``correlations`` that are current members of
         ``members(record.universe, record.horizon)``; other keys are ignored, a member with
-        no entry counts as NaN (ignored) unless ``strict``. With a
-        ``provenance["run_id"]``, the decision is counted on that run.
+        no entry counts as NaN (ignored) unless ``strict``. With ``force=True`` (the named
+        library: references, always kept) a record the gate accepts is stored as usual
+        (``kind="accepted"``, not marked); one it would reject is stored anyway with
+        ``kind="forced"``, ``would_be`` = the gate's kind, and marked in its provenance
+        (``forced=True``, ``forced_kind``, ``forced_reason``) so that ``mine combine`` leaves
+        it out unless asked (``--include-forced``). With a ``provenance["run_id"]``, the
+        decision is counted on that run.
 
         Parameters
         ----------
@@ -326,12 +344,10 @@ class FactorStore:
             if row is not None:
                 decision = GateDecision(False, f"already on the leaderboard (id {row[0]})",
                                         kind="duplicate", id=row[0])
-            elif force:
-                decision = GateDecision(True, "forced (gates skipped)", kind="forced")
             else:
-                current = [r[0] for r in conn.execute(
-                    "SELECT formula FROM factors WHERE universe = ? AND horizon = ? ORDER BY id",
-                    (rec.universe, rec.horizon))]
+                current = {r[0]: (int(r[1]), r[2]) for r in conn.execute(
+                    "SELECT formula, id, name FROM factors WHERE universe = ? AND horizon = ? "
+                    "ORDER BY id", (rec.universe, rec.horizon))}
                 missing = [m for m in current if m not in correlations] if strict else []
                 if missing:
                     raise StoreError(f"{rec.formula!r}: no correlation given for current "
@@ -339,7 +355,15 @@ class FactorStore:
                                      f"{' ...' if len(missing) > 5 else ''}; compute against "
                                      f"members({rec.universe!r}, {rec.horizon}) and retry")
                 decision = gate(rec, {m: correlations[m] for m in current if m in correlations},
-                                max_corr=max_corr, min_valid_rank_ic=min_valid_rank_ic)
+                                max_corr=max_corr, min_valid_rank_ic=min_valid_rank_ic,
+                                member_info=current)
+                if force and not decision.accepted:
+                    rec = dataclasses.replace(rec, provenance={
+                        **dict(rec.provenance), "forced": True, "forced_kind": decision.kind,
+                        "forced_reason": decision.reason})
+                    decision = dataclasses.replace(
+                        decision, accepted=True, kind="forced", would_be=decision.kind,
+                        reason=f"forced (would be rejected: {decision.reason})")
             if decision.accepted:
                 cur = conn.execute(
                     "INSERT INTO factors (formula, name, source, universe, horizon, metrics, "

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 #: Allowed values of :attr:`FactorRecord.source` and of a run's source.
-SOURCES: tuple[str, ...] = ("library", "gp", "llm", "model")
+SOURCES: tuple[str, ...] = ("library", "gp", "llm", "model", "manual")
 #: Allowed run statuses.
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed", "interrupted")
 #: Metrics ranked by absolute value in :meth:`FactorStore.top` (a strong negative IC is as
@@ -35,9 +35,12 @@ ABS_METRICS: frozenset[str] = frozenset(
 #: Metric names always offered as sort keys and columns, in display order.
 STANDARD_METRICS: tuple[str, ...] = ("rank_ic_mean", "rank_icir", "ic_mean", "icir", "turnover",
                                      "ls_sharpe", "ls_ann_return", "coverage")
-#: Rejection classes counted per run (``runs.rejections``).
-REJECTION_CLASSES: tuple[str, ...] = ("duplicate", "no_valid_metrics", "min_rank_ic",
-                                      "correlation")
+#: Rejection classes counted per run (``runs.rejections``). ``"min_rank_ic"`` is the old name
+#: of ``"below_floor"`` (runs recorded before the rename keep it in their counters).
+REJECTION_CLASSES: tuple[str, ...] = ("duplicate", "no_valid_metrics", "below_floor",
+                                      "sign_flip", "correlation")
+#: Old rejection kinds -> current ones (for reading counters of older runs).
+LEGACY_KINDS: dict[str, str] = {"min_rank_ic": "below_floor"}
 _SPLIT_ORDER = ("train", "valid", "test")
 _FRAME_DEFAULT_METRICS = ("train_rank_ic_mean", "train_rank_icir", "valid_rank_ic_mean",
                           "valid_rank_icir", "valid_turnover", "valid_ls_sharpe")
@@ -123,7 +126,7 @@ class FactorRecord:
     formula : str
         Canonical formula text; unique together with ``universe`` and ``horizon``.
     name, description : str
-    source : {"library", "gp", "llm", "model"}
+    source : {"library", "gp", "llm", "model", "manual"}
     universe : str
         Universe the metrics were computed on (``"csi300"``...).
     horizon : int
@@ -195,7 +198,10 @@ class GateDecision:
     finite ``|corr|`` over the members considered and ``most_correlated`` that member's formula
     (``None`` if none); ``kind`` is ``"accepted"``, ``"forced"`` or one of
     :data:`REJECTION_CLASSES`; ``id`` is the new row id (accepted by :meth:`FactorStore.add`) or
-    the existing one (``kind="duplicate"``).
+    the existing one (``kind="duplicate"``). For ``kind="correlation"``, ``member`` is the
+    offending member's formula and ``member_id`` / ``member_name`` its row id and name when the
+    caller (:meth:`FactorStore.add`) knows them. For ``kind="forced"``, ``would_be`` is the
+    kind the gate would have given (``None`` when it would have accepted).
     """
 
     accepted: bool
@@ -204,6 +210,10 @@ class GateDecision:
     most_correlated: str | None = None
     kind: str = "accepted"
     id: int | None = None
+    member: str | None = None
+    member_id: int | None = None
+    member_name: str | None = None
+    would_be: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,13 +236,73 @@ class RunRecord:
     finished_at: str | None
 
 
+def train_sign(record: FactorRecord) -> float:
+    """Direction of ``record`` decided on train: ``-1.0`` if its train ``rank_ic_mean`` is
+    finite and negative, else ``+1.0`` (also when train metrics are missing)."""
+    try:
+        v = _num(record.metric("train", "rank_ic_mean"))
+    except TypeError:
+        v = None
+    return -1.0 if v is not None and v < 0 else 1.0
+
+
+def ic_check(record: FactorRecord, min_valid_rank_ic: float = 0.01
+             ) -> tuple[str | None, str]:
+    """The sign-consistent RankIC rules of :func:`gate` (rules 1-3), without correlations.
+
+    Returns ``(None, text)`` when the record passes, else ``(kind, reason)`` with kind
+    ``"no_valid_metrics"``, ``"sign_flip"`` or ``"below_floor"``. Used by :func:`gate` and by
+    the combination's member selection (:func:`backtest.combine.combine_from_store`).
+    """
+    try:
+        ic = _num(record.metric("valid", "rank_ic_mean"))
+    except TypeError:
+        ic = None
+    if ic is None:
+        return "no_valid_metrics", "no valid metrics: valid rank_ic_mean is missing or NaN"
+    try:
+        tr = _num(record.metric("train", "rank_ic_mean"))
+    except TypeError:
+        tr = None
+    if tr is None or tr == 0.0:
+        # No train direction: decide on valid alone (oriented by its own sign).
+        if abs(ic) < min_valid_rank_ic:
+            return "below_floor", (f"valid |rank_ic_mean| = |{ic:+.4f}| is below "
+                                   f"min_valid_rank_ic {min_valid_rank_ic:g} (no train metrics)")
+        return None, f"valid rank_ic_mean {ic:+.4f} (no train metrics)"
+    sign = 1.0 if tr > 0 else -1.0
+    oriented = ic * sign
+    if oriented < 0 and abs(ic) >= min_valid_rank_ic:
+        return "sign_flip", (f"sign flip: train rank_ic_mean {tr:+.4f} but valid "
+                             f"{ic:+.4f} (the factor would be traded against its valid "
+                             f"evidence)")
+    if oriented < min_valid_rank_ic:
+        return "below_floor", (f"oriented valid rank_ic_mean {oriented:+.4f} (valid {ic:+.4f} "
+                               f"x train sign {sign:+.0f}) is below min_valid_rank_ic "
+                               f"{min_valid_rank_ic:g}")
+    return None, f"oriented valid rank_ic_mean {oriented:+.4f} (train {tr:+.4f})"
+
+
 def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: float = 0.7,
-         min_valid_rank_ic: float = 0.01) -> GateDecision:
+         min_valid_rank_ic: float = 0.01, member_info: Mapping[str, tuple[int, str]] | None = None
+         ) -> GateDecision:
     """Apply the leaderboard admission gates to ``record`` (pure: no database access).
 
-    Rules, in order: (1) ``metrics["valid"]["rank_ic_mean"]`` present and finite, else
-    ``kind="no_valid_metrics"``; (2) ``|valid rank_ic_mean| >= min_valid_rank_ic`` (either
-    sign), else ``"min_rank_ic"``; (3) ``max |corr| < max_corr``, else ``"correlation"``.
+    The direction is decided on train: ``sign = sign(train rank_ic_mean)`` (GP/LLM candidates
+    are oriented so that it is ``+1``; library factors may be ``-1``), and the valid evidence
+    must agree with it. Rules, in order:
+
+    1. ``metrics["valid"]["rank_ic_mean"]`` present and finite, else ``"no_valid_metrics"``;
+    2. ``valid x sign < 0`` with ``|valid| >= min_valid_rank_ic``: the valid RankIC contradicts
+       the train direction, ``"sign_flip"``;
+    3. ``valid x sign >= min_valid_rank_ic`` (the *oriented* valid RankIC), else
+       ``"below_floor"`` (called ``"min_rank_ic"`` before; old run counters keep that name);
+    4. ``max |corr| < max_corr``, else ``"correlation"``; the reason names the member and
+       :attr:`GateDecision.member` (plus ``member_id`` / ``member_name`` from ``member_info``)
+       identifies it.
+
+    A record without a finite, non-zero train ``rank_ic_mean`` is decided on valid alone:
+    rule 2 does not apply and rule 3 uses ``|valid|``.
 
     Parameters
     ----------
@@ -243,7 +313,9 @@ def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: f
     max_corr : float, default 0.7
         Rejection threshold on ``|corr|``, in ``(0, 1]``.
     min_valid_rank_ic : float, default 0.01
-        Minimum ``|RankIC|`` on valid, ``>= 0``.
+        Floor on the oriented valid RankIC, ``>= 0``.
+    member_info : mapping of str to (int, str), optional
+        Member formula -> (row id, name), to name the member of a correlation rejection.
 
     Returns
     -------
@@ -271,24 +343,21 @@ def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: f
         if best is None or abs(x) > best:
             best, best_f = abs(x), str(member)
 
-    def decide(accepted: bool, reason: str, kind: str) -> GateDecision:
-        return GateDecision(accepted, reason, best, best_f, kind)
+    def decide(accepted: bool, reason: str, kind: str, **kw: Any) -> GateDecision:
+        return GateDecision(accepted, reason, best, best_f, kind, **kw)
 
-    try:
-        ic = _num(record.metric("valid", "rank_ic_mean"))
-    except TypeError:
-        ic = None
-    if ic is None:
-        return decide(False, "no valid metrics: valid rank_ic_mean is missing or NaN",
-                      "no_valid_metrics")
-    if abs(ic) < min_valid_rank_ic:
-        return decide(False, f"valid |rank_ic_mean| = |{ic:+.4f}| is below min_valid_rank_ic "
-                             f"{min_valid_rank_ic:g}", "min_rank_ic")
+    kind, text = ic_check(record, min_valid_rank_ic)
+    if kind is not None:
+        return decide(False, text, kind)
     if best is not None and best >= max_corr:
-        return decide(False, f"|corr| = {best:.4f} with member {best_f!r} is not below "
-                             f"max_corr {max_corr:g}", "correlation")
+        mid, mname = (member_info or {}).get(best_f, (None, None))
+        who = f"member {mname!r} (id {mid}, {best_f!r})" if mid is not None else \
+            f"member {best_f!r}"
+        return decide(False, f"|corr| = {best:.4f} with {who} is not below "
+                             f"max_corr {max_corr:g}", "correlation",
+                      member=best_f, member_id=mid, member_name=mname)
     tail = f", max |corr| {best:.4f} with {best_f!r}" if best is not None else ""
-    return decide(True, f"accepted: valid rank_ic_mean {ic:+.4f}{tail}", "accepted")
+    return decide(True, f"accepted: {text}{tail}", "accepted")
 
 
 def _metric_rank(name: str) -> tuple[int, str]:

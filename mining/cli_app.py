@@ -227,7 +227,7 @@ def run_guarded(fn, *args, **kwargs):
 
 # ---------------------------------------------------------------- shared command helpers
 #: ``--source`` values of the leaderboard (who produced a factor).
-SOURCES = ("library", "gp", "llm", "model")
+SOURCES = ("library", "gp", "llm", "model", "manual")
 
 
 def check_universe(option: str, value: str | None) -> str | None:

@@ -133,7 +133,9 @@ def _print_combine(run: CombineRun) -> None:
 @app.command()
 def combine(
         top: Optional[int] = typer.Option(None, "--top", help="Leaderboard members considered "
-                                          "(best by valid RankICIR). Default [backtest] top."),
+                                          "(best by valid RankICIR x sign of train RankIC; "
+                                          "sign flips and entries below the floor are never "
+                                          "used). Default [backtest] top."),
         method: Optional[str] = typer.Option(None, help="ic | icir | equal. Default [backtest] "
                                              "method."),
         universe: Optional[str] = typer.Option(None, help="Universe (leaderboard + stocks). "
@@ -155,6 +157,9 @@ def combine(
         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new "
                                            "run folder under [backtest] out_dir)."),
         force: bool = typer.Option(False, "--force", help="Write into a non-empty --out."),
+        include_forced: bool = typer.Option(
+            False, "--include-forced", help="Also use forced leaderboard entries (library "
+            "factors stored although the gate would reject them)."),
         as_json: bool = typer.Option(False, "--json", help="Print the run as JSON.")) -> None:
     """Combine leaderboard factors into a composite score and target_positions."""
     try:
@@ -165,6 +170,7 @@ def combine(
             neutral=check_neutralize(neutralize), window=window, strategy=strategy, n=n,
             n_drop=n_drop, rebalance=rebalance, max_weight=max_weight,
             max_industry_weight=max_industry_weight, out=out, force=force,
+            include_forced=include_forced or None,
             start=_date("--start", start, bt.start), end=_date("--end", end, bt.end))
         check_choice("--method", s.method, METHODS)
         check_choice("--strategy", s.strategy, STRATEGIES)

@@ -130,12 +130,20 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
           unseal_test: bool = typer.Option(
               False, "--unseal-test", help="Also evaluate the test split (recorded in the "
-              "leaderboard if the formula is a member).")) -> None:
-    """Evaluate one formula with the common evaluator, per split."""
+              "leaderboard if the formula is a member)."),
+          add: bool = typer.Option(
+              False, "--add", help="Also submit the formula to the leaderboard through the "
+              "gate (oriented on train like GP candidates, source 'manual'); prints accepted "
+              "or the rejection reason. Not with --unseal-test.")) -> None:
+    """Evaluate one formula with the common evaluator, per split (--add: and submit it)."""
     from backtest.candidates import evaluate_candidate, make_workspace
     from factors.expr_parse import parse
     from factors.store import FactorStore
+    from mining.gp_run import add_formula
     try:
+        if add and unseal_test:
+            raise ConfigError("--add cannot be combined with --unseal-test: a formula is "
+                              "admitted on train/valid only, never after looking at test")
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)
         expr = parse(formula)
@@ -148,6 +156,10 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
             ws = make_workspace(cfg, universe, start, end, include_test=unseal_test,
                                 model_dir=cfg.model.out_dir)
             ev = evaluate_candidate(ws, expr, splits=splits)
+            added = None
+            if add:    # gate metrics on the default window (the one GP candidates use)
+                added = add_formula(cfg, str(expr), universe,
+                                    ws=ws if start is None and end is None else None)
         if unseal_test:
             with FactorStore(cfg.store.path) as store:
                 if store.get(str(expr), universe, cfg.evaluate.horizon) is not None:
@@ -158,13 +170,21 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     if as_json:
         print_json({**config_keys(cfg), "formula": str(expr), "universe": universe,
                     "horizon": cfg.evaluate.horizon, "splits": ev.metrics(),
-                    "test_unsealed": unseal_test})
+                    "test_unsealed": unseal_test,
+                    **({"gate": added.gate_dict()} if added is not None else {})})
         return
     console.print(f"[bold]{escape(str(expr))}[/]  ({universe}, horizon "
                   f"{cfg.evaluate.horizon})", soft_wrap=True)
     console.print(_report_table(ev.reports))
     if not unseal_test:
         console.print("[dim]test split sealed; pass --unseal-test to evaluate it (recorded).[/]")
+    if added is not None:
+        if added.accepted:
+            console.print(f"[green]accepted[/] as id {added.id}: {escape(added.formula)}",
+                          soft_wrap=True)
+        else:
+            console.print(f"[red]rejected[/] ({added.kind}): {escape(added.reason)}",
+                          soft_wrap=True)
 
 
 class _nullctx:

@@ -248,3 +248,60 @@ def add_library(cfg: Config, universe: str, *, on_progress: Progress = None
         store.finish_run(run_id, n_tried=len(LIBRARY))
     _emit(on_progress, LibraryDone(run_id, len(LIBRARY)))
     return LibraryRunRecord(run_id, universe, decisions, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------- manual
+@dataclass
+class ManualAdd:
+    """Result of :func:`add_formula`: the oriented formula, its metrics and the gate's word."""
+
+    run_id: str
+    formula: str                      # as submitted (negated when train RankIC < 0)
+    universe: str
+    metrics: dict
+    accepted: bool
+    kind: str
+    reason: str
+    id: Optional[int] = None
+
+    def gate_dict(self) -> dict:
+        """``{"accepted", "reason", "kind", "formula", "id"}`` (the ``--json`` ``gate`` object)."""
+        return {"accepted": self.accepted, "reason": self.reason, "kind": self.kind,
+                "formula": self.formula, "id": self.id}
+
+
+def add_formula(cfg: Config, formula: str, universe: str, *, ws: Any = None,
+                name: Optional[str] = None, description: str = "") -> ManualAdd:
+    """Evaluate one hand-written formula, orient it on train and submit it through the gate.
+
+    Like a GP candidate: ``evaluate_candidate(..., orient=True)`` (negated when its train
+    RankIC is negative, decided on train only), then :func:`backtest.candidates.submit` with
+    ``source="manual"`` under a one-candidate ``manual`` run (so the attempt is counted).
+    Train and valid splits only: the test split stays sealed.
+
+    Parameters
+    ----------
+    ws : Workspace, optional
+        A workspace on the default train+valid window of ``universe`` (built when omitted).
+
+    Raises
+    ------
+    AlphamineError
+        Bad formula, unknown universe, missing data.
+    """
+    if ws is None:
+        ws = make_workspace(cfg, universe, model_dir=cfg.model.out_dir)
+    ev = evaluate_candidate(ws, formula, orient=True)
+    with FactorStore(cfg.store.path) as store:
+        run_id = store.start_run("manual", config={"formula": str(formula)}, seed=None,
+                                 universe=universe, data_root=str(cfg.data.root))
+        try:
+            d = submit(ws, store, ev, name=name or ev.formula[:40], source="manual", cfg=cfg,
+                       provenance={"run_id": run_id, "input": str(formula)}, n_tried=1,
+                       description=description)
+        except BaseException:
+            store.finish_run(run_id, n_tried=1, status="failed")
+            raise
+        store.finish_run(run_id, n_tried=1)
+    return ManualAdd(run_id, ev.formula, universe, ev.metrics(), bool(d.accepted), d.kind,
+                     d.reason, d.id)

@@ -32,7 +32,7 @@ from mining.llm_cache import CachedChat, LLMCache, ReplayChat, Sender
 #: Reply-level failures, formula-level failures, then gate rejections, in display order.
 REPLY_FAILURES = ("http_error", "timeout", "empty", "no_json", "bad_json")
 FORMULA_FAILURES = ("parse_error", "repeat", "eval_error")
-GATE_REJECTIONS = ("duplicate", "no_valid_metrics", "min_rank_ic", "correlation")
+GATE_REJECTIONS = ("duplicate", "no_valid_metrics", "below_floor", "sign_flip", "correlation")
 FAILURE_KINDS = REPLY_FAILURES + FORMULA_FAILURES + GATE_REJECTIONS
 #: An accepted factor is *novel* when its largest |corr| with the members it was gated against
 #: (valid split) is below this; otherwise it is a near-duplicate that merely passed the gate.

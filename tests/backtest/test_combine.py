@@ -139,3 +139,56 @@ class _WS:
 def test_empty_leaderboard_error_says_what_to_run():
     with pytest.raises(StoreError, match="mine library --add"):
         combine_from_store(_WS(), _EmptyStore())
+
+
+# ------------------------------------------------------------ sign-consistent selection
+def _rec(name, train, valid, icir, *, forced=False, rid=1):
+    from factors.store_records import FactorRecord
+    prov = {"forced": True, "forced_kind": "below_floor"} if forced else {}
+    return FactorRecord(formula=f"f_{name}", name=name, source="library", universe="csi300",
+                        horizon=1, metrics={"train": {"rank_ic_mean": train},
+                                            "valid": {"rank_ic_mean": valid,
+                                                      "rank_icir": icir}},
+                        provenance=prov, id=rid)
+
+
+class _Store:
+    def __init__(self, recs):
+        self.recs = recs
+
+    def top(self, n=None, sort="valid.rank_icir", universe=None):
+        return list(self.recs)[:n] if n else list(self.recs)
+
+
+def test_sign_flip_is_never_selected():
+    from backtest.combine import rank_records
+    flip = _rec("flip", -0.0014, 0.0119, 0.9)
+    ranked, dropped = rank_records([flip], 10)
+    assert ranked == [] and dropped[0][0] == "flip" and "sign_flip" in dropped[0][1]
+    with pytest.raises(StoreError, match="eligible"):
+        combine_from_store(_WS(), _Store([flip]))
+    ok = _rec("ok", -0.02, -0.0119, -0.3)
+    assert rank_records([flip, ok], 10)[0] == [ok]
+
+
+def test_ranking_is_by_oriented_valid_icir():
+    from backtest.combine import rank_records
+    big_flip = _rec("big_flip", 0.03, -0.05, -2.0, rid=1)       # |ICIR| 2 but wrong sign
+    a = _rec("a", 0.03, 0.02, 0.5, rid=2)
+    b = _rec("b", -0.03, -0.03, -0.8, rid=3)                    # oriented ICIR +0.8
+    ranked, dropped = rank_records([big_flip, a, b], 10)
+    assert [r.name for r in ranked] == ["b", "a"]
+    assert [d[0] for d in dropped] == ["big_flip"]
+    assert [r.name for r in rank_records([a, b], 1)[0]] == ["b"]
+
+
+def test_below_floor_and_forced_selection():
+    from backtest.combine import rank_records
+    low = _rec("low", 0.03, 0.004, 0.9)
+    forced = _rec("forced", 0.03, 0.002, 0.1, forced=True, rid=2)
+    good = _rec("good", 0.03, 0.02, 0.2, rid=3)
+    ranked, dropped = rank_records([low, forced, good], 10)
+    assert [r.name for r in ranked] == ["good"]
+    assert {d[0] for d in dropped} == {"low", "forced"}
+    ranked, _ = rank_records([low, forced, good], 10, include_forced=True)
+    assert [r.name for r in ranked] == ["good", "forced"]      # 'low' (not forced) stays out

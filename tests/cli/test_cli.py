@@ -4,6 +4,7 @@ Real-data tests (marked slow) use a small slice of ../shared/data/ashare with a 
 and leaderboard, so they never touch the user's `.alphamine/` files.
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,45 @@ def test_gp_and_library_json_then_leaderboard(synth):
     assert r.exit_code == 0
     long = max(rows, key=lambda x: len(x["formula"]))["formula"]
     assert any(long in line for line in r.output.splitlines())   # never split over lines
+
+
+def _synth_with_store(synth: Path, tmp_path: Path, floor: float) -> Path:
+    """The synthetic config with a fresh leaderboard and gate floor ``floor``."""
+    text = re.sub(r'path = ".*lb\.db"', f'path = "{tmp_path / "lb.db"}"', synth.read_text())
+    text = text.replace("min_valid_rank_ic = 0.0", f"min_valid_rank_ic = {floor}")
+    p = tmp_path / "mine.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("train,valid,kind", [(0.03, 0.02, "accepted"),
+                                                (-0.0014, 0.0119, "sign_flip"),
+                                                (0.03, 0.004, "below_floor")])
+def test_eval_add_json_gate(synth, tmp_path, monkeypatch, train, valid, kind):
+    """The synthetic warehouse is too small for a RankIC, so the metrics are pinned."""
+    from backtest.candidates import Evaluated
+    from factors.store import FactorStore
+    monkeypatch.setattr(Evaluated, "metrics", lambda self: {
+        "train": {"rank_ic_mean": train, "rank_icir": 0.3},
+        "valid": {"rank_ic_mean": valid, "rank_icir": 0.2}})
+    cfg = _synth_with_store(synth, tmp_path, 0.01)
+    r = runner.invoke(app, ["--config", str(cfg), "eval", "ts_mean(close, 5)", "--universe",
+                            "all", "--add", "--json"])
+    assert r.exit_code == 0, r.output
+    g = _strict(r.stdout)["gate"]
+    assert g["accepted"] is (kind == "accepted") and g["kind"] == kind and g["reason"]
+    with FactorStore(tmp_path / "lb.db") as store:
+        (run,) = store.runs(source="manual")
+        assert run.n_evaluated == 1 and run.n_accepted == int(g["accepted"])
+        members = store.members()
+        assert [m.source for m in members] == (["manual"] if g["accepted"] else [])
+        assert (g["id"] is not None) is g["accepted"]
+    r = runner.invoke(app, ["--config", str(cfg), "eval", "ts_mean(close, 5)", "--universe",
+                            "all", "--add"])
+    assert r.exit_code == 0
+    assert "rejected" in r.output         # a rejection, or (accepted before) a duplicate
+
+
+def test_eval_add_refuses_unseal_test(synth, no_data):
+    r = runner.invoke(app, ["--config", str(synth), "eval", "close", "--add", "--unseal-test"])
+    assert r.exit_code == 2 and "--unseal-test" in r.output

@@ -52,10 +52,11 @@ def _add(cfg_path: Path, formulas: dict[str, float]) -> None:
     cfg = load_config(cfg_path)
     with FactorStore(cfg.store.path) as store:
         for i, (f, train_ic) in enumerate(formulas.items()):
+            sg = -1 if train_ic < 0 else 1     # valid agrees with train (flips never combine)
             rec = FactorRecord(formula=f, name=f"f{i}", source="library", universe="all",
                                horizon=1, metrics={"train": {"rank_ic_mean": train_ic},
-                                                   "valid": {"rank_ic_mean": 0.02,
-                                                             "rank_icir": 0.2 - i / 100}})
+                                                   "valid": {"rank_ic_mean": sg * 0.02,
+                                                             "rank_icir": sg * (0.2 - i / 100)}})
             assert store.add(rec, {}, force=True).accepted
 
 

@@ -148,7 +148,7 @@ def test_min_valid_rank_ic_gate_both_signs(ic, ok):
     d = gate(rec(ic=ic), {}, max_corr=0.7, min_valid_rank_ic=0.01)
     assert d.accepted is ok
     if not ok:
-        assert d.kind == "min_rank_ic"
+        assert d.kind == "below_floor"
         assert f"{ic:+.4f}" in d.reason and "0.01" in d.reason
 
 
@@ -214,8 +214,53 @@ def test_force_bypasses_gates_but_not_duplicates(store):
     weak.metrics = {}
     d = store.add(weak, {}, force=True)
     assert d.accepted and d.kind == "forced" and d.id is not None
+    assert d.would_be == "no_valid_metrics"
+    assert store.get(weak.formula, "csi300", 1).provenance["forced"] is True
     assert store.add(rec("weak"), {"m": 0.0}, force=True).kind == "duplicate"
     assert len(store.members()) == 2
+
+
+def _signed(formula, train, valid, *, icir=0.3, source="gp"):
+    return FactorRecord(formula=formula, name=formula[:12], source=source, universe="csi300",
+                        horizon=1, metrics={"train": {"rank_ic_mean": train},
+                                            "valid": {"rank_ic_mean": valid,
+                                                      "rank_icir": icir}})
+
+
+def test_gate_rejects_sign_flip():
+    d = gate(_signed("f", -0.0014, 0.0119), {})
+    assert not d.accepted and d.kind == "sign_flip"
+    assert "-0.0014" in d.reason and "+0.0119" in d.reason
+
+
+@pytest.mark.parametrize("train,valid,kind", [
+    (0.02, 0.0119, "accepted"), (-0.02, -0.0119, "accepted"),      # oriented agreement
+    (0.02, 0.005, "below_floor"), (-0.02, -0.005, "below_floor"),
+    (0.02, -0.005, "below_floor"),                                 # small opposite sign
+    (0.02, -0.03, "sign_flip"), (None, -0.03, "accepted"), (None, 0.005, "below_floor")])
+def test_gate_oriented_on_train(train, valid, kind):
+    r = _signed("f", train, valid)
+    if train is None:
+        r.metrics.pop("train")
+    assert gate(r, {}).kind == kind
+
+
+def test_correlation_rejection_names_member(store):
+    m = store.add(rec("ts_mean(close, 5)", name="mom5"), {})
+    d = store.add(rec("ts_mean(close, 6)"), {"ts_mean(close, 5)": 0.95})
+    assert not d.accepted and d.kind == "correlation"
+    assert d.member == "ts_mean(close, 5)" and d.member_id == m.id and d.member_name == "mom5"
+    assert "mom5" in d.reason
+
+
+def test_force_marks_only_entries_the_gate_would_reject(store):
+    ok = store.add(_signed("good", -0.03, -0.02, source="library"), {}, force=True)
+    assert ok.kind == "accepted" and ok.would_be is None
+    assert "forced" not in store.get("good", "csi300", 1).provenance
+    weak = store.add(_signed("weak", 0.03, 0.002, source="library"), {}, force=True)
+    assert weak.accepted and weak.kind == "forced" and weak.would_be == "below_floor"
+    prov = store.get("weak", "csi300", 1).provenance
+    assert prov["forced"] is True and prov["forced_kind"] == "below_floor"
 
 
 def test_add_validates_records(store):
@@ -268,14 +313,14 @@ def test_run_accounting(store):
     assert r0.status == "running" and r0.seed == 42 and r0.config["root"] == "/x"
     store.add(rec("f1", run_id=run), {})                          # accepted
     store.add(rec("f1", run_id=run), {"f1": 0.0})                 # duplicate
-    store.add(rec("f2", ic=0.001, run_id=run), {"f1": 0.0})       # min_rank_ic
+    store.add(rec("f2", ic=0.001, run_id=run), {"f1": 0.0})       # below_floor
     store.add(rec("f3", run_id=run), {"f1": 0.9})                 # correlation
     store.add(rec("f4", ic=-0.04, run_id=run), {"f1": 0.5})       # accepted
     store.add(rec("lib", run_id=None), {"f1": 0.0, "f4": 0.0})    # no run: not counted
     store.finish_run(run, n_tried=500, summary={"best": "f4", "score": math.nan})
     (r,) = store.runs()
     assert (r.n_tried, r.n_evaluated, r.n_accepted) == (500, 5, 2)
-    assert r.rejections == {"duplicate": 1, "min_rank_ic": 1, "correlation": 1}
+    assert r.rejections == {"duplicate": 1, "below_floor": 1, "correlation": 1}
     assert r.status == "done" and r.finished_at is not None
     assert r.summary == {"best": "f4", "score": None}
     assert [m.run_id for m in store.members()] == [run, run, None]
@@ -491,3 +536,20 @@ def test_concurrent_inserts_of_same_formula_give_one_row(tmp_path):
     winner = next(d for d in results if d.accepted)
     assert all(d.kind == "duplicate" and d.id == winner.id for d in results if not d.accepted)
     assert count_rows(path) == 1
+
+
+def test_v1_store_migrates_to_allow_manual(tmp_path):
+    import sqlite3
+    import factors.store as fs
+    p = tmp_path / "old.db"
+    con = sqlite3.connect(p)
+    con.executescript(fs._SCHEMA.replace("'model', 'manual'", "'model'"))
+    con.execute("INSERT INTO factors (formula, name, source, universe, horizon, metrics, "
+                "provenance, n_tried, created_at) VALUES ('close', 'c', 'gp', 'csi300', 1, "
+                "'{}', '{}', 0, 'x')")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    with FactorStore(p) as s:
+        assert [m.formula for m in s.members()] == ["close"]
+        assert s.add(_signed("ts_mean(close, 3)", 0.03, 0.02, source="manual"), {}).accepted
