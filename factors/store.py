@@ -12,11 +12,8 @@ any exception (``with conn:`` made explicit: a deferred BEGIN that later upgrade
 lock fails at once with ``SQLITE_BUSY`` under WAL, an immediate one waits on the busy timeout,
 which also makes the duplicate check of :meth:`FactorStore.add` race-free across processes). A
 killed process leaves no partial row. Metrics, provenance and run configs are JSON text (no
-pickles); NaN/inf become ``null``. A store may be shared between threads (calls are serialised
-by a lock); separate stores on one file coordinate through SQLite's locks.
-
-The records (:class:`FactorRecord`, :class:`GateDecision`, :class:`RunRecord`), the pure gate
-:func:`gate` and :func:`to_frame` live in :mod:`factors.store_records`.
+pickles); NaN/inf become ``null``. Threads may share a store (calls are serialised by a lock).
+Records, the pure :func:`~factors.store_records.gate` and ``to_frame``: :mod:`factors.store_records`.
 """
 from __future__ import annotations
 

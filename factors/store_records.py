@@ -351,8 +351,9 @@ def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: f
         return decide(False, text, kind)
     if best is not None and best >= max_corr:
         mid, mname = (member_info or {}).get(best_f, (None, None))
-        who = f"member {mname!r} (id {mid}, {best_f!r})" if mid is not None else \
-            f"member {best_f!r}"
+        # the id and formula identify the member; its name carries a run id, which would make
+        # the reason differ between a run and its replay into a fresh store
+        who = f"member id {mid} ({best_f!r})" if mid is not None else f"member {best_f!r}"
         return decide(False, f"|corr| = {best:.4f} with {who} is not below "
                              f"max_corr {max_corr:g}", "correlation",
                       member=best_f, member_id=mid, member_name=mname)

@@ -133,6 +133,7 @@ def test_gp_combine_backtest_export_run_on_the_filled_warehouse(filled):
     lib = runner.invoke(app, ["--config", cfg, "library", "--add", "--universe", "all", "--json"])
     assert lib.exit_code == 0, lib.output
     c = runner.invoke(app, ["--config", cfg, "combine", "--universe", "all", "--top", "3",
+                            "--include-forced",              # random market: noise factors
                             "--n", "5", "--window", "5", "--start", filled["iso"](
                                 filled["market"].trade_days[30]), "--json"])
     assert c.exit_code == 0, c.output

@@ -250,7 +250,7 @@ def test_correlation_rejection_names_member(store):
     d = store.add(rec("ts_mean(close, 6)"), {"ts_mean(close, 5)": 0.95})
     assert not d.accepted and d.kind == "correlation"
     assert d.member == "ts_mean(close, 5)" and d.member_id == m.id and d.member_name == "mom5"
-    assert "mom5" in d.reason
+    assert d.member_name == "mom5" and "member id 1" in d.reason
 
 
 def test_force_marks_only_entries_the_gate_would_reject(store):

@@ -96,7 +96,7 @@ ROUND2 = ["cs_rank(vol)",                                        # already a mem
           "close.__class__",                                     # injection: attribute access
           "-ts_mean(turnover, 3)"]                               # repeat of round 1
 ROUND8 = ["log(neg(abs(close)))",                                # all NaN: no valid metrics
-          "2.0 * (close / ts_delay(close, 2))"]                  # corr 1 with round 1's #1
+          "2.0 * -ts_mean(turnover, 3)"]                         # corr 1 with round 1's #2
 SCRIPT = [
     {"content": _reply(*ROUND1)},                                # 1 plain JSON
     {"status": 429}, {"content": _reply(*ROUND2, fenced=True)},  # 2 429 then fenced JSON
@@ -159,6 +159,9 @@ def test_scripted_run_counts_every_failure_kind(scripted_run):
         (1, 1, 1, 1, 1)
     assert c["parse_error"] == 3 and c["repeat"] == 1 and c["eval_error"] == 0
     assert c["duplicate"] == 1 and c["no_valid_metrics"] == 1 and c["correlation"] == 1
+    # train and valid RankIC of opposite signs on this synthetic data: close / ts_delay(close,
+    # 2), ts_std(ret, 5) and (high - low) / close (the gate decides direction on train)
+    assert c["sign_flip"] == 3 and c["below_floor"] == 0
     assert s["proposed"] == len(ROUND1) + len(ROUND2) + len(ROUND8)
     assert s["valid_formulas"] == s["proposed"] - 3
     by_formula = {p.formula: p for p in res.proposals}
@@ -178,7 +181,7 @@ def test_scripted_run_counts_every_failure_kind(scripted_run):
 def test_leaderboard_holds_exactly_the_gated_factors(scripted_run):
     cfg, ws, res, members, _ = scripted_run
     accepted = {p.canonical for p in res.proposals if p.status == "accepted"}
-    assert len(accepted) == 4                 # 3 of round 1 + (high-low)/close
+    assert accepted == {"ts_mean(turnover, 3)"}       # oriented; the others flip sign
     assert set(members) == accepted | {"cs_rank(vol)"}
     for p in res.proposals:
         if p.status == "accepted":
@@ -193,10 +196,10 @@ def test_leaderboard_holds_exactly_the_gated_factors(scripted_run):
             ev = evaluate_candidate(ws, parse(p.canonical))
             assert rec.metric("valid", "rank_ic_mean") == pytest.approx(
                 ev.reports["valid"].rank_ic_mean)
-    assert res.stats["accepted"] == 4 and res.stats["accepted_pct"] == round(400 / 11, 1)
+    assert res.stats["accepted"] == 1 and res.stats["accepted_pct"] == round(100 / 11, 1)
     with FactorStore(cfg.store.path) as store:
         run = next(r for r in store.runs("llm") if r.run_id == res.run_id)
-    assert run.status == "done" and run.n_accepted == 4 and run.n_tried == 11
+    assert run.status == "done" and run.n_accepted == 1 and run.n_tried == 11
 
 
 def test_feedback_and_prompts_carry_no_test_numbers_nor_the_key(scripted_run):
