@@ -164,7 +164,7 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
             with FactorStore(cfg.store.path) as store:
                 if store.get(str(expr), universe, cfg.evaluate.horizon) is not None:
                     store.record_test(str(expr), universe, cfg.evaluate.horizon,
-                                      ev.reports["test"].to_dict())
+                                      ev.metrics()["test"])
     except AlphamineError as e:
         fail(e)
     if as_json:

@@ -336,3 +336,27 @@ def test_eval_add_json_gate(synth, tmp_path, monkeypatch, train, valid, kind):
 def test_eval_add_refuses_unseal_test(synth, no_data):
     r = runner.invoke(app, ["--config", str(synth), "eval", "close", "--add", "--unseal-test"])
     assert r.exit_code == 2 and "--unseal-test" in r.output
+
+
+def test_eval_unseal_test_on_a_member_records_it(synth, tmp_path):
+    """Issue 12: `mine eval <member formula> --unseal-test` exited 2 (the report's `split`
+    field was handed to the store as a metric); it records the test metrics now."""
+    import shutil
+    from factors.store import FactorStore
+    from factors.store_records import FactorRecord
+    cfg_path = tmp_path / "mine.toml"
+    shutil.copy(synth, cfg_path)
+    store_path = tmp_path / "lb.db"
+    cfg_path.write_text(cfg_path.read_text().replace(
+        str(load_config(synth).store.path), str(store_path)))
+    with FactorStore(store_path) as store:
+        rec = FactorRecord(formula="close", name="px", source="library", universe="all",
+                           horizon=1, metrics={"train": {"rank_ic_mean": 0.02},
+                                               "valid": {"rank_ic_mean": 0.02}})
+        assert store.add(rec, {}, force=True).accepted
+    r = runner.invoke(app, ["--config", str(cfg_path), "eval", "close", "--universe", "all",
+                            "--unseal-test", "--json"])
+    assert r.exit_code == 0, r.output
+    with FactorStore(store_path) as store:
+        got = store.get("close", "all", 1)
+    assert "test" in got.metrics and "split" not in got.metrics["test"]
