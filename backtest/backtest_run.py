@@ -27,7 +27,7 @@ from backtest.settings import BacktestConfig
 from data.io import atomic_write
 
 __all__ = ["SURVIVORSHIP_NOTE", "BacktestRunSettings", "MicrocapSettings", "BacktestRun",
-           "run_backtest", "run_microcap"]
+           "run_backtest", "run_microcap", "normalise_codes"]
 
 SURVIVORSHIP_NOTE = ("the sample warehouse holds only stocks still listed in 2026-05 (survivors): "
                      "delisted names are missing, so results look too good, above all for small "
@@ -171,6 +171,59 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
     return run
 
 
+def normalise_codes(targets: pd.DataFrame, known, say=None) -> pd.DataFrame:
+    """``targets`` with every ``ts_code`` a code of the warehouse (``known``).
+
+    A lower-case exchange suffix (``600000.sh``) and a bare six-digit code (``600000``) are
+    mapped to the one known code they can mean, and ``say`` is told how many were; anything
+    else is an error naming the codes (before, unknown codes were simulated as "suspended"
+    every day, giving a flat NAV without a word).
+
+    Raises
+    ------
+    BacktestError
+        Codes that match no known code, or a bare code that matches several.
+    """
+    known = pd.Index(pd.Series(known, dtype=str).unique())
+    codes = pd.Series(targets["ts_code"].astype(str).unique())
+    if codes.isin(known).all():
+        return targets
+    by_symbol: dict[str, list[str]] = {}
+    for k in known:
+        by_symbol.setdefault(k.split(".")[0], []).append(k)
+    upper = {k.upper(): k for k in known}
+    mapping, unknown, ambiguous = {}, [], []
+    for c in codes[~codes.isin(known)]:
+        c2 = c.strip()
+        if c2.upper() in upper:
+            mapping[c] = upper[c2.upper()]
+        elif c2.isdigit() and len(by_symbol.get(c2.zfill(6), [])) == 1:
+            mapping[c] = by_symbol[c2.zfill(6)][0]
+        elif c2.isdigit() and by_symbol.get(c2.zfill(6)):
+            ambiguous.append(c)
+        else:
+            unknown.append(c)
+    if unknown or ambiguous:
+        parts = []
+        if unknown:
+            parts.append(f"{len(unknown)} unknown ts_code(s): {', '.join(sorted(unknown)[:10])}")
+        if ambiguous:
+            parts.append(f"ambiguous without exchange suffix: {', '.join(sorted(ambiguous)[:10])}")
+        raise BacktestError("targets: " + "; ".join(parts) + " (use codes such as 600000.SH "
+                            "that are in the warehouse's stock_basic)")
+    if say is not None:
+        say(f"targets: {len(mapping)} code(s) normalised, e.g. {next(iter(mapping))} -> "
+            f"{next(iter(mapping.values()))}")
+    out = targets.copy()
+    out["ts_code"] = out["ts_code"].astype(str).replace(mapping)
+    dup = out.duplicated(["trade_date", "ts_code"])
+    if dup.any():
+        r = out[dup].iloc[0]
+        raise BacktestError(f"targets: after normalising codes, {r.ts_code} appears twice on "
+                            f"{pd.Timestamp(r.trade_date).date()}")
+    return out
+
+
 def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run_id: str,
               dm, say) -> BacktestRun:
     from backtest.metrics import benchmark_nav, performance, yearly_table
@@ -184,6 +237,7 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
                  & (targets.trade_date <= pd.Timestamp(end))]
     if tg.empty:
         raise BacktestError(f"no targets dated between {start} and {end}")
+    tg = normalise_codes(tg, dm.stock_basic()["ts_code"], say)
     t0 = time.perf_counter()
     codes = sorted(tg.ts_code.unique())
     first = str(tg.trade_date.min().date())
