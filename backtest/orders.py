@@ -59,6 +59,10 @@ PLAN_COLUMNS = ["ts_code", "side", "quantity", "ref_price", "est_value", "est_fe
 _WEIGHT_TOL = 1e-6
 
 
+#: Largest holding accepted (shares); ICBC, the largest A-share, has ~3.6e11 shares.
+MAX_SHARES = 1e13
+
+
 def positions_frame(pos, source: str = "positions") -> pd.DataFrame:
     """Holdings as index ``ts_code`` with int64 ``quantity`` / ``sellable`` (see
     :func:`backtest.export.read_positions`); ``pos`` is a frame, a quantity Series or None."""
@@ -85,11 +89,15 @@ def positions_frame(pos, source: str = "positions") -> pd.DataFrame:
         if c not in df.columns:
             continue
         v = pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64)
-        bad = ~np.isfinite(v) | (v < 0) | (np.abs(v - np.round(v)) > 1e-9)
+        # above MAX_SHARES (1e13, more than any A-share's share count) the int64 cast and
+        # the order arithmetic would overflow: such a holding is an input error
+        bad = (~np.isfinite(v) | (v < 0) | (v > MAX_SHARES)
+               | (np.abs(v - np.round(v)) > 1e-9))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BacktestError(f"{source}: {c} must be a whole number of shares >= 0, got "
-                                f"{df[c].iloc[i]!r} for {df['ts_code'].iloc[i]}")
+            raise BacktestError(f"{source}: {c} must be a whole number of shares in "
+                                f"[0, {MAX_SHARES:.0e}], got {df[c].iloc[i]!r} for "
+                                f"{df['ts_code'].iloc[i]}")
         cols[c] = np.round(v).astype(np.int64)
     q = cols["quantity"]
     s = cols.get("sellable", q)

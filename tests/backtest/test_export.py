@@ -236,6 +236,10 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     p.write_text("ts_code,quantity\n600000.SH,10.5\n")
     with pytest.raises(BacktestError, match="whole number"):
         read_positions(p)
+    # issue 12: 1e30 overflowed the int64 cast and the holding vanished ("0 sell")
+    p.write_text("ts_code,quantity\n600000.SH,1e30\n")
+    with pytest.raises(BacktestError, match=r"whole number of shares in \[0, 1e\+13\], got"):
+        read_positions(p)
     t = tmp_path / "t.csv"
     t.write_text("trade_date,ts_code,target_weight\n2024-06-28,600000.SH,0.6\n"
                  "2024-06-28,000001.SZ,0.6\n")
