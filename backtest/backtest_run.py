@@ -24,7 +24,7 @@ import pandas as pd
 from backtest.combine_run import IN_SAMPLE_NOTE
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
-from data.io import atomic_write
+from data.io import write_json_atomic
 
 __all__ = ["SURVIVORSHIP_NOTE", "BacktestRunSettings", "MicrocapSettings", "BacktestRun",
            "run_backtest", "run_microcap", "normalise_codes"]
@@ -284,6 +284,5 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
         note=((IN_SAMPLE_NOTE.format(valid=" to ".join(ev.valid), test=" to ".join(ev.test))
                + "; ") if s.selected else "") + SURVIVORSHIP_NOTE,
         nav=res.nav)
-    text = json.dumps(run.to_dict(), indent=2, default=str)
-    atomic_write(out / "performance.json", lambda tmp: Path(tmp).write_text(text))
+    write_json_atomic(out / "performance.json", run.to_dict())
     return run

@@ -9,7 +9,6 @@ It never prints: progress goes through ``on_progress(message)``.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,7 @@ import pandas as pd
 from backtest.combine import METHODS
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
-from data.io import atomic_write
+from data.io import write_json_atomic
 
 __all__ = ["IN_SAMPLE_NOTE", "STRATEGIES", "NEUTRALIZERS", "CombineSettings",
            "CombineRun", "run_combine"]
@@ -209,6 +208,5 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
         note=IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
                                    test=" to ".join(cfg.evaluate.test)),
         targets=targets)
-    text = json.dumps(run.to_dict(), indent=2, default=str)
-    atomic_write(out / "combine.json", lambda tmp: Path(tmp).write_text(text))
+    write_json_atomic(out / "combine.json", run.to_dict())
     return run

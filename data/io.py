@@ -8,17 +8,19 @@ error the temporary file is removed and the target is left as it was.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_write", "write_json_atomic"]
+__all__ = ["atomic_write", "to_jsonable", "write_json_atomic"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
@@ -54,22 +56,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     return path
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as JSON (NaN -> null) to ``path`` atomically."""
-    def clean(o):
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, (np.floating, float)):
-            return float(o) if np.isfinite(o) else None
-        if isinstance(o, np.integer):
-            return int(o)
-        if isinstance(o, (Path, pd.Timestamp)):
-            return str(o)
+def to_jsonable(o: Any) -> Any:
+    """Plain JSON values: NaN/inf -> None, numpy scalars -> int/float, integral floats kept
+    as floats, paths/timestamps/dates -> str, tuples/sets -> lists, dataclasses -> dicts."""
+    if isinstance(o, Mapping):
+        return {str(k): to_jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.ndarray):
+        return to_jsonable(o.tolist())
+    if isinstance(o, (Path, pd.Timestamp, _dt.date)):
+        return str(o)
+    if hasattr(o, "__dataclass_fields__"):
+        return {k: to_jsonable(getattr(o, k)) for k in o.__dataclass_fields__}
+    if o is None or isinstance(o, str):
         return o
+    return str(o)
 
-    text = json.dumps(clean(obj), indent=2, ensure_ascii=False)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as strict JSON (:func:`to_jsonable`) to ``path`` atomically."""
+    text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
 
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as fh:

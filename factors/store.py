@@ -48,9 +48,7 @@ from factors.store_records import (
     _metric_rank,
     _now,
     gate,
-    ic_check,
     to_frame,
-    train_sign,
 )
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -21,13 +21,12 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 import numpy as np
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -36,8 +35,10 @@ from backtest.context import EvalConfig
 from backtest.settings import BacktestConfig
 from data.config import Config, DataConfig, load_config
 from data.errors import AlphamineError, ConfigError
+from data.io import to_jsonable
 from data.tushare import TushareConfig
 from factors.store import StoreConfig
+from factors.store_records import SOURCES
 from mining.gp import GPSettings
 from mining.llm import LLMConfig
 from models.settings import ModelConfig
@@ -155,30 +156,6 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def to_jsonable(o: Any) -> Any:
-    """Plain JSON values: NaN/inf -> None, numpy scalars -> int/float, integral floats kept
-    as floats, paths/timestamps/dates -> str, tuples/sets -> lists, dataclasses -> dicts."""
-    if isinstance(o, Mapping):
-        return {str(k): to_jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in o]
-    if isinstance(o, (bool, np.bool_)):
-        return bool(o)
-    if isinstance(o, (int, np.integer)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.ndarray):
-        return to_jsonable(o.tolist())
-    if isinstance(o, (Path, pd.Timestamp, _dt.date)):
-        return str(o)
-    if hasattr(o, "__dataclass_fields__"):
-        return {k: to_jsonable(getattr(o, k)) for k in o.__dataclass_fields__}
-    if o is None or isinstance(o, str):
-        return o
-    return str(o)
-
-
 def print_json(obj: Any) -> None:
     """Print ``obj`` as strict, indented JSON on stdout (never NaN; see :func:`to_jsonable`)."""
     print(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
@@ -226,8 +203,6 @@ def run_guarded(fn, *args, **kwargs):
 
 
 # ---------------------------------------------------------------- shared command helpers
-#: ``--source`` values of the leaderboard (who produced a factor).
-SOURCES = ("library", "gp", "llm", "model", "manual")
 
 
 def check_universe(option: str, value: str | None) -> str | None:

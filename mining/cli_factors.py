@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from contextlib import nullcontext
 from typing import Optional
 
 import typer
@@ -152,7 +153,7 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
             console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
         splits = ("train", "valid", "test") if unseal_test else ("train", "valid")
         with console.status("loading data and evaluating...", spinner="dots",
-                            ) if not as_json else _nullctx():
+                            ) if not as_json else nullcontext():
             ws = make_workspace(cfg, universe, start, end, include_test=unseal_test,
                                 model_dir=cfg.model.out_dir)
             ev = evaluate_candidate(ws, expr, splits=splits)
@@ -186,13 +187,6 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
             console.print(f"[red]rejected[/] ({added.kind}): {escape(added.reason)}",
                           soft_wrap=True)
 
-
-class _nullctx:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 # --------------------------------------------------------------------------- leaderboard
