@@ -339,6 +339,9 @@ def check_warehouse(root: str | Path, *, start=None, end=None, stale_days: int =
         raise DataError(f"warehouse {root} is not a folder")
     rep = CheckReport(root=str(root), max_findings=max_findings)
     ds = discover(root)
+    if not ds:
+        raise DataError(f"{root} holds no warehouse dataset (*.parquet): nothing to check; fill "
+                        "one with `mine data bootstrap --root DIR --start YYYY-MM-DD`")
     day = (lambda v: None if v is None else int(days([v])[0]))
     start_d, end_d, today_d = day(start), day(end), day(today)
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data import limits
+from data.io import parquet_errors
 
 __all__ = ["NAT", "check_daily", "days", "read"]
 
@@ -44,10 +45,11 @@ def read(files: list[Path], columns: list[str] | None = None,
     """Read the present ``columns`` of ``files`` into one frame (string keys as categories)."""
     tabs = []
     for f in files:
-        names = pq.read_schema(f).names
-        cols = names if columns is None else [c for c in columns if c in names]
-        tabs.append(pq.read_table(f, columns=cols,
-                                  read_dictionary=[c for c in dictionary if c in cols]))
+        with parquet_errors(f):
+            names = pq.read_schema(f).names
+            cols = names if columns is None else [c for c in columns if c in names]
+            tabs.append(pq.read_table(f, columns=cols,
+                                      read_dictionary=[c for c in dictionary if c in cols]))
     if not tabs:
         return pd.DataFrame(columns=columns or [])
     t = pa.concat_tables(tabs, promote_options="permissive")

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from data.datasets import DATASETS, Dataset, canonical_table, write_parquet
+from data.io import parquet_errors
 from data.jobs import JOBS_FILE, JobTable
 
 __all__ = [
@@ -64,8 +65,12 @@ def read_dataset(root: Path, ds: Dataset, columns=None) -> pd.DataFrame | None:
     files = _files(root, ds)
     if not files:
         return None
-    return pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files],
-                     ignore_index=True)
+    return pd.concat([_read(f, columns) for f in files], ignore_index=True)
+
+
+def _read(path: Path, columns=None) -> pd.DataFrame:
+    with parquet_errors(path):
+        return pq.read_table(path, columns=columns).to_pandas()
 
 
 def _upsert(ds: Dataset, frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -87,7 +92,7 @@ def merge_dataset(root: Path, ds: Dataset, jobs: JobTable) -> int:
     if not todo:
         _clear_staging(root, ds.name)
         return 0
-    staged = [pq.read_table(staged_path(root, ds.name, p)).to_pandas() for p, _ in todo]
+    staged = [_read(staged_path(root, ds.name, p)) for p, _ in todo]
     new = pd.concat([s for s in staged if len(s)] or [staged[0]], ignore_index=True)
     if "{year}" in ds.path:
         years = pd.DatetimeIndex(new[ds.year_col]).year
@@ -96,7 +101,7 @@ def merge_dataset(root: Path, ds: Dataset, jobs: JobTable) -> int:
         groups = {None: new}
     for year, rows in groups.items():
         target = root / (ds.path.format(year=year) if year is not None else ds.path)
-        old = pq.read_table(target).to_pandas() if target.exists() else None
+        old = _read(target) if target.exists() else None
         frames = ([canonical_table(ds, old).to_pandas()] if old is not None else []) + [rows]
         if old is None and not len(rows) and year is not None:
             continue
@@ -203,7 +208,10 @@ def status(root: Path) -> list[DatasetStatus]:
         st = DatasetStatus(ds.name, ds.path)
         files = _files(root, ds)
         st.files = len(files)
-        st.rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        st.rows = 0
+        for f in files:
+            with parquet_errors(f):
+                st.rows += pq.ParquetFile(f).metadata.num_rows
         col = _date_col(ds)
         if files and col:
             d = read_dataset(root, ds, [col])[col].dropna()

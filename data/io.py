@@ -14,13 +14,14 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_write", "to_jsonable", "write_json_atomic"]
+__all__ = ["atomic_write", "parquet_errors", "to_jsonable", "write_json_atomic"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
@@ -89,3 +90,21 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
     return atomic_write(path, write)
+
+
+@contextmanager
+def parquet_errors(path: str | os.PathLike):
+    """Turn a failure to read Parquet file ``path`` into one clear :class:`DataError`.
+
+    Truncated, zero-byte, garbage or bit-flipped files make pyarrow raise ``ArrowInvalid`` /
+    ``OSError``; the error names the file and how to repair it.
+    """
+    import pyarrow as pa
+
+    from data.errors import DataError
+    try:
+        yield
+    except (pa.ArrowException, OSError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: unreadable Parquet ({why}); restore the file, or delete it "
+                        "and re-fetch it with `mine data update --root DIR`") from None

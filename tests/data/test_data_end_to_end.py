@@ -143,3 +143,20 @@ def test_gp_combine_backtest_export_run_on_the_filled_warehouse(filled):
     assert json.loads(b.stdout)["n_trades"] > 0
     e = runner.invoke(app, ["--config", cfg, "export", "--cash", "1000000", "--json"])
     assert e.exit_code == 0, e.output
+
+
+def test_check_and_status_refuse_empty_or_corrupt_roots(filled, tmp_path):
+    """One line, exit 2, the file named: no traceback, no silent "clean"."""
+    import shutil
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = runner.invoke(app, ["data", "check", "--root", str(empty)])
+    assert r.exit_code == 2 and "holds no warehouse dataset" in r.output
+    bad = tmp_path / "bad"
+    shutil.copytree(filled["root"], bad)
+    (bad / "trade_cal.parquet").write_bytes(b"garbage")
+    for cmd in ("check", "status"):
+        r = runner.invoke(app, ["data", cmd, "--root", str(bad)])
+        assert r.exit_code == 2, r.output
+        assert "trade_cal.parquet: unreadable Parquet" in r.output
+        assert "Traceback" not in r.output
