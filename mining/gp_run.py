@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from backtest.candidates import evaluate_candidate, make_workspace, submit
 from data.config import Config
+from data.io import to_jsonable
 from factors.library import LIBRARY
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
@@ -133,10 +134,6 @@ def gp_budget(top: int) -> int:
     return max(5 * top, 50)
 
 
-def _plain(obj) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(obj).items()}
-
-
 # ------------------------------------------------------------------------------- mine gp
 def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
             on_progress: Progress = None) -> GPRunRecord:
@@ -164,7 +161,7 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
     _emit(on_progress, GPLoaded(g.universe, len(ws.ctx.codes), n_train,
                                 str(ws.ctx.dates[0].date()), str(gp_ctx.dates[-1].date()),
                                 tuple(g.fields), time.perf_counter() - t0))
-    run_cfg = {"gp": _plain(g), "evaluate": _plain(cfg.evaluate)}
+    run_cfg = to_jsonable({"gp": g, "evaluate": cfg.evaluate})
     with FactorStore(cfg.store.path) as store:
         run_id = store.start_run("gp", config=run_cfg, seed=g.seed, universe=g.universe,
                                  data_root=str(cfg.data.root))
