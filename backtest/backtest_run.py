@@ -45,17 +45,18 @@ class BacktestRunSettings:
     """Window, benchmark, cash and output folder of one simulation."""
     benchmark: str
     start: str
-    end: str                                   # clipped to the warehouse's last trading day
+    end: Optional[str]                         # None: end of valid (sealed) / of test; clipped
     cash: Optional[float] = None               # None: [backtest] init_cash
     out_dir: Path = BacktestConfig.out_dir     # root of the run folders
     out: Optional[Path] = None                 # explicit folder (refused when not empty)
     force: bool = False
     selected: bool = True                      # targets come from leaderboard selection
+    unseal_test: bool = False                  # the window may reach the test split (logged)
 
     @classmethod
     def from_config(cls, bt: BacktestConfig, **overrides: Any) -> "BacktestRunSettings":
         """``[backtest]`` defaults, replaced by every override that is not None."""
-        return _pick(cls(benchmark=bt.benchmark, start=bt.start, end=bt.end,
+        return _pick(cls(benchmark=bt.benchmark, start=bt.start, end=bt.end or None,
                          out_dir=Path(bt.out_dir)), overrides)
 
 
@@ -96,19 +97,46 @@ class BacktestRun:
     final_nav: float
     seconds: dict
     note: str
+    audit_id: Optional[int] = None             # the test-split access, when there was one
     nav: pd.Series = field(repr=False, default=None)
 
     def to_dict(self) -> dict:
         keys = ("strategy", "benchmark", "init_cash", "performance", "benchmark_performance",
                 "test_performance", "test_benchmark_performance", "yearly", "n_trades",
-                "n_rejected", "rejected_by_reason", "costs", "final_nav", "seconds")
+                "n_rejected", "rejected_by_reason", "costs", "final_nav", "seconds",
+                "audit_id")
         d = {k: getattr(self, k) for k in keys}
+        d["test_unsealed"] = self.audit_id is not None
         d.update(out_dir=str(self.out_dir), note=self.note, run_id=self.run_id)
         return d
 
 
-def _clip_end(dm, end: str) -> str:
-    return min(end, str(dm.calendar()[-1].date()))
+def _window_end(cfg, dm, s: "BacktestRunSettings") -> str:
+    """The window's last day: ``s.end`` or the default (:func:`backtest.seal.default_end`),
+    clipped to the data; SealedError when it reaches the test split without the flag."""
+    from backtest.seal import check_window, default_end
+    end = min(s.end or default_end(cfg, s.unseal_test), str(dm.calendar()[-1].date()))
+    if not s.unseal_test:
+        check_window(cfg, end, None, "mine backtest")
+    return end
+
+
+def _subject(targets) -> dict:
+    """What a backtest's audit row is about: the targets file and, for a ``mine combine`` run
+    folder, its member formulas (so the leaderboard counts the look per factor)."""
+    if isinstance(targets, pd.DataFrame):
+        return {"targets": "in-memory"}
+    p = Path(targets)
+    out: dict = {"targets": str(p)}
+    meta = p.parent / "combine.json"
+    if meta.is_file():
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            out["formulas"] = [m["formula"] for m in info.get("members", []) if "formula" in m]
+            out["universe"] = str(info["universe"])
+        except (OSError, ValueError, TypeError, KeyError):
+            pass                              # the audit still names the file
+    return out
 
 
 def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
@@ -117,10 +145,15 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
     """Simulate ``targets`` (a frame, or a .parquet / .csv file) on ``[start, end]``.
 
     Results go to a fresh folder ``<out_dir>/backtest-<targets name>-<run id>`` (or the
-    explicit ``settings.out``).
+    explicit ``settings.out``). The window ends at the end of valid by default; one that
+    reaches the test split needs ``settings.unseal_test`` and is logged
+    (:mod:`backtest.seal`) with the test performance it showed.
 
     Raises
     ------
+    SealedError
+        A window into the test split without ``unseal_test`` (checked before any file is
+        read or written).
     AlphamineError
         Unreadable targets, no targets in the window, an unknown benchmark, an explicit
         ``out`` that holds results.
@@ -128,7 +161,11 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
     from backtest.run_dirs import discard_if_empty, run_folder
     from backtest.strategies import read_targets
 
+    from data.manager import DataManager
+
     say = on_progress or (lambda m: None)
+    dm = dm or DataManager.from_config(cfg)
+    settings = replace(settings, end=_window_end(cfg, dm, settings))
     if isinstance(targets, pd.DataFrame):
         tg, kind = targets, "backtest-" + (str(targets["strategy_name"].iloc[0])
                                            if "strategy_name" in targets and len(targets)
@@ -138,7 +175,7 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
         kind = f"backtest-{Path(targets).parent.name}_{Path(targets).stem}"
     out, run_id = run_folder(settings.out_dir, kind, settings.out, force=settings.force)
     try:
-        return _simulate(cfg, tg, settings, out, run_id, dm, say)
+        return _simulate(cfg, tg, settings, out, run_id, dm, say, _subject(targets))
     except BaseException:
         discard_if_empty(out)
         raise
@@ -153,17 +190,17 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
     from data.manager import DataManager
 
     say = on_progress or (lambda m: None)
+    dm = dm or DataManager.from_config(cfg)
+    end = _window_end(cfg, dm, settings)
     out, run_id = run_folder(settings.out_dir, "microcap", settings.out, force=settings.force)
     try:
-        dm = dm or DataManager.from_config(cfg)
-        end = _clip_end(dm, settings.end)
         say("building micro-cap targets")
         tg = microcap_targets(dm, settings.start, end, mv_min=preset.mv_min,
                               mv_max=preset.mv_max, hold=preset.hold, every=preset.every,
                               universe=preset.universe)
         write_targets(tg, out / "targets")
         run = _simulate(cfg, tg, replace(settings, end=end, selected=False), out, run_id, dm,
-                        say)
+                        say, {"preset": "microcap", "universe": preset.universe})
     except BaseException:
         discard_if_empty(out)
         raise
@@ -225,19 +262,23 @@ def normalise_codes(targets: pd.DataFrame, known, say=None) -> pd.DataFrame:
 
 
 def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run_id: str,
-              dm, say) -> BacktestRun:
+              dm, say, subject: dict) -> BacktestRun:
     from backtest.metrics import benchmark_nav, performance, yearly_table
+    from backtest.seal import in_test, unseal
     from backtest.simulate import MarketData, SimConfig, simulate
-    from data.manager import DataManager
 
-    dm = dm or DataManager.from_config(cfg)
-    start, end, benchmark = s.start, _clip_end(dm, s.end), s.benchmark
+    start, end, benchmark = s.start, s.end, s.benchmark
     dm.index_daily(benchmark, start, end)            # unknown code -> DataError listing them
     tg = targets[(targets.trade_date >= pd.Timestamp(start))
                  & (targets.trade_date <= pd.Timestamp(end))]
     if tg.empty:
         raise BacktestError(f"no targets dated between {start} and {end}")
     tg = normalise_codes(tg, dm.stock_basic()["ts_code"], say)
+    access = None
+    if in_test(cfg, end):                 # s.unseal_test is set (checked by _window_end)
+        access = unseal(cfg, purpose="research", universe=subject.get("universe"),
+                        subject={**subject, "run_id": run_id, "command": "backtest"},
+                        window=(start, end))
     t0 = time.perf_counter()
     codes = sorted(tg.ts_code.unique())
     first = str(tg.trade_date.min().date())
@@ -283,6 +324,9 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
         seconds={"load": round(t1 - t0, 2), "simulate": round(t2 - t1, 2)},
         note=((IN_SAMPLE_NOTE.format(valid=" to ".join(ev.valid), test=" to ".join(ev.test))
                + "; ") if s.selected else "") + SURVIVORSHIP_NOTE,
-        nav=res.nav)
+        audit_id=None if access is None else access.audit_id, nav=res.nav)
+    if access is not None:
+        access.seen({"performance": run.performance, "test_performance": test_perf, "test_benchmark_performance": test_bench,
+                     "yearly_test": [r for r in run.yearly if r.get("period") == "test"]})
     write_json_atomic(out / "performance.json", run.to_dict())
     return run

@@ -18,7 +18,8 @@ module owns what they share:
 Why here, in ``backtest/``: a candidate is judged by the evaluator, which lives in this layer,
 and :mod:`backtest.combine` builds its composite from the same workspace; producers in
 ``mining/`` and ``models/`` sit above and import this module, never each other. Test-split
-metrics are never computed here unless the caller passes ``include_test`` / a ``test`` split.
+metrics are never computed here without an :class:`backtest.seal.Access` (the workspace refuses
+test dates otherwise).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import pandas as pd
 
 from backtest.context import EvalContext
 from backtest.evaluate import FactorReport, evaluate_factor, factor_corr
+from backtest.seal import Access, check_window, default_end
 from data.config import Config
 from data.errors import AlphamineError
 from data.io import atomic_write, write_json_atomic
@@ -113,19 +115,26 @@ class Workspace:
 
 
 def make_workspace(cfg: Config, universe: str, start: str | None = None,
-                   end: str | None = None, *, include_test: bool = False,
+                   end: str | None = None, *, access: Access | None = None,
                    dm: DataManager | None = None, model_dir: Path | None = None) -> Workspace:
     """Build the workspace for ``universe`` from ``start`` (default: train start) to ``end``.
 
     ``cfg`` supplies ``[data]`` and ``[evaluate]``. ``end`` defaults to the end of valid, or of
-    test when ``include_test`` is set, so that the test period is not even loaded unless
-    unsealed. ``model_dir`` is where ``model("<run id>")`` prediction panels are read from
-    (``[model] out_dir``; without it such leaves raise EvaluationError).
+    test with an ``access`` (:func:`backtest.seal.unseal`); a window that reaches the test
+    split without one is refused (:func:`backtest.seal.check_window`), so the test period is
+    not even loaded while sealed. ``model_dir`` is where ``model("<run id>")`` prediction
+    panels are read from (``[model] out_dir``; without it such leaves raise EvaluationError).
+
+    Raises
+    ------
+    SealedError
+        ``end`` on or after the test start without ``access``.
     """
     dm = dm or DataManager.from_config(cfg)
     ev = cfg.evaluate
     start = start or ev.train[0]
-    end = end or (ev.test[1] if include_test else ev.valid[1])
+    end = end or default_end(cfg, access is not None)
+    check_window(cfg, end, access, f"evaluation on {universe}")
     cal = dm.calendar()
     end = min(end, str(cal[-1].date()))
     ctx = EvalContext.from_data(dm, universe, start, end, ev)

@@ -29,7 +29,7 @@ STRATEGIES = ("topn", "topk")
 NEUTRALIZERS = ("industry", "size")
 IN_SAMPLE_NOTE = ("leaderboard members are selected on valid metrics and the backtest window "
                   "overlaps valid ({valid}): that part is in-sample for the selection; the test "
-                  "split ({test}) is reported separately")
+                  "split ({test}) stays sealed unless --unseal-test (logged, `mine audit`)")
 
 Progress = Optional[Callable[[str], None]]
 
@@ -48,20 +48,23 @@ class CombineSettings:
     n_drop: int
     rebalance: str
     start: str
-    end: str
+    end: Optional[str]                         # None: end of valid (sealed) / test / latest
     max_weight: float = 0.0
     max_industry_weight: float = 0.0
     out_dir: Path = BacktestConfig.out_dir     # root of the run folders
     out: Optional[Path] = None                 # explicit folder (refused when not empty)
     force: bool = False
     include_forced: bool = False               # also use forced (past-the-gate) entries
+    unseal_test: bool = False                  # research window may reach the test split
+    live: bool = False                         # production: through the latest day (end ignored)
 
     @classmethod
     def from_config(cls, bt: BacktestConfig, **overrides: Any) -> "CombineSettings":
         """``[backtest]`` defaults, replaced by every override that is not None."""
         base = cls(universe=bt.universe, method=bt.method, top=bt.top, max_corr=bt.max_corr,
                    neutral=(), window=bt.ic_window, strategy=bt.strategy, n=bt.n,
-                   n_drop=bt.n_drop, rebalance=str(bt.rebalance), start=bt.start, end=bt.end,
+                   n_drop=bt.n_drop, rebalance=str(bt.rebalance), start=bt.start,
+                   end=bt.end or None,
                    out_dir=Path(bt.out_dir))
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -83,6 +86,7 @@ class CombineRun:
     files: dict[str, str]
     seconds: float
     note: str
+    audit_id: Optional[int] = None             # the test-split access, when there was one
     targets: pd.DataFrame = field(repr=False, default=None)
 
     def to_dict(self) -> dict:
@@ -95,7 +99,8 @@ class CombineRun:
                 "dropped": self.dropped, "rebalance_days": self.rebalance_days,
                 "target_days": self.target_days, "mean_names": self.mean_names,
                 "files": self.files, "seconds": self.seconds, "note": self.note,
-                "run_id": self.run_id, "out_dir": str(self.out_dir)}
+                "run_id": self.run_id, "out_dir": str(self.out_dir), "live": s.live,
+                "test_unsealed": self.audit_id is not None, "audit_id": self.audit_id}
 
 
 def _check(s: CombineSettings) -> None:
@@ -106,6 +111,9 @@ def _check(s: CombineSettings) -> None:
     bad = [x for x in s.neutral if x not in NEUTRALIZERS]
     if bad:
         raise BacktestError(f"unknown neutralization {', '.join(bad)}; use industry, size")
+    if s.live and s.unseal_test:
+        raise BacktestError("--live and --unseal-test: a live run computes targets, not test "
+                            "performance; choose one")
 
 
 def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = None,
@@ -122,8 +130,15 @@ def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = N
     on_progress : callable(str), optional
         Called with a short message at each stage.
 
+    The window ends on ``settings.end``, by default at the end of valid; a window reaching
+    the test split needs ``settings.unseal_test`` (research: logged with the members and their
+    mean weights, :mod:`backtest.seal`) or ``settings.live`` (production targets through the
+    latest trading day for ``mine export``: logged, no performance computed).
+
     Raises
     ------
+    SealedError
+        A window into the test split without ``unseal_test`` / ``live``.
     AlphamineError
         Empty leaderboard, unknown universe / option, an explicit ``out`` that holds results.
     """
@@ -159,10 +174,24 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
     from data.manager import DataManager
     from factors.store import FactorStore
 
+    from backtest.seal import check_window, default_end, unseal
+
     dm = DataManager.from_config(cfg)
     t0 = time.perf_counter()
+    last = str(dm.calendar()[-1].date())
+    if s.live:
+        end = last
+    else:
+        end = s.end or default_end(cfg, s.unseal_test)
+        if not s.unseal_test:
+            check_window(cfg, min(end, last), None, "mine combine")
+    end = min(end, last)
+    access = None
+    if pd.Timestamp(end) >= pd.Timestamp(cfg.evaluate.test[0]):
+        access = unseal(cfg, purpose="live" if s.live else "research", universe=s.universe,
+                        subject={"run_id": run_id, "command": "combine"}, window=(s.start, end))
     say(f"loading {s.universe} data and the leaderboard")
-    ws = make_workspace(cfg, s.universe, warmup_start(dm, s.start), s.end, dm=dm,
+    ws = make_workspace(cfg, s.universe, warmup_start(dm, s.start), end, dm=dm, access=access,
                         model_dir=model_dir)
     with FactorStore(cfg.store.path) as store:
         say("combining members")
@@ -207,6 +236,9 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
         seconds=round(time.perf_counter() - t0, 1),
         note=IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
                                    test=" to ".join(cfg.evaluate.test)),
-        targets=targets)
+        audit_id=None if access is None else access.audit_id, targets=targets)
+    if access is not None:
+        access.seen({"members": {m["formula"]: m["mean_weight"] for m in run.members}},
+                    formulas=[m["formula"] for m in run.members])
     write_json_atomic(out / "combine.json", run.to_dict())
     return run

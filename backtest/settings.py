@@ -18,8 +18,8 @@ __all__ = ["BacktestConfig"]
 class BacktestConfig:
     """``[backtest]``: combination, strategies, the account simulator and export (issue 3)."""
     universe: str = "csi300"
-    start: str = "2019-01-01"           # default backtest window: valid + test
-    end: str = "2026-12-31"
+    start: str = "2019-01-01"           # default backtest window: valid (test sealed)
+    end: str = ""                       # "": end of valid (sealed), of test (--unseal-test)
     init_cash: float = 1_000_000.0      # yuan
     execution: str = "open"             # fill price: "open" (next open) or "vwap"
     commission: float = 0.0003          # rate on traded value, both sides

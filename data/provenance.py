@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from data.io import to_jsonable
 
-__all__ = ["code_version", "config_digest", "command_line", "PACKAGE"]
+__all__ = ["code_version", "config_digest", "command_line", "command_argv", "set_command_line",
+           "PACKAGE"]
 
 PACKAGE = "alphamine"
 _ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +61,25 @@ def config_digest(cfg) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def command_line() -> str:
-    """The command line of this process as typed (``mine`` plus arguments)."""
+_COMMAND: list[str] | None = None
+
+
+def set_command_line(argv: list[str], prog: str = "mine") -> None:
+    """Record the command being run (the CLI calls this with its arguments before parsing;
+    also under a test runner, where ``sys.argv`` is the runner's)."""
+    global _COMMAND
+    _COMMAND = [prog, *[str(a) for a in argv]]
+
+
+def command_argv() -> list[str]:
+    """The command being run as a list: the one recorded by :func:`set_command_line`, else
+    ``sys.argv`` (program name reduced to its file name)."""
+    if _COMMAND is not None:
+        return list(_COMMAND)
     prog = Path(sys.argv[0]).name if sys.argv else "python"
-    return " ".join([prog, *sys.argv[1:]])
+    return [prog, *sys.argv[1:]]
+
+
+def command_line() -> str:
+    """:func:`command_argv` as one shell-quoted line, e.g. ``mine eval 'ts_mean(ret, 5)'``."""
+    return shlex.join(command_argv())

@@ -6,8 +6,8 @@ and records the decision against the producing run. Test-split metrics are seale
 only through :meth:`FactorStore.record_test`, which timestamps the unsealing.
 
 Storage: stdlib ``sqlite3`` in WAL mode (readers never wait for the writer), ``busy_timeout``,
-``foreign_keys=ON``, schema version in ``PRAGMA user_version`` with :data:`MIGRATIONS` as the
-upgrade hook. Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction, rolled back on
+``foreign_keys=ON``, schema version in ``PRAGMA user_version`` with upgrades
+(:mod:`factors.store_schema`). Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction, rolled back on
 any exception (``with conn:`` made explicit: a deferred BEGIN that later upgrades to a write
 lock fails at once with ``SQLITE_BUSY`` under WAL, an immediate one waits on the busy timeout,
 which also makes the duplicate check of :meth:`FactorStore.add` race-free across processes). A
@@ -24,7 +24,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ import numpy as np
 
 from data.config import WORK_DIR
 from factors.errors import StoreError
+from factors.store_schema import init_schema
 from factors.store_records import (
     _SPLIT_ORDER,
     ABS_METRICS,
@@ -54,25 +55,7 @@ from factors.store_records import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "FactorStore", "StoreConfig"]
-
-#: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 2
-
-
-def _v1_to_v2(conn: sqlite3.Connection) -> None:
-    """Version 2 allows ``source = 'manual'`` (``mine eval --add``): rebuild ``factors``."""
-    table = _SCHEMA[_SCHEMA.index("CREATE TABLE factors"):_SCHEMA.index(";\nCREATE INDEX")]
-    conn.execute(table.replace("CREATE TABLE factors", "CREATE TABLE factors_v2"))
-    conn.execute("INSERT INTO factors_v2 SELECT * FROM factors")
-    conn.execute("DROP TABLE factors")
-    conn.execute("ALTER TABLE factors_v2 RENAME TO factors")
-    conn.execute("CREATE INDEX factors_universe_horizon ON factors(universe, horizon)")
-
-
-#: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
-#: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+__all__ = ["FactorStore", "StoreConfig"]
 
 @dataclass(frozen=True)
 class StoreConfig:
@@ -81,25 +64,6 @@ class StoreConfig:
     path: Path = WORK_DIR / "leaderboard.db"
     max_corr: float = 0.7
     min_valid_rank_ic: float = 0.01
-
-
-_SCHEMA = """
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY, source TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
-    universe TEXT, data_root TEXT, config TEXT NOT NULL, summary TEXT,
-    n_tried INTEGER NOT NULL DEFAULT 0, n_evaluated INTEGER NOT NULL DEFAULT 0,
-    n_accepted INTEGER NOT NULL DEFAULT 0, rejections TEXT NOT NULL DEFAULT '{}',
-    started_at TEXT NOT NULL, finished_at TEXT);
-CREATE TABLE factors (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, formula TEXT NOT NULL, name TEXT NOT NULL,
-    source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model', 'manual')),
-    universe TEXT NOT NULL, horizon INTEGER NOT NULL CHECK (horizon > 0),
-    metrics TEXT NOT NULL, provenance TEXT NOT NULL,
-    n_tried INTEGER NOT NULL CHECK (n_tried >= 0), description TEXT NOT NULL DEFAULT '',
-    run_id TEXT REFERENCES runs(run_id) ON DELETE SET NULL, created_at TEXT NOT NULL,
-    test_unsealed_at TEXT, UNIQUE (formula, universe, horizon));
-CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
-"""
 
 
 class FactorStore:
@@ -192,26 +156,7 @@ class FactorStore:
 
     def _init_schema(self) -> None:
         with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                tables = {r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if tables - {"sqlite_sequence"}:
-                    raise StoreError(f"{str(self.path)!r} is an SQLite file but not an alphamine "
-                                     f"leaderboard (tables: {', '.join(sorted(tables))})")
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-            elif version > SCHEMA_VERSION:
-                raise StoreError(f"leaderboard {str(self.path)!r} has schema version {version}, "
-                                 f"newer than this alphamine ({SCHEMA_VERSION}); upgrade alphamine")
-            else:
-                for v in range(version, SCHEMA_VERSION):
-                    if v not in MIGRATIONS:
-                        raise StoreError(f"no migration from leaderboard schema version {v} "
-                                         f"to {v + 1}")
-                    MIGRATIONS[v](conn)
-            conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+            init_schema(conn, str(self.path))
 
     # ----------------------------------------------------------------- runs
     def start_run(self, source: str, *, config: Mapping[str, Any], seed: int | None,

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -30,12 +31,14 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from backtest.context import EvalConfig
 from backtest.settings import BacktestConfig
 from data.config import Config, DataConfig, load_config
 from data.errors import AlphamineError, ConfigError
 from data.io import to_jsonable
+from data.provenance import set_command_line
 from data.tushare import TushareConfig
 from factors.store import StoreConfig
 from factors.store_records import SOURCES
@@ -90,7 +93,17 @@ def _install_notices() -> None:
             lg.addHandler(_NoticeHandler())
             lg.setLevel(logging.INFO)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+class _RecordingGroup(TyperGroup):
+    """The root command group; records the arguments it is run with
+    (:func:`data.provenance.set_command_line`) for audit rows and run manifests."""
+
+    def main(self, args=None, *a, **k):
+        set_command_line(list(sys.argv[1:] if args is None else args))
+        return super().main(args, *a, **k)
+
+
+app = typer.Typer(cls=_RecordingGroup, add_completion=False, no_args_is_help=True,
+                  rich_markup_mode=None,
                   help="alphamine: factor mining and evaluation for Chinese A-shares.")
 
 _STATE: dict[str, Any] = {"config_path": None, "cfg": None}

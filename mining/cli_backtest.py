@@ -78,10 +78,11 @@ def check_rebalance(value: str) -> str:
                       f"trading days >= 1")
 
 
-def _date(option: str, value: Optional[str], default: str) -> str:
-    """``--start`` / ``--end`` (or the ``[backtest]`` default) as YYYY-MM-DD."""
+def _date(option: str, value: Optional[str], default: str) -> Optional[str]:
+    """``--start`` / ``--end`` (or the ``[backtest]`` default) as YYYY-MM-DD; None when
+    neither is set (the library's default window: the end of valid while sealed)."""
     if value is None:
-        return check_date(f"[backtest] {option.lstrip('-')}", default)
+        return check_date(f"[backtest] {option.lstrip('-')}", default) if default else None
     return check_date(option, value)
 
 
@@ -125,6 +126,9 @@ def _print_combine(run: CombineRun) -> None:
                   f"{d['target_days']} target days, {d['mean_names']:.1f} names on "
                   f"average, {d['start']} to {d['end']} ({d['seconds']}s)")
     console.print(f"[dim]{escape(d['note'])}[/]")
+    if d["audit_id"] is not None:
+        what = "live targets" if d["live"] else "test split unsealed"
+        console.print(f"[yellow]{what}: logged as audit #{d['audit_id']} (`mine audit`)[/]")
     console.print(f"run {d['run_id']}: {escape(d['out_dir'])}")
     console.print(f"targets: {escape(d['files']['targets_parquet'])} (+ .csv); "
                   f"run `mine backtest --targets {escape(d['files']['targets_parquet'])}`")
@@ -153,7 +157,14 @@ def combine(
         max_industry_weight: float = typer.Option(0.0, "--max-industry-weight",
                                                   help="Per-industry cap (0=none)."),
         start: Optional[str] = typer.Option(None, help="Default [backtest] start."),
-        end: Optional[str] = typer.Option(None, help="Default [backtest] end."),
+        end: Optional[str] = typer.Option(None, help="Default [backtest] end, else the end of "
+                                          "valid (the test split is sealed)."),
+        unseal_test: bool = typer.Option(
+            False, "--unseal-test", help="Let the window reach the test split (the weights "
+            "then use test-period RankIC; logged with the members, see `mine audit`)."),
+        live: bool = typer.Option(
+            False, "--live", help="Production: targets through the latest trading day for "
+            "`mine export` (logged as a live access; no performance is computed)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new "
                                            "run folder under [backtest] out_dir)."),
         force: bool = typer.Option(False, "--force", help="Write into a non-empty --out."),
@@ -170,8 +181,14 @@ def combine(
             neutral=check_neutralize(neutralize), window=window, strategy=strategy, n=n,
             n_drop=n_drop, rebalance=rebalance, max_weight=max_weight,
             max_industry_weight=max_industry_weight, out=out, force=force,
-            include_forced=include_forced or None,
+            include_forced=include_forced or None, unseal_test=unseal_test or None,
+            live=live or None,
             start=_date("--start", start, bt.start), end=_date("--end", end, bt.end))
+        if live and end is not None:
+            raise ConfigError("--live ends on the latest trading day; drop --end")
+        if live and unseal_test:
+            raise ConfigError("--live computes production targets, --unseal-test test "
+                              "performance: choose one")
         check_choice("--method", s.method, METHODS)
         check_choice("--strategy", s.strategy, STRATEGIES)
         check_rebalance(s.rebalance)
@@ -237,6 +254,9 @@ def _print_backtest(run: BacktestRun) -> None:
                   + ", ".join(f"{k} {v:,.0f}" for k, v in d["costs"].items())
                   + f"; final NAV {d['final_nav']:,.0f}")
     console.print(f"[dim]{escape(d['note'])}[/]")
+    if d["audit_id"] is not None:
+        console.print(f"[yellow]test split unsealed: logged as audit #{d['audit_id']} "
+                      "(`mine audit`)[/]")
     console.print(f"run {d['run_id']}: saved NAV, trades, rejected, costs, positions, "
                   f"yearly.csv, performance.json to {escape(d['out_dir'])}")
 
@@ -250,7 +270,11 @@ def backtest(
         benchmark: Optional[str] = typer.Option(None, help="Index code, e.g. 000300.SH. "
                                                 "Default [backtest] benchmark."),
         start: Optional[str] = typer.Option(None, help="Default [backtest] start."),
-        end: Optional[str] = typer.Option(None, help="Default [backtest] end."),
+        end: Optional[str] = typer.Option(None, help="Default [backtest] end, else the end of "
+                                          "valid (the test split is sealed)."),
+        unseal_test: bool = typer.Option(
+            False, "--unseal-test", help="Let the window reach the test split and report "
+            "test performance (logged with what it showed, see `mine audit`)."),
         cash: Optional[float] = typer.Option(None, help="Initial cash, yuan. Default "
                                              "[backtest] init_cash."),
         mv_min: Optional[float] = typer.Option(None, "--mv-min", help="microcap: yuan."),
@@ -283,7 +307,8 @@ def backtest(
         bt = c.backtest
         s = BacktestRunSettings.from_config(
             bt, benchmark=benchmark, start=_date("--start", start, bt.start),
-            end=_date("--end", end, bt.end), cash=cash, out=out, force=force)
+            end=_date("--end", end, bt.end), cash=cash, out=out, force=force,
+            unseal_test=unseal_test or None)
         say = _progress(as_json)
         if preset is not None:
             p = MicrocapSettings.from_config(bt, universe=universe, mv_min=mv_min,

@@ -130,54 +130,40 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
           end: Optional[str] = typer.Option(None, help="Last date (default: end of valid)."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
           unseal_test: bool = typer.Option(
-              False, "--unseal-test", help="Also evaluate the test split (recorded in the "
-              "leaderboard if the formula is a member)."),
+              False, "--unseal-test", help="Also evaluate the test split (logged in the "
+              "audit, see `mine audit`; stored on the member if the formula is one)."),
           add: bool = typer.Option(
               False, "--add", help="Also submit the formula to the leaderboard through the "
               "gate (oriented on train like GP candidates, source 'manual'); prints accepted "
               "or the rejection reason. Not with --unseal-test.")) -> None:
     """Evaluate one formula with the common evaluator, per split (--add: and submit it)."""
-    from backtest.candidates import evaluate_candidate, make_workspace
-    from factors.expr_parse import parse
-    from factors.store import FactorStore
-    from mining.gp_run import add_formula
+    from mining.gp_run import evaluate_formula
     try:
-        if add and unseal_test:
-            raise ConfigError("--add cannot be combined with --unseal-test: a formula is "
-                              "admitted on train/valid only, never after looking at test")
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)
-        expr = parse(formula)
         cfg = _cfg()
         if not as_json:
             console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
-        splits = ("train", "valid", "test") if unseal_test else ("train", "valid")
         with console.status("loading data and evaluating...", spinner="dots",
                             ) if not as_json else nullcontext():
-            ws = make_workspace(cfg, universe, start, end, include_test=unseal_test,
-                                model_dir=cfg.model.out_dir)
-            ev = evaluate_candidate(ws, expr, splits=splits)
-            added = None
-            if add:    # gate metrics on the default window (the one GP candidates use)
-                added = add_formula(cfg, str(expr), universe,
-                                    ws=ws if start is None and end is None else None)
-        if unseal_test:
-            with FactorStore(cfg.store.path) as store:
-                if store.get(str(expr), universe, cfg.evaluate.horizon) is not None:
-                    store.record_test(str(expr), universe, cfg.evaluate.horizon,
-                                      ev.metrics()["test"])
+            res = evaluate_formula(cfg, formula, universe, start, end, unseal_test=unseal_test,
+                                   add=add)
     except AlphamineError as e:
         fail(e)
+    added = res.added
     if as_json:
-        print_json({**config_keys(cfg), "formula": str(expr), "universe": universe,
-                    "horizon": cfg.evaluate.horizon, "splits": ev.metrics(),
-                    "test_unsealed": unseal_test,
+        print_json({**config_keys(cfg), "formula": res.formula, "universe": universe,
+                    "horizon": res.horizon, "splits": res.metrics(),
+                    "test_unsealed": res.test_unsealed, "audit_id": res.audit_id,
                     **({"gate": added.gate_dict()} if added is not None else {})})
         return
-    console.print(f"[bold]{escape(str(expr))}[/]  ({universe}, horizon "
-                  f"{cfg.evaluate.horizon})", soft_wrap=True)
-    console.print(_report_table(ev.reports))
-    if not unseal_test:
+    console.print(f"[bold]{escape(res.formula)}[/]  ({universe}, horizon {res.horizon})",
+                  soft_wrap=True)
+    console.print(_report_table(res.reports))
+    if res.test_unsealed:
+        console.print(f"[dim]test split unsealed: recorded as audit #{res.audit_id} "
+                      "(`mine audit`).[/]")
+    else:
         console.print("[dim]test split sealed; pass --unseal-test to evaluate it (recorded).[/]")
     if added is not None:
         if added.accepted:
@@ -190,13 +176,14 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
 
 
 # --------------------------------------------------------------------------- leaderboard
-def leaderboard_table(records, title: str = "leaderboard") -> Table:
-    """The leaderboard rows as a table (formulas on one line each)."""
+def leaderboard_table(records, title: str = "leaderboard", looks=None) -> Table:
+    """The leaderboard rows as a table (formulas on one line each); ``looks`` maps
+    ``(formula, universe)`` to the number of test-split unsealings that named it."""
     t = Table(title=title)
     for col in ("id", "name", "source"):
         t.add_column(col, no_wrap=True)
     for col in ("train RankIC", "train ICIR", "valid RankIC", "valid ICIR", "valid LS Sharpe",
-                "valid turnover", "tried"):
+                "valid turnover", "tried", "test looks"):
         t.add_column(col, justify="right", no_wrap=True, min_width=6)
     _formula_column(t)
     for r in records:
@@ -204,13 +191,14 @@ def leaderboard_table(records, title: str = "leaderboard") -> Table:
         t.add_row(str(r.id), r.name, r.source, fmt(tr.get("rank_ic_mean")),
                   fmt(tr.get("rank_icir"), 3), fmt(va.get("rank_ic_mean")),
                   fmt(va.get("rank_icir"), 3), fmt(va.get("ls_sharpe"), 2),
-                  fmt(va.get("turnover"), 3), str(r.n_tried), escape(r.formula))
+                  fmt(va.get("turnover"), 3), str(r.n_tried),
+                  str((looks or {}).get((r.formula, r.universe), 0)), escape(r.formula))
     return t
 
 
-def print_leaderboard(records, title: str) -> None:
+def print_leaderboard(records, title: str, looks=None) -> None:
     """The leaderboard table, then the full text of formulas too long for their cell."""
-    console.print(leaderboard_table(records, title))
+    console.print(leaderboard_table(records, title, looks))
     _long_formulas((f"#{r.id}", r.formula) for r in records)
 
 
@@ -235,7 +223,8 @@ def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
                 source: Optional[str] = typer.Option(None, help="library | gp | llm | model"),
                 as_json: bool = typer.Option(False, "--json"),
                 as_csv: bool = typer.Option(False, "--csv")) -> None:
-    """Show the factor leaderboard."""
+    """Show the factor leaderboard (with how often each factor's test split was looked at)."""
+    from factors.audit import AuditLog
     from factors.store import FactorStore
     try:
         check_positive("--top", top)
@@ -247,7 +236,9 @@ def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
         cfg = _cfg()
         with FactorStore(cfg.store.path) as store:
             recs = store.top(top, sort=sort, universe=universe, source=source)
+            looks = AuditLog(store).looks()
             frame = store.to_frame(recs)
+        frame["test_looks"] = [looks.get((r.formula, r.universe), 0) for r in recs]
     except AlphamineError as e:
         fail(e)
     if as_json:
@@ -261,7 +252,7 @@ def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
             console.print(EMPTY_HINT if universe is None and source is None
                           else "no factors match; " + EMPTY_HINT.split(": ", 1)[1])
             return
-        print_leaderboard(recs, f"leaderboard (top {top} by {sort})")
+        print_leaderboard(recs, f"leaderboard (top {top} by {sort})", looks)
 
 
 # --------------------------------------------------------------------------- library
@@ -310,6 +301,44 @@ def library(universe: str = typer.Option("csi300", help="Universe for --add."),
         fail(e)
     if as_json:
         print_json({**config_keys(cfg), **listing, "run": rec})
+
+
+# --------------------------------------------------------------------------- audit
+@app.command()
+def audit(universe: Optional[str] = typer.Option(None, help="Only this universe."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List every access to the sealed test split (--unseal-test, combine --live)."""
+    from factors.audit import AuditLog
+    from factors.store import FactorStore
+    try:
+        check_universe("--universe", universe)
+        cfg = _cfg()
+        with FactorStore(cfg.store.path) as store:
+            rows = AuditLog(store).entries(universe=universe)
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        print_json({**config_keys(cfg), "audit": [r.to_dict() for r in rows]})
+        return
+    console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
+    if not rows:
+        console.print("no access to the test split recorded: it is still sealed")
+        return
+    t = Table(title=f"test-split audit ({len(rows)} accesses)")
+    for col in ("id", "at (UTC)", "purpose", "universe", "window", "code", "command",
+                "about", "shown"):
+        t.add_column(col)
+    for r in rows:
+        cv = r.code_version
+        code = (cv.get("commit") or "")[:8] or (cv.get("package") or "?")
+        code += "+dirty" if cv.get("dirty") else ""
+        about = r.subject.get("formulas") or [r.subject.get("targets") or
+                                              r.subject.get("run_id") or ""]
+        about_s = "; ".join(about[:3]) + (f" (+{len(about) - 3})" if len(about) > 3 else "")
+        t.add_row(str(r.id), r.at[:19].replace("T", " "), r.purpose, r.universe or "-",
+                  " to ".join(r.window), code, escape(r.command), escape(about_s),
+                  escape(", ".join(r.metrics)) or "-")
+    console.print(t)
 
 
 # --------------------------------------------------------------------------- config show

@@ -90,7 +90,7 @@ class GPSettings:
 
     universe: str = "csi300"
     start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
-    end: str = "2021-12-31"
+    end: str = ""                       # "": end of valid (the test split is sealed)
     population: int = 800
     generations: int = 8
     tournament_size: int = 10

@@ -1,5 +1,5 @@
-"""Producer runs end to end: ``mine gp`` (:func:`mine_gp`) and ``mine library --add``
-(:func:`add_library`).
+"""Producer runs end to end: ``mine gp`` (:func:`mine_gp`), ``mine library --add``
+(:func:`add_library`), ``mine eval`` (:func:`evaluate_formula`, :func:`add_formula`).
 
 Each function loads the workspace, runs its producer, sends every candidate through the common
 evaluator and the gate (:mod:`backtest.candidates`), records the run in the leaderboard store
@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from backtest.candidates import evaluate_candidate, make_workspace, submit
 from data.config import Config
+from data.errors import ConfigError
 from data.io import to_jsonable
 from factors.library import LIBRARY
 from factors.store import FactorStore
@@ -27,7 +28,8 @@ from factors.store_records import FactorRecord
 from mining.gp import GPGeneration, GPSettings, run_gp
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
-           "GPRunRecord", "LibraryRunRecord", "mine_gp", "add_library", "gp_budget"]
+           "GPRunRecord", "LibraryRunRecord", "ManualAdd", "FormulaEval", "mine_gp", "add_library",
+           "add_formula", "evaluate_formula", "gp_budget"]
 
 Progress = Optional[Callable[[Any], None]]
 
@@ -140,7 +142,8 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
     """Mine factors by genetic programming and admit the best through the gate.
 
     Loads ``settings.fields`` for ``settings.universe`` from ``settings.start`` to ``end``
-    (default: end of valid), runs :func:`mining.gp.run_gp` on the train rows only, then walks
+    (default: ``settings.end``, else the end of valid; a window into the sealed test split is
+    refused with SealedError), runs :func:`mining.gp.run_gp` on the train rows only, then walks
     the distinct programs in train-fitness order through ``evaluate_candidate(orient=True)``
     and :func:`~backtest.candidates.submit` until ``settings.top`` are accepted or
     :func:`gp_budget` programs were evaluated. The run is recorded in ``cfg.store.path``
@@ -153,10 +156,15 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
     """
     g = settings
     t0 = time.perf_counter()
-    ws = make_workspace(cfg, g.universe, g.start, end, model_dir=cfg.model.out_dir)
+    ws = make_workspace(cfg, g.universe, g.start, end or g.end or None,
+                        model_dir=cfg.model.out_dir)
     ws.load(g.fields)
     gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], cfg.evaluate.train[1])
     n_train = len(gp_ctx.dates)
+    if n_train == 0:
+        raise ConfigError(f"no trading days between the GP start {g.start} and the end of "
+                          f"train {cfg.evaluate.train[1]}: GP fitness is computed on train; "
+                          "move [gp] start or [evaluate] train")
     panels = {f: ws.field(f)[:n_train] for f in g.fields}
     _emit(on_progress, GPLoaded(g.universe, len(ws.ctx.codes), n_train,
                                 str(ws.ctx.dates[0].date()), str(gp_ctx.dates[-1].date()),
@@ -302,3 +310,78 @@ def add_formula(cfg: Config, formula: str, universe: str, *, ws: Any = None,
         store.finish_run(run_id, n_tried=1)
     return ManualAdd(run_id, ev.formula, universe, ev.metrics(), bool(d.accepted), d.kind,
                      d.reason, d.id)
+
+
+# ------------------------------------------------------------------------------- eval
+@dataclass
+class FormulaEval:
+    """Result of :func:`evaluate_formula` (``mine eval``)."""
+
+    formula: str
+    universe: str
+    horizon: int
+    reports: dict                     # split -> backtest.evaluate.FactorReport
+    test_unsealed: bool
+    audit_id: Optional[int] = None    # the audit row of the unsealing (``mine audit``)
+    added: Optional[ManualAdd] = None
+
+    def metrics(self) -> dict:
+        out = {}
+        for split, rep in self.reports.items():
+            d = rep.to_dict()
+            d.pop("split", None)
+            out[split] = d
+        return out
+
+
+def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[str] = None,
+                     end: Optional[str] = None, *, unseal_test: bool = False,
+                     add: bool = False) -> FormulaEval:
+    """Evaluate one formula per split; optionally unseal the test split or submit it.
+
+    Train and valid by default (the window ends at the end of valid). With
+    ``unseal_test`` and a window that reaches the test split, the access is logged first
+    (:func:`backtest.seal.unseal`, subject: the formula), the test split is evaluated, its
+    metrics are added to the audit row and, when the formula is a leaderboard member, stored
+    on it (:meth:`factors.store.FactorStore.record_test`). With ``add`` the formula goes
+    through :func:`add_formula` (gate metrics on the default window, the one GP uses).
+
+    Raises
+    ------
+    ConfigError
+        ``add`` with ``unseal_test`` (admission never follows a look at test).
+    SealedError
+        ``end`` inside the test split without ``unseal_test``.
+    AlphamineError
+        Bad formula, unknown universe, missing data.
+    """
+    from backtest.seal import in_test, unseal
+    from data.errors import ConfigError
+    from factors.expr_parse import parse
+
+    if add and unseal_test:
+        raise ConfigError("--add cannot be combined with --unseal-test: a formula is "
+                          "admitted on train/valid only, never after looking at test")
+    expr = parse(formula)
+    ev_cfg = cfg.evaluate
+    access = None
+    if unseal_test and in_test(cfg, end or ev_cfg.test[1]):
+        access = unseal(cfg, purpose="research", universe=universe,
+                        subject={"formulas": [str(expr)], "command": "eval"},
+                        window=(start or ev_cfg.train[0], end or ev_cfg.test[1]))
+    splits = ("train", "valid", "test") if access is not None else ("train", "valid")
+    ws = make_workspace(cfg, universe, start, end, access=access, model_dir=cfg.model.out_dir)
+    ev = evaluate_candidate(ws, expr, splits=splits)
+    out = FormulaEval(str(expr), universe, ev_cfg.horizon, ev.reports,
+                      test_unsealed=access is not None,
+                      audit_id=None if access is None else access.audit_id)
+    if access is not None:
+        test = ev.metrics()["test"]
+        access.seen({"test": test})
+        with FactorStore(cfg.store.path) as store:
+            if store.get(str(expr), universe, ev_cfg.horizon) is not None:
+                store.record_test(str(expr), universe, ev_cfg.horizon, test)
+    if add:
+        out.added = add_formula(cfg, str(expr), universe,
+                                ws=ws if start is None and end is None else None)
+    return out

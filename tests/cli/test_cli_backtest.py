@@ -36,7 +36,7 @@ path = "{tmp_path / 'lb.db'}"
 [backtest]
 universe = "all"
 start = "2020-08-10"
-end = "2025-08-15"
+end = ""
 out_dir = "{tmp_path / 'bt'}"
 slippage_bps = 0.0
 {extra}
@@ -228,7 +228,7 @@ def test_options_validated_before_data_loads(tmp_path, synth_root, no_data, args
 
 def test_config_default_dates_validated(tmp_path, synth_root, no_data):
     cfg = _config(tmp_path, synth_root)
-    cfg.write_text(cfg.read_text().replace('end = "2025-08-15"', 'end = "end of 2025"'))
+    cfg.write_text(cfg.read_text().replace('end = ""', 'end = "end of 2025"'))
     res = runner.invoke(app, ["--config", str(cfg), "combine"])
     assert res.exit_code == 2 and "[backtest] end 'end of 2025'" in _out(res)
 

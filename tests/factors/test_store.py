@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import factors.store as fs
+import factors.store_schema as fs
 from data.errors import AlphamineError
 from factors.errors import StoreError
 from factors.store import FactorStore
@@ -540,10 +540,11 @@ def test_concurrent_inserts_of_same_formula_give_one_row(tmp_path):
 
 def test_v1_store_migrates_to_allow_manual(tmp_path):
     import sqlite3
-    import factors.store as fs
+    import factors.store_schema as fs
     p = tmp_path / "old.db"
     con = sqlite3.connect(p)
-    con.executescript(fs._SCHEMA.replace("'model', 'manual'", "'model'"))
+    con.executescript(fs._SCHEMA.replace("'model', 'manual'", "'model'")
+                      .replace(fs._AUDIT_TABLE + ";", ""))
     con.execute("INSERT INTO factors (formula, name, source, universe, horizon, metrics, "
                 "provenance, n_tried, created_at) VALUES ('close', 'c', 'gp', 'csi300', 1, "
                 "'{}', '{}', 0, 'x')")
@@ -553,3 +554,22 @@ def test_v1_store_migrates_to_allow_manual(tmp_path):
     with FactorStore(p) as s:
         assert [m.formula for m in s.members()] == ["close"]
         assert s.add(_signed("ts_mean(close, 3)", 0.03, 0.02, source="manual"), {}).accepted
+
+
+def test_v2_store_migrates_to_add_the_test_audit(tmp_path):
+    import sqlite3
+
+    from factors.audit import AuditLog
+    p = tmp_path / "v2.db"
+    con = sqlite3.connect(p)
+    con.executescript(fs._SCHEMA.replace(fs._AUDIT_TABLE + ";", ""))
+    con.execute("PRAGMA user_version = 2")
+    con.commit()
+    con.close()
+    with FactorStore(p) as s:
+        assert AuditLog(s).entries() == []
+        r = AuditLog(s).record(purpose="research", command="mine eval x", config_digest="d",
+                               code_version={"package": "0"}, universe="all", horizon=1,
+                               subject={"formulas": ["close"]}, window=("2020-01-01", "2026-01-01"))
+        assert r.id == 1 and AuditLog(s).looks()[("close", "all")] == 1
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 3

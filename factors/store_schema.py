@@ -1,0 +1,96 @@
+"""The leaderboard file's schema: tables, version (``PRAGMA user_version``) and upgrades.
+
+Version 1: ``runs`` and ``factors``. Version 2: ``source = 'manual'`` allowed. Version 3:
+``test_audit``, the log of accesses to the sealed test split (:mod:`factors.audit`). A file of
+an older version is upgraded in place, inside the opening transaction of
+:class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from factors.errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "MIGRATIONS", "init_schema"]
+
+#: The unsealing log owned by :mod:`factors.audit` (one row per access to test-split dates).
+_AUDIT_TABLE = """CREATE TABLE test_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, purpose TEXT NOT NULL,
+    command TEXT NOT NULL, config_digest TEXT NOT NULL, code_version TEXT NOT NULL,
+    universe TEXT, horizon INTEGER, subject TEXT NOT NULL, window TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}')"""
+
+_SCHEMA = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, source TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
+    universe TEXT, data_root TEXT, config TEXT NOT NULL, summary TEXT,
+    n_tried INTEGER NOT NULL DEFAULT 0, n_evaluated INTEGER NOT NULL DEFAULT 0,
+    n_accepted INTEGER NOT NULL DEFAULT 0, rejections TEXT NOT NULL DEFAULT '{}',
+    started_at TEXT NOT NULL, finished_at TEXT);
+CREATE TABLE factors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, formula TEXT NOT NULL, name TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model', 'manual')),
+    universe TEXT NOT NULL, horizon INTEGER NOT NULL CHECK (horizon > 0),
+    metrics TEXT NOT NULL, provenance TEXT NOT NULL,
+    n_tried INTEGER NOT NULL CHECK (n_tried >= 0), description TEXT NOT NULL DEFAULT '',
+    run_id TEXT REFERENCES runs(run_id) ON DELETE SET NULL, created_at TEXT NOT NULL,
+    test_unsealed_at TEXT, UNIQUE (formula, universe, horizon));
+CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
+""" + _AUDIT_TABLE + ";\n"
+
+
+
+#: Current schema version (``PRAGMA user_version``).
+SCHEMA_VERSION = 3
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Version 2 allows ``source = 'manual'`` (``mine eval --add``): rebuild ``factors``."""
+    table = _SCHEMA[_SCHEMA.index("CREATE TABLE factors"):_SCHEMA.index(";\nCREATE INDEX")]
+    conn.execute(table.replace("CREATE TABLE factors", "CREATE TABLE factors_v2"))
+    conn.execute("INSERT INTO factors_v2 SELECT * FROM factors")
+    conn.execute("DROP TABLE factors")
+    conn.execute("ALTER TABLE factors_v2 RENAME TO factors")
+    conn.execute("CREATE INDEX factors_universe_horizon ON factors(universe, horizon)")
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """Version 3 adds ``test_audit``, the log of test-split unsealings (:mod:`factors.audit`)."""
+    conn.execute(_AUDIT_TABLE)
+
+
+#: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
+#: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
+def init_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the tables in an empty file, or upgrade an older one through :data:`MIGRATIONS`
+    (inside the caller's write transaction), then stamp :data:`SCHEMA_VERSION`.
+
+    Raises
+    ------
+    StoreError
+        A file with foreign tables, a newer schema version, or a version with no migration.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables - {"sqlite_sequence"}:
+            raise StoreError(f"{path!r} is an SQLite file but not an alphamine "
+                             f"leaderboard (tables: {', '.join(sorted(tables))})")
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+    elif version > SCHEMA_VERSION:
+        raise StoreError(f"leaderboard {path!r} has schema version {version}, "
+                         f"newer than this alphamine ({SCHEMA_VERSION}); upgrade alphamine")
+    else:
+        for v in range(version, SCHEMA_VERSION):
+            if v not in MIGRATIONS:
+                raise StoreError(f"no migration from leaderboard schema version {v} "
+                                 f"to {v + 1}")
+            MIGRATIONS[v](conn)
+    conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
