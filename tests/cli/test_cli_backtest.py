@@ -167,9 +167,10 @@ def test_microcap_preset_real_quarter(tmp_path):
     real = load_config(REPO / "mine.toml")
     cfg = tmp_path / "mine.toml"
     cfg.write_text(f'[data]\nroot = "{real.data.root}"\n[backtest]\n'
-                   f'out_dir = "{tmp_path / "bt"}"\n')
+                   f'out_dir = "{tmp_path / "bt"}"\n[store]\npath = "{tmp_path / "lb.db"}"\n')
     b = _json(runner.invoke(app, ["--config", str(cfg), "backtest", "--preset", "microcap",
-                                  "--start", "2023-01-01", "--end", "2023-03-31", "--json"]))
+                                  "--start", "2023-01-01", "--end", "2023-03-31", "--unseal-test",
+                                  "--json"]))
     tg = pd.read_parquet(Path(b["out_dir"]) / "targets.parquet")
     days = sorted(tg.trade_date.unique())
     assert len(days) == 12 and (tg.groupby("trade_date").size() == 3).all()
@@ -181,6 +182,7 @@ def test_microcap_preset_real_quarter(tmp_path):
     assert not tg.ts_code.isin(dm.stock_basic().query("is_st_latest").ts_code).any()
     p = b["performance"]
     assert p["n_days"] > 50 and np.isfinite(p["sharpe"]) and p["max_drawdown"] <= 0
+    assert b["test_unsealed"] and b["audit_id"] == 1
     assert b["costs"]["stamp_tax"] > 0 and b["costs"]["commission"] > 0
 
 
