@@ -163,11 +163,11 @@ def k_skew(v, w, o):
         if i % w == w - 1 or (run < w and (m2 < _CANCEL * b2 or abs(m3) < _CANCEL * b3)):
             c, mu, m2, m3 = _exact_moments(v, i - w + 1, i + 1, True)
             b2 = b3 = 0.0
-        if run >= w or m2 <= 0.0:
-            o[i] = NAN
+        den = (w - 2.0) * (m2 / w) * np.sqrt(m2 / w)
+        if run >= w or m2 <= 0.0 or not den > 0.0 or not np.isfinite(den):
+            o[i] = NAN      # constant window, or a dispersion that underflows (1e-150 scale)
         else:
-            b = m2 / w
-            o[i] = np.sqrt(w * (w - 1.0)) * (m3 / w) / ((w - 2.0) * b * np.sqrt(b))
+            o[i] = np.sqrt(w * (w - 1.0)) * (m3 / w) / den
 
 
 @njit(cache=True)

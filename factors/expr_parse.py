@@ -33,6 +33,7 @@ import ast
 import difflib
 import math
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable
 
@@ -181,6 +182,15 @@ class _Parser:
         if "\x00" in self.text:
             raise self._error("formula contains a NUL character", "\\x00",
                               self.text.index("\x00"))
+        bad = next((i for i, ch in enumerate(self.text) if not ch.isascii() and (
+            0xD800 <= ord(ch) <= 0xDFFF or unicodedata.normalize("NFKC", ch) != ch)), None)
+        if bad is not None:    # ast would NFKC-fold 'ｃｌｏｓｅ' into close; surrogates crash it
+            ch = self.text[bad]
+            surrogate = 0xD800 <= ord(ch) <= 0xDFFF
+            raise self._error(f"character U+{ord(ch):04X} is not allowed in a formula ("
+                              + ("a lone surrogate" if surrogate else "a compatibility form of "
+                                 f"{unicodedata.normalize('NFKC', ch)!r}; type it in ASCII")
+                              + ")", ascii(ch)[1:-1] if surrogate else ch, bad)
         try:
             with warnings.catch_warnings():  # e.g. SyntaxWarning for "5(close)": never print
                 warnings.simplefilter("ignore")
@@ -326,6 +336,10 @@ class _Parser:
         where = f"argument {position} of {op.signature}"
         if isinstance(node, ast.Constant) and type(node.value) is int:
             w = node.value
+            token = ast.get_source_segment(self.body, node) or ""
+            if not token.isdigit():     # 0x10, 1_0, 1e1 are ints to Python, not windows
+                raise self._node_error(f"{where} must be a plain decimal window such as 10, "
+                                       f"got {token!r}", node)
             if w < 1:
                 raise self._node_error(f"{where} must be a positive window, got {w}", node)
             if w < op.min_window:
@@ -338,7 +352,12 @@ class _Parser:
             raise self._node_error(f"{where} must be an integer window literal, "
                                    f"got {node.value!r}", node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant):
-            raise self._node_error(f"{where} must be a positive window", node)
+            sign = "-" if isinstance(node.op, ast.USub) else "+"
+            if sign == "-":
+                raise self._node_error(f"{where} must be a positive window, got "
+                                       f"-{node.operand.value!r}", node)
+            raise self._node_error(f"{where}: write the window without a sign, e.g. "
+                                   f"{node.operand.value!r}", node)
         raise self._node_error(f"{where} must be a window (positive integer literal), "
                                "got a panel expression", node)
 

@@ -66,6 +66,8 @@ def _row_stats(x, ok, mode):
                 d = x[t, j] - mean
                 ss += d * d
         sd = np.sqrt(ss / m)
+        if not sd > 0.0:    # dispersion underflows to 0 (e.g. 1e-300 scale): undefined
+            continue
         for j in range(N):
             if ok[t, j]:
                 r = (x[t, j] - mean) / sd

@@ -63,7 +63,7 @@ CASES = [
     ("ts_mean(close 5)", "close 5", 9, "syntax error"),
     ("close $ 1", "$", 7, "syntax error"),
     ("ts_mean(close, 5", "(", 8, "never closed"),
-    ("（close）", "（", 1, "syntax error"),
+    ("（close）", "（", 1, "compatibility form of '('"),
     ("close)", ")", 6, "syntax error"),
     ("close\x00", "\\x00", 6, "NUL"),
     # whole-formula rules
