@@ -172,12 +172,12 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
                                  include_forced=s.include_forced)
     say("building targets")
     dates, codes = res.score.index, res.score.columns
-    elig = eligible_mask(dm, s.universe, dates, codes,
+    elig = eligible_mask(dm, s.universe, dates, codes,          # entries: buyable at t+1
                          min_listed_days=cfg.evaluate.min_listed_days)
     rb = rebalance_mask(dates, s.rebalance)
     score = res.score.to_numpy()
-    if s.strategy == "topn":
-        W = topn_weights(score, elig, s.n, rb)
+    if s.strategy == "topn":                                     # holdings stay while members
+        W = topn_weights(score, elig, s.n, rb, keep=dm.universe_mask(s.universe, dates, codes))
         name = f"{s.method}_top{s.n}"
     else:
         W = topk_dropout_weights(score, elig, s.n, s.n_drop, rb)
