@@ -17,19 +17,17 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from backtest.caveats import IN_SAMPLE_NOTE, join_notes, st_caveat
 from backtest.combine import METHODS
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
 from data.io import write_json_atomic
 
-__all__ = ["IN_SAMPLE_NOTE", "STRATEGIES", "NEUTRALIZERS", "CombineSettings",
+__all__ = ["STRATEGIES", "NEUTRALIZERS", "CombineSettings",
            "CombineRun", "run_combine"]
 
 STRATEGIES = ("topn", "topk")
 NEUTRALIZERS = ("industry", "size")
-IN_SAMPLE_NOTE = ("leaderboard members are selected on valid metrics and the backtest window "
-                  "overlaps valid ({valid}): that part is in-sample for the selection; the test "
-                  "split ({test}) is reported separately")
 
 Progress = Optional[Callable[[str], None]]
 
@@ -205,8 +203,9 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
                "score": str(out / "score.parquet"),
                "factor_weights": str(out / "factor_weights.parquet")},
         seconds=round(time.perf_counter() - t0, 1),
-        note=IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
-                                   test=" to ".join(cfg.evaluate.test)),
+        note=join_notes(IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
+                                              test=" to ".join(cfg.evaluate.test)),
+                        st_caveat(dm)),
         targets=targets)
     write_json_atomic(out / "combine.json", run.to_dict())
     return run

@@ -463,8 +463,8 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     ST status is dated (:meth:`data.manager.DataManager.st_mask`, ``namechange``) and
     ``total_mv`` the real ``daily_basic`` value where the warehouse has them; on the embedded
     snapshot ST is ``is_st_latest`` (current status only: names ST today are excluded on every
-    past date), ``total_mv`` an estimate (``daily_basic_est``) and the universe holds only
-    survivors (``dm.notices`` says so).
+    past date; the run's note says so, :func:`backtest.caveats.st_caveat`), ``total_mv`` an
+    estimate (``daily_basic_est``) and the universe holds only survivors (``dm.notices``).
     "Sell all, then buy with equal cash" becomes equal target weights: a name still selected
     is topped up / trimmed to ``1/hold`` rather than sold and bought back (saves the costs of
     the round trip, otherwise identical).

@@ -20,8 +20,9 @@ Price limits (:meth:`DataManager.limit_prices`)
 -----------------------------------------------
 Rules and their computation: :mod:`data.limits` (board, ST, ChiNext reform, new-listing days).
 ST is dated (:meth:`DataManager.st_mask`: ``namechange.parquet``); on the embedded snapshot it
-is ``is_st_latest``, the CURRENT status, applied to every date. Where ``stk_limit/`` has a
-row, the exchange's limit prices replace the computed ones. Tradability (:meth:`DataManager.tradable_mask`) is decided by the day's raw open against
+is ``is_st_latest``, the CURRENT status, applied to every date (:meth:`DataManager.st_source`
+says which). Where ``stk_limit/`` has a row, the exchange's limit prices replace the computed
+ones. Tradability (:meth:`DataManager.tradable_mask`) is decided by the day's raw open against
 these limits (rule: :mod:`data.limits`, "Tradability at the open").
 
 Optional datasets (filled by ``mine data bootstrap``; see ``docs/data.md``)
@@ -566,6 +567,18 @@ class DataManager:
         t0, t1 = self._range(start, end)
         cols = self._codes(codes, None, t0, t1)
         return self._opt.st(self._cal[t0:t1], cols, self.stock_basic())
+
+    def st_source(self) -> tuple[str, bool]:
+        """Source of :meth:`st_mask` (and so of the 5% ST limits) and whether it is dated.
+
+        Returns
+        -------
+        (source, dated) : tuple of str and bool
+            ``("namechange.parquet (dated ST names)", True)`` when the warehouse has the dated
+            history; otherwise the snapshot column used (``stock_basic.is_st_latest``, the
+            CURRENT status applied to every date) and False.
+        """
+        return self._opt.st_source(self.stock_basic())
 
     def industry(self, level: int = 1, dates=None, codes=None) -> np.ndarray:
         """``(T, N)`` int64 industry group codes, point in time.

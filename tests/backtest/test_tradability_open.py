@@ -1,5 +1,5 @@
 """Tradability decided at the open of t+1 (issue 11): the evaluator's two-sided eligibility,
-the strategies' buy-side entries, the simulator's fills and causality.
+the strategies' buy-side entries, the simulator's fills, causality and the ST caveat.
 
 Designed events of the synthetic warehouse (tests/data/ashare_synth.py), stock 000002.SZ:
 one-price limit-up on 2020-08-26, opens at limit-up and trades lower on 2020-08-28, ordinary
@@ -171,3 +171,20 @@ def test_simulator_fills_at_the_opposite_limit(dm):
     sells = r3.trades[r3.trades.side == "sell"]
     assert sells["trade_date"].tolist() == [pd.Timestamp("2020-08-28")] and r3.rejected.empty
 
+
+def test_st_caveat_only_without_a_dated_history(dm, tmp_path):
+    import shutil
+
+    from backtest.caveats import st_caveat
+    from data.manager import DataManager
+    note = st_caveat(dm)
+    assert "stock_basic.is_st_latest" in note and "every past date" in note
+    root = tmp_path / "wh"
+    shutil.copytree(dm.root, root)
+    pd.DataFrame({"ts_code": ["600001.SH"], "name": ["ST Stock"],
+                  "start_date": pd.to_datetime(["2020-08-12"]), "end_date": [pd.NaT],
+                  "ann_date": pd.to_datetime(["2020-08-11"]), "change_reason": ["ST"]}
+                 ).to_parquet(root / "namechange.parquet", index=False)
+    dated = DataManager(root)
+    assert dated.st_source() == ("namechange.parquet (dated ST names)", True)
+    assert st_caveat(dated) == ""
