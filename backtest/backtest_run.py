@@ -21,17 +21,13 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from backtest.combine_run import IN_SAMPLE_NOTE
+from backtest.caveats import IN_SAMPLE_NOTE, SURVIVORSHIP_NOTE, join_notes, st_caveat
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
 from data.io import write_json_atomic
 
-__all__ = ["SURVIVORSHIP_NOTE", "BacktestRunSettings", "MicrocapSettings", "BacktestRun",
+__all__ = ["BacktestRunSettings", "MicrocapSettings", "BacktestRun",
            "run_backtest", "run_microcap", "normalise_codes"]
-
-SURVIVORSHIP_NOTE = ("the sample warehouse holds only stocks still listed in 2026-05 (survivors): "
-                     "delisted names are missing, so results look too good, above all for small "
-                     "and micro caps")
 
 Progress = Optional[Callable[[str], None]]
 
@@ -322,11 +318,13 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
         costs={k: float(v) for k, v in costs.items()},
         final_nav=float(res.nav.iloc[-1]),
         seconds={"load": round(t1 - t0, 2), "simulate": round(t2 - t1, 2)},
-        note=((IN_SAMPLE_NOTE.format(valid=" to ".join(ev.valid), test=" to ".join(ev.test))
-               + "; ") if s.selected else "") + SURVIVORSHIP_NOTE,
+        note=join_notes(IN_SAMPLE_NOTE.format(valid=" to ".join(ev.valid),
+                                              test=" to ".join(ev.test)) if s.selected else "",
+                        SURVIVORSHIP_NOTE, st_caveat(dm)),
         audit_id=None if access is None else access.audit_id, nav=res.nav)
     if access is not None:
-        access.seen({"performance": run.performance, "test_performance": test_perf, "test_benchmark_performance": test_bench,
+        access.seen({"performance": run.performance, "test_performance": test_perf,
+                     "test_benchmark_performance": test_bench,
                      "yearly_test": [r for r in run.yearly if r.get("period") == "test"]})
     write_json_atomic(out / "performance.json", run.to_dict())
     return run

@@ -17,19 +17,17 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from backtest.caveats import IN_SAMPLE_NOTE, join_notes, st_caveat
 from backtest.combine import METHODS
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
 from data.io import write_json_atomic
 
-__all__ = ["IN_SAMPLE_NOTE", "STRATEGIES", "NEUTRALIZERS", "CombineSettings",
+__all__ = ["STRATEGIES", "NEUTRALIZERS", "CombineSettings",
            "CombineRun", "run_combine"]
 
 STRATEGIES = ("topn", "topk")
 NEUTRALIZERS = ("industry", "size")
-IN_SAMPLE_NOTE = ("leaderboard members are selected on valid metrics and the backtest window "
-                  "overlaps valid ({valid}): that part is in-sample for the selection; the test "
-                  "split ({test}) stays sealed unless --unseal-test (logged, `mine audit`)")
 
 Progress = Optional[Callable[[str], None]]
 
@@ -201,12 +199,12 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
                                  include_forced=s.include_forced)
     say("building targets")
     dates, codes = res.score.index, res.score.columns
-    elig = eligible_mask(dm, s.universe, dates, codes,
+    elig = eligible_mask(dm, s.universe, dates, codes,          # entries: buyable at t+1
                          min_listed_days=cfg.evaluate.min_listed_days)
     rb = rebalance_mask(dates, s.rebalance)
     score = res.score.to_numpy()
-    if s.strategy == "topn":
-        W = topn_weights(score, elig, s.n, rb)
+    if s.strategy == "topn":                                     # holdings stay while members
+        W = topn_weights(score, elig, s.n, rb, keep=dm.universe_mask(s.universe, dates, codes))
         name = f"{s.method}_top{s.n}"
     else:
         W = topk_dropout_weights(score, elig, s.n, s.n_drop, rb)
@@ -234,8 +232,9 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
                "score": str(out / "score.parquet"),
                "factor_weights": str(out / "factor_weights.parquet")},
         seconds=round(time.perf_counter() - t0, 1),
-        note=IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
-                                   test=" to ".join(cfg.evaluate.test)),
+        note=join_notes(IN_SAMPLE_NOTE.format(valid=" to ".join(cfg.evaluate.valid),
+                                              test=" to ".join(cfg.evaluate.test)),
+                        st_caveat(dm)),
         audit_id=None if access is None else access.audit_id, targets=targets)
     if access is not None:
         access.seen({"members": {m["formula"]: m["mean_weight"] for m in run.members}},

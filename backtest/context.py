@@ -6,10 +6,16 @@ Timing (the contract of :mod:`data`)
     held ``h`` days (see :func:`forward_returns`).
 Eligibility
     A name enters the statistics of row ``t`` iff it is in the universe at ``t`` (point-in-time
-    membership) and tradable at ``t+1``, the execution day (has a bar, is not one-price locked
-    at the limit, listed at least ``min_listed_days``): ``eligible[t] = universe_mask[t] &
-    tradable[t+1]``; the last row is never eligible. Each day's statistics use the eligible
-    names whose factor and label are both finite.
+    membership) and tradable on both sides at ``t+1``, the execution day: it has a bar, is
+    listed at least ``min_listed_days`` and its raw open of ``t+1`` is strictly inside the
+    limit prices, ``limit_down < open < limit_up`` (no limit known: inside;
+    :meth:`data.manager.DataManager.tradable_mask` with ``side="both"``, rule in
+    :mod:`data.limits`). Both sides, because the long-short portfolio buys the top and sells
+    the bottom at that open. ``eligible[t] = universe_mask[t] & tradable[t+1]``; the last row
+    is never eligible. Reading ``t+1`` here is part of the label's definition (the label
+    itself starts at the open of ``t+1``), not look-ahead in the factor, which still sees data
+    up to the close of ``t`` only. Each day's statistics use the eligible names whose factor
+    and label are both finite.
 Splits and embargo
     Splits (train / valid / test) are date ranges. The last ``max(embargo, max(horizons) + 1)``
     rows of each split are dropped from it, so no label window of a split reaches into the next
@@ -195,8 +201,9 @@ class EvalContext:
         open_adj : array_like or DataFrame, shape (T, N)
             Back-adjusted opens (labels via :func:`forward_returns`).
         universe_mask, tradable : array_like of bool, shape (T, N)
-            Point-in-time membership and tradability (bar, not one-price locked, listed long
-            enough) on each day.
+            Point-in-time membership and tradability on each day (bar, listed long enough,
+            open strictly inside the limits: ``DataManager.tradable_mask(side="both")``);
+            ``tradable`` row ``t+1`` decides row ``t`` (module docstring).
         splits : mapping of str to (start, end)
             Inclusive date ranges, e.g. ``{"train": ("2010-01-01", "2018-12-31"), ...}``.
         horizons : sequence of int, default (1, 5, 10, 20)
@@ -252,7 +259,8 @@ class EvalContext:
         """Build a context from the warehouse through a :class:`data.manager.DataManager`.
 
         Loads the back-adjusted ``open`` of the universe's codes, the point-in-time universe
-        mask and the tradable mask (``eval_cfg.min_listed_days``) on the trading days in
+        mask and the two-sided tradable mask (``side="both"``, ``eval_cfg.min_listed_days``)
+        on the trading days in
         ``[start, end]``; the splits, embargo and headline horizon come from ``eval_cfg``
         (default :class:`EvalConfig`). Nothing after ``end`` is read, so the last
         row is ineligible and the last ``h + 1`` rows have no label (the embargo drops them).
@@ -270,7 +278,8 @@ class EvalContext:
         opn = dm.panels(["open"], start, end, codes=codes)["open"]
         opn = opn.reindex(index=dates, columns=codes)
         umask = dm.universe_mask(universe, dates, codes)
-        trad = dm.tradable_mask(start, end, codes, min_listed_days=cfg.min_listed_days)
+        trad = dm.tradable_mask(start, end, codes, min_listed_days=cfg.min_listed_days,
+                                side="both")
         splits = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test}
         return cls.from_arrays(dates, codes, opn.to_numpy(dtype=np.float64), umask, trad,
                                splits, horizons=DECAY_HORIZONS, horizon=cfg.horizon,

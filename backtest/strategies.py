@@ -1,26 +1,35 @@
 """Strategies: score panels -> ``target_positions`` (the input of the simulator and the export).
 
 target_positions (long frame, one row per held name per rebalance day)
-    ``trade_date`` (datetime64, the decision day ``t``: the weights are formed from data up to
-    the close of ``t`` and executed by the simulator at the open of ``t + 1``), ``ts_code``,
+    ``trade_date`` (datetime64, the decision day ``t``: the scores use data up to the close of
+    ``t``, the entry filter the open auction of ``t + 1`` (below), and the simulator executes
+    at the open of ``t + 1``), ``ts_code``,
     ``target_weight`` (fraction of the account NAV, >= 0, row sum <= 1, the rest is cash) and
     ``strategy_name``. Only rebalance days appear; between them the account holds. A rebalance
     day on which nothing qualifies has no row (the account keeps what it holds).
     Written as Parquet and CSV side by side, each atomically (:func:`write_targets`).
 
-Candidates
-    A name can be bought on day ``t`` iff it is in the point-in-time universe at ``t`` and
-    tradable at ``t`` per :class:`data.manager.DataManager` (has a bar, i.e. not suspended;
-    not one-price locked at a limit; listed at least ``min_listed_days``; open below limit-up):
-    everything known at the close of ``t`` (:func:`eligible_mask`). Whether the order fills at
-    ``t + 1`` (limit-up open, suspension) is the simulator's business.
+Candidates (buy side)
+    The SCORE of day ``t`` uses data up to the close of ``t``. A name may be ENTERED (bought or
+    added to) by the weights of decision day ``t`` iff it is in the point-in-time universe at
+    ``t`` and buyable at the open of the execution day ``t + 1``: a bar (not suspended), listed
+    at least ``min_listed_days``, raw open strictly below limit-up -- a stock opening at
+    limit-down, even one-price locked, is buyable (:func:`eligible_mask`;
+    :meth:`data.manager.DataManager.tradable_mask` with ``side="buy"``, rule in
+    :mod:`data.limits`). The open of ``t + 1`` is set by the 09:15-09:25 call auction, before
+    continuous trading starts, so this filter is known when the orders go out. On the last
+    row, whose execution day is not in the data (the live case), only the decision day's bar
+    and listing age are checked; the broker / the simulator rejects a limit-up open there.
+    Names already held need not be buyable to stay (``keep`` of :func:`topn_weights`;
+    TopK-dropout keeps its holdings by construction). Whether each order fills (suspension,
+    limit prices, volume) remains the simulator's business (:mod:`backtest.simulate`).
 
 Rebalance schedules (:func:`rebalance_mask`)
     ``"daily"``; ``"weekly"`` / ``"monthly"``: the last trading day of each calendar week /
     month (orders go out on the first day of the next); an integer ``k``: rows ``0, k, 2k...``.
 
-Everything is vectorised over the rebalance rows except TopK-dropout, whose holdings depend on
-the previous ones (a loop over rebalance days, vector operations inside).
+Everything is vectorised over the rebalance rows except TopK-dropout and TopN with ``keep``,
+whose holdings depend on the previous ones (a loop over rebalance days, vectors inside).
 """
 from __future__ import annotations
 
@@ -79,22 +88,36 @@ def rebalance_mask(dates, rebalance: int | str = "weekly") -> np.ndarray:
 
 
 def eligible_mask(dm, universe: str, dates, codes, *, min_listed_days: int = 60) -> np.ndarray:
-    """Names that may be bought on each decision day (module docstring), ``(T, N)`` bool.
+    """Names that may be entered by the weights of each decision day, ``(T, N)`` bool.
 
-    ``universe_mask & tradable_mask(min_listed_days) & buyable_mask`` of the
-    :class:`data.manager.DataManager`, all on the same day ``t``.
+    ``universe_mask[t] & tradable_mask(side="buy", min_listed_days)[t + 1]`` of the
+    :class:`data.manager.DataManager` (module docstring, "Candidates"): in the universe at
+    ``t``, buyable at the open of ``t + 1``. The last row has no ``t + 1`` in ``dates``: it
+    checks the bar and listing age of ``t`` itself.
+
+    ``dates`` (length T) are consecutive trading days (``dm.calendar(start, end)``), ``codes``
+    (length N) the columns.
 
     Raises
     ------
     UniverseError, DataError
         From the data manager.
     """
+    return _entry_mask(dm, dates, codes, dm.universe_mask(universe, dates, codes),
+                       min_listed_days)
+
+
+def _entry_mask(dm, dates, codes, base: np.ndarray, min_listed_days: int) -> np.ndarray:
+    """``base[t] & buyable at the open of t+1`` (last row: bar and listing age at t)."""
     dates = pd.DatetimeIndex(dates)
+    out = np.asarray(base, dtype=bool).copy()
+    if len(dates) == 0:
+        return out
     s, e = dates[0], dates[-1]
-    m = dm.universe_mask(universe, dates, codes)
-    m &= dm.tradable_mask(s, e, codes, min_listed_days=min_listed_days)
-    m &= dm.buyable_mask(s, e, codes)
-    return m
+    buy = dm.tradable_mask(s, e, codes, min_listed_days=min_listed_days, side="buy")
+    out[:-1] &= buy[1:]
+    out[-1] &= dm.tradable_mask(e, e, codes, min_listed_days=min_listed_days, side="any")[0]
+    return out
 
 
 # --------------------------------------------------------------------------- weights
@@ -106,27 +129,44 @@ def _ranked(score: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.nda
     return order, np.isfinite(s).sum(axis=1)
 
 
-def topn_weights(score, eligible, n: int, rebalance_rows, *, fixed: bool = False
-                 ) -> np.ndarray:
-    """TopN equal weight: on each rebalance day hold the ``n`` best eligible names at ``1/n``.
+def _topn_rows(score: np.ndarray, cand: np.ndarray, n: int, fixed: bool) -> np.ndarray:
+    """TopN weights of each row of ``score`` among the candidates ``cand`` (both (R, N))."""
+    order, cnt = _ranked(score, cand)
+    k = np.minimum(cnt, n)
+    take = np.arange(score.shape[1])[None, :] < k[:, None]
+    w = np.zeros(score.shape)
+    with np.errstate(all="ignore"):
+        per = np.full(k.shape, 1.0 / n) if fixed else 1.0 / np.maximum(k, 1)
+        np.put_along_axis(w, order, np.where(take, per[:, None], 0.0), axis=1)
+    return w
+
+
+def topn_weights(score, eligible, n: int, rebalance_rows, *, fixed: bool = False,
+                 keep=None) -> np.ndarray:
+    """TopN equal weight: on each rebalance day hold the ``n`` best candidates at ``1/n``.
 
     Parameters
     ----------
     score : ndarray (T, N)
         Higher = better; non-finite = no view.
     eligible : ndarray of bool (T, N)
-        Buyable candidates (:func:`eligible_mask`).
+        Names that may be entered (:func:`eligible_mask`).
     n : int
         Names held. With fewer than ``n`` candidates each gets ``1/count`` (or ``1/n`` with
         ``fixed=True``, the rest staying in cash).
     rebalance_rows : ndarray of bool (T,)
     fixed : bool, default False
+    keep : ndarray of bool (T, N), optional
+        Names that may STAY when held (weight > 0 on the previous rebalance row) even if not
+        ``eligible`` that day, e.g. a holding that opens at limit-up cannot be bought but can
+        be kept. The candidates of a rebalance row are then ``eligible | (held & keep)``.
+        Default: a holding stays only while eligible (stateless; rows independent).
 
     Returns
     -------
     ndarray (T, N)
         Weights on rebalance rows (rows sum to 1, or 0 with no candidate); NaN rows elsewhere
-        (= hold).
+        (= hold). Row ``t`` reads rows ``<= t`` only.
 
     Raises
     ------
@@ -141,18 +181,22 @@ def topn_weights(score, eligible, n: int, rebalance_rows, *, fixed: bool = False
     if score.shape != eligible.shape or rb.shape != (score.shape[0],):
         raise BacktestError(f"shape mismatch: score {score.shape}, eligible {eligible.shape}, "
                             f"rebalance rows {rb.shape}")
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != score.shape:
+            raise BacktestError(f"shape mismatch: score {score.shape}, keep {keep.shape}")
     W = np.full(score.shape, np.nan)
     rows = np.flatnonzero(rb)
     if rows.size == 0:
         return W
-    order, cnt = _ranked(score[rows], eligible[rows])
-    k = np.minimum(cnt, n)
-    take = np.arange(score.shape[1])[None, :] < k[:, None]
-    w = np.zeros((rows.size, score.shape[1]))
-    with np.errstate(all="ignore"):
-        per = np.full(k.shape, 1.0 / n) if fixed else 1.0 / np.maximum(k, 1)
-        np.put_along_axis(w, order, np.where(take, per[:, None], 0.0), axis=1)
-    W[rows] = w
+    if keep is None:
+        W[rows] = _topn_rows(score[rows], eligible[rows], n, fixed)
+        return W
+    held = np.zeros(score.shape[1], dtype=bool)
+    for t in rows:                          # the holdings of one row feed the next
+        w = _topn_rows(score[t:t + 1], (eligible[t] | (held & keep[t]))[None], n, fixed)[0]
+        W[t] = w
+        held = w > 0
     return W
 
 
@@ -164,7 +208,8 @@ def topk_dropout_weights(score, eligible, k: int, n_drop: int, rebalance_rows) -
     Procedure on a rebalance day (Qlib's ``generate_trade_decision``, equal weights): ``today`` =
     the best ``n_drop + k - |held|`` eligible names not held; rank ``held + today`` by score
     (held names without a finite score rank last); sell the held names among the ``n_drop``
-    worst of that ranking; buy the first ``|sold| + k - |held|`` of ``today``.
+    worst of that ranking; buy the first ``|sold| + k - |held|`` of ``today``. ``eligible``
+    restricts the entries only: a holding stays, eligible or not, until it is dropped.
 
     Parameters
     ----------
@@ -387,8 +432,11 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     names of ``universe`` with a bar that day (not suspended), not ST, and estimated total
     market value (``total_mv``, yuan) in ``[mv_min, mv_max]``; hold the ``hold`` smallest at
     ``1/hold`` each (sell everything else; with fewer qualifying names the rest stays in cash,
-    as the reference's ``cash / Num`` allocation does). Costs (0.03% commission both sides, 5-yuan minimum,
-    0.1% stamp tax on sells -- dated: 0.05% from 2023-08-28) are the simulator's.
+    as the reference's ``cash / Num`` allocation does). A name not yet held must also be
+    buyable at the next open (raw open below limit-up, module docstring "Candidates"; no
+    listing-age rule here); a holding that still qualifies stays even when it is not. Costs
+    (0.03% commission both sides, 5-yuan minimum, 0.1% stamp tax on sells -- dated: 0.05% from
+    2023-08-28) are the simulator's.
 
     Parameters
     ----------
@@ -415,8 +463,8 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     ST status is dated (:meth:`data.manager.DataManager.st_mask`, ``namechange``) and
     ``total_mv`` the real ``daily_basic`` value where the warehouse has them; on the embedded
     snapshot ST is ``is_st_latest`` (current status only: names ST today are excluded on every
-    past date), ``total_mv`` an estimate (``daily_basic_est``) and the universe holds only
-    survivors (``dm.notices`` says so).
+    past date; the run's note says so, :func:`backtest.caveats.st_caveat`), ``total_mv`` an
+    estimate (``daily_basic_est``) and the universe holds only survivors (``dm.notices``).
     "Sell all, then buy with equal cash" becomes equal target weights: a name still selected
     is topped up / trimmed to ``1/hold`` rather than sold and bought back (saves the costs of
     the round trip, otherwise identical).
@@ -439,7 +487,8 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     elig = dm.universe_mask(universe, dates, codes) & bar & ~st
     with np.errstate(invalid="ignore"):
         elig &= (mv >= mv_min) & (mv <= mv_max)
-    W = topn_weights(-mv, elig, hold, rebalance_mask(dates, every), fixed=True)
+    buy = _entry_mask(dm, dates, codes, elig, 0)     # new entries: buyable at t+1's open
+    W = topn_weights(-mv, buy, hold, rebalance_mask(dates, every), fixed=True, keep=elig)
     return to_targets(W, dates, codes, strategy_name)
 
 

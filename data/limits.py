@@ -1,11 +1,13 @@
 """A-share price-limit and tradability rules on ``(T, N)`` arrays (pure functions).
 
-Private helpers of :class:`data.manager.DataManager` (its ``limit_prices``, ``tradable_mask``,
-``buyable_mask`` and ``sellable_mask`` are the public interface) and of
-:mod:`backtest.rules` (:func:`boards`).
+Private helpers of :class:`data.manager.DataManager` (its ``limit_prices`` and
+``tradable_mask`` are the public interface) and of :mod:`backtest.rules` (:func:`boards`).
 
 Price limits
 ------------
+The exchanges' daily price-limit rule (SSE / SZSE trading rules; ChiNext reform of
+2020-08-24; STAR Market since it opened on 2019-07-22): a trade may not print above
+``limit-up`` or below ``limit-down`` of the day.
 ``limit = round_half_up(pre_close x (1 +- pct), 0.01)`` computed in integer cents, with pct by
 board and date: main board (60xxxx, 000/001/002/003) 10%; ST main board 5%; ChiNext (30xxxx)
 10% before 2020-08-24 and 20% from that day; STAR (68xxxx) 20%. ST is the caller's, per code or
@@ -14,7 +16,24 @@ snapshot ``is_st_latest``, the CURRENT status, for every date. No limit on a new
 listing's first days, counted in trading days from ``list_date``: 5 days for STAR, ChiNext
 listed from 2020-08-24 and main board listed from 2023-04-10 (registration system); otherwise
 the first day only (its +44% / -36% cap is treated as no limit). Not modelled: delisting-period
-and resumption-after-restructuring special rules.
+and resumption-after-restructuring special rules; the Beijing Stock Exchange's 30% (the
+warehouse holds no BSE stocks; a BSE code would count as main board).
+
+Tradability at the open (:func:`trade_flags`; the rule of ``DataManager.tradable_mask``)
+----------------------------------------------------------------------------------------
+Decided by the day's raw OPEN against its limit prices, in cents, never by its high / low:
+the open-auction price is what an order at the open meets, and an order at the limit cannot
+expect a fill in the queue there. A name with a bar is
+
+* ``buy``-able when ``open < limit-up`` (a stock opening at limit-down, even one-price locked
+  there, can be bought);
+* ``sell``-able when ``open > limit-down``;
+* tradable on both sides (``both``, the evaluator's rule: its long-short portfolio needs
+  either side) when ``limit-down < open < limit-up``, strictly.
+
+A stock opening at limit-up and trading lower during the day is therefore not buyable; a name
+without a limit (NaN limit: a new listing's first days) counts as inside its limits. No bar
+(suspended, not listed) is never tradable.
 """
 from __future__ import annotations
 
@@ -124,20 +143,24 @@ def limit_cents(pre_close: np.ndarray, codes: pd.Index, st: np.ndarray,
 
 def trade_flags(raw: dict[str, np.ndarray], up: np.ndarray, down: np.ndarray
                 ) -> dict[str, np.ndarray]:
-    """Open-auction tradability flags from raw OHLC (yuan) and limits (cents).
+    """Open-auction tradability flags from the raw open and the limit prices (module docstring).
+
+    Parameters
+    ----------
+    raw : dict of str -> ndarray (T, N) float64
+        Raw ``open`` and ``close`` in yuan; NaN close = no bar.
+    up, down : ndarray (T, N) float64
+        Limit-up / limit-down prices in cents (:func:`limit_cents`); NaN = no limit.
 
     Returns
     -------
     dict of str -> bool ndarray (T, N)
-        ``bar`` (has a bar), ``locked`` (one-price bar, ``open == high == low``, at limit-up or
-        limit-down), ``buy`` (bar and open below limit-up; no limit: True), ``sell`` (bar and
-        open above limit-down; no limit: True).
+        ``bar`` (has a bar), ``buy`` (bar and open below limit-up; no limit: True), ``sell``
+        (bar and open above limit-down; no limit: True). Both sides: ``buy & sell``.
     """
     bar = ~np.isnan(raw["close"])
-    c = {k: np.round(np.where(bar, raw[k], 0.0) * 100.0) for k in ("open", "high", "low")}
-    flat = (c["open"] == c["high"]) & (c["open"] == c["low"])
+    opn = np.round(np.where(bar, raw["open"], 0.0) * 100.0)
     with np.errstate(invalid="ignore"):
-        locked = bar & flat & ((c["open"] == up) | (c["open"] == down))
-        buy = bar & ~(c["open"] >= up)
-        sell = bar & ~(c["open"] <= down)
-    return {"bar": bar, "locked": locked, "buy": buy, "sell": sell}
+        buy = bar & ~(opn >= up)
+        sell = bar & ~(opn <= down)
+    return {"bar": bar, "buy": buy, "sell": sell}

@@ -20,8 +20,10 @@ Price limits (:meth:`DataManager.limit_prices`)
 -----------------------------------------------
 Rules and their computation: :mod:`data.limits` (board, ST, ChiNext reform, new-listing days).
 ST is dated (:meth:`DataManager.st_mask`: ``namechange.parquet``); on the embedded snapshot it
-is ``is_st_latest``, the CURRENT status, applied to every date. Where ``stk_limit/`` has a row,
-the exchange's limit prices replace the computed ones.
+is ``is_st_latest``, the CURRENT status, applied to every date (:meth:`DataManager.st_source`
+says which). Where ``stk_limit/`` has a row, the exchange's limit prices replace the computed
+ones. Tradability (:meth:`DataManager.tradable_mask`) is decided by the day's raw open against
+these limits (rule: :mod:`data.limits`, "Tradability at the open").
 
 Optional datasets (filled by ``mine data bootstrap``; see ``docs/data.md``)
 --------------------------------------------------------------------------
@@ -33,7 +35,7 @@ Size: one facade class (about 650 lines, most of them numpydoc): each public met
 thin, documented entry point over the topic modules that hold the logic (:mod:`data._load`
 reading and caching, :mod:`data.fields` the field registry, :mod:`data.derive` derivations,
 :mod:`data.optional` the optional Tushare datasets and their fallbacks, :mod:`data.limits` price limits and
-tradability, :mod:`data.universe` membership); splitting the class itself would split one
+tradability at the open, :mod:`data.universe` membership); splitting the class itself would split one
 interface across files.
 """
 from __future__ import annotations
@@ -566,6 +568,18 @@ class DataManager:
         cols = self._codes(codes, None, t0, t1)
         return self._opt.st(self._cal[t0:t1], cols, self.stock_basic())
 
+    def st_source(self) -> tuple[str, bool]:
+        """Source of :meth:`st_mask` (and so of the 5% ST limits) and whether it is dated.
+
+        Returns
+        -------
+        (source, dated) : tuple of str and bool
+            ``("namechange.parquet (dated ST names)", True)`` when the warehouse has the dated
+            history; otherwise the snapshot column used (``stock_basic.is_st_latest``, the
+            CURRENT status applied to every date) and False.
+        """
+        return self._opt.st_source(self.stock_basic())
+
     def industry(self, level: int = 1, dates=None, codes=None) -> np.ndarray:
         """``(T, N)`` int64 industry group codes, point in time.
 
@@ -601,49 +615,55 @@ class DataManager:
             cols = pd.Index([str(c) for c in codes], name="ts_code")
         return self._opt.industry(level, dates, cols, self.stock_basic())[0]
 
-    def _trade_flags(self, start, end, codes) -> tuple[int, int, pd.Index, dict]:
+    #: Sides of :meth:`tradable_mask`.
+    SIDES = ("both", "buy", "sell", "any")
+
+    def tradable_mask(self, start=None, end=None, codes=None, min_listed_days: int = 60,
+                      side: str = "both") -> np.ndarray:
+        """``(T, N)`` bool: on each day, the name can be traded at the open on ``side``.
+
+        The rule (:mod:`data.limits`, "Tradability at the open"): the name has a bar, has been
+        listed at least ``min_listed_days`` trading days (0 on the listing day; stocks listed
+        before the calendar starts count as old), and its raw OPEN of that day is
+
+        * ``side="both"``: strictly inside the limits, ``limit_down < open < limit_up``
+          (the evaluator's eligibility at ``t + 1``: its long-short portfolio needs both sides);
+        * ``side="buy"``: below limit-up (a stock opening at limit-down is buyable);
+        * ``side="sell"``: above limit-down;
+        * ``side="any"``: no price condition (bar and listing age only).
+
+        No limit price (a new listing's first days) counts as inside the limits. The day's
+        high and low play no part: a stock opening at limit-up and trading lower is not
+        buyable at the open. Columns follow ``codes`` (default: every code with data).
+
+        Parameters
+        ----------
+        start, end : str or Timestamp, optional
+        codes : sequence of str, optional
+        min_listed_days : int, default 60
+        side : {"both", "buy", "sell", "any"}, default "both"
+
+        Returns
+        -------
+        ndarray of bool, shape (T, N)
+            Rows: the trading days of ``[start, end]``. Row ``t`` reads day ``t`` only.
+
+        Raises
+        ------
+        DataError
+            Dates outside the data, or an unknown ``side``.
+        """
+        if side not in self.SIDES:
+            raise DataError(f"tradable_mask: side must be one of {', '.join(self.SIDES)}, "
+                            f"got {side!r}")
         t0, t1 = self._range(start, end)
         cols = self._codes(codes, None, t0, t1)
-        r = self._store.window(["open", "high", "low", "close"], t0, t1, cols)
-        return t0, t1, cols, trade_flags(r, *self._limits(t0, t1, cols))
-
-    def tradable_mask(self, start=None, end=None, codes=None, min_listed_days: int = 60
-                      ) -> np.ndarray:
-        """``(T, N)`` bool: has a bar, not one-price-locked at a limit, listed long enough.
-
-        One-price-locked ("one-word board"): raw ``open == high == low`` and equal to the
-        limit-up or limit-down price. Listed long enough: at least ``min_listed_days`` trading
-        days since ``list_date`` (0 on the listing day; stocks listed before the calendar
-        starts count as old). Columns follow ``codes`` (default: every code with data).
-
-        Raises
-        ------
-        DataError
-            Dates outside the data.
-        """
-        t0, t1, cols, f = self._trade_flags(start, end, codes)
+        r = self._store.window(["open", "close"], t0, t1, cols)
+        f = trade_flags(r, *self._limits(t0, t1, cols))
+        ok = {"both": f["buy"] & f["sell"], "buy": f["buy"], "sell": f["sell"],
+              "any": f["bar"]}[side]
         age, _ = self._listing_age(t0, t1, cols)
-        return f["bar"] & ~f["locked"] & (age >= int(min_listed_days))
-
-    def buyable_mask(self, start=None, end=None, codes=None) -> np.ndarray:
-        """``(T, N)`` bool: has a bar and raw open is below limit-up (no limit: buyable).
-
-        Raises
-        ------
-        DataError
-            Dates outside the data.
-        """
-        return self._trade_flags(start, end, codes)[3]["buy"]
-
-    def sellable_mask(self, start=None, end=None, codes=None) -> np.ndarray:
-        """``(T, N)`` bool: has a bar and raw open is above limit-down (no limit: sellable).
-
-        Raises
-        ------
-        DataError
-            Dates outside the data.
-        """
-        return self._trade_flags(start, end, codes)[3]["sell"]
+        return ok & (age >= int(min_listed_days))
 
     def clear_cache(self) -> None:
         """Forget every cached raw column (files are re-read on the next request)."""

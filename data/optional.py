@@ -83,20 +83,27 @@ class Optional:
         return self._tables[name]
 
     # ------------------------------------------------------------------------------ ST
+    def st_source(self, stock_basic: pd.DataFrame) -> tuple[str, bool]:
+        """Where the ST status comes from and whether it is dated (point in time)."""
+        if self.has("namechange"):
+            return "namechange.parquet (dated ST names)", True
+        if "is_st_latest" in stock_basic:
+            return "stock_basic.is_st_latest (the CURRENT status, applied to every date)", False
+        return "the current stock_basic.name (applied to every date)", False
+
     def st(self, dates: pd.DatetimeIndex, codes: pd.Index, stock_basic: pd.DataFrame
            ) -> np.ndarray:
         """``(T, N)`` bool ST status (dated from namechange, else ``is_st_latest``)."""
-        if self.has("namechange"):
+        src, dated = self.st_source(stock_basic)
+        if dated:
             iv = st_intervals(self.table("namechange"))
             return interval_mask(iv["ts_code"], iv["start_date"], iv["end_date"], dates, codes)
         sb = stock_basic.set_index("ts_code")
         if "is_st_latest" in sb:
             st = sb["is_st_latest"].reindex(codes).fillna(False).to_numpy(bool)
-            src = "stock_basic.is_st_latest (the CURRENT status, applied to every date)"
         else:
             st = (sb["name"].reindex(codes).astype("string").str.match(r"^S?\*?ST")
                   .fillna(False).to_numpy(bool))
-            src = "the current stock_basic.name (applied to every date)"
         self.notice(f"no namechange.parquet: ST status is {src}; run `{BOOTSTRAP}` for the "
                     "dated ST history")
         return np.broadcast_to(st, (len(dates), len(codes))).copy()

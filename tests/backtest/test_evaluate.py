@@ -138,8 +138,8 @@ class _FakeDM:
     def universe_mask(self, universe, dates, codes):
         return self.um[self.dates.get_indexer(dates)]
 
-    def tradable_mask(self, start, end, codes, min_listed_days=60):
-        self.calls["min_listed_days"] = min_listed_days
+    def tradable_mask(self, start, end, codes, min_listed_days=60, side="both"):
+        self.calls["min_listed_days"], self.calls["side"] = min_listed_days, side
         sel = (self.dates >= start) & (self.dates <= end)
         return self.tr[sel]
 
@@ -152,6 +152,7 @@ def test_from_data_uses_manager_and_config():
     c = EvalContext.from_data(dm, "csi300", "2020-01-01", "2021-02-26", cfg)
     sel = (dm.dates >= "2020-01-01") & (dm.dates <= "2021-02-26")
     assert c.universe == "csi300" and c.horizon == 5 and dm.calls["min_listed_days"] == 30
+    assert dm.calls["side"] == "both"              # the long-short needs both sides at t+1
     np.testing.assert_array_equal(c.fwd[5], forward_returns(dm.opn[sel], 5))
     np.testing.assert_array_equal(c.eligible[:-1], dm.um[sel][:-1] & dm.tr[sel][1:])
     n_train = ((dm.dates >= "2020-01-01") & (dm.dates <= "2020-08-31")).sum()

@@ -106,6 +106,7 @@ def test_combine_then_backtest(tmp_path, synth_root):
                                   tg, check_dtype=False)
     assert (out / "score.parquet").is_file() and (out / "factor_weights.parquet").is_file()
     assert s["out_dir"] == str(out) and s["config"] == str(cfg)
+    assert "in-sample" in s["note"] and "is_st_latest" in s["note"]    # no dated ST history
     assert _strict(out / "combine.json") == {k: v for k, v in s.items()
                                              if k not in ("config", "store")}
 
@@ -126,7 +127,7 @@ def test_combine_then_backtest(tmp_path, synth_root):
                                                                         "test", "-")}
     for f in ("trades", "rejected", "costs", "positions"):
         assert (bt_out / f"{f}.parquet").is_file()
-    assert "in-sample" in b["note"] and "survivors" in b["note"]
+    assert "in-sample" in b["note"] and "survivors" in b["note"] and "is_st_latest" in b["note"]
     assert _strict(bt_out / "performance.json") == {k: v for k, v in b.items()
                                                     if k not in ("config", "store")}
     # --out that holds results: refused without --force, before any data loads
@@ -160,6 +161,7 @@ def test_microcap_preset_on_synthetic(tmp_path, synth_root):
     assert (tg.groupby("trade_date").size() == 2).all()
     assert b["strategy"] == "microcap" and b["n_trades"] > 0
     assert "in-sample" not in b["note"] and "survivors" in b["note"]
+    assert "every past date" in b["note"]                 # ST: the current status only
 
 
 @pytest.mark.slow

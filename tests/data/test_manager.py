@@ -296,29 +296,38 @@ def test_limit_prices_by_board_and_date(dm, warehouse):
     assert np.isnan(cell(up, "2020-08-18", "000002.SZ"))                   # suspended
 
 
-def test_tradable_buyable_sellable(dm):
+def test_tradable_sides_decided_at_the_open(dm):
+    """tradable_mask(side=...): the raw open against the limits decides, not high / low."""
     dates = dm.calendar()
-    tr = pd.DataFrame(dm.tradable_mask(codes=ALL, min_listed_days=0), index=dates, columns=ALL)
-    buy = pd.DataFrame(dm.buyable_mask(codes=ALL), index=dates, columns=ALL)
-    sell = pd.DataFrame(dm.sellable_mask(codes=ALL), index=dates, columns=ALL)
+
+    def mask(side):
+        return pd.DataFrame(dm.tradable_mask(codes=ALL, min_listed_days=0, side=side),
+                            index=dates, columns=ALL)
+    both, buy, sell, anyp = (mask(s) for s in ("both", "buy", "sell", "any"))
+    pd.testing.assert_frame_equal(mask("both"), pd.DataFrame(
+        dm.tradable_mask(codes=ALL, min_listed_days=0), index=dates, columns=ALL))   # default
     c = "000002.SZ"
-    # one-price limit-up: locked, not buyable, sellable
-    assert not tr.loc["2020-08-26", c] and not buy.loc["2020-08-26", c] and sell.loc[
-        "2020-08-26", c]
-    # opens at limit-up but trades lower: tradable, yet not buyable at the open
-    assert tr.loc["2020-08-28", c] and not buy.loc["2020-08-28", c] and sell.loc[
-        "2020-08-28", c]
-    # one-price limit-down: locked, buyable at the open, not sellable
-    assert not tr.loc["2023-03-10", c] and buy.loc["2023-03-10", c] and not sell.loc[
-        "2023-03-10", c]
-    # suspended: nothing
-    assert not (tr.loc["2020-08-18", c] or buy.loc["2020-08-18", c] or sell.loc["2020-08-18", c])
-    # an ordinary day
-    assert tr.loc["2020-08-27", c] and buy.loc["2020-08-27", c] and sell.loc["2020-08-27", c]
-    # listing day without limit: open above +10% is still buyable
-    assert buy.loc["2023-03-08", "001201.SZ"]
+
+    def at(day):
+        return (both.loc[day, c], buy.loc[day, c], sell.loc[day, c], anyp.loc[day, c])
+    assert at("2020-08-26") == (False, False, True, True)   # one-price limit-up
+    assert at("2020-08-28") == (False, False, True, True)   # opens at limit-up, trades lower
+    assert at("2023-03-10") == (False, True, False, True)   # one-price limit-down: buyable
+    assert at("2020-08-18") == (False, False, False, False)  # suspended
+    assert at("2020-08-27") == (True, True, True, True)      # an ordinary day
+    # listing day without limit: open above +10% is inside (no limit known)
+    assert both.loc["2023-03-08", "001201.SZ"] and buy.loc["2023-03-08", "001201.SZ"]
     bars = dm.panel("raw_close", codes=ALL).notna()
-    assert not (tr & ~bars).any().any() and not (buy & ~bars).any().any()
+    pd.testing.assert_frame_equal(anyp, bars, check_names=False)
+    assert (both == (buy & sell)).all().all()
+    # oracle: strictly inside the limit prices at the open, in cents
+    up, down = dm.limit_prices(codes=ALL)
+    opn = dm.panel("raw_open", codes=ALL)
+    o, u, d = ((x * 100).round() for x in (opn, up, down))
+    inside = bars & ~(o >= u) & ~(o <= d)
+    pd.testing.assert_frame_equal(both, inside, check_names=False)
+    with pytest.raises(DataError, match="side must be one of"):
+        dm.tradable_mask(codes=ALL, side="long")
 
 
 def test_listing_age_rule(dm):
