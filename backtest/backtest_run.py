@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +25,7 @@ from backtest.combine_run import IN_SAMPLE_NOTE
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
 from data.io import write_json_atomic
+from data.manifest import RunRecorder, file_digest, frame_digest
 
 __all__ = ["SURVIVORSHIP_NOTE", "BacktestRunSettings", "MicrocapSettings", "BacktestRun",
            "run_backtest", "run_microcap", "normalise_codes"]
@@ -113,11 +114,14 @@ def _clip_end(dm, end: str) -> str:
 
 def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
                  settings: BacktestRunSettings, *, dm=None,
-                 on_progress: Progress = None) -> BacktestRun:
+                 on_progress: Progress = None,
+                 argv: Optional[Sequence[str]] = None) -> BacktestRun:
     """Simulate ``targets`` (a frame, or a .parquet / .csv file) on ``[start, end]``.
 
     Results go to a fresh folder ``<out_dir>/backtest-<targets name>-<run id>`` (or the
-    explicit ``settings.out``).
+    explicit ``settings.out``). The run's manifest (:mod:`data.manifest`; ``argv``: the
+    ``mine`` command line, for ``mine rerun``) records the targets file and its digest and
+    the digests of NAV, trades, rejections, costs and positions.
 
     Raises
     ------
@@ -129,30 +133,51 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
     from backtest.strategies import read_targets
 
     say = on_progress or (lambda m: None)
+    manifest = RunRecorder("backtest", cfg, argv=argv, settings=settings,
+                           window=(settings.start, settings.end))
     if isinstance(targets, pd.DataFrame):
         tg, kind = targets, "backtest-" + (str(targets["strategy_name"].iloc[0])
                                            if "strategy_name" in targets and len(targets)
                                            else "custom")
+        source = {"path": None, **frame_digest(tg)}
     else:
         tg = read_targets(targets)
         kind = f"backtest-{Path(targets).parent.name}_{Path(targets).stem}"
+        source = {"path": str(Path(targets).resolve()), **file_digest(targets)}
     out, run_id = run_folder(settings.out_dir, kind, settings.out, force=settings.force)
     try:
-        return _simulate(cfg, tg, settings, out, run_id, dm, say)
+        run = _simulate(cfg, tg, settings, out, run_id, dm, say)
     except BaseException:
         discard_if_empty(out)
         raise
+    _write_manifest(manifest, run, inputs={"targets": source})
+    return run
+
+
+def _write_manifest(manifest: RunRecorder, run: "BacktestRun", inputs=None,
+                    files: tuple[str, ...] = ()) -> None:
+    """The run's manifest: digests of the simulator's frames (and ``files``) in its folder."""
+    names = (*files, "nav", "trades", "rejected", "costs", "positions", "corporate")
+    manifest.write(run.run_id, inputs=inputs, outputs={"out_dir": run.out_dir}, results={
+        "files": {n: file_digest(run.out_dir / f"{n}.parquet") for n in names},
+        "performance": run.performance, "final_nav": run.final_nav,
+        "summary": {"final_nav": run.final_nav, "n_trades": run.n_trades,
+                    "n_rejected": run.n_rejected}})
 
 
 def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *, dm=None,
-                 on_progress: Progress = None) -> BacktestRun:
+                 on_progress: Progress = None,
+                 argv: Optional[Sequence[str]] = None) -> BacktestRun:
     """The micro-cap preset: targets (written to the run folder, ``latest`` pointed at it)
-    then :func:`run_backtest`'s simulation. ``settings.selected`` is ignored (False)."""
+    then :func:`run_backtest`'s simulation. ``settings.selected`` is ignored (False). The
+    manifest (``argv``: the command line) also digests the targets."""
     from backtest.run_dirs import discard_if_empty, run_folder, write_latest
     from backtest.strategies import microcap_targets, write_targets
     from data.manager import DataManager
 
     say = on_progress or (lambda m: None)
+    manifest = RunRecorder("backtest", cfg, argv=argv, settings={
+        "preset": asdict(preset), **asdict(settings)}, window=(settings.start, settings.end))
     out, run_id = run_folder(settings.out_dir, "microcap", settings.out, force=settings.force)
     try:
         dm = dm or DataManager.from_config(cfg)
@@ -168,6 +193,7 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
         discard_if_empty(out)
         raise
     write_latest(settings.out_dir, out)
+    _write_manifest(manifest, run, files=("targets",))
     return run
 
 
