@@ -25,6 +25,7 @@ from mining.cli_app import (
     EXIT_PROBLEMS,
     app,
     check_choice,
+    check_positive,
     console,
     err_console,
     fail,
@@ -53,13 +54,14 @@ def runs(kind: Optional[str] = typer.Option(None, help="Only runs of this kind: 
     """List the recorded runs (manifests): id, kind, time, command, results digest."""
     try:
         check_choice("--kind", kind, KINDS)
+        check_positive("--last", last)
         c = _cfg()
         folder = runs_dir(c)
         rows = list_manifests(folder, kind)
     except AlphamineError as e:
         fail(e)
     if last is not None:
-        rows = rows[-last:] if last > 0 else []
+        rows = rows[-last:]
     if as_json:
         print_json({"config": str(c.source) if c.source else None, "runs_dir": str(folder),
                     "runs": rows})
