@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +25,7 @@ from backtest.caveats import IN_SAMPLE_NOTE, SURVIVORSHIP_NOTE, join_notes, st_c
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
 from data.io import write_json_atomic
+from data.manifest import RunRecorder, file_digest, frame_digest
 
 __all__ = ["BacktestRunSettings", "MicrocapSettings", "BacktestRun",
            "run_backtest", "run_microcap", "normalise_codes"]
@@ -137,13 +138,17 @@ def _subject(targets) -> dict:
 
 def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
                  settings: BacktestRunSettings, *, dm=None,
-                 on_progress: Progress = None) -> BacktestRun:
+                 on_progress: Progress = None,
+                 argv: Optional[Sequence[str]] = None) -> BacktestRun:
     """Simulate ``targets`` (a frame, or a .parquet / .csv file) on ``[start, end]``.
 
     Results go to a fresh folder ``<out_dir>/backtest-<targets name>-<run id>`` (or the
     explicit ``settings.out``). The window ends at the end of valid by default; one that
     reaches the test split needs ``settings.unseal_test`` and is logged
-    (:mod:`backtest.seal`) with the test performance it showed.
+    (:mod:`backtest.seal`) with the test performance it showed. The run's manifest
+    (:mod:`data.manifest`; ``argv``: the ``mine`` command line, for ``mine rerun``) records
+    the targets file and its digest and the digests of NAV, trades, rejections, costs and
+    positions.
 
     Raises
     ------
@@ -162,25 +167,44 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
     say = on_progress or (lambda m: None)
     dm = dm or DataManager.from_config(cfg)
     settings = replace(settings, end=_window_end(cfg, dm, settings))
+    manifest = RunRecorder("backtest", cfg, argv=argv, settings=settings,
+                           window=(settings.start, settings.end))
     if isinstance(targets, pd.DataFrame):
         tg, kind = targets, "backtest-" + (str(targets["strategy_name"].iloc[0])
                                            if "strategy_name" in targets and len(targets)
                                            else "custom")
+        source = {"path": None, **frame_digest(tg)}
     else:
         tg = read_targets(targets)
         kind = f"backtest-{Path(targets).parent.name}_{Path(targets).stem}"
+        source = {"path": str(Path(targets).resolve()), **file_digest(targets)}
     out, run_id = run_folder(settings.out_dir, kind, settings.out, force=settings.force)
     try:
-        return _simulate(cfg, tg, settings, out, run_id, dm, say, _subject(targets))
+        run = _simulate(cfg, tg, settings, out, run_id, dm, say, _subject(targets))
     except BaseException:
         discard_if_empty(out)
         raise
+    _write_manifest(manifest, run, inputs={"targets": source})
+    return run
+
+
+def _write_manifest(manifest: RunRecorder, run: "BacktestRun", inputs=None,
+                    files: tuple[str, ...] = ()) -> None:
+    """The run's manifest: digests of the simulator's frames (and ``files``) in its folder."""
+    names = (*files, "nav", "trades", "rejected", "costs", "positions", "corporate")
+    manifest.write(run.run_id, inputs=inputs, outputs={"out_dir": run.out_dir}, results={
+        "files": {n: file_digest(run.out_dir / f"{n}.parquet") for n in names},
+        "performance": run.performance, "final_nav": run.final_nav,
+        "summary": {"final_nav": run.final_nav, "n_trades": run.n_trades,
+                    "n_rejected": run.n_rejected}})
 
 
 def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *, dm=None,
-                 on_progress: Progress = None) -> BacktestRun:
+                 on_progress: Progress = None,
+                 argv: Optional[Sequence[str]] = None) -> BacktestRun:
     """The micro-cap preset: targets (written to the run folder, ``latest`` pointed at it)
-    then :func:`run_backtest`'s simulation. ``settings.selected`` is ignored (False)."""
+    then :func:`run_backtest`'s simulation. ``settings.selected`` is ignored (False). The
+    manifest (``argv``: the command line) also digests the targets."""
     from backtest.run_dirs import discard_if_empty, run_folder, write_latest
     from backtest.strategies import microcap_targets, write_targets
     from data.manager import DataManager
@@ -188,6 +212,8 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
     say = on_progress or (lambda m: None)
     dm = dm or DataManager.from_config(cfg)
     end = _window_end(cfg, dm, settings)
+    manifest = RunRecorder("backtest", cfg, argv=argv, settings={
+        "preset": asdict(preset), **asdict(settings)}, window=(settings.start, end))
     out, run_id = run_folder(settings.out_dir, "microcap", settings.out, force=settings.force)
     try:
         say("building micro-cap targets")
@@ -201,6 +227,7 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
         discard_if_empty(out)
         raise
     write_latest(settings.out_dir, out)
+    _write_manifest(manifest, run, files=("targets",))
     return run
 
 

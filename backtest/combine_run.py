@@ -10,7 +10,7 @@ It never prints: progress goes through ``on_progress(message)``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +22,7 @@ from backtest.combine import METHODS
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
 from data.io import write_json_atomic
+from data.manifest import RunRecorder, file_digest
 
 __all__ = ["STRATEGIES", "NEUTRALIZERS", "CombineSettings",
            "CombineRun", "run_combine"]
@@ -115,7 +116,8 @@ def _check(s: CombineSettings) -> None:
 
 
 def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = None,
-                on_progress: Progress = None) -> CombineRun:
+                on_progress: Progress = None, argv: Optional[Sequence[str]] = None
+                ) -> CombineRun:
     """Composite score + targets in a fresh run folder (module docstring).
 
     Parameters
@@ -127,6 +129,10 @@ def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = N
         Where model predictions live (``[model] out_dir``), for ``model:`` members.
     on_progress : callable(str), optional
         Called with a short message at each stage.
+    argv : sequence of str, optional
+        The ``mine`` command line, recorded in the run's manifest (:mod:`data.manifest`: the
+        leaderboard as it was at the start, digests of targets, score and weights) for
+        ``mine rerun``.
 
     The window ends on ``settings.end``, by default at the end of valid; a window reaching
     the test split needs ``settings.unseal_test`` (research: logged with the members and their
@@ -145,6 +151,8 @@ def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = N
     say = on_progress or (lambda m: None)
     s = settings
     _check(s)
+    manifest = RunRecorder("combine", cfg, argv=argv, settings=s, store=cfg.store.path,
+                           window=(s.start, s.end))
     out, run_id = run_folder(s.out_dir, f"combine-{s.method}-{s.universe}", s.out,
                              force=s.force)
     try:
@@ -153,6 +161,13 @@ def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = N
         discard_if_empty(out)
         raise
     write_latest(s.out_dir, out)
+    manifest.write(run_id, results={
+        "members": run.members, "dropped": run.dropped,
+        "files": {n: file_digest(out / f"{n}.parquet")
+                  for n in ("targets", "score", "factor_weights")},
+        "summary": {"members": [m["name"] for m in run.members],
+                    "target_days": run.target_days, "mean_names": run.mean_names}},
+        outputs={"out_dir": out})
     return run
 
 

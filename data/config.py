@@ -16,6 +16,7 @@ the environment.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 import typing
@@ -27,7 +28,7 @@ from typing import Any
 from data.errors import ConfigError
 
 __all__ = ["DataConfig", "Config", "find_config", "load_config", "section_from_dict",
-           "WORK_DIR"]
+           "to_toml", "WORK_DIR"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Default folder of results (leaderboard, backtests, model runs, caches) without a config.
@@ -226,3 +227,41 @@ def load_config(path: str | os.PathLike | None, schema: Mapping[str, type]) -> C
         parts[name] = section_from_dict(name, schema[name], values, base=src.parent,
                                         where=str(src))
     return Config(src, **parts)
+
+
+def _toml_value(v: Any, where: str) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if v in (float("inf"), float("-inf")):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, (str, Path)):
+        return json.dumps(str(v), ensure_ascii=False)     # a TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x, where) for x in v) + "]"
+    raise ConfigError(f"{where}: {v!r} cannot be written to TOML")
+
+
+def to_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """``{section: {key: value}}`` (:meth:`Config.to_dict`) as ``mine.toml`` text that
+    :func:`load_config` reads back to the same values (paths are written as given: write
+    absolute ones). ``None`` values are left out (the key takes its default).
+
+    Raises
+    ------
+    ConfigError
+        A value that is not a bool, number, string, path or list of them.
+    """
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        for key, v in values.items():
+            if v is not None:
+                lines.append(f"{key} = {_toml_value(v, f'[{name}] {key}')}")
+        lines.append("")
+    return "\n".join(lines)

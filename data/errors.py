@@ -34,3 +34,8 @@ class ProviderError(DataError):
 
     The message names the provider, the endpoint and its parameters, never the credentials.
     """
+
+
+class RunError(AlphamineError):
+    """A recorded run (``mine runs`` / ``mine rerun``) is unknown, unreadable or cannot be
+    replayed."""

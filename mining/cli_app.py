@@ -49,7 +49,7 @@ from models.settings import ModelConfig
 __all__ = ["app", "console", "err_console", "SCHEMA", "load", "cfg", "fail", "fmt",
            "print_json", "to_jsonable", "check_choice", "check_date", "check_positive",
            "config_line", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "SOURCES",
-           "check_universe", "config_keys"]
+           "check_universe", "config_keys", "invocation"]
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: Console width used when output is not a terminal (logs, pipes): wide enough for formulas.
@@ -227,3 +227,49 @@ def check_universe(option: str, value: str | None) -> str | None:
 def config_keys(c: Config) -> dict[str, str]:
     """``{"config": <file or null>, "store": <path>}``: the JSON twin of :func:`config_line`."""
     return {"config": str(c.source) if c.source else None, "store": str(c.store.path)}
+
+
+def _param_argv(ctx) -> list[str]:
+    """The options and arguments of one click context as canonical tokens."""
+    opts: list[str] = []
+    args: list[str] = []
+    for p in ctx.command.params:
+        if not p.expose_value or p.name not in ctx.params or p.name == "version":
+            continue
+        v = ctx.params[p.name]
+        if p.param_type_name == "argument":
+            args += [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])
+                     if x is not None]
+            continue
+        if v is None or v == p.default:
+            continue
+        name = max(p.opts, key=len)
+        if getattr(p, "is_flag", False) and isinstance(v, bool):
+            if v:
+                opts.append(name)
+            elif p.secondary_opts:
+                opts.append(max(p.secondary_opts, key=len))
+            continue
+        for x in (v if isinstance(v, (list, tuple)) and p.multiple else [v]):
+            opts += [name, str(x)]
+    if any(a.startswith("-") for a in args):
+        args = ["--", *args]
+    return opts + args
+
+
+def invocation(ctx: typer.Context) -> list[str]:
+    """The canonical argv of the running ``mine`` command ``ctx`` (without the program name):
+    root options, then each (sub)command name with the options that differ from their
+    defaults, as parsed (``mine -c x.toml gp --seed=7`` gives ``["--config", "x.toml", "gp",
+    "--seed", "7"]``, whichever way it was typed). Run manifests record it; ``mine rerun``
+    replays it. A command gets ``ctx`` by declaring a ``ctx: typer.Context`` parameter."""
+    chain = []
+    while ctx is not None:
+        chain.append(ctx)
+        ctx = ctx.parent
+    argv: list[str] = []
+    for c in reversed(chain):
+        if c.parent is not None:
+            argv.append(c.info_name)
+        argv += _param_argv(c)
+    return argv

@@ -40,6 +40,7 @@ from mining.cli_app import (
     console,
     err_console,
     fail,
+    invocation,
     print_json,
 )
 from mining.cli_app import cfg as _cfg
@@ -136,6 +137,7 @@ def _print_combine(run: CombineRun) -> None:
 
 @app.command()
 def combine(
+        ctx: typer.Context,
         top: Optional[int] = typer.Option(None, "--top", help="Leaderboard members considered "
                                           "(best by valid RankICIR x sign of train RankIC; "
                                           "sign flips and entries below the floor are never "
@@ -198,7 +200,8 @@ def combine(
         for opt, v in (("--n-drop", s.n_drop), ("--max-weight", s.max_weight),
                        ("--max-industry-weight", s.max_industry_weight)):
             check_positive(opt, v, zero=True)
-        run = run_combine(c, s, model_dir=c.model.out_dir, on_progress=_progress(as_json))
+        run = run_combine(c, s, model_dir=c.model.out_dir, on_progress=_progress(as_json),
+                          argv=invocation(ctx))
     except AlphamineError as e:
         fail(e)
     if as_json:
@@ -263,6 +266,7 @@ def _print_backtest(run: BacktestRun) -> None:
 
 @app.command()
 def backtest(
+        ctx: typer.Context,
         targets: Optional[Path] = typer.Option(
             None, "--targets", help="target_positions (.parquet or .csv), a run folder holding "
             "targets.parquet, or 'latest' (the newest `mine combine` run)."),
@@ -313,9 +317,9 @@ def backtest(
         if preset is not None:
             p = MicrocapSettings.from_config(bt, universe=universe, mv_min=mv_min,
                                              mv_max=mv_max, hold=hold, every=every)
-            run = run_microcap(c, p, s, on_progress=say)
+            run = run_microcap(c, p, s, on_progress=say, argv=invocation(ctx))
         else:
-            run = run_backtest(c, targets, s, on_progress=say)
+            run = run_backtest(c, targets, s, on_progress=say, argv=invocation(ctx))
     except AlphamineError as e:
         fail(e)
     if as_json:

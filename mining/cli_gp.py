@@ -22,6 +22,7 @@ from mining.cli_app import (
     console,
     fail,
     fmt,
+    invocation,
     print_json,
 )
 from mining.cli_app import cfg as _cfg
@@ -86,7 +87,8 @@ class _Renderer:
 
 
 @app.command()
-def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from mine.toml)."),
+def gp(ctx: typer.Context,
+       universe: Optional[str] = typer.Option(None, help="Universe (default from mine.toml)."),
        start: Optional[str] = typer.Option(None, help="First date of GP data."),
        end: Optional[str] = typer.Option(None, help="Last date evaluated (default: end of "
                                          "valid; GP fitness only ever sees train)."),
@@ -117,7 +119,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
         fail(e)
     if as_json:
         try:
-            rec = mine_gp(cfg, g, end=end)
+            rec = mine_gp(cfg, g, end=end, argv=invocation(ctx))
         except AlphamineError as e:
             fail(e)
         print_json({**config_keys(cfg), **_record_json(rec)})
@@ -126,7 +128,7 @@ def gp(universe: Optional[str] = typer.Option(None, help="Universe (default from
     render = _Renderer(g.universe, g.generations)
     render.start()
     try:
-        rec = mine_gp(cfg, g, end=end, on_progress=render)
+        rec = mine_gp(cfg, g, end=end, on_progress=render, argv=invocation(ctx))
     except AlphamineError as e:
         render.stop()
         fail(e)

@@ -143,7 +143,8 @@ def _check_llm_options(cfg, prompt: str, rounds, n, universe, examples) -> None:
 
 
 @app.command()
-def llm(prompt: str = typer.Option("liquidity", "--prompt", "-p",
+def llm(ctx: typer.Context,
+        prompt: str = typer.Option("liquidity", "--prompt", "-p",
                                    help="Template name (`mine prompts` lists them)."),
         rounds: Optional[int] = typer.Option(None, help="Rounds (default \\[llm] rounds)."),
         n: Optional[int] = typer.Option(None, "--n", help="Factors asked per round "
@@ -192,11 +193,13 @@ def llm(prompt: str = typer.Option("liquidity", "--prompt", "-p",
                 _render_stats(st)
             return
         if replay:
-            result = replay_llm(cfg, replay, on_progress=on_progress)
+            result = replay_llm(cfg, replay, on_progress=on_progress,
+                                argv=base.invocation(ctx))
         else:
             settings = LLMRunSettings.from_config(cfg, prompt, universe=universe, rounds=rounds,
                                                   n_per_round=n, n_examples=examples)
-            result = run_llm(cfg, settings, on_progress=on_progress, use_cache=not no_cache)
+            result = run_llm(cfg, settings, on_progress=on_progress, use_cache=not no_cache,
+                             argv=base.invocation(ctx))
     except base.AlphamineError as e:
         base.fail(e)
         return

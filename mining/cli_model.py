@@ -56,7 +56,8 @@ def _candidates_table(run) -> Table:
 
 
 @model_app.command("lgbm")
-def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: mine.toml model section)."),
+def lgbm(ctx: typer.Context,
+         universe: Optional[str] = typer.Option(None, help="Universe (default: mine.toml model section)."),
          start: Optional[str] = typer.Option(None, help="First date of training rows."),
          end: Optional[str] = typer.Option(None, help="Last OOS prediction date (default: "
                                            "model.last_test in mine.toml)."),
@@ -94,7 +95,8 @@ def lgbm(universe: Optional[str] = typer.Option(None, help="Universe (default: m
     over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
                 retrain_months=retrain_months, feature_set=feature_set, rounds=rounds,
                 seed=seed, feature_norm=feature_norm, preset=preset)
-    run_model_cli("lgbm", over, submit=submit, as_json=as_json, render=_render)
+    run_model_cli("lgbm", over, submit=submit, as_json=as_json, render=_render,
+                  argv=cli_app.invocation(ctx))
 
 
 def _render(run) -> None:

@@ -110,10 +110,12 @@ def check_model_options(**values) -> None:
         cli_app.check_positive("--" + k.replace("_", "-"), v)
 
 
-def run_model_cli(kind: str, overrides: dict, *, submit, as_json: bool, render) -> None:
+def run_model_cli(kind: str, overrides: dict, *, submit, as_json: bool, render,
+                  argv: list[str] | None = None) -> None:
     """The body every ``mine model KIND`` command shares: config line, one
     :func:`models.run.run_model` call with the progress display, then ``--json`` or
-    ``render(run)``. ``overrides`` must already be validated."""
+    ``render(run)``. ``overrides`` must already be validated; ``argv`` is the command line
+    (:func:`mining.cli_app.invocation`) for the run's manifest."""
     from models.run import run_model
     console = cli_app.console
     try:
@@ -121,7 +123,8 @@ def run_model_cli(kind: str, overrides: dict, *, submit, as_json: bool, render) 
         if not as_json:
             console.print(f"[dim]{escape(cli_app.config_line(cfg))}[/]")
         with model_progress(console, as_json) as on_progress:
-            run = run_model(cfg, kind, overrides, submit=submit, on_progress=on_progress)
+            run = run_model(cfg, kind, overrides, submit=submit, on_progress=on_progress,
+                            argv=argv)
     except (cli_app.AlphamineError, ImportError) as e:
         cli_app.fail(e)
         return

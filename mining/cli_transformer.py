@@ -48,6 +48,7 @@ def _leaderboard_table(run) -> Table:
 
 
 def transformer(
+        ctx: typer.Context,
         universe: Optional[str] = typer.Option(None, help="Universe (default: mine.toml "
                                                "model section)."),
         start: Optional[str] = typer.Option(None, help="First date of the dataset "
@@ -93,7 +94,8 @@ def transformer(
                 retrain_months=retrain_months, train_years=train_years, feature_set=feature_set,
                 epochs=epochs, seq_len=seq_len, d_model=d_model, dates_per_epoch=dates_per_epoch,
                 multitask=multitask, threads=threads, seed=seed)
-    run_model_cli("transformer", over, submit=submit, as_json=as_json, render=_render)
+    run_model_cli("transformer", over, submit=submit, as_json=as_json, render=_render,
+                  argv=cli_app.invocation(ctx))
 
 
 def _render(run) -> None:

@@ -15,6 +15,7 @@ in this order; library code never prints.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
@@ -22,6 +23,7 @@ from backtest.candidates import evaluate_candidate, make_workspace, submit
 from data.config import Config
 from data.errors import ConfigError
 from data.io import to_jsonable
+from data.manifest import RunRecorder
 from factors.library import LIBRARY
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
@@ -138,7 +140,7 @@ def gp_budget(top: int) -> int:
 
 # ------------------------------------------------------------------------------- mine gp
 def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
-            on_progress: Progress = None) -> GPRunRecord:
+            on_progress: Progress = None, argv: Sequence[str] | None = None) -> GPRunRecord:
     """Mine factors by genetic programming and admit the best through the gate.
 
     Loads ``settings.fields`` for ``settings.universe`` from ``settings.start`` to ``end``
@@ -147,7 +149,9 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
     the distinct programs in train-fitness order through ``evaluate_candidate(orient=True)``
     and :func:`~backtest.candidates.submit` until ``settings.top`` are accepted or
     :func:`gp_budget` programs were evaluated. The run is recorded in ``cfg.store.path``
-    (status ``interrupted`` on KeyboardInterrupt, which is re-raised).
+    (status ``interrupted`` on KeyboardInterrupt, which is re-raised). A finished run writes
+    its manifest (:mod:`data.manifest`; ``argv``: the ``mine`` command line, for ``mine
+    rerun``) with the leaderboard as it was at the start and every decision in order.
 
     Raises
     ------
@@ -170,6 +174,9 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                                 str(ws.ctx.dates[0].date()), str(gp_ctx.dates[-1].date()),
                                 tuple(g.fields), time.perf_counter() - t0))
     run_cfg = to_jsonable({"gp": g, "evaluate": cfg.evaluate})
+    manifest = RunRecorder("gp", cfg, argv=argv, settings=g, seeds={"gp": g.seed},
+                           store=cfg.store.path, window=(ws.start, ws.end))
+    decisions: list[CandidateDecision] = []
     with FactorStore(cfg.store.path) as store:
         run_id = store.start_run("gp", config=run_cfg, seed=g.seed, universe=g.universe,
                                  data_root=str(cfg.data.root))
@@ -200,6 +207,7 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                 decision = CandidateDecision(rank, name, ev.formula, bool(d.accepted), d.kind,
                                              d.reason, _rank_ic(ev, "train"),
                                              _rank_ic(ev, "valid"))
+                decisions.append(decision)
                 if d.accepted:
                     accepted.append(decision)
                 else:
@@ -215,6 +223,13 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
             raise
         _emit(on_progress, GPDone(run_id, n_eval, n_acc, dict(rejections)))
         recs = store.top(g.top, sort="valid.rank_icir", universe=g.universe)
+    manifest.write(run_id, results={
+        "decisions": [asdict(d) for d in decisions],
+        "generations": [{k: v for k, v in asdict(s).items() if k != "seconds"}
+                        for s in res.generations],
+        "n_programs_scored": res.n_programs_scored, "n_distinct": len(res.candidates),
+        "summary": {"n_evaluated": n_eval, "n_accepted": n_acc, "rejections": rejections,
+                    "accepted": [d.formula for d in accepted]}})
     return GPRunRecord(run_id=run_id, universe=g.universe, seed=g.seed,
                        n_stocks=len(ws.ctx.codes), n_train_days=n_train,
                        n_programs_scored=res.n_programs_scored, n_distinct=len(res.candidates),

@@ -8,11 +8,13 @@ leaderboard and the workspace (train+valid, ``model_dir = [model] out_dir``) and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from backtest.candidates import make_workspace
 from data.config import Config
+from data.manifest import RunRecorder
 from factors.store import FactorStore
 from mining import prompting
 from mining.errors import LLMError
@@ -40,7 +42,8 @@ class LLMStats:
 
 def run_llm(cfg: Config, settings: LLMRunSettings, *,
             on_progress: Callable[[LLMProgress], None] | None = None,
-            use_cache: bool = True, sender: Sender | None = None) -> LLMRun:
+            use_cache: bool = True, sender: Sender | None = None,
+            argv: Sequence[str] | None = None) -> LLMRun:
     """Mine factors with the LLM at ``[llm] base_url`` for ``settings.rounds`` rounds.
 
     Parameters
@@ -54,6 +57,9 @@ def run_llm(cfg: Config, settings: LLMRunSettings, *,
         Answer identical requests from the cache (False: always ask the endpoint).
     sender : callable, optional
         The chat client (default :func:`mining.llm.from_config`, which needs an endpoint).
+    argv : sequence of str, optional
+        The ``mine`` command line, recorded in the run's manifest (:mod:`data.manifest`) for
+        ``mine rerun``, which replays the run from the cache.
 
     Raises
     ------
@@ -67,11 +73,12 @@ def run_llm(cfg: Config, settings: LLMRunSettings, *,
         sender = from_config(cfg)
     prompting.get_template(settings.template, cfg.llm.prompts_dir)   # fail before loading
     return _run(cfg, settings, sender=sender, replay_of=None, use_cache=use_cache,
-                on_progress=on_progress)
+                on_progress=on_progress, argv=argv)
 
 
 def replay_llm(cfg: Config, run_id: str, *,
-               on_progress: Callable[[LLMProgress], None] | None = None) -> LLMRun:
+               on_progress: Callable[[LLMProgress], None] | None = None,
+               argv: Sequence[str] | None = None) -> LLMRun:
     """Re-run ``run_id`` with its recorded settings, serving every request from the cache (no
     network); the replay is a new run (``replay_of`` = ``run_id``).
 
@@ -88,7 +95,7 @@ def replay_llm(cfg: Config, run_id: str, *,
     settings = LLMRunSettings(**rec["settings"])
     prompting.get_template(settings.template, cfg.llm.prompts_dir)
     return _run(cfg, settings, sender=None, replay_of=run_id, use_cache=True,
-                on_progress=on_progress)
+                on_progress=on_progress, argv=argv)
 
 
 def llm_stats(cfg: Config) -> LLMStats:
@@ -100,11 +107,21 @@ def llm_stats(cfg: Config) -> LLMStats:
 
 
 def _run(cfg: Config, settings: LLMRunSettings, *, sender, replay_of, use_cache,
-         on_progress) -> LLMRun:
+         on_progress, argv=None) -> LLMRun:
     if on_progress is not None:
         on_progress(LLMProgress("loading", f"loading {settings.universe} panels "
                                            f"(train+valid)..."))
     ws = make_workspace(cfg, settings.universe, model_dir=cfg.model.out_dir)
+    manifest = RunRecorder("llm", cfg, argv=argv, settings=settings, store=cfg.store.path,
+                           window=(ws.start, ws.end))
     with LLMCache(cfg.llm.cache_path) as cache, FactorStore(cfg.store.path) as store:
-        return run_loop(ws, store, cache, cfg, settings, sender=sender, replay_of=replay_of,
-                        use_cache=use_cache, on_progress=on_progress)
+        result = run_loop(ws, store, cache, cfg, settings, sender=sender, replay_of=replay_of,
+                          use_cache=use_cache, on_progress=on_progress)
+    st = result.stats
+    manifest.write(result.run_id, results={
+        "proposals": [{k: v for k, v in asdict(p).items() if k != "id"}
+                      for p in result.proposals],
+        "summary": {"proposed": st.get("proposed"), "accepted": st.get("accepted"),
+                    "counts": st.get("counts"), "calls": st.get("calls"),
+                    "drift": st.get("drift", 0), "replay_of": replay_of}})
+    return result

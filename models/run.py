@@ -8,9 +8,10 @@ the workspace (``model_dir = [model] out_dir``). Library code: it never prints.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
 
 from data.errors import ConfigError
+from data.manifest import RunRecorder, file_digest
 from factors.store import FactorStore
 from models.lgbm_run import PRESETS, LGBMRun, LGBMSettings, run_lgbm
 from models.run_common import ModelEvent
@@ -66,7 +67,8 @@ def default_submit(settings: ModelSettings) -> bool:
 
 def run_model(cfg: "Config", kind: str, settings: ModelSettings | Mapping[str, Any] | None = None,
               *, submit: bool | None = None, ws: "Workspace | None" = None,
-              on_progress: Callable[[ModelEvent], None] | None = None) -> ModelRun:
+              on_progress: Callable[[ModelEvent], None] | None = None,
+              argv: Sequence[str] | None = None) -> ModelRun:
     """Train a ``kind`` model walk-forward and return its run record.
 
     Parameters
@@ -83,6 +85,10 @@ def run_model(cfg: "Config", kind: str, settings: ModelSettings | Mapping[str, A
         Prebuilt workspace (tests); default built from the settings.
     on_progress : callable, optional
         Receives :data:`models.run_common.ModelEvent` progress events.
+    argv : sequence of str, optional
+        The ``mine`` command line, recorded in the run's manifest (:mod:`data.manifest`:
+        settings, seed, the leaderboard at the start when submitting, the predictions'
+        digest) for ``mine rerun``.
 
     Raises
     ------
@@ -98,13 +104,24 @@ def run_model(cfg: "Config", kind: str, settings: ModelSettings | Mapping[str, A
     if kind not in KINDS or not isinstance(settings, want):
         raise ConfigError(f"run_model: kind {kind!r} does not match {type(settings).__name__}")
     do_submit = default_submit(settings) if submit is None else bool(submit)
+    seed = getattr(settings, "seed", None)
+    manifest = RunRecorder("model", cfg, argv=argv, settings=settings, seeds={
+        "model": seed if seed is not None else settings.net.seed},
+        store=cfg.store.path if do_submit else None,
+        window=(settings.start, settings.last_test))
     store = FactorStore(cfg.store.path) if do_submit else None
     try:
         if kind == "lgbm":
-            return run_lgbm(cfg, settings, ws=ws, store=store, submit=do_submit,
-                            on_progress=on_progress)
-        return run_transformer(cfg, settings, ws=ws, store=store, submit=do_submit,
-                               on_progress=on_progress)
+            run = run_lgbm(cfg, settings, ws=ws, store=store, submit=do_submit,
+                           on_progress=on_progress)
+        else:
+            run = run_transformer(cfg, settings, ws=ws, store=store, submit=do_submit,
+                                  on_progress=on_progress)
     finally:
         if store is not None:
             store.close()
+    manifest.write(run.run_id, results={
+        "files": {"predictions": file_digest(run.pred_path)}, "leaderboard": run.leaderboard,
+        "summary": {"oos": run.oos, "submitted": do_submit}},
+        outputs={"pred_path": run.pred_path, "model_paths": run.model_paths})
+    return run
