@@ -107,7 +107,9 @@ def _render(run) -> None:
         console.print(_candidates_table(run))
     if run.shap:
         top = ", ".join(f"{n} {v:.4f}" for n, v in run.shap["top_features"][:8])
-        console.print(f"SHAP mean |value| top: {escape(top)}")
+        ex = run.shap.get("explained", {})
+        where = f" ({ex['model']}, rows {ex['shap_rows']})" if ex else ""
+        console.print(f"SHAP mean |value| top{escape(where)}: {escape(top)}")
     tm = run.timings
     where = (f"formula model(\"{run.run_id}\")" if run.leaderboard else
              "not submitted to the leaderboard (--submit to do so)")

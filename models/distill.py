@@ -1,15 +1,35 @@
 """SHAP -> candidate formulas: what a tree model learned, distilled into the factor language.
 
-1. :func:`shap_summary`: ``shap.TreeExplainer`` on a sample of rows (validation rows: the model
-   never fitted them). Global importance = mean ``|SHAP|`` per feature; interaction strength of
-   a pair = mean ``|SHAP interaction|`` (``shap_interaction_values``, O(F^2) per row, so on a
-   smaller sample), optionally restricted to the ``top_k`` most important features.
-2. :func:`feature_signs`: sign of each feature's Pearson correlation with the label on TRAIN
-   rows (never valid / test).
+1. :func:`shap_summary`: ``shap.TreeExplainer`` on a sample of rows the model did not fit (its
+   early-stopping rows, see the rule below). Global importance = mean ``|SHAP|`` per feature;
+   interaction strength of a pair = mean ``|SHAP interaction|`` (``shap_interaction_values``,
+   O(F^2) per row, so on a smaller sample), optionally restricted to the ``top_k`` most
+   important features.
+2. :func:`feature_signs`: sign of each feature's Pearson correlation with the label on the
+   explanation model's TRAIN rows.
 3. :func:`distill_candidates`: for each of the top interacting pairs ``(a, b)`` two formulas on
    the features' own (raw) formulas: ``cs_rank(s_a a) * cs_rank(s_b b)`` (both legs oriented by
    their train sign: high when both are favourable) and ``cs_rank(a) - cs_rank(b)`` (oriented
    later by :func:`backtest.candidates.evaluate_candidate` with ``orient=True``, on train RankIC).
+
+The fold-clean rule
+    The distilled formulas are gated on the ``[evaluate]`` valid split, so nothing that selects
+    them may have seen a label of that split. The explained booster, the SHAP rows (importance
+    and interaction pairs) and the leg-sign rows all lie before row ``c - embargo``, ``c`` the
+    first trading day on or after ``[evaluate] valid`` start and ``embargo >= horizon + 1`` the
+    run's gap: no label window ``t+1 .. t+1+h`` of a fitted, early-stopping, explained or
+    signed row reaches the valid split. The explanation model is the latest walk-forward fold
+    whose train and early-stopping rows satisfy this
+    (:func:`models.walkforward.latest_fold_before`; with the defaults fold 0: trained on
+    2010-2017, early-stopped on 2018, predicting 2019); SHAP runs on that fold's early-stopping
+    rows and the signs come from its train rows. When no fold qualifies (``first_test`` after
+    the valid start), a dedicated explanation booster is fitted with the run's parameters on
+    the fold :func:`models.walkforward.fold_before` builds at the valid start (same
+    ``train_years``, ``valid_months``, embargo); it predicts nothing and is saved as
+    ``explain.txt``. Too few rows for it is a :class:`~data.errors.ConfigError`. The run
+    records the explanation model and the date ranges of its fit, SHAP, interaction and sign
+    rows (``LGBMRun.shap``, ``run.json``, each candidate's provenance).
+    (:mod:`models.lgbm_run` applies the rule; the transformer distils nothing.)
 
 Reference: Lundberg et al. (2020), "From local explanations to global understanding with
 explainable AI for trees" (TreeSHAP and SHAP interaction values).
@@ -41,6 +61,8 @@ class ShapSummary:
     seconds_main: float = 0.0
     seconds_inter: float = 0.0
     extra: dict = field(default_factory=dict)
+    rows: np.ndarray | None = field(default=None, repr=False)   # explained rows (indices
+    #                               into X); the interaction rows are ``rows[:n_inter]``
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` most important features."""
@@ -56,7 +78,8 @@ def shap_summary(booster, X: np.ndarray, feature_names: list[str], *, n_main: in
     ----------
     booster : lightgbm.Booster
     X : ndarray (n, F)
-        Rows to explain (e.g. validation rows); sampled without replacement.
+        Rows to explain (rows the model did not fit, before the valid split: see the module
+        docstring); sampled without replacement.
     feature_names : list of str (F,)
     n_main : int, default 2000
         Rows for ``shap_values``.
@@ -70,7 +93,8 @@ def shap_summary(booster, X: np.ndarray, feature_names: list[str], *, n_main: in
     Returns
     -------
     ShapSummary
-        With the measured seconds of each step.
+        With the measured seconds of each step and ``rows``, the indices into ``X`` of the
+        explained rows (interactions on the first ``n_inter`` of them).
 
     Raises
     ------
@@ -107,11 +131,12 @@ def shap_summary(booster, X: np.ndarray, feature_names: list[str], *, n_main: in
         cand = [(m[i, j], i, j) for a, i in enumerate(keep) for j in keep[a + 1:]]
         cand.sort(key=lambda c: -c[0])
         pairs = [(feature_names[i], feature_names[j], float(v)) for v, i, j in cand[:n_pairs]]
-    return ShapSummary(importance, pairs, len(idx), n_i, t_main, t_inter)
+    return ShapSummary(importance, pairs, len(idx), n_i, t_main, t_inter, rows=idx)
 
 
 def feature_signs(X: np.ndarray, y: np.ndarray, feature_names: list[str]) -> dict[str, float]:
-    """Sign (+1 / -1) of each feature's Pearson correlation with ``y`` (use TRAIN rows only).
+    """Sign (+1 / -1) of each feature's Pearson correlation with ``y`` (the explanation model's
+    train rows: never valid / test, see the module docstring).
 
     A feature with zero or undefined correlation gets +1.
     """

@@ -9,8 +9,10 @@
    ``<out_dir>/<run id>/``), predictions on test rows only;
 4. OOS metrics (:func:`oos_ic_stats`) and the panel saved as ``pred.parquet``;
 5. unless ``submit=False``: ``model("<run id>")`` through the common evaluator and gate
-   (source ``model``), then SHAP on the last fold's valid rows distilled into formulas that go
-   through the same evaluator and gate.
+   (source ``model``), then SHAP of a booster fitted before the ``[evaluate]`` valid split, on
+   rows before it (the fold-clean rule of :mod:`models.distill`), distilled into formulas that
+   go through the same evaluator and gate. The explanation model is chosen (or found missing:
+   ``ConfigError``) before any training.
 
 Preset ``qlib-alpha158`` (Qlib's benchmark protocol, ``workflow_config_lightgbm_Alpha158.yaml``):
 CSI300, train 2010-01-01..2014-12-31 (Qlib: 2008-; our data starts 2010), valid
@@ -25,16 +27,25 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+import pandas as pd
 
 from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
 from data.errors import ConfigError
 from data.io import write_json_atomic
+from factors.errors import EvaluationError
 from models.dataset import PanelDataset, build_dataset
 from models.distill import distill_candidates, feature_signs, shap_summary
-from models.lgbm import QLIB_PARAMS, lgbm_params, run_walk_forward
+from models.lgbm import (
+    QLIB_PARAMS,
+    fit_lgbm,
+    lgbm_params,
+    run_walk_forward,
+    save_booster,
+)
 from models.run_common import (
     FoldDone,
     ModelEvent,
@@ -46,7 +57,13 @@ from models.run_common import (
     progress_hooks,
     workspace_line,
 )
-from models.walkforward import single_split, walk_forward
+from models.walkforward import (
+    Fold,
+    fold_before,
+    latest_fold_before,
+    single_split,
+    walk_forward,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtest.candidates import Workspace
@@ -157,7 +174,8 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     Raises
     ------
     ConfigError
-        Bad settings (test range inside the sealed test split, embargo, ...).
+        Bad settings (test range inside the sealed test split, embargo, ...); with ``submit``,
+        too few rows before the ``[evaluate]`` valid start for the explanation model.
     AlphamineError
         From the data, evaluator or store.
     """
@@ -194,6 +212,7 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     else:
         folds = walk_forward(ds.dates, s.first_test, s.last_test, s.retrain_months,
                              s.train_years or None, s.valid_months, s.gap, horizon=s.horizon)
+    explain = _explanation_plan(cfg, ds, folds, s) if submit else None
     run_id = new_run_id("lgbm")
     rdir = run_dir(cfg.model.out_dir, run_id)
     params = lgbm_params(seed=s.seed, num_threads=s.num_threads, **s.params)
@@ -219,7 +238,7 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
                   timings=timings)
     if submit:
         t3 = time.perf_counter()
-        _submit_all(run, ws, store, cfg, ds, wf, folds, on_event)
+        _submit_all(run, ws, store, cfg, ds, wf, explain, params, rdir, on_event)
         timings["submit_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     timings["cpu_s"] = time.process_time() - c0      # this process, all threads
@@ -227,7 +246,80 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     return run
 
 
-def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_event) -> None:
+@dataclass(frozen=True)
+class _Explanation:
+    """The explanation model of the fold-clean rule (:mod:`models.distill`)."""
+
+    valid_start: str
+    fold_index: int | None          # the walk-forward fold reused; None = a dedicated booster
+    fold: Fold                      # its train / early-stopping rows
+
+
+def _explanation_plan(cfg, ds: PanelDataset, folds: list[Fold], s: LGBMSettings
+                      ) -> _Explanation:
+    """The latest fold fitted before the valid start, or the fold of a dedicated booster."""
+    start = str(cfg.evaluate.valid[0])
+    k = latest_fold_before(folds, ds.dates, start, s.gap)
+    if k is not None:
+        return _Explanation(start, k, folds[k])
+    try:
+        return _Explanation(start, None, fold_before(ds.dates, start, s.valid_months, s.gap,
+                                                     s.train_years or None, horizon=s.horizon))
+    except (ConfigError, EvaluationError) as exc:
+        raise ConfigError(
+            f"SHAP distillation needs a model fitted on rows before the [evaluate] valid start "
+            f"{start} (no walk-forward fold ends before it, and a dedicated one cannot be "
+            f"built: {exc}); move [model] start earlier, shorten valid_months, or run without "
+            f"submitting (--no-submit)") from None
+
+
+def _span(dates, t) -> str:
+    """``"first..last"`` date of row positions ``t`` ('' when empty)."""
+    t = np.asarray(t)
+    return f"{dates[t.min()].date()}..{dates[t.max()].date()}" if len(t) else ""
+
+
+def _explain(run: LGBMRun, ds: PanelDataset, wf, explain: _Explanation, params: dict,
+             model_dir) -> tuple:
+    """SHAP summary, leg signs and their record (``run.shap["explained"]``), all from the
+    explanation model and rows before the valid start."""
+    s = run.settings
+    k, fold = explain.fold_index, explain.fold
+    lim = int(ds.dates.searchsorted(pd.Timestamp(explain.valid_start))) - s.gap
+    if max(fold.train.stop, fold.valid.stop) > lim:       # the plan guarantees it
+        raise EvaluationError(f"explanation rows reach the valid start {explain.valid_start}")
+    if k is not None:
+        fit = wf.fits[k]
+        model, path = f"fold {k}", run.model_paths[k]
+    else:
+        X, y, _, _ = ds.arrays(fold.train)
+        Xv, yv, tv, _ = ds.arrays(fold.valid)
+        fit = fit_lgbm(X, y, Xv, yv, tv, params=params, num_boost_round=s.rounds,
+                       early_stopping_rounds=s.early_stopping, feature_names=ds.feature_names)
+        del X, y, Xv, yv
+        model = "explanation"
+        path = str(save_booster(fit.booster, Path(model_dir) / "explain.txt"))
+    Xv, _, tv, _ = ds.arrays(fold.valid)
+    summ = shap_summary(fit.booster, Xv, ds.feature_names, n_main=s.shap_rows,
+                        n_inter=s.shap_inter_rows, n_pairs=max(s.shap_pairs, 1), seed=s.seed)
+    Xt, yt, tt, _ = ds.arrays(fold.train)
+    rng = np.random.default_rng(s.seed)
+    sel = rng.choice(len(yt), size=min(len(yt), 200_000), replace=False)
+    signs = feature_signs(Xt[sel], yt[sel], ds.feature_names)
+    info = {"valid_start": explain.valid_start, "embargo_rows": s.gap,
+            "model": model, "model_path": path,
+            **{f"fit_{part}": span for part, span in fold.describe(ds.dates).items()
+               if part != "test"},
+            "best_iteration": fit.best_iteration,
+            "shap_rows": _span(ds.dates, tv[summ.rows]),
+            "interaction_rows": _span(ds.dates, tv[summ.rows[:summ.n_inter]]),
+            "sign_rows": _span(ds.dates, tt[sel])}
+    del Xt, yt, Xv
+    return summ, signs, info
+
+
+def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, explain: _Explanation,
+                params: dict, model_dir, on_event) -> None:
     s = run.settings
     store_run = store.start_run("model", config={"model_run": run.run_id, **asdict(s)},
                                 seed=s.seed, universe=s.universe, data_root=str(cfg.data.root))
@@ -237,29 +329,25 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_ev
     ev, d = submit_prediction(ws, store, cfg, run.run_id, name=run.run_id,
                               provenance={**prov_base, "kind": "prediction"}, n_tried=1,
                               description=f"LightGBM OOS prediction ({s.feature_set}, "
-                                          f"{len(folds)} walk-forward fold(s))")
+                                          f"{len(run.folds)} walk-forward fold(s))")
     n_tried += 1
     run.leaderboard.append(_row(run.run_id, ev, d))
     on_event(f"prediction panel: {'accepted' if d.accepted else 'rejected'} "
                     f"({d.reason if not d.accepted else 'on the leaderboard'})")
-    # SHAP on the last fold's valid rows (never its test rows)
-    last, fit = folds[-1], wf.fits[-1]
-    Xv, _, _, _ = ds.arrays(last.valid)
-    summ = shap_summary(fit.booster, Xv, ds.feature_names, n_main=s.shap_rows,
-                        n_inter=s.shap_inter_rows, n_pairs=max(s.shap_pairs, 1), seed=s.seed)
-    Xt, yt, _, _ = ds.arrays(last.train)
-    rng = np.random.default_rng(s.seed)
-    sel = rng.choice(len(yt), size=min(len(yt), 200_000), replace=False)
-    signs = feature_signs(Xt[sel], yt[sel], ds.feature_names)
-    del Xt, yt, Xv
+    # SHAP and leg signs from rows before the [evaluate] valid start (models.distill)
+    if explain.fold_index is None:
+        parts = explain.fold.describe(ds.dates)
+        on_event(f"no fold ends before the valid start {explain.valid_start}: fitting an "
+                 f"explanation model (train {parts['train']}, early stopping {parts['valid']})")
+    summ, signs, where = _explain(run, ds, wf, explain, params, model_dir)
     run.shap = {"top_features": summ.top(15), "pairs": summ.pairs, "n_main": summ.n_main,
                 "n_inter": summ.n_inter, "seconds_main": summ.seconds_main,
-                "seconds_inter": summ.seconds_inter}
-    on_event(f"SHAP: {summ.n_main} rows in {summ.seconds_main:.1f}s, interactions on "
-                    f"{summ.n_inter} rows in {summ.seconds_inter:.1f}s")
+                "seconds_inter": summ.seconds_inter, "explained": where}
+    on_event(f"SHAP ({where['model']}, rows {where['shap_rows']}, before the valid start "
+             f"{where['valid_start']}): {summ.n_main} rows in {summ.seconds_main:.1f}s, "
+             f"interactions on {summ.n_inter} rows in {summ.seconds_inter:.1f}s")
     from backtest.candidates import evaluate_candidate
     from backtest.candidates import submit as submit_cand
-    from factors.errors import EvaluationError
     cands = distill_candidates(summ, dict(zip(ds.feature_names, ds.formulas)), signs,
                                n_pairs=s.shap_pairs, prefix=f"shap_{run.run_id[-6:]}")
     for c in cands:
@@ -275,7 +363,8 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, folds, on_ev
                              **prov_base, "kind": c.kind, "features": list(c.features),
                              "shap_interaction": c.interaction,
                              "shap_importance": list(c.importance),
-                             "train_signs": [signs[c.features[0]], signs[c.features[1]]]},
+                             "train_signs": [signs[c.features[0]], signs[c.features[1]]],
+                             "explained": where},
                          description=f"SHAP-distilled ({c.kind}) from {run.run_id}: "
                                      f"{c.features[0]} x {c.features[1]}")
         run.leaderboard.append(_row(c.name, cev, cd))

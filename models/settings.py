@@ -31,6 +31,7 @@ class ModelConfig:
     num_threads: int = 2
     lgbm_rounds: int = 1000             # max boosting rounds (early stopping on valid l2)
     lgbm_early_stopping: int = 20        # Qlib uses 50 (kept by the qlib-alpha158 preset)
-    shap_rows: int = 2000               # valid rows explained for mean |SHAP|
+    shap_rows: int = 2000               # rows explained for mean |SHAP| (all before
+    #                                     [evaluate] valid: models.distill's fold-clean rule)
     shap_inter_rows: int = 100          # rows for SHAP interaction values (O(F^2) each)
     shap_pairs: int = 5                 # top interaction pairs distilled into formulas

@@ -13,7 +13,9 @@
 4. OOS metrics (:func:`models.run_common.oos_ic_stats`, as for LightGBM) and the panel saved as
    ``pred.parquet`` through :func:`backtest.candidates.save_predictions`;
 5. unless ``submit=False``: ``model("<run id>")`` through the common evaluator and gate
-   (source ``model``) with :func:`backtest.candidates.submit_prediction`.
+   (source ``model``) with :func:`backtest.candidates.submit_prediction`. Only the OOS panel is
+   submitted: the transformer computes no feature importance and distils no formulas, so the
+   fold-clean rule of :mod:`models.distill` has nothing to apply to here.
 
 Defaults are sized to finish well inside 20 minutes on 2 CPU cores (docs/transformer.md):
 CSI300, a rolling 3-year training window, 10 epochs of 200 random training dates each.

@@ -7,6 +7,10 @@ for fitting (train) or model selection (early stopping on valid) reaches a date 
 predicted. Folds retrain every ``retrain_months``; their test blocks tile ``[first_test,
 last_test]`` without overlap, so each prediction date is predicted by exactly one model that
 never saw a label reaching it.
+
+:func:`latest_fold_before` and :func:`fold_before` find (or build) a fold fitted only on rows
+whose label windows end before a cutoff date, the explanation model of the fold-clean rule in
+:mod:`models.distill`.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ import pandas as pd
 from data.errors import ConfigError
 from factors.errors import EvaluationError
 
-__all__ = ["Fold", "walk_forward", "single_split", "assemble_oos"]
+__all__ = ["Fold", "walk_forward", "single_split", "assemble_oos", "latest_fold_before",
+           "fold_before"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,72 @@ def single_split(dates, train: Sequence[str], valid: Sequence[str], test: Sequen
     if not (tr.stop <= va.start and va.stop <= te.start):
         raise ConfigError("single_split: train, valid and test must be in time order")
     return Fold(tr, va, te)
+
+
+def latest_fold_before(folds: Sequence[Fold], dates, cutoff, embargo: int) -> int | None:
+    """Index of the latest fold whose fit used only label windows ending before ``cutoff``.
+
+    A fold qualifies when its train and valid (early-stopping) rows all lie before row
+    ``c - embargo``, ``c`` the first row on or after ``cutoff``: with ``embargo >= h + 1`` the
+    label window ``t+1 .. t+1+h`` of every such row ends before ``c``.
+
+    Parameters
+    ----------
+    folds : sequence of Fold
+    dates : DatetimeIndex (T,)
+    cutoff : str or Timestamp
+    embargo : int
+
+    Returns
+    -------
+    int or None
+        The qualifying fold with the most recent fit (the latest last train / valid row, then
+        the highest index); None when no fold qualifies.
+    """
+    lim = _pos(pd.DatetimeIndex(dates), cutoff) - int(embargo)
+    best, best_stop = None, -1
+    for k, f in enumerate(folds):
+        stop = max(f.train.stop, f.valid.stop)
+        if stop <= lim and f.train.stop > f.train.start and stop >= best_stop:
+            best, best_stop = k, stop
+    return best
+
+
+def fold_before(dates, cutoff, valid_months: int = 12, embargo: int = 2,
+                train_years: int | None = None, *, horizon: int | None = None,
+                min_train_rows: int = 20) -> Fold:
+    """The fold :func:`walk_forward` would build for a test block starting at ``cutoff``.
+
+    Its train and valid rows end ``embargo`` rows before the first date on or after
+    ``cutoff`` (so no label window reaches ``cutoff``); its test slice is empty (it predicts
+    nothing).
+
+    Parameters
+    ----------
+    dates : DatetimeIndex (T,)
+    cutoff : str or Timestamp
+    valid_months, embargo, train_years, horizon, min_train_rows
+        As in :func:`walk_forward`.
+
+    Returns
+    -------
+    Fold
+        ``test`` is ``slice(c, c)``, ``c`` the row of the first date on or after ``cutoff``.
+
+    Raises
+    ------
+    ConfigError
+        No date on or after ``cutoff``, or bad settings (see :func:`walk_forward`).
+    EvaluationError
+        Too few train or valid rows before ``cutoff``.
+    """
+    dates = pd.DatetimeIndex(dates)
+    c = _pos(dates, cutoff)
+    if c >= len(dates):
+        raise ConfigError(f"fold_before: no trading day on or after {cutoff}")
+    f = walk_forward(dates, dates[c], dates[c], 1, train_years, valid_months, embargo,
+                     horizon=horizon, min_train_rows=min_train_rows)[0]
+    return Fold(f.train, f.valid, slice(c, c))
 
 
 def assemble_oos(pred_per_fold: Iterable[tuple[Fold, np.ndarray]], T: int | None = None

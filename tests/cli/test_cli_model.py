@@ -76,6 +76,10 @@ def test_lgbm_json_writes_predictions_and_leaderboard(synthetic):
     assert len(out["folds"]) >= 2 and all(f["best_iteration"] >= 1 for f in out["folds"])
     assert out["leaderboard"][0]["formula"] == f'model("{rid}")'
     assert set(out["oos"]["members"]) >= {"IC", "ICIR", "RankIC", "RankICIR"}
+    # SHAP / leg signs from the fold fitted before the valid split (models.distill)
+    ex = out["shap"]["explained"]
+    assert ex["model"] == "fold 0"
+    assert ex["shap_rows"].split("..")[1] < ex["valid_start"]
     r = runner.invoke(app, ["--config", str(cfg), "leaderboard", "--source", "model", "--json"])
     assert r.exit_code == 0, r.output
     assert f'model(\\"{rid}\\")' in r.output or f'model("{rid}")' in r.output
@@ -87,6 +91,9 @@ def test_lgbm_table_output_and_errors(synthetic):
     assert r.exit_code == 0, r.output
     assert "OOS test metrics" in r.output and "fold" in r.output
     assert r.output.splitlines()[0].startswith("config ")         # config line first
+    r = runner.invoke(app, ["--config", str(cfg), "model", "lgbm"])
+    assert r.exit_code == 0, r.output
+    assert "SHAP mean |value| top (fold 0, rows " in " ".join(r.output.split())
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -7,7 +7,14 @@ import pytest
 
 from data.errors import ConfigError
 from factors.errors import EvaluationError
-from models.walkforward import Fold, assemble_oos, single_split, walk_forward
+from models.walkforward import (
+    Fold,
+    assemble_oos,
+    fold_before,
+    latest_fold_before,
+    single_split,
+    walk_forward,
+)
 
 DATES = pd.bdate_range("2012-01-02", "2016-12-30")
 
@@ -78,3 +85,31 @@ def test_assemble_oos():
         assemble_oos([(f1, p1), (f1, p1)], T=T)
     with pytest.raises(EvaluationError):
         assemble_oos([(f1, np.ones((5, N)))], T=T)
+
+
+@pytest.mark.parametrize("h", [1, 5])
+def test_explanation_fold_label_windows_end_before_the_cutoff(h):
+    cut = "2015-01-01"
+    c = int(DATES.searchsorted(pd.Timestamp(cut)))
+    # OOS from 2014: folds 0-1 (test 2014 H1 / H2) and 2 (test 2015 H1, valid 2014 H2) end
+    # before 2015; fold 3 (test 2015 H2) early-stops on 2015 H1
+    folds = walk_forward(DATES, "2014-01-01", "2015-12-31", retrain_months=6, valid_months=6,
+                         embargo=h + 1, horizon=h)
+    k = latest_fold_before(folds, DATES, cut, h + 1)
+    assert k == 2 and folds[k].test.start == c
+    for f in (folds[k], fold_before(DATES, cut, 6, h + 1, horizon=h)):
+        last = max(f.train.stop, f.valid.stop) - 1
+        assert last + 1 + h < c                     # the last label window ends before c
+        assert f.train.stop <= f.valid.start
+    assert fold_before(DATES, cut, 6, h + 1, horizon=h) == Fold(folds[k].train, folds[k].valid,
+                                                                 slice(c, c))
+    # OOS after the cutoff: nothing qualifies; one embargo row short does not qualify either
+    late = walk_forward(DATES, "2015-07-01", "2015-12-31", valid_months=6, embargo=h + 1,
+                        horizon=h)
+    assert latest_fold_before(late, DATES, cut, h + 1) is None
+    assert latest_fold_before(folds, DATES, cut, h + 2) == 1
+    assert latest_fold_before(folds, DATES, "2011-01-01", h + 1) is None
+    with pytest.raises(EvaluationError, match="training dates"):
+        fold_before(DATES, "2012-06-01", 6, h + 1, horizon=h)
+    with pytest.raises(ConfigError, match="no trading day"):
+        fold_before(DATES, "2030-01-01", 6, h + 1, horizon=h)
