@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def rec(formula="ts_mean(close, 5)", *, ic=0.03, icir=0.3, universe="csi300", horizon=1,
         source="gp", run_id=None, name=None, extra_valid=None, **kw) -> FactorRecord:
-    valid = {"rank_ic_mean": ic, "rank_icir": icir, "turnover": 0.2}
+    valid = {"rank_ic_mean": ic, "rank_icir": icir, "turnover": 0.2,
+             "rank_ic_t": math.copysign(8.0, ic), "n_ic_days": 700}
     valid.update(extra_valid or {})
     prov = {"seed": 7, "generation": 2}
     if run_id is not None:
@@ -72,7 +73,9 @@ def test_schema_created_in_new_dir_and_reopened(tmp_path):
         got = s.get("ts_mean(close, 5)", "csi300", 1)
         assert got is not None and got.id == d.id
         assert got.metrics == rec().metrics and got.provenance == rec().provenance
-        assert got.n_tried == 100 and got.source == "gp" and got.test_unsealed_at is None
+        # n_tried is the store's count of trials (the record's 100 is replaced)
+        assert got.n_tried == 1 and got.source == "gp" and got.test_unsealed_at is None
+        assert got.haircut == "bhy" and 0 <= got.adj_p < 1e-9
         created = dt.datetime.fromisoformat(got.created_at)
         assert created.utcoffset() == dt.timedelta(0)
         assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 60
@@ -224,7 +227,9 @@ def _signed(formula, train, valid, *, icir=0.3, source="gp"):
     return FactorRecord(formula=formula, name=formula[:12], source=source, universe="csi300",
                         horizon=1, metrics={"train": {"rank_ic_mean": train},
                                             "valid": {"rank_ic_mean": valid,
-                                                      "rank_icir": icir}})
+                                                      "rank_icir": icir,
+                                                      "rank_ic_t": math.copysign(8.0, valid),
+                                                      "n_ic_days": 700}})
 
 
 def test_gate_rejects_sign_flip():
