@@ -2,8 +2,9 @@
 
 :func:`run_backtest` simulates a targets frame (or file) in the A-share account simulator
 (:mod:`backtest.simulate`), measures it against the benchmark index (:mod:`backtest.metrics`,
-the test split separately) and writes the simulator's frames, ``yearly.csv`` and
-``performance.json`` into a fresh run folder (:mod:`backtest.run_dirs`).
+the test split separately), counts it as a strategy trial and deflates its Sharpe ratio for the
+strategies tried (:mod:`backtest.deflated`) and writes the simulator's frames, ``yearly.csv``
+and ``performance.json`` into a fresh run folder (:mod:`backtest.run_dirs`).
 :func:`run_microcap` first builds the micro-cap preset's targets
 (:func:`backtest.strategies.microcap_targets`), writes them into its run folder (and points
 ``<out_dir>/latest`` there), then does the same. Both return a :class:`BacktestRun`, whose
@@ -96,12 +97,13 @@ class BacktestRun:
     note: str
     audit_id: Optional[int] = None             # the test-split access, when there was one
     nav: pd.Series = field(repr=False, default=None)
+    deflated_sharpe: Optional[dict] = None     # backtest.metrics.DeflatedSharpe.to_dict()
 
     def to_dict(self) -> dict:
         keys = ("strategy", "benchmark", "init_cash", "performance", "benchmark_performance",
                 "test_performance", "test_benchmark_performance", "yearly", "n_trades",
                 "n_rejected", "rejected_by_reason", "costs", "final_nav", "seconds",
-                "audit_id")
+                "audit_id", "deflated_sharpe")
         d = {k: getattr(self, k) for k in keys}
         d["test_unsealed"] = self.audit_id is not None
         d.update(out_dir=str(self.out_dir), note=self.note, run_id=self.run_id)
@@ -353,5 +355,11 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
         access.seen({"performance": run.performance, "test_performance": test_perf,
                      "test_benchmark_performance": test_bench,
                      "yearly_test": [r for r in run.yearly if r.get("period") == "test"]})
+    if getattr(cfg, "store", None) is not None:     # count the trial, deflate its Sharpe
+        from backtest.deflated import charge_backtest
+        run.deflated_sharpe = charge_backtest(
+            cfg.store.path, res.nav, tg, strategy=run.strategy, start=start, end=end,
+            universe=str(tg["universe"].iloc[0]) if "universe" in tg else None,
+            run_id=run_id, out_dir=out).to_dict()
     write_json_atomic(out / "performance.json", run.to_dict())
     return run

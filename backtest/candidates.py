@@ -8,7 +8,12 @@ module owns what they share:
 * :func:`evaluate_candidate` - the common evaluator (:func:`backtest.evaluate.evaluate_factor`)
   on train / valid, with the sign decided on train only;
 * :func:`member_correlations` and :func:`submit` - the gate against the current leaderboard
-  members (:class:`factors.store.FactorStore`), which decides and records;
+  members (:class:`factors.store.FactorStore`), which decides and records. The store counts
+  every submitted candidate in its trial ledger (distinct formulas evaluated on valid, per
+  universe and horizon, across runs and producers) and charges it for the count
+  (``[store] haircut`` / ``max_adj_p``); :func:`count_trial` counts an evaluation on valid
+  that is not submitted (``mine eval`` without ``--add``). Every producer evaluates on valid
+  only to submit, so every evaluation on valid is counted once;
 * prediction-panel I/O - a model run's out-of-sample scores saved as
   ``<model dir>/<run id>/pred.parquet`` (long format ``trade_date, ts_code, score``; finite
   values only; atomic writes) and read back for the formula leaf ``model("<run id>")``
@@ -47,10 +52,11 @@ from factors.expr_tree import MODEL_ID_RE, Call, Expr, ModelRef, unparse
 from factors.expr_tree import fields as expr_fields
 from factors.store import FactorStore
 from factors.store_records import FactorRecord, GateDecision
+from factors.trials import TrialCharge
 
 __all__ = ["Workspace", "make_workspace", "Evaluated", "evaluate_candidate", "safe_evaluate",
-           "member_correlations", "submit", "new_run_id", "run_dir", "model_formula",
-           "save_predictions", "load_prediction_panel", "submit_prediction"]
+           "member_correlations", "submit", "count_trial", "new_run_id", "run_dir",
+           "model_formula", "save_predictions", "load_prediction_panel", "submit_prediction"]
 
 
 @dataclass
@@ -204,16 +210,37 @@ def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,
 
 
 def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, source: str,
-           cfg: Config, provenance: dict, n_tried: int, description: str = "",
+           cfg: Config, provenance: dict, description: str = "",
            force: bool = False) -> GateDecision:
-    """Gate ``cand`` against the leaderboard and store it if accepted."""
+    """Count ``cand`` as a trial, gate it against the leaderboard and store it if accepted.
+
+    :meth:`factors.store.FactorStore.add` with the ``[store]`` settings: the decision carries
+    the trial count and adjusted p-value (``decision.charge``), and a stored record gets
+    ``n_tried`` = the cumulative number of trials of its universe and horizon.
+    """
     horizon = cfg.evaluate.horizon
     corrs = member_correlations(ws, store, cand, horizon)
     rec = FactorRecord(formula=cand.formula, name=name, source=source, universe=ws.universe,
                        horizon=horizon, metrics=cand.metrics(), provenance=provenance,
-                       n_tried=n_tried, description=description)
-    return store.add(rec, corrs, max_corr=cfg.store.max_corr,
-                     min_valid_rank_ic=cfg.store.min_valid_rank_ic, force=force)
+                       description=description)
+    st = cfg.store
+    return store.add(rec, corrs, max_corr=st.max_corr, min_valid_rank_ic=st.min_valid_rank_ic,
+                     haircut=st.haircut, max_adj_p=st.max_adj_p, force=force)
+
+
+def count_trial(cfg: Config, universe: str, cand: Evaluated, *, source: str = "manual"
+                ) -> TrialCharge | None:
+    """Count an evaluation of ``cand`` on valid that is not submitted; return its charge.
+
+    For ``mine eval`` without ``--add``: looking at a formula's valid metrics is a trial even
+    when it is not admitted. ``None`` (nothing written) when ``cand`` has no valid report.
+    """
+    if "valid" not in cand.reports:
+        return None
+    metrics = {k: v for k, v in cand.metrics().items() if k in ("train", "valid")}
+    with FactorStore(cfg.store.path) as store:
+        return store.record_trial(cand.formula, universe, cfg.evaluate.horizon, metrics,
+                                  source=source, haircut=cfg.store.haircut)
 
 
 def safe_evaluate(ws: Workspace, expr: Expr, **kw) -> Evaluated | None:
@@ -322,7 +349,7 @@ def load_prediction_panel(out_dir: str | os.PathLike, run_id: str, dates, codes)
 
 
 def submit_prediction(ws: Workspace, store: FactorStore, cfg: Config, run_id: str, *,
-                      name: str, provenance: dict, n_tried: int, description: str = ""
+                      name: str, provenance: dict, description: str = ""
                       ) -> tuple[Evaluated, GateDecision]:
     """Evaluate ``model("<run id>")`` with the common evaluator and submit it (source ``model``).
 
@@ -331,5 +358,5 @@ def submit_prediction(ws: Workspace, store: FactorStore, cfg: Config, run_id: st
     """
     ev = evaluate_candidate(ws, model_formula(run_id), orient=False)
     decision = submit(ws, store, ev, name=name, source="model", cfg=cfg, provenance=provenance,
-                      n_tried=n_tried, description=description)
+                      description=description)
     return ev, decision

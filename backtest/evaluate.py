@@ -34,6 +34,7 @@ from backtest.metrics_ic import (
 )
 from factors._kernels_cs import pearson_rows
 from factors.errors import EvaluationError
+from factors.trials import one_sided_p
 
 #: Trading days per year used for annualisation.
 ANNUAL_DAYS = 252
@@ -143,8 +144,11 @@ class FactorReport:
     """Metrics of one factor on one split (see :func:`evaluate_factor` for definitions).
 
     IC statistics are over the days with a defined IC: ``*_icir = mean / std`` (ddof=1, not
-    annualised) and ``*_t = mean / std * sqrt(n_ic_days)``; for ``horizon > 1`` the daily
-    labels overlap, so the t statistics are inflated (roughly by ``sqrt(horizon)``).
+    annualised); ``*_t`` = mean / Newey-West standard error with ``horizon - 1`` lags (the daily
+    ``h``-day labels overlap; for ``horizon = 1`` this is ``mean / std * sqrt(n_ic_days)``),
+    see :func:`backtest.metrics_ic.newey_west_t`; ``rank_ic_p`` = one-sided p-value of
+    ``rank_ic_t`` for a positive mean, ``P(T_{n-1} >= rank_ic_t)`` with ``n = n_ic_days``
+    (:func:`factors.trials.one_sided_p`; the gate orients it by the train direction).
     Return metrics are annualised with 252 days (module docstring). Undefined values are NaN.
     """
 
@@ -156,6 +160,7 @@ class FactorReport:
     rank_ic_std: float
     rank_icir: float
     rank_ic_t: float
+    rank_ic_p: float
     rank_ic_pos: float
     ic_mean: float
     ic_std: float
@@ -255,15 +260,16 @@ def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", 
             continue
         a, b = lo - L, hi - L
         ric = {k: v[a:b] for k, v in d["ric"].items()}
-        rm, rs, rir, rt, n_ic = series_moments(ric[h])
+        rm, rs, rir, rt, n_ic = series_moments(ric[h], lags=h - 1)
         r_fin = ric[h][np.isfinite(ric[h])]
-        im, is_, iir, it, _ = series_moments(d["ic"][a:b])
+        im, is_, iir, it, _ = series_moments(d["ic"][a:b], lags=h - 1)
         mq = d["means"][a:b]
         qann = [finite_mean(mq[:, j]) / h * ANNUAL_DAYS for j in range(q)]
         ls_ann, ls_sh, ls_cum, ls_mdd = long_short_stats(mq[:, -1] - mq[:, 0], h, ANNUAL_DAYS)
         reports[s] = FactorReport(
             split=s, n_days=hi - lo, n_ic_days=n_ic, horizon=h,
             rank_ic_mean=rm, rank_ic_std=rs, rank_icir=rir, rank_ic_t=rt,
+            rank_ic_p=one_sided_p(rt, n_ic),
             rank_ic_pos=float((r_fin > 0).mean()) if r_fin.size else math.nan,
             ic_mean=im, ic_std=is_, icir=iir, ic_t=it,
             ic_decay={k: finite_mean(v) for k, v in ric.items() if k in DECAY_HORIZONS},
@@ -301,7 +307,8 @@ def _daily_series(f: np.ndarray, ctx: EvalContext, L: int, H: int, q: int) -> di
 def _empty_report(split: str, h: int, q: int) -> FactorReport:
     nan = math.nan
     return FactorReport(split=split, n_days=0, n_ic_days=0, horizon=h, rank_ic_mean=nan,
-                        rank_ic_std=nan, rank_icir=nan, rank_ic_t=nan, rank_ic_pos=nan,
+                        rank_ic_std=nan, rank_icir=nan, rank_ic_t=nan, rank_ic_p=nan,
+                        rank_ic_pos=nan,
                         ic_mean=nan, ic_std=nan, icir=nan, ic_t=nan,
                         ic_decay={k: nan for k in DECAY_HORIZONS}, quantile_ann_returns=[nan] * q,
                         ls_ann_return=nan, ls_sharpe=nan, ls_cum_return=nan,

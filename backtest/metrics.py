@@ -20,6 +20,20 @@ Definitions (``r_t = NAV_t / NAV_{t-1} - 1`` daily simple returns, ``n`` = numbe
 The NAV's first value is the starting point (no return on the first day). All metrics are
 vectorised numpy over the whole series; :func:`yearly_table` applies the same definitions to
 each calendar year (the year's first return is measured from the previous year's last NAV).
+
+Deflated Sharpe ratio (:func:`deflated_sharpe`; Bailey & Lopez de Prado 2014, "The Deflated
+Sharpe Ratio: Correcting for Selection Bias, Backtest Overfitting and Non-Normality", Journal of
+Portfolio Management 40(5), 94-107), on per-period (daily, not annualised) quantities:
+
+* ``SR = mean(r) / std(r, ddof=1)`` over ``T`` daily returns, skewness ``g3`` and (non-excess)
+  kurtosis ``g4`` of ``r`` (sample moments, normal: 0 and 3)
+* probabilistic Sharpe ratio ``PSR(SR*) = Phi((SR - SR*) sqrt(T - 1) /
+  sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2))``
+* expected maximum Sharpe ratio of ``N`` independent trials with zero true Sharpe and variance
+  ``V`` of their estimates: ``SR0 = sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma
+  Phi^-1(1 - 1/(N e)))``, ``gamma`` = Euler-Mascheroni constant; ``SR0 = 0`` for ``N = 1``
+* ``DSR = PSR(SR0)``: the probability that the true Sharpe ratio exceeds what the best of
+  ``N`` skill-less trials would show.
 """
 from __future__ import annotations
 
@@ -238,5 +252,137 @@ def yearly_table(nav, benchmark=None, *, splits: Mapping[str, tuple] | None = No
     return out
 
 
+# ------------------------------------------------------------------- deflated Sharpe ratio
+#: Euler-Mascheroni constant.
+EULER_GAMMA = 0.5772156649015329
+
+
+def expected_max_sharpe(n_trials: int, sr_var: float) -> float:
+    """``SR0``: expected maximum Sharpe ratio of ``n_trials`` skill-less trials (module docstring).
+
+    Parameters
+    ----------
+    n_trials : int
+        Number of independent strategies tried, ``N >= 1``.
+    sr_var : float
+        Variance of the trials' (per-period) Sharpe ratio estimates, ``>= 0``.
+
+    Returns
+    -------
+    float
+        ``0`` for ``N = 1`` or ``V = 0``; in the units of the Sharpe ratios.
+
+    Raises
+    ------
+    BacktestError
+        ``n_trials < 1`` or a negative / non-finite ``sr_var``.
+    """
+    from scipy.stats import norm
+
+    if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 1:
+        raise BacktestError(f"n_trials must be an integer >= 1, got {n_trials!r}")
+    if not (math.isfinite(sr_var) and sr_var >= 0):
+        raise BacktestError(f"sr_var must be finite and >= 0, got {sr_var!r}")
+    n = int(n_trials)
+    if n == 1 or sr_var == 0:
+        return 0.0
+    z = norm.ppf([1.0 - 1.0 / n, 1.0 - 1.0 / (n * math.e)])
+    return float(math.sqrt(sr_var) * ((1.0 - EULER_GAMMA) * z[0] + EULER_GAMMA * z[1]))
+
+
+def probabilistic_sharpe(sr: float, sr_star: float, n_obs: int, skew: float = 0.0,
+                         kurt: float = 3.0) -> float:
+    """``PSR(SR*)``: probability that the true Sharpe ratio exceeds ``sr_star`` (module docstring).
+
+    ``sr``, ``sr_star`` per period; ``n_obs`` = number of returns ``T``; ``skew`` and ``kurt``
+    (non-excess) of the returns. NaN for ``T < 2``, a non-finite input or a non-positive
+    variance term ``1 - g3 SR + (g4 - 1) / 4 SR^2``.
+    """
+    from scipy.stats import norm
+
+    vals = (sr, sr_star, skew, kurt)
+    if n_obs < 2 or not all(math.isfinite(v) for v in vals):
+        return math.nan
+    denom = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr
+    if not denom > 0:
+        return math.nan
+    return float(norm.cdf((sr - sr_star) * math.sqrt(n_obs - 1.0) / math.sqrt(denom)))
+
+
+@dataclass
+class DeflatedSharpe:
+    """The deflated Sharpe ratio of one backtest and its inputs (module docstring).
+
+    ``sharpe``, ``sr0`` and ``sr_var`` are per period (daily); ``sharpe_annual`` is
+    ``sharpe * sqrt(252)``. ``sr_var_source`` says where ``sr_var`` came from: ``"trials"``
+    (sample variance, ddof=1, of the ``n_trials`` recorded trials' Sharpe ratios) or ``"null"``
+    (fewer than 2 finite trial Sharpe ratios: ``1 / (T - 1)``, the variance of the Sharpe ratio
+    estimate of one normal strategy with zero true Sharpe; with ``N = 1`` it does not matter,
+    ``SR0 = 0``). ``psr0`` is ``PSR(0)``, the single-trial probability of a positive Sharpe.
+    """
+
+    sharpe: float
+    sharpe_annual: float
+    n_obs: int
+    skew: float
+    kurtosis: float
+    n_trials: int
+    sr_var: float
+    sr_var_source: str
+    sr0: float
+    dsr: float
+    psr0: float
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(self).items()}
+
+
+def deflated_sharpe(returns, n_trials: int, trial_sharpes=None) -> DeflatedSharpe:
+    """Deflated Sharpe ratio of a daily return series after ``n_trials`` strategies were tried.
+
+    Parameters
+    ----------
+    returns : array_like of float
+        Daily simple returns of the selected strategy (non-finite values dropped).
+    n_trials : int
+        Distinct strategies tried, this one included (``N >= 1``).
+    trial_sharpes : array_like of float, optional
+        Daily Sharpe ratio of each trial; their sample variance is ``V`` when at least 2 are
+        finite, else ``V = 1 / (T - 1)`` (see :class:`DeflatedSharpe`).
+
+    Returns
+    -------
+    DeflatedSharpe
+        NaN ``sharpe`` / ``dsr`` when fewer than 2 returns or zero volatility.
+
+    Raises
+    ------
+    BacktestError
+        ``n_trials < 1``.
+    """
+    from scipy.stats import kurtosis, skew
+
+    r = np.asarray(returns, dtype=np.float64).ravel()
+    r = r[np.isfinite(r)]
+    t = int(r.size)
+    sd = float(r.std(ddof=1)) if t > 1 else math.nan
+    sr = float(r.mean()) / sd if sd > 0 else math.nan
+    g3 = float(skew(r)) if sd > 0 else math.nan
+    g4 = float(kurtosis(r, fisher=False)) if sd > 0 else math.nan
+    ts = np.asarray([] if trial_sharpes is None else trial_sharpes, dtype=np.float64).ravel()
+    ts = ts[np.isfinite(ts)]
+    if ts.size >= 2:
+        var, source = float(ts.var(ddof=1)), "trials"
+    else:
+        var, source = (1.0 / (t - 1) if t > 1 else math.nan), "null"
+    sr0 = expected_max_sharpe(n_trials, var) if math.isfinite(var) else math.nan
+    return DeflatedSharpe(
+        sharpe=sr, sharpe_annual=sr * math.sqrt(ANNUAL_DAYS), n_obs=t, skew=g3, kurtosis=g4,
+        n_trials=int(n_trials), sr_var=var, sr_var_source=source, sr0=sr0,
+        dsr=probabilistic_sharpe(sr, sr0, t, g3, g4), psr0=probabilistic_sharpe(sr, 0.0, t, g3, g4))
+
+
 __all__ = ["ANNUAL_DAYS", "Performance", "performance", "drawdown", "benchmark_nav",
-           "yearly_table"]
+           "yearly_table", "EULER_GAMMA", "DeflatedSharpe", "deflated_sharpe",
+           "expected_max_sharpe", "probabilistic_sharpe"]

@@ -306,15 +306,51 @@ def finite_mean(x) -> float:
     return float(v.mean()) if v.size else math.nan
 
 
-def series_moments(x) -> tuple[float, float, float, float, int]:
+def newey_west_t(x, lags: int = 0) -> tuple[float, float, int]:
+    """t-statistic of the mean of a daily series with a Newey-West (HAC) standard error.
+
+    Over the ``n`` finite values ``x_t`` (NaN days are dropped and the rest treated as
+    consecutive), with ``e_t = x_t - mean`` and ``L = lags``:
+
+    ``gamma_j = (1/n) sum_{t > j} e_t e_{t-j}``,
+    ``S = gamma_0 + 2 sum_{j=1}^{L} (1 - j / (L + 1)) gamma_j`` (Bartlett weights),
+    ``se = sqrt(S * n / (n - 1) / n)``, ``t = mean / se``.
+
+    The ``n / (n - 1)`` factor makes ``L = 0`` the classic ``mean / (std(ddof=1) / sqrt(n))``.
+    With overlapping ``h``-day labels the daily IC series is autocorrelated up to lag
+    ``h - 1``; the evaluator passes ``lags = h - 1``. Source: Newey & West (1987), "A simple,
+    positive semi-definite, heteroskedasticity and autocorrelation consistent covariance
+    matrix", Econometrica 55(3), 703-708.
+
+    Returns
+    -------
+    t, se, n : float, float, int
+        NaN ``t`` and ``se`` for ``n < 2`` or a non-positive long-run variance.
+    """
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n < 2:
+        return math.nan, math.nan, n
+    e = v - v.mean()
+    s = float(e @ e) / n
+    for j in range(1, min(int(lags), n - 1) + 1):
+        s += 2.0 * (1.0 - j / (lags + 1.0)) * float(e[j:] @ e[:-j]) / n
+    if not s > 0:
+        return math.nan, math.nan, n
+    se = math.sqrt(s / (n - 1))
+    return float(v.mean()) / se, se, n
+
+
+def series_moments(x, lags: int = 0) -> tuple[float, float, float, float, int]:
     """Summary of a daily IC series over its finite values.
 
     Returns
     -------
     mean, std, ir, t, n : float, float, float, float, int
         ``std`` with ddof=1 (NaN for ``n < 2``), ``ir = mean / std`` (NaN when ``std`` is 0
-        or NaN), ``t = ir * sqrt(n)``; all NaN and ``n = 0`` for an empty series. With
-        overlapping ``h``-day labels the observations are autocorrelated and ``t`` is inflated.
+        or NaN), ``t`` the Newey-West t-statistic with ``lags`` lags (:func:`newey_west_t`;
+        ``lags = 0`` gives ``ir * sqrt(n)``); all NaN and ``n = 0`` for an empty series.
     """
     v = np.asarray(x, dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -324,7 +360,8 @@ def series_moments(x) -> tuple[float, float, float, float, int]:
     m = float(v.mean())
     s = float(v.std(ddof=1)) if n > 1 else math.nan
     ir = m / s if s > 0 else math.nan
-    return m, s, ir, ir * math.sqrt(n), n
+    t = newey_west_t(v, lags)[0] if s > 0 else math.nan
+    return m, s, ir, t, n
 
 
 def long_short_stats(ls, h: int, annual_days: int = 252) -> tuple[float, float, float, float]:

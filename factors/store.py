@@ -2,8 +2,12 @@
 
 Every producer (named library, GP, LLM, model) hands candidates to :meth:`FactorStore.add`,
 which applies the admission gates of the design's "Evaluation discipline" (see :func:`gate`)
-and records the decision against the producing run. Test-split metrics are sealed: they enter
-only through :meth:`FactorStore.record_test`, which timestamps the unsealing.
+and records the decision against the producing run. Every candidate it sees is first counted in
+the trial ledger (one row per distinct formula, universe and horizon evaluated on valid, across
+all runs and producers; :mod:`factors.store_ledgers`), and the gate charges it for that count
+with a multiple-testing adjusted p-value (:mod:`factors.trials`). The ledger of backtested
+strategies, which the deflated Sharpe ratio counts, lives here too. Test-split metrics are
+sealed: they enter only through :meth:`FactorStore.record_test`, which timestamps the unsealing.
 
 Storage: stdlib ``sqlite3`` in WAL mode (readers never wait for the writer), ``busy_timeout``,
 ``foreign_keys=ON``, schema version in ``PRAGMA user_version`` with upgrades
@@ -18,32 +22,26 @@ Records, the pure :func:`~factors.store_records.gate` and ``to_frame``: :mod:`fa
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from data.config import WORK_DIR
 from factors.errors import StoreError
 from factors.store_schema import init_schema
+from factors.store_ledgers import Ledgers
 from factors.store_records import (
     _SPLIT_ORDER,
     ABS_METRICS,
-    RUN_STATUSES,
-    SOURCES,
     STANDARD_METRICS,
     FactorRecord,
     GateDecision,
-    RunRecord,
     _clean_metrics,
     _dumps,
     _metric_rank,
@@ -51,6 +49,7 @@ from factors.store_records import (
     gate,
     to_frame,
 )
+from factors.trials import HAIRCUTS, TrialCharge, trial_key
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -59,14 +58,28 @@ __all__ = ["FactorStore", "StoreConfig"]
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """``[store]``: the leaderboard file and its admission gate."""
+    """``[store]``: the leaderboard file and its admission gate.
+
+    ``haircut`` is the multiple-testing adjustment of the valid RankIC p-values over every
+    trial of a universe and horizon (``"bhy"``, ``"holm"``, ``"bonferroni"`` or ``"none"``;
+    :mod:`factors.trials`), ``max_adj_p`` the largest adjusted p-value admitted.
+    """
 
     path: Path = WORK_DIR / "leaderboard.db"
     max_corr: float = 0.7
     min_valid_rank_ic: float = 0.01
+    haircut: str = "bhy"
+    max_adj_p: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.haircut not in HAIRCUTS:
+            raise ValueError(f"haircut must be one of {', '.join(HAIRCUTS)}, "
+                             f"got {self.haircut!r}")
+        if not 0.0 < self.max_adj_p <= 1.0:
+            raise ValueError(f"max_adj_p must be in (0, 1], got {self.max_adj_p!r}")
 
 
-class FactorStore:
+class FactorStore(Ledgers):
     """The factor leaderboard in one SQLite file (a context manager).
 
     Parameters
@@ -158,97 +171,36 @@ class FactorStore:
         with self._write() as conn:
             init_schema(conn, str(self.path))
 
-    # ----------------------------------------------------------------- runs
-    def start_run(self, source: str, *, config: Mapping[str, Any], seed: int | None,
-                  universe: str | None, data_root: str | os.PathLike | None) -> str:
-        """Register a run (status ``"running"``); return its id ``YYYYmmddTHHMMSSZ-<6 hex>``.
-
-        Put the id in each candidate's ``provenance["run_id"]`` so its gate decisions are
-        counted. StoreError on an unknown ``source`` or a config that is not JSON-storable.
-        """
-        if source not in SOURCES:
-            raise StoreError(f"run source {source!r} is not one of {', '.join(SOURCES)}")
-        cfg = _dumps(dict(config), "run config")
-        root = None if data_root is None else os.fspath(data_root)
-        for _ in range(5):
-            run_id = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-                      + "-" + secrets.token_hex(3))
-            with self._write() as conn:
-                if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                    continue
-                conn.execute("INSERT INTO runs (run_id, source, status, seed, universe, "
-                             "data_root, config, started_at) VALUES (?, ?, 'running', ?, ?, ?, "
-                             "?, ?)", (run_id, source, None if seed is None else int(seed),
-                                       universe, root, cfg, _now()))
-                return run_id
-        raise StoreError("could not allocate a unique run id")  # pragma: no cover
-
-    def finish_run(self, run_id: str, *, n_tried: int, status: str = "done",
-                   summary: Mapping[str, Any] | None = None) -> None:
-        """Close a run with the candidates tried, final status and an optional JSON summary.
-
-        StoreError on an unknown run id or status, or a negative ``n_tried``.
-        """
-        if status not in RUN_STATUSES:
-            raise StoreError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
-        if isinstance(n_tried, bool) or not isinstance(n_tried, (int, np.integer)) or n_tried < 0:
-            raise StoreError(f"n_tried must be an integer >= 0, got {n_tried!r}")
-        summ = None if summary is None else _dumps(dict(summary), "run summary")
-        with self._write() as conn:
-            cur = conn.execute("UPDATE runs SET n_tried = ?, status = ?, summary = ?, "
-                               "finished_at = ? WHERE run_id = ?",
-                               (int(n_tried), status, summ, _now(), run_id))
-            if cur.rowcount == 0:
-                raise StoreError(f"unknown run id {run_id!r}")
-
-    def runs(self, source: str | None = None) -> list[RunRecord]:
-        """All runs (optionally of one ``source``), oldest first."""
-        sql = ("SELECT run_id, source, status, seed, universe, data_root, config, summary, "
-               "n_tried, n_evaluated, n_accepted, rejections, started_at, finished_at FROM runs")
-        rows = self._read(sql + (" WHERE source = ?" if source else "")
-                          + " ORDER BY started_at, run_id", (source,) if source else ())
-        return [RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
-                          None if r[7] is None else json.loads(r[7]), r[8], r[9], r[10],
-                          json.loads(r[11]), r[12], r[13]) for r in rows]
-
-    def _count_decision(self, conn: sqlite3.Connection, run_id: str,
-                        decision: GateDecision) -> None:
-        """Add one gate decision to the run's counters (inside the caller's transaction)."""
-        (rej,) = conn.execute("SELECT rejections FROM runs WHERE run_id = ?",
-                              (run_id,)).fetchone()
-        counts = json.loads(rej)
-        if not decision.accepted:
-            counts[decision.kind] = counts.get(decision.kind, 0) + 1
-        conn.execute("UPDATE runs SET n_evaluated = n_evaluated + 1, n_accepted = n_accepted "
-                     "+ ?, rejections = ? WHERE run_id = ?",
-                     (int(decision.accepted), _dumps(counts, "rejections"), run_id))
-
     # ----------------------------------------------------------------- factors
     def add(self, record: FactorRecord, correlations: Mapping[str, float], *,
-            max_corr: float = 0.7, min_valid_rank_ic: float = 0.01,
-            force: bool = False, strict: bool = False) -> GateDecision:
-        """Gate ``record`` and insert it on acceptance, all in one transaction.
+            max_corr: float = 0.7, min_valid_rank_ic: float = 0.01, haircut: str = "bhy",
+            max_adj_p: float = 0.05, force: bool = False, strict: bool = False) -> GateDecision:
+        """Count ``record`` as a trial, gate it and insert it on acceptance, in one transaction.
 
-        A record whose (formula, universe, horizon) is stored already is rejected (``kind=
-        "duplicate"``, reason ``"already on the leaderboard (id N)"``), even with ``force``.
-        Otherwise :func:`gate` decides on the entries of ``correlations`` that are current members of
-        ``members(record.universe, record.horizon)``; other keys are ignored, a member with
-        no entry counts as NaN (ignored) unless ``strict``. With ``force=True`` (the named
-        library: references, always kept) a record the gate accepts is stored as usual
-        (``kind="accepted"``, not marked); one it would reject is stored anyway with
-        ``kind="forced"``, ``would_be`` = the gate's kind, and marked in its provenance
-        (``forced=True``, ``forced_kind``, ``forced_reason``) so that ``mine combine`` leaves
-        it out unless asked (``--include-forced``). With a ``provenance["run_id"]``, the
-        decision is counted on that run.
+        The record is counted in the trial ledger (:meth:`record_trial`) and charged: its
+        ``haircut``-adjusted p-value over every trial of its universe and horizon, itself
+        included (``decision.charge``). A record whose (formula, universe, horizon) is stored
+        already is rejected (``kind="duplicate"``, reason ``"already on the leaderboard (id
+        N)"``), even with ``force``. Otherwise :func:`gate` decides on the charge and on the
+        ``correlations`` with current members of ``members(record.universe, record.horizon)``;
+        other keys are ignored, a member with no entry counts as NaN unless ``strict``. With
+        ``force=True`` (the named library: references, always kept) a record the gate accepts
+        is stored as usual; one it would reject is stored anyway with ``kind="forced"``,
+        ``would_be`` = the gate's kind, and marked in its provenance (``forced=True``,
+        ``forced_kind``, ``forced_reason``) so that ``mine combine`` leaves it out unless asked
+        (``--include-forced``). A stored record gets ``n_tried`` = the trials counted and
+        ``adj_p`` / ``haircut`` from its charge. With a ``provenance["run_id"]``, the decision
+        is counted on that run.
 
         Parameters
         ----------
         record : FactorRecord
-            ``id``, ``created_at`` and ``test_unsealed_at`` are ignored (set by the store).
+            ``id``, ``created_at``, ``test_unsealed_at``, ``n_tried``, ``adj_p`` and
+            ``haircut`` are ignored (set by the store).
         correlations : mapping of str to float
             Member formula -> correlation (see :func:`gate`).
-        max_corr, min_valid_rank_ic : float
-            Gate thresholds (see :class:`data.config.StoreConfig`).
+        max_corr, min_valid_rank_ic, haircut, max_adj_p
+            Gate settings (see :class:`StoreConfig`).
         force : bool, default False
         strict : bool, default False
             Raise if a current member has no entry in ``correlations`` (guards against a
@@ -263,27 +215,32 @@ class FactorStore:
         ------
         StoreError
             Nothing written: the record has ``"test"`` metrics, unstorable metrics/provenance
-            or an unknown run id, or (``strict``) a current member has no correlation:
-            recompute against the members and retry.
+            or an unknown run id, an unknown ``haircut``, or (``strict``) a current member has
+            no correlation: recompute against the members and retry.
         """
         if not isinstance(record, FactorRecord):
             raise StoreError(f"add() needs a FactorRecord, got {type(record).__name__}")
+        if haircut not in HAIRCUTS:
+            raise StoreError(f"haircut {haircut!r} is not one of {', '.join(HAIRCUTS)}")
         metrics = _clean_metrics(record.metrics, f"metrics of {record.formula!r}")
         if "test" in metrics:
             raise StoreError(f"{record.formula!r}: test metrics are sealed; record them with "
                              f"record_test() after the factor is on the leaderboard")
         rec = dataclasses.replace(record, metrics=metrics)
         run_id = rec.run_id
+        key = trial_key(rec.formula)
         with self._write() as conn:
             if run_id is not None and conn.execute(
                     "SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
                 raise StoreError(f"{rec.formula!r}: unknown run id {run_id!r} in provenance "
                                  f"(start it with start_run())")
+            charge = self._count_trial(conn, key, rec.formula, rec.universe, rec.horizon,
+                                       metrics, rec.source, run_id, haircut)
             row = conn.execute("SELECT id FROM factors WHERE formula = ? AND universe = ? AND "
                                "horizon = ?", (rec.formula, rec.universe, rec.horizon)).fetchone()
             if row is not None:
                 decision = GateDecision(False, f"already on the leaderboard (id {row[0]})",
-                                        kind="duplicate", id=row[0])
+                                        kind="duplicate", id=row[0], charge=charge)
             else:
                 current = {r[0]: (int(r[1]), r[2]) for r in conn.execute(
                     "SELECT formula, id, name FROM factors WHERE universe = ? AND horizon = ? "
@@ -296,7 +253,7 @@ class FactorStore:
                                      f"members({rec.universe!r}, {rec.horizon}) and retry")
                 decision = gate(rec, {m: correlations[m] for m in current if m in correlations},
                                 max_corr=max_corr, min_valid_rank_ic=min_valid_rank_ic,
-                                member_info=current)
+                                member_info=current, charge=charge, max_adj_p=max_adj_p)
                 if force and not decision.accepted:
                     rec = dataclasses.replace(rec, provenance={
                         **dict(rec.provenance), "forced": True, "forced_kind": decision.kind,
@@ -307,25 +264,27 @@ class FactorStore:
             if decision.accepted:
                 cur = conn.execute(
                     "INSERT INTO factors (formula, name, source, universe, horizon, metrics, "
-                    "provenance, n_tried, description, run_id, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "provenance, n_tried, description, run_id, created_at, trial_key, adj_p, "
+                    "haircut) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (rec.formula, rec.name, rec.source, rec.universe, rec.horizon,
                      _dumps(metrics, "metrics"), _dumps(rec.provenance, "provenance"),
-                     rec.n_tried, rec.description or "", run_id, _now()))
+                     charge.n_tried, rec.description or "", run_id, _now(), key,
+                     charge.adj_p, charge.method))
                 decision = dataclasses.replace(decision, id=int(cur.lastrowid))
             if run_id is not None:
                 self._count_decision(conn, run_id, decision)
         return decision
 
     _COLS = ("id, formula, name, source, universe, horizon, metrics, provenance, n_tried, "
-             "description, created_at, test_unsealed_at")
+             "description, created_at, test_unsealed_at, adj_p, haircut")
 
     @staticmethod
     def _record(row: tuple) -> FactorRecord:
         return FactorRecord(formula=row[1], name=row[2], source=row[3], universe=row[4],
                             horizon=row[5], metrics=json.loads(row[6]),
                             provenance=json.loads(row[7]), n_tried=row[8], description=row[9],
-                            id=row[0], created_at=row[10], test_unsealed_at=row[11])
+                            id=row[0], created_at=row[10], test_unsealed_at=row[11],
+                            adj_p=row[12], haircut=row[13])
 
     def _select(self, universe: str | None = None, horizon: int | None = None,
                 source: str | None = None) -> list[FactorRecord]:
@@ -437,6 +396,7 @@ class FactorStore:
         return rec
 
     @staticmethod
-    def to_frame(records: list[FactorRecord]) -> pd.DataFrame:
+    def to_frame(records: list[FactorRecord],
+                 current: Mapping[int, TrialCharge] | None = None) -> pd.DataFrame:
         """See :func:`to_frame`."""
-        return to_frame(records)
+        return to_frame(records, current)

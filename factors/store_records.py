@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from factors.errors import StoreError
+from factors.trials import TrialCharge
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -38,7 +39,7 @@ STANDARD_METRICS: tuple[str, ...] = ("rank_ic_mean", "rank_icir", "ic_mean", "ic
 #: Rejection classes counted per run (``runs.rejections``). ``"min_rank_ic"`` is the old name
 #: of ``"below_floor"`` (runs recorded before the rename keep it in their counters).
 REJECTION_CLASSES: tuple[str, ...] = ("duplicate", "no_valid_metrics", "below_floor",
-                                      "sign_flip", "correlation")
+                                      "sign_flip", "haircut", "correlation")
 #: Old rejection kinds -> current ones (for reading counters of older runs).
 LEGACY_KINDS: dict[str, str] = {"min_rank_ic": "below_floor"}
 _SPLIT_ORDER = ("train", "valid", "test")
@@ -138,7 +139,14 @@ class FactorRecord:
         Free-form JSON: ``run_id``, ``seed``, ``generation``, ``config``, ``data_root``,
         ``template``, ``model``, ``round``, ``rationale``...
     n_tried : int
-        Candidates tried in the run that produced this factor (>= 0).
+        Set by the store on insertion: the number of distinct trials (formulas evaluated on
+        valid, by every run and producer) of this universe and horizon in the trial ledger
+        when the record was accepted, itself included (>= 0; the value a caller passes is
+        replaced). Records stored before schema version 3 keep their producer's own count.
+    adj_p, haircut : float or None, str or None
+        Set by the store on insertion: the multiple-testing adjusted p-value of the valid
+        RankIC over those ``n_tried`` trials and the method used (:mod:`factors.trials`);
+        ``None`` for records stored before schema version 3.
     id, created_at, test_unsealed_at : int, str, str or None
         Set by the store: row id, ISO-8601 UTC insertion time, and the time test metrics were
         first recorded (``None`` while the test split is sealed).
@@ -162,6 +170,8 @@ class FactorRecord:
     id: int | None = None
     created_at: str | None = None
     test_unsealed_at: str | None = None
+    adj_p: float | None = None
+    haircut: str | None = None
 
     def __post_init__(self) -> None:
         for attr in ("formula", "name", "universe"):
@@ -201,7 +211,9 @@ class GateDecision:
     the existing one (``kind="duplicate"``). For ``kind="correlation"``, ``member`` is the
     offending member's formula and ``member_id`` / ``member_name`` its row id and name when the
     caller (:meth:`FactorStore.add`) knows them. For ``kind="forced"``, ``would_be`` is the
-    kind the gate would have given (``None`` when it would have accepted).
+    kind the gate would have given (``None`` when it would have accepted). ``charge`` is the
+    multiple-testing charge (trials counted, raw and adjusted p) when the caller computed one
+    (:meth:`FactorStore.add` always does).
     """
 
     accepted: bool
@@ -214,6 +226,17 @@ class GateDecision:
     member_id: int | None = None
     member_name: str | None = None
     would_be: str | None = None
+    charge: TrialCharge | None = None
+
+    @property
+    def n_tried(self) -> int | None:
+        """Trials counted for the candidate's universe and horizon (None without a charge)."""
+        return None if self.charge is None else self.charge.n_tried
+
+    @property
+    def adj_p(self) -> float | None:
+        """The candidate's adjusted p-value (None without a charge)."""
+        return None if self.charge is None else self.charge.adj_p
 
 
 @dataclass(frozen=True)
@@ -234,6 +257,7 @@ class RunRecord:
     rejections: dict[str, int]
     started_at: str
     finished_at: str | None
+    n_new_trials: int = 0           # trial-ledger rows this run recorded first (schema >= 3)
 
 
 def train_sign(record: FactorRecord) -> float:
@@ -284,8 +308,8 @@ def ic_check(record: FactorRecord, min_valid_rank_ic: float = 0.01
 
 
 def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: float = 0.7,
-         min_valid_rank_ic: float = 0.01, member_info: Mapping[str, tuple[int, str]] | None = None
-         ) -> GateDecision:
+         min_valid_rank_ic: float = 0.01, member_info: Mapping[str, tuple[int, str]] | None = None,
+         charge: TrialCharge | None = None, max_adj_p: float = 0.05) -> GateDecision:
     """Apply the leaderboard admission gates to ``record`` (pure: no database access).
 
     The direction is decided on train: ``sign = sign(train rank_ic_mean)`` (GP/LLM candidates
@@ -297,7 +321,11 @@ def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: f
        the train direction, ``"sign_flip"``;
     3. ``valid x sign >= min_valid_rank_ic`` (the *oriented* valid RankIC), else
        ``"below_floor"`` (called ``"min_rank_ic"`` before; old run counters keep that name);
-    4. ``max |corr| < max_corr``, else ``"correlation"``; the reason names the member and
+    4. with a ``charge``: the multiple-testing adjusted p-value of the oriented valid RankIC
+       over every trial of the universe and horizon ``<= max_adj_p``, else ``"haircut"``; the
+       reason names the method, the adjusted and raw p and the number of trials
+       (:mod:`factors.trials`);
+    5. ``max |corr| < max_corr``, else ``"correlation"``; the reason names the member and
        :attr:`GateDecision.member` (plus ``member_id`` / ``member_name`` from ``member_info``)
        identifies it.
 
@@ -316,6 +344,11 @@ def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: f
         Floor on the oriented valid RankIC, ``>= 0``.
     member_info : mapping of str to (int, str), optional
         Member formula -> (row id, name), to name the member of a correlation rejection.
+    charge : TrialCharge, optional
+        The candidate's multiple-testing charge (:meth:`FactorStore.add` computes it from the
+        trial ledger); without one rule 4 is skipped.
+    max_adj_p : float, default 0.05
+        Largest adjusted p-value admitted, in ``(0, 1]``.
 
     Returns
     -------
@@ -330,6 +363,8 @@ def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: f
         raise StoreError(f"max_corr must be in (0, 1], got {max_corr!r}")
     if not (float(min_valid_rank_ic) >= 0.0):
         raise StoreError(f"min_valid_rank_ic must be >= 0, got {min_valid_rank_ic!r}")
+    if not (0.0 < float(max_adj_p) <= 1.0):
+        raise StoreError(f"max_adj_p must be in (0, 1], got {max_adj_p!r}")
     best, best_f = None, None
     for member, c in correlations.items():
         try:
@@ -344,11 +379,16 @@ def gate(record: FactorRecord, correlations: Mapping[str, float], *, max_corr: f
             best, best_f = abs(x), str(member)
 
     def decide(accepted: bool, reason: str, kind: str, **kw: Any) -> GateDecision:
-        return GateDecision(accepted, reason, best, best_f, kind, **kw)
+        return GateDecision(accepted, reason, best, best_f, kind, charge=charge, **kw)
 
     kind, text = ic_check(record, min_valid_rank_ic)
     if kind is not None:
         return decide(False, text, kind)
+    if charge is not None:
+        if not charge.adj_p <= max_adj_p:
+            return decide(False, f"haircut for the trials counted: {charge.describe()} is above "
+                                 f"max_adj_p {max_adj_p:g}", "haircut")
+        text = f"{text}, {charge.describe()}"
     if best is not None and best >= max_corr:
         mid, mname = (member_info or {}).get(best_f, (None, None))
         # the id and formula identify the member; its name carries a run id, which would make
@@ -366,14 +406,18 @@ def _metric_rank(name: str) -> tuple[int, str]:
             name)
 
 
-def to_frame(records: list[FactorRecord]) -> pd.DataFrame:
+def to_frame(records: list[FactorRecord],
+             current: Mapping[int, TrialCharge] | None = None) -> pd.DataFrame:
     """Flatten records into one row each (for the CLI's ``--csv`` / ``--json``).
 
     Columns: ``id, name, source, formula, universe, horizon``, then ``<split>_<metric>``
     (always ``train_rank_ic_mean, train_rank_icir, valid_rank_ic_mean, valid_rank_icir,
     valid_turnover, valid_ls_sharpe``, plus every other stored metric, train/valid/test first,
-    float64 with NaN for missing), then ``n_tried, created_at, run_id, test_unsealed_at,
-    description``. Row order follows ``records``.
+    float64 with NaN for missing), then ``haircut, adj_p`` (method and adjusted p-value at
+    acceptance), with ``current`` (record id -> charge against today's trial ledger,
+    :meth:`FactorStore.charges`) ``adj_p_now, n_tried_now``, then ``n_tried`` (trials at
+    acceptance), ``created_at, run_id, test_unsealed_at, description``. Row order follows
+    ``records``.
     """
     import pandas as pd
 
@@ -394,6 +438,15 @@ def to_frame(records: list[FactorRecord]) -> pd.DataFrame:
     for col, (split, metric) in cols.items():
         vals = [r.metric(split, metric) for r in records]
         data[col] = np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+    data["haircut"] = [r.haircut for r in records]
+    data["adj_p"] = np.array([np.nan if r.adj_p is None else r.adj_p for r in records],
+                             dtype=np.float64)
+    if current is not None:
+        now = [current.get(r.id) if r.id is not None else None for r in records]
+        data["adj_p_now"] = np.array([np.nan if c is None else c.adj_p for c in now],
+                                     dtype=np.float64)
+        data["n_tried_now"] = pd.array([None if c is None else c.n_tried for c in now],
+                                       dtype="Int64")
     data["n_tried"] = np.array([r.n_tried for r in records], dtype=np.int64)
     data["created_at"] = [r.created_at for r in records]
     data["run_id"] = [r.run_id for r in records]

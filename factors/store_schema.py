@@ -1,8 +1,11 @@
 """The leaderboard file's schema: tables, version (``PRAGMA user_version``) and upgrades.
 
-Version 1: ``runs`` and ``factors``. Version 2: ``source = 'manual'`` allowed. Version 3:
-``test_audit``, the log of accesses to the sealed test split (:mod:`factors.audit`). A file of
-an older version is upgraded in place, inside the opening transaction of
+Version 1: ``runs`` and ``factors``. Version 2: ``source = 'manual'`` allowed. Version 3: the
+trial ledgers (``trials``, ``backtest_trials``; ``factors.trial_key / adj_p / haircut``;
+:mod:`factors.store_ledgers`). Version 4: ``test_audit``, the log of accesses to the sealed
+test split (:mod:`factors.audit`). A new file is created at version 2 (:data:`_SCHEMA`) and
+upgraded by :data:`MIGRATIONS`, so new and upgraded files are alike. A file of an older
+version is upgraded in place, inside the opening transaction of
 :class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
 """
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sqlite3
 from collections.abc import Callable
 
 from factors.errors import StoreError
+from factors.store_ledgers import migrate_v2_to_v3
 
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "init_schema"]
 
@@ -37,12 +41,12 @@ CREATE TABLE factors (
     run_id TEXT REFERENCES runs(run_id) ON DELETE SET NULL, created_at TEXT NOT NULL,
     test_unsealed_at TEXT, UNIQUE (formula, universe, horizon));
 CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
-""" + _AUDIT_TABLE + ";\n"
+"""
 
 
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -55,14 +59,15 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX factors_universe_horizon ON factors(universe, horizon)")
 
 
-def _v2_to_v3(conn: sqlite3.Connection) -> None:
-    """Version 3 adds ``test_audit``, the log of test-split unsealings (:mod:`factors.audit`)."""
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Version 4 adds ``test_audit``, the log of test-split unsealings (:mod:`factors.audit`)."""
     conn.execute(_AUDIT_TABLE)
 
 
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4}
 
 
 def init_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -84,7 +89,8 @@ def init_schema(conn: sqlite3.Connection, path: str) -> None:
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 conn.execute(stmt)
-    elif version > SCHEMA_VERSION:
+        version = 2                           # _SCHEMA is version 2; MIGRATIONS do the rest
+    if version > SCHEMA_VERSION:
         raise StoreError(f"leaderboard {path!r} has schema version {version}, "
                          f"newer than this alphamine ({SCHEMA_VERSION}); upgrade alphamine")
     else:

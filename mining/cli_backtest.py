@@ -234,6 +234,18 @@ def _perf_table(d: dict) -> Table:
             ("information ratio", lambda p: _num(_f(p["information_ratio"])))]
     for label, fn in rows:
         t.add_row(label, *[fn(p) for _, p in cols])
+    ds = d.get("deflated_sharpe")
+    if ds:        # the whole backtest, deflated for the strategies tried (Bailey & LdP 2014)
+        blank = ["-"] * (len(cols) - 1)
+        var = ds.get("sr_var")
+        for label, value in (
+                ("deflated Sharpe (DSR)", _num(_f(ds.get("dsr")), 3)),
+                ("strategies tried (N)", str(ds.get("n_trials"))),
+                ("SR0: best of N by luck (ann.)",
+                 _num(_f(ds.get("sr0")) * math.sqrt(252))),
+                (f"Var[SR] daily ({ds.get('sr_var_source')})",
+                 "-" if var is None else f"{var:.3g}")):
+            t.add_row(label, value, *blank)
     return t
 
 

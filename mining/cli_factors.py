@@ -102,8 +102,8 @@ def fields(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
 
 
 # --------------------------------------------------------------------------- eval
-_REPORT_KEYS = ("n_days", "rank_ic_mean", "rank_ic_std", "rank_icir", "rank_ic_t", "rank_ic_pos",
-                "ic_mean", "icir", "ls_ann_return", "ls_sharpe", "ls_cum_return",
+_REPORT_KEYS = ("n_days", "rank_ic_mean", "rank_ic_std", "rank_icir", "rank_ic_t", "rank_ic_p",
+                "rank_ic_pos", "ic_mean", "icir", "ls_ann_return", "ls_sharpe", "ls_cum_return",
                 "ls_max_drawdown", "turnover", "rank_autocorr", "coverage")
 
 
@@ -136,7 +136,11 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
               False, "--add", help="Also submit the formula to the leaderboard through the "
               "gate (oriented on train like GP candidates, source 'manual'); prints accepted "
               "or the rejection reason. Not with --unseal-test.")) -> None:
-    """Evaluate one formula with the common evaluator, per split (--add: and submit it)."""
+    """Evaluate one formula with the common evaluator, per split (--add: and submit it).
+
+    Looking at the valid split is a trial: the formula is counted in the leaderboard's trial
+    ledger (by the submission with --add, else by itself) and its charge is printed.
+    """
     from mining.gp_run import evaluate_formula
     try:
         check_universe("--universe", universe)
@@ -155,7 +159,8 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
         print_json({**config_keys(cfg), "formula": res.formula, "universe": universe,
                     "horizon": res.horizon, "splits": res.metrics(),
                     "test_unsealed": res.test_unsealed, "audit_id": res.audit_id,
-                    **({"gate": added.gate_dict()} if added is not None else {})})
+                    **({"gate": added.gate_dict()} if added is not None else {}),
+                    **({"trial": res.trial.to_dict()} if res.trial is not None else {})})
         return
     console.print(f"[bold]{escape(res.formula)}[/]  ({universe}, horizon {res.horizon})",
                   soft_wrap=True)
@@ -165,6 +170,9 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
                       "(`mine audit`).[/]")
     else:
         console.print("[dim]test split sealed; pass --unseal-test to evaluate it (recorded).[/]")
+    if res.trial is not None:
+        console.print(f"[dim]counted as a trial: {escape(res.trial.describe())}[/]",
+                      soft_wrap=True)
     if added is not None:
         if added.accepted:
             console.print(f"[green]accepted[/] as id {added.id}: {escape(added.formula)}",
@@ -176,29 +184,45 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
 
 
 # --------------------------------------------------------------------------- leaderboard
-def leaderboard_table(records, title: str = "leaderboard", looks=None) -> Table:
-    """The leaderboard rows as a table (formulas on one line each); ``looks`` maps
-    ``(formula, universe)`` to the number of test-split unsealings that named it."""
+def leaderboard_table(records, title: str = "leaderboard", current=None, looks=None) -> Table:
+    """The leaderboard rows as a table (formulas on one line each).
+
+    ``tried`` / ``adj p`` are the trials counted and the adjusted p-value when the row was
+    accepted; with ``current`` (record id -> charge against today's trial ledger) each is
+    followed by today's value in brackets. ``looks`` maps ``(formula, universe)`` to the
+    number of test-split unsealings that named it.
+    """
     t = Table(title=title)
     for col in ("id", "name", "source"):
         t.add_column(col, no_wrap=True)
     for col in ("train RankIC", "train ICIR", "valid RankIC", "valid ICIR", "valid LS Sharpe",
-                "valid turnover", "tried", "test looks"):
+                "valid turnover", "tried (now)" if current is not None else "tried",
+                "adj p (now)" if current is not None else "adj p", "test looks"):
         t.add_column(col, justify="right", no_wrap=True, min_width=6)
     _formula_column(t)
     for r in records:
         tr, va = r.metrics.get("train", {}), r.metrics.get("valid", {})
+        tried, adj = str(r.n_tried), _p(r.adj_p)
+        if current is not None:
+            c = current.get(r.id)
+            tried += f" ({'-' if c is None else c.n_tried})"
+            adj += f" ({'-' if c is None else _p(c.adj_p)})"
         t.add_row(str(r.id), r.name, r.source, fmt(tr.get("rank_ic_mean")),
                   fmt(tr.get("rank_icir"), 3), fmt(va.get("rank_ic_mean")),
                   fmt(va.get("rank_icir"), 3), fmt(va.get("ls_sharpe"), 2),
-                  fmt(va.get("turnover"), 3), str(r.n_tried),
+                  fmt(va.get("turnover"), 3), tried, adj,
                   str((looks or {}).get((r.formula, r.universe), 0)), escape(r.formula))
     return t
 
 
-def print_leaderboard(records, title: str, looks=None) -> None:
+def _p(v) -> str:
+    """A p-value in 2 significant digits (``-`` when unknown)."""
+    return "-" if v is None else f"{v:.2g}"
+
+
+def print_leaderboard(records, title: str, current=None, looks=None) -> None:
     """The leaderboard table, then the full text of formulas too long for their cell."""
-    console.print(leaderboard_table(records, title, looks))
+    console.print(leaderboard_table(records, title, current, looks))
     _long_formulas((f"#{r.id}", r.formula) for r in records)
 
 
@@ -236,8 +260,9 @@ def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
         cfg = _cfg()
         with FactorStore(cfg.store.path) as store:
             recs = store.top(top, sort=sort, universe=universe, source=source)
+            current = store.charges(recs, cfg.store.haircut)
             looks = AuditLog(store).looks()
-            frame = store.to_frame(recs)
+            frame = store.to_frame(recs, current)
         frame["test_looks"] = [looks.get((r.formula, r.universe), 0) for r in recs]
     except AlphamineError as e:
         fail(e)
@@ -252,7 +277,12 @@ def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
             console.print(EMPTY_HINT if universe is None and source is None
                           else "no factors match; " + EMPTY_HINT.split(": ", 1)[1])
             return
-        print_leaderboard(recs, f"leaderboard (top {top} by {sort})", looks)
+        print_leaderboard(recs, f"leaderboard (top {top} by {sort})", current, looks)
+        console.print(f"[dim]tried: formulas evaluated on valid in the row's universe and "
+                      f"horizon; adj p: {cfg.store.haircut} multiple-testing adjusted p-value "
+                      f"of the valid RankIC (gate: <= {cfg.store.max_adj_p:g}); at acceptance "
+                      f"(now); test looks: research unsealings naming the factor "
+                      f"(`mine audit`).[/]")
 
 
 # --------------------------------------------------------------------------- library

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from backtest.candidates import evaluate_candidate, make_workspace, submit
+from backtest.candidates import count_trial, evaluate_candidate, make_workspace, submit
 from data.config import Config
 from data.errors import ConfigError
 from data.io import to_jsonable
@@ -71,6 +71,8 @@ class CandidateDecision:
     reason: str
     train_rank_ic: float | None
     valid_rank_ic: float | None
+    n_tried: int | None = None      # trials of the universe/horizon counted (trial ledger)
+    adj_p: float | None = None      # the candidate's multiple-testing adjusted p-value
 
 
 @dataclass(frozen=True)
@@ -198,15 +200,14 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                 gen = next((i + 1 for i, s in enumerate(res.generations)
                             if s.best_formula == str(expr)), None)
                 name = f"gp_{run_id[-6:]}_{rank:02d}"
-                d = submit(ws, store, ev, name=name, source="gp",
-                           cfg=cfg, n_tried=len(res.candidates), provenance={
-                               "run_id": run_id, "seed": g.seed, "train_fitness": fit,
-                               "generation_best": gen, "rank": rank,
-                               "config": run_cfg, "data_root": str(cfg.data.root)})
+                d = submit(ws, store, ev, name=name, source="gp", cfg=cfg, provenance={
+                    "run_id": run_id, "seed": g.seed, "train_fitness": fit,
+                    "generation_best": gen, "rank": rank, "config": run_cfg,
+                    "data_root": str(cfg.data.root)})
                 n_acc += d.accepted
                 decision = CandidateDecision(rank, name, ev.formula, bool(d.accepted), d.kind,
                                              d.reason, _rank_ic(ev, "train"),
-                                             _rank_ic(ev, "valid"))
+                                             _rank_ic(ev, "valid"), d.n_tried, d.adj_p)
                 decisions.append(decision)
                 if d.accepted:
                     accepted.append(decision)
@@ -260,9 +261,10 @@ def add_library(cfg: Config, universe: str, *, on_progress: Progress = None
             ev = evaluate_candidate(ws, f.formula)
             d = submit(ws, store, ev, name=f.name, source="library", cfg=cfg,
                        provenance={"run_id": run_id, "reference": f.reference},
-                       n_tried=len(LIBRARY), description=f.description, force=True)
+                       description=f.description, force=True)
             decision = CandidateDecision(rank, f.name, ev.formula, bool(d.accepted), d.kind,
-                                         d.reason, _rank_ic(ev, "train"), _rank_ic(ev, "valid"))
+                                         d.reason, _rank_ic(ev, "train"), _rank_ic(ev, "valid"),
+                                         d.n_tried, d.adj_p)
             decisions.append(decision)
             _emit(on_progress, decision)
         store.finish_run(run_id, n_tried=len(LIBRARY))
@@ -283,11 +285,15 @@ class ManualAdd:
     kind: str
     reason: str
     id: Optional[int] = None
+    n_tried: Optional[int] = None     # trials counted for the universe/horizon, this one included
+    adj_p: Optional[float] = None     # multiple-testing adjusted p-value ([store] haircut)
 
     def gate_dict(self) -> dict:
-        """``{"accepted", "reason", "kind", "formula", "id"}`` (the ``--json`` ``gate`` object)."""
+        """``{"accepted", "reason", "kind", "formula", "id", "n_tried", "adj_p"}`` (the
+        ``--json`` ``gate`` object)."""
         return {"accepted": self.accepted, "reason": self.reason, "kind": self.kind,
-                "formula": self.formula, "id": self.id}
+                "formula": self.formula, "id": self.id, "n_tried": self.n_tried,
+                "adj_p": self.adj_p}
 
 
 def add_formula(cfg: Config, formula: str, universe: str, *, ws: Any = None,
@@ -317,14 +323,14 @@ def add_formula(cfg: Config, formula: str, universe: str, *, ws: Any = None,
                                  universe=universe, data_root=str(cfg.data.root))
         try:
             d = submit(ws, store, ev, name=name or ev.formula[:40], source="manual", cfg=cfg,
-                       provenance={"run_id": run_id, "input": str(formula)}, n_tried=1,
+                       provenance={"run_id": run_id, "input": str(formula)},
                        description=description)
         except BaseException:
             store.finish_run(run_id, n_tried=1, status="failed")
             raise
         store.finish_run(run_id, n_tried=1)
     return ManualAdd(run_id, ev.formula, universe, ev.metrics(), bool(d.accepted), d.kind,
-                     d.reason, d.id)
+                     d.reason, d.id, d.n_tried, d.adj_p)
 
 
 # ------------------------------------------------------------------------------- eval
@@ -339,6 +345,7 @@ class FormulaEval:
     test_unsealed: bool
     audit_id: Optional[int] = None    # the audit row of the unsealing (``mine audit``)
     added: Optional[ManualAdd] = None
+    trial: Any = None                 # backtest.candidates.TrialCharge when not added
 
     def metrics(self) -> dict:
         out = {}
@@ -359,7 +366,9 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
     (:func:`backtest.seal.unseal`, subject: the formula), the test split is evaluated, its
     metrics are added to the audit row and, when the formula is a leaderboard member, stored
     on it (:meth:`factors.store.FactorStore.record_test`). With ``add`` the formula goes
-    through :func:`add_formula` (gate metrics on the default window, the one GP uses).
+    through :func:`add_formula` (gate metrics on the default window, the one GP uses);
+    without it, looking at the valid metrics is still counted in the trial ledger
+    (:func:`backtest.candidates.count_trial`).
 
     Raises
     ------
@@ -399,4 +408,6 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
     if add:
         out.added = add_formula(cfg, str(expr), universe,
                                 ws=ws if start is None and end is None else None)
+    else:
+        out.trial = count_trial(cfg, universe, ev)
     return out

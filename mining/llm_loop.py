@@ -32,7 +32,8 @@ from mining.llm_cache import CachedChat, LLMCache, ReplayChat, Sender
 #: Reply-level failures, formula-level failures, then gate rejections, in display order.
 REPLY_FAILURES = ("http_error", "timeout", "empty", "no_json", "bad_json")
 FORMULA_FAILURES = ("parse_error", "repeat", "eval_error")
-GATE_REJECTIONS = ("duplicate", "no_valid_metrics", "below_floor", "sign_flip", "correlation")
+GATE_REJECTIONS = ("duplicate", "no_valid_metrics", "below_floor", "sign_flip", "haircut",
+                   "correlation")
 FAILURE_KINDS = REPLY_FAILURES + FORMULA_FAILURES + GATE_REJECTIONS
 #: An accepted factor is *novel* when its largest |corr| with the members it was gated against
 #: (valid split) is below this; otherwise it is a near-duplicate that merely passed the gate.
@@ -349,7 +350,7 @@ def _one(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSetting
         prov["replay_of"] = replay_of
     try:
         d = submit(ws, store, ev, name=f"llm_{run_id[-6:]}_r{rnd}_{stats['proposed']:02d}",
-                   source="llm", cfg=cfg, provenance=prov, n_tried=stats["proposed"],
+                   source="llm", cfg=cfg, provenance=prov,
                    description=rationale[:300])
     except AlphamineError as e:
         stats["counts"]["eval_error"] += 1

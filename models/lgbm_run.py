@@ -327,7 +327,7 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, explain: _Ex
                  "pred_path": run.pred_path, "folds": run.folds}
     n_tried = 0
     ev, d = submit_prediction(ws, store, cfg, run.run_id, name=run.run_id,
-                              provenance={**prov_base, "kind": "prediction"}, n_tried=1,
+                              provenance={**prov_base, "kind": "prediction"},
                               description=f"LightGBM OOS prediction ({s.feature_set}, "
                                           f"{len(run.folds)} walk-forward fold(s))")
     n_tried += 1
@@ -359,7 +359,7 @@ def _submit_all(run: LGBMRun, ws, store, cfg, ds: PanelDataset, wf, explain: _Ex
                                     "reason": str(exc)})
             continue
         cd = submit_cand(ws, store, cev, name=c.name, source="model", cfg=cfg,
-                         n_tried=len(cands), provenance={
+                         provenance={
                              **prov_base, "kind": c.kind, "features": list(c.features),
                              "shap_interaction": c.interaction,
                              "shap_importance": list(c.importance),

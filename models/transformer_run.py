@@ -213,7 +213,7 @@ def _submit(run: TransformerRun, ws, store, cfg, n_folds: int, on_event) -> None
     store_run = store.start_run("model", config={"model_run": run.run_id, **s.to_dict()},
                                 seed=s.net.seed, universe=s.universe,
                                 data_root=str(cfg.data.root))
-    ev, d = submit_prediction(ws, store, cfg, run.run_id, name=run.run_id, n_tried=1,
+    ev, d = submit_prediction(ws, store, cfg, run.run_id, name=run.run_id,
                               provenance={"run_id": store_run, "model_run": run.run_id,
                                           "model": "transformer", "kind": "prediction",
                                           "pred_path": run.pred_path, "folds": run.folds},

@@ -24,7 +24,6 @@ def test_dated_industry_matches_static_and_follows_changes():
 
 
 def test_dated_industry_caps():
-    rng = np.random.default_rng(1)
     T, N = 10, 12
     g = np.broadcast_to(np.arange(N) % 3, (T, N)).copy()
     g[5:, :6] = 0                                         # half the names move to group 0

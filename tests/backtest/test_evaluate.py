@@ -454,3 +454,39 @@ def test_spearman_from_orders_and_buckets():
     np.testing.assert_allclose(means[1], [0.5, 2.5, 4.5, 6.5, 8.5])
     means, _ = quantile_buckets(np.full((1, 4), 2.5), np.array([4]), np.ones((1, 4)), 5)
     assert np.isnan(means).all()                                     # fewer names than Q
+
+
+# ---------------------------------------------------------------- Newey-West t (issue 11)
+def test_newey_west_t_hand_computed():
+    from backtest.metrics_ic import newey_west_t
+    x = np.array([1.0, 2.0, 0.0, 3.0, 1.0, np.nan])        # NaN days are dropped
+    # mean 1.4, e = -.4 .6 -1.4 1.6 -.4; gamma0 = 5.2/5 = 1.04;
+    # gamma1 = (-.24 - .84 - 2.24 - .64)/5 = -.792; S = 1.04 + 2 (1 - 1/2)(-.792) = .248;
+    # se = sqrt(S / (n - 1)) = sqrt(.062)
+    t, se, n = newey_west_t(x, lags=1)
+    assert n == 5 and se == pytest.approx(math.sqrt(0.062)) and t == pytest.approx(
+        1.4 / math.sqrt(0.062))
+    # lag 0 is the classic t with the ddof=1 standard deviation
+    v = x[:5]
+    assert newey_west_t(x, 0)[0] == pytest.approx(v.mean() / (v.std(ddof=1) / math.sqrt(5)))
+    assert math.isnan(newey_west_t([1.0], 0)[0]) and math.isnan(newey_west_t([2.0, 2.0], 1)[0])
+
+
+def test_rank_ic_t_is_hac_with_horizon_minus_one_lags_and_p_one_sided():
+    from scipy.stats import t as student_t
+
+    from backtest.evaluate import rank_ic_series
+    from backtest.metrics_ic import newey_west_t
+    c5 = _ctx(horizons=(1, 5), horizon=5, embargo=5)
+    f = c5.fwd[5] + np.random.default_rng(4).normal(0, 0.05, c5.shape)
+    rep = evaluate_factor(f, c5)["valid"]
+    lo, hi = c5.split_bounds("valid")
+    ric = rank_ic_series(f, c5)[lo:hi]
+    t4 = newey_west_t(ric, 4)[0]
+    assert rep.rank_ic_t == pytest.approx(t4)
+    assert rep.rank_ic_t < rep.rank_icir * math.sqrt(rep.n_ic_days)   # overlap: less evidence
+    assert rep.rank_ic_p == pytest.approx(student_t.sf(t4, rep.n_ic_days - 1))
+    assert 0 <= rep.rank_ic_p < 0.01                                   # a real signal
+    r1 = evaluate_factor(f, _ctx(horizons=(1,), horizon=1))["valid"]
+    assert r1.rank_ic_t == pytest.approx(r1.rank_icir * math.sqrt(r1.n_ic_days))
+    assert evaluate_factor(-f, c5)["valid"].rank_ic_p > 0.99

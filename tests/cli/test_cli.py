@@ -31,6 +31,7 @@ embargo = 20
 [store]
 path = "{tmp_path / 'lb.db'}"
 min_valid_rank_ic = 0.0
+max_adj_p = 1.0     # 6 months of valid: a toy GP's best valid t is ~1.8, nothing is significant
 [gp]
 {gp_lines}
 """
@@ -314,13 +315,15 @@ def test_eval_add_json_gate(synth, tmp_path, monkeypatch, train, valid, kind):
     from factors.store import FactorStore
     monkeypatch.setattr(Evaluated, "metrics", lambda self: {
         "train": {"rank_ic_mean": train, "rank_icir": 0.3},
-        "valid": {"rank_ic_mean": valid, "rank_icir": 0.2}})
+        "valid": {"rank_ic_mean": valid, "rank_icir": 0.2, "rank_ic_t": 6.0,
+                  "n_ic_days": 500}})
     cfg = _synth_with_store(synth, tmp_path, 0.01)
     r = runner.invoke(app, ["--config", str(cfg), "eval", "ts_mean(close, 5)", "--universe",
                             "all", "--add", "--json"])
     assert r.exit_code == 0, r.output
     g = _strict(r.stdout)["gate"]
     assert g["accepted"] is (kind == "accepted") and g["kind"] == kind and g["reason"]
+    assert g["n_tried"] == 1 and 0 <= g["adj_p"] <= 1        # counted and charged
     with FactorStore(tmp_path / "lb.db") as store:
         (run,) = store.runs(source="manual")
         assert run.n_evaluated == 1 and run.n_accepted == int(g["accepted"])
@@ -360,3 +363,34 @@ def test_eval_unseal_test_on_a_member_records_it(synth, tmp_path):
     with FactorStore(store_path) as store:
         got = store.get("close", "all", 1)
     assert "test" in got.metrics and "split" not in got.metrics["test"]
+
+
+def test_eval_counts_a_trial_and_leaderboard_shows_the_charge(synth, tmp_path, monkeypatch):
+    """Issue 11: looking at valid is a trial (counted once per formula); the leaderboard shows
+    the count and adjusted p at acceptance and against today's ledger."""
+    from backtest.candidates import Evaluated
+    from factors.store import FactorStore
+    monkeypatch.setattr(Evaluated, "metrics", lambda self: {
+        "train": {"rank_ic_mean": 0.03, "rank_icir": 0.3},
+        "valid": {"rank_ic_mean": 0.02, "rank_icir": 0.2, "rank_ic_t": 4.0,
+                  "n_ic_days": 500}})
+    cfg = _synth_with_store(synth, tmp_path, 0.01)
+    args = ["--config", str(cfg), "eval", "--universe", "all"]
+    out = _strict(runner.invoke(app, [*args, "ts_mean(close, 5)", "--json"]).stdout)
+    assert out["trial"]["n_tried"] == 1 and out["trial"]["method"] == "bhy"
+    r = runner.invoke(app, [*args, "-ts_mean(close, 5)"])          # its negation: same trial
+    assert r.exit_code == 0 and "counted as a trial: bhy adjusted p" in " ".join(r.output.split())
+    assert "over 1 trial " in " ".join(r.output.split())
+    r = runner.invoke(app, [*args, "ts_mean(close, 10)", "--add", "--json"])
+    g = _strict(r.stdout)["gate"]
+    assert g["accepted"] and g["n_tried"] == 2
+    runner.invoke(app, [*args, "ts_mean(close, 20)"])
+    with FactorStore(tmp_path / "lb.db") as store:
+        assert store.n_trials("all", 1) == 3
+    rows = _strict(runner.invoke(app, ["--config", str(cfg), "leaderboard", "--json"]).stdout
+                   )["rows"]
+    (row,) = rows
+    assert row["n_tried"] == 2 and row["n_tried_now"] == 3 and row["haircut"] == "bhy"
+    assert 0 < row["adj_p"] < row["adj_p_now"] < 0.05
+    r = runner.invoke(app, ["--config", str(cfg), "leaderboard"])
+    assert r.exit_code == 0 and "2 (3)" in r.output and "adj p" in r.output

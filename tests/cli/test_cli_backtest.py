@@ -56,7 +56,9 @@ def _add(cfg_path: Path, formulas: dict[str, float]) -> None:
             rec = FactorRecord(formula=f, name=f"f{i}", source="library", universe="all",
                                horizon=1, metrics={"train": {"rank_ic_mean": train_ic},
                                                    "valid": {"rank_ic_mean": sg * 0.02,
-                                                             "rank_icir": sg * (0.2 - i / 100)}})
+                                                             "rank_icir": sg * (0.2 - i / 100),
+                                                             "rank_ic_t": sg * 5.0,
+                                                             "n_ic_days": 500}})
             assert store.add(rec, {}, force=True).accepted
 
 
@@ -135,7 +137,20 @@ def test_combine_then_backtest(tmp_path, synth_root):
             "--benchmark", "000300.SH", "--cash", "500000", "--out", str(bt_out), "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "already holds results" in _out(res)
-    assert _json(runner.invoke(app, args + ["--force"]))["performance"] == p
+    again = _json(runner.invoke(app, args + ["--force"]))
+    assert again["performance"] == p
+    # issue 11: each backtest is a strategy trial; the deflated Sharpe ratio charges for them
+    ds = b["deflated_sharpe"]
+    assert ds["n_trials"] == 1 and ds["sr_var_source"] == "null" and ds["sr0"] == 0.0
+    assert ds["n_obs"] == p["n_days"] and 0 <= ds["dsr"] <= 1
+    assert ds["sharpe_annual"] == pytest.approx(p["sharpe"])
+    assert again["deflated_sharpe"]["n_trials"] == 1           # the same targets: one trial
+    mc = _json(runner.invoke(app, ["--config", str(cfg), "backtest", "--preset", "microcap",
+                                   "--mv-min", "0", "--mv-max", "1e12", "--hold", "2",
+                                   "--json"]))["deflated_sharpe"]
+    assert mc["n_trials"] == 2 and mc["sr_var_source"] == "trials" and mc["sr0"] > 0
+    text = _out(runner.invoke(app, [a for a in args if a != "--json"] + ["--force"]))
+    assert "deflated Sharpe (DSR)" in text and "strategies tried (N) │ 2 │" in text
 
 
 def test_backtest_errors(tmp_path, synth_root):

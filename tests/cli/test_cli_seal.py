@@ -78,7 +78,9 @@ def _members(cfg_path: Path) -> None:
             rec = FactorRecord(formula=f, name=f"f{i}", source="library", universe="all",
                                horizon=1, metrics={"train": {"rank_ic_mean": 0.02},
                                                    "valid": {"rank_ic_mean": 0.02,
-                                                             "rank_icir": 0.2 - i / 100}})
+                                                             "rank_icir": 0.2 - i / 100,
+                                                             "rank_ic_t": 5.0,
+                                                             "n_ic_days": 500}})
             assert store.add(rec, {}, force=True).accepted
 
 

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def rec(formula="ts_mean(close, 5)", *, ic=0.03, icir=0.3, universe="csi300", horizon=1,
         source="gp", run_id=None, name=None, extra_valid=None, **kw) -> FactorRecord:
-    valid = {"rank_ic_mean": ic, "rank_icir": icir, "turnover": 0.2}
+    valid = {"rank_ic_mean": ic, "rank_icir": icir, "turnover": 0.2,
+             "rank_ic_t": math.copysign(8.0, ic), "n_ic_days": 700}
     valid.update(extra_valid or {})
     prov = {"seed": 7, "generation": 2}
     if run_id is not None:
@@ -72,7 +73,9 @@ def test_schema_created_in_new_dir_and_reopened(tmp_path):
         got = s.get("ts_mean(close, 5)", "csi300", 1)
         assert got is not None and got.id == d.id
         assert got.metrics == rec().metrics and got.provenance == rec().provenance
-        assert got.n_tried == 100 and got.source == "gp" and got.test_unsealed_at is None
+        # n_tried is the store's count of trials (the record's 100 is replaced)
+        assert got.n_tried == 1 and got.source == "gp" and got.test_unsealed_at is None
+        assert got.haircut == "bhy" and 0 <= got.adj_p < 1e-9
         created = dt.datetime.fromisoformat(got.created_at)
         assert created.utcoffset() == dt.timedelta(0)
         assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 60
@@ -224,7 +227,9 @@ def _signed(formula, train, valid, *, icir=0.3, source="gp"):
     return FactorRecord(formula=formula, name=formula[:12], source=source, universe="csi300",
                         horizon=1, metrics={"train": {"rank_ic_mean": train},
                                             "valid": {"rank_ic_mean": valid,
-                                                      "rank_icir": icir}})
+                                                      "rank_icir": icir,
+                                                      "rank_ic_t": math.copysign(8.0, valid),
+                                                      "n_ic_days": 700}})
 
 
 def test_gate_rejects_sign_flip():
@@ -543,8 +548,7 @@ def test_v1_store_migrates_to_allow_manual(tmp_path):
     import factors.store_schema as fs
     p = tmp_path / "old.db"
     con = sqlite3.connect(p)
-    con.executescript(fs._SCHEMA.replace("'model', 'manual'", "'model'")
-                      .replace(fs._AUDIT_TABLE + ";", ""))
+    con.executescript(fs._SCHEMA.replace("'model', 'manual'", "'model'"))
     con.execute("INSERT INTO factors (formula, name, source, universe, horizon, metrics, "
                 "provenance, n_tried, created_at) VALUES ('close', 'c', 'gp', 'csi300', 1, "
                 "'{}', '{}', 0, 'x')")
@@ -556,13 +560,13 @@ def test_v1_store_migrates_to_allow_manual(tmp_path):
         assert s.add(_signed("ts_mean(close, 3)", 0.03, 0.02, source="manual"), {}).accepted
 
 
-def test_v2_store_migrates_to_add_the_test_audit(tmp_path):
+def test_v2_store_migrates_up_to_the_test_audit(tmp_path):
     import sqlite3
 
     from factors.audit import AuditLog
     p = tmp_path / "v2.db"
     con = sqlite3.connect(p)
-    con.executescript(fs._SCHEMA.replace(fs._AUDIT_TABLE + ";", ""))
+    con.executescript(fs._SCHEMA)
     con.execute("PRAGMA user_version = 2")
     con.commit()
     con.close()
@@ -572,4 +576,4 @@ def test_v2_store_migrates_to_add_the_test_audit(tmp_path):
                                code_version={"package": "0"}, universe="all", horizon=1,
                                subject={"formulas": ["close"]}, window=("2020-01-01", "2026-01-01"))
         assert r.id == 1 and AuditLog(s).looks()[("close", "all")] == 1
-        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 4

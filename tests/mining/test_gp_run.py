@@ -79,7 +79,7 @@ def _old_gp_body(cfg, g):
         gen = next((i + 1 for i, s in enumerate(res.generations)
                     if s.best_formula == str(expr)), None)
         d = submit(ws, store, ev, name=f"gp_{run_id[-6:]}_{rank:02d}", source="gp",
-                   cfg=cfg, n_tried=len(res.candidates), provenance={
+                   cfg=cfg, provenance={
                        "run_id": run_id, "seed": g.seed, "train_fitness": fit,
                        "generation_best": gen, "rank": rank,
                        "config": run_cfg, "data_root": str(cfg.data.root)})
@@ -130,3 +130,35 @@ def test_mine_gp_interrupted_run_is_recorded(setup, monkeypatch):
         gp_run.mine_gp(cfg, g)
     with FactorStore(tmp / "a.db") as s:
         assert [r.status for r in s.runs("gp")] == ["interrupted"]
+
+
+def test_every_evaluated_candidate_is_counted_across_runs_and_producers(setup):
+    """Issue 11: n_tried is the cumulative count of distinct formulas evaluated on valid for
+    the universe and horizon, whatever the producer; every GP evaluation is counted."""
+    from factors.trials import trial_key
+    cfg, g, tmp = setup
+    events = []
+    rec1 = gp_run.mine_gp(cfg, g, on_progress=events.append)
+    keys1 = {trial_key(e.formula) for e in events if isinstance(e, gp_run.CandidateDecision)}
+    with FactorStore(cfg.store.path) as s:
+        n1 = s.n_trials("csi300", 1)
+        assert n1 == len(keys1) and 0 < n1 <= rec1.n_evaluated  # a program and its negation: one
+        first = {r.formula: r.n_tried for r in s.members()}
+    assert all(1 <= v <= n1 for v in first.values())
+    assert all(d.n_tried is not None and d.adj_p is not None for d in rec1.accepted)
+    events = []
+    rec2 = gp_run.mine_gp(cfg, replace(g, seed=6), on_progress=events.append)
+    keys2 = {trial_key(e.formula) for e in events if isinstance(e, gp_run.CandidateDecision)}
+    with FactorStore(cfg.store.path) as s:
+        n2 = s.n_trials("csi300", 1)
+        assert n2 == len(keys1 | keys2) > n1
+        run2 = next(r for r in s.runs("gp") if r.run_id == rec2.run_id)
+        assert run2.n_new_trials == len(keys2 - keys1)
+        assert {r.formula: r.n_tried for r in s.members() if r.formula in first} == first
+        assert all(n1 < r.n_tried <= n2 for r in s.members() if r.run_id == rec2.run_id)
+    # a hand-written formula goes through the same count
+    manual = gp_run.add_formula(cfg, "ts_mean(vwap, 3) - ts_mean(vwap, 9)", "csi300",
+                                ws=_ws())
+    assert manual.n_tried == n2 + 1
+    with FactorStore(cfg.store.path) as s:
+        assert s.n_trials("csi300", 1) == n2 + 1

@@ -61,6 +61,7 @@ min_listed_days = 0
 path = "{tmp / 'lb.db'}"
 min_valid_rank_ic = 0.0
 max_corr = 0.95
+max_adj_p = 1.0          # 20 valid days: no formula here is significant; the loop is under test
 [llm]
 {llm_lines}
 """)
@@ -115,7 +116,7 @@ def _seed_store(cfg, ws):
         from backtest.candidates import submit
         ev = evaluate_candidate(ws, "cs_rank(vol)")
         submit(ws, store, ev, name="vol_rank", source="library", cfg=cfg, provenance={},
-               n_tried=1, force=True)
+               force=True)
         # an unsealed test metric with a recognisable value: it must never reach the model
         store.record_test("cs_rank(vol)", "all", 1, {"rank_ic_mean": TEST_CANARY})
 
