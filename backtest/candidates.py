@@ -49,8 +49,8 @@ from factors.store import FactorStore
 from factors.store_records import FactorRecord, GateDecision
 
 __all__ = ["Workspace", "make_workspace", "Evaluated", "evaluate_candidate", "safe_evaluate",
-           "member_correlations", "submit", "new_run_id", "run_dir", "model_formula",
-           "save_predictions", "load_prediction_panel", "submit_prediction"]
+           "member_correlations", "correlations_with", "submit", "new_run_id", "run_dir",
+           "model_formula", "save_predictions", "load_prediction_panel", "submit_prediction"]
 
 
 @dataclass
@@ -190,30 +190,46 @@ def _negate(expr: Expr) -> Expr:
     return Call("neg", (expr,))
 
 
-def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,
-                        horizon: int) -> dict[str, float]:
-    """|corr| inputs for the gate: mean daily rank correlation on valid with every member."""
+def correlations_with(ws: Workspace, candidate: Evaluated,
+                      members: Iterable[FactorRecord]) -> dict[str, float]:
+    """Mean daily rank correlation on valid of ``candidate`` with each of ``members``
+    (a member this workspace cannot evaluate, e.g. a model leaf it cannot load, is left out:
+    the gate ignores it)."""
     out: dict[str, float] = {}
-    for rec in store.members(universe=ws.universe, horizon=horizon):
+    for rec in members:
         try:
             member_values = ws.values(parse(rec.formula), memo=True)
         except AlphamineError:
-            continue  # e.g. a model leaf this workspace cannot load; gate ignores it
+            continue
         out[rec.formula] = factor_corr(candidate.values, member_values, ws.ctx, split="valid")
     return out
+
+
+def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,
+                        horizon: int) -> dict[str, float]:
+    """|corr| inputs for the gate: mean daily rank correlation on valid with every member."""
+    return correlations_with(ws, candidate, store.members(universe=ws.universe,
+                                                          horizon=horizon))
 
 
 def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, source: str,
            cfg: Config, provenance: dict, n_tried: int, description: str = "",
            force: bool = False) -> GateDecision:
-    """Gate ``cand`` against the leaderboard and store it if accepted."""
+    """Gate ``cand`` against the leaderboard and store it if accepted.
+
+    The correlations with the members are computed first (outside the write lock); inside
+    the insert's write transaction :meth:`FactorStore.add` lists the members again and has
+    the ones committed meanwhile (by another process) correlated too, so the gate always
+    judges against the members as they are at the insert.
+    """
     horizon = cfg.evaluate.horizon
     corrs = member_correlations(ws, store, cand, horizon)
     rec = FactorRecord(formula=cand.formula, name=name, source=source, universe=ws.universe,
                        horizon=horizon, metrics=cand.metrics(), provenance=provenance,
                        n_tried=n_tried, description=description)
     return store.add(rec, corrs, max_corr=cfg.store.max_corr,
-                     min_valid_rank_ic=cfg.store.min_valid_rank_ic, force=force)
+                     min_valid_rank_ic=cfg.store.min_valid_rank_ic, force=force,
+                     correlate=lambda members: correlations_with(ws, cand, members))
 
 
 def safe_evaluate(ws: Workspace, expr: Expr, **kw) -> Evaluated | None:
@@ -256,7 +272,8 @@ def model_formula(run_id: str) -> str:
 
 
 def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
-                     dates, codes, meta: dict | None = None) -> Path:
+                     dates, codes, meta: dict | None = None, *,
+                     folder: str | os.PathLike | None = None) -> Path:
     """Save a ``(T, N)`` prediction panel as ``<out_dir>/<run_id>/pred.parquet``.
 
     Parameters
@@ -270,6 +287,9 @@ def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
     dates, codes : DatetimeIndex (T,), Index (N,)
     meta : dict, optional
         Written to ``meta.json`` beside it (JSON; NaN -> null).
+    folder : path, optional
+        Write into this folder instead of ``<out_dir>/<run_id>`` (the run's staged folder,
+        :class:`data.staging.StagedDir`, renamed into place by the caller).
 
     Returns
     -------
@@ -280,7 +300,7 @@ def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
     EvaluationError
         Bad run id or a shape mismatch.
     """
-    d = run_dir(out_dir, run_id)
+    d = run_dir(out_dir, run_id) if folder is None else Path(folder)
     pred = np.asarray(pred, dtype=np.float64)
     dates, codes = pd.DatetimeIndex(dates), pd.Index(codes)
     if pred.shape != (len(dates), len(codes)):

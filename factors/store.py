@@ -14,6 +14,12 @@ which also makes the duplicate check of :meth:`FactorStore.add` race-free across
 killed process leaves no partial row. Metrics, provenance and run configs are JSON text (no
 pickles); NaN/inf become ``null``. Threads may share a store (calls are serialised by a lock).
 Records, the pure :func:`~factors.store_records.gate` and ``to_frame``: :mod:`factors.store_records`.
+
+Runs record their process id, host and a heartbeat; killed ones are marked ``interrupted``
+when the store is opened or a run started (:mod:`factors.store_runs`). The correlation gate
+of :meth:`FactorStore.add` is decided inside its write transaction on the members as they are
+then (``correlate`` computes the members the caller had not seen), so two processes racing
+highly correlated candidates cannot both get in.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +40,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data.config import WORK_DIR
+from data.procs import HOST
 from factors.errors import StoreError
+from factors.store_runs import HEARTBEAT_EVERY_S, REVIVE, sweep
 from factors.store_schema import init_schema
 from factors.store_records import (
     _SPLIT_ORDER,
@@ -87,6 +96,7 @@ class FactorStore:
         self.path = str(path) if os.fspath(path) == ":memory:" else Path(path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._beats: dict[str, float] = {}
         try:
             if isinstance(self.path, Path):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +167,7 @@ class FactorStore:
     def _init_schema(self) -> None:
         with self._write() as conn:
             init_schema(conn, str(self.path))
+            sweep(conn)
 
     # ----------------------------------------------------------------- runs
     def start_run(self, source: str, *, config: Mapping[str, Any], seed: int | None,
@@ -174,12 +185,16 @@ class FactorStore:
             run_id = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
                       + "-" + secrets.token_hex(3))
             with self._write() as conn:
+                sweep(conn)
                 if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                     continue
+                now = _now()
                 conn.execute("INSERT INTO runs (run_id, source, status, seed, universe, "
-                             "data_root, config, started_at) VALUES (?, ?, 'running', ?, ?, ?, "
-                             "?, ?)", (run_id, source, None if seed is None else int(seed),
-                                       universe, root, cfg, _now()))
+                             "data_root, config, started_at, pid, host, heartbeat_at) VALUES "
+                             "(?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (run_id, source, None if seed is None else int(seed), universe,
+                              root, cfg, now, os.getpid(), HOST, now))
+                self._beats[run_id] = time.monotonic()
                 return run_id
         raise StoreError("could not allocate a unique run id")  # pragma: no cover
 
@@ -204,29 +219,59 @@ class FactorStore:
     def runs(self, source: str | None = None) -> list[RunRecord]:
         """All runs (optionally of one ``source``), oldest first."""
         sql = ("SELECT run_id, source, status, seed, universe, data_root, config, summary, "
-               "n_tried, n_evaluated, n_accepted, rejections, started_at, finished_at FROM runs")
+               "n_tried, n_evaluated, n_accepted, rejections, started_at, finished_at, pid, "
+               "host, heartbeat_at FROM runs")
         rows = self._read(sql + (" WHERE source = ?" if source else "")
                           + " ORDER BY started_at, run_id", (source,) if source else ())
         return [RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
                           None if r[7] is None else json.loads(r[7]), r[8], r[9], r[10],
-                          json.loads(r[11]), r[12], r[13]) for r in rows]
+                          json.loads(r[11]), r[12], r[13], r[14], r[15], r[16]) for r in rows]
+
+    def heartbeat(self, run_id: str, *, every: float = HEARTBEAT_EVERY_S) -> bool:
+        """Note that run ``run_id`` is alive (``heartbeat_at`` = now); cheap to call often.
+
+        Writes at most once per ``every`` seconds per run (this store object) and never
+        raises: a busy or closed store only skips the beat. Returns whether it wrote.
+        """
+        now = time.monotonic()
+        last = self._beats.get(run_id)
+        if last is not None and now - last < every:
+            return False
+        self._beats[run_id] = now
+        try:
+            with self._write() as conn:
+                conn.execute(f"UPDATE runs SET heartbeat_at = ?, {REVIVE} "
+                             "WHERE run_id = ?", (_now(), run_id))
+        except StoreError:
+            return False
+        return True
+
+    def sweep_runs(self) -> list[str]:
+        """Mark ``running`` runs whose owner is gone as ``interrupted`` (module docstring);
+        return their ids. Opening the store and :meth:`start_run` do this already."""
+        with self._write() as conn:
+            return sweep(conn)
 
     def _count_decision(self, conn: sqlite3.Connection, run_id: str,
                         decision: GateDecision) -> None:
-        """Add one gate decision to the run's counters (inside the caller's transaction)."""
+        """Add one gate decision to the run's counters (inside the caller's transaction); it
+        is also the run's heartbeat."""
         (rej,) = conn.execute("SELECT rejections FROM runs WHERE run_id = ?",
                               (run_id,)).fetchone()
         counts = json.loads(rej)
         if not decision.accepted:
             counts[decision.kind] = counts.get(decision.kind, 0) + 1
         conn.execute("UPDATE runs SET n_evaluated = n_evaluated + 1, n_accepted = n_accepted "
-                     "+ ?, rejections = ? WHERE run_id = ?",
-                     (int(decision.accepted), _dumps(counts, "rejections"), run_id))
+                     f"+ ?, rejections = ?, heartbeat_at = ?, {REVIVE} WHERE run_id = ?",
+                     (int(decision.accepted), _dumps(counts, "rejections"), _now(), run_id))
+        self._beats[run_id] = time.monotonic()
 
     # ----------------------------------------------------------------- factors
     def add(self, record: FactorRecord, correlations: Mapping[str, float], *,
             max_corr: float = 0.7, min_valid_rank_ic: float = 0.01,
-            force: bool = False, strict: bool = False) -> GateDecision:
+            force: bool = False, strict: bool = False,
+            correlate: Callable[[Sequence[FactorRecord]], Mapping[str, float]] | None = None
+            ) -> GateDecision:
         """Gate ``record`` and insert it on acceptance, all in one transaction.
 
         A record whose (formula, universe, horizon) is stored already is rejected (``kind=
@@ -253,6 +298,12 @@ class FactorStore:
         strict : bool, default False
             Raise if a current member has no entry in ``correlations`` (guards against a
             member added by another process after the caller listed the members).
+        correlate : callable, optional
+            ``correlate(members) -> {formula: correlation}`` for the current members that
+            have no entry in ``correlations``, called inside the write transaction (under the
+            write lock) with their records: a member another process committed after the
+            caller listed the members is then judged like the others, and ``strict`` only
+            concerns members it leaves out. Keep it cheap (it runs only for such members).
 
         Returns
         -------
@@ -288,6 +339,12 @@ class FactorStore:
                 current = {r[0]: (int(r[1]), r[2]) for r in conn.execute(
                     "SELECT formula, id, name FROM factors WHERE universe = ? AND horizon = ? "
                     "ORDER BY id", (rec.universe, rec.horizon))}
+                unseen = [m for m in current if m not in correlations]
+                if unseen and correlate is not None:
+                    recs = [self._record(r) for r in conn.execute(
+                        f"SELECT {self._COLS} FROM factors WHERE universe = ? AND horizon = ? "
+                        "ORDER BY id", (rec.universe, rec.horizon)) if r[1] in unseen]
+                    correlations = {**dict(correlate(recs)), **correlations}
                 missing = [m for m in current if m not in correlations] if strict else []
                 if missing:
                     raise StoreError(f"{rec.formula!r}: no correlation given for current "

@@ -234,6 +234,9 @@ class RunRecord:
     rejections: dict[str, int]
     started_at: str
     finished_at: str | None
+    pid: int | None = None                 # the process running it (schema 4 on)
+    host: str | None = None                # its host (data.procs.HOST)
+    heartbeat_at: str | None = None        # when it last reported (UTC ISO)
 
 
 def train_sign(record: FactorRecord) -> float:

@@ -1,7 +1,9 @@
 """The leaderboard file's schema: tables, version (``PRAGMA user_version``) and upgrades.
 
 Version 1: ``runs`` and ``factors``. Version 2: ``source = 'manual'`` allowed. Version 3:
-``test_audit``, the log of accesses to the sealed test split (:mod:`factors.audit`). A file of
+``test_audit``, the log of accesses to the sealed test split (:mod:`factors.audit`). Version 4:
+``runs.pid``, ``runs.host`` and ``runs.heartbeat_at`` (who runs a ``running`` run and when it
+last reported, so a killed run can be marked ``interrupted``). A file of
 an older version is upgraded in place, inside the opening transaction of
 :class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
 """
@@ -27,7 +29,7 @@ CREATE TABLE runs (
     universe TEXT, data_root TEXT, config TEXT NOT NULL, summary TEXT,
     n_tried INTEGER NOT NULL DEFAULT 0, n_evaluated INTEGER NOT NULL DEFAULT 0,
     n_accepted INTEGER NOT NULL DEFAULT 0, rejections TEXT NOT NULL DEFAULT '{}',
-    started_at TEXT NOT NULL, finished_at TEXT);
+    started_at TEXT NOT NULL, finished_at TEXT, pid INTEGER, host TEXT, heartbeat_at TEXT);
 CREATE TABLE factors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, formula TEXT NOT NULL, name TEXT NOT NULL,
     source TEXT NOT NULL CHECK (source IN ('library', 'gp', 'llm', 'model', 'manual')),
@@ -42,7 +44,7 @@ CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
 
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -60,9 +62,18 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
     conn.execute(_AUDIT_TABLE)
 
 
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Version 4 records who runs a run: ``runs.pid``, ``runs.host``, ``runs.heartbeat_at``."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    for col in ("pid INTEGER", "host TEXT", "heartbeat_at TEXT"):
+        if col.split()[0] not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {col}")
+
+
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
+                                                                  3: _v3_to_v4}
 
 
 def init_schema(conn: sqlite3.Connection, path: str) -> None:
