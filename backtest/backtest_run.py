@@ -4,7 +4,8 @@
 (:mod:`backtest.simulate`), measures it against the benchmark index (:mod:`backtest.metrics`,
 the test split separately), counts it as a strategy trial and deflates its Sharpe ratio for the
 strategies tried (:mod:`backtest.deflated`) and writes the simulator's frames, ``yearly.csv``
-and ``performance.json`` into a fresh run folder (:mod:`backtest.run_dirs`).
+and ``performance.json`` into a fresh run folder (:mod:`backtest.run_dirs`: written whole, a
+killed run leaves none).
 :func:`run_microcap` first builds the micro-cap preset's targets
 (:func:`backtest.strategies.microcap_targets`), writes them into its run folder (and points
 ``<out_dir>/latest`` there), then does the same. Both return a :class:`BacktestRun`, whose
@@ -25,7 +26,7 @@ import pandas as pd
 from backtest.caveats import IN_SAMPLE_NOTE, SURVIVORSHIP_NOTE, join_notes, st_caveat
 from backtest.errors import BacktestError
 from backtest.settings import BacktestConfig
-from data.io import write_json_atomic
+from data.io import write_csv_atomic, write_json_atomic
 from data.manifest import RunRecorder, file_digest, frame_digest
 
 __all__ = ["BacktestRunSettings", "MicrocapSettings", "BacktestRun",
@@ -161,7 +162,7 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
         Unreadable targets, no targets in the window, an unknown benchmark, an explicit
         ``out`` that holds results.
     """
-    from backtest.run_dirs import discard_if_empty, run_folder
+    from backtest.run_dirs import check_finished, run_folder
     from backtest.strategies import read_targets
 
     from data.manager import DataManager
@@ -177,14 +178,16 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
                                            else "custom")
         source = {"path": None, **frame_digest(tg)}
     else:
-        tg = read_targets(targets)
+        tg = read_targets(check_finished(targets))
         kind = f"backtest-{Path(targets).parent.name}_{Path(targets).stem}"
         source = {"path": str(Path(targets).resolve()), **file_digest(targets)}
-    out, run_id = run_folder(settings.out_dir, kind, settings.out, force=settings.force)
+    folder = run_folder(settings.out_dir, kind, settings.out, force=settings.force)
     try:
-        run = _simulate(cfg, tg, settings, out, run_id, dm, say, _subject(targets))
+        run = _simulate(cfg, tg, settings, folder.path, folder.final, folder.run_id, dm, say,
+                        _subject(targets))
+        folder.commit()
     except BaseException:
-        discard_if_empty(out)
+        folder.discard()
         raise
     _write_manifest(manifest, run, inputs={"targets": source})
     return run
@@ -207,7 +210,7 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
     """The micro-cap preset: targets (written to the run folder, ``latest`` pointed at it)
     then :func:`run_backtest`'s simulation. ``settings.selected`` is ignored (False). The
     manifest (``argv``: the command line) also digests the targets."""
-    from backtest.run_dirs import discard_if_empty, run_folder, write_latest
+    from backtest.run_dirs import run_folder, write_latest
     from backtest.strategies import microcap_targets, write_targets
     from data.manager import DataManager
 
@@ -216,19 +219,21 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
     end = _window_end(cfg, dm, settings)
     manifest = RunRecorder("backtest", cfg, argv=argv, settings={
         "preset": asdict(preset), **asdict(settings)}, window=(settings.start, end))
-    out, run_id = run_folder(settings.out_dir, "microcap", settings.out, force=settings.force)
+    folder = run_folder(settings.out_dir, "microcap", settings.out, force=settings.force)
     try:
         say("building micro-cap targets")
         tg = microcap_targets(dm, settings.start, end, mv_min=preset.mv_min,
                               mv_max=preset.mv_max, hold=preset.hold, every=preset.every,
                               universe=preset.universe)
-        write_targets(tg, out / "targets")
-        run = _simulate(cfg, tg, replace(settings, end=end, selected=False), out, run_id, dm,
-                        say, {"preset": "microcap", "universe": preset.universe})
+        write_targets(tg, folder.path / "targets")
+        run = _simulate(cfg, tg, replace(settings, end=end, selected=False), folder.path,
+                        folder.final, folder.run_id, dm, say,
+                        {"preset": "microcap", "universe": preset.universe})
+        folder.commit()
     except BaseException:
-        discard_if_empty(out)
+        folder.discard()
         raise
-    write_latest(settings.out_dir, out)
+    write_latest(settings.out_dir, folder.final)
     _write_manifest(manifest, run, files=("targets",))
     return run
 
@@ -286,8 +291,9 @@ def normalise_codes(targets: pd.DataFrame, known, say=None) -> pd.DataFrame:
     return out
 
 
-def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run_id: str,
-              dm, say, subject: dict) -> BacktestRun:
+def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, stage: Path, out: Path,
+              run_id: str, dm, say, subject: dict) -> BacktestRun:
+    """The simulation and its measures; files go to ``stage``, the record names ``out``."""
     from backtest.metrics import benchmark_nav, performance, yearly_table
     from backtest.seal import in_test, unseal
     from backtest.simulate import MarketData, SimConfig, simulate
@@ -316,7 +322,7 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
     say("simulating")
     res = simulate(tg, market, sim_cfg)
     t2 = time.perf_counter()
-    res.save(out)
+    res.save(stage)
     bench = benchmark_nav(dm, benchmark, res.nav.index)
     perf = performance(res.nav, trades=res.trades, benchmark=bench, benchmark_name=benchmark)
     bperf = performance(bench)
@@ -331,7 +337,7 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
         test_perf = performance(base, benchmark=bb, benchmark_name=benchmark).to_dict()
         test_bench = performance(bb).to_dict()
     yt = yearly_table(res.nav, bench, splits=splits)
-    yt.to_csv(out / "yearly.csv")
+    write_csv_atomic(yt, stage / "yearly.csv")
     costs = res.costs.sum()
     run = BacktestRun(
         run_id=run_id, out_dir=out,
@@ -361,5 +367,5 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, out: Path, run
             cfg.store.path, res.nav, tg, strategy=run.strategy, start=start, end=end,
             universe=str(tg["universe"].iloc[0]) if "universe" in tg else None,
             run_id=run_id, out_dir=out).to_dict()
-    write_json_atomic(out / "performance.json", run.to_dict())
+    write_json_atomic(stage / "performance.json", run.to_dict())
     return run

@@ -55,7 +55,8 @@ from factors.store_records import FactorRecord, GateDecision
 from factors.trials import TrialCharge
 
 __all__ = ["Workspace", "make_workspace", "Evaluated", "evaluate_candidate", "safe_evaluate",
-           "member_correlations", "submit", "count_trial", "new_run_id", "run_dir",
+           "member_correlations", "correlations_with", "submit", "count_trial", "new_run_id",
+           "run_dir",
            "model_formula", "save_predictions", "load_prediction_panel", "submit_prediction"]
 
 
@@ -196,17 +197,26 @@ def _negate(expr: Expr) -> Expr:
     return Call("neg", (expr,))
 
 
-def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,
-                        horizon: int) -> dict[str, float]:
-    """|corr| inputs for the gate: mean daily rank correlation on valid with every member."""
+def correlations_with(ws: Workspace, candidate: Evaluated,
+                      members: Iterable[FactorRecord]) -> dict[str, float]:
+    """Mean daily rank correlation on valid of ``candidate`` with each of ``members``
+    (a member this workspace cannot evaluate, e.g. a model leaf it cannot load, is left out:
+    the gate ignores it)."""
     out: dict[str, float] = {}
-    for rec in store.members(universe=ws.universe, horizon=horizon):
+    for rec in members:
         try:
             member_values = ws.values(parse(rec.formula), memo=True)
         except AlphamineError:
-            continue  # e.g. a model leaf this workspace cannot load; gate ignores it
+            continue
         out[rec.formula] = factor_corr(candidate.values, member_values, ws.ctx, split="valid")
     return out
+
+
+def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,
+                        horizon: int) -> dict[str, float]:
+    """|corr| inputs for the gate: mean daily rank correlation on valid with every member."""
+    return correlations_with(ws, candidate, store.members(universe=ws.universe,
+                                                          horizon=horizon))
 
 
 def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, source: str,
@@ -216,7 +226,11 @@ def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, sou
 
     :meth:`factors.store.FactorStore.add` with the ``[store]`` settings: the decision carries
     the trial count and adjusted p-value (``decision.charge``), and a stored record gets
-    ``n_tried`` = the cumulative number of trials of its universe and horizon.
+    ``n_tried`` = the cumulative number of trials of its universe and horizon. The
+    correlations with the members are computed first (outside the write lock); inside the
+    insert's write transaction :meth:`FactorStore.add` lists the members again and has the
+    ones committed meanwhile (by another process) correlated too, so the gate always judges
+    against the members as they are at the insert.
     """
     horizon = cfg.evaluate.horizon
     corrs = member_correlations(ws, store, cand, horizon)
@@ -225,7 +239,8 @@ def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, sou
                        description=description)
     st = cfg.store
     return store.add(rec, corrs, max_corr=st.max_corr, min_valid_rank_ic=st.min_valid_rank_ic,
-                     haircut=st.haircut, max_adj_p=st.max_adj_p, force=force)
+                     haircut=st.haircut, max_adj_p=st.max_adj_p, force=force,
+                     correlate=lambda members: correlations_with(ws, cand, members))
 
 
 def count_trial(cfg: Config, universe: str, cand: Evaluated, *, source: str = "manual"
@@ -283,7 +298,8 @@ def model_formula(run_id: str) -> str:
 
 
 def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
-                     dates, codes, meta: dict | None = None) -> Path:
+                     dates, codes, meta: dict | None = None, *,
+                     folder: str | os.PathLike | None = None) -> Path:
     """Save a ``(T, N)`` prediction panel as ``<out_dir>/<run_id>/pred.parquet``.
 
     Parameters
@@ -297,6 +313,9 @@ def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
     dates, codes : DatetimeIndex (T,), Index (N,)
     meta : dict, optional
         Written to ``meta.json`` beside it (JSON; NaN -> null).
+    folder : path, optional
+        Write into this folder instead of ``<out_dir>/<run_id>`` (the run's staged folder,
+        :class:`data.staging.StagedDir`, renamed into place by the caller).
 
     Returns
     -------
@@ -307,7 +326,7 @@ def save_predictions(out_dir: str | os.PathLike, run_id: str, pred: np.ndarray,
     EvaluationError
         Bad run id or a shape mismatch.
     """
-    d = run_dir(out_dir, run_id)
+    d = run_dir(out_dir, run_id) if folder is None else Path(folder)
     pred = np.asarray(pred, dtype=np.float64)
     dates, codes = pd.DatetimeIndex(dates), pd.Index(codes)
     if pred.shape != (len(dates), len(codes)):

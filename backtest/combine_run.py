@@ -3,7 +3,8 @@
 :func:`run_combine` takes a :class:`CombineSettings` (built from ``[backtest]`` plus
 overrides by :meth:`CombineSettings.from_config`), writes ``score``, ``factor_weights``,
 ``targets`` (.parquet + .csv) and ``combine.json`` into a fresh run folder
-(:mod:`backtest.run_dirs`), points ``<out_dir>/latest`` at it and returns a
+(:mod:`backtest.run_dirs`: written whole, a killed run leaves none), points
+``<out_dir>/latest`` at it once it is complete and returns a
 :class:`CombineRun`, whose :meth:`CombineRun.to_dict` is the content of ``combine.json``.
 It never prints: progress goes through ``on_progress(message)``.
 """
@@ -146,19 +147,20 @@ def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = N
     AlphamineError
         Empty leaderboard, unknown universe / option, an explicit ``out`` that holds results.
     """
-    from backtest.run_dirs import discard_if_empty, run_folder, write_latest
+    from backtest.run_dirs import run_folder, write_latest
 
     say = on_progress or (lambda m: None)
     s = settings
     _check(s)
     manifest = RunRecorder("combine", cfg, argv=argv, settings=s, store=cfg.store.path,
                            window=(s.start, s.end))
-    out, run_id = run_folder(s.out_dir, f"combine-{s.method}-{s.universe}", s.out,
-                             force=s.force)
+    folder = run_folder(s.out_dir, f"combine-{s.method}-{s.universe}", s.out, force=s.force)
+    out, run_id = folder.final, folder.run_id
     try:
-        run = _combine(cfg, s, out, run_id, model_dir, say)
+        run = _combine(cfg, s, folder.path, out, run_id, model_dir, say)
+        folder.commit()
     except BaseException:
-        discard_if_empty(out)
+        folder.discard()
         raise
     write_latest(s.out_dir, out)
     manifest.write(run_id, results={
@@ -171,7 +173,9 @@ def run_combine(cfg, settings: CombineSettings, *, model_dir: Optional[Path] = N
     return run
 
 
-def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) -> CombineRun:
+def _combine(cfg, s: CombineSettings, stage: Path, out: Path, run_id: str, model_dir,
+             say) -> CombineRun:
+    """The combination; files go to ``stage``, the record names them in ``out``."""
     from backtest.candidates import make_workspace
     from backtest.combine import combine_from_store, warmup_start
     from backtest.strategies import (
@@ -231,9 +235,10 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
     targets = to_targets(W, dates, codes, f"combine_{name}_{s.universe}")
     sc = res.score.stack().rename("score").reset_index()
     sc.columns = ["trade_date", "ts_code", "score"]
-    write_frame(sc, out / "score")
-    write_frame(res.weights.reset_index(names="trade_date"), out / "factor_weights")
-    pq, csv = write_targets(targets, out / "targets")
+    write_frame(sc, stage / "score")
+    write_frame(res.weights.reset_index(names="trade_date"), stage / "factor_weights")
+    write_targets(targets, stage / "targets")
+    pq, csv = out / "targets.parquet", out / "targets.csv"
     held = targets.groupby("trade_date").size()
     run = CombineRun(
         run_id=run_id, out_dir=out, settings=s, horizon=res.horizon,
@@ -254,5 +259,5 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
     if access is not None:
         access.seen({"members": {m["formula"]: m["mean_weight"] for m in run.members}},
                     formulas=[m["formula"] for m in run.members])
-    write_json_atomic(out / "combine.json", run.to_dict())
+    write_json_atomic(stage / "combine.json", run.to_dict())
     return run

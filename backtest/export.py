@@ -25,6 +25,7 @@ from backtest.rules import CostModel
 from backtest.settings import BacktestConfig
 from data.errors import DataError
 from data.io import atomic_write
+from data.staging import clean_stale, write_together
 
 #: Columns of a quotes table (index ``ts_code``) as used by :func:`order_plan`.
 QUOTE_COLUMNS = ["ref_price", "limit_up", "limit_down", "has_bar"]
@@ -192,9 +193,11 @@ def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float
                quotes: pd.DataFrame, out_dir: str | os.PathLike,
                cost_model: CostModel | None = None, cash_reserve: float = 0.0,
                min_order_value: float = 0.0) -> dict:
-    """Compute one day's plan and write the export files atomically.
+    """Compute one day's plan and write the export files, as one group.
 
-    Files written in ``out_dir`` (``YYYYMMDD`` = ``date``):
+    Files written in ``out_dir`` (``YYYYMMDD`` = ``date``), together
+    (:func:`data.staging.write_together`: a process killed while writing them leaves the
+    day's old files or, once the folder is tidied, the new ones, never a mix):
 
     * ``targets_YYYYMMDD.csv``: the day's rows of ``target_positions``;
     * ``quotes_YYYYMMDD.csv``: the reference prices, limits and bars used
@@ -218,11 +221,12 @@ def export_day(targets: pd.DataFrame, date, positions: pd.DataFrame, cash: float
     q = quotes.copy()
     if "price_date" in q.columns:
         q["price_date"] = pd.to_datetime(q["price_date"]).dt.strftime("%Y-%m-%d")
-    files = {"targets": atomic_write_csv(tday, out / f"targets_{tag}.csv"),
-             "quotes": atomic_write_csv(q.rename_axis("ts_code").reset_index(),
-                                        out / f"quotes_{tag}.csv"),
-             "orders": atomic_write_csv(plan.round({"est_fees": 4, "target_value": 4}),
-                                        out / f"orders_{tag}.csv")}
+    frames = {"targets": tday, "quotes": q.rename_axis("ts_code").reset_index(),
+              "orders": plan.round({"est_fees": 4, "target_value": 4})}
+    writers = {f"{k}_{tag}.csv": (lambda tmp, df=df: df.to_csv(tmp, index=False))
+               for k, df in frames.items()}
+    written = write_together(out, writers, label=f"export_{tag}")
+    files = {k: written[f"{k}_{tag}.csv"] for k in frames}
     return {"plan": plan, "summary": plan_summary(plan, cash), "files": files}
 
 
@@ -263,7 +267,9 @@ def run_export(cfg, settings: ExportSettings, *,
     """One day's targets, quotes and order plan written for QMT (:func:`export_day`).
 
     ``cfg`` needs ``data`` and ``backtest`` (costs). Files of the same day already in the
-    output folder are refused unless ``settings.force``.
+    output folder are refused unless ``settings.force``. What a killed export left in the
+    folder is tidied first (:func:`data.staging.clean_stale`: its day files completed or its
+    temporary files removed).
 
     Raises
     ------
@@ -271,17 +277,19 @@ def run_export(cfg, settings: ExportSettings, *,
         No targets file, a date without targets, unreadable positions, a day that is not in
         the warehouse, existing files without ``force``.
     """
-    from backtest.run_dirs import find_latest_targets
+    from backtest.run_dirs import check_finished, find_latest_targets
     from backtest.strategies import read_targets
     from data.manager import DataManager
 
     say = on_progress or (lambda m: None)
     s = settings
-    tpath = Path(s.targets) if s.targets is not None else find_latest_targets(s.out_dir)
+    tpath = (check_finished(s.targets) if s.targets is not None
+             else find_latest_targets(s.out_dir))
     tg = read_targets(tpath)
     day = targets_for(tg, tg["trade_date"].max() if s.date is None else s.date)
     d = day["trade_date"].iloc[0]
     out = Path(s.out) if s.out is not None else Path(s.out_dir) / "export"
+    clean_stale(out)                  # finish / drop what a killed export left
     tag = d.strftime("%Y%m%d")
     there = [n for n in (f"targets_{tag}.csv", f"quotes_{tag}.csv", f"orders_{tag}.csv")
              if (out / n).exists()]

@@ -40,6 +40,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -51,6 +52,7 @@ from backtest.orders import plan_summary
 from backtest.rules import CostModel
 from backtest.strategies import read_targets
 from data.errors import AlphamineError
+from data.staging import clean_stale
 
 # xtconstant values (xtquant/xtconstant.py); checked against the installed xtquant on connect.
 STOCK_BUY = 23
@@ -315,10 +317,16 @@ def run(targets_path: str, *, account_id: str | None = None, qmt_path: str | Non
     ``quotes_path`` (a ``mine export`` quotes file) or else ``quote_fn`` (default
     :func:`xt_quotes`).
 
+    The folders of the two files are tidied first (:func:`data.staging.clean_stale`): an
+    export that was killed while replacing its day files is completed, so the targets and
+    quotes read belong to one export.
+
     Returns
     -------
     (plan, state) as :func:`rebalance`.
     """
+    for f in {Path(targets_path).parent, *([Path(quotes_path).parent] if quotes_path else [])}:
+        clean_stale(f)
     tg = read_targets(targets_path)
     day = targets_for(tg, tg["trade_date"].max() if date is None else date)
     d = day["trade_date"].iloc[0]

@@ -1,10 +1,14 @@
-"""Atomic file writes: the one helper every result writer uses (temp file + ``os.replace``).
+"""Atomic, durable file writes: the one helper every result writer uses.
 
-:func:`write_json_atomic` writes strict JSON (NaN -> null, numpy scalars as numbers) with it.
-
-A reader never sees a half-written file: the content goes to a temporary file in the target's
-folder (same file system, so the rename is atomic) which then replaces the target; on any
-error the temporary file is removed and the target is left as it was.
+:func:`atomic_write` (and :func:`write_json_atomic`, :func:`write_csv_atomic` on top of it)
+writes one file: a hidden temporary file ``.<name>.<owner>.tmp`` in the target's folder (same
+file system, so the rename is atomic), created with mode ``0o666`` and thus the user's umask
+(not ``mkstemp``'s 0600), written, fsynced, renamed over the target with ``os.replace``, then
+the folder is fsynced. A reader never sees a half-written file; on any error the temporary file
+is removed and the target is left as it was. ``<owner>`` is ``<host>-<pid>-<6 hex>``
+(:func:`owner_tag`), so a temporary file a killed process left can be told from one being
+written (:func:`data.staging.clean_stale` removes the former). Whole folders and groups of
+files: :mod:`data.staging`.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
+import secrets
+import signal
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +26,95 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_write", "parquet_errors", "to_jsonable", "write_json_atomic"]
+from data.procs import HOST
+
+__all__ = ["atomic_write", "write_json_atomic", "write_csv_atomic", "parquet_errors",
+           "to_jsonable", "crash_point", "owner_tag", "fsync_file", "fsync_dir", "fsync_tree",
+           "new_file", "OWNER_RE"]
+
+#: Environment variable of the crash test hook (:func:`crash_point`).
+CRASH_ENV = "ALPHAMINE_CRASH_AT"
+
+#: Regular expression of :func:`owner_tag` (groups ``host``, ``pid``, ``hex``).
+OWNER_RE = r"(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-(?P<hex>[0-9a-f]{6})"
 
 
+def owner_tag() -> str:
+    """``<host>-<pid>-<6 hex>``: who writes a temporary name (see
+    :func:`data.staging.clean_stale`)."""
+    return f"{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+_HITS: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Testing hook: SIGKILL this process at the named point when ``$ALPHAMINE_CRASH_AT`` is
+    ``name`` (the first time) or ``name#k`` (the k-th time it is reached).
+
+    The crash tests of "Runs land whole" use it to kill a run at exact places (a file written
+    but not renamed, a folder staged but not renamed, between two renames...) without timing.
+    Without the variable it does nothing.
+    """
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    target, _, nth = spec.partition("#")
+    if target != name:
+        return
+    _HITS[name] = _HITS.get(name, 0) + 1
+    if _HITS[name] == int(nth or 1):
+        if hasattr(signal, "SIGKILL"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(137)  # pragma: no cover - platforms without SIGKILL
+
+
+# ------------------------------------------------------------------------ fsync
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's content to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to the disk, where the platform can."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that refuse directory fsync
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file under ``folder``, then every folder (deepest first)."""
+    dirs = []
+    for root, _dirs, files in os.walk(folder):
+        dirs.append(root)
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                fsync_file(p)
+    for d in reversed(dirs):
+        fsync_dir(d)
+
+
+def new_file(path: Path) -> None:
+    """Create an empty file with mode 0o666 minus the umask (what ``open`` would give)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(fd)
+
+
+# ------------------------------------------------------------------------ one file
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
-    """Write ``path`` atomically through ``write(tmp_path)``.
+    """Write ``path`` atomically and durably through ``write(tmp_path)``.
 
     Parameters
     ----------
@@ -38,7 +127,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     Returns
     -------
     Path
-        ``path``.
+        ``path``, with mode ``0o666 & ~umask`` for a new file (module docstring).
 
     Raises
     ------
@@ -46,15 +135,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{owner_tag()}.tmp"
+    new_file(tmp)
     try:
-        write(tmp)
+        write(str(tmp))
+        fsync_file(tmp)
+        crash_point("atomic_write")
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
+    fsync_dir(path.parent)
     return path
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike, **to_csv: Any) -> Path:
+    """``df.to_csv(path, **to_csv)`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, **to_csv))
 
 
 def to_jsonable(o: Any) -> Any:

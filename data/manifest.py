@@ -73,6 +73,7 @@ from data.provenance import (
     config_digest,
     data_fingerprint,
 )
+from data.staging import StagedDir, clean_stale
 
 __all__ = ["SCHEMA_VERSION", "KINDS", "MANIFEST", "SNAPSHOT", "SIG_DIGITS", "runs_dir",
            "canonical", "results_digest", "frame_digest", "file_digest", "RunRecorder",
@@ -276,30 +277,35 @@ class RunRecorder:
               inputs: Mapping[str, Any] | None = None) -> Path:
         """Write ``<runs>/<run_id>/manifest.json`` (and the store snapshot); return the folder.
 
+        The folder is written whole (:class:`data.staging.StagedDir`): a killed run leaves
+        no manifest folder, only a hidden partial one the next run removes.
+
         ``results`` holds the run's ordered decision lists and file digests plus an optional
         ``summary``; it is made :func:`canonical` and its ``sha256`` added here.
         """
         if not _ID_OK.match(run_id):
             raise RunError(f"run id {run_id!r} cannot name a manifest folder")
         folder = self.runs / run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        snap = None
-        if self._snapshot is not None:
-            blob = gzip.compress(self._snapshot, mtime=0)
-            atomic_write(folder / SNAPSHOT, lambda tmp: Path(tmp).write_bytes(blob))
-            snap = SNAPSHOT
+        self.runs.mkdir(parents=True, exist_ok=True)
+        clean_stale(self.runs)                  # what killed runs left
         res = canonical(dict(results), run_id)
         res["sha256"] = results_digest(res)
         line = None if self.argv is None else shlex.join(["mine", *self.argv])
-        manifest = {
-            "schema": SCHEMA_VERSION, "run_id": run_id, "kind": self.kind,
-            "created_at": self.created_at, "finished_at": _now(),
-            "command": {"argv": self.argv, "line": line, "cwd": str(Path.cwd())},
-            "config": self.config, "settings": self.settings, "code_version": self.code,
-            "data": self.data, "seeds": self.seeds,
-            "inputs": {"store_snapshot": snap, "store": self.store, **dict(inputs or {})},
-            "outputs": to_jsonable(dict(outputs or {})), "results": res}
-        write_json_atomic(folder / MANIFEST, manifest)
+        with StagedDir(folder, replace=True) as stage:
+            snap = None
+            if self._snapshot is not None:
+                blob = gzip.compress(self._snapshot, mtime=0)
+                atomic_write(stage.path / SNAPSHOT, lambda tmp: Path(tmp).write_bytes(blob))
+                snap = SNAPSHOT
+            manifest = {
+                "schema": SCHEMA_VERSION, "run_id": run_id, "kind": self.kind,
+                "created_at": self.created_at, "finished_at": _now(),
+                "command": {"argv": self.argv, "line": line, "cwd": str(Path.cwd())},
+                "config": self.config, "settings": self.settings, "code_version": self.code,
+                "data": self.data, "seeds": self.seeds,
+                "inputs": {"store_snapshot": snap, "store": self.store, **dict(inputs or {})},
+                "outputs": to_jsonable(dict(outputs or {})), "results": res}
+            write_json_atomic(stage.path / MANIFEST, manifest)
         return folder
 
 
@@ -349,6 +355,8 @@ def list_manifests(runs: str | os.PathLike, kind: str | None = None) -> list[dic
     out = []
     root = Path(runs)
     for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.name.startswith("."):
+            continue                          # a manifest being written (or a killed one)
         f = p / MANIFEST
         if not f.is_file():
             continue

@@ -308,7 +308,8 @@ def rerun(run_id: str, runs: str | Path, *, launch: Launcher, keep: bool = False
             lines = [ln for ln in (err or "").splitlines() if ln.strip()]
             raise RunError(f"the replay of {run_id} failed (exit {rc}): "
                            f"{lines[-1].strip() if lines else 'no message'}")
-        found = sorted((scratch / "store" / "runs").glob(f"*/{MANIFEST}"))
+        found = sorted(f for f in (scratch / "store" / "runs").glob(f"*/{MANIFEST}")
+                       if not f.parent.name.startswith("."))
         if len(found) != 1:
             raise RunError(f"the replay of {run_id} wrote {len(found)} manifests in "
                            f"{scratch / 'store' / 'runs'} (expected one)")

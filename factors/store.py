@@ -18,6 +18,12 @@ which also makes the duplicate check of :meth:`FactorStore.add` race-free across
 killed process leaves no partial row. Metrics, provenance and run configs are JSON text (no
 pickles); NaN/inf become ``null``. Threads may share a store (calls are serialised by a lock).
 Records, the pure :func:`~factors.store_records.gate` and ``to_frame``: :mod:`factors.store_records`.
+
+Runs record their process id, host and a heartbeat; killed ones are marked ``interrupted``
+when the store is opened or a run started (:mod:`factors.store_runs`). The correlation gate
+of :meth:`FactorStore.add` is decided inside its write transaction on the members as they are
+then (``correlate`` computes the members the caller had not seen), so two processes racing
+highly correlated candidates cannot both get in.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +40,6 @@ from typing import TYPE_CHECKING
 
 from data.config import WORK_DIR
 from factors.errors import StoreError
-from factors.store_schema import init_schema
 from factors.store_ledgers import Ledgers
 from factors.store_records import (
     _SPLIT_ORDER,
@@ -49,6 +54,8 @@ from factors.store_records import (
     gate,
     to_frame,
 )
+from factors.store_runs import sweep
+from factors.store_schema import init_schema
 from factors.trials import HAIRCUTS, TrialCharge, trial_key
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,6 +107,7 @@ class FactorStore(Ledgers):
         self.path = str(path) if os.fspath(path) == ":memory:" else Path(path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._beats: dict[str, float] = {}
         try:
             if isinstance(self.path, Path):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,11 +178,14 @@ class FactorStore(Ledgers):
     def _init_schema(self) -> None:
         with self._write() as conn:
             init_schema(conn, str(self.path))
+            sweep(conn)
 
     # ----------------------------------------------------------------- factors
     def add(self, record: FactorRecord, correlations: Mapping[str, float], *,
             max_corr: float = 0.7, min_valid_rank_ic: float = 0.01, haircut: str = "bhy",
-            max_adj_p: float = 0.05, force: bool = False, strict: bool = False) -> GateDecision:
+            max_adj_p: float = 0.05, force: bool = False, strict: bool = False,
+            correlate: Callable[[Sequence[FactorRecord]], Mapping[str, float]] | None = None
+            ) -> GateDecision:
         """Count ``record`` as a trial, gate it and insert it on acceptance, in one transaction.
 
         The record is counted in the trial ledger (:meth:`record_trial`) and charged: its
@@ -205,6 +216,12 @@ class FactorStore(Ledgers):
         strict : bool, default False
             Raise if a current member has no entry in ``correlations`` (guards against a
             member added by another process after the caller listed the members).
+        correlate : callable, optional
+            ``correlate(members) -> {formula: correlation}`` for the current members that
+            have no entry in ``correlations``, called inside the write transaction (under the
+            write lock) with their records: a member another process committed after the
+            caller listed the members is then judged like the others, and ``strict`` only
+            concerns members it leaves out. Keep it cheap (it runs only for such members).
 
         Returns
         -------
@@ -245,6 +262,12 @@ class FactorStore(Ledgers):
                 current = {r[0]: (int(r[1]), r[2]) for r in conn.execute(
                     "SELECT formula, id, name FROM factors WHERE universe = ? AND horizon = ? "
                     "ORDER BY id", (rec.universe, rec.horizon))}
+                unseen = [m for m in current if m not in correlations]
+                if unseen and correlate is not None:
+                    recs = [self._record(r) for r in conn.execute(
+                        f"SELECT {self._COLS} FROM factors WHERE universe = ? AND horizon = ? "
+                        "ORDER BY id", (rec.universe, rec.horizon)) if r[1] in unseen]
+                    correlations = {**dict(correlate(recs)), **correlations}
                 missing = [m for m in current if m not in correlations] if strict else []
                 if missing:
                     raise StoreError(f"{rec.formula!r}: no correlation given for current "

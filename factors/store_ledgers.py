@@ -28,11 +28,13 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from data.procs import HOST
 from factors.errors import StoreError
 from factors.store_records import (
     RUN_STATUSES,
@@ -44,6 +46,7 @@ from factors.store_records import (
     _dumps,
     _now,
 )
+from factors.store_runs import HEARTBEAT_EVERY_S, REVIVE, sweep
 from factors.trials import (
     HAIRCUTS,
     TrialCharge,
@@ -202,12 +205,16 @@ class Ledgers:
             run_id = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
                       + "-" + secrets.token_hex(3))
             with self._write() as conn:
+                sweep(conn)
                 if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                     continue
+                now = _now()
                 conn.execute("INSERT INTO runs (run_id, source, status, seed, universe, "
-                             "data_root, config, started_at) VALUES (?, ?, 'running', ?, ?, ?, "
-                             "?, ?)", (run_id, source, None if seed is None else int(seed),
-                                       universe, root, cfg, _now()))
+                             "data_root, config, started_at, pid, host, heartbeat_at) VALUES "
+                             "(?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (run_id, source, None if seed is None else int(seed), universe,
+                              root, cfg, now, os.getpid(), HOST, now))
+                self._beats[run_id] = time.monotonic()
                 return run_id
         raise StoreError("could not allocate a unique run id")  # pragma: no cover
 
@@ -238,24 +245,54 @@ class Ledgers:
         """All runs (optionally of one ``source``), oldest first."""
         sql = ("SELECT run_id, source, status, seed, universe, data_root, config, summary, "
                "n_tried, n_evaluated, n_accepted, rejections, started_at, finished_at, "
-               "(SELECT COUNT(*) FROM trials t WHERE t.run_id = runs.run_id) FROM runs")
+               "(SELECT COUNT(*) FROM trials t WHERE t.run_id = runs.run_id), pid, host, "
+               "heartbeat_at FROM runs")
         rows = self._read(sql + (" WHERE source = ?" if source else "")
                           + " ORDER BY started_at, run_id", (source,) if source else ())
         return [RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
                           None if r[7] is None else json.loads(r[7]), r[8], r[9], r[10],
-                          json.loads(r[11]), r[12], r[13], r[14]) for r in rows]
+                          json.loads(r[11]), r[12], r[13], r[14], r[15], r[16], r[17])
+                for r in rows]
+
+    def heartbeat(self, run_id: str, *, every: float = HEARTBEAT_EVERY_S) -> bool:
+        """Note that run ``run_id`` is alive (``heartbeat_at`` = now); cheap to call often.
+
+        Writes at most once per ``every`` seconds per run (this store object) and never
+        raises: a busy or closed store only skips the beat. Returns whether it wrote.
+        """
+        now = time.monotonic()
+        last = self._beats.get(run_id)
+        if last is not None and now - last < every:
+            return False
+        self._beats[run_id] = now
+        try:
+            with self._write() as conn:
+                conn.execute(f"UPDATE runs SET heartbeat_at = ?, {REVIVE} "
+                             "WHERE run_id = ?", (_now(), run_id))
+        except StoreError:
+            return False
+        return True
+
+    def sweep_runs(self) -> list[str]:
+        """Mark ``running`` runs whose owner is gone as ``interrupted``
+        (:mod:`factors.store_runs`); return their ids. Opening the store and
+        :meth:`start_run` do this already."""
+        with self._write() as conn:
+            return sweep(conn)
 
     def _count_decision(self, conn: sqlite3.Connection, run_id: str,
                         decision: GateDecision) -> None:
-        """Add one gate decision to the run's counters (inside the caller's transaction)."""
+        """Add one gate decision to the run's counters (inside the caller's transaction); it
+        is also the run's heartbeat."""
         (rej,) = conn.execute("SELECT rejections FROM runs WHERE run_id = ?",
                               (run_id,)).fetchone()
         counts = json.loads(rej)
         if not decision.accepted:
             counts[decision.kind] = counts.get(decision.kind, 0) + 1
         conn.execute("UPDATE runs SET n_evaluated = n_evaluated + 1, n_accepted = n_accepted "
-                     "+ ?, rejections = ? WHERE run_id = ?",
-                     (int(decision.accepted), _dumps(counts, "rejections"), run_id))
+                     f"+ ?, rejections = ?, heartbeat_at = ?, {REVIVE} WHERE run_id = ?",
+                     (int(decision.accepted), _dumps(counts, "rejections"), _now(), run_id))
+        self._beats[run_id] = time.monotonic()
 
     # ----------------------------------------------------------------- trials
     def _count_trial(self, conn: sqlite3.Connection, key: str, formula: str, universe: str,

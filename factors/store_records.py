@@ -258,6 +258,9 @@ class RunRecord:
     started_at: str
     finished_at: str | None
     n_new_trials: int = 0           # trial-ledger rows this run recorded first (schema >= 3)
+    pid: int | None = None                 # the process running it (schema 5 on)
+    host: str | None = None                # its host (data.procs.HOST)
+    heartbeat_at: str | None = None        # when it last reported (UTC ISO)
 
 
 def train_sign(record: FactorRecord) -> float:

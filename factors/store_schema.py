@@ -3,7 +3,9 @@
 Version 1: ``runs`` and ``factors``. Version 2: ``source = 'manual'`` allowed. Version 3: the
 trial ledgers (``trials``, ``backtest_trials``; ``factors.trial_key / adj_p / haircut``;
 :mod:`factors.store_ledgers`). Version 4: ``test_audit``, the log of accesses to the sealed
-test split (:mod:`factors.audit`). A new file is created at version 2 (:data:`_SCHEMA`) and
+test split (:mod:`factors.audit`). Version 5: ``runs.pid``, ``runs.host`` and
+``runs.heartbeat_at`` (who runs a ``running`` run and when it last reported, so a killed run
+can be marked ``interrupted``). A new file is created at version 2 (:data:`_SCHEMA`) and
 upgraded by :data:`MIGRATIONS`, so new and upgraded files are alike. A file of an older
 version is upgraded in place, inside the opening transaction of
 :class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
@@ -44,9 +46,8 @@ CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
 """
 
 
-
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -64,10 +65,18 @@ def _v3_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute(_AUDIT_TABLE)
 
 
+def _v4_to_v5(conn: sqlite3.Connection) -> None:
+    """Version 5 records who runs a run: ``runs.pid``, ``runs.host``, ``runs.heartbeat_at``."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    for col in ("pid INTEGER", "host TEXT", "heartbeat_at TEXT"):
+        if col.split()[0] not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {col}")
+
+
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4}
+    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def init_schema(conn: sqlite3.Connection, path: str) -> None:

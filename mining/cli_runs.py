@@ -1,6 +1,10 @@
 """CLI commands: ``mine runs`` (the recorded runs) and ``mine rerun RUN_ID`` (replay one and
 say whether its results are identical), over :mod:`data.manifest` and :mod:`data.rerun`.
 
+``mine runs`` lists the run manifests and, beside them, the leaderboard's runs that have no
+manifest (``mine library --add``, ``mine eval --add``, and runs that never finished: killed
+ones are ``interrupted``, :mod:`factors.store_runs`), each with its ``status``.
+
 ``mine rerun`` exits 0 when the replay's results are identical to the recorded ones, 1 when
 they differ (what differs and what could explain it are printed), 2 on an error (unknown run
 id, a run without a command line, a replay that failed).
@@ -20,6 +24,7 @@ from rich.table import Table
 from data.errors import AlphamineError
 from data.manifest import KINDS, list_manifests, runs_dir
 from data.rerun import rerun as _rerun
+from factors.store import FactorStore
 from mining.cli_app import (
     EXIT_OK,
     EXIT_PROBLEMS,
@@ -34,6 +39,44 @@ from mining.cli_app import (
 from mining.cli_app import cfg as _cfg
 
 _ROOT = Path(__file__).resolve().parents[1]
+#: Leaderboard run sources that never write a manifest (listed from the store only).
+STORE_KINDS = ("library", "manual")
+
+
+def _summary(rec) -> dict:
+    out = {"n_evaluated": rec.n_evaluated, "n_accepted": rec.n_accepted}
+    if isinstance(rec.summary, dict) and "interrupted" in rec.summary:
+        out["interrupted"] = rec.summary["interrupted"]
+    return out
+
+
+def list_runs(c, kind: Optional[str] = None) -> list[dict]:
+    """The run manifests (:func:`data.manifest.list_manifests`) with a ``status`` and a
+    ``manifest`` flag, plus the leaderboard's runs without a manifest (status ``running``,
+    ``interrupted``, ``failed`` or ``done``), oldest first. Opening the leaderboard marks
+    killed runs ``interrupted`` first (:mod:`factors.store_runs`); a missing leaderboard
+    file is not created."""
+    rows = [{**r, "status": "done", "manifest": True}
+            for r in list_manifests(runs_dir(c), kind)]
+    path = c.store.path
+    if str(path) != ":memory:" and Path(path).expanduser().is_file():
+        with FactorStore(Path(path).expanduser()) as store:
+            recs = store.runs()
+        by_id = {r["run_id"]: r for r in rows}
+        for rec in recs:
+            key = rec.config.get("model_run", rec.run_id) if rec.source == "model" \
+                else rec.run_id
+            if key in by_id:
+                by_id[key]["status"] = rec.status
+                continue
+            if kind is not None and rec.source != kind:
+                continue
+            rows.append({"run_id": rec.run_id, "kind": rec.source,
+                         "created_at": rec.started_at, "command": None, "commit": None,
+                         "dirty": None, "results_sha256": None, "summary": _summary(rec),
+                         "replayable": False, "status": rec.status, "manifest": False})
+    rows.sort(key=lambda r: (r["created_at"] or "", r["run_id"]))
+    return rows
 
 
 def launch_mine(argv: list[str], cwd: Path) -> tuple[int, str, str]:
@@ -48,16 +91,17 @@ def launch_mine(argv: list[str], cwd: Path) -> tuple[int, str, str]:
 
 @app.command()
 def runs(kind: Optional[str] = typer.Option(None, help="Only runs of this kind: "
-                                            + " | ".join(KINDS) + "."),
+                                            + " | ".join(KINDS + STORE_KINDS) + "."),
          last: Optional[int] = typer.Option(None, "--last", help="Only the newest N."),
          as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
-    """List the recorded runs (manifests): id, kind, time, command, results digest."""
+    """List the recorded runs (manifests, and leaderboard runs without one): id, kind,
+    status, time, command, results digest."""
     try:
-        check_choice("--kind", kind, KINDS)
+        check_choice("--kind", kind, KINDS + STORE_KINDS)
         check_positive("--last", last)
         c = _cfg()
         folder = runs_dir(c)
-        rows = list_manifests(folder, kind)
+        rows = list_runs(c, kind)
     except AlphamineError as e:
         fail(e)
     if last is not None:
@@ -72,14 +116,18 @@ def runs(kind: Optional[str] = typer.Option(None, help="Only runs of this kind: 
         return
     t = Table(title=f"recorded runs ({escape(str(folder))}); replay one with `mine rerun "
                     "RUN_ID`")
-    for col in ("run id", "kind", "started (UTC)", "commit", "results"):
+    for col in ("run id", "kind", "status", "started (UTC)", "commit", "results"):
         t.add_column(col, no_wrap=True)
     t.add_column("command", overflow="fold")
+    colour = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
     for r in rows:
         commit = (r["commit"] or "-")[:10] + ("+dirty" if r["dirty"] else "")
-        t.add_row(r["run_id"], r["kind"], (r["created_at"] or "")[:19], commit,
-                  (r["results_sha256"] or "")[:12],
-                  escape(r["command"] or "(library call: not replayable)"))
+        what = r["command"] or ("(library call: not replayable)" if r["manifest"] else
+                                "(leaderboard run, no manifest: not replayable)")
+        status = r["status"]
+        t.add_row(r["run_id"], r["kind"], f"[{colour.get(status, 'white')}]{status}[/]",
+                  (r["created_at"] or "")[:19], commit, (r["results_sha256"] or "")[:12],
+                  escape(what))
     console.print(t)
 
 

@@ -183,7 +183,10 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
         run_id = store.start_run("gp", config=run_cfg, seed=g.seed, universe=g.universe,
                                  data_root=str(cfg.data.root))
         try:
-            res = run_gp(panels, gp_ctx, g, on_generation=on_progress)
+            def on_generation(ev) -> None:
+                store.heartbeat(run_id)         # the run is alive (factors.store_runs)
+                _emit(on_progress, ev)
+            res = run_gp(panels, gp_ctx, g, on_generation=on_generation)
             _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
                                         res.seconds))
             # Walk down the distinct programs in train-fitness order (selection on train

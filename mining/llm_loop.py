@@ -249,6 +249,7 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
     try:
         for rnd in range(1, settings.rounds + 1):
             reply = chat.complete(messages)
+            store.heartbeat(run_id)             # the run is alive (factors.store_runs)
             _count_call(stats, reply)
             if reply.failure:
                 stats["counts"][reply.failure] += 1

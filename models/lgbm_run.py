@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pandas as pd
 
-from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
+from backtest.candidates import (
+    PRED_FILE,
+    new_run_id,
+    run_dir,
+    save_predictions,
+    submit_prediction,
+)
 from data.errors import ConfigError
 from data.io import write_json_atomic
 from factors.errors import EvaluationError
@@ -55,6 +61,7 @@ from models.run_common import (
     oos_members_eligible,
     prediction_workspace,
     progress_hooks,
+    staged_run_dir,
     workspace_line,
 )
 from models.walkforward import (
@@ -220,21 +227,26 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
                     f"embargo {s.gap} rows, label {s.label} t+1 -> t+{1 + s.horizon} "
                     f"({s.label_norm})")
     t2 = time.perf_counter()
-    wf = run_walk_forward(ds, folds, params=params, num_boost_round=s.rounds,
-                          early_stopping_rounds=s.early_stopping, model_dir=rdir,
-                          on_fold=on_fold, on_round=on_round)
-    timings["train_s"] = time.perf_counter() - t2
-    oos, oos_eligible = oos_members_eligible(wf.pred, ds, folds)
-    meta = {"run_id": run_id, "model": "lightgbm", "settings": asdict(s), "params": params,
-            "features": ds.feature_names, "formulas": ds.formulas, "folds": wf.fold_info,
-            "oos": oos, "oos_eligible": oos_eligible, "universe": s.universe,
-            "qlib_params": QLIB_PARAMS}
-    pred_path = save_predictions(cfg.model.out_dir, run_id, wf.pred, ds.dates, ds.codes, meta)
+    stage = staged_run_dir(rdir)      # models + predictions land whole (run_common)
+    with stage:
+        wf = run_walk_forward(ds, folds, params=params, num_boost_round=s.rounds,
+                              early_stopping_rounds=s.early_stopping, model_dir=stage.path,
+                              on_fold=on_fold, on_round=on_round)
+        timings["train_s"] = time.perf_counter() - t2
+        oos, oos_eligible = oos_members_eligible(wf.pred, ds, folds)
+        meta = {"run_id": run_id, "model": "lightgbm", "settings": asdict(s),
+                "params": params, "features": ds.feature_names, "formulas": ds.formulas,
+                "folds": wf.fold_info, "oos": oos, "oos_eligible": oos_eligible,
+                "universe": s.universe, "qlib_params": QLIB_PARAMS}
+        save_predictions(cfg.model.out_dir, run_id, wf.pred, ds.dates, ds.codes, meta,
+                         folder=stage.path)
     run = LGBMRun(run_id=run_id, settings=s,
                   dataset={"shape": list(ds.shape), "rows": int(ds.sample_mask.sum()),
                            "feature_set": s.feature_set},
                   folds=wf.fold_info, oos={"members": oos, "eligible": oos_eligible},
-                  pred_path=str(pred_path), model_paths=[str(p) for p in wf.model_paths],
+                  pred_path=str(rdir / PRED_FILE),
+                  model_paths=[str(rdir / Path(p).relative_to(stage.path))
+                               for p in wf.model_paths],
                   timings=timings)
     if submit:
         t3 = time.perf_counter()

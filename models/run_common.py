@@ -1,11 +1,13 @@
 """Steps shared by the model runs (:mod:`models.lgbm_run`, :mod:`models.transformer_run`).
 
 Settings from ``[model]`` / ``[evaluate]``, the sealed-test check, the prediction workspace,
-and the OOS IC statistics over the test rows of the walk-forward folds.
+the staged run folder and the OOS IC statistics over the test rows of the walk-forward folds.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Union
 
 import numpy as np
@@ -14,13 +16,14 @@ import pandas as pd
 from backtest.candidates import Workspace, make_workspace
 from data.config import Config
 from data.errors import ConfigError
+from data.staging import StagedDir, clean_stale
 from models.dataset import PanelDataset, normalise_label
 from models.lgbm import daily_ic
 
 __all__ = ["model_data_settings", "check_before_test", "prediction_workspace",
            "workspace_line", "oos_ic_stats", "oos_members_eligible", "ModelMessage",
            "FeatureProgress", "RoundProgress", "FoldDone", "EpochDone", "ModelEvent",
-           "progress_hooks"]
+           "progress_hooks", "staged_run_dir"]
 
 
 # ---------------------------------------------------------------- progress events
@@ -81,6 +84,18 @@ def progress_hooks(on_progress: Callable[[ModelEvent], None] | None):
         return (lambda _text: None), None
     return ((lambda text: on_progress(ModelMessage(text))),
             (lambda done, total, name: on_progress(FeatureProgress(done, total, name))))
+
+
+def staged_run_dir(rdir: str | os.PathLike) -> StagedDir:
+    """The staged folder of a model run ``<[model] out_dir>/<run id>``
+    (:class:`data.staging.StagedDir`): fold models, ``pred.parquet`` and ``meta.json`` are
+    written into it and it is renamed into place before the predictions are submitted (a
+    leaderboard entry ``model("<run id>")`` must find them); ``run.json``, written last into
+    the final folder, marks a finished run. What killed runs left in ``out_dir`` is removed
+    first."""
+    rdir = Path(rdir)
+    clean_stale(rdir.parent)
+    return StagedDir(rdir)
 
 
 def model_data_settings(cfg: Config) -> dict:

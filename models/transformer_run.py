@@ -25,9 +25,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from backtest.candidates import new_run_id, run_dir, save_predictions, submit_prediction
+from backtest.candidates import (
+    PRED_FILE,
+    new_run_id,
+    run_dir,
+    save_predictions,
+    submit_prediction,
+)
 from data.errors import ConfigError
 from data.io import write_json_atomic
 from models.dataset import build_dataset
@@ -39,6 +46,7 @@ from models.run_common import (
     oos_members_eligible,
     prediction_workspace,
     progress_hooks,
+    staged_run_dir,
     workspace_line,
 )
 from models.transformer import walk_forward_predict
@@ -185,19 +193,26 @@ def run_transformer(cfg: "Config", settings: TransformerSettings, *,
                     f"multitask {'on' if n.multitask else 'off'}, {n.threads} thread(s)")
     open_adj = ws.field("open") if n.multitask else None
     t2 = time.perf_counter()
-    wf = walk_forward_predict(ds, folds, n, open_adj=open_adj, save_dir=rdir,
-                              progress=on_epoch)
-    timings["train_s"] = time.perf_counter() - t2
-    members, eligible = oos_members_eligible(wf.oos, ds, folds)
-    oos = {"members": members, "eligible": eligible}
-    meta = {"run_id": run_id, "model": "transformer", "settings": s.to_dict(),
-            "features": ds.feature_names, "formulas": ds.formulas, "folds": wf.folds,
-            "oos": oos["members"], "oos_eligible": oos["eligible"], "universe": s.universe}
-    pred_path = save_predictions(cfg.model.out_dir, run_id, wf.oos, ds.dates, ds.codes, meta)
+    stage = staged_run_dir(rdir)      # models + predictions land whole (run_common)
+    with stage:
+        wf = walk_forward_predict(ds, folds, n, open_adj=open_adj, save_dir=stage.path,
+                                  progress=on_epoch)
+        timings["train_s"] = time.perf_counter() - t2
+        for f in wf.folds:            # where the fold models will be once the folder lands
+            if "path" in f:
+                f["path"] = str(rdir / Path(f["path"]).relative_to(stage.path))
+        members, eligible = oos_members_eligible(wf.oos, ds, folds)
+        oos = {"members": members, "eligible": eligible}
+        meta = {"run_id": run_id, "model": "transformer", "settings": s.to_dict(),
+                "features": ds.feature_names, "formulas": ds.formulas, "folds": wf.folds,
+                "oos": oos["members"], "oos_eligible": oos["eligible"],
+                "universe": s.universe}
+        save_predictions(cfg.model.out_dir, run_id, wf.oos, ds.dates, ds.codes, meta,
+                         folder=stage.path)
     run = TransformerRun(run_id=run_id, settings=s,
                          dataset={"shape": list(ds.shape), "rows": int(ds.sample_mask.sum()),
                                   "feature_set": s.feature_set},
-                         folds=wf.folds, oos=oos, pred_path=str(pred_path),
+                         folds=wf.folds, oos=oos, pred_path=str(rdir / PRED_FILE),
                          model_paths=[f["path"] for f in wf.folds], timings=timings)
     if submit:
         t3 = time.perf_counter()

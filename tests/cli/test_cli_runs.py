@@ -6,6 +6,7 @@ replay in this process (the same CLI through typer's runner) to keep the suite f
 """
 import hashlib
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -296,3 +297,45 @@ def test_model_run_manifest_and_rerun(tmp_path, wh, monkeypatch):
     out, report = _rerun(cfg, rec["run_id"])
     assert out.exit_code == 0 and report["identical"], (out.output, report)
     assert _state(tmp_path) == before
+
+
+# ------------------------------------------------------------------ store runs (issue 12)
+def test_runs_lists_store_runs_without_manifest_with_their_status(tmp_path):
+    import sqlite3
+
+    from factors.store import FactorStore
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "lb.db"}"\n')
+    with FactorStore(tmp_path / "lb.db") as s:
+        done = s.start_run("library", config={}, seed=None, universe="u", data_root=None)
+        s.finish_run(done, n_tried=15)
+        killed = s.start_run("gp", config={}, seed=1, universe="u", data_root=None)
+        live = s.start_run("llm", config={}, seed=None, universe="u", data_root=None)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    con = sqlite3.connect(tmp_path / "lb.db")             # its process is gone
+    con.execute("UPDATE runs SET pid = ? WHERE run_id = ?", (dead.pid, killed))
+    con.commit()
+    con.close()
+    r = runner.invoke(app, ["--config", str(cfg), "runs", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["runs"]
+    assert [(x["run_id"], x["kind"], x["status"], x["manifest"]) for x in rows] == [
+        (done, "library", "done", False), (killed, "gp", "interrupted", False),
+        (live, "llm", "running", False)]
+    assert {"run_id", "kind", "created_at", "command", "commit", "dirty", "results_sha256",
+            "summary", "replayable", "status", "manifest"} == set(rows[0])
+    assert "interrupted" in rows[1]["summary"]
+    r = runner.invoke(app, ["--config", str(cfg), "runs", "--kind", "gp"])
+    assert r.exit_code == 0 and killed in r.output and "interrupted" in r.output
+    assert done not in r.output
+    r = runner.invoke(app, ["--config", str(cfg), "runs", "--kind", "bogus"])
+    assert r.exit_code == 2
+
+
+def test_listing_without_a_store_creates_none(tmp_path):
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "none.db"}"\n')
+    r = runner.invoke(app, ["--config", str(cfg), "runs", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["runs"] == []
+    assert not (tmp_path / "none.db").exists()

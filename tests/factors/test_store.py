@@ -576,4 +576,4 @@ def test_v2_store_migrates_up_to_the_test_audit(tmp_path):
                                code_version={"package": "0"}, universe="all", horizon=1,
                                subject={"formulas": ["close"]}, window=("2020-01-01", "2026-01-01"))
         assert r.id == 1 and AuditLog(s).looks()[("close", "all")] == 1
-        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == fs.SCHEMA_VERSION

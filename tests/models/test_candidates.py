@@ -1,6 +1,8 @@
 """Model predictions as candidates: the model("<run id>") leaf, saved panels, evaluator, gate."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,6 +185,55 @@ def test_run_lgbm_end_to_end_on_synthetic(make_ws, tmp_path):
     assert all(r.source == "model" for r in recs)
     assert (cfg.model.out_dir / run.run_id / "fold0.txt").is_file()
     assert (cfg.model.out_dir / run.run_id / "run.json").is_file()
+    # staged and renamed into place (issue 12): the record names the final folder, and
+    # nothing hidden (a partial folder, a temporary file) is left beside it
+    assert run.pred_path == str(cfg.model.out_dir / run.run_id / "pred.parquet")
+    assert run.model_paths and all(Path(p).is_file() and Path(p).parent.name == run.run_id
+                                   for p in run.model_paths)
+    assert [p.name for p in cfg.model.out_dir.iterdir()] == [run.run_id]
     assert run.oos["eligible"]["RankIC"] > 0.2
     with pytest.raises(ConfigError, match="sealed test"):
         run_lgbm(cfg, LGBMSettings(last_test=str(d[-1].date())), ws=ws, submit=False)
+
+
+def test_racing_submits_of_correlated_candidates_admit_one(make_ws, tmp_path, monkeypatch):
+    """Two submitters (own connections, as two processes would have) both compute their
+    correlations before either inserts: the gate inside the insert's transaction still sees
+    the member the other one committed (issue 12)."""
+    import threading
+
+    import backtest.candidates as cands
+    from backtest.candidates import submit
+    ws = make_ws(T=260, N=30, plant=0.8)
+    cfg = _cfg(tmp_path, ws)
+    FactorStore(cfg.store.path).close()
+    barrier = threading.Barrier(2)
+    real = cands.member_correlations
+
+    def listed_then_wait(*a, **k):                 # both have listed (no) members ...
+        out = real(*a, **k)
+        barrier.wait(30)                           # ... before either inserts
+        return out
+    monkeypatch.setattr(cands, "member_correlations", listed_then_wait)
+    formulas = ["(close - open) / open", "(close - open) / open * 2"]
+    evs = [evaluate_candidate(ws, f, orient=True) for f in formulas]
+    got, errors = {}, []
+
+    def worker(i):
+        try:
+            with FactorStore(cfg.store.path) as store:
+                got[i] = submit(ws, store, evs[i], name=f"c{i}", source="manual", cfg=cfg,
+                                provenance={})
+        except Exception as e:  # surfaced below
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(d.accepted for d in got.values()) == [False, True], got
+    loser = next(d for d in got.values() if not d.accepted)
+    assert loser.kind == "correlation" and "corr" in loser.reason
+    with FactorStore(cfg.store.path) as store:
+        assert len(store.members()) == 1
