@@ -155,7 +155,7 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
         ``out`` that holds results.
     """
     from backtest.run_dirs import discard_if_empty, run_folder
-    from backtest.strategies import read_targets
+    from backtest.targets import read_targets
 
     from data.manager import DataManager
 
@@ -182,7 +182,8 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
     """The micro-cap preset: targets (written to the run folder, ``latest`` pointed at it)
     then :func:`run_backtest`'s simulation. ``settings.selected`` is ignored (False)."""
     from backtest.run_dirs import discard_if_empty, run_folder, write_latest
-    from backtest.strategies import microcap_targets, write_targets
+    from backtest.strategies import microcap_targets
+    from backtest.targets import write_targets
     from data.manager import DataManager
 
     say = on_progress or (lambda m: None)

@@ -166,9 +166,8 @@ def _combine(cfg, s: CombineSettings, out: Path, run_id: str, model_dir, say) ->
         to_targets,
         topk_dropout_weights,
         topn_weights,
-        write_frame,
-        write_targets,
     )
+    from backtest.targets import write_frame, write_targets
     from data.manager import DataManager
     from factors.store import FactorStore
 

@@ -49,7 +49,7 @@ from backtest.errors import BacktestError
 from backtest.export import QUOTE_COLUMNS, plan_from_quotes, read_quotes, targets_for
 from backtest.orders import plan_summary
 from backtest.rules import CostModel
-from backtest.strategies import read_targets
+from backtest.targets import read_targets
 from data.errors import AlphamineError
 
 # xtconstant values (xtquant/xtconstant.py); checked against the installed xtquant on connect.
