@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -60,6 +60,9 @@ __all__ = ["FactorStore", "StoreConfig"]
 @dataclass(frozen=True)
 class StoreConfig:
     """``[store]``: the leaderboard file and its admission gate."""
+
+    #: Accepted values of the numeric keys (checked by the config loader).
+    RANGES: ClassVar[dict] = {"max_corr": (0, 1, True), "min_valid_rank_ic": (0, 1)}
 
     path: Path = WORK_DIR / "leaderboard.db"
     max_corr: float = 0.7
