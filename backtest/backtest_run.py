@@ -163,7 +163,7 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
         ``out`` that holds results.
     """
     from backtest.run_dirs import check_finished, run_folder
-    from backtest.strategies import read_targets
+    from backtest.targets import read_targets
 
     from data.manager import DataManager
 
@@ -211,7 +211,8 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
     then :func:`run_backtest`'s simulation. ``settings.selected`` is ignored (False). The
     manifest (``argv``: the command line) also digests the targets."""
     from backtest.run_dirs import run_folder, write_latest
-    from backtest.strategies import microcap_targets, write_targets
+    from backtest.strategies import microcap_targets
+    from backtest.targets import write_targets
     from data.manager import DataManager
 
     say = on_progress or (lambda m: None)

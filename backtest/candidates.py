@@ -43,7 +43,7 @@ from backtest.evaluate import FactorReport, evaluate_factor, factor_corr
 from backtest.seal import Access, check_window, default_end
 from data.config import Config
 from data.errors import AlphamineError
-from data.io import atomic_write, write_json_atomic
+from data.io import atomic_write, read_parquet, write_json_atomic
 from data.manager import DataManager
 from factors.errors import EvaluationError
 from factors.expr_eval import evaluate
@@ -357,7 +357,9 @@ def load_prediction_panel(out_dir: str | os.PathLike, run_id: str, dates, codes)
     path = run_dir(out_dir, run_id) / PRED_FILE
     if not path.is_file():
         raise EvaluationError(f'model("{run_id}"): no prediction panel at {str(path)!r}')
-    frame = pd.read_parquet(path, columns=["trade_date", "ts_code", "score"])
+    frame = read_parquet(path, columns=["trade_date", "ts_code", "score"],
+                         repair=f"train the model again (`mine model lgbm|transformer`) and "
+                         f"use its new run id instead of {run_id}")
     dates, codes = pd.DatetimeIndex(dates), pd.Index(codes)
     ti = dates.get_indexer(pd.DatetimeIndex(frame["trade_date"]))
     ji = codes.get_indexer(frame["ts_code"].astype(str))

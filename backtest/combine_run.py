@@ -185,9 +185,8 @@ def _combine(cfg, s: CombineSettings, stage: Path, out: Path, run_id: str, model
         to_targets,
         topk_dropout_weights,
         topn_weights,
-        write_frame,
-        write_targets,
     )
+    from backtest.targets import write_frame, write_targets
     from data.manager import DataManager
     from factors.store import FactorStore
 

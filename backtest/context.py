@@ -39,6 +39,11 @@ __all__ = ["EvalConfig", "EvalContext", "forward_returns", "DECAY_HORIZONS"]
 
 #: Horizons of the IC decay profile (trading days).
 DECAY_HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
+#: Longest ``[evaluate] horizon`` accepted: a year of trading days (a longer label leaves
+#: next to nothing of a split once the embargo is dropped).
+MAX_HORIZON = 252
+#: Most ``[evaluate] quantiles`` accepted (more buckets than names per day are empty).
+MAX_QUANTILES = 100
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,15 @@ class EvalConfig:
     min_listed_days: int = 60           # names listed fewer trading days are not tradable
 
     def __post_init__(self) -> None:
-        """Validate: ``horizon >= 1``, ``quantiles >= 2``, ``embargo >= horizon``, each split a
+        """Validate: ``1 <= horizon <= MAX_HORIZON``, ``2 <= quantiles <= MAX_QUANTILES``,
+        ``embargo >= horizon``, each split a
         ``(start, end)`` pair of dates with ``start <= end``, and train < valid < test in order
         without overlap. Raises ValueError (the config loader names the section)."""
-        if self.horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
-        if self.quantiles < 2:
-            raise ValueError(f"quantiles must be >= 2, got {self.quantiles}")
+        if not 1 <= self.horizon <= MAX_HORIZON:
+            raise ValueError(f"horizon must be in 1..{MAX_HORIZON} (trading days), got "
+                             f"{self.horizon}")
+        if not 2 <= self.quantiles <= MAX_QUANTILES:
+            raise ValueError(f"quantiles must be in 2..{MAX_QUANTILES}, got {self.quantiles}")
         if self.embargo < self.horizon:
             raise ValueError(f"embargo {self.embargo} must be >= horizon {self.horizon} (a "
                              "label window must not reach into the next split)")
@@ -164,6 +171,8 @@ class EvalContext:
         Rows of each split after the embargo (contiguous).
     horizon : int
         Headline horizon (IC, quantiles, long-short, turnover lag of ``rank_autocorr``).
+    quantiles : int
+        Buckets of the quantile returns (``[evaluate] quantiles``; the evaluator's default).
 
     Notes
     -----
@@ -178,6 +187,7 @@ class EvalContext:
     fwd: dict[int, np.ndarray]
     split_rows: dict[str, np.ndarray]
     horizon: int = 1
+    quantiles: int = 5
     _orders: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -188,8 +198,8 @@ class EvalContext:
     @classmethod
     def from_arrays(cls, dates, codes, open_adj, universe_mask, tradable,
                     splits: Mapping[str, tuple], horizons: Sequence[int] = DECAY_HORIZONS,
-                    horizon: int = 1, embargo: int = 20, universe: str = "custom"
-                    ) -> "EvalContext":
+                    horizon: int = 1, embargo: int = 20, universe: str = "custom",
+                    quantiles: int = 5) -> "EvalContext":
         """Build a context from aligned panels.
 
         Parameters
@@ -215,6 +225,8 @@ class EvalContext:
             ``max(embargo, max(horizons) + 1)``.
         universe : str, default "custom"
             Name recorded in the context.
+        quantiles : int, default 5
+            Quantile buckets of the reports (>= 2).
 
         Returns
         -------
@@ -235,6 +247,8 @@ class EvalContext:
             raise EvaluationError(f"EvalContext: horizons must be >= 1, got {hs}")
         if int(embargo) < 0:
             raise EvaluationError(f"EvalContext: embargo must be >= 0, got {embargo}")
+        if int(quantiles) < 2:
+            raise EvaluationError(f"EvalContext: quantiles must be >= 2, got {quantiles}")
         arrays = {}
         for name, arr, dtype in (("open_adj", open_adj, np.float64),
                                  ("universe_mask", universe_mask, np.bool_),
@@ -251,7 +265,7 @@ class EvalContext:
         gap = max(int(embargo), hs[-1] + 1)
         return cls(dates=dates, codes=codes, universe=universe, universe_mask=umask,
                    eligible=eligible, fwd=fwd, split_rows=_split_rows(dates, splits, gap),
-                   horizon=int(horizon))
+                   horizon=int(horizon), quantiles=int(quantiles))
 
     @classmethod
     def from_data(cls, dm, universe: str, start, end,
@@ -261,7 +275,8 @@ class EvalContext:
         Loads the back-adjusted ``open`` of the universe's codes, the point-in-time universe
         mask and the two-sided tradable mask (``side="both"``, ``eval_cfg.min_listed_days``)
         on the trading days in
-        ``[start, end]``; the splits, embargo and headline horizon come from ``eval_cfg``
+        ``[start, end]``; the splits, embargo, headline horizon and quantiles come from
+        ``eval_cfg``
         (default :class:`EvalConfig`). Nothing after ``end`` is read, so the last
         row is ineligible and the last ``h + 1`` rows have no label (the embargo drops them).
 
@@ -283,7 +298,8 @@ class EvalContext:
         splits = {"train": cfg.train, "valid": cfg.valid, "test": cfg.test}
         return cls.from_arrays(dates, codes, opn.to_numpy(dtype=np.float64), umask, trad,
                                splits, horizons=DECAY_HORIZONS, horizon=cfg.horizon,
-                               embargo=cfg.embargo, universe=universe)
+                               embargo=cfg.embargo, universe=universe,
+                               quantiles=cfg.quantiles)
 
     def split_bounds(self, split: str) -> tuple[int, int]:
         """Row range ``[lo, hi)`` of a split (``lo == hi`` when it is empty).
@@ -314,4 +330,4 @@ class EvalContext:
                            universe_mask=self.universe_mask[sel], eligible=self.eligible[sel],
                            fwd={h: v[sel] for h, v in self.fwd.items()},
                            split_rows={k: v[sel] for k, v in self.split_rows.items()},
-                           horizon=self.horizon)
+                           horizon=self.horizon, quantiles=self.quantiles)

@@ -196,7 +196,7 @@ def _json_safe(v):
 
 
 def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", "valid"),
-                    quantiles: int = 5) -> dict[str, FactorReport]:
+                    quantiles: int | None = None) -> dict[str, FactorReport]:
     """Evaluate a factor panel on the requested splits.
 
     Per day ``t`` (headline horizon ``h = ctx.horizon``), over the names eligible at ``t``
@@ -223,8 +223,8 @@ def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", 
     splits : sequence of str, default ("train", "valid")
         Splits to report. The test split is evaluated only when named here; recording that
         it was unsealed is the caller's job.
-    quantiles : int, default 5
-        Number of buckets ``Q`` (>= 2).
+    quantiles : int, optional
+        Number of buckets ``Q`` (>= 2); default ``ctx.quantiles`` (``[evaluate] quantiles``).
 
     Returns
     -------
@@ -242,9 +242,9 @@ def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", 
     Causal by construction: a split's metrics read factor rows of the split (and ``h``
     rows before it for ``rank_autocorr``) and labels that end inside the split.
     """
-    if int(quantiles) < 2:
+    q = int(ctx.quantiles if quantiles is None else quantiles)
+    if q < 2:
         raise EvaluationError(f"quantiles must be >= 2, got {quantiles!r}")
-    q = int(quantiles)
     f = _as_factor(factor, ctx)
     h = ctx.horizon
     bounds = {s: ctx.split_bounds(s) for s in splits}

@@ -23,6 +23,7 @@ from backtest.errors import BacktestError
 from backtest.orders import order_plan, plan_summary, positions_frame
 from backtest.rules import CostModel
 from backtest.settings import BacktestConfig
+from backtest.targets import read_frame
 from data.errors import DataError
 from data.io import atomic_write
 from data.staging import clean_stale, write_together
@@ -32,22 +33,6 @@ QUOTE_COLUMNS = ["ref_price", "limit_up", "limit_down", "has_bar"]
 
 
 # ----------------------------------------------------------------------------- reading
-def _read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BacktestError(f"{what} file {str(p)!r} does not exist")
-    suf = p.suffix.lower()
-    try:
-        if suf in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        if suf in (".csv", ".txt"):
-            return pd.read_csv(p, dtype={"ts_code": str})
-    except (OSError, ValueError) as e:
-        raise BacktestError(f"cannot read {what} file {str(p)!r}: {e}") from None
-    raise BacktestError(f"{what} file {str(p)!r}: unsupported format {suf!r} "
-                        f"(use .parquet or .csv)")
-
-
 def targets_for(targets: pd.DataFrame, date) -> pd.DataFrame:
     """The rows of ``targets`` dated ``date`` (a trading day present in the file).
 
@@ -95,7 +80,7 @@ def read_positions(path: str | os.PathLike | None) -> pd.DataFrame:
     """
     if path is None:
         return positions_frame(None)
-    return positions_frame(_read_table(path, "positions"), source=str(path))
+    return positions_frame(read_frame(path, "positions"), source=f"positions file {str(path)!r}")
 
 
 
@@ -163,7 +148,7 @@ def read_quotes(path: str | os.PathLike) -> pd.DataFrame:
     BacktestError
         Missing file or columns.
     """
-    df = _read_table(path, "quotes")
+    df = read_frame(path, "quotes")
     missing = [c for c in ["ts_code"] + QUOTE_COLUMNS if c not in df.columns]
     if missing:
         raise BacktestError(f"quotes file {str(path)!r}: missing column(s) {', '.join(missing)}")
@@ -278,17 +263,19 @@ def run_export(cfg, settings: ExportSettings, *,
         the warehouse, existing files without ``force``.
     """
     from backtest.run_dirs import check_finished, find_latest_targets
-    from backtest.strategies import read_targets
+    from backtest.targets import read_targets
     from data.manager import DataManager
 
     say = on_progress or (lambda m: None)
     s = settings
+    out = Path(s.out) if s.out is not None else Path(s.out_dir) / "export"
+    if any(q.exists() and not q.is_dir() for q in (out, *out.parents)):
+        raise BacktestError(f"output folder {str(out)!r}: it, or a folder above it, is a file")
     tpath = (check_finished(s.targets) if s.targets is not None
              else find_latest_targets(s.out_dir))
     tg = read_targets(tpath)
     day = targets_for(tg, tg["trade_date"].max() if s.date is None else s.date)
     d = day["trade_date"].iloc[0]
-    out = Path(s.out) if s.out is not None else Path(s.out_dir) / "export"
     clean_stale(out)                  # finish / drop what a killed export left
     tag = d.strftime("%Y%m%d")
     there = [n for n in (f"targets_{tag}.csv", f"quotes_{tag}.csv", f"orders_{tag}.csv")

@@ -1,7 +1,7 @@
 """Order plans for execution: the diff between ``target_positions`` and a live account.
 
 The research side ends in ``target_positions`` (one row per ``trade_date`` x ``ts_code`` with a
-``target_weight``; see :func:`backtest.strategies.read_targets`). This module turns one day of targets plus the
+``target_weight``; see :mod:`backtest.targets`). This module turns one day of targets plus the
 account's current holdings and cash into a lot-rounded, limit-aware **order plan**. The same
 :func:`order_plan` is used by ``mine export`` (offline, prices from the warehouse) and by the
 QMT adapter (:mod:`backtest.qmt_adapter`, prices and holdings from xtquant), so the plan a user
@@ -63,6 +63,11 @@ _WEIGHT_TOL = 1e-6
 MAX_SHARES = 1e13
 
 
+def _show(v) -> str:
+    """A cell for a message: text quoted, numbers plain (``-100``, not ``np.int64(-100)``)."""
+    return repr(v) if isinstance(v, str) else str(v)
+
+
 def positions_frame(pos, source: str = "positions") -> pd.DataFrame:
     """Holdings as index ``ts_code`` with int64 ``quantity`` / ``sellable`` (see
     :func:`backtest.export.read_positions`); ``pos`` is a frame, a quantity Series or None."""
@@ -80,7 +85,11 @@ def positions_frame(pos, source: str = "positions") -> pd.DataFrame:
                                 f"quantity[, sellable]")
     if len(df) == 0:
         return empty
-    df["ts_code"] = df["ts_code"].astype(str)
+    blank = df["ts_code"].isna() | (df["ts_code"].astype(str).str.strip() == "")
+    if blank.any():
+        raise BacktestError(f"{source}: ts_code missing on row "
+                            f"{int(np.flatnonzero(blank.to_numpy())[0]) + 1}")
+    df["ts_code"] = df["ts_code"].astype(str).str.strip()
     if df["ts_code"].duplicated().any():
         raise BacktestError(f"{source}: duplicated ts_code "
                             f"{df.loc[df['ts_code'].duplicated(), 'ts_code'].iloc[0]}")
@@ -96,7 +105,7 @@ def positions_frame(pos, source: str = "positions") -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise BacktestError(f"{source}: {c} must be a whole number of shares in "
-                                f"[0, {MAX_SHARES:.0e}], got {df[c].iloc[i]!r} for "
+                                f"[0, {MAX_SHARES:.0e}], got {_show(df[c].iloc[i])} for "
                                 f"{df['ts_code'].iloc[i]}")
         cols[c] = np.round(v).astype(np.int64)
     q = cols["quantity"]

@@ -50,7 +50,7 @@ from backtest.errors import BacktestError
 from backtest.export import QUOTE_COLUMNS, plan_from_quotes, read_quotes, targets_for
 from backtest.orders import plan_summary
 from backtest.rules import CostModel
-from backtest.strategies import read_targets
+from backtest.targets import read_targets
 from data.errors import AlphamineError
 from data.staging import clean_stale
 

@@ -59,6 +59,14 @@ def in_test(cfg, end) -> bool:
     return pd.Timestamp(end) >= test_start(cfg)
 
 
+def unseal_ignored(cfg, end) -> str:
+    """The warning for ``--unseal-test`` on a window that ends before the test split (nothing
+    is unsealed, nothing logged, no test metrics: said, never silent)."""
+    return (f"--unseal-test has no effect: the window ends {pd.Timestamp(end).date()}, before "
+            f"the test split ({' to '.join(cfg.evaluate.test)}); nothing was unsealed or "
+            "logged, and no test metrics are shown")
+
+
 def default_end(cfg, unsealed: bool) -> str:
     """Where a window ends when the user gives no end: the end of valid while sealed, the end
     of test once unsealed (callers clip it to the data's last day)."""

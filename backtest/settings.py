@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from data.config import WORK_DIR
 
@@ -17,6 +18,15 @@ __all__ = ["BacktestConfig"]
 @dataclass(frozen=True)
 class BacktestConfig:
     """``[backtest]``: combination, strategies, the account simulator and export (issue 3)."""
+
+    #: Accepted values of the numeric keys (checked by the config loader).
+    RANGES: ClassVar[dict] = {
+        "init_cash": (0, None, True), "commission": (0, 1), "min_commission": (0, None),
+        "transfer_fee": (0, 1), "slippage_bps": (0, None), "participation": (0, 1, True),
+        "top": (1, None), "ic_window": (2, None), "max_corr": (0, 1, True), "n": (1, None),
+        "n_drop": (0, None), "microcap_mv_min": (0, None), "microcap_mv_max": (0, None),
+        "microcap_hold": (1, None), "microcap_every": (1, None)}
+
     universe: str = "csi300"
     start: str = "2019-01-01"           # default backtest window: valid (test sealed)
     end: str = ""                       # "": end of valid (sealed), of test (--unseal-test)

@@ -1,13 +1,8 @@
 """Strategies: score panels -> ``target_positions`` (the input of the simulator and the export).
 
-target_positions (long frame, one row per held name per rebalance day)
-    ``trade_date`` (datetime64, the decision day ``t``: the scores use data up to the close of
-    ``t``, the entry filter the open auction of ``t + 1`` (below), and the simulator executes
-    at the open of ``t + 1``), ``ts_code``,
-    ``target_weight`` (fraction of the account NAV, >= 0, row sum <= 1, the rest is cash) and
-    ``strategy_name``. Only rebalance days appear; between them the account holds. A rebalance
-    day on which nothing qualifies has no row (the account keeps what it holds).
-    Written as Parquet and CSV side by side, each atomically (:func:`write_targets`).
+target_positions
+    The output of every strategy here; its contract (columns, units, one row per held name
+    per rebalance day) is defined once in :mod:`backtest.targets`, with its files.
 
 Candidates (buy side)
     The SCORE of day ``t`` uses data up to the close of ``t``. A name may be ENTERED (bought or
@@ -33,15 +28,12 @@ whose holdings depend on the previous ones (a loop over rebalance days, vectors 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from backtest.errors import BacktestError
-from data.io import atomic_write
 
-TARGET_COLUMNS = ("trade_date", "ts_code", "target_weight", "strategy_name")
 
 
 # --------------------------------------------------------------------------- schedule / masks
@@ -346,7 +338,7 @@ def to_targets(W, dates, codes, strategy_name: str) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns :data:`TARGET_COLUMNS`, sorted by (trade_date, ts_code), weights > 0 only.
+        Columns :data:`backtest.targets.TARGET_COLUMNS`, sorted by (trade_date, ts_code), weights > 0 only.
     """
     W = np.asarray(W, dtype=np.float64)
     t, i = np.nonzero(np.nan_to_num(W) > 0)
@@ -355,70 +347,6 @@ def to_targets(W, dates, codes, strategy_name: str) -> pd.DataFrame:
                        "target_weight": W[t, i],
                        "strategy_name": strategy_name})
     return df.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
-
-
-def write_frame(df: pd.DataFrame, stem) -> tuple[Path, Path]:
-    """Write ``df`` as ``stem.parquet`` and ``stem.csv``, each atomically (temp + os.replace)."""
-    stem = Path(stem)
-    pq, csv = stem.with_suffix(".parquet"), stem.with_suffix(".csv")
-    atomic_write(pq, lambda p: df.to_parquet(p, index=False))
-    atomic_write(csv, lambda p: df.to_csv(p, index=False))
-    return pq, csv
-
-
-def write_targets(df: pd.DataFrame, stem) -> tuple[Path, Path]:
-    """Validate and write ``target_positions`` (Parquet + CSV); returns both paths."""
-    return write_frame(validate_targets(df), stem)
-
-
-def validate_targets(df: pd.DataFrame, where: str = "targets") -> pd.DataFrame:
-    """Check the ``target_positions`` schema and normalise dtypes.
-
-    Raises
-    ------
-    BacktestError
-        Missing columns, negative or non-finite weights, a day whose weights sum above 1,
-        or duplicate (trade_date, ts_code) rows.
-    """
-    missing = [c for c in TARGET_COLUMNS[:3] if c not in df.columns]
-    if missing:
-        raise BacktestError(f"{where}: missing column(s) {', '.join(missing)}; need "
-                            f"{', '.join(TARGET_COLUMNS)}")
-    out = df.copy()
-    if "strategy_name" not in out:
-        out["strategy_name"] = "custom"
-    out["trade_date"] = pd.to_datetime(out["trade_date"]).astype("datetime64[ns]")
-    out["ts_code"] = out["ts_code"].astype(str)
-    out["target_weight"] = out["target_weight"].astype(np.float64)
-    w = out["target_weight"].to_numpy()
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise BacktestError(f"{where}: target_weight must be finite and >= 0")
-    if out.duplicated(["trade_date", "ts_code"]).any():
-        raise BacktestError(f"{where}: duplicate (trade_date, ts_code) rows")
-    day = out.groupby("trade_date")["target_weight"].sum()
-    if (day > 1 + 1e-9).any():
-        raise BacktestError(f"{where}: weights of {day.idxmax().date()} sum to {day.max():.4f} > 1")
-    return out[list(TARGET_COLUMNS)].sort_values(["trade_date", "ts_code"]).reset_index(drop=True)
-
-
-def read_targets(path) -> pd.DataFrame:
-    """Read ``target_positions`` from Parquet or CSV and validate it.
-
-    Raises
-    ------
-    BacktestError
-        Missing file, unknown extension or bad schema.
-    """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BacktestError(f"targets file {str(p)!r} not found (write one with `mine combine`)")
-    if p.suffix == ".parquet":
-        df = pd.read_parquet(p)
-    elif p.suffix == ".csv":
-        df = pd.read_csv(p, dtype={"ts_code": str})
-    else:
-        raise BacktestError(f"targets file {str(p)!r}: use .parquet or .csv")
-    return validate_targets(df, where=str(p))
 
 
 # --------------------------------------------------------------------------- micro-cap preset
@@ -492,6 +420,5 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
     return to_targets(W, dates, codes, strategy_name)
 
 
-__all__ = ["TARGET_COLUMNS", "rebalance_mask", "eligible_mask", "topn_weights",
-           "topk_dropout_weights", "apply_caps", "to_targets", "write_frame", "write_targets",
-           "validate_targets", "read_targets", "microcap_targets"]
+__all__ = ["rebalance_mask", "eligible_mask", "topn_weights", "topk_dropout_weights",
+           "apply_caps", "to_targets", "microcap_targets"]

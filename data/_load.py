@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from data.errors import DataError
+from data.io import read_table
 
 #: Columns of ``daily/daily_YYYY.parquet`` that can be loaded into panels.
 DAILY_COLUMNS = ("open", "high", "low", "close", "pre_close", "vol", "amount", "adj_factor")
@@ -163,7 +163,7 @@ class RawStore:
         pkey = (dataset, year, ckey)
         place = self._places.get(pkey)
         read = list(columns) if place is not None else ["ts_code", "trade_date", *columns]
-        table = pq.read_table(path, columns=read)
+        table = read_table(path, columns=read)
         if place is None:
             place = _place(table, codes, self.cal[a:b])
             self._places[pkey] = place
@@ -178,8 +178,8 @@ class RawStore:
             raise DataError(f"{path} is missing (needed for total_share / total_mv / turnover); "
                             "restore it or fill the warehouse with `mine data bootstrap --root DIR`")
         value_set = pa.array(list(map(str, codes)))
-        table = pq.read_table(path, columns=["ts_code", "trade_date", "total_share"],
-                              filters=pc.field("ts_code").isin(value_set))
+        table = read_table(path, columns=["ts_code", "trade_date", "total_share"],
+                           filters=pc.field("ts_code").isin(value_set))
         rows, flat = _place(table, codes, self.cal)
         full = _scatter(_column_values(table, "total_share"), rows, flat,
                         (len(self.cal), len(codes)))
@@ -268,8 +268,8 @@ class RawStore:
             path = self.daily_path(year)
             if not path.is_file():
                 continue
-            table = pq.read_table(path, columns=["ts_code", "trade_date", *columns],
-                                  filters=pc.field("ts_code").isin(value_set))
+            table = read_table(path, columns=["ts_code", "trade_date", *columns],
+                               filters=pc.field("ts_code").isin(value_set))
             d = _arrow_ns(table.column("trade_date"))
             keep = np.flatnonzero(d < before_ns)
             if keep.size == 0:

@@ -6,7 +6,8 @@ in :mod:`factors.store`, ``[backtest]`` in :mod:`backtest.settings`, ``[gp]`` in
 :mod:`mining.gp`, ``[llm]`` in :mod:`mining.llm`, ``[model]`` in :mod:`models.settings`). This
 module knows none of them: the caller (the CLI) passes the *schema* ``{section: class}`` to
 :func:`load_config`, which rejects unknown sections and keys by name, checks value types
-against the dataclass defaults and resolves ``Path`` fields against the file's folder.
+against the dataclass defaults, numbers against the class's ``RANGES`` (if any), and resolves
+``Path`` fields against the file's folder.
 
 Lookup order for the file: explicit path, ``$ALPHAMINE_CONFIG``, ``./mine.toml``, the
 ``mine.toml`` beside the source tree (editable installs), else built-in defaults. Secrets
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import typing
@@ -28,7 +30,7 @@ from typing import Any
 from data.errors import ConfigError
 
 __all__ = ["DataConfig", "Config", "find_config", "load_config", "section_from_dict",
-           "to_toml", "WORK_DIR"]
+           "range_text", "to_toml", "WORK_DIR"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Default folder of results (leaderboard, backtests, model runs, caches) without a config.
@@ -127,21 +129,47 @@ def find_config(path: str | os.PathLike | None = None) -> Path | None:
 def _kind(v: Any) -> str:
     if isinstance(v, bool):
         return "a boolean (true/false)"
-    if isinstance(v, (int, float)):
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
         return "a number"
-    if isinstance(v, (str, Path)):
+    if isinstance(v, Path):
+        return "a string (a path)"
+    if isinstance(v, str):
         return "a string"
     if isinstance(v, tuple):
         return "a list"
     return type(v).__name__
 
 
+def _in_range(v: float, lo: float | None, hi: float | None, lo_open: bool = False) -> bool:
+    if isinstance(v, float) and not math.isfinite(v):
+        return False
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        return False
+    return hi is None or v <= hi
+
+
+def range_text(lo: float | None, hi: float | None, lo_open: bool = False) -> str:
+    """``">= 1"``, ``"> 0"``, ``"in [0, 1]"``, ``"in (0, 1]"``, ``"<= 5"``: a range in words."""
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    if lo is None:
+        return f"<= {hi:g}"
+    return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+
+
 def section_from_dict(name: str, cls: type, values: Mapping[str, Any], *,
                       base: Path | None = None, where: str = "config") -> Any:
-    """Build section ``cls`` from ``values``; unknown keys and wrong types raise ConfigError.
+    """Build section ``cls`` from ``values``; unknown keys, wrong types and values out of
+    range raise ConfigError.
 
     ``Path`` fields are expanded (``~``) and resolved against ``base``; lists become tuples;
-    integers are accepted for float fields (and converted).
+    integers are accepted for float fields (and converted). A section class may declare
+    ``RANGES: ClassVar[dict]``, ``key -> (lo, hi)`` or ``(lo, hi, True)`` for a lower bound
+    that is excluded (``None`` = unbounded): a numeric value outside is an error stating the
+    range. Cross-field rules live in the class's ``__post_init__`` (a ValueError there is
+    reported with the section name).
 
     Raises
     ------
@@ -159,7 +187,8 @@ def section_from_dict(name: str, cls: type, values: Mapping[str, Any], *,
             raise ConfigError(f"{where}: unknown key [{name}] {key!r}; known: "
                               f"{', '.join(sorted(known))}")
         default = getattr(defaults, key)
-        bad = ConfigError(f"{where}: [{name}] {key} must be {_kind(default)}, got {value!r}")
+        kind = "a string (a path)" if hints.get(key) is Path else _kind(default)
+        bad = ConfigError(f"{where}: [{name}] {key} must be {kind}, got {value!r}")
         if hints.get(key) is Path:
             if not isinstance(value, str) or not value:
                 raise bad
@@ -175,6 +204,10 @@ def section_from_dict(name: str, cls: type, values: Mapping[str, Any], *,
                 if not value.is_integer():
                     raise bad
             value = type(default)(value)
+            rng = getattr(cls, "RANGES", {}).get(key)
+            if rng is not None and not _in_range(value, *rng):
+                raise ConfigError(f"{where}: [{name}] {key} must be {range_text(*rng)}, "
+                                  f"got {value!r}")
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise bad

@@ -9,13 +9,17 @@ is removed and the target is left as it was. ``<owner>`` is ``<host>-<pid>-<6 he
 (:func:`owner_tag`), so a temporary file a killed process left can be told from one being
 written (:func:`data.staging.clean_stale` removes the former). Whole folders and groups of
 files: :mod:`data.staging`.
+The readers :func:`read_parquet` / :func:`read_table` (and :func:`parquet_errors`) turn a
+damaged Parquet file into one :class:`data.errors.DataError` naming the file and the repair.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
 import os
+import re
 import secrets
 import signal
 from collections.abc import Callable, Mapping
@@ -29,7 +33,7 @@ import pandas as pd
 from data.procs import HOST
 
 __all__ = ["atomic_write", "write_json_atomic", "write_csv_atomic", "parquet_errors",
-           "to_jsonable", "crash_point", "owner_tag", "fsync_file", "fsync_dir", "fsync_tree",
+           "read_parquet", "read_table", "reason", "REPAIR", "to_jsonable", "crash_point", "owner_tag", "fsync_file", "fsync_dir", "fsync_tree",
            "new_file", "OWNER_RE"]
 
 #: Environment variable of the crash test hook (:func:`crash_point`).
@@ -156,7 +160,8 @@ def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike, **to_csv: Any) -
 
 def to_jsonable(o: Any) -> Any:
     """Plain JSON values: NaN/inf -> None, numpy scalars -> int/float, integral floats kept
-    as floats, paths/timestamps/dates -> str, tuples/sets -> lists, dataclasses -> dicts."""
+    as floats, paths/timestamps/dates -> str, tuples/sets -> lists, dataclasses -> dicts (their
+    fields; class variables such as ``RANGES`` are not data)."""
     if isinstance(o, Mapping):
         return {str(k): to_jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple, set, frozenset)):
@@ -171,8 +176,8 @@ def to_jsonable(o: Any) -> Any:
         return to_jsonable(o.tolist())
     if isinstance(o, (Path, pd.Timestamp, _dt.date)):
         return str(o)
-    if hasattr(o, "__dataclass_fields__"):
-        return {k: to_jsonable(getattr(o, k)) for k in o.__dataclass_fields__}
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):   # fields, not ClassVars
+        return {f.name: to_jsonable(getattr(o, f.name)) for f in dataclasses.fields(o)}
     if o is None or isinstance(o, str):
         return o
     return str(o)
@@ -189,19 +194,79 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, write)
 
 
+#: How to repair a warehouse file that cannot be read (``mine data update`` only fetches
+#: parts its job table does not have, so it never re-fetches a file that was merged).
+REPAIR = ("restore the file from a backup, or re-fetch the warehouse into a new folder with "
+          "`mine data bootstrap --root NEW_DIR --start YYYY-MM-DD`")
+
+
 @contextmanager
-def parquet_errors(path: str | os.PathLike):
+def parquet_errors(path: str | os.PathLike, columns=None, repair: str = REPAIR):
     """Turn a failure to read Parquet file ``path`` into one clear :class:`DataError`.
 
     Truncated, zero-byte, garbage or bit-flipped files make pyarrow raise ``ArrowInvalid`` /
-    ``OSError``; the error names the file and how to repair it.
+    ``OSError`` (and pandas, decoding a damaged metadata block, ``ValueError`` / ``KeyError``
+    / ``TypeError``); the error names the file, what failed and how to repair it. When
+    ``columns`` were asked for and the file is readable but lacks some of them, the error
+    names the missing columns instead. ``repair`` says how to fix it (default: a warehouse
+    file, :data:`REPAIR`). Wrap only the read itself: any of these exceptions raised inside
+    the block is reported as the file's fault.
     """
     import pyarrow as pa
 
     from data.errors import DataError
     try:
         yield
-    except (pa.ArrowException, OSError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path}: unreadable Parquet ({why}); restore the file, or delete it "
-                        "and re-fetch it with `mine data update --root DIR`") from None
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as e:
+        if columns:
+            missing = _missing_columns(path, columns)
+            if missing:
+                raise DataError(f"{path}: no column(s) {', '.join(missing)} in this Parquet "
+                                f"file; {repair}") from None
+        raise DataError(f"{path}: unreadable Parquet ({reason(e)}); {repair}") from None
+
+
+def reason(e: BaseException, limit: int = 160) -> str:
+    """The first line of a reader's exception, without pyarrow's "Could not open Parquet input
+    source '<path>':" prefix (the caller names the file), cut to ``limit`` characters."""
+    text = re.sub(r"^Could not open Parquet input source '.*?':\s*", "", str(e).strip())
+    why = text.splitlines()[0] if text else type(e).__name__
+    return why if len(why) <= limit else why[:limit - 3] + "..."
+
+
+def _missing_columns(path, columns) -> list[str]:
+    """``columns`` absent from the schema of ``path`` ([] when the schema is unreadable)."""
+    import pyarrow.parquet as pq
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:                      # noqa: BLE001 - the caller reports the file
+        return []
+    return [c for c in columns if c not in names]
+
+
+def read_parquet(path: str | os.PathLike, columns=None, *, repair: str = REPAIR,
+                 **kwargs) -> pd.DataFrame:
+    """``pandas.read_parquet(path, columns=columns, **kwargs)`` with :func:`parquet_errors`
+    (``repair``: how to fix the file, default that of a warehouse file).
+
+    Raises
+    ------
+    DataError
+        The file is unreadable (names it and the repair) or lacks one of ``columns``.
+    """
+    with parquet_errors(path, columns, repair):
+        return pd.read_parquet(path, columns=columns, **kwargs)
+
+
+def read_table(path: str | os.PathLike, columns=None, **kwargs):
+    """``pyarrow.parquet.read_table(path, columns=columns, **kwargs)`` with
+    :func:`parquet_errors` (a ``pyarrow.Table``).
+
+    Raises
+    ------
+    DataError
+        The file is unreadable (names it and the repair) or lacks one of ``columns``.
+    """
+    import pyarrow.parquet as pq
+    with parquet_errors(path, columns):
+        return pq.read_table(path, columns=columns, **kwargs)

@@ -57,6 +57,7 @@ from data.derive import (
 )
 from data.errors import DataError, FieldError, UniverseError
 from data.fields import FIELDS
+from data.io import read_parquet
 from data.limits import limit_cents, listing_age, trade_flags
 from data.universe import check_universe, membership_mask
 from data.universe import universe_codes as _universe_codes
@@ -92,7 +93,8 @@ class DataManager:
         self.root = Path(root).expanduser()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if not self.root.is_dir():
-            raise DataError(f"data root {str(self.root)!r} does not exist; {_FIX}")
+            what = "is a file, not a folder" if self.root.exists() else "does not exist"
+            raise DataError(f"data root {str(self.root)!r} {what}; {_FIX}")
         for name in _REQUIRED:
             if not (self.root / name).exists():
                 raise DataError(f"required warehouse file {str(self.root / name)!r} is missing; "
@@ -101,7 +103,7 @@ class DataManager:
                        .glob("daily_*.parquet") if p.stem.split("_")[-1].isdigit())
         if not years:
             raise DataError(f"no daily_YYYY.parquet files in {str(self.root / 'daily')!r}; {_FIX}")
-        cal = pd.read_parquet(self.root / "trade_cal.parquet", columns=["cal_date", "is_open"])
+        cal = read_parquet(self.root / "trade_cal.parquet", columns=["cal_date", "is_open"])
         open_days = pd.DatetimeIndex(cal.loc[cal["is_open"] == 1, "cal_date"]).as_unit("ns")
         #: every open day of trade_cal (listing-age counting)
         self._all_open = open_days.sort_values().unique()
@@ -200,7 +202,7 @@ class DataManager:
         path = self.root / name
         if not path.is_file():
             raise DataError(f"warehouse file {str(path)!r} is missing ({why}); {_FIX}")
-        return pd.read_parquet(path)
+        return read_parquet(path)
 
     def stock_basic(self) -> pd.DataFrame:
         """``stock_basic.parquet`` (one row per stock; cached). Dates as datetime64[ns]."""
@@ -491,7 +493,7 @@ class DataManager:
         path = self.root / "dividend.parquet"
         if not path.is_file():
             return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
-        d = pd.read_parquet(path, columns=cols + ["div_proc"])
+        d = read_parquet(path, columns=cols + ["div_proc"])
         d = d.loc[(d["div_proc"] == "实施") & d["ex_date"].notna(), cols].copy()
         d["ex_date"] = pd.to_datetime(d["ex_date"]).astype("datetime64[ns]")
         d = d.loc[(d["ex_date"] >= self._cal[t0]) & (d["ex_date"] <= self._cal[t1 - 1])]

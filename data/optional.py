@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from data.industry import static_panel, sw_panel
+from data.io import read_parquet
 from data.pit import interval_mask, pit_panels, st_intervals
 
 __all__ = ["Optional", "BOOTSTRAP"]
@@ -75,7 +76,7 @@ class Optional:
     def table(self, name: str) -> pd.DataFrame:
         """``<name>.parquet`` with its date columns as datetime64[ns] (cached)."""
         if name not in self._tables:
-            df = pd.read_parquet(self.root / f"{name}.parquet")
+            df = read_parquet(self.root / f"{name}.parquet")
             for c in _DATE_COLS:
                 if c in df:
                     df[c] = pd.to_datetime(df[c]).astype("datetime64[ns]")

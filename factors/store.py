@@ -36,7 +36,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
+
 
 from data.config import WORK_DIR
 from factors.errors import StoreError
@@ -71,6 +72,9 @@ class StoreConfig:
     trial of a universe and horizon (``"bhy"``, ``"holm"``, ``"bonferroni"`` or ``"none"``;
     :mod:`factors.trials`), ``max_adj_p`` the largest adjusted p-value admitted.
     """
+
+    #: Accepted values of the numeric keys (checked by the config loader).
+    RANGES: ClassVar[dict] = {"max_corr": (0, 1, True), "min_valid_rank_ic": (0, 1)}
 
     path: Path = WORK_DIR / "leaderboard.db"
     max_corr: float = 0.7

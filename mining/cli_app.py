@@ -48,6 +48,7 @@ from models.settings import ModelConfig
 
 __all__ = ["app", "console", "err_console", "SCHEMA", "load", "cfg", "fail", "fmt",
            "print_json", "to_jsonable", "check_choice", "check_date", "check_positive",
+           "check_range", "check_span", "check_out", "warn_unseal_ignored", "warn",
            "config_line", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "SOURCES",
            "check_universe", "config_keys", "invocation"]
 
@@ -205,6 +206,51 @@ def check_positive(option: str, value: float | int | None, *, zero: bool = False
                               or (isinstance(value, float) and not math.isfinite(value))):
         raise ConfigError(f"{option} must be {'>= 0' if zero else '> 0'}, got {value}")
     return value
+
+
+def check_range(option: str, value: float | int | None, lo: float, hi: float, *,
+                lo_open: bool = False) -> float | int | None:
+    """``value`` if in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``) or None; else a
+    ConfigError stating the range."""
+    if value is None:
+        return None
+    ok = math.isfinite(value) and (lo < value if lo_open else lo <= value) and value <= hi
+    if not ok:
+        raise ConfigError(f"{option} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], "
+                          f"got {value}")
+    return value
+
+
+def check_span(start_option: str, start: str | None, end_option: str, end: str | None) -> None:
+    """ConfigError when both dates are given (``YYYY-MM-DD``) and ``start`` is after ``end``."""
+    if start is not None and end is not None and start > end:
+        raise ConfigError(f"{start_option} {start} is after {end_option} {end}")
+
+
+def check_out(option: str, path: str | os.PathLike | None) -> None:
+    """ConfigError when the output folder ``path`` (or a folder above it) exists as a file."""
+    if path is None:
+        return
+    p = Path(path).expanduser()
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                where = "is a file" if q == p else f"cannot be made: {str(q)!r} is a file"
+                raise ConfigError(f"{option} {str(p)!r} {where}, not a folder")
+            return
+
+
+def warn_unseal_ignored(c: Config, unseal_test: bool, end: str | None) -> None:
+    """Print a warning (stderr) for ``--unseal-test`` with an ``--end`` before the test split:
+    the flag then does nothing (:func:`backtest.seal.unseal_ignored`)."""
+    from backtest.seal import in_test, unseal_ignored
+    if unseal_test and end is not None and not in_test(c, end):
+        warn(unseal_ignored(c, end))
+
+
+def warn(message: str) -> None:
+    """``warning: <message>`` (one line) on stderr; the command goes on."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def run_guarded(fn, *args, **kwargs):

@@ -35,13 +35,18 @@ from mining.cli_app import (
     app,
     check_choice,
     check_date,
+    check_out,
     check_positive,
+    check_range,
+    check_span,
+    check_universe,
     config_line,
     console,
     err_console,
     fail,
     invocation,
     print_json,
+    warn_unseal_ignored,
 )
 from mining.cli_app import cfg as _cfg
 
@@ -138,26 +143,32 @@ def _print_combine(run: CombineRun) -> None:
 @app.command()
 def combine(
         ctx: typer.Context,
-        top: Optional[int] = typer.Option(None, "--top", help="Leaderboard members considered "
-                                          "(best by valid RankICIR x sign of train RankIC; "
-                                          "sign flips and entries below the floor are never "
-                                          "used). Default [backtest] top."),
+        top: Optional[int] = typer.Option(None, "--top", help="Leaderboard members considered, "
+                                          ">= 1 (best by valid RankICIR x sign of train "
+                                          "RankIC; sign flips and entries below the floor are "
+                                          "never used). Default [backtest] top."),
         method: Optional[str] = typer.Option(None, help="ic | icir | equal. Default [backtest] "
                                              "method."),
         universe: Optional[str] = typer.Option(None, help="Universe (leaderboard + stocks). "
                                                "Default [backtest] universe."),
         max_corr: Optional[float] = typer.Option(None, "--max-corr",
-                                                 help="Max pairwise |corr| on valid."),
+                                                 help="Max pairwise |corr| on valid, in "
+                                                 "(0, 1]. Default [backtest] max_corr."),
         neutralize: Optional[str] = typer.Option(None, help="industry,size (comma list)."),
-        window: Optional[int] = typer.Option(None, help="Trailing RankIC window (days)."),
+        window: Optional[int] = typer.Option(None, help="Trailing RankIC window (days), >= 2. "
+                                             "Default [backtest] ic_window."),
         strategy: Optional[str] = typer.Option(None, help="topn | topk (with dropout)."),
-        n: Optional[int] = typer.Option(None, "--n", help="Names held."),
-        n_drop: Optional[int] = typer.Option(None, "--n-drop", help="topk: replacements."),
+        n: Optional[int] = typer.Option(None, "--n", help="Names held, >= 1. Default "
+                                        "[backtest] n."),
+        n_drop: Optional[int] = typer.Option(None, "--n-drop", help="topk: replacements per "
+                                             "rebalance, 0..n. Default [backtest] n_drop."),
         rebalance: Optional[str] = typer.Option(
             None, help="daily | weekly | monthly | every k trading days"),
-        max_weight: float = typer.Option(0.0, "--max-weight", help="Per-stock cap (0=none)."),
+        max_weight: float = typer.Option(0.0, "--max-weight", help="Per-stock cap, in [0, 1] "
+                                         "(0 = none)."),
         max_industry_weight: float = typer.Option(0.0, "--max-industry-weight",
-                                                  help="Per-industry cap (0=none)."),
+                                                  help="Per-industry cap, in [0, 1] "
+                                                  "(0 = none)."),
         start: Optional[str] = typer.Option(None, help="Default [backtest] start."),
         end: Optional[str] = typer.Option(None, help="Default [backtest] end, else the end of "
                                           "valid (the test split is sealed)."),
@@ -193,13 +204,25 @@ def combine(
                               "performance: choose one")
         check_choice("--method", s.method, METHODS)
         check_choice("--strategy", s.strategy, STRATEGIES)
+        check_universe("--universe", s.universe)
         check_rebalance(s.rebalance)
-        for opt, v in (("--top", s.top), ("--n", s.n), ("--window", s.window),
-                       ("--max-corr", s.max_corr)):
+        for opt, v in (("--top", s.top), ("--n", s.n)):
             check_positive(opt, v)
-        for opt, v in (("--n-drop", s.n_drop), ("--max-weight", s.max_weight),
+        if s.window < 2:
+            raise ConfigError(f"--window must be >= 2 (a trailing RankIC mean needs two "
+                              f"days), got {s.window}")
+        check_range("--max-corr", s.max_corr, 0.0, 1.0, lo_open=True)
+        check_positive("--n-drop", s.n_drop, zero=True)
+        if s.strategy == "topk" and s.n_drop > s.n:
+            raise ConfigError(f"--n-drop {s.n_drop} is more than --n {s.n}: topk replaces at "
+                              "most the names it holds (0 <= n_drop <= n)")
+        for opt, v in (("--max-weight", s.max_weight),
                        ("--max-industry-weight", s.max_industry_weight)):
-            check_positive(opt, v, zero=True)
+            check_range(opt, v, 0.0, 1.0)
+        check_span("--start", s.start, "--end", s.end)
+        warn_unseal_ignored(c, unseal_test, s.end)
+        check_out("--out", out)
+        check_out("[backtest] out_dir", s.out_dir)
         run = run_combine(c, s, model_dir=c.model.out_dir, on_progress=_progress(as_json),
                           argv=invocation(ctx))
     except AlphamineError as e:
@@ -296,8 +319,9 @@ def backtest(
         mv_min: Optional[float] = typer.Option(None, "--mv-min", help="microcap: yuan."),
         mv_max: Optional[float] = typer.Option(None, "--mv-max", help="microcap: yuan."),
         universe: Optional[str] = typer.Option(None, help="microcap: stock universe."),
-        hold: Optional[int] = typer.Option(None, help="microcap: names held."),
-        every: Optional[int] = typer.Option(None, help="microcap: rebalance every k days."),
+        hold: Optional[int] = typer.Option(None, help="microcap: names held, >= 1."),
+        every: Optional[int] = typer.Option(None, help="microcap: rebalance every k trading "
+                                            "days, >= 1."),
         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new "
                                            "run folder under [backtest] out_dir)."),
         force: bool = typer.Option(False, "--force", help="Write into a non-empty --out."),
@@ -320,15 +344,28 @@ def backtest(
             check_positive(opt, v)
         for opt, v in (("--mv-min", mv_min), ("--mv-max", mv_max)):
             check_positive(opt, v, zero=True)
+        given = [o for o, v in (("--universe", universe), ("--hold", hold), ("--every", every),
+                                ("--mv-min", mv_min), ("--mv-max", mv_max)) if v is not None]
+        if preset is None and given:
+            raise ConfigError(f"{', '.join(given)}: options of --preset microcap, not of "
+                              "--targets (the targets file fixes names and weights)")
         bt = c.backtest
         s = BacktestRunSettings.from_config(
             bt, benchmark=benchmark, start=_date("--start", start, bt.start),
             end=_date("--end", end, bt.end), cash=cash, out=out, force=force,
             unseal_test=unseal_test or None)
+        check_span("--start", s.start, "--end", s.end)
+        warn_unseal_ignored(c, unseal_test, s.end)
+        check_out("--out", out)
+        check_out("[backtest] out_dir", s.out_dir)
         say = _progress(as_json)
         if preset is not None:
             p = MicrocapSettings.from_config(bt, universe=universe, mv_min=mv_min,
                                              mv_max=mv_max, hold=hold, every=every)
+            check_universe("--universe", p.universe)
+            if p.mv_min > p.mv_max:
+                raise ConfigError(f"--mv-min {p.mv_min:g} is above --mv-max {p.mv_max:g} "
+                                  "([backtest] microcap_mv_min / microcap_mv_max by default)")
             run = run_microcap(c, p, s, on_progress=say, argv=invocation(ctx))
         else:
             run = run_backtest(c, targets, s, on_progress=say, argv=invocation(ctx))

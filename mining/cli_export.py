@@ -15,6 +15,7 @@ from mining.cli_app import (
     app,
     check_choice,
     check_date,
+    check_out,
     check_positive,
     config_line,
     console,
@@ -96,6 +97,9 @@ def export(
         for opt, p in (("--targets", targets), ("--positions", positions)):
             if p is not None and not Path(p).is_file():
                 raise ConfigError(f"{opt} {str(p)!r}: file not found")
+        check_out("--out", out)
+        if out is None:
+            check_out("[backtest] out_dir", c.backtest.out_dir)
         s = ExportSettings(cash=cash, date=check_date("--date", date), positions=positions,
                            targets=targets, out_dir=Path(c.backtest.out_dir), out=out,
                            cash_reserve=cash_reserve, min_order_value=min_order_value,

@@ -22,6 +22,7 @@ from mining.cli_app import (
     check_choice,
     check_date,
     check_positive,
+    check_span,
     check_universe,
     config_keys,
     config_line,
@@ -29,6 +30,7 @@ from mining.cli_app import (
     fail,
     fmt,
     print_json,
+    warn,
 )
 from mining.cli_app import cfg as _cfg
 
@@ -145,6 +147,7 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     try:
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)
+        check_span("--start", start, "--end", end)
         cfg = _cfg()
         if not as_json:
             console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
@@ -155,10 +158,13 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     except AlphamineError as e:
         fail(e)
     added = res.added
+    for w in res.warnings:                  # stderr: the JSON on stdout stays clean
+        warn(w)
     if as_json:
         print_json({**config_keys(cfg), "formula": res.formula, "universe": universe,
                     "horizon": res.horizon, "splits": res.metrics(),
                     "test_unsealed": res.test_unsealed, "audit_id": res.audit_id,
+                    "warnings": res.warnings,
                     **({"gate": added.gate_dict()} if added is not None else {}),
                     **({"trial": res.trial.to_dict()} if res.trial is not None else {})})
         return
@@ -168,7 +174,7 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     if res.test_unsealed:
         console.print(f"[dim]test split unsealed: recorded as audit #{res.audit_id} "
                       "(`mine audit`).[/]")
-    else:
+    elif not unseal_test:
         console.print("[dim]test split sealed; pass --unseal-test to evaluate it (recorded).[/]")
     if res.trial is not None:
         console.print(f"[dim]counted as a trial: {escape(res.trial.describe())}[/]",
@@ -241,12 +247,14 @@ def check_sort(option: str, value: str) -> str:
 
 
 @app.command()
-def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show."),
+def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show, >= 1."),
                 sort: str = typer.Option("valid.rank_icir", help="split.metric, created_at, name"),
                 universe: Optional[str] = typer.Option(None, help="Only this universe."),
                 source: Optional[str] = typer.Option(None, help="library | gp | llm | model"),
-                as_json: bool = typer.Option(False, "--json"),
-                as_csv: bool = typer.Option(False, "--csv")) -> None:
+                as_json: bool = typer.Option(False, "--json", help="Print JSON (not with "
+                                             "--csv)."),
+                as_csv: bool = typer.Option(False, "--csv", help="Print CSV (not with "
+                                            "--json).")) -> None:
     """Show the factor leaderboard (with how often each factor's test split was looked at)."""
     from factors.audit import AuditLog
     from factors.store import FactorStore
@@ -329,6 +337,8 @@ def library(universe: str = typer.Option("csi300", help="Universe for --add."),
         rec = add_library(cfg, universe, on_progress=None if as_json else on_progress)
     except AlphamineError as e:
         fail(e)
+    for w in rec.warnings:
+        warn(w)
     if as_json:
         print_json({**config_keys(cfg), **listing, "run": rec})
 

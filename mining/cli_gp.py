@@ -16,6 +16,8 @@ from mining.cli_app import (
     app,
     check_date,
     check_positive,
+    check_range,
+    check_span,
     check_universe,
     config_keys,
     config_line,
@@ -92,22 +94,29 @@ def gp(ctx: typer.Context,
        start: Optional[str] = typer.Option(None, help="First date of GP data."),
        end: Optional[str] = typer.Option(None, help="Last date evaluated (default: end of "
                                          "valid; GP fitness only ever sees train)."),
-       population: Optional[int] = typer.Option(None),
-       generations: Optional[int] = typer.Option(None),
-       seed: Optional[int] = typer.Option(None),
-       n_jobs: Optional[int] = typer.Option(None, "--n-jobs"),
-       top: Optional[int] = typer.Option(None, help="At most this many factors are added: "
-                                         "distinct programs go through the evaluator and the "
-                                         "gate in train-fitness order."),
+       population: Optional[int] = typer.Option(None, help="Programs per generation, >= 1 "
+                                                "(default [gp] population)."),
+       generations: Optional[int] = typer.Option(None, help="Generations, >= 1 (default "
+                                                 "[gp] generations)."),
+       seed: Optional[int] = typer.Option(None, help="Random seed, 0..2**32-1 (default [gp] "
+                                          "seed)."),
+       n_jobs: Optional[int] = typer.Option(None, "--n-jobs", help="Worker processes: >= 1, "
+                                            "or -1 for all cores (-2 all but one...; default "
+                                            "[gp] n_jobs)."),
+       top: Optional[int] = typer.Option(None, help="At most this many factors are added, "
+                                         ">= 1: distinct programs go through the evaluator "
+                                         "and the gate in train-fitness order."),
        as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON "
                                     "(no progress output).")) -> None:
     """Mine factors by genetic programming (gplearn) on the real data."""
     try:
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)
+        check_span("--start", start, "--end", end)
         for name, v in (("--population", population), ("--generations", generations),
                         ("--top", top)):
             check_positive(name, v)
+        check_range("--seed", seed, 0, 2**32 - 1)
         if n_jobs is not None and n_jobs == 0:
             raise ConfigError("--n-jobs must not be 0 (use a positive count or -1 for all "
                               "cores)")

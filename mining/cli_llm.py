@@ -146,15 +146,16 @@ def _check_llm_options(cfg, prompt: str, rounds, n, universe, examples) -> None:
 def llm(ctx: typer.Context,
         prompt: str = typer.Option("liquidity", "--prompt", "-p",
                                    help="Template name (`mine prompts` lists them)."),
-        rounds: Optional[int] = typer.Option(None, help="Rounds (default \\[llm] rounds)."),
-        n: Optional[int] = typer.Option(None, "--n", help="Factors asked per round "
+        rounds: Optional[int] = typer.Option(None, help="Rounds, >= 1 (default \\[llm] "
+                                             "rounds)."),
+        n: Optional[int] = typer.Option(None, "--n", help="Factors asked per round, >= 1 "
                                         "(default \\[llm] n_per_round)."),
         universe: Optional[str] = typer.Option(None, help="Universe (default \\[gp] "
                                                "universe)."),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="Override "
                                                "\\[llm] base_url."),
         model: Optional[str] = typer.Option(None, help="Override \\[llm] model."),
-        examples: int = typer.Option(5, help="Leaderboard members shown as examples."),
+        examples: int = typer.Option(5, help="Leaderboard members shown as examples, >= 0."),
         replay: Optional[str] = typer.Option(None, "--replay", metavar="RUN_ID",
                                              help="Re-run RUN_ID from the cache, no "
                                              "network."),

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 
@@ -88,6 +88,14 @@ class GPSettings:
     The defaults are the shipped ``mine.toml``'s (the one place they are defined).
     """
 
+    #: Accepted values of the numeric keys (checked by the config loader).
+    RANGES: ClassVar[dict] = {
+        "population": (1, None), "generations": (1, None), "tournament_size": (1, None),
+        "parsimony": (0, None), "max_depth": (1, None), "top": (1, None),
+        "p_crossover": (0, 1), "p_subtree_mutation": (0, 1), "p_hoist_mutation": (0, 1),
+        "p_point_mutation": (0, 1), "cache_mb": (0, None), "cache_min_ms": (0, None),
+        "seed": (0, 2**32 - 1)}
+
     universe: str = "csi300"
     start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
     end: str = ""                       # "": end of valid (the test split is sealed)
@@ -107,6 +115,12 @@ class GPSettings:
     p_point_mutation: float = 0.1
     cache_mb: float = 1536.0  # operator-output memo per process (MiB); 0 disables it
     cache_min_ms: float = 20.0  # keep an output computed once only if it took this long
+
+    def __post_init__(self) -> None:
+        """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0;
+        ValueError otherwise (the config loader names the section)."""
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must not be 0 (a positive count, or -1 for all cores)")
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ class LibraryRunRecord:
     universe: str
     decisions: list[CandidateDecision]
     seconds: float
+    warnings: list[str] = field(default_factory=list)   # e.g. every split empty
 
 
 def _emit(on_progress: Progress, event: Any) -> None:
@@ -244,6 +245,25 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
 
 
 # ------------------------------------------------------------------------------- library
+def empty_splits_warning(ws, splits, ev_cfg) -> str | None:
+    """A warning when none of ``splits`` keeps a day in the workspace's window, else None.
+
+    Each split loses its last ``max(embargo, max horizon + 1)`` rows (labels must not reach
+    into the next split; :mod:`backtest.context`): a short window, or a horizon or embargo
+    long for the data, can leave nothing, and the report is then all empty -- said, never
+    silent.
+    """
+    from backtest.context import DECAY_HORIZONS
+    if any(hi > lo for lo, hi in (ws.ctx.split_bounds(s) for s in splits)):
+        return None
+    gap = max(ev_cfg.embargo, max(DECAY_HORIZONS + (ev_cfg.horizon,)) + 1)
+    return (f"no day of {', '.join(splits)} is left to evaluate between {ws.start} and "
+            f"{ws.end} ({len(ws.ctx.dates)} trading days): each split drops its last {gap} "
+            f"days ([evaluate] horizon {ev_cfg.horizon}, embargo {ev_cfg.embargo}, IC decay up "
+            f"to {max(DECAY_HORIZONS)} days), so every metric is empty; widen the window or "
+            "the splits")
+
+
 def add_library(cfg: Config, universe: str, *, on_progress: Progress = None
                 ) -> LibraryRunRecord:
     """Evaluate every factor of :data:`factors.library.LIBRARY` on ``universe`` and store it
@@ -256,6 +276,7 @@ def add_library(cfg: Config, universe: str, *, on_progress: Progress = None
     """
     t0 = time.perf_counter()
     ws = make_workspace(cfg, universe, model_dir=cfg.model.out_dir)
+    empty = empty_splits_warning(ws, ("train", "valid"), cfg.evaluate)
     decisions: list[CandidateDecision] = []
     with FactorStore(cfg.store.path) as store:
         run_id = store.start_run("library", config={}, seed=None, universe=universe,
@@ -272,7 +293,8 @@ def add_library(cfg: Config, universe: str, *, on_progress: Progress = None
             _emit(on_progress, decision)
         store.finish_run(run_id, n_tried=len(LIBRARY))
     _emit(on_progress, LibraryDone(run_id, len(LIBRARY)))
-    return LibraryRunRecord(run_id, universe, decisions, time.perf_counter() - t0)
+    return LibraryRunRecord(run_id, universe, decisions, time.perf_counter() - t0,
+                            [empty] if empty else [])
 
 
 # ------------------------------------------------------------------------------- manual
@@ -349,6 +371,7 @@ class FormulaEval:
     audit_id: Optional[int] = None    # the audit row of the unsealing (``mine audit``)
     added: Optional[ManualAdd] = None
     trial: Any = None                 # backtest.candidates.TrialCharge when not added
+    warnings: list[str] = field(default_factory=list)   # e.g. every split empty
 
     def metrics(self) -> dict:
         out = {}
@@ -382,7 +405,7 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
     AlphamineError
         Bad formula, unknown universe, missing data.
     """
-    from backtest.seal import in_test, unseal
+    from backtest.seal import in_test, unseal, unseal_ignored
     from data.errors import ConfigError
     from factors.expr_parse import parse
 
@@ -391,17 +414,22 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
                           "admitted on train/valid only, never after looking at test")
     expr = parse(formula)
     ev_cfg = cfg.evaluate
+    warnings = []
+    if unseal_test and not in_test(cfg, end or ev_cfg.test[1]):
+        warnings.append(unseal_ignored(cfg, end))
     access = None
-    if unseal_test and in_test(cfg, end or ev_cfg.test[1]):
+    if unseal_test and not warnings:
         access = unseal(cfg, purpose="research", universe=universe,
                         subject={"formulas": [str(expr)], "command": "eval"},
                         window=(start or ev_cfg.train[0], end or ev_cfg.test[1]))
     splits = ("train", "valid", "test") if access is not None else ("train", "valid")
     ws = make_workspace(cfg, universe, start, end, access=access, model_dir=cfg.model.out_dir)
     ev = evaluate_candidate(ws, expr, splits=splits)
+    empty = empty_splits_warning(ws, splits, ev_cfg)
     out = FormulaEval(str(expr), universe, ev_cfg.horizon, ev.reports,
                       test_unsealed=access is not None,
-                      audit_id=None if access is None else access.audit_id)
+                      audit_id=None if access is None else access.audit_id,
+                      warnings=warnings + ([empty] if empty else []))
     if access is not None:
         test = ev.metrics()["test"]
         access.seen({"test": test})

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import openai
 from tenacity import (
@@ -40,6 +40,13 @@ _RETRY_STATUS = frozenset({408, 409, 429})
 @dataclass(frozen=True)
 class LLMConfig:
     """``[llm]``: an OpenAI-compatible chat endpoint (issue 4). The key only from the environment."""
+
+    #: Accepted values of the numeric keys (checked by the config loader).
+    RANGES: ClassVar[dict] = {
+        "temperature": (0, 2), "max_tokens": (1, None), "timeout": (0, None, True),
+        "max_retries": (0, None), "n_per_round": (1, None), "rounds": (1, None),
+        "price_in_per_1m": (0, None), "price_out_per_1m": (0, None), "retry_wait": (0, None)}
+
     base_url: str = ""                  # e.g. https://api.openai.com/v1, https://api.moonshot.cn/v1
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key

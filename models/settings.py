@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from data.config import WORK_DIR
 
@@ -16,6 +17,13 @@ __all__ = ["ModelConfig"]
 @dataclass(frozen=True)
 class ModelConfig:
     """``[model]``: return models, walk-forward (issue 5)."""
+
+    #: Accepted values of the numeric keys (checked by the config loader).
+    RANGES: ClassVar[dict] = {
+        "retrain_months": (1, None), "train_years": (0, None), "valid_months": (1, None),
+        "embargo": (0, None), "num_threads": (1, None), "lgbm_rounds": (1, None),
+        "lgbm_early_stopping": (1, None)}
+
     universe: str = "csi300"
     feature_set: str = "alpha158"
     retrain_months: int = 12

@@ -29,7 +29,7 @@ def test_unknown_key_and_bad_type(tmp_path):
     with pytest.raises(ConfigError, match="populaton"):
         load_config(p)
     p.write_text('[gp]\npopulation = "many"\n')
-    with pytest.raises(ConfigError, match="population must be a number"):
+    with pytest.raises(ConfigError, match="population must be an integer"):
         load_config(p)
 
 
@@ -84,3 +84,16 @@ def test_evaluate_splits_validated(tmp_path, body, msg):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert "[evaluate]" in str(e.value) and msg in str(e.value)
+
+
+def test_defaults_are_inside_the_declared_ranges():
+    """Every section's ``RANGES`` admits its own defaults (and so the shipped mine.toml)."""
+    import dataclasses
+
+    from data.config import _in_range
+    from mining.cli_app import SCHEMA
+    for name, cls in SCHEMA.items():
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key, rng in getattr(cls, "RANGES", {}).items():
+            assert key in known, f"[{name}] RANGES names unknown key {key!r}"
+            assert _in_range(getattr(cls(), key), *rng), f"[{name}] {key} default out of range"

@@ -21,7 +21,7 @@ from backtest.export import (
 from backtest.orders import PLAN_COLUMNS, order_plan, plan_summary
 from backtest.rules import CostModel
 from backtest.run_dirs import find_latest_targets, write_latest
-from backtest.strategies import read_targets
+from backtest.targets import read_targets
 from data.errors import DataError
 
 D = "2024-06-28"                      # stamp tax 0.05% on sells

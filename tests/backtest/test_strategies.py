@@ -7,13 +7,12 @@ from backtest.errors import BacktestError
 from backtest.strategies import (
     apply_caps,
     microcap_targets,
-    read_targets,
     rebalance_mask,
     to_targets,
     topk_dropout_weights,
     topn_weights,
-    write_targets,
 )
+from backtest.targets import read_targets, write_targets
 
 rng = np.random.default_rng(11)
 

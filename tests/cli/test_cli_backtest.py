@@ -225,7 +225,7 @@ def no_data(monkeypatch):
     (["combine", "--end", "Dec 31 2021"], "--end 'Dec 31 2021'"),
     (["combine", "--top", "0"], "--top must be > 0"),
     (["combine", "--n", "-3"], "--n must be > 0"),
-    (["combine", "--window", "0"], "--window must be > 0"),
+    (["combine", "--window", "0"], "--window must be >= 2"),
     (["backtest", "--preset", "microcap", "--start", "2021/01/01"], "--start '2021/01/01'"),
     (["backtest", "--preset", "microcap", "--cash", "0"], "--cash must be > 0"),
     (["backtest", "--preset", "smallcap"], "use one of microcap"),
