@@ -127,3 +127,33 @@ def test_every_operator_on_hostile_panels_is_finite_or_nan():
                 bad.append(f"{f}: modified its input")
     assert not bad, "\n".join(bad[:20])
     assert len(_formulas()) > 500
+
+
+_HOSTILE_VALUES = [0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300, 1e300, -1e300, 1e-150, np.inf,
+                   -np.inf, np.nan, 3.0]
+
+
+@FUZZ
+@given(st.data())
+def test_evaluator_fuzz_random_operator_on_random_hostile_panel(data):
+    """Hypothesis picks an operator, a window and panels mixing hostile values (rows / columns
+    all NaN or constant included): finite or NaN out, no exception, inputs unmodified."""
+    ops = [op for op in all_ops() if len(op.input_names) <= 3]
+    op = data.draw(st.sampled_from(ops), label="op")
+    T, N = data.draw(st.integers(1, 12), label="T"), data.draw(st.integers(1, 6), label="N")
+    names = ["close", "open", "vol"][:len(op.input_names)]
+    panels = {}
+    for nm in names:
+        flat = data.draw(st.lists(st.sampled_from(_HOSTILE_VALUES), min_size=T * N,
+                                  max_size=T * N), label=nm)
+        panels[nm] = np.array(flat, dtype=np.float64).reshape(T, N)
+    wins = [str(data.draw(st.integers(op.min_window, max(op.min_window, 6)), label="w"))
+            for _ in op.window_names]
+    f = (f"({names[0]}) {op.infix} ({names[1]})" if op.infix
+         else f"{op.name}({', '.join([*names, *wins])})")
+    env = {k: v.copy() for k, v in panels.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = evaluate(parse(f), env.__getitem__, mask=np.ones((T, N), bool))
+    assert out.shape == (T, N) and not np.isinf(out).any(), f
+    assert all(np.array_equal(env[k], panels[k], equal_nan=True) for k in panels), f
