@@ -323,8 +323,8 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, stage: Path, o
     say("simulating")
     res = simulate(tg, market, sim_cfg)
     t2 = time.perf_counter()
-    res.save(stage)
     bench = benchmark_nav(dm, benchmark, res.nav.index)
+    res.save(stage, benchmark=bench)
     perf = performance(res.nav, trades=res.trades, benchmark=bench, benchmark_name=benchmark)
     bperf = performance(bench)
     ev = cfg.evaluate

@@ -172,21 +172,23 @@ class Evaluated:
 
 
 def evaluate_candidate(ws: Workspace, expr: Expr | str, *, splits=("train", "valid"),
-                       orient: bool = False) -> Evaluated:
+                       orient: bool = False, keep_series: bool = False) -> Evaluated:
     """Evaluate one formula with the common evaluator.
 
     With ``orient=True`` a factor whose *train* mean RankIC is negative is replaced by its
-    negation (decided on train only, never on valid/test).
+    negation (decided on train only, never on valid/test). ``keep_series`` keeps the daily
+    series on the reports (:func:`backtest.evaluate.evaluate_factor`; ``mine eval --save``).
     """
     if isinstance(expr, str):
         expr = parse(expr)
     values = ws.values(expr)
-    reports = evaluate_factor(values, ws.ctx, splits=tuple(splits))
+    reports = evaluate_factor(values, ws.ctx, splits=tuple(splits), keep_series=keep_series)
     train_ic = reports["train"].rank_ic_mean if "train" in reports else np.nan
     if orient and np.isfinite(train_ic) and train_ic < 0:
         expr = _negate(expr)
         values = -values
-        reports = evaluate_factor(values, ws.ctx, splits=tuple(splits))
+        reports = evaluate_factor(values, ws.ctx, splits=tuple(splits),
+                                  keep_series=keep_series)
         return Evaluated(expr, reports, values, oriented=True)
     return Evaluated(expr, reports, values)
 

@@ -16,13 +16,14 @@ context and cached, so scoring a factor sorts only the factor); the Pearson IC u
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from backtest.context import DECAY_HORIZONS, EvalContext
+from backtest.factor_series import FactorSeries
 from backtest.metrics_ic import (
     finite_mean,
     long_short_stats,
@@ -31,6 +32,7 @@ from backtest.metrics_ic import (
     series_moments,
     spearman_from_orders,
     top_turnover,
+    top_turnover_series,
 )
 from factors._kernels_cs import pearson_rows
 from factors.errors import EvaluationError
@@ -150,6 +152,9 @@ class FactorReport:
     ``rank_ic_t`` for a positive mean, ``P(T_{n-1} >= rank_ic_t)`` with ``n = n_ic_days``
     (:func:`factors.trials.one_sided_p`; the gate orients it by the train direction).
     Return metrics are annualised with 252 days (module docstring). Undefined values are NaN.
+    ``series`` holds the daily series (:class:`backtest.factor_series.FactorSeries`) when
+    :func:`evaluate_factor` was asked to keep them, else None; it is not part of
+    :meth:`to_dict` (JSON output and stored metrics do not carry it).
     """
 
     split: str
@@ -175,10 +180,13 @@ class FactorReport:
     turnover: float
     rank_autocorr: float
     coverage: float
+    series: Optional[FactorSeries] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict: Python floats/ints, NaN and inf as ``None``, ``ic_decay`` keys as str."""
-        return _json_safe(asdict(self))
+        """JSON-safe dict: Python floats/ints, NaN and inf as ``None``, ``ic_decay`` keys as str
+        (every metric; not ``series``)."""
+        return _json_safe({f.name: getattr(self, f.name) for f in fields(self)
+                           if f.name != "series"})
 
 
 def _json_safe(v):
@@ -196,7 +204,8 @@ def _json_safe(v):
 
 
 def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", "valid"),
-                    quantiles: int | None = None) -> dict[str, FactorReport]:
+                    quantiles: int | None = None, *,
+                    keep_series: bool = False) -> dict[str, FactorReport]:
     """Evaluate a factor panel on the requested splits.
 
     Per day ``t`` (headline horizon ``h = ctx.horizon``), over the names eligible at ``t``
@@ -225,6 +234,11 @@ def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", 
         it was unsealed is the caller's job.
     quantiles : int, optional
         Number of buckets ``Q`` (>= 2); default ``ctx.quantiles`` (``[evaluate] quantiles``).
+    keep_series : bool, default False
+        Attach the daily series each metric summarises to the reports (``report.series``,
+        :class:`backtest.factor_series.FactorSeries`): RankIC / IC, RankIC per label horizon,
+        per-bucket returns, long-short, top-bucket turnover. Off for mining (GP / LLM
+        candidates), where only the summaries are used.
 
     Returns
     -------
@@ -257,6 +271,8 @@ def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", 
     for s, (lo, hi) in bounds.items():
         if hi <= lo:
             reports[s] = _empty_report(s, h, q)
+            if keep_series:
+                reports[s].series = _empty_series(s, h, q, ctx)
             continue
         a, b = lo - L, hi - L
         ric = {k: v[a:b] for k, v in d["ric"].items()}
@@ -276,7 +292,20 @@ def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", 
             quantile_ann_returns=qann, ls_ann_return=ls_ann, ls_sharpe=ls_sh,
             ls_cum_return=ls_cum, ls_max_drawdown=ls_mdd, turnover=top_turnover(d["top"][a:b]),
             rank_autocorr=finite_mean(d["auto"][a:b]), coverage=finite_mean(d["cov"][a:b]))
+        if keep_series:
+            reports[s].series = FactorSeries(
+                split=s, horizon=h, dates=ctx.dates[lo:hi], rank_ic=ric[h], ic=d["ic"][a:b],
+                quantile_returns=mq, long_short=mq[:, -1] - mq[:, 0],
+                turnover=top_turnover_series(d["top"][a:b]), rank_ic_by_horizon=ric)
     return reports
+
+
+def _empty_series(split: str, h: int, q: int, ctx: EvalContext) -> FactorSeries:
+    e = np.empty(0)
+    return FactorSeries(split=split, horizon=h, dates=ctx.dates[:0], rank_ic=e, ic=e,
+                        quantile_returns=np.empty((0, q)), long_short=e, turnover=e,
+                        rank_ic_by_horizon={k: e for k in sorted(set(DECAY_HORIZONS)
+                                                                 & set(ctx.fwd) | {h})})
 
 
 def _daily_series(f: np.ndarray, ctx: EvalContext, L: int, H: int, q: int) -> dict:

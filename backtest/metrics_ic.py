@@ -415,3 +415,50 @@ def top_turnover(top: np.ndarray) -> float:
     new = (top[1:] & ~top[:-1]).sum(axis=1)
     ok = (n_top[1:] > 0) & (n_top[:-1] > 0)
     return float((new[ok] / n_top[1:][ok]).mean()) if ok.any() else math.nan
+
+
+def top_turnover_series(top: np.ndarray) -> np.ndarray:
+    """Daily share of the top bucket's names that were not in it the day before.
+
+    Parameters
+    ----------
+    top : ndarray of bool, shape (D, N)
+        Top-bucket membership on consecutive days.
+
+    Returns
+    -------
+    ndarray of float64, shape (D,)
+        ``|top[d] \\ top[d-1]| / |top[d]|`` where both days have a non-empty top bucket, NaN
+        elsewhere (always on day 0). Its finite mean is :func:`top_turnover`.
+    """
+    out = np.full(top.shape[0], np.nan)
+    if top.shape[0] < 2:
+        return out
+    n_top = top.sum(axis=1)
+    new = (top[1:] & ~top[:-1]).sum(axis=1)
+    ok = (n_top[1:] > 0) & (n_top[:-1] > 0)
+    out[1:][ok] = new[ok] / n_top[1:][ok]
+    return out
+
+
+def quantile_labels(ranks: np.ndarray, counts: np.ndarray, quantiles: int) -> np.ndarray:
+    """Bucket of each name, 1..Q, as :func:`quantile_buckets` assigns them; 0 = none.
+
+    Parameters
+    ----------
+    ranks, counts : ndarray
+        As for :func:`quantile_buckets`.
+    quantiles : int
+
+    Returns
+    -------
+    ndarray of int64, shape (R, N)
+        ``1 + floor((rank - 1) * Q / n)`` (clipped to 1..Q) where the rank is finite and the
+        row has at least ``Q`` names; 0 elsewhere.
+    """
+    q = int(quantiles)
+    n = np.asarray(counts, np.int64)[:, None]
+    fin = np.isfinite(ranks) & (n >= q)
+    r2 = np.floor(2.0 * np.where(fin, ranks, 1.0) + 0.5).astype(np.int64)
+    b = np.clip(((r2 - 2) * q) // np.maximum(2 * n, 1), 0, q - 1) + 1
+    return np.where(fin, b, 0)

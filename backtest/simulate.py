@@ -259,13 +259,36 @@ class SimResult:
     costs: pd.DataFrame
     corporate: pd.DataFrame = field(default_factory=pd.DataFrame)
 
-    def save(self, out_dir) -> None:
-        """Write ``nav.parquet`` (nav, nav_exec, cash), ``positions``, ``trades``, ``rejected``,
-        ``costs`` and ``corporate`` Parquet files into ``out_dir`` (created), each atomically."""
+    def save(self, out_dir, benchmark: pd.Series | None = None) -> None:
+        """Write ``nav.parquet``, ``positions``, ``trades``, ``rejected``, ``costs`` and
+        ``corporate`` Parquet files into ``out_dir`` (created), each atomically.
+
+        Parameters
+        ----------
+        out_dir : path
+        benchmark : Series, optional
+            Benchmark index close on the NAV days (:func:`backtest.metrics.benchmark_nav`).
+            With it ``nav.parquet`` also holds ``bench_close`` and ``excess_nav``.
+
+        Notes
+        -----
+        ``nav.parquet`` columns: trade_date, nav, nav_exec, cash, and with a benchmark
+        ``bench_close`` (the index close, forward-filled over missing days) and ``excess_nav``
+        = ``(nav / nav[0]) / (bench_close / bench_close[0])``: the ratio of the two
+        normalised curves (the relative wealth against holding the index), not the
+        cumulative product of daily return differences. ``bench_close[0]`` is the first
+        finite close; NaN before it.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        frames = {"nav": pd.DataFrame({"nav": self.nav, "nav_exec": self.nav_exec,
-                                       "cash": self.cash}).reset_index(),
+        nav = pd.DataFrame({"nav": self.nav, "nav_exec": self.nav_exec, "cash": self.cash})
+        if benchmark is not None:
+            b = pd.Series(benchmark, dtype="float64").reindex(nav.index)
+            nav["bench_close"] = b
+            fin = b[np.isfinite(b)]
+            b0 = fin.iloc[0] if len(fin) else np.nan
+            nav["excess_nav"] = (nav["nav"] / nav["nav"].iloc[0]) / (b / b0)
+        frames = {"nav": nav.reset_index(),
                   "positions": self.positions, "trades": self.trades,
                   "rejected": self.rejected, "costs": self.costs.reset_index(),
                   "corporate": self.corporate}

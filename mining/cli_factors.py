@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -137,36 +138,41 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
           add: bool = typer.Option(
               False, "--add", help="Also submit the formula to the leaderboard through the "
               "gate (oriented on train like GP candidates, source 'manual'); prints accepted "
-              "or the rejection reason. Not with --unseal-test.")) -> None:
+              "or the rejection reason. Not with --unseal-test."),
+          save: Optional[Path] = typer.Option(
+              None, "--save", metavar="DIR", help="Also write the daily series as Parquet "
+              "(rank_ic, quantile_returns, long_short, turnover, ic_decay, "
+              "rank_ic_by_horizon), factor_data.parquet (alphalens' layout) and report.json "
+              "into DIR (new or empty; test rows only with --unseal-test)."),
+          force: bool = typer.Option(False, "--force", help="With --save: replace a folder "
+                                     "an earlier --save wrote.")) -> None:
     """Evaluate one formula with the common evaluator, per split (--add: and submit it).
 
     Looking at the valid split is a trial: the formula is counted in the leaderboard's trial
     ledger (by the submission with --add, else by itself) and its charge is printed.
     """
+    from backtest.factor_series import check_save_dir
     from mining.gp_run import evaluate_formula
     try:
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)
         check_span("--start", start, "--end", end)
+        if save is not None:
+            check_save_dir(save, force)
         cfg = _cfg()
         if not as_json:
             console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
         with console.status("loading data and evaluating...", spinner="dots",
                             ) if not as_json else nullcontext():
             res = evaluate_formula(cfg, formula, universe, start, end, unseal_test=unseal_test,
-                                   add=add)
+                                   add=add, save=save, force=force)
     except AlphamineError as e:
         fail(e)
     added = res.added
     for w in res.warnings:                  # stderr: the JSON on stdout stays clean
         warn(w)
     if as_json:
-        print_json({**config_keys(cfg), "formula": res.formula, "universe": universe,
-                    "horizon": res.horizon, "splits": res.metrics(),
-                    "test_unsealed": res.test_unsealed, "audit_id": res.audit_id,
-                    "warnings": res.warnings,
-                    **({"gate": added.gate_dict()} if added is not None else {}),
-                    **({"trial": res.trial.to_dict()} if res.trial is not None else {})})
+        print_json(res.payload(cfg))
         return
     console.print(f"[bold]{escape(res.formula)}[/]  ({universe}, horizon {res.horizon})",
                   soft_wrap=True)
@@ -179,6 +185,8 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     if res.trial is not None:
         console.print(f"[dim]counted as a trial: {escape(res.trial.describe())}[/]",
                       soft_wrap=True)
+    if res.saved is not None:
+        console.print(f"[dim]daily series saved to {escape(str(res.saved))}[/]", soft_wrap=True)
     if added is not None:
         if added.accepted:
             console.print(f"[green]accepted[/] as id {added.id}: {escape(added.formula)}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
@@ -372,6 +373,7 @@ class FormulaEval:
     added: Optional[ManualAdd] = None
     trial: Any = None                 # backtest.candidates.TrialCharge when not added
     warnings: list[str] = field(default_factory=list)   # e.g. every split empty
+    saved: Optional[Path] = None      # the ``--save`` folder of the daily series
 
     def metrics(self) -> dict:
         out = {}
@@ -381,10 +383,20 @@ class FormulaEval:
             out[split] = d
         return out
 
+    def payload(self, cfg: Config) -> dict:
+        """The result as ``mine eval --json`` prints it (and ``report.json`` of ``--save``)."""
+        return {"config": str(cfg.source) if cfg.source else None, "store": str(cfg.store.path),
+                "formula": self.formula, "universe": self.universe, "horizon": self.horizon,
+                "splits": self.metrics(), "test_unsealed": self.test_unsealed,
+                "audit_id": self.audit_id, "warnings": self.warnings,
+                **({"gate": self.added.gate_dict()} if self.added is not None else {}),
+                **({"trial": self.trial.to_dict()} if self.trial is not None else {})}
+
 
 def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[str] = None,
                      end: Optional[str] = None, *, unseal_test: bool = False,
-                     add: bool = False) -> FormulaEval:
+                     add: bool = False, save: Optional[str | Path] = None,
+                     force: bool = False) -> FormulaEval:
     """Evaluate one formula per split; optionally unseal the test split or submit it.
 
     Train and valid by default (the window ends at the end of valid). With
@@ -396,6 +408,12 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
     without it, looking at the valid metrics is still counted in the trial ledger
     (:func:`backtest.candidates.count_trial`).
 
+    With ``save`` the daily series of every evaluated split (train and valid; test only
+    when unsealed), the alphalens ``factor_data`` export and ``report.json``
+    (:meth:`FormulaEval.payload`) are written to that folder, whole, at the end
+    (:func:`backtest.factor_series.save_series`; a non-empty folder needs ``force``, checked
+    before any data is loaded).
+
     Raises
     ------
     ConfigError
@@ -405,6 +423,7 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
     AlphamineError
         Bad formula, unknown universe, missing data.
     """
+    from backtest.factor_series import check_save_dir, save_series
     from backtest.seal import in_test, unseal, unseal_ignored
     from data.errors import ConfigError
     from factors.expr_parse import parse
@@ -413,6 +432,8 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
         raise ConfigError("--add cannot be combined with --unseal-test: a formula is "
                           "admitted on train/valid only, never after looking at test")
     expr = parse(formula)
+    if save is not None:
+        check_save_dir(save, force)
     ev_cfg = cfg.evaluate
     warnings = []
     if unseal_test and not in_test(cfg, end or ev_cfg.test[1]):
@@ -424,7 +445,7 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
                         window=(start or ev_cfg.train[0], end or ev_cfg.test[1]))
     splits = ("train", "valid", "test") if access is not None else ("train", "valid")
     ws = make_workspace(cfg, universe, start, end, access=access, model_dir=cfg.model.out_dir)
-    ev = evaluate_candidate(ws, expr, splits=splits)
+    ev = evaluate_candidate(ws, expr, splits=splits, keep_series=save is not None)
     empty = empty_splits_warning(ws, splits, ev_cfg)
     out = FormulaEval(str(expr), universe, ev_cfg.horizon, ev.reports,
                       test_unsealed=access is not None,
@@ -441,4 +462,7 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
                                 ws=ws if start is None and end is None else None)
     else:
         out.trial = count_trial(cfg, universe, ev)
+    if save is not None:
+        out.saved = save_series(save, ev.reports, ev.values, ws.ctx, out.payload(cfg),
+                                force=force)
     return out

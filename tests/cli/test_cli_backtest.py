@@ -124,6 +124,10 @@ def test_combine_then_backtest(tmp_path, synth_root):
     i0, i1 = CAL.get_loc(nav.trade_date.iloc[0]), CAL.get_loc(nav.trade_date.iloc[-1])
     assert b["benchmark_performance"]["total_return"] == pytest.approx((4000 + i1) / (4000 + i0)
                                                                        - 1)
+    # nav.parquet carries the benchmark close and the excess NAV (ratio of normalised curves)
+    bench = np.array([4000.0 + CAL.get_loc(d) for d in nav.trade_date])
+    np.testing.assert_allclose(nav.bench_close, bench)
+    np.testing.assert_allclose(nav.excess_nav, (nav.nav / nav.nav.iloc[0]) / (bench / bench[0]))
     assert {r["period"] for r in b["yearly"]} <= {"train", "valid", "test", "-"} | {
         f"{a}/{c}" for a in ("train", "valid", "test", "-") for c in ("train", "valid",
                                                                         "test", "-")}
