@@ -207,8 +207,8 @@ def leaderboard_table(records, title: str = "leaderboard", current=None, looks=N
     number of test-split unsealings that named it.
     """
     t = Table(title=title)
-    for col in ("id", "name", "source"):
-        t.add_column(col, no_wrap=True)
+    for col, width in (("id", 3), ("name", 8), ("source", 6)):
+        t.add_column(col, no_wrap=True, min_width=width)   # never squeezed to nothing
     for col in ("train RankIC", "train ICIR", "valid RankIC", "valid ICIR", "valid LS Sharpe",
                 "valid turnover", "tried (now)" if current is not None else "tried",
                 "adj p (now)" if current is not None else "adj p", "test looks"):
