@@ -1,0 +1,81 @@
+"""`mine report factor` (issue 13): one self-contained HTML tear sheet from the saved series.
+
+Synthetic panel warehouse with a planted signal (tests/data/panel_warehouse.py). Browser
+rendering checks come with the chromium job; here the figures and the page are checked.
+"""
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("plotly")
+
+from mining.cli import app  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory) -> Path:
+    from panel_warehouse import build_panel_warehouse
+    return build_panel_warehouse(tmp_path_factory.mktemp("report_wh"))
+
+
+def _config(tmp: Path, root: Path) -> Path:
+    from panel_warehouse import SPLITS
+    p = tmp / "mine.toml"
+    p.write_text(f"""
+[data]
+root = "{root}"
+cache_dir = "{tmp / 'cache'}"
+[evaluate]
+train = {json.dumps(list(SPLITS['train']))}
+valid = {json.dumps(list(SPLITS['valid']))}
+test = {json.dumps(list(SPLITS['test']))}
+embargo = 1
+min_listed_days = 0
+[store]
+path = "{tmp / 'lb.db'}"
+[backtest]
+out_dir = "{tmp / 'bt'}"
+""")
+    return p
+
+
+def test_factor_report_is_one_self_contained_page(tmp_path, wh):
+    from mining.cli_app import load
+    from mining.report_factor import factor_report
+    cfg = _config(tmp_path, wh)
+    out = tmp_path / "f.html"
+    res = runner.invoke(app, ["--config", str(cfg), "report", "factor", "-ts_mean(ret, 5)",
+                              "--universe", "all", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["path"] == str(out) and d["charts"] == 8 and d["splits"] == ["train", "valid"]
+    page = out.read_text(encoding="utf-8")
+    assert page.count("class='chart'") == 8 and "Plotly.newPlot" in page
+    import re
+    assert not re.search(r"<script[^>]*\bsrc=", page)      # plotly.js inline: opens offline
+    assert "test split is sealed" in page and "Per year" in page
+    # every chart holds data; the test split is neither evaluated nor drawn
+    run = factor_report(load(cfg), "-ts_mean(ret, 5)", "all", out, force=True)
+    for fig in run.figures:
+        assert fig.data and any(len(t.x if t.x is not None else t.z) > 0 for t in fig.data)
+        assert not any("test" in (t.name or "") for t in fig.data)
+    # an existing file is refused without --force, before any data loads
+    res = runner.invoke(app, ["--config", str(cfg), "report", "factor", "close", "--universe",
+                              "all", "--out", str(out)])
+    assert res.exit_code == 2 and "--force" in " ".join(res.output.split())
+
+
+def test_factor_report_unsealed_draws_test_and_logs(tmp_path, wh):
+    cfg = _config(tmp_path, wh)
+    out = tmp_path / "t.html"
+    res = runner.invoke(app, ["--config", str(cfg), "report", "factor", "-ts_mean(ret, 5)",
+                              "--universe", "all", "--out", str(out), "--unseal-test", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["splits"] == ["train", "valid", "test"]
+    assert "test split is sealed" not in out.read_text(encoding="utf-8")
+    audit = json.loads(runner.invoke(app, ["--config", str(cfg), "audit", "--json"]).stdout)
+    assert len(audit["audit"]) == 1 and audit["audit"][0]["subject"]["formulas"]
