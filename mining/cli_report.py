@@ -1,4 +1,5 @@
-"""CLI commands: ``mine report factor`` (a shell over :mod:`mining.report_factor`)."""
+"""CLI commands: ``mine report factor`` and ``mine report backtest`` (shells over
+:mod:`mining.report_factor` and :mod:`mining.report_backtest`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,3 +47,35 @@ def report_factor(
     else:
         console.print(f"wrote {escape(str(run.path))} ({len(run.figures)} charts, splits "
                       f"{', '.join(run.splits)}, {run.seconds}s)")
+
+
+@report_app.command("backtest")
+def report_backtest(
+        run: Path = typer.Argument(..., help="A `mine backtest` run folder, or 'latest-backtest' "
+                                   "for the newest one under [backtest] out_dir."),
+        out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: "
+                                           "<run folder>/report.html)."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
+    """Backtest report: NAV vs benchmark and excess NAV, drawdown, monthly returns, rolling
+    Sharpe, turnover and costs, holdings and cash, rejected orders, per-year table."""
+    from mining.report_backtest import backtest_report
+    try:
+        c = _cfg()
+        if str(run) == "latest-backtest":
+            runs = sorted((p for p in Path(c.backtest.out_dir).glob("backtest-*")
+                           if p.is_dir() and (p / "performance.json").is_file()),
+                          key=lambda p: p.stat().st_mtime)
+            if not runs:
+                raise AlphamineError(f"no backtest run under {str(c.backtest.out_dir)!r}; "
+                                     "run `mine backtest` first")
+            run = runs[-1]
+        res = backtest_report(run, out, force=force)
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        print_json({"run_dir": str(res.run_dir), "path": str(res.path),
+                    "charts": len(res.figures), "seconds": res.seconds})
+    else:
+        console.print(f"wrote {escape(str(res.path))} ({len(res.figures)} charts, "
+                      f"{res.seconds}s)")

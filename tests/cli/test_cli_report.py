@@ -79,3 +79,35 @@ def test_factor_report_unsealed_draws_test_and_logs(tmp_path, wh):
     assert "test split is sealed" not in out.read_text(encoding="utf-8")
     audit = json.loads(runner.invoke(app, ["--config", str(cfg), "audit", "--json"]).stdout)
     assert len(audit["audit"]) == 1 and audit["audit"][0]["subject"]["formulas"]
+
+
+def test_backtest_report_draws_a_run_folder(tmp_path, wh):
+    import pandas as pd
+
+    from data.manager import DataManager
+    from mining.cli_app import load
+    from mining.report_backtest import backtest_report
+    from panel_warehouse import SPLITS
+    cfg = _config(tmp_path, wh)
+    dm = DataManager.from_config(load(cfg))
+    days = dm.calendar(SPLITS["valid"][0], SPLITS["valid"][1])[::5]
+    codes = list(dm.stock_basic()["ts_code"][:4])
+    tg = pd.DataFrame([(d, c, 0.25) for d in days for c in codes],
+                      columns=["trade_date", "ts_code", "target_weight"])
+    tpath = tmp_path / "targets.csv"
+    tg.to_csv(tpath, index=False)
+    b = json.loads(runner.invoke(app, ["--config", str(cfg), "backtest", "--targets",
+                                       str(tpath), "--json"]).stdout)
+    res = runner.invoke(app, ["--config", str(cfg), "report", "backtest", b["out_dir"],
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    page = Path(d["path"]).read_text(encoding="utf-8")
+    assert d["charts"] == 7 and page.count("class='chart'") == 7
+    assert "Per year" in page and "deflated Sharpe" in page
+    run = backtest_report(Path(b["out_dir"]), tmp_path / "again.html")
+    for fig in run.figures:
+        assert fig.data
+    assert len(run.figures[0].data) == 3                   # strategy, benchmark, excess NAV
+    res = runner.invoke(app, ["--config", str(cfg), "report", "backtest", str(tmp_path)])
+    assert res.exit_code == 2 and "not a finished" in " ".join(res.output.split())
