@@ -23,24 +23,8 @@ def wh(tmp_path_factory) -> Path:
 
 
 def _config(tmp: Path, root: Path) -> Path:
-    from panel_warehouse import SPLITS
-    p = tmp / "mine.toml"
-    p.write_text(f"""
-[data]
-root = "{root}"
-cache_dir = "{tmp / 'cache'}"
-[evaluate]
-train = {json.dumps(list(SPLITS['train']))}
-valid = {json.dumps(list(SPLITS['valid']))}
-test = {json.dumps(list(SPLITS['test']))}
-embargo = 1
-min_listed_days = 0
-[store]
-path = "{tmp / 'lb.db'}"
-[backtest]
-out_dir = "{tmp / 'bt'}"
-""")
-    return p
+    from panel_warehouse import report_config
+    return report_config(tmp, root)
 
 
 def test_factor_report_is_one_self_contained_page(tmp_path, wh):

@@ -11,6 +11,7 @@ Tushare's (lots, thousand yuan, 10k shares). Not real data.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,24 @@ def build_panel_warehouse(root: Path, n_stocks: int = 16, n_days: int = 170,
     idx["vol"], idx["amount"] = 1e6, 2e6
     idx.to_parquet(root / "index_daily.parquet", index=False)
     return root
+
+
+def report_config(tmp: Path, root: Path) -> Path:
+    """A mine.toml on this warehouse for the report tests (store and run folders in ``tmp``)."""
+    p = tmp / "mine.toml"
+    p.write_text(f"""
+[data]
+root = "{root}"
+cache_dir = "{tmp / 'cache'}"
+[evaluate]
+train = {json.dumps(list(SPLITS['train']))}
+valid = {json.dumps(list(SPLITS['valid']))}
+test = {json.dumps(list(SPLITS['test']))}
+embargo = 1
+min_listed_days = 0
+[store]
+path = "{tmp / 'lb.db'}"
+[backtest]
+out_dir = "{tmp / 'bt'}"
+""")
+    return p
