@@ -1,5 +1,5 @@
-"""CLI commands: ``mine report factor`` and ``mine report backtest`` (shells over
-:mod:`mining.report_factor` and :mod:`mining.report_backtest`)."""
+"""CLI commands: ``mine report factor | backtest | leaderboard`` (shells over
+:mod:`mining.report_factor`, :mod:`mining.report_backtest`, :mod:`mining.report_leaderboard`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -79,3 +79,34 @@ def report_backtest(
     else:
         console.print(f"wrote {escape(str(res.path))} ({len(res.figures)} charts, "
                       f"{res.seconds}s)")
+
+
+@report_app.command("leaderboard")
+def report_leaderboard(
+        universe: str = typer.Option("csi300", help="Universe of the members."),
+        top: int = typer.Option(30, "--top", help="Members drawn (best by valid ICIR), >= 1."),
+        out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: "
+                                           "<[backtest] out_dir>/reports/leaderboard-U.html)."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
+    """The factor pool: clustered correlation heatmap on valid, sortable metrics table and each
+    member's lineage (producer, run, trials, adjusted p, forced, test looks)."""
+    from mining.cli_app import check_positive
+    from mining.report_leaderboard import leaderboard_report
+    try:
+        check_universe("--universe", universe)
+        check_positive("--top", top)
+        if out is not None and Path(out).is_dir():
+            raise AlphamineError(f"--out {str(out)!r} is a folder; give an .html file")
+        c = _cfg()
+        if not as_json:
+            console.print(f"[dim]{escape(config_line(c))}[/]", soft_wrap=True)
+        res = leaderboard_report(c, universe, out, top=top, force=force)
+    except AlphamineError as e:
+        fail(e)
+    if as_json:
+        print_json({"universe": res.universe, "path": str(res.path), "members": res.n_members,
+                    "in_heatmap": res.n_in_heatmap, "seconds": res.seconds})
+    else:
+        console.print(f"wrote {escape(str(res.path))} ({res.n_members} members, "
+                      f"{res.n_in_heatmap} in the heatmap, {res.seconds}s)")

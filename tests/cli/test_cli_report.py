@@ -95,3 +95,37 @@ def test_backtest_report_draws_a_run_folder(tmp_path, wh):
     assert len(run.figures[0].data) == 3                   # strategy, benchmark, excess NAV
     res = runner.invoke(app, ["--config", str(cfg), "report", "backtest", str(tmp_path)])
     assert res.exit_code == 2 and "not a finished" in " ".join(res.output.split())
+
+
+def test_leaderboard_report_heatmap_table_and_lineage(tmp_path, wh):
+    from factors.store import FactorStore
+    from factors.store_records import FactorRecord
+    from mining.cli_app import load
+    from mining.report_leaderboard import leaderboard_report
+    cfg = _config(tmp_path, wh)
+    res = runner.invoke(app, ["--config", str(cfg), "report", "leaderboard", "--universe", "all"])
+    assert res.exit_code == 2 and "no leaderboard member" in " ".join(res.output.split())
+    formulas = ["-ts_mean(ret, 5)", "ts_std(ret, 10)", "-ts_mean(ret, 5) * 2", "model(\"gone\")"]
+    with FactorStore(load(cfg).store.path) as store:
+        for i, f in enumerate(formulas):
+            rec = FactorRecord(formula=f, name=f"f{i}", source="library", universe="all",
+                               horizon=1, metrics={"train": {"rank_ic_mean": 0.02},
+                                                   "valid": {"rank_ic_mean": 0.02,
+                                                             "rank_icir": 0.3 - i / 100,
+                                                             "rank_ic_t": 5.0,
+                                                             "n_ic_days": 50}},
+                               provenance={"reference": f"ref {i}"})
+            assert store.add(rec, {}, force=True).accepted
+    res = runner.invoke(app, ["--config", str(cfg), "report", "leaderboard", "--universe", "all",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["members"] == 4 and d["in_heatmap"] == 3          # the model panel is gone
+    page = Path(d["path"]).read_text(encoding="utf-8")
+    assert "class='sortable'" in page and "ref 0" in page and "Not in the heatmap" in page
+    run = leaderboard_report(load(cfg), "all", tmp_path / "lb.html")
+    z = run.figures[0].data[0].z
+    assert len(z) == 3 and all(abs(z[i][i] - 1) < 1e-12 for i in range(3))
+    names = list(run.figures[0].data[0].x)
+    a, b = names.index("#1 f0"), names.index("#3 f2")          # f2 = 2 x f0: rank corr 1
+    assert abs(z[a][b] - 1.0) < 1e-9 and abs(a - b) == 1       # clustered side by side
