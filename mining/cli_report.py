@@ -110,3 +110,38 @@ def report_leaderboard(
     else:
         console.print(f"wrote {escape(str(res.path))} ({res.n_members} members, "
                       f"{res.n_in_heatmap} in the heatmap, {res.seconds}s)")
+
+
+@app.command()
+def dashboard(port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1."),
+              dry_run: bool = typer.Option(False, "--dry-run", help="Print the command, do not "
+                                           "start the server.")) -> None:
+    """Start the Streamlit dashboard on 127.0.0.1 (leaderboard, backtests, mining runs, audit);
+    it reads the leaderboard file and the run folders of this configuration."""
+    import os
+    import subprocess
+    import sys
+
+    from data.errors import ConfigError
+    try:
+        if not 1024 <= port <= 65535:
+            raise ConfigError(f"--port must be in 1024..65535, got {port}")
+        try:
+            import streamlit  # noqa: F401
+        except ImportError:
+            raise ConfigError("the dashboard needs streamlit: pip install "
+                              "'alphamine[report]'") from None
+        c = _cfg()
+    except AlphamineError as e:
+        fail(e)
+    script = Path(__file__).resolve().parent / "cli_dashboard.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address",
+           "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "ALPHAMINE_CONFIG": str(c.source) if c.source else ""}
+    console.print(f"[dim]{escape(config_line(c))}[/]", soft_wrap=True)
+    console.print(f"dashboard on http://127.0.0.1:{port} (Ctrl-C stops it)")
+    if dry_run:
+        console.print(escape(" ".join(cmd)))
+        return
+    raise typer.Exit(subprocess.call(cmd, env=env))

@@ -1,0 +1,90 @@
+"""The Streamlit app of ``mine dashboard`` (a UI shell like the CLI: run by ``streamlit run``,
+never imported by ``mining.cli``).
+
+Pages: Leaderboard (filters by universe, producer and |valid ICIR|; pick a factor to see its
+metrics and build its tear sheet), Backtests (runs side by side: NAV from 1 and headline
+numbers), Mining runs (status, counts, rejections; a GP run's best / median fitness per
+generation) and Audit (every look at the test split). The configuration file comes from
+``$ALPHAMINE_CONFIG`` (set by ``mine dashboard``). Tables: :mod:`mining.dashboard_data`.
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from data.errors import AlphamineError
+from mining import dashboard_data as dd
+from mining.cli_app import load
+
+st.set_page_config(page_title="alphamine", layout="wide")
+cfg = load(os.environ.get("ALPHAMINE_CONFIG") or None)
+st.sidebar.title("alphamine")
+st.sidebar.caption(f"store {cfg.store.path}")
+page = st.sidebar.radio("page", ["Leaderboard", "Backtests", "Mining runs", "Audit"])
+
+if page == "Leaderboard":
+    st.header("Leaderboard")
+    c1, c2, c3 = st.columns(3)
+    universe = c1.selectbox("universe", ["csi300", "csi500", "csi800", "csi1000", "all"])
+    sources = c2.multiselect("producer", ["library", "gp", "llm", "model", "manual"])
+    min_icir = c3.slider("min |valid ICIR|", 0.0, 0.5, 0.0, 0.01)
+    frame = dd.leaderboard_frame(cfg, universe, sources, min_icir)
+    if frame.empty:
+        st.info("no member matches: run `mine library --add` or `mine gp`")
+    else:
+        cols = [c for c in ("id", "name", "source", "train_rank_ic_mean", "valid_rank_ic_mean",
+                            "valid_rank_icir", "n_tried", "adj_p", "adj_p_now", "test_looks",
+                            "formula") if c in frame]
+        st.dataframe(frame[cols], hide_index=True, use_container_width=True)
+        pick = st.selectbox("factor", [f"#{r.id} {r.name}: {r.formula}"
+                                       for r in frame.itertuples()])
+        row = frame.iloc[[f"#{r.id} {r.name}: {r.formula}"
+                          for r in frame.itertuples()].index(pick)]
+        st.json({k: row[k] for k in frame.columns if k.startswith(("train_", "valid_"))},
+                expanded=False)
+        if st.button("build its tear sheet (a look at valid: counted as a trial)"):
+            from mining.report_factor import factor_report
+            try:
+                run = factor_report(cfg, row["formula"], universe, force=True)
+                for fig in run.figures[:6]:
+                    st.plotly_chart(fig, use_container_width=True)
+                st.caption(f"full page: {run.path}")
+            except AlphamineError as e:
+                st.error(str(e))
+
+elif page == "Backtests":
+    st.header("Backtest runs")
+    runs = dd.backtest_runs(cfg)
+    if runs.empty:
+        st.info("no finished backtest run: `mine backtest --targets latest`")
+    else:
+        st.dataframe(runs.drop(columns=["path", "mtime"]), hide_index=True,
+                     use_container_width=True)
+        chosen = st.multiselect("compare", list(runs.run), default=list(runs.run[:2]))
+        if chosen:
+            paths = [runs.set_index("run").loc[r, "path"] for r in chosen]
+            st.line_chart(dd.nav_frame(paths))
+
+elif page == "Mining runs":
+    st.header("Mining runs")
+    runs = dd.mining_runs(cfg)
+    if runs.empty:
+        st.info("no run recorded yet")
+    else:
+        st.dataframe(runs, hide_index=True, use_container_width=True)
+        gp = list(runs[runs.source == "gp"].run_id)
+        if gp:
+            rid = st.selectbox("GP run", gp)
+            gens = dd.generations(cfg, rid)
+            if not gens.empty:
+                st.line_chart(gens.set_index("generation")[["best", "median"]])
+                st.dataframe(gens, hide_index=True, use_container_width=True)
+
+else:
+    st.header("Test-split audit")
+    audit = dd.audit_frame(cfg)
+    if audit.empty:
+        st.success("no access to the test split recorded: it is still sealed")
+    else:
+        st.dataframe(audit, hide_index=True, use_container_width=True)

@@ -1,0 +1,110 @@
+"""The tables behind ``mine dashboard``: read from the leaderboard file and the run folders only.
+
+Kept apart from the Streamlit script (:mod:`mining.cli_dashboard`) so they are tested without a
+browser. Nothing here loads the warehouse or computes a metric: every number comes from the
+store (members, trial charges, runs, the test-split audit) or from what a backtest run wrote
+(``performance.json``, ``nav.parquet``). A factor's tear sheet is the one thing that needs
+data; the app builds it on request with :func:`mining.report_factor.factor_report`, which
+counts the look at valid as a trial, like ``mine eval``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs", "generations",
+           "audit_frame"]
+
+
+def leaderboard_frame(cfg, universe: str | None = None, sources=(), min_abs_icir: float = 0.0
+                      ) -> pd.DataFrame:
+    """The leaderboard as :func:`factors.store_records.to_frame` gives it, plus today's
+    adjusted p-value and the test looks, filtered by universe, producers and |valid ICIR|."""
+    from factors.audit import AuditLog
+    from factors.store import FactorStore
+    with FactorStore(cfg.store.path) as store:
+        recs = store.top(None, universe=universe)
+        current = store.charges(recs, cfg.store.haircut)
+        looks = AuditLog(store).looks()
+        frame = store.to_frame(recs, current)
+    frame["test_looks"] = [looks.get((r.formula, r.universe), 0) for r in recs]
+    if sources:
+        frame = frame[frame["source"].isin(list(sources))]
+    if min_abs_icir > 0 and "valid_rank_icir" in frame:
+        frame = frame[frame["valid_rank_icir"].abs() >= min_abs_icir]
+    return frame.reset_index(drop=True)
+
+
+def backtest_runs(cfg) -> pd.DataFrame:
+    """Finished ``mine backtest`` run folders under ``[backtest] out_dir`` with their headline
+    performance (newest first); hidden (unfinished) folders are skipped."""
+    rows = []
+    root = Path(cfg.backtest.out_dir)
+    for p in sorted(root.glob("*")) if root.is_dir() else []:
+        f = p / "performance.json"
+        if p.name.startswith(".") or not f.is_file():
+            continue
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        perf = d.get("performance") or {}
+        rows.append({"run": p.name, "path": str(p), "strategy": d.get("strategy"),
+                     "benchmark": d.get("benchmark"), "start": perf.get("start"),
+                     "end": perf.get("end"), "annual_return": perf.get("annual_return"),
+                     "sharpe": perf.get("sharpe"), "max_drawdown": perf.get("max_drawdown"),
+                     "information_ratio": perf.get("information_ratio"),
+                     "dsr": (d.get("deflated_sharpe") or {}).get("dsr"),
+                     "test_unsealed": bool(d.get("test_unsealed")),
+                     "mtime": f.stat().st_mtime})
+    out = pd.DataFrame(rows)
+    return out.sort_values("mtime", ascending=False).reset_index(drop=True) if len(out) else out
+
+
+def nav_frame(paths) -> pd.DataFrame:
+    """NAV from 1 of several run folders side by side (columns: folder names)."""
+    cols = {}
+    for p in paths:
+        nav = pd.read_parquet(Path(p) / "nav.parquet").set_index("trade_date")["nav"]
+        cols[Path(p).name] = nav / nav.iloc[0]
+    return pd.DataFrame(cols)
+
+
+def mining_runs(cfg, source: str | None = None) -> pd.DataFrame:
+    """The producer runs recorded in the store (gp, llm, library, model, manual), newest first:
+    status (``interrupted`` for killed ones), counts, trials added, rejections."""
+    from factors.store import FactorStore
+    with FactorStore(cfg.store.path) as store:
+        runs = store.runs(source)
+    rows = [{"run_id": r.run_id, "source": r.source, "status": r.status,
+             "universe": r.universe, "seed": r.seed, "started_at": r.started_at,
+             "finished_at": r.finished_at, "n_tried": r.n_tried, "n_evaluated": r.n_evaluated,
+             "n_accepted": r.n_accepted, "n_new_trials": r.n_new_trials,
+             "rejections": ", ".join(f"{k} {v}" for k, v in r.rejections.items())}
+            for r in runs]
+    return pd.DataFrame(rows).iloc[::-1].reset_index(drop=True)
+
+
+def generations(cfg, run_id: str) -> pd.DataFrame:
+    """A GP run's generations (best / median train fitness, best program), from its summary."""
+    from factors.store import FactorStore
+    with FactorStore(cfg.store.path) as store:
+        run = next((r for r in store.runs() if r.run_id == run_id), None)
+    gens = ((run.summary or {}).get("generations") or []) if run is not None else []
+    return pd.DataFrame(gens)
+
+
+def audit_frame(cfg) -> pd.DataFrame:
+    """The test-split audit log (``mine audit``) as a table."""
+    from factors.audit import AuditLog
+    from factors.store import FactorStore
+    with FactorStore(cfg.store.path) as store:
+        rows = [r.to_dict() for r in AuditLog(store).entries()]
+    for r in rows:
+        r["subject"] = "; ".join(r["subject"].get("formulas", [])) or str(r["subject"])
+        r["metrics"] = ", ".join(r["metrics"])
+        r["window"] = " to ".join(r["window"])
+        r["code_version"] = (r["code_version"].get("commit") or "")[:8]
+    return pd.DataFrame(rows)
