@@ -63,13 +63,12 @@ def report_backtest(
     try:
         c = _cfg()
         if str(run) == "latest-backtest":
-            runs = sorted((p for p in Path(c.backtest.out_dir).glob("backtest-*")
-                           if p.is_dir() and (p / "performance.json").is_file()),
-                          key=lambda p: p.stat().st_mtime)
-            if not runs:
+            from mining.dashboard_data import backtest_runs
+            runs = backtest_runs(c)                    # finished runs, newest first
+            if runs.empty:
                 raise AlphamineError(f"no backtest run under {str(c.backtest.out_dir)!r}; "
                                      "run `mine backtest` first")
-            run = runs[-1]
+            run = Path(runs.path.iloc[0])
         res = backtest_report(run, out, force=force)
     except AlphamineError as e:
         fail(e)

@@ -24,36 +24,8 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 def _config(tmp_path: Path, root: Path) -> Path:
-    p = tmp_path / "mine.toml"
-    p.write_text(f"""
-[data]
-root = "{root}"
-cache_dir = "{tmp_path / 'cache'}"
-[evaluate]
-train = ["2020-08-10", "2020-09-04"]
-valid = ["2023-03-06", "2025-07-25"]
-test = ["2025-07-28", "2025-08-15"]
-embargo = 1
-min_listed_days = 3
-[store]
-path = "{tmp_path / 'lb.db'}"
-min_valid_rank_ic = 0.0
-[gp]
-universe = "all"
-start = "2020-08-10"
-population = 20
-generations = 1
-top = 2
-n_jobs = 1
-fields = ["close", "vol"]
-[backtest]
-universe = "all"
-start = "2020-08-10"
-out_dir = "{tmp_path / 'bt'}"
-[model]
-out_dir = "{tmp_path / 'models'}"
-""")
-    return p
+    from ashare_synth import sealed_config
+    return sealed_config(tmp_path, root)
 
 
 def _out(res) -> str:

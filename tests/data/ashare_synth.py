@@ -184,3 +184,38 @@ def build_warehouse(root: Path, seed: int = 7) -> Warehouse:
     idx["amount"] = 2e6
     idx.to_parquet(root / "index_daily.parquet", index=False)
     return Warehouse(root, daily, est)
+
+
+def sealed_config(tmp_path: Path, root: Path) -> Path:
+    """A mine.toml on this warehouse: train = the 2020 block, valid = 2023 block (to
+    2025-07-25), test = the 2025 block; store, run folders and caches in ``tmp_path``."""
+    p = tmp_path / "mine.toml"
+    p.write_text(f"""
+[data]
+root = "{root}"
+cache_dir = "{tmp_path / 'cache'}"
+[evaluate]
+train = ["2020-08-10", "2020-09-04"]
+valid = ["2023-03-06", "2025-07-25"]
+test = ["2025-07-28", "2025-08-15"]
+embargo = 1
+min_listed_days = 3
+[store]
+path = "{tmp_path / 'lb.db'}"
+min_valid_rank_ic = 0.0
+[gp]
+universe = "all"
+start = "2020-08-10"
+population = 20
+generations = 1
+top = 2
+n_jobs = 1
+fields = ["close", "vol"]
+[backtest]
+universe = "all"
+start = "2020-08-10"
+out_dir = "{tmp_path / 'bt'}"
+[model]
+out_dir = "{tmp_path / 'models'}"
+""")
+    return p
