@@ -38,7 +38,7 @@ from factors.errors import EvaluationError
 __all__ = ["EvalConfig", "EvalContext", "forward_returns", "DECAY_HORIZONS"]
 
 #: Horizons of the IC decay profile (trading days).
-DECAY_HORIZONS: tuple[int, ...] = (1, 5, 10, 20)
+DECAY_HORIZONS: tuple[int, ...] = (1, 2, 5, 10, 20)
 #: Longest ``[evaluate] horizon`` accepted: a year of trading days (a longer label leaves
 #: next to nothing of a split once the embargo is dropped).
 MAX_HORIZON = 252
@@ -216,7 +216,7 @@ class EvalContext:
             ``tradable`` row ``t+1`` decides row ``t`` (module docstring).
         splits : mapping of str to (start, end)
             Inclusive date ranges, e.g. ``{"train": ("2010-01-01", "2018-12-31"), ...}``.
-        horizons : sequence of int, default (1, 5, 10, 20)
+        horizons : sequence of int, default (1, 2, 5, 10, 20)
             Label horizons to precompute; ``horizon`` is added when missing.
         horizon : int, default 1
             Headline horizon.

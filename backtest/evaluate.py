@@ -212,7 +212,7 @@ def evaluate_factor(factor, ctx: EvalContext, splits: Sequence[str] = ("train", 
     whose factor and ``fwd_h`` are finite:
 
     * RankIC = Spearman (average-tie ranks), IC = Pearson of factor and ``fwd_h``;
-      ``ic_decay[k]`` = mean RankIC against ``fwd_k`` for ``k`` in 1, 5, 10, 20.
+      ``ic_decay[k]`` = mean RankIC against ``fwd_k`` for ``k`` in 1, 2, 5, 10, 20.
     * Quantiles: bucket ``floor((rank - 1) * Q / n)`` (equal counts; tied names share a
       bucket, see :func:`backtest.metrics_ic.quantile_buckets`), equal-weight mean ``fwd_h``
       per bucket; ``quantile_ann_returns[q]`` = mean / h * 252, q1 = lowest factor, qQ =

@@ -21,7 +21,7 @@ Files written by :func:`save_series` (:data:`SERIES_FILES`):
     day).
 ``ic_decay.parquet``
     horizon, split, rank_ic_mean, rank_ic_std, rank_icir, rank_ic_t, n_ic_days: RankIC
-    against each label horizon of the context (1, 5, 10, 20; t with ``horizon - 1``
+    against each label horizon of the context (1, 2, 5, 10, 20; t with ``horizon - 1``
     Newey-West lags).
 ``rank_ic_by_horizon.parquet``
     trade_date, split, horizon, rank_ic: the daily series behind ``ic_decay``.

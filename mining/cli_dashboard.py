@@ -4,7 +4,7 @@ never imported by ``mining.cli``).
 Pages: Leaderboard (filters by universe, producer and |valid ICIR|; pick a factor to see its
 metrics and build its tear sheet), Backtests (runs side by side: NAV from 1 and headline
 numbers), Mining runs (status, counts, rejections; a GP run's best / median fitness per
-generation) and Audit (every look at the test split). The configuration file comes from
+generation; an LLM run's valid %, accepted %, tokens and cost per round) and Audit (every look at the test split). The configuration file comes from
 ``$ALPHAMINE_CONFIG`` (set by ``mine dashboard``). Tables: :mod:`mining.dashboard_data`.
 """
 from __future__ import annotations
@@ -80,6 +80,15 @@ elif page == "Mining runs":
             if not gens.empty:
                 st.line_chart(gens.set_index("generation")[["best", "median"]])
                 st.dataframe(gens, hide_index=True, use_container_width=True)
+        llm = list(runs[runs.source == "llm"].run_id)
+        if llm:
+            rid = st.selectbox("LLM run", llm)
+            rounds = dd.llm_rounds(cfg, rid)
+            if rounds.empty:
+                st.info("this run kept no per-round counts")
+            else:
+                st.line_chart(rounds.set_index("round")[["valid_pct", "accepted_pct"]])
+                st.dataframe(rounds, hide_index=True, use_container_width=True)
 
 else:
     st.header("Test-split audit")

@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from backtest.context import DECAY_HORIZONS
 from data.errors import AlphamineError, ConfigError
 from mining.cli_app import (
     SOURCES,
@@ -118,7 +119,7 @@ def _report_table(reports: dict) -> Table:
     dicts = {s: r.to_dict() for s, r in reports.items()}
     for k in _REPORT_KEYS:
         t.add_row(k, *[fmt(d.get(k)) for d in dicts.values()])
-    for h in (1, 5, 10, 20):
+    for h in DECAY_HORIZONS:
         t.add_row(f"rank_ic h={h}", *[fmt((d.get("ic_decay") or {}).get(str(h),
                   (d.get("ic_decay") or {}).get(h))) for d in dicts.values()])
     q = [d.get("quantile_ann_returns") or [] for d in dicts.values()]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs", "generations",
-           "audit_frame"]
+           "llm_rounds", "audit_frame"]
 
 
 def leaderboard_frame(cfg, universe: str | None = None, sources=(), min_abs_icir: float = 0.0
@@ -87,13 +87,23 @@ def mining_runs(cfg, source: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).iloc[::-1].reset_index(drop=True)
 
 
-def generations(cfg, run_id: str) -> pd.DataFrame:
-    """A GP run's generations (best / median train fitness, best program), from its summary."""
+def _summary(cfg, run_id: str) -> dict:
     from factors.store import FactorStore
     with FactorStore(cfg.store.path) as store:
         run = next((r for r in store.runs() if r.run_id == run_id), None)
-    gens = ((run.summary or {}).get("generations") or []) if run is not None else []
-    return pd.DataFrame(gens)
+    return (run.summary or {}) if run is not None else {}
+
+
+def generations(cfg, run_id: str) -> pd.DataFrame:
+    """A GP run's generations (best / median train fitness, best program), from its summary."""
+    return pd.DataFrame(_summary(cfg, run_id).get("generations") or [])
+
+
+def llm_rounds(cfg, run_id: str) -> pd.DataFrame:
+    """An LLM run's rounds (proposed, valid %, accepted %, tokens in / out, estimated cost in
+    ``[llm] price_*_per_1m`` units), from its summary; empty for runs recorded before rounds
+    were kept."""
+    return pd.DataFrame(_summary(cfg, run_id).get("rounds") or [])
 
 
 def audit_frame(cfg) -> pd.DataFrame:

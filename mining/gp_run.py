@@ -388,6 +388,8 @@ class FormulaEval:
         return {"config": str(cfg.source) if cfg.source else None, "store": str(cfg.store.path),
                 "formula": self.formula, "universe": self.universe, "horizon": self.horizon,
                 "splits": self.metrics(), "test_unsealed": self.test_unsealed,
+                "windows": {"train": list(cfg.evaluate.train), "valid": list(cfg.evaluate.valid),
+                            "test": list(cfg.evaluate.test)},
                 "audit_id": self.audit_id, "warnings": self.warnings,
                 **({"gate": self.added.gate_dict()} if self.added is not None else {}),
                 **({"trial": self.trial.to_dict()} if self.trial is not None else {})}

@@ -160,7 +160,7 @@ def new_stats() -> dict[str, Any]:
             "tokens_in": 0, "tokens_out": 0, "tokens_in_paid": 0, "tokens_out_paid": 0,
             "proposed": 0, "valid_formulas": 0, "evaluated": 0, "accepted": 0, "novel": 0,
             "counts": {k: 0 for k in FAILURE_KINDS}, "parse_errors": [], "drift": 0,
-            "direction_claimed": 0, "direction_right": 0}
+            "direction_claimed": 0, "direction_right": 0, "rounds": []}
 
 
 def finalize_stats(stats: dict[str, Any], price_in: float, price_out: float) -> dict[str, Any]:
@@ -246,8 +246,12 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
     result = LLMRun(run_id, settings, stats, [], warnings)
     t0 = time.perf_counter()
     status = "failed"
+    cur: tuple[int, dict[str, int]] | None = None      # the open round and its counts at start
     try:
         for rnd in range(1, settings.rounds + 1):
+            if cur is not None:
+                _close_round(stats, *cur, cfg)
+            cur = (rnd, {k: stats[k] for k in _ROUND_KEYS})
             reply = chat.complete(messages)
             store.heartbeat(run_id)             # the run is alive (factors.store_runs)
             _count_call(stats, reply)
@@ -285,11 +289,28 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
         status = "interrupted"
         raise
     finally:
+        if cur is not None:                     # the last round (or the interrupted one)
+            _close_round(stats, *cur, cfg)
         stats["seconds"] = round(time.perf_counter() - t0, 2)
         finalize_stats(stats, cfg.llm.price_in_per_1m, cfg.llm.price_out_per_1m)
         cache.finish_run(run_id, stats, status=status)
         store.finish_run(run_id, n_tried=stats["proposed"], status=status, summary=stats)
     return result
+
+
+_ROUND_KEYS = ("calls", "tokens_in", "tokens_out", "proposed", "valid_formulas", "evaluated",
+               "accepted")
+
+
+def _close_round(stats: dict[str, Any], rnd: int, before: dict[str, int], cfg: Config) -> None:
+    """Append round ``rnd``'s counts (differences since ``before``) to ``stats["rounds"]``:
+    proposed, valid %, accepted %, tokens in/out and their estimated cost."""
+    d = {k: stats[k] - before[k] for k in _ROUND_KEYS}
+    cost = (d["tokens_in"] * cfg.llm.price_in_per_1m
+            + d["tokens_out"] * cfg.llm.price_out_per_1m) / 1e6
+    stats["rounds"].append({"round": rnd, **d, "valid_pct": _pct(d["valid_formulas"], d["proposed"]),
+                            "accepted_pct": _pct(d["accepted"], d["proposed"]),
+                            "cost_est": round(cost, 6)})
 
 
 def _count_call(stats: dict[str, Any], reply) -> None:

@@ -6,7 +6,7 @@ written by ``--save`` into a scratch folder) and :func:`render_factor_report` dr
 tables (:mod:`backtest.factor_series`). Rendering only reads those tables: nothing here
 computes a metric the evaluator does not already compute.
 
-Charts, train and valid marked (test drawn only when unsealed): daily RankIC with its 20-day
+Charts, train and valid marked, the test split's dates shaded (and empty unless unsealed): daily RankIC with its 20-day
 rolling mean and the cumulative RankIC; RankIC histogram; monthly mean RankIC heatmap; RankIC
 decay by label horizon; cumulative return per quantile, raw and demeaned (daily mean forward
 return of each bucket divided by the horizon, compounded); long-short NAV; top-bucket turnover
@@ -54,6 +54,19 @@ class FactorReportRun:
     splits: list[str]
     seconds: float
     figures: list[Any] = field(repr=False, default_factory=list)
+
+
+def _shade_test(fig, meta: dict) -> None:
+    """Grey band over the test split's dates (``meta["windows"]["test"]``), labelled sealed
+    while the split was not evaluated: the band is then empty by construction."""
+    win = (meta.get("windows") or {}).get("test")
+    if not win:
+        return
+    sealed = "test" not in (meta.get("splits") or {})
+    kw = {"row": "all", "col": "all"} if getattr(fig, "_grid_ref", None) else {}
+    fig.add_vrect(x0=win[0], x1=win[1], fillcolor=SPLIT_COLOURS["test"], opacity=0.12,
+                  line_width=0, annotation_text="test (sealed)" if sealed else "test",
+                  annotation_position="top left", **kw)
 
 
 def _per_year(ric: pd.DataFrame, ls: pd.DataFrame, horizon: int) -> pd.DataFrame:
@@ -166,6 +179,9 @@ def render_factor_report(frames: dict[str, pd.DataFrame], meta: dict) -> tuple[s
     fig = go.Figure(go.Scatter(x=cov.index, y=cov.to_numpy(), name="names"))
     fig.update_layout(title="Coverage: names with a factor value and a label per day")
     figs.append(fig)
+
+    for i in (0, 4, 5, 6, 7):                   # the charts with a date axis
+        _shade_test(figs[i], meta)
 
     yt = _per_year(ric, ls, h)
     rows = "".join(

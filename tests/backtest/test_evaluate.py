@@ -223,7 +223,7 @@ def test_report_to_dict_is_json_safe_and_complete(ctx):
     for k in ("rank_ic_mean", "rank_icir", "ic_mean", "icir", "turnover", "ls_ann_return",
               "ls_sharpe", "coverage"):
         assert isinstance(s[k], float), k
-    assert set(s["ic_decay"]) == {"1", "5", "10", "20"} and len(s["quantile_ann_returns"]) == 5
+    assert set(s["ic_decay"]) == {"1", "2", "5", "10", "20"} and len(s["quantile_ann_returns"]) == 5
     assert isinstance(r["valid"], FactorReport) and s["split"] == "valid"
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.context import EvalContext
+from backtest.context import DECAY_HORIZONS, EvalContext
 from backtest.evaluate import evaluate_factor
 from backtest.factor_series import (
     SERIES_FILES,
@@ -111,7 +111,7 @@ def test_factor_data_layout():
     f = _factor(ctx)
     fd = factor_data(f, ctx, splits=("train", "valid"))
     assert fd.index.names == ["date", "asset"]
-    assert list(fd.columns) == ["1D", "5D", "10D", "20D", "factor", "factor_quantile"]
+    assert list(fd.columns) == [f"{k}D" for k in DECAY_HORIZONS] + ["factor", "factor_quantile"]
     assert fd["factor_quantile"].dtype == np.int64
     assert set(fd["factor_quantile"]) == set(range(1, ctx.quantiles + 1))
     assert not fd.isna().any().any()
@@ -121,7 +121,7 @@ def test_factor_data_layout():
     ci = ctx.codes.get_indexer(fd.index.get_level_values("asset"))
     assert ctx.eligible[ti, ci].all()
     np.testing.assert_array_equal(fd["factor"], f[ti, ci])
-    for k in (1, 5, 10, 20):
+    for k in DECAY_HORIZONS:
         np.testing.assert_array_equal(fd[f"{k}D"], ctx.fwd[k][ti, ci])
     # the buckets are the evaluator's: their mean label per day is the quantile return
     # (one label horizon, so no row is dropped for a missing longer-horizon label)

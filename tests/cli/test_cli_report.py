@@ -4,6 +4,8 @@ Synthetic panel warehouse with a planted signal (tests/data/panel_warehouse.py).
 rendering checks come with the chromium job; here the figures and the page are checked.
 """
 import json
+
+import pandas as pd
 from pathlib import Path
 
 import pytest
@@ -47,22 +49,40 @@ def test_factor_report_is_one_self_contained_page(tmp_path, wh):
     for fig in run.figures:
         assert fig.data and any(len(t.x if t.x is not None else t.z) > 0 for t in fig.data)
         assert not any("test" in (t.name or "") for t in fig.data)
+    # the test dates are shaded on every chart with a date axis, labelled sealed, and empty
+    test0 = load(cfg).evaluate.test[0]
+    shaded = [f for f in run.figures if any(s.type == "rect" and str(s.x0) == test0
+                                            for s in f.layout.shapes)]
+    assert len(shaded) == 5
+    for f in shaded:
+        assert any(a.text == "test (sealed)" for a in f.layout.annotations)
+        xs = [x for t in f.data if t.x is not None for x in t.x]
+        assert max(pd.Timestamp(x) for x in xs) < pd.Timestamp(test0)
     # an existing file is refused without --force, before any data loads
     res = runner.invoke(app, ["--config", str(cfg), "report", "factor", "close", "--universe",
                               "all", "--out", str(out)])
     assert res.exit_code == 2 and "--force" in " ".join(res.output.split())
 
 
-def test_factor_report_unsealed_draws_test_and_logs(tmp_path, wh):
-    cfg = _config(tmp_path, wh)
+def test_factor_report_unsealed_draws_test_and_logs(tmp_path):
+    from panel_warehouse import SPLITS, build_panel_warehouse
+    # 230 days: a test split long enough to keep days after the 20-day label tail is cut
+    cfg = _config(tmp_path, build_panel_warehouse(tmp_path / "wh", n_days=230))
+    cfg.write_text(cfg.read_text().replace(SPLITS["test"][1], "2021-11-19"))
     out = tmp_path / "t.html"
     res = runner.invoke(app, ["--config", str(cfg), "report", "factor", "-ts_mean(ret, 5)",
                               "--universe", "all", "--out", str(out), "--unseal-test", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["splits"] == ["train", "valid", "test"]
     assert "test split is sealed" not in out.read_text(encoding="utf-8")
+    from mining.cli_app import load
+    from mining.report_factor import factor_report
+    run = factor_report(load(cfg), "-ts_mean(ret, 5)", "all", out, unseal_test=True, force=True)
+    nav = run.figures[5]                                   # long-short NAV: test drawn, shaded
+    assert any(t.name == "test" and len(t.x) for t in nav.data)
+    assert [a.text for a in nav.layout.annotations] == ["test"]
     audit = json.loads(runner.invoke(app, ["--config", str(cfg), "audit", "--json"]).stdout)
-    assert len(audit["audit"]) == 1 and audit["audit"][0]["subject"]["formulas"]
+    assert len(audit["audit"]) == 2 and audit["audit"][0]["subject"]["formulas"]   # both looks
 
 
 def test_backtest_report_draws_a_run_folder(tmp_path, wh):

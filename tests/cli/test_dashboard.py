@@ -1,5 +1,7 @@
 """`mine dashboard` (issue 13): the Streamlit app's pages through Streamlit's AppTest, its
 tables (mining.dashboard_data) and the launcher. Synthetic panel warehouse."""
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +12,9 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 
 from mining.cli import app  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mining"))
+from openai_stub import StubServer  # noqa: E402
 
 runner = CliRunner()
 APP = Path(__file__).resolve().parents[2] / "mining" / "cli_dashboard.py"
@@ -39,6 +44,17 @@ def world(tmp_path_factory):
                                                                  "n_ic_days": 50}}),
                       {}, force=True)
     assert runner.invoke(app, ["--config", str(cfg), "gp", "--json"]).exit_code == 0
+    with StubServer() as srv:
+        cfg.write_text(text + f'[llm]\nbase_url = "{srv.base_url}"\nmodel = "stub-model"\n'
+                       'price_in_per_1m = 2.0\nprice_out_per_1m = 8.0\n'
+                       f'cache_path = "{tmp / "llm_cache.db"}"\n')
+        os.environ["OPENAI_API_KEY"] = "stub"
+        try:
+            res = runner.invoke(app, ["--config", str(cfg), "llm", "--prompt", "liquidity_en",
+                                      "--rounds", "2", "--n", "4", "--json"])
+        finally:
+            del os.environ["OPENAI_API_KEY"]
+        assert res.exit_code == 0, res.output
     dm = DataManager.from_config(load(cfg))
     days = dm.calendar(*SPLITS["valid"])[::5]
     codes = list(dm.stock_basic()["ts_code"][:4])
@@ -68,6 +84,14 @@ def test_tables_come_from_the_store_and_run_folders(world):
     assert len(gp) == 1 and gp.status.iloc[0] == "done"
     gens = dd.generations(cfg, gp.run_id.iloc[0])
     assert list(gens.generation) == [1, 2] and {"best", "median"} <= set(gens.columns)
+    llm = runs[runs.source == "llm"]
+    rounds = dd.llm_rounds(cfg, llm.run_id.iloc[0])
+    assert list(rounds["round"]) == [1, 2] and (rounds.proposed == 4).all()
+    assert rounds.proposed.sum() == llm.n_tried.iloc[0]
+    assert ((rounds.valid_pct > 0) & (rounds.valid_pct <= 100)).all()
+    assert (rounds.tokens_in > 0).all() and (rounds.cost_est > 0).all()
+    assert rounds.cost_est.sum() == pytest.approx(
+        (rounds.tokens_in.sum() * 2.0 + rounds.tokens_out.sum() * 8.0) / 1e6)
     assert dd.audit_frame(cfg).empty
 
 
@@ -81,7 +105,7 @@ def test_every_page_renders_in_apptest(world, monkeypatch):
     assert {"f0", "f1"} <= set(at.dataframe[0].value["name"])
     at.button[0].click().run()                               # the picked factor's tear sheet
     assert not at.exception and len(at.get("plotly_chart")) >= 1
-    for page, want in (("Backtests", 1), ("Mining runs", 2), ("Audit", 0)):
+    for page, want in (("Backtests", 1), ("Mining runs", 3), ("Audit", 0)):
         at.sidebar.radio[0].set_value(page).run()
         assert not at.exception, (page, at.exception)
         assert len(at.dataframe) >= want, page
