@@ -57,6 +57,7 @@ from data.derive import (
 )
 from data.errors import DataError, FieldError, UniverseError
 from data.fields import FIELDS
+from data.fundamentals import dividend_rows, report_rows, valuation_rows
 from data.io import read_parquet
 from data.limits import limit_cents, listing_age, trade_flags
 from data.universe import check_universe, membership_mask
@@ -502,6 +503,78 @@ class DataManager:
         d[["stk_div", "cash_div_tax"]] = d[["stk_div", "cash_div_tax"]].fillna(0.0)
         d = d.drop_duplicates(["ts_code", "ex_date"]).sort_values(["ex_date", "ts_code"])
         return d.reset_index(drop=True)
+
+    # ------------------------------------------------------------------------------ fundamentals
+    def valuation_quarterly(self, codes=None) -> pd.DataFrame:
+        """Quarter-end valuation snapshots (``valuation_quarterly.parquet``), dated.
+
+        Returns
+        -------
+        DataFrame
+            ``ts_code, quarter, visible_date, pe, pb, dv_ratio (%), total_mv (yuan)``; rules
+            in :func:`data.fundamentals.valuation_rows`. Empty when the file is missing.
+        """
+        path = self.root / "valuation_quarterly.parquet"
+        cols = ["ts_code", "quarter", "visible_date", "pe", "pb", "dv_ratio", "total_mv"]
+        if not path.is_file():
+            return pd.DataFrame({c: pd.Series(dtype=float) for c in cols})
+        vq = read_parquet(path)
+        if codes is not None:
+            vq = vq.loc[vq["ts_code"].isin(set(map(str, codes)))]
+        return valuation_rows(vq)[cols]
+
+    def dividend_plans(self, codes=None) -> pd.DataFrame:
+        """Every stage of every dividend plan (``dividend.parquet``), dated and in yuan.
+
+        Returns
+        -------
+        DataFrame
+            ``ts_code, end_date, ann_date, visible_date, div_proc, cash_div_tax,
+            cash_total``; rules in :func:`data.fundamentals.dividend_rows`. Empty when the
+            file is missing.
+        """
+        path = self.root / "dividend.parquet"
+        if not path.is_file():
+            return pd.DataFrame({c: pd.Series(dtype=float) for c in (
+                "ts_code", "end_date", "ann_date", "visible_date", "div_proc", "cash_div_tax",
+                "cash_total")})
+        d = read_parquet(path, columns=["ts_code", "end_date", "ann_date", "div_proc",
+                                        "cash_div_tax", "base_share"])
+        if codes is not None:
+            d = d.loc[d["ts_code"].isin(set(map(str, codes)))]
+        return dividend_rows(d, self._all_open)
+
+    def report_rows(self, dataset: str, columns: list[str], codes=None) -> pd.DataFrame:
+        """Every announced version of report ``columns`` of an optional dataset, dated.
+
+        Parameters
+        ----------
+        dataset : str
+            ``"fina_indicator"``, ``"income"``, ``"balancesheet"`` or ``"cashflow"``.
+        columns : list of str
+            Columns of that dataset, units as stored (tushare: ``roe``, ``netprofit_yoy`` in
+            %, ``n_income`` in yuan).
+
+        Returns
+        -------
+        DataFrame
+            ``ts_code, end_date, visible_date`` and ``columns``
+            (:func:`data.fundamentals.report_rows`).
+
+        Raises
+        ------
+        DataError
+            The dataset is missing (check :meth:`has_dataset` first) or lacks a column.
+        """
+        if not self._opt.has(dataset):
+            raise DataError(f"warehouse has no {dataset} dataset; fill it with `{BOOTSTRAP}`")
+        df = self._opt.table(dataset)
+        missing = [c for c in columns if c not in df]
+        if missing:
+            raise DataError(f"{dataset} has no column(s) {', '.join(missing)}")
+        if codes is not None:
+            df = df.loc[df["ts_code"].isin(set(map(str, codes)))]
+        return report_rows(df, list(columns), self._all_open)
 
     # ------------------------------------------------------------------------------ trading
     def _listing_age(self, t0: int, t1: int, codes: pd.Index) -> tuple[np.ndarray, np.ndarray]:

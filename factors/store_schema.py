@@ -5,7 +5,8 @@ trial ledgers (``trials``, ``backtest_trials``; ``factors.trial_key / adj_p / ha
 :mod:`factors.store_ledgers`). Version 4: ``test_audit``, the log of accesses to the sealed
 test split (:mod:`factors.audit`). Version 5: ``runs.pid``, ``runs.host`` and
 ``runs.heartbeat_at`` (who runs a ``running`` run and when it last reported, so a killed run
-can be marked ``interrupted``). A new file is created at version 2 (:data:`_SCHEMA`) and
+can be marked ``interrupted``). Version 6: ``alerts_log``, the stable layer's alerts and
+their notification state (:mod:`factors.alerts`). A new file is created at version 2 (:data:`_SCHEMA`) and
 upgraded by :data:`MIGRATIONS`, so new and upgraded files are alike. A file of an older
 version is upgraded in place, inside the opening transaction of
 :class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
@@ -27,6 +28,16 @@ _AUDIT_TABLE = """CREATE TABLE test_audit (
     universe TEXT, horizon INTEGER, subject TEXT NOT NULL, window TEXT NOT NULL,
     metrics TEXT NOT NULL DEFAULT '{}')"""
 
+#: The stable layer's alerts and their notifications, owned by :mod:`factors.alerts`.
+_ALERTS_TABLE = """CREATE TABLE alerts_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, date TEXT NOT NULL,
+    ts_code TEXT NOT NULL, rule TEXT NOT NULL, period TEXT NOT NULL,
+    trigger_values TEXT NOT NULL DEFAULT '{}', severity TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '', acknowledged INTEGER NOT NULL DEFAULT 0,
+    acked_at TEXT, notify_pending TEXT NOT NULL DEFAULT '[]',
+    notify_sent TEXT NOT NULL DEFAULT '[]', notify_attempts INTEGER NOT NULL DEFAULT 0,
+    notify_error TEXT, notified_at TEXT, UNIQUE (ts_code, rule, period))"""
+
 _SCHEMA = """
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY, source TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
@@ -47,7 +58,7 @@ CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
 
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -73,10 +84,16 @@ def _v4_to_v5(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {col}")
 
 
+def _v5_to_v6(conn: sqlite3.Connection) -> None:
+    """Version 6 adds ``alerts_log``, the stable layer's alerts (:mod:`factors.alerts`)."""
+    conn.execute(_ALERTS_TABLE)
+    conn.execute("CREATE INDEX alerts_log_date ON alerts_log(date)")
+
+
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 
 
 def init_schema(conn: sqlite3.Connection, path: str) -> None:

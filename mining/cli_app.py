@@ -34,6 +34,8 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from backtest.context import EvalConfig
+from backtest.monitor import MonitorConfig
+from backtest.notify import NotifyConfig
 from backtest.settings import BacktestConfig
 from data.config import Config, DataConfig, load_config
 from data.errors import AlphamineError, ConfigError
@@ -59,7 +61,8 @@ MIN_WIDTH = 200
 #: Every section ``mine.toml`` may hold, and the settings class that reads it.
 SCHEMA: dict[str, type] = {"data": DataConfig, "evaluate": EvalConfig, "store": StoreConfig,
                            "gp": GPSettings, "backtest": BacktestConfig, "llm": LLMConfig,
-                           "model": ModelConfig, "tushare": TushareConfig}
+                           "model": ModelConfig, "tushare": TushareConfig,
+                           "monitor": MonitorConfig, "notify": NotifyConfig}
 
 
 def _console(stderr: bool = False) -> Console:
