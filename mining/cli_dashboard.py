@@ -4,7 +4,8 @@ never imported by ``mining.cli``).
 Pages: Leaderboard (filters by universe, producer and |valid ICIR|; pick a factor to see its
 metrics and build its tear sheet), Backtests (runs side by side: NAV from 1 and headline
 numbers), Mining runs (status, counts, rejections; a GP run's best / median fitness per
-generation; an LLM run's valid %, accepted %, tokens and cost per round) and Audit (every look at the test split). The configuration file comes from
+generation; an LLM run's valid %, accepted %, tokens and cost per round), Audit (every look at the test split) and, once ``mine monitor`` has logged any, Alerts (the stable layer's
+``alerts_log``: counts per rule and severity, filters, notification state). The configuration file comes from
 ``$ALPHAMINE_CONFIG`` (set by ``mine dashboard``). Tables: :mod:`mining.dashboard_data`.
 """
 from __future__ import annotations
@@ -21,7 +22,9 @@ st.set_page_config(page_title="alphamine", layout="wide")
 cfg = load(os.environ.get("ALPHAMINE_CONFIG") or None)
 st.sidebar.title("alphamine")
 st.sidebar.caption(f"store {cfg.store.path}")
-page = st.sidebar.radio("page", ["Leaderboard", "Backtests", "Mining runs", "Audit"])
+alerts = dd.alerts_frame(cfg)
+page = st.sidebar.radio("page", ["Leaderboard", "Backtests", "Mining runs", "Audit"]
+                        + (["Alerts"] if not alerts.empty else []))
 
 if page == "Leaderboard":
     st.header("Leaderboard")
@@ -89,6 +92,24 @@ elif page == "Mining runs":
             else:
                 st.line_chart(rounds.set_index("round")[["valid_pct", "accepted_pct"]])
                 st.dataframe(rounds, hide_index=True, use_container_width=True)
+
+elif page == "Alerts":
+    st.header("Stable-layer alerts")
+    st.caption("prompts for a person, nothing is traded; acknowledge with "
+               "`mine alerts --ack ID`")
+    c1, c2, c3 = st.columns(3)
+    rules = c1.multiselect("rule", sorted(alerts["rule"].unique()))
+    sev = c2.multiselect("severity", ["high", "medium", "low"])
+    open_only = c3.checkbox("not acknowledged only", value=True)
+    view = alerts
+    if rules:
+        view = view[view["rule"].isin(rules)]
+    if sev:
+        view = view[view["severity"].isin(sev)]
+    if open_only:
+        view = view[~view["acknowledged"].astype(bool)]
+    st.bar_chart(alerts.groupby(["rule", "severity"]).size().unstack(fill_value=0))
+    st.dataframe(view, hide_index=True, use_container_width=True)
 
 else:
     st.header("Test-split audit")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs", "generations",
-           "llm_rounds", "audit_frame"]
+           "llm_rounds", "audit_frame", "alerts_frame"]
 
 
 def leaderboard_frame(cfg, universe: str | None = None, sources=(), min_abs_icir: float = 0.0
@@ -118,3 +118,19 @@ def audit_frame(cfg) -> pd.DataFrame:
         r["window"] = " to ".join(r["window"])
         r["code_version"] = (r["code_version"].get("commit") or "")[:8]
     return pd.DataFrame(rows)
+
+
+def alerts_frame(cfg) -> pd.DataFrame:
+    """The stable layer's ``alerts_log`` (``mine alerts --all``) as a table, newest first;
+    ``values`` as ``key=value`` text, notification channels as text. Empty when no alert."""
+    from factors.alerts import AlertLog
+    from factors.store import FactorStore
+    with FactorStore(cfg.store.path) as store:
+        rows = [r.to_dict() for r in AlertLog(store).entries()]
+    for r in rows:
+        r["values"] = ", ".join(f"{k}={v}" for k, v in r["values"].items())
+        r["notify_sent"] = ", ".join(r["notify_sent"])
+        r["notify_pending"] = ", ".join(r["notify_pending"])
+    cols = ["id", "date", "ts_code", "rule", "period", "severity", "message", "values",
+            "acknowledged", "notify_sent", "notify_pending", "notify_error"]
+    return pd.DataFrame(rows, columns=cols)

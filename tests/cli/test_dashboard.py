@@ -167,3 +167,36 @@ def test_dashboard_serves_on_localhost_in_chromium(world, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_alerts_page_appears_once_alerts_are_logged(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from factors.alerts import AlertLog
+    from factors.store import FactorStore
+    from mining import dashboard_data as dd
+    from mining.cli_app import load
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "lb.db"}"\n')
+    monkeypatch.setenv("ALPHAMINE_CONFIG", str(cfg))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert "Alerts" not in at.sidebar.radio[0].options          # empty alerts_log: no page
+    with FactorStore(load(cfg).store.path) as store:
+        log = AlertLog(store)
+        log.add([{"date": "2024-03-29", "ts_code": c, "rule": r, "period": "2024-03-31",
+                  "values": {"pe": 30.0}, "severity": s, "message": "m"}
+                 for c, r, s in (("600519.SH", "pe_high", "medium"),
+                                 ("000001.SZ", "low_yield", "low"),
+                                 ("000002.SZ", "dividend_cut", "high"))], ["webhook"])
+        log.ack(1)
+    frame = dd.alerts_frame(load(cfg))
+    assert len(frame) == 3 and set(frame.notify_pending) == {"webhook"}
+    assert frame.loc[frame.id == 1, "values"].iloc[0] == "pe=30.0"
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.sidebar.radio[0].set_value("Alerts").run()
+    assert not at.exception, at.exception
+    assert set(at.dataframe[0].value["ts_code"]) == {"000001.SZ", "000002.SZ"}   # open ones
+    at.checkbox[0].uncheck().run()
+    at.multiselect[1].set_value(["high"]).run()
+    assert list(at.dataframe[0].value["ts_code"]) == ["000002.SZ"]
