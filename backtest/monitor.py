@@ -11,7 +11,10 @@ valuation snapshots per quarter end (``pe``, ``pb``, ``dv_ratio``), dividend pla
 financial reports when the warehouse has them (``fina_indicator`` / ``income``). Point in
 time: a monitor run "at ``date``" uses only rows with ``visible_date <= date`` (a quarter's
 report is unseen before the open day after its announcement; a valuation snapshot before its
-anchor day), so truncating the tables after ``date`` never changes its alerts.
+anchor day), so truncating the tables after ``date`` never changes its alerts. The monitor
+reads fundamentals only and computes no return, IC or performance, so it is outside the rule
+of :mod:`backtest.seal` and runs on any date, the test split's included (it is a production
+tool, like ``mine combine --live``, but shows no performance to log).
 
 Rules (:data:`RULES`; thresholds in ``[monitor]`` of ``mine.toml``, :class:`MonitorConfig`)
 --------------------------------------------------------------------------------------------
