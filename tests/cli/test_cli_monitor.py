@@ -132,3 +132,31 @@ def test_monitor_notifies_and_alerts_send_retries_later(wh, tmp_path, monkeypatc
         assert json.loads(r.stdout)["delivery"]["webhook"]["sent"] == 4
     content = h.payloads()[-1]["text"]["content"]
     assert "000002.SZ dividend_cut" in content and "600000.SH low_yield" in content
+
+
+def test_profit_decline_uses_fina_indicator_when_present(wh, tmp_path):
+    """With fina_indicator in the warehouse the rule reads netprofit_yoy; a report counts from
+    the open day after its announcement (2023-03-17 -> seen 2023-03-20)."""
+    import shutil
+    root = tmp_path / "wh"
+    shutil.copytree(wh, root)
+    pd.DataFrame({"ts_code": "600000.SH",
+                  "end_date": pd.to_datetime(["2022-06-30", "2022-09-30", "2022-12-31"]),
+                  "ann_date": pd.to_datetime(["2022-08-20", "2022-10-25", "2023-03-17"]),
+                  "netprofit_yoy": [3.0, -2.0, -8.0]}).to_parquet(
+        root / "fina_indicator.parquet", index=False)
+    cfg = config(tmp_path, root)
+    before = json.loads(mine(cfg, "monitor", "--watchlist", str(_watch(tmp_path)), "--date",
+                             "2023-03-17", "--no-notify", "--json").stdout)
+    assert before["profit_source"] == "fina_indicator"
+    assert before["counts"]["profit_decline"] == 0
+    after = json.loads(mine(cfg, "monitor", "--watchlist", str(_watch(tmp_path)), "--date",
+                            "2023-03-20", "--no-notify", "--json").stdout)
+    (a,) = [x for x in after["alerts"] if x["rule"] == "profit_decline"]
+    assert (a["period"], a["date"], a["values"]["change"]) == ("2022-12-31", "2023-03-20", -0.08)
+
+
+def _watch(tmp_path: Path) -> Path:
+    w = tmp_path / "w.txt"
+    w.write_text("600000.SH\n")
+    return w
