@@ -100,7 +100,8 @@ def accepted_corr(cfg: Path, universe: str, formulas: list[str]) -> float:
     return float(np.nanmean(cs))
 
 
-def run_loop(work: Path, universe: str, seed: int, method: str | None) -> dict:
+def run_loop(work: Path, universe: str, seed: int, method: str | None,
+             compare: bool = True) -> dict:
     sys.path.insert(0, str(ROOT / "tests" / "mining"))
     from openai_stub import StubServer
     run_dir = work / f"{universe}-s{seed}"
@@ -115,7 +116,8 @@ def run_loop(work: Path, universe: str, seed: int, method: str | None) -> dict:
     lgbm = step(run_dir, "lgbm", cfg, ["model", "lgbm", "--universe", universe])
     extra = ["--method", method] if method else []
     comb = step(run_dir, "combine", cfg, ["combine", "--universe", universe, *extra])
-    cmp_ = step(run_dir, "compare", cfg, ["combine", "--compare", "--universe", universe])
+    cmp_ = (step(run_dir, "compare", cfg, ["combine", "--compare", "--universe", universe])
+            if compare else None)
     bt = step(run_dir, "backtest", cfg, ["backtest", "--targets", "latest", "--benchmark",
                                          BENCHMARKS.get(universe, "000300.SH")])
     summary_file = run_dir / "steps" / "summary.json"
@@ -143,10 +145,11 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default=None, help="mine combine --method (default: config)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/alphamine-research"))
     ap.add_argument("--table", action="store_true", help="only print the table of finished runs")
+    ap.add_argument("--no-compare", action="store_true", help="skip mine combine --compare")
     a = ap.parse_args(argv)
     if not a.table:
         for seed in a.seeds:
-            run_loop(a.work, a.universe, seed, a.method)
+            run_loop(a.work, a.universe, seed, a.method, compare=not a.no_compare)
     rows = [json.loads(p.read_text(encoding="utf-8"))
             for p in sorted(a.work.glob("*/steps/summary.json"))]
     print(json.dumps(rows, indent=1, default=float))
