@@ -48,6 +48,7 @@ from mining.cli_app import (
     fail,
     invocation,
     print_json,
+    warn,
     warn_unseal_ignored,
 )
 from mining.cli_app import cfg as _cfg
@@ -254,6 +255,10 @@ def combine(
             check_range(opt, v, 0.0, 1.0)
         check_span("--start", s.start, "--end", s.end)
         warn_unseal_ignored(c, unseal_test, s.end)
+        if not compare and s.strategy == "topk" and s.effective_n_drop() == 0 and s.n_drop:
+            warn(f"--turnover-budget {s.turnover_budget:g} with --n {s.n} every "
+                 f"{s.rebalance} gives 0 replacements per rebalance (floor(budget x n x "
+                 "interval / 252)): the first holdings are never changed")
         if compare:
             for flag, v in (("--live", live), ("--unseal-test", unseal_test),
                             ("--end", end is not None), ("--out", out is not None)):

@@ -350,7 +350,7 @@ def test_combine_compare_table_on_valid(tmp_path, synth_root):
                                   "--turnover-budget", "60", "--json"]))
     assert r["strategy"] == "topk" and r["method"] == "ridge"
     assert r["n_drop"] == 4 and r["turnover_budget"] == 60.0        # min(10, 4, 60*4*5/252)
-    r = _json(runner.invoke(app, ["--config", str(cfg), "combine", "--top", "3", "--window",
-                                  "5", "--method", "sym", "--n", "4", "--rebalance", "5",
-                                  "--json"]))
-    assert r["n_drop"] == 0                                         # floor(10*4*5/252) = 0
+    res = runner.invoke(app, ["--config", str(cfg), "combine", "--top", "3", "--window", "5",
+                              "--method", "sym", "--n", "4", "--rebalance", "5", "--json"])
+    assert _json(res)["n_drop"] == 0                                # floor(10*4*5/252) = 0
+    assert "gives 0 replacements per rebalance" in " ".join(res.stderr.split())
