@@ -19,11 +19,17 @@ Steps (:func:`combine_from_store` runs them all on the warehouse):
    with ``open[s+1+h] / open[s+1] - 1`` (:func:`backtest.evaluate.rank_ic_series`), known at the
    open of ``s+1+h``. The weight of day ``t`` therefore averages ``IC[s]`` over
    ``s in [t-h-1-window+1, t-h-1]`` (a lag of ``h + 1`` rows): it reads prices up to the open of
-   ``t`` and the factors up to the close of ``t-h-1``, never anything after ``t``.
+   ``t`` and the factors up to the close of ``t-h-1``, never anything after ``t``. Issue 14
+   adds ``"shrink"`` (IC weights shrunk toward equal), ``"gs"`` / ``"sym"`` (members
+   orthogonalised per date, then IC-weighted) and the walk-forward combiners ``"ridge"`` /
+   ``"lgbm"``, all under the same lag rule (:mod:`backtest.combine_methods`).
 4. **Composite** (:func:`composite`): ``S[t, i] = sum_k w[t, k] F_k[t, i] / sum_k |w[t, k]|`` over
    the factors finite for name ``i``, then z-scored across names.
 
 Outputs are (T, N) panels on the evaluation context's dates x codes (:mod:`backtest.evaluate`).
+
+Size: selection, weights, composite and the store pipeline share the Member / result types and
+the lag rule; the issue-14 estimators themselves live in :mod:`backtest.combine_methods`.
 """
 from __future__ import annotations
 
@@ -35,6 +41,13 @@ import pandas as pd
 
 from backtest.candidates import Workspace
 from backtest.context import EvalContext
+from backtest.combine_methods import (
+    LEARNED,
+    ORTHO,
+    orthogonalise,
+    shrink_weights,
+    walk_forward_scores,
+)
 from backtest.evaluate import factor_corr, rank_ic_series
 from data.errors import AlphamineError
 from factors.errors import EvaluationError, StoreError
@@ -42,7 +55,11 @@ from factors.processing import process_factor, zscore
 from factors.store import FactorStore
 from factors.store_records import ABS_METRICS, FactorRecord, ic_check, train_sign
 
-METHODS = ("ic", "icir", "equal")
+#: Weight methods of :func:`factor_weights`.
+WEIGHT_METHODS = ("ic", "icir", "equal", "shrink")
+#: Every ``mine combine --method`` (:func:`combine_panels`; issue 14 methods in
+#: :mod:`backtest.combine_methods`).
+METHODS = WEIGHT_METHODS + ORTHO + LEARNED
 
 
 @dataclass
@@ -145,9 +162,11 @@ def factor_weights(ic: np.ndarray, method: str = "ic", *, window: int = 60, hori
     ic : ndarray, shape (T, K)
         Daily RankIC of each (direction-aligned) factor at ``horizon``
         (:func:`backtest.evaluate.rank_ic_series`); NaN = undefined that day.
-    method : {"ic", "icir", "equal"}
+    method : {"ic", "icir", "equal", "shrink"}
         ``"ic"``: ``w = mean(IC)``; ``"icir"``: ``w = mean(IC) / std(IC)`` (ddof=1), both over the
-        trailing ``window`` rows ending ``horizon + 1`` rows before ``t``; ``"equal"``: ``1/K``.
+        trailing ``window`` rows ending ``horizon + 1`` rows before ``t``; ``"equal"``: ``1/K``;
+        ``"shrink"``: IC weights shrunk toward ``1/K``
+        (:func:`backtest.combine_methods.shrink_weights`).
     window : int, default 60
         Trailing window length in trading days.
     horizon : int, default 1
@@ -176,10 +195,14 @@ def factor_weights(ic: np.ndarray, method: str = "ic", *, window: int = 60, hori
     ic = np.asarray(ic, dtype=np.float64)
     if ic.ndim != 2:
         raise EvaluationError(f"ic must be (T, K), got shape {ic.shape}")
-    if method not in METHODS:
-        raise EvaluationError(f"unknown combination method {method!r}; use one of {METHODS}")
+    if method not in WEIGHT_METHODS:
+        raise EvaluationError(f"unknown combination method {method!r} for factor_weights; use "
+                              f"one of {WEIGHT_METHODS}")
     if window < 2 or horizon < 1:
         raise EvaluationError(f"window must be >= 2 and horizon >= 1, got {window}, {horizon}")
+    if method == "shrink":
+        return shrink_weights(ic, window=window, horizon=horizon, min_periods=min_periods,
+                              clip_negative=clip_negative)[0]
     T, K = ic.shape
     w = np.full((T, K), np.nan)
     if method != "equal":
@@ -230,7 +253,9 @@ def composite(panels: Sequence[np.ndarray], weights: np.ndarray, mask=None) -> n
 
 def combine_panels(raw: Mapping[str, np.ndarray], signs: Mapping[str, float], ctx: EvalContext,
                    *, method: str = "ic", window: int = 60, neutral: Sequence[str] = (),
-                   industry=None, size=None, clip_negative: bool = True
+                   industry=None, size=None, clip_negative: bool = True, refit: int = 250,
+                   min_train: int = 250, ridge_alpha: float = 0.1, num_threads: int = 1,
+                   use_test_labels: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Process every member, compute its daily RankIC, the weights and the composite.
 
@@ -242,26 +267,50 @@ def combine_panels(raw: Mapping[str, np.ndarray], signs: Mapping[str, float], ct
         Direction per member (sign of its train mean RankIC).
     ctx : EvalContext
         Supplies the universe mask, eligible names, labels and horizon.
-    method, window, clip_negative
+    method : str
+        One of :data:`METHODS`: ``ic`` / ``icir`` / ``equal`` / ``shrink`` weight the processed
+        members (:func:`factor_weights`); ``gs`` / ``sym`` first orthogonalise them per date
+        (:func:`backtest.combine_methods.orthogonalise`), then use ``ic`` weights of the
+        orthogonalised members; ``ridge`` / ``lgbm`` fit a walk-forward combiner
+        (:func:`backtest.combine_methods.walk_forward_scores`).
+    window, clip_negative
         See :func:`factor_weights`.
     neutral, industry, size
         See :func:`factors.processing.process_factor`.
+    refit, min_train, ridge_alpha, num_threads, use_test_labels
+        ``ridge`` / ``lgbm`` only, see :func:`backtest.combine_methods.walk_forward_scores`.
 
     Returns
     -------
     score : ndarray (T, N)
     weights : ndarray (T, K)
     ic : ndarray (T, K)
-        Columns in the order of ``raw``.
+        Daily RankIC of the members the weights apply to (orthogonalised for gs / sym),
+        columns in the order of ``raw``.
+
+    Raises
+    ------
+    EvaluationError
+        No member or an unknown method.
     """
     names = list(raw)
     if not names:
         raise EvaluationError("nothing to combine: no member factors")
+    if method not in METHODS:
+        raise EvaluationError(f"unknown combination method {method!r}; use one of {METHODS}")
     proc = [process_factor(raw[n], ctx.universe_mask, sign=signs.get(n, 1.0), neutral=neutral,
                            industry=industry, size=size) for n in names]
+    if method in LEARNED:
+        score, w, _ = walk_forward_scores(proc, ctx, method, refit=refit, min_train=min_train,
+                                          alpha=ridge_alpha, num_threads=num_threads,
+                                          use_test_labels=use_test_labels)
+        ic = np.column_stack([rank_ic_series(p, ctx) for p in proc])
+        return score, w, ic
+    if method in ORTHO:
+        proc = orthogonalise(proc, method, ctx.universe_mask)
     ic = np.column_stack([rank_ic_series(p, ctx) for p in proc])
-    w = factor_weights(ic, method, window=window, horizon=ctx.horizon,
-                       clip_negative=clip_negative)
+    w = factor_weights(ic, "ic" if method in ORTHO else method, window=window,
+                       horizon=ctx.horizon, clip_negative=clip_negative)
     return composite(proc, w, ctx.universe_mask), w, ic
 
 
@@ -339,44 +388,32 @@ def warmup_start(dm, start, warmup: int = 300) -> str:
     return str(cal[i0].date())
 
 
-def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, method: str = "ic", max_corr: float = 0.7,
-                       neutral: Sequence[str] = (), window: int = 60,
-                       sort: str = "valid.rank_icir", start: str | None = None,
-                       min_valid_rank_ic: float = 0.01, include_forced: bool = False
-                       ) -> CombineResult:
-    """Run the whole combination for the leaderboard of the workspace's universe.
+@dataclass
+class MemberPanels:
+    """The selected members of :func:`load_members`: raw panels (on ``ws.ctx``), directions,
+    records, what was left out, and the neutralisation inputs."""
 
-    Parameters
-    ----------
-    ws : Workspace
-        Panels + evaluation context (built with :func:`backtest.candidates.make_workspace`
-        from :func:`warmup_start` to the backtest end).
-    store : FactorStore
-    top : int
-        Leaderboard members considered (best ``top`` eligible by oriented ``sort``, see
-        :func:`rank_records`) before pruning.
-    method, window, max_corr, neutral
-        See :func:`combine_panels` and :func:`select_members`.
-    sort : str
-        Leaderboard sort key (train/valid metrics only; the store refuses ``test.*``).
-    start : str, optional
-        First output day (rows before it are warm-up); default the workspace start.
-    min_valid_rank_ic : float, default 0.01
-        The gate's floor (``[store] min_valid_rank_ic``), see :func:`rank_records`.
-    include_forced : bool, default False
-        Also use forced entries (``mine combine --include-forced``).
+    raw: dict[str, np.ndarray]
+    signs: dict[str, float]
+    members: list[Member]
+    dropped: list[tuple[str, str]]
+    industry: np.ndarray | None = None
+    size: np.ndarray | None = None
 
-    Returns
-    -------
-    CombineResult
-        Panels restricted to ``[start, ws end]``.
+
+def load_members(ws: Workspace, store: FactorStore, *, top: int = 10, max_corr: float = 0.7,
+                 neutral: Sequence[str] = (), sort: str = "valid.rank_icir",
+                 min_valid_rank_ic: float = 0.01, include_forced: bool = False
+                 ) -> MemberPanels:
+    """Rank, evaluate and prune the leaderboard of the workspace's universe (steps 1-2 of the
+    module docstring; parameters as in :func:`combine_from_store`).
 
     Raises
     ------
     StoreError
-        Empty leaderboard for the universe (the message says how to fill it).
-    EvaluationError, DataError
-        From the evaluator / data layer.
+        Empty leaderboard / nothing eligible (the message says how to fill it).
+    EvaluationError
+        No member can be evaluated on the workspace.
     """
     from factors.expr_parse import parse
 
@@ -391,7 +428,6 @@ def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, meth
         raise StoreError(f"no leaderboard factor of universe {universe!r} is eligible for "
                          f"combination (sign flip / below the floor / forced: "
                          f"{len(dropped)} left out); use --include-forced for forced entries")
-    dm = ws.dm
     ctx = ws.ctx
     raw: dict[str, np.ndarray] = {}
     by_name = {}
@@ -409,29 +445,75 @@ def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, meth
         raise EvaluationError("no leaderboard factor could be evaluated on this workspace")
     industry = size = None
     if "industry" in neutral:
-        industry = dm.industry(1, ctx.dates, ctx.codes)   # dated Shenwan L1, else static
+        industry = ws.dm.industry(1, ctx.dates, ctx.codes)   # dated Shenwan L1, else static
     if "size" in neutral:
         with np.errstate(all="ignore"):
             mv = ws.field("total_mv")
             size = np.where(mv > 0, np.log(np.where(mv > 0, mv, 1.0)), np.nan)
     signs = {n: _sign(by_name[n]) for n in kept}
-    score, w, ic = combine_panels({n: raw[n] for n in kept}, signs, ctx, method=method,
-                                  window=window, neutral=neutral, industry=industry, size=size)
+    members = [Member(n, by_name[n].formula, signs[n],
+                      by_name[n].metric("train", "rank_ic_mean"),
+                      by_name[n].metric("valid", "rank_ic_mean"),
+                      by_name[n].metric("valid", "rank_icir")) for n in kept]
+    return MemberPanels({n: raw[n] for n in kept}, signs, members, dropped, industry, size)
+
+
+def combine_from_store(ws: Workspace, store: FactorStore, *, top: int = 10, method: str = "ic",
+                       max_corr: float = 0.7, neutral: Sequence[str] = (), window: int = 60,
+                       sort: str = "valid.rank_icir", start: str | None = None,
+                       min_valid_rank_ic: float = 0.01, include_forced: bool = False,
+                       members: MemberPanels | None = None, **learn) -> CombineResult:
+    """Run the whole combination for the leaderboard of the workspace's universe.
+
+    Parameters
+    ----------
+    ws : Workspace
+        Panels + evaluation context (:func:`backtest.candidates.make_workspace` from
+        :func:`warmup_start` to the backtest end).
+    store : FactorStore
+    top, max_corr, neutral, sort, min_valid_rank_ic, include_forced
+        Selection (:func:`rank_records`: best ``top`` eligible by the oriented ``sort``, train /
+        valid metrics only; :func:`select_members`); ``include_forced`` = ``mine combine
+        --include-forced``.
+    method, window
+        See :func:`combine_panels`.
+    start : str, optional
+        First output day (rows before it are warm-up); default the workspace start.
+    members : MemberPanels, optional
+        Already selected members (:func:`load_members`); the selection options are then unused.
+    **learn
+        ``refit``, ``min_train``, ``ridge_alpha``, ``num_threads``, ``use_test_labels`` of
+        :func:`combine_panels`.
+
+    Returns
+    -------
+    CombineResult
+        Panels restricted to ``[start, ws end]``.
+
+    Raises
+    ------
+    StoreError
+        Empty leaderboard for the universe (the message says how to fill it).
+    EvaluationError, DataError
+        From the evaluator / data layer.
+    """
+    mp = members or load_members(ws, store, top=top, max_corr=max_corr, neutral=neutral,
+                                 sort=sort, min_valid_rank_ic=min_valid_rank_ic,
+                                 include_forced=include_forced)
+    ctx = ws.ctx
+    kept = list(mp.raw)
+    score, w, ic = combine_panels(mp.raw, mp.signs, ctx, method=method, window=window,
+                                  neutral=neutral, industry=mp.industry, size=mp.size, **learn)
     sel = np.asarray(ctx.dates >= pd.Timestamp(start or ctx.dates[0]))
     dates = ctx.dates[sel]
-    members = []
-    for n in kept:
-        r = by_name[n]
-        members.append(Member(n, r.formula, signs[n], r.metric("train", "rank_ic_mean"),
-                              r.metric("valid", "rank_ic_mean"),
-                              r.metric("valid", "rank_icir")))
     return CombineResult(
         score=pd.DataFrame(score[sel], index=dates, columns=ctx.codes),
         weights=pd.DataFrame(w[sel], index=dates, columns=kept),
         ic=pd.DataFrame(ic[sel], index=dates, columns=kept),
-        members=members, dropped=dropped, method=method, horizon=ctx.horizon, window=window)
+        members=list(mp.members), dropped=list(mp.dropped), method=method,
+        horizon=ctx.horizon, window=window)
 
 
-__all__ = ["METHODS", "Member", "CombineResult", "rank_records", "is_forced",
+__all__ = ["METHODS", "WEIGHT_METHODS", "Member", "MemberPanels", "load_members", "CombineResult", "rank_records", "is_forced",
            "select_members", "factor_weights",
            "composite", "combine_panels", "warmup_start", "combine_from_store"]

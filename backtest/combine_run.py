@@ -51,6 +51,11 @@ class CombineSettings:
     end: Optional[str]                         # None: end of valid (sealed) / test / latest
     max_weight: float = 0.0
     max_industry_weight: float = 0.0
+    turnover_budget: float = 10.0              # topk: annual one-way turnover (x NAV); 0 = none
+    refit: int = 250                           # ridge / lgbm: days between refits
+    min_train: int = 250                       # ridge / lgbm: label days before the first fit
+    ridge_alpha: float = 0.1
+    num_threads: int = 1
     out_dir: Path = BacktestConfig.out_dir     # root of the run folders
     out: Optional[Path] = None                 # explicit folder (refused when not empty)
     force: bool = False
@@ -64,9 +69,22 @@ class CombineSettings:
         base = cls(universe=bt.universe, method=bt.method, top=bt.top, max_corr=bt.max_corr,
                    neutral=(), window=bt.ic_window, strategy=bt.strategy, n=bt.n,
                    n_drop=bt.n_drop, rebalance=str(bt.rebalance), start=bt.start,
-                   end=bt.end or None,
+                   end=bt.end or None, turnover_budget=bt.turnover_budget, refit=bt.refit,
+                   min_train=bt.min_train, ridge_alpha=bt.ridge_alpha,
+                   num_threads=bt.num_threads,
                    out_dir=Path(bt.out_dir))
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def effective_n_drop(self) -> int:
+        """TopK-dropout replacements per rebalance: ``n_drop`` capped by the turnover budget
+        (:func:`backtest.strategies.budget_n_drop`)."""
+        from backtest.strategies import budget_n_drop
+        return budget_n_drop(self.turnover_budget, self.n, self.rebalance, self.n_drop)
+
+    def learn_kwargs(self, use_test_labels: bool = False) -> dict:
+        """Options of the ridge / lgbm combiners (:func:`backtest.combine.combine_panels`)."""
+        return dict(refit=self.refit, min_train=self.min_train, ridge_alpha=self.ridge_alpha,
+                    num_threads=self.num_threads, use_test_labels=use_test_labels)
 
 
 @dataclass
@@ -95,6 +113,8 @@ class CombineRun:
                 "horizon": self.horizon, "neutralize": list(s.neutral),
                 "include_forced": s.include_forced,
                 "strategy": s.strategy, "n": s.n, "rebalance": str(s.rebalance),
+                "turnover_budget": s.turnover_budget,
+                "n_drop": s.effective_n_drop() if s.strategy == "topk" else None,
                 "start": self.start, "end": self.end, "members": self.members,
                 "dropped": self.dropped, "rebalance_days": self.rebalance_days,
                 "target_days": self.target_days, "mean_names": self.mean_names,
@@ -108,6 +128,9 @@ def _check(s: CombineSettings) -> None:
         raise BacktestError(f"unknown method {s.method!r}; use one of {', '.join(METHODS)}")
     if s.strategy not in STRATEGIES:
         raise BacktestError(f"unknown strategy {s.strategy!r}; use topn or topk")
+    if s.turnover_budget < 0 or s.refit < 1 or s.min_train < 1 or s.ridge_alpha < 0:
+        raise BacktestError("need turnover_budget >= 0, refit >= 1, min_train >= 1, "
+                            "ridge_alpha >= 0")
     bad = [x for x in s.neutral if x not in NEUTRALIZERS]
     if bad:
         raise BacktestError(f"unknown neutralization {', '.join(bad)}; use industry, size")
@@ -214,7 +237,8 @@ def _combine(cfg, s: CombineSettings, stage: Path, out: Path, run_id: str, model
         res = combine_from_store(ws, store, top=s.top, method=s.method, max_corr=s.max_corr,
                                  neutral=s.neutral, window=s.window, start=s.start,
                                  min_valid_rank_ic=cfg.store.min_valid_rank_ic,
-                                 include_forced=s.include_forced)
+                                 include_forced=s.include_forced,
+                                 **s.learn_kwargs(use_test_labels=access is not None))
     say("building targets")
     dates, codes = res.score.index, res.score.columns
     elig = eligible_mask(dm, s.universe, dates, codes,          # entries: buyable at t+1
@@ -225,8 +249,9 @@ def _combine(cfg, s: CombineSettings, stage: Path, out: Path, run_id: str, model
         W = topn_weights(score, elig, s.n, rb, keep=dm.universe_mask(s.universe, dates, codes))
         name = f"{s.method}_top{s.n}"
     else:
-        W = topk_dropout_weights(score, elig, s.n, s.n_drop, rb)
-        name = f"{s.method}_top{s.n}_drop{s.n_drop}"
+        n_drop = s.effective_n_drop()                            # within turnover_budget
+        W = topk_dropout_weights(score, elig, s.n, n_drop, rb)
+        name = f"{s.method}_top{s.n}_drop{n_drop}"
     if s.max_weight or s.max_industry_weight:
         ind = dm.industry(1, dates, codes)       # dated Shenwan L1, else static industry_ts
         W = apply_caps(W, max_weight=s.max_weight or None, industry=ind,

@@ -25,7 +25,9 @@ class BacktestConfig:
         "transfer_fee": (0, 1), "slippage_bps": (0, None), "participation": (0, 1, True),
         "top": (1, None), "ic_window": (2, None), "max_corr": (0, 1, True), "n": (1, None),
         "n_drop": (0, None), "microcap_mv_min": (0, None), "microcap_mv_max": (0, None),
-        "microcap_hold": (1, None), "microcap_every": (1, None)}
+        "microcap_hold": (1, None), "microcap_every": (1, None), "turnover_budget": (0, None),
+        "refit": (1, None), "min_train": (1, None), "ridge_alpha": (0, None),
+        "num_threads": (1, None)}
 
     universe: str = "csi300"
     start: str = "2019-01-01"           # default backtest window: valid (test sealed)
@@ -41,13 +43,18 @@ class BacktestConfig:
     out_dir: Path = WORK_DIR / "backtest"
     # combination and strategy defaults (`mine combine`)
     top: int = 10                       # leaderboard members considered (valid.rank_icir order)
-    method: str = "ic"                  # ic | icir | equal
+    method: str = "ic"                  # ic | icir | equal | shrink | gs | sym | ridge | lgbm
     ic_window: int = 60                 # trailing days of RankIC behind the weights
     max_corr: float = 0.7               # |corr| on valid between members stays below
-    strategy: str = "topn"              # topn | topk
+    strategy: str = "topk"              # topk (dropout, turnover budget) | topn
     n: int = 50                         # names held
     rebalance: str = "5"                # daily | weekly | monthly | every k trading days
-    n_drop: int = 5                     # topk: max replacements per rebalance
+    n_drop: int = 10                    # topk: upper bound on replacements per rebalance
+    turnover_budget: float = 10.0       # topk: annual one-way turnover (x NAV); 0 = none
+    refit: int = 250                    # ridge / lgbm combiner: trading days between refits
+    min_train: int = 250                # ridge / lgbm: label days before the first fit
+    ridge_alpha: float = 0.1            # ridge penalty, share of the mean feature variance
+    num_threads: int = 2                # lgbm combiner threads
     # micro-cap preset (`mine backtest --preset microcap`; reference/microcap-strategy.md)
     microcap_universe: str = "all"
     microcap_mv_min: float = 2e9        # yuan (20 亿)

@@ -254,6 +254,76 @@ def topk_dropout_weights(score, eligible, k: int, n_drop: int, rebalance_rows) -
     return W
 
 
+#: Trading days per year behind the turnover budget.
+ANNUAL_DAYS = 252
+#: Trading days between rebalances of the named schedules (budget arithmetic only).
+SCHEDULE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
+
+
+def rebalance_interval(rebalance: int | str) -> int:
+    """Trading days between rebalances: ``k`` for every-``k``-days, 1 / 5 / 21 for daily /
+    weekly / monthly.
+
+    Raises
+    ------
+    BacktestError
+        Unknown schedule or ``k < 1``.
+    """
+    if isinstance(rebalance, str) and rebalance.isdigit():
+        rebalance = int(rebalance)
+    if isinstance(rebalance, (int, np.integer)) and not isinstance(rebalance, bool):
+        if rebalance < 1:
+            raise BacktestError(f"rebalance every k days needs k >= 1, got {rebalance}")
+        return int(rebalance)
+    if rebalance in SCHEDULE_DAYS:
+        return SCHEDULE_DAYS[rebalance]
+    raise BacktestError(f"unknown rebalance schedule {rebalance!r}")
+
+
+def budget_n_drop(turnover_budget: float, k: int, rebalance: int | str,
+                  n_drop: int | None = None) -> int:
+    """Replacements per rebalance that keep TopK-dropout within an annual turnover budget.
+
+    One replacement sells ``1/k`` of NAV and buys ``1/k``: one-way turnover ``1/k``. With
+    ``252 / interval`` rebalances a year (:func:`rebalance_interval`), the expected annual
+    one-way turnover is ``n_drop / k * 252 / interval``; the budget gives
+
+        ``n_drop = floor(turnover_budget * k * interval / 252)``,
+
+    capped by ``k`` and by the explicit ``n_drop`` (``[backtest] n_drop`` / ``--n-drop``: an
+    upper bound). ``turnover_budget <= 0`` means no budget (``n_drop`` alone, capped by ``k``).
+
+    Parameters
+    ----------
+    turnover_budget : float
+        Annual one-way turnover, in multiples of NAV (e.g. 10 = 10x a year).
+    k : int
+        Names held (>= 1).
+    rebalance : int or str
+        Schedule (:func:`rebalance_mask`).
+    n_drop : int, optional
+        Upper bound (default ``k``).
+
+    Returns
+    -------
+    int
+        ``0 <= n_drop <= k``.
+
+    Raises
+    ------
+    BacktestError
+        ``k < 1``, negative ``n_drop`` or an unknown schedule.
+    """
+    if k < 1 or (n_drop is not None and n_drop < 0):
+        raise BacktestError(f"need k >= 1 and n_drop >= 0, got k={k}, n_drop={n_drop}")
+    cap = k if n_drop is None else min(int(n_drop), k)
+    if not turnover_budget or turnover_budget <= 0:
+        return cap
+    by_budget = int(np.floor(turnover_budget * k * rebalance_interval(rebalance) / ANNUAL_DAYS
+                             + 1e-9))
+    return max(0, min(cap, by_budget))
+
+
 def apply_caps(W, *, max_weight: float | None = None, industry=None,
                max_industry_weight: float | None = None, iters: int = 100) -> np.ndarray:
     """Cap weights per stock and per industry, redistributing the excess (water-filling).
@@ -421,4 +491,5 @@ def microcap_targets(dm, start, end, *, mv_min: float = 2e9, mv_max: float = 3e9
 
 
 __all__ = ["rebalance_mask", "eligible_mask", "topn_weights", "topk_dropout_weights",
+           "rebalance_interval", "budget_n_drop", "ANNUAL_DAYS",
            "apply_caps", "to_targets", "microcap_targets"]

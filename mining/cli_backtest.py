@@ -22,6 +22,7 @@ from backtest.backtest_run import (
     run_microcap,
 )
 from backtest.combine import METHODS
+from backtest.combine_compare import CompareResult, run_compare
 from backtest.combine_run import (
     NEUTRALIZERS,
     STRATEGIES,
@@ -40,12 +41,14 @@ from mining.cli_app import (
     check_range,
     check_span,
     check_universe,
+    config_keys,
     config_line,
     console,
     err_console,
     fail,
     invocation,
     print_json,
+    warn,
     warn_unseal_ignored,
 )
 from mining.cli_app import cfg as _cfg
@@ -140,6 +143,21 @@ def _print_combine(run: CombineRun) -> None:
                   f"run `mine backtest --targets {escape(d['files']['targets_parquet'])}`")
 
 
+def _print_compare(res: CompareResult) -> None:
+    d = res.to_dict()
+    t = Table(title=f"combination methods on {d['split']} ({d['universe']}, {d['start']} to "
+                    f"{d['end']}, horizon {d['horizon']}, {len(d['members'])} members)")
+    t.add_column("method", no_wrap=True)
+    for col in ("RankIC", "ICIR", "turnover (top q)", "long-short annual", "days", "seconds"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in res.rows:
+        t.add_row(r.method, _num(r.rank_ic_mean, 4), _num(r.rank_icir, 3), _num(r.turnover, 3),
+                  _pct(r.ls_ann_return), str(r.n_days), _num(r.seconds, 1))
+    console.print(t)
+    for m in d["members"]:
+        console.print(f"[dim]member {escape(m['name'])}: {escape(m['formula'])}[/]")
+
+
 @app.command()
 def combine(
         ctx: typer.Context,
@@ -147,8 +165,11 @@ def combine(
                                           ">= 1 (best by valid RankICIR x sign of train "
                                           "RankIC; sign flips and entries below the floor are "
                                           "never used). Default [backtest] top."),
-        method: Optional[str] = typer.Option(None, help="ic | icir | equal. Default [backtest] "
-                                             "method."),
+        method: Optional[str] = typer.Option(None, help="ic | icir | equal | shrink (IC "
+                                             "weights shrunk toward equal) | gs | sym "
+                                             "(orthogonalised members, IC-weighted) | ridge | "
+                                             "lgbm (walk-forward combiners). Default "
+                                             "[backtest] method."),
         universe: Optional[str] = typer.Option(None, help="Universe (leaderboard + stocks). "
                                                "Default [backtest] universe."),
         max_corr: Optional[float] = typer.Option(None, "--max-corr",
@@ -157,11 +178,22 @@ def combine(
         neutralize: Optional[str] = typer.Option(None, help="industry,size (comma list)."),
         window: Optional[int] = typer.Option(None, help="Trailing RankIC window (days), >= 2. "
                                              "Default [backtest] ic_window."),
-        strategy: Optional[str] = typer.Option(None, help="topn | topk (with dropout)."),
+        strategy: Optional[str] = typer.Option(None, help="topk (TopK-dropout within "
+                                               "--turnover-budget) | topn. Default "
+                                               "[backtest] strategy."),
         n: Optional[int] = typer.Option(None, "--n", help="Names held, >= 1. Default "
                                         "[backtest] n."),
-        n_drop: Optional[int] = typer.Option(None, "--n-drop", help="topk: replacements per "
-                                             "rebalance, 0..n. Default [backtest] n_drop."),
+        n_drop: Optional[int] = typer.Option(None, "--n-drop", help="topk: upper bound on "
+                                             "replacements per rebalance, 0..n. Default "
+                                             "[backtest] n_drop."),
+        turnover_budget: Optional[float] = typer.Option(
+            None, "--turnover-budget", help="topk: annual one-way turnover budget (x NAV), "
+            ">= 0 (0 = none); replacements per rebalance = min(n_drop, floor(budget * n * "
+            "interval / 252)). Default [backtest] turnover_budget."),
+        compare: bool = typer.Option(
+            False, "--compare", help="Instead of targets: build the composite of every "
+            "method on the same members and print one table on the valid split (RankIC, "
+            "ICIR, top-quantile turnover, long-short annual return, days)."),
         rebalance: Optional[str] = typer.Option(
             None, help="daily | weekly | monthly | every k trading days"),
         max_weight: float = typer.Option(0.0, "--max-weight", help="Per-stock cap, in [0, 1] "
@@ -193,6 +225,7 @@ def combine(
             bt, top=top, method=method, universe=universe, max_corr=max_corr,
             neutral=check_neutralize(neutralize), window=window, strategy=strategy, n=n,
             n_drop=n_drop, rebalance=rebalance, max_weight=max_weight,
+            turnover_budget=turnover_budget,
             max_industry_weight=max_industry_weight, out=out, force=force,
             include_forced=include_forced or None, unseal_test=unseal_test or None,
             live=live or None,
@@ -213,7 +246,8 @@ def combine(
                               f"days), got {s.window}")
         check_range("--max-corr", s.max_corr, 0.0, 1.0, lo_open=True)
         check_positive("--n-drop", s.n_drop, zero=True)
-        if s.strategy == "topk" and s.n_drop > s.n:
+        check_positive("--turnover-budget", s.turnover_budget, zero=True)
+        if s.strategy == "topk" and n_drop is not None and s.n_drop > s.n:
             raise ConfigError(f"--n-drop {s.n_drop} is more than --n {s.n}: topk replaces at "
                               "most the names it holds (0 <= n_drop <= n)")
         for opt, v in (("--max-weight", s.max_weight),
@@ -221,13 +255,31 @@ def combine(
             check_range(opt, v, 0.0, 1.0)
         check_span("--start", s.start, "--end", s.end)
         warn_unseal_ignored(c, unseal_test, s.end)
-        check_out("--out", out)
-        check_out("[backtest] out_dir", s.out_dir)
-        run = run_combine(c, s, model_dir=c.model.out_dir, on_progress=_progress(as_json),
-                          argv=invocation(ctx))
+        if not compare and s.strategy == "topk" and s.effective_n_drop() == 0 and s.n_drop:
+            warn(f"--turnover-budget {s.turnover_budget:g} with --n {s.n} every "
+                 f"{s.rebalance} gives 0 replacements per rebalance (floor(budget x n x "
+                 "interval / 252)): the first holdings are never changed")
+        if compare:
+            for flag, v in (("--live", live), ("--unseal-test", unseal_test),
+                            ("--end", end is not None), ("--out", out is not None)):
+                if v:
+                    raise ConfigError(f"--compare scores the methods on the valid split "
+                                      f"(the test split stays sealed); drop {flag}")
+            res = run_compare(c, s, model_dir=c.model.out_dir,
+                              on_progress=_progress(as_json))
+        else:
+            check_out("--out", out)
+            check_out("[backtest] out_dir", s.out_dir)
+            run = run_combine(c, s, model_dir=c.model.out_dir, on_progress=_progress(as_json),
+                              argv=invocation(ctx))
     except AlphamineError as e:
         fail(e)
-    if as_json:
+    if compare:
+        if as_json:
+            print_json({**config_keys(c), **res.to_dict()})
+        else:
+            _print_compare(res)
+    elif as_json:
         _emit_json(c, run)
     else:
         _print_combine(run)

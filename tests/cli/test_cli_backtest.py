@@ -325,3 +325,32 @@ def test_backtest_library_record_equals_file(tmp_path, synth_root):
     assert run.out_dir.name.startswith("microcap-") and run.strategy == "microcap"
     assert _strict(run.out_dir / "performance.json") == _jsonable(run.to_dict())
     assert (run.out_dir / "targets.parquet").is_file()
+
+
+def test_combine_compare_table_on_valid(tmp_path, synth_root):
+    """`mine combine --compare`: every method on the same members, valid split only; the
+    library's record and the table agree; a ridge run records the budgeted n_drop."""
+    from backtest.combine import METHODS
+    cfg = _config(tmp_path, synth_root, refit=5, min_train=5, num_threads=1)
+    _add(cfg, {"ts_delta(close, 1)": -0.02, "-log(vol)": 0.01, "ts_mean(ret, 5)": 0.01})
+    base = ["--config", str(cfg), "combine", "--top", "3", "--window", "5", "--compare"]
+    d = _json(runner.invoke(app, [*base, "--json"]))
+    assert [r["method"] for r in d["rows"]] == list(METHODS)
+    assert d["split"] == "valid" and d["end"] <= "2025-07-25"       # never the test split
+    assert len({r["n_days"] for r in d["rows"]}) == 1 and d["rows"][0]["n_days"] > 0
+    assert d["members"] and not (tmp_path / "bt").exists()          # no run folder written
+    res = runner.invoke(app, base)
+    assert res.exit_code == 0, res.output
+    out = _out(res)
+    for m in METHODS:
+        assert f" {m} " in out
+    assert "long-short annual" in out
+    r = _json(runner.invoke(app, ["--config", str(cfg), "combine", "--top", "3", "--window",
+                                  "5", "--method", "ridge", "--n", "4", "--rebalance", "5",
+                                  "--turnover-budget", "60", "--json"]))
+    assert r["strategy"] == "topk" and r["method"] == "ridge"
+    assert r["n_drop"] == 4 and r["turnover_budget"] == 60.0        # min(10, 4, 60*4*5/252)
+    res = runner.invoke(app, ["--config", str(cfg), "combine", "--top", "3", "--window", "5",
+                              "--method", "sym", "--n", "4", "--rebalance", "5", "--json"])
+    assert _json(res)["n_drop"] == 0                                # floor(10*4*5/252) = 0
+    assert "gives 0 replacements per rebalance" in " ".join(res.stderr.split())
