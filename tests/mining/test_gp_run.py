@@ -51,7 +51,7 @@ def setup(tmp_path, monkeypatch):
                        model=replace(base.model, out_dir=tmp_path / "models"))
     g = GPSettings(universe="csi300", start=TRAIN[0], population=30, generations=2, top=3,
                    seed=5, n_jobs=1, max_depth=3, fields=("close", "vol", "ret", "vwap"),
-                   cache_mb=0.0)
+                   cache_mb=0.0, engine="gplearn")  # compared with run_gp (gplearn) below
     return cfg, g, tmp_path
 
 
