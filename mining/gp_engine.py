@@ -411,9 +411,13 @@ def _next_generation(run: _Run, pop: list[Program], g: int) -> tuple[list[Progra
         children.append(run.evaluate(c.expr, c.parents, g))
     if s.selection == "nsga2":
         union = pop + children
-        keep = [int(i) for i in nsga2_survivors(_objectives(union), P)]
-        best = _fittest(union, min(s.elite, P))
-        keep = list(dict.fromkeys(best + keep))[:P] if best else keep
+        uniq = list({p.expr: i for i, p in reversed(list(enumerate(union)))}.values())
+        uniq.sort()                          # one copy of each program competes (first kept);
+        keep = [uniq[int(i)] for i in nsga2_survivors(_objectives([union[i] for i in uniq]), P)]
+        taken = set(uniq)                    # copies only fill a population of few programs
+        keep += [i for i in range(len(union)) if i not in taken][:P - len(keep)]
+        best = [uniq[i] for i in _fittest([union[i] for i in uniq], min(s.elite, P))]
+        keep = list(dict.fromkeys(best + keep))[:P]
         return [union[i] for i in keep], children
     run.n_scored += len(elite)           # carried over unchanged: counted, not recomputed
     return elite + children, elite + children
