@@ -1,5 +1,8 @@
 """Genetic-programming factor search with gplearn (the only module that imports gplearn).
 
+``[gp] engine = "gplearn"`` selects this engine; the default, ``"alphamine"``, is our own
+(:mod:`mining.gp_engine`). Both read :class:`GPSettings` and return a :class:`GPResult`.
+
 gplearn is the search engine; everything it evaluates is our own operator set, generated from the
 factor-language registry (:mod:`factors.registry`):
 
