@@ -14,6 +14,7 @@ from data.errors import AlphamineError, ConfigError
 from factors.store import FactorStore
 from mining.cli_app import (
     app,
+    check_choice,
     check_date,
     check_positive,
     check_range,
@@ -29,7 +30,7 @@ from mining.cli_app import (
 )
 from mining.cli_app import cfg as _cfg
 from mining.cli_factors import print_leaderboard
-from mining.gp import GPGeneration
+from mining.gp import GPGeneration, GPSettings
 from mining.gp_run import CandidateDecision, GPDone, GPLoaded, GPScored, mine_gp
 
 
@@ -106,9 +107,14 @@ def gp(ctx: typer.Context,
        top: Optional[int] = typer.Option(None, help="At most this many factors are added, "
                                          ">= 1: distinct programs go through the evaluator "
                                          "and the gate in train-fitness order."),
+       engine: Optional[str] = typer.Option(None, help="Search engine: alphamine (own GP "
+                                            "engine) | gplearn (default [gp] engine)."),
+       selection: Optional[str] = typer.Option(None, help="alphamine engine's selection: "
+                                               "tournament | nsga2 (default [gp] "
+                                               "selection)."),
        as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON "
                                     "(no progress output).")) -> None:
-    """Mine factors by genetic programming (gplearn) on the real data."""
+    """Mine factors by genetic programming (alphamine's engine or gplearn) on the real data."""
     try:
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)
@@ -117,13 +123,16 @@ def gp(ctx: typer.Context,
                         ("--top", top)):
             check_positive(name, v)
         check_range("--seed", seed, 0, 2**32 - 1)
+        check_choice("--engine", engine, GPSettings.ENGINES)
+        check_choice("--selection", selection, GPSettings.SELECTIONS)
         if n_jobs is not None and n_jobs == 0:
             raise ConfigError("--n-jobs must not be 0 (use a positive count or -1 for all "
                               "cores)")
         cfg = _cfg()
         g = replace(cfg.gp, **{k: v for k, v in dict(
             universe=universe, start=start, population=population, generations=generations,
-            seed=seed, n_jobs=n_jobs, top=top).items() if v is not None})
+            seed=seed, n_jobs=n_jobs, top=top, engine=engine,
+            selection=selection).items() if v is not None})
     except AlphamineError as e:
         fail(e)
     if as_json:

@@ -1,5 +1,8 @@
 """Genetic-programming factor search with gplearn (the only module that imports gplearn).
 
+``[gp] engine = "gplearn"`` selects this engine; the default, ``"alphamine"``, is our own
+(:mod:`mining.gp_engine`). Both read :class:`GPSettings` and return a :class:`GPResult`.
+
 gplearn is the search engine; everything it evaluates is our own operator set, generated from the
 factor-language registry (:mod:`factors.registry`):
 
@@ -94,7 +97,11 @@ class GPSettings:
         "parsimony": (0, None), "max_depth": (1, None), "top": (1, None),
         "p_crossover": (0, 1), "p_subtree_mutation": (0, 1), "p_hoist_mutation": (0, 1),
         "p_point_mutation": (0, 1), "cache_mb": (0, None), "cache_min_ms": (0, None),
-        "seed": (0, 2**32 - 1)}
+        "seed": (0, 2**32 - 1), "elite": (0, None), "p_window_mutation": (0, 1),
+        "p_constant_mutation": (0, 1)}
+    #: Accepted values of the choice keys.
+    ENGINES: ClassVar[tuple[str, ...]] = ("alphamine", "gplearn")
+    SELECTIONS: ClassVar[tuple[str, ...]] = ("tournament", "nsga2")
 
     universe: str = "csi300"
     start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
@@ -115,12 +122,39 @@ class GPSettings:
     p_point_mutation: float = 0.1
     cache_mb: float = 1536.0  # operator-output memo per process (MiB); 0 disables it
     cache_min_ms: float = 20.0  # keep an output computed once only if it took this long
+    engine: str = "alphamine"           # alphamine (mining.gp_engine) | gplearn (this module)
+    selection: str = "tournament"       # alphamine engine: tournament | nsga2
+    elite: int = 10                     # alphamine engine: best programs kept unchanged
+    p_window_mutation: float = 0.03     # alphamine engine: ts_* window -> a neighbouring one
+    p_constant_mutation: float = 0.02   # alphamine engine: gaussian step on a constant
+    const_range: tuple[float, ...] = (-1.0, 1.0)  # ephemeral constants; () disables them
 
     def __post_init__(self) -> None:
         """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0;
-        ValueError otherwise (the config loader names the section)."""
+        ``engine`` / ``selection`` one of :attr:`ENGINES` / :attr:`SELECTIONS`; the variation
+        probabilities sum to at most 1 (the rest is reproduction); ``const_range`` is ``()``
+        or ``(lo, hi)`` with finite ``lo <= hi``. ValueError otherwise (the config loader
+        names the section)."""
         if self.n_jobs == 0:
             raise ValueError("n_jobs must not be 0 (a positive count, or -1 for all cores)")
+        if self.engine not in self.ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got "
+                             f"{self.engine!r}")
+        if self.selection not in self.SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(self.SELECTIONS)}, got "
+                             f"{self.selection!r}")
+        total = (self.p_crossover + self.p_subtree_mutation + self.p_hoist_mutation
+                 + self.p_point_mutation + self.p_window_mutation + self.p_constant_mutation)
+        if total > 1 + 1e-9:
+            raise ValueError(f"p_crossover + p_subtree_mutation + p_hoist_mutation + "
+                             f"p_point_mutation + p_window_mutation + p_constant_mutation "
+                             f"must be <= 1, got {total:.4g}")
+        cr = self.const_range
+        if len(cr) not in (0, 2) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                for v in cr) or (len(cr) == 2 and cr[0] > cr[1]):
+            raise ValueError(f"const_range must be [] or [lo, hi] with finite lo <= hi, got "
+                             f"{list(cr)}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +179,13 @@ class GPResult:
     seconds: float
     fields: tuple[str, ...] = field(default_factory=tuple)
     cache: dict[str, int] = field(default_factory=dict)  # memo counters (this process only)
+    # alphamine engine only (mining.gp_engine): every distinct Program (as evolved, signed
+    # RankIC), best first; candidate formula -> its parents' formulas; seeds used / skipped.
+    programs: list = field(default_factory=list)
+    parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    seeds_used: int = 0
+    seeds_skipped: int = 0
+    engine: str = "gplearn"
 
 
 class _PanelFunction:

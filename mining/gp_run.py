@@ -27,8 +27,10 @@ from data.io import to_jsonable
 from data.manifest import RunRecorder
 from factors.library import LIBRARY
 from factors.store import FactorStore
+from factors.expr_tree import Field
 from factors.store_records import FactorRecord
 from mining.gp import GPGeneration, GPSettings, run_gp
+from mining.gp_engine import evolve
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
            "GPRunRecord", "LibraryRunRecord", "ManualAdd", "FormulaEval", "mine_gp", "add_library",
@@ -149,7 +151,8 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
 
     Loads ``settings.fields`` for ``settings.universe`` from ``settings.start`` to ``end``
     (default: ``settings.end``, else the end of valid; a window into the sealed test split is
-    refused with SealedError), runs :func:`mining.gp.run_gp` on the train rows only, then walks
+    refused with SealedError), runs the search on the train rows only (``settings.engine``:
+    :func:`mining.gp_engine.evolve`, or gplearn through :func:`mining.gp.run_gp`), then walks
     the distinct programs in train-fitness order through ``evaluate_candidate(orient=True)``
     and :func:`~backtest.candidates.submit` until ``settings.top`` are accepted or
     :func:`gp_budget` programs were evaluated. The run is recorded in ``cfg.store.path``
@@ -188,7 +191,11 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
             def on_generation(ev) -> None:
                 store.heartbeat(run_id)         # the run is alive (factors.store_runs)
                 _emit(on_progress, ev)
-            res = run_gp(panels, gp_ctx, g, on_generation=on_generation)
+            if g.engine == "gplearn":
+                res = run_gp(panels, gp_ctx, g, on_generation=on_generation)
+            else:
+                res = evolve({Field(f): p for f, p in panels.items()}, gp_ctx, g,
+                             on_generation=on_generation)
             _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
                                         res.seconds))
             # Walk down the distinct programs in train-fitness order (selection on train

@@ -51,7 +51,7 @@ def setup(tmp_path, monkeypatch):
                        model=replace(base.model, out_dir=tmp_path / "models"))
     g = GPSettings(universe="csi300", start=TRAIN[0], population=30, generations=2, top=3,
                    seed=5, n_jobs=1, max_depth=3, fields=("close", "vol", "ret", "vwap"),
-                   cache_mb=0.0)
+                   cache_mb=0.0, engine="gplearn")  # compared with run_gp (gplearn) below
     return cfg, g, tmp_path
 
 
@@ -162,3 +162,19 @@ def test_every_evaluated_candidate_is_counted_across_runs_and_producers(setup):
     assert manual.n_tried == n2 + 1
     with FactorStore(cfg.store.path) as s:
         assert s.n_trials("csi300", 1) == n2 + 1
+
+
+def test_mine_gp_default_engine_is_alphamine(setup):
+    """``[gp] engine = "alphamine"`` runs mining.gp_engine.evolve; candidates go through the
+    gate oriented (positive train RankIC) and the run is recorded."""
+    cfg, g, tmp = setup
+    g = replace(g, engine="alphamine")
+    events = []
+    rec = gp_run.mine_gp(cfg, g, on_progress=events.append)
+    assert rec.n_programs_scored == g.population * g.generations
+    assert 1 <= rec.n_evaluated <= rec.n_distinct
+    decisions = [e for e in events if isinstance(e, gp_run.CandidateDecision)]
+    assert all(d.train_rank_ic is None or d.train_rank_ic >= 0 for d in decisions)
+    assert not any(d.formula.startswith("-(-") for d in decisions)
+    with FactorStore(tmp / "a.db") as s:
+        assert [r.status for r in s.runs("gp")] == ["done"]

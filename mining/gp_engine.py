@@ -1,0 +1,449 @@
+"""alphamine's own genetic-programming engine on :class:`~factors.expr_tree.Expr` trees.
+
+Method: tree-based genetic programming (Koza 1992, "Genetic Programming: On the Programming of
+Computers by Means of Natural Selection"), with gplearn 0.4's design (:mod:`mining.gp`, still
+selectable with ``[gp] engine = "gplearn"``) as the reference point: ramped half-and-half
+initialisation, subtree crossover, subtree / hoist / point mutation, tournament selection and
+a parsimony penalty. What gplearn cannot do and this engine adds:
+
+* warm start: ``seeds`` (e.g. leaderboard formulas) join the first generation;
+* window mutation and ephemeral random constants (Koza 1992) with gaussian constant mutation
+  (:mod:`mining.gp_variation`);
+* NSGA-II selection (Deb et al. 2002; :mod:`mining.gp_nsga`) on (fitness, turnover, size);
+  elitism in both selection modes;
+* pool-aware fitness and semantic de-duplication through a :class:`DiversityHook`;
+* leaves are any terminal ``Expr`` with a panel, not only fields.
+
+Fitness of a program with values ``v`` (a ``(T, N)`` panel computed on the full context, every
+operator being causal) on the rows of ``split`` only: ``|mean daily RankIC| x coverage -
+parsimony x size`` (RankIC and coverage exactly as gplearn's ``_RankICFitness``), times
+``1 - diversity.penalty(v)`` when a hook is given; 0 when the RankIC is undefined. The hook's
+penalty and signature are taken when a program is first evaluated in the run. Turnover is
+``1 - mean daily Spearman(v[t], v[t-1])`` on the split's eligible names.
+
+Evaluation substitutes the terminal panels for the leaves and memoises every subtree output
+by structure (``Expr`` is hashable) in a least-recently-used memo of ``cache_mb`` MiB, so
+subtrees shared across the population are computed once; program scores are memoised too.
+Runs are deterministic: one ``numpy.random.Generator`` seeded with ``settings.seed``.
+
+Generation 1 is the initial population (seeds first, then ramped half-and-half); each later
+generation is ``population`` offspring. Tournament mode keeps the ``elite`` best programs and
+breeds the rest; NSGA-II breeds ``population`` offspring by crowded tournaments and keeps the
+best ``population`` of parents + offspring by front and crowding (the ``elite`` fittest always
+survive).
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from backtest.context import EvalContext
+from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
+from factors.expr_tree import Call, Const, Expr, size
+from factors.operators import get_op
+from mining.gp import GPGeneration, GPResult, GPSettings
+from mining.gp_nsga import crowded_tournament, nsga2_rank, nsga2_survivors
+from mining.gp_variation import Primitives
+
+__all__ = ["DiversityHook", "Program", "evolve", "PanelMemo"]
+
+
+class DiversityHook(Protocol):
+    """Pool awareness (implemented by :class:`mining.gp_diversity.Diversity`)."""
+
+    def signature(self, values: np.ndarray) -> bytes:
+        """Semantic key of a ``(T, N)`` panel; the same for ``x`` and ``-x``."""
+
+    def penalty(self, values: np.ndarray) -> float:
+        """In [0, 1]: max |rank corr| with the pool and the hall of fame."""
+
+    def admit(self, expr: Expr, values: np.ndarray, fitness: float) -> None:
+        """Offer a program to the hall of fame."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """One evaluated program (``expr`` as evolved: its RankIC may be negative)."""
+
+    expr: Expr
+    fitness: float        # the selection fitness (pool-adjusted when a hook is given)
+    rank_ic: float        # mean daily RankIC on the fitness split (signed)
+    coverage: float
+    turnover: float       # 1 - mean daily rank autocorrelation (lag 1) of the values, on the split
+    size: int             # node count
+    parents: tuple[str, ...]   # formula text of the parent(s) it was bred from ((): initial/seeded)
+    generation: int
+
+
+def _negate(expr: Expr) -> Expr:
+    if isinstance(expr, Call) and expr.op == "neg" and len(expr.args) == 1:
+        return expr.args[0]
+    return Call("neg", (expr,))
+
+
+def oriented(p: Program) -> Expr:
+    """``p.expr``, negated when its RankIC is negative (the leaderboard stores positive IC)."""
+    return _negate(p.expr) if np.isfinite(p.rank_ic) and p.rank_ic < 0 else p.expr
+
+
+class PanelMemo:
+    """Subtree outputs of one run keyed by ``Expr``, least recently used evicted first.
+
+    Parameters
+    ----------
+    terminals : mapping Expr -> ndarray (T, N)
+        Leaf panels (never copied, never evicted, never modified).
+    mask : bool ndarray (T, N) or None
+        Universe mask for ``cs_*`` operators.
+    budget_bytes : int
+        Memo size; 0 keeps nothing but the terminals.
+    """
+
+    def __init__(self, terminals: Mapping[Expr, np.ndarray], mask: np.ndarray | None,
+                 budget_bytes: int):
+        self.terminals = dict(terminals)
+        self.mask = mask
+        self.budget = int(budget_bytes)
+        self.store: OrderedDict[Expr, np.ndarray] = OrderedDict()
+        self.nbytes = 0
+        self.stats = {"hits": 0, "misses": 0, "evictions": 0}
+        self.shape = next(iter(self.terminals.values())).shape
+
+    def values(self, expr: Expr) -> np.ndarray:
+        """``expr`` on the panels, ``(T, N)`` float64, read-only; +-inf mapped to NaN."""
+        local: dict[Expr, np.ndarray] = {}
+        stack: list[tuple[Expr, bool]] = [(expr, False)]
+        while stack:
+            node, ready = stack.pop()
+            if node in local:
+                continue
+            hit = self._get(node)
+            if hit is not None:
+                local[node] = hit
+                continue
+            if isinstance(node, Const):
+                local[node] = np.full(self.shape, node.value)
+            elif isinstance(node, Call):
+                if not ready:
+                    stack.append((node, True))
+                    stack.extend((a, False) for a in reversed(node.args) if a not in local)
+                    continue
+                local[node] = self._put(node, self._apply(node, [local[a] for a in node.args]))
+            else:
+                raise KeyError(f"leaf {node} has no terminal panel")
+        return local[expr]
+
+    def _get(self, node: Expr) -> np.ndarray | None:
+        t = self.terminals.get(node)
+        if t is not None:
+            return t
+        arr = self.store.get(node)
+        if arr is not None:
+            self.store.move_to_end(node)
+            self.stats["hits"] += 1
+        return arr
+
+    def _apply(self, node: Call, args: list[np.ndarray]) -> np.ndarray:
+        self.stats["misses"] += 1
+        op = get_op(node.op)
+        with np.errstate(all="ignore"):
+            try:
+                out = op.apply(args, node.windows, mask=self.mask)
+            except ValueError:
+                return np.full(self.shape, np.nan)
+        out = np.asarray(out, dtype=np.float64)
+        inf = np.isinf(out)
+        if inf.any():
+            out = np.where(inf, np.nan, out)
+        return out
+
+    def _put(self, node: Expr, arr: np.ndarray) -> np.ndarray:
+        arr.setflags(write=False)
+        if self.budget <= 0 or arr.nbytes > self.budget:
+            return arr
+        self.store[node] = arr
+        self.nbytes += arr.nbytes
+        while self.nbytes > self.budget:
+            _, old = self.store.popitem(last=False)
+            self.nbytes -= old.nbytes
+            self.stats["evictions"] += 1
+        return arr
+
+    def clear(self) -> None:
+        self.store.clear()
+        self.nbytes = 0
+
+
+class _Scorer:
+    """RankIC, coverage and turnover of a panel on one split's rows (one row sort)."""
+
+    def __init__(self, ctx: EvalContext, split: str):
+        lo, hi = ctx.split_bounds(split)
+        self.lo, self.hi = lo, hi
+        h = ctx.horizon
+        oy, ny = ctx.label_order(h)
+        self.e = np.ascontiguousarray(ctx.eligible[lo:hi])
+        self.y, self.oy, self.ny = ctx.fwd[h][lo:hi], oy[lo:hi], ny[lo:hi]
+        self.n_e = max(int(self.e.sum()), 1)
+
+    def __call__(self, v: np.ndarray) -> tuple[float, float, float]:
+        if self.hi <= self.lo:
+            return np.nan, 0.0, np.nan
+        fs = np.ascontiguousarray(v[self.lo:self.hi])
+        of, nf = row_orders(fs)
+        ic = finite_mean(spearman_from_orders(fs, of, nf, self.y, self.oy, self.ny, self.e))
+        cov = float(np.count_nonzero(np.isfinite(fs) & self.e)) / self.n_e
+        turn = np.nan
+        if fs.shape[0] > 1:
+            auto = spearman_from_orders(fs[1:], of[1:], nf[1:], fs[:-1], of[:-1], nf[:-1],
+                                        self.e[1:])
+            turn = 1.0 - finite_mean(auto)
+        return float(ic), cov, float(turn)
+
+
+class _Run:
+    """State of one :func:`evolve` call."""
+
+    def __init__(self, terminals, ctx, settings, split, diversity):
+        self.s, self.div = settings, diversity
+        self.memo = PanelMemo(terminals, ctx.universe_mask, int(settings.cache_mb * 2**20))
+        self.prims = Primitives(list(terminals), settings.const_range, settings.max_depth)
+        self.score = _Scorer(ctx, split)
+        self.rng = np.random.default_rng(settings.seed)
+        self.scores: dict[Expr, tuple] = {}   # expr -> (fitness, ic, cov, turnover, signature)
+        self.seen: dict = {}                  # dedup key -> Program (first evaluation kept)
+        self.n_scored = 0
+
+    def evaluate(self, expr: Expr, parents: tuple[str, ...], gen: int) -> Program:
+        self.n_scored += 1
+        sc = self.scores.get(expr)
+        if sc is None:
+            v = self.memo.values(expr)
+            ic, cov, turn = self.score(v)
+            n = size(expr)
+            if np.isfinite(ic):
+                fit = abs(ic) * cov - self.s.parsimony * n
+            else:
+                fit = 0.0
+            sig = None
+            if self.div is not None:
+                sig = self.div.signature(v)
+                if np.isfinite(ic):
+                    fit *= 1.0 - float(self.div.penalty(v))
+            sc = self.scores[expr] = (float(fit), ic, cov, turn, sig)
+        fit, ic, cov, turn, sig = sc
+        p = Program(expr, fit, ic, cov, turn, size(expr), parents, gen)
+        self._record(p, sig)
+        return p
+
+    def _record(self, p: Program, sig) -> None:
+        key = sig if sig is not None else p.expr
+        old = self.seen.get(key)
+        if old is None or (sig is not None and (p.size, -p.fitness) < (old.size, -old.fitness)):
+            self.seen[key] = p
+
+    # ------------------------------------------------------------------ breeding
+    def breed(self, pick: Callable[[], Program]) -> Program:
+        s, prims, rng = self.s, self.prims, self.rng
+        parent = pick()
+        ops = ((s.p_crossover, "crossover"), (s.p_subtree_mutation, "subtree_mutation"),
+               (s.p_hoist_mutation, "hoist_mutation"), (s.p_point_mutation, "point_mutation"),
+               (s.p_window_mutation, "window_mutation"),
+               (s.p_constant_mutation, "constant_mutation"))
+        r, acc, kind = rng.random(), 0.0, None
+        for p, name in ops:
+            acc += p
+            if r < acc:
+                kind = name
+                break
+        if kind is None:                                         # reproduction
+            return self._copy(parent)
+        donor = pick() if kind == "crossover" else None
+        for _ in range(5):                                       # retry an invalid child
+            if kind == "crossover":
+                child = prims.crossover(rng, parent.expr, donor.expr)
+            else:
+                child = getattr(prims, kind)(rng, parent.expr)
+            if child != parent.expr and prims.valid(child):
+                parents = ((str(parent.expr), str(donor.expr)) if donor is not None
+                           else (str(parent.expr),))
+                return Program(child, np.nan, np.nan, np.nan, np.nan, 0, parents, 0)
+        return self._copy(parent)
+
+    @staticmethod
+    def _copy(parent: Program) -> Program:
+        return Program(parent.expr, np.nan, np.nan, np.nan, np.nan, 0, (str(parent.expr),), 0)
+
+
+def _objectives(pop: Sequence[Program]) -> np.ndarray:
+    return np.array([[-p.fitness, p.turnover if np.isfinite(p.turnover) else 2.0, p.size]
+                     for p in pop], dtype=np.float64)
+
+
+def _fittest(pop: Sequence[Program], k: int) -> list[int]:
+    order = sorted(range(len(pop)), key=lambda i: (-pop[i].fitness, pop[i].size, i))
+    return order[:k]
+
+
+def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPSettings, *,
+           split: str = "train", seeds: Sequence[Expr] = (), diversity: DiversityHook | None = None,
+           on_generation: Callable[[GPGeneration], None] | None = None) -> GPResult:
+    """Search factor formulas by genetic programming with alphamine's own engine.
+
+    Parameters
+    ----------
+    terminals : mapping Expr -> ndarray (T, N)
+        Leaves and their panels (``Field("close") -> close``...), aligned with ``ctx``.
+        NaN = missing; panels are never modified.
+    ctx : EvalContext
+        Labels, eligibility and splits; fitness reads the rows of ``split`` only.
+    settings : GPSettings
+        ``population``, ``generations``, ``tournament_size``, ``parsimony``, ``max_depth``,
+        ``seed``, the ``p_*`` probabilities, ``selection``, ``elite``, ``const_range``,
+        ``cache_mb`` (``engine``, ``n_jobs`` and ``cache_min_ms`` are not read).
+    split : str
+        Split of the fitness (default ``"train"``).
+    seeds : sequence of Expr
+        Programs put in generation 1 (warm start), in order, at most ``population``; a seed
+        whose leaves are not all terminals / constants, whose operators or windows GP does not
+        offer, or deeper than ``max_depth`` is skipped (``GPResult.seeds_skipped``).
+    diversity : DiversityHook, optional
+        Pool awareness: fitness is multiplied by ``1 - penalty``, distinct programs are
+        de-duplicated by ``signature`` (the smaller program of a class is kept) and after each
+        generation its ``max(elite, 1)`` best distinct programs are offered to ``admit``
+        (oriented, with their values).
+    on_generation : callable, optional
+        Called with each generation's :class:`~mining.gp.GPGeneration`.
+
+    Returns
+    -------
+    GPResult
+        ``candidates``: every distinct program as ``(oriented Expr, fitness)``, best first
+        (negated when its RankIC is negative); ``programs``: the :class:`Program` records
+        (as evolved) in the same order; ``parents``: oriented formula -> parent formulas;
+        ``seeds_used`` / ``seeds_skipped``; ``engine="alphamine"``. Same data, settings and
+        seed give the same result.
+
+    Raises
+    ------
+    ValueError
+        No terminal, or a terminal panel whose shape is not ``ctx.shape``.
+    EvaluationError
+        Unknown ``split``.
+    """
+    t0 = time.perf_counter()
+    for leaf, panel in terminals.items():
+        if np.shape(panel) != ctx.shape:
+            raise ValueError(f"terminal {leaf} has shape {np.shape(panel)}, expected {ctx.shape}")
+    terminals = {k: _readonly(v) for k, v in terminals.items()}
+    run = _Run(terminals, ctx, settings, split, diversity)
+    s, P = settings, settings.population
+    used = list(dict.fromkeys(e for e in seeds if run.prims.valid(e)))[:P]
+    n_skipped = len(seeds) - len(used)          # invalid, repeated or beyond the population
+    exprs = used + run.prims.ramped(run.rng, P - len(used))
+    generations: list[GPGeneration] = []
+    pop: list[Program] = []
+    try:
+        for g in range(1, s.generations + 1):
+            tg = time.perf_counter()
+            if g == 1:
+                gen_pop = [run.evaluate(e, (), 1) for e in exprs]
+                pop = gen_pop
+            else:
+                pop, gen_pop = _next_generation(run, pop, g)
+            generations.append(_summary(run, pop, g, time.perf_counter() - tg))
+            _admit(run, gen_pop)
+            if on_generation is not None:
+                on_generation(generations[-1])
+    finally:
+        cache = {**run.memo.stats, "programs_memoised": len(run.scores)}
+        run.memo.clear()
+    programs = sorted(run.seen.values(), key=lambda p: (-p.fitness, p.size, str(p.expr)))
+    candidates: dict[Expr, float] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    for p in programs:
+        e = oriented(p)
+        if e not in candidates:
+            candidates[e] = p.fitness
+            parents[str(e)] = p.parents
+    return GPResult(candidates=list(candidates.items()), generations=generations,
+                    n_programs_scored=run.n_scored, seconds=time.perf_counter() - t0,
+                    fields=tuple(str(k) for k in terminals), cache=cache, programs=programs,
+                    parents=parents, seeds_used=len(used), seeds_skipped=n_skipped,
+                    engine="alphamine")
+
+
+def _readonly(a) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.flags.writeable:
+        arr = arr.copy()
+        arr.setflags(write=False)
+    return arr
+
+
+def _next_generation(run: _Run, pop: list[Program], g: int) -> tuple[list[Program],
+                                                                     list[Program]]:
+    """(next population, the programs evaluated this generation)."""
+    s, P, rng = run.s, run.s.population, run.rng
+    elite = [pop[i] for i in _fittest(pop, min(s.elite, P))]
+    if s.selection == "nsga2":
+        front, crowd = nsga2_rank(_objectives(pop))
+
+        def pick() -> Program:
+            return pop[crowded_tournament(rng, front, crowd, 2)]
+        n_child = P
+    else:
+        fits = np.array([p.fitness for p in pop])
+        k = min(s.tournament_size, len(pop))
+
+        def pick() -> Program:
+            entrants = rng.integers(len(pop), size=k)
+            return pop[int(entrants[np.argmax(fits[entrants])])]
+        n_child = P - len(elite)
+    children = []
+    for _ in range(n_child):
+        c = run.breed(pick)
+        children.append(run.evaluate(c.expr, c.parents, g))
+    if s.selection == "nsga2":
+        union = pop + children
+        uniq = list({p.expr: i for i, p in reversed(list(enumerate(union)))}.values())
+        uniq.sort()                          # one copy of each program competes (first kept);
+        keep = [uniq[int(i)] for i in nsga2_survivors(_objectives([union[i] for i in uniq]), P)]
+        taken = set(uniq)                    # copies only fill a population of few programs
+        keep += [i for i in range(len(union)) if i not in taken][:P - len(keep)]
+        best = [uniq[i] for i in _fittest([union[i] for i in uniq], min(s.elite, P))]
+        keep = list(dict.fromkeys(best + keep))[:P]
+        return [union[i] for i in keep], children
+    run.n_scored += len(elite)           # carried over unchanged: counted, not recomputed
+    return elite + children, elite + children
+
+
+def _summary(run: _Run, gen_pop: list[Program], g: int, seconds: float) -> GPGeneration:
+    fits = np.array([p.fitness for p in gen_pop])
+    best = gen_pop[int(np.argmax(fits))]
+    return GPGeneration(generation=g, best=float(fits.max()), median=float(np.median(fits)),
+                        best_formula=str(oriented(best)), seconds=seconds,
+                        n_programs=len(gen_pop))
+
+
+def _admit(run: _Run, gen_pop: list[Program]) -> None:
+    if run.div is None:
+        return
+    k, done, offered = max(run.s.elite, 1), set(), 0
+    for i in _fittest(gen_pop, len(gen_pop)):
+        p = gen_pop[i]
+        sig = run.scores[p.expr][4]
+        if sig in done or not np.isfinite(p.rank_ic):
+            continue
+        done.add(sig)
+        v = run.memo.values(p.expr)
+        sign = -1.0 if p.rank_ic < 0 else 1.0
+        run.div.admit(oriented(p), sign * v, p.fitness)
+        offered += 1
+        if offered >= k:
+            break
