@@ -37,9 +37,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -162,6 +163,17 @@ class Workspace:
             return self.values(parse(rec.formula), memo=True)
         finally:
             self._resolving.pop()
+
+    @contextmanager
+    def using_store(self, store: FactorStore, horizon: int) -> Iterator["Workspace"]:
+        """Resolve ``factor("<name>")`` in ``store`` at ``horizon`` inside the block (a producer
+        that writes to ``store`` reads its references from the same leaderboard)."""
+        saved = (self.store, self.horizon, self._members)
+        self.store, self.horizon, self._members = store, int(horizon), {}
+        try:
+            yield self
+        finally:
+            self.store, self.horizon, self._members = saved
 
     def references(self, expr: Expr) -> list[dict]:
         """Lineage of ``expr``: ``[{"name", "id", "formula"}]`` of the members it references
@@ -335,7 +347,8 @@ def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, sou
     """
     horizon = cfg.evaluate.horizon
     if factor_refs(cand.expr):
-        provenance = {**provenance, "references": ws.references(cand.expr)}
+        with ws.using_store(store, horizon):
+            provenance = {**provenance, "references": ws.references(cand.expr)}
     corrs = member_correlations(ws, store, cand, horizon)
     rec = FactorRecord(formula=cand.formula, name=name, source=source, universe=ws.universe,
                        horizon=horizon, metrics=cand.metrics(), provenance=provenance,
