@@ -176,3 +176,94 @@ def test_submit_records_lineage_and_gate_rejects_a_bare_reference(make_ws, tmp_p
         # a member with a reference can be referenced in turn
         np.testing.assert_array_equal(ws.values(parse('factor("child")')),
                                       ws.values(parse(rec.formula)))
+
+
+# ---------------------------------------------------------------- model panels in the combination
+
+def test_model_member_competes_in_the_combination(make_ws, tmp_path):
+    """A model("<run id>") member is ranked, pruned and weighted by mine combine's library
+    function like GP/LLM members; a member built on another by factor() is evaluated too."""
+    from backtest.candidates import model_formula, save_predictions
+    from backtest.combine import combine_from_store
+    ws = make_ws(T=260, N=30, plant=0.6)
+    cfg = _cfg(tmp_path, ws)
+    ws.store, ws.horizon, ws.model_dir = cfg.store.path, 1, cfg.model.out_dir
+    rid = "lgbm-20261130T000000-abcdef"
+    rng = np.random.default_rng(1)
+    kmid = ws.values(parse(KMID))
+    save_predictions(cfg.model.out_dir, rid, kmid + rng.normal(0, 0.01, kmid.shape),
+                     ws.ctx.dates, ws.ctx.codes)
+    with FactorStore(cfg.store.path) as store:
+        def add(formula, name, source, icir):
+            rec = FactorRecord(formula=formula, name=name, source=source, universe="synth",
+                               horizon=1, metrics={"train": {"rank_ic_mean": 0.05},
+                                                   "valid": {"rank_ic_mean": 0.05,
+                                                             "rank_icir": icir}})
+            assert store.add(rec, {}, force=False, min_valid_rank_ic=0.0, max_adj_p=1.0,
+                             max_corr=1.0).accepted
+        add(model_formula(rid), rid, "model", 0.9)                   # the best by valid ICIR
+        add(KMID, "gp_kmid", "gp", 0.8)                             # ~ the model: pruned
+        add("-ts_std(ret, 10)", "llm_vol", "llm", 0.3)
+        add('cs_rank(factor("llm_vol")) - 2.0 * cs_rank(vol)', "gp_child", "gp", 0.2)
+        res = combine_from_store(ws, store, top=10, method="ic", max_corr=0.7, window=20,
+                                 min_valid_rank_ic=0.0)
+    kept = [m.name for m in res.members]
+    assert kept[0] == rid and "gp_kmid" not in kept                  # the model wins its pair
+    assert "llm_vol" in kept
+    why = dict(res.dropped).get("gp_child", "kept")                 # evaluated through factor()
+    assert "cannot evaluate" not in why, why
+    assert any(n == "gp_kmid" and "corr" in why for n, why in res.dropped)
+    w = res.weights[rid].to_numpy()
+    assert np.nanmax(w) > 0                                          # weighted, not ignored
+
+
+# ---------------------------------------------------------------- the pool as model features
+
+def _pool_ws(make_ws, tmp_path, T=260):
+    ws = make_ws(T=T, N=30, plant=0.6)
+    cfg = _cfg(tmp_path, ws)
+    ws.store, ws.horizon = cfg.store.path, 1
+    with FactorStore(cfg.store.path) as store:
+        _put(store, ws, KMID, "kmid")
+        _put(store, ws, 'cs_rank(factor("kmid")) * -ts_mean(turnover, 5)', "kmid_liq")
+        _put(store, ws, 'model("lgbm-x")', "lgbm-x")                 # a model panel: left out
+        _put(store, ws, 'factor("lgbm-x") + close', "on_model")      # reads it: left out
+    return ws
+
+
+def test_pool_feature_set_adds_the_members_as_references(make_ws, tmp_path):
+    from models.dataset import build_dataset, pool_features, robust_zscore
+    ws = _pool_ws(make_ws, tmp_path)
+    assert [f.name for f in pool_features(ws)] == ["pool_kmid", "pool_kmid_liq"]
+    base = build_dataset(ws, "library")
+    ds = build_dataset(ws, "library+pool")
+    assert ds.feature_names == base.feature_names + ["pool_kmid", "pool_kmid_liq"]
+    assert ds.formulas[-2:] == ['factor("kmid")', 'factor("kmid_liq")']
+    np.testing.assert_array_equal(ds.features[:, :, :-2], base.features)
+    umask = np.asarray(ws.ctx.universe_mask, dtype=bool)
+    want = np.nan_to_num(robust_zscore(ws.values(parse(KMID)), umask, 3.0), nan=0.0)
+    np.testing.assert_allclose(ds.features[:, :, -2], want.astype(np.float32))
+    # without a store the pool is empty and the base set is what remains
+    ws.store = None
+    assert build_dataset(ws, "library+pool").feature_names == base.feature_names
+
+
+def test_pool_features_are_causal(make_ws, tmp_path, truncate):
+    from models.dataset import build_dataset
+    ws = _pool_ws(make_ws, tmp_path)
+    full = build_dataset(ws, "library+pool")
+    k = 170
+    short = truncate(ws, k)
+    short.store, short.horizon = ws.store, 1
+    part = build_dataset(short, "library+pool")
+    np.testing.assert_array_equal(part.features[:, :, -2:], full.features[:k, :, -2:])
+
+
+def test_distilling_a_pool_feature_yields_a_reference():
+    from models.distill import ShapSummary, distill_candidates
+    summ = ShapSummary(importance={"pool_kmid": 0.3, "KMID": 0.2},
+                       pairs=[("pool_kmid", "KMID", 0.05)])
+    out = distill_candidates(summ, {"pool_kmid": 'factor("kmid")', "KMID": KMID},
+                             {"pool_kmid": 1.0, "KMID": -1.0}, n_pairs=1)
+    assert out[0].formula == 'cs_rank(factor("kmid")) * cs_rank(-((close - open) / open))'
+    assert all(factor_refs(parse(c.formula)) == {"kmid"} for c in out)
