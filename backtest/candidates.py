@@ -132,10 +132,15 @@ class Workspace:
         self._members[name] = hits[0]
         return hits[0]
 
+    def pool(self) -> list[FactorRecord]:
+        """The leaderboard members of this universe and ``horizon`` (by id; [] without a
+        store)."""
+        return self._records() if self.store is not None else []
+
     def member_names(self) -> list[str]:
         """Names that ``factor("<name>")`` can reference here: unique, valid names, by id."""
         from factors.expr_tree import MEMBER_NAME_RE
-        recs = self._records() if self.store is not None else []
+        recs = self.pool()
         counts: dict[str, int] = {}
         for r in recs:
             counts[r.name] = counts.get(r.name, 0) + 1

@@ -20,9 +20,17 @@ from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from backtest.candidates import count_trial, evaluate_candidate, make_workspace, submit
+import numpy as np
+
+from backtest.candidates import (
+    Workspace,
+    count_trial,
+    evaluate_candidate,
+    make_workspace,
+    submit,
+)
 from data.config import Config
-from data.errors import ConfigError
+from data.errors import AlphamineError, ConfigError
 from data.io import to_jsonable
 from data.manifest import RunRecorder
 from factors.library import LIBRARY
@@ -32,7 +40,7 @@ from mining.gp import GPGeneration, GPSettings, run_gp
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
            "GPRunRecord", "LibraryRunRecord", "ManualAdd", "FormulaEval", "mine_gp", "add_library",
-           "add_formula", "evaluate_formula", "gp_budget"]
+           "add_formula", "evaluate_formula", "gp_budget", "pool_terminals"]
 
 Progress = Optional[Callable[[Any], None]]
 
@@ -142,6 +150,32 @@ def gp_budget(top: int) -> int:
     return max(5 * top, 50)
 
 
+def pool_terminals(ws: Workspace, k: int, n_rows: int) -> dict[str, np.ndarray]:
+    """GP terminals from the leaderboard: the best ``k`` members by ``|valid rank_icir|``.
+
+    ``[gp] pool``. Keys are ``factor("<name>")`` (:func:`mining.gp.terminal` maps them back to
+    :class:`factors.expr_tree.FactorRef` leaves, so a program built on a member prints as a
+    reference); values are the members' ``(n_rows, N)`` panels on the workspace's first
+    ``n_rows`` dates (the train rows: GP fitness sees nothing later). Members that cannot be
+    evaluated here or have no finite value on those rows (a model panel before its first test
+    date) are skipped; names that ``factor()`` cannot reference (duplicates) too.
+    """
+    names = set(ws.member_names())
+    recs = [r for r in ws.pool() if r.name in names]
+    recs.sort(key=lambda r: -abs(r.metric("valid", "rank_icir") or 0.0))
+    out: dict[str, np.ndarray] = {}
+    for r in recs:
+        if len(out) >= k:
+            break
+        try:
+            panel = ws.member_panel(r.name)[:n_rows]
+        except AlphamineError:
+            continue
+        if np.isfinite(panel).any():
+            out[f'factor("{r.name}")'] = panel
+    return out
+
+
 # ------------------------------------------------------------------------------- mine gp
 def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
             on_progress: Progress = None, argv: Sequence[str] | None = None) -> GPRunRecord:
@@ -174,9 +208,11 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                           f"train {cfg.evaluate.train[1]}: GP fitness is computed on train; "
                           "move [gp] start or [evaluate] train")
     panels = {f: ws.field(f)[:n_train] for f in g.fields}
+    if g.pool:
+        panels.update(pool_terminals(ws, g.pool, n_train))
     _emit(on_progress, GPLoaded(g.universe, len(ws.ctx.codes), n_train,
                                 str(ws.ctx.dates[0].date()), str(gp_ctx.dates[-1].date()),
-                                tuple(g.fields), time.perf_counter() - t0))
+                                tuple(panels), time.perf_counter() - t0))
     run_cfg = to_jsonable({"gp": g, "evaluate": cfg.evaluate})
     manifest = RunRecorder("gp", cfg, argv=argv, settings=g, seeds={"gp": g.seed},
                            store=cfg.store.path, window=(ws.start, ws.end))
