@@ -55,7 +55,8 @@ from data.manager import DataManager
 from factors.errors import EvaluationError
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
-from factors.expr_tree import MODEL_ID_RE, Call, Expr, ModelRef, factor_refs, unparse
+from factors.expr_tree import MEMBER_NAME_RE, MODEL_ID_RE, Call, Expr, ModelRef, unparse
+from factors.expr_tree import factor_refs
 from factors.expr_tree import fields as expr_fields
 from factors.store import FactorStore
 from factors.store_records import FactorRecord, GateDecision
@@ -96,50 +97,39 @@ class Workspace:
     _members: dict = field(default_factory=dict, repr=False)     # name -> FactorRecord
     _resolving: list = field(default_factory=list, repr=False)   # names being resolved now
 
-    def _records(self) -> list[FactorRecord]:
-        """The leaderboard members of this workspace's universe and horizon (read now)."""
-        if self.store is None:
-            raise EvaluationError("this workspace has no leaderboard store to resolve "
-                                  "factor(\"<name>\") references")
-        if isinstance(self.store, FactorStore):
-            return self.store.members(universe=self.universe, horizon=self.horizon)
-        path = Path(self.store)
-        if not path.is_file():
+    def pool(self) -> list[FactorRecord]:
+        """The leaderboard members of this universe and ``horizon``, read now (by id; [] without
+        a store or before the leaderboard file exists)."""
+        if self.store is None or isinstance(self.store, FactorStore):
+            return [] if self.store is None else self.store.members(self.universe, self.horizon)
+        if not Path(self.store).is_file():
             return []
-        with FactorStore(path) as st:
+        with FactorStore(self.store) as st:
             return st.members(universe=self.universe, horizon=self.horizon)
 
     def member(self, name: str) -> FactorRecord:
         """The accepted member named ``name`` (this universe, ``horizon``).
 
-        Raises
-        ------
-        EvaluationError
-            No store, no member of that name, or several (the message names the universe).
+        Raises EvaluationError without a store, for no member of that name or several (the
+        message names the universe).
         """
-        rec = self._members.get(name)
-        if rec is not None:
-            return rec
-        hits = [r for r in self._records() if r.name == name]
+        if self.store is None:
+            raise EvaluationError(f'factor("{name}"): this workspace has no leaderboard store')
+        if name in self._members:
+            return self._members[name]
+        hits = [r for r in self.pool() if r.name == name]
         where = f"universe {self.universe}, horizon {self.horizon}"
         if not hits:
             raise EvaluationError(f'factor("{name}"): no leaderboard member named {name!r} in '
                                   f"{where} (`mine leaderboard` lists them)")
         if len(hits) > 1:
-            ids = ", ".join(str(r.id) for r in hits)
-            raise EvaluationError(f'factor("{name}"): the name is ambiguous in {where} '
-                                  f"(members {ids}); rename or remove one")
+            raise EvaluationError(f'factor("{name}"): the name is ambiguous in {where} (members '
+                                  f"{', '.join(str(r.id) for r in hits)}); rename or remove one")
         self._members[name] = hits[0]
         return hits[0]
 
-    def pool(self) -> list[FactorRecord]:
-        """The leaderboard members of this universe and ``horizon`` (by id; [] without a
-        store)."""
-        return self._records() if self.store is not None else []
-
     def member_names(self) -> list[str]:
         """Names that ``factor("<name>")`` can reference here: unique, valid names, by id."""
-        from factors.expr_tree import MEMBER_NAME_RE
         recs = self.pool()
         counts: dict[str, int] = {}
         for r in recs:

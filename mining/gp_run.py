@@ -20,27 +20,20 @@ from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-import numpy as np
-
-from backtest.candidates import (
-    Workspace,
-    count_trial,
-    evaluate_candidate,
-    make_workspace,
-    submit,
-)
+from backtest.candidates import count_trial, evaluate_candidate, make_workspace, submit
 from data.config import Config
-from data.errors import AlphamineError, ConfigError
+from data.errors import ConfigError
 from data.io import to_jsonable
 from data.manifest import RunRecorder
 from factors.library import LIBRARY
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
 from mining.gp import GPGeneration, GPSettings, run_gp
+from mining.pool_gaps import pool_terminals
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
            "GPRunRecord", "LibraryRunRecord", "ManualAdd", "FormulaEval", "mine_gp", "add_library",
-           "add_formula", "evaluate_formula", "gp_budget", "pool_terminals"]
+           "add_formula", "evaluate_formula", "gp_budget"]
 
 Progress = Optional[Callable[[Any], None]]
 
@@ -148,32 +141,6 @@ def _rank_ic(ev, split: str) -> float | None:
 def gp_budget(top: int) -> int:
     """Most programs one GP run sends through the evaluator: ``max(5 * top, 50)``."""
     return max(5 * top, 50)
-
-
-def pool_terminals(ws: Workspace, k: int, n_rows: int) -> dict[str, np.ndarray]:
-    """GP terminals from the leaderboard: the best ``k`` members by ``|valid rank_icir|``.
-
-    ``[gp] pool``. Keys are ``factor("<name>")`` (:func:`mining.gp.terminal` maps them back to
-    :class:`factors.expr_tree.FactorRef` leaves, so a program built on a member prints as a
-    reference); values are the members' ``(n_rows, N)`` panels on the workspace's first
-    ``n_rows`` dates (the train rows: GP fitness sees nothing later). Members that cannot be
-    evaluated here or have no finite value on those rows (a model panel before its first test
-    date) are skipped; names that ``factor()`` cannot reference (duplicates) too.
-    """
-    names = set(ws.member_names())
-    recs = [r for r in ws.pool() if r.name in names]
-    recs.sort(key=lambda r: -abs(r.metric("valid", "rank_icir") or 0.0))
-    out: dict[str, np.ndarray] = {}
-    for r in recs:
-        if len(out) >= k:
-            break
-        try:
-            panel = ws.member_panel(r.name)[:n_rows]
-        except AlphamineError:
-            continue
-        if np.isfinite(panel).any():
-            out[f'factor("{r.name}")'] = panel
-    return out
 
 
 # ------------------------------------------------------------------------------- mine gp

@@ -1,5 +1,7 @@
 """What the leaderboard pool lacks: members per theme, missing themes, names to build on.
 
+Also the pool as GP building blocks (:func:`pool_terminals`, ``[gp] pool``).
+
 Shown to the LLM producer (the ``{{pool_gaps}}`` placeholder of :func:`mining.prompting.render`)
 so that it proposes what is missing rather than variants of what the pool already holds, and
 references good members as building blocks (``factor("<name>")``,
@@ -26,8 +28,11 @@ Classification rule (multi-label, from the formula text only; no data is loaded)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
+from data.errors import AlphamineError
 from factors.errors import ParseError
 from factors.expr_parse import parse
 from factors.expr_tree import (
@@ -40,7 +45,11 @@ from factors.expr_tree import (
     walk,
 )
 
-__all__ = ["THEMES", "PRICE_FIELDS", "PoolGaps", "classify", "pool_gaps", "gaps_from_records"]
+if TYPE_CHECKING:  # pragma: no cover
+    from backtest.candidates import Workspace
+
+__all__ = ["THEMES", "PRICE_FIELDS", "PoolGaps", "classify", "pool_gaps", "gaps_from_records",
+           "pool_terminals"]
 
 #: Price fields (back-adjusted and raw prices, returns).
 PRICE_FIELDS = frozenset({"open", "high", "low", "close", "vwap", "raw_open", "raw_high",
@@ -236,3 +245,29 @@ def pool_gaps(store: Any, universe: str, horizon: int, *, max_refs: int = 10) ->
     """
     return gaps_from_records(store.members(universe=universe, horizon=horizon), universe,
                              horizon, max_refs=max_refs)
+
+
+def pool_terminals(ws: "Workspace", k: int, n_rows: int) -> dict[str, np.ndarray]:
+    """GP terminals from the leaderboard: the best ``k`` members by ``|valid rank_icir|``.
+
+    ``[gp] pool``. Keys are ``factor("<name>")`` (:func:`mining.gp.terminal` maps them back to
+    :class:`factors.expr_tree.FactorRef` leaves, so a program built on a member prints as a
+    reference); values are the members' ``(n_rows, N)`` panels on the workspace's first
+    ``n_rows`` dates (the train rows: GP fitness sees nothing later). Members that cannot be
+    evaluated here or have no finite value on those rows (a model panel before its first test
+    date) are skipped; names that ``factor()`` cannot reference (duplicates) too.
+    """
+    names = set(ws.member_names())
+    recs = [r for r in ws.pool() if r.name in names]
+    recs.sort(key=lambda r: -abs(r.metric("valid", "rank_icir") or 0.0))
+    out: dict[str, np.ndarray] = {}
+    for r in recs:
+        if len(out) >= k:
+            break
+        try:
+            panel = ws.member_panel(r.name)[:n_rows]
+        except AlphamineError:
+            continue
+        if np.isfinite(panel).any():
+            out[f'factor("{r.name}")'] = panel
+    return out

@@ -193,7 +193,8 @@ def test_gp_pool_terminals_are_member_references(setup, monkeypatch):
             assert s.add(rec, {}, force=True).accepted
     ws = ws_with_store()
     n_train = 90
-    got = gp_run.pool_terminals(ws, 2, n_train)
+    from mining.pool_gaps import pool_terminals
+    got = pool_terminals(ws, 2, n_train)
     assert list(got) == ['factor("sig")', 'factor("weak")']
     np.testing.assert_array_equal(got['factor("sig")'], ws.field("vwap")[:n_train])
     events = []
