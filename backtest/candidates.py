@@ -18,7 +18,13 @@ module owns what they share:
   ``<model dir>/<run id>/pred.parquet`` (long format ``trade_date, ts_code, score``; finite
   values only; atomic writes) and read back for the formula leaf ``model("<run id>")``
   (:class:`factors.expr_tree.ModelRef`), so a prediction panel goes through the same
-  evaluator, gate and leaderboard as a formula (:func:`submit_prediction`).
+  evaluator, gate and leaderboard as a formula (:func:`submit_prediction`);
+* member references - the formula leaf ``factor("<name>")`` (:class:`factors.expr_tree.FactorRef`)
+  resolved by :meth:`Workspace.member_panel`: the accepted member of that name (this
+  workspace's universe, ``[evaluate] horizon``) is looked up in the leaderboard and its own
+  formula evaluated on this workspace (memoised, recursively; cycle and depth guarded), so
+  producers build on mined factors; :func:`submit` records the lineage as
+  ``provenance["references"]``.
 
 Why here, in ``backtest/``: a candidate is judged by the evaluator, which lives in this layer,
 and :mod:`backtest.combine` builds its composite from the same workspace; producers in
@@ -31,9 +37,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -48,7 +55,8 @@ from data.manager import DataManager
 from factors.errors import EvaluationError
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
-from factors.expr_tree import MODEL_ID_RE, Call, Expr, ModelRef, unparse
+from factors.expr_tree import MEMBER_NAME_RE, MODEL_ID_RE, Call, Expr, ModelRef, unparse
+from factors.expr_tree import factor_refs
 from factors.expr_tree import fields as expr_fields
 from factors.store import FactorStore
 from factors.store_records import FactorRecord, GateDecision
@@ -56,8 +64,13 @@ from factors.trials import TrialCharge
 
 __all__ = ["Workspace", "make_workspace", "Evaluated", "evaluate_candidate", "safe_evaluate",
            "member_correlations", "correlations_with", "submit", "count_trial", "new_run_id",
+           "MAX_REF_DEPTH",
            "run_dir",
            "model_formula", "save_predictions", "load_prediction_panel", "submit_prediction"]
+
+
+#: Deepest chain of ``factor("...")`` references :meth:`Workspace.member_panel` follows.
+MAX_REF_DEPTH = 8
 
 
 @dataclass
@@ -66,6 +79,9 @@ class Workspace:
 
     Fields are loaded lazily and kept; ``memo`` keeps the values of whole formulas evaluated
     with ``memo=True`` (leaderboard members, compared against every candidate by the gate).
+    ``store`` (a :class:`FactorStore` or the path of one, ``[store] path``) and ``horizon``
+    (``[evaluate] horizon``) are where ``factor("<name>")`` leaves are resolved
+    (:meth:`member_panel`); without a store such leaves raise EvaluationError.
     """
 
     dm: DataManager
@@ -76,6 +92,92 @@ class Workspace:
     _panels: dict[str, np.ndarray] = field(default_factory=dict)
     memo: dict = field(default_factory=dict)
     model_dir: Path | None = None     # where ``model("<run id>")`` prediction panels are saved
+    store: FactorStore | Path | str | None = None   # leaderboard for ``factor("<name>")``
+    horizon: int | None = None        # horizon of the members ``factor("<name>")`` may name
+    _members: dict = field(default_factory=dict, repr=False)     # name -> FactorRecord
+    _resolving: list = field(default_factory=list, repr=False)   # names being resolved now
+
+    def pool(self) -> list[FactorRecord]:
+        """The leaderboard members of this universe and ``horizon``, read now (by id; [] without
+        a store or before the leaderboard file exists)."""
+        if self.store is None or isinstance(self.store, FactorStore):
+            return [] if self.store is None else self.store.members(self.universe, self.horizon)
+        if not Path(self.store).is_file():
+            return []
+        with FactorStore(self.store) as st:
+            return st.members(universe=self.universe, horizon=self.horizon)
+
+    def member(self, name: str) -> FactorRecord:
+        """The accepted member named ``name`` (this universe, ``horizon``).
+
+        Raises EvaluationError without a store, for no member of that name or several (the
+        message names the universe).
+        """
+        if self.store is None:
+            raise EvaluationError(f'factor("{name}"): this workspace has no leaderboard store')
+        if name in self._members:
+            return self._members[name]
+        hits = [r for r in self.pool() if r.name == name]
+        where = f"universe {self.universe}, horizon {self.horizon}"
+        if not hits:
+            raise EvaluationError(f'factor("{name}"): no leaderboard member named {name!r} in '
+                                  f"{where} (`mine leaderboard` lists them)")
+        if len(hits) > 1:
+            raise EvaluationError(f'factor("{name}"): the name is ambiguous in {where} (members '
+                                  f"{', '.join(str(r.id) for r in hits)}); rename or remove one")
+        self._members[name] = hits[0]
+        return hits[0]
+
+    def member_names(self) -> list[str]:
+        """Names that ``factor("<name>")`` can reference here: unique, valid names, by id."""
+        recs = self.pool()
+        counts: dict[str, int] = {}
+        for r in recs:
+            counts[r.name] = counts.get(r.name, 0) + 1
+        return [r.name for r in recs
+                if counts[r.name] == 1 and MEMBER_NAME_RE.fullmatch(r.name)]
+
+    def member_panel(self, name: str) -> np.ndarray:
+        """The ``(T, N)`` values of member ``name``: its formula evaluated on this workspace.
+
+        Resolver of ``factor("<name>")`` leaves (see :class:`factors.expr_tree.FactorRef`).
+        Memoised like every member (``values(..., memo=True)``); a member may reference
+        members itself (followed up to :data:`MAX_REF_DEPTH` levels). As causal as the
+        member's formula. Raises EvaluationError for an unknown or ambiguous name, a cycle
+        or a chain deeper than :data:`MAX_REF_DEPTH`.
+        """
+        if name in self._resolving:
+            chain = " -> ".join([*self._resolving, name])
+            raise EvaluationError(f'factor("{name}"): reference cycle {chain}')
+        if len(self._resolving) >= MAX_REF_DEPTH:
+            raise EvaluationError(f'factor("{name}"): references nested deeper than '
+                                  f"{MAX_REF_DEPTH} levels ({' -> '.join(self._resolving)})")
+        rec = self.member(name)
+        self._resolving.append(name)
+        try:
+            return self.values(parse(rec.formula), memo=True)
+        finally:
+            self._resolving.pop()
+
+    @contextmanager
+    def using_store(self, store: FactorStore, horizon: int) -> Iterator["Workspace"]:
+        """Resolve ``factor("<name>")`` in ``store`` at ``horizon`` inside the block (a producer
+        that writes to ``store`` reads its references from the same leaderboard)."""
+        saved = (self.store, self.horizon, self._members)
+        self.store, self.horizon, self._members = store, int(horizon), {}
+        try:
+            yield self
+        finally:
+            self.store, self.horizon, self._members = saved
+
+    def references(self, expr: Expr) -> list[dict]:
+        """Lineage of ``expr``: ``[{"name", "id", "formula"}]`` of the members it references
+        directly (sorted by name; resolved now). Raises EvaluationError like :meth:`member`."""
+        out = []
+        for name in sorted(factor_refs(expr)):
+            rec = self.member(name)
+            out.append({"name": rec.name, "id": rec.id, "formula": rec.formula})
+        return out
 
     def model_panel(self, run_id: str) -> np.ndarray:
         """The saved OOS prediction panel of model run ``run_id`` on this workspace's grid.
@@ -114,7 +216,7 @@ class Workspace:
             return self.memo[expr]
         self.load(sorted(expr_fields(expr)))
         out = evaluate(expr, self.field, mask=self.ctx.universe_mask, cache=cache,
-                       models=self.model_panel)
+                       models=self.model_panel, factors=self.member_panel)
         if memo:
             out.setflags(write=False)
             self.memo[expr] = out
@@ -131,6 +233,8 @@ def make_workspace(cfg: Config, universe: str, start: str | None = None,
     split without one is refused (:func:`backtest.seal.check_window`), so the test period is
     not even loaded while sealed. ``model_dir`` is where ``model("<run id>")`` prediction
     panels are read from (``[model] out_dir``; without it such leaves raise EvaluationError).
+    ``factor("<name>")`` leaves are resolved in the leaderboard ``[store] path`` at
+    ``[evaluate] horizon`` (:meth:`Workspace.member_panel`).
 
     Raises
     ------
@@ -146,7 +250,7 @@ def make_workspace(cfg: Config, universe: str, start: str | None = None,
     end = min(end, str(cal[-1].date()))
     ctx = EvalContext.from_data(dm, universe, start, end, ev)
     return Workspace(dm=dm, ctx=ctx, universe=universe, start=start, end=end,
-                     model_dir=model_dir)
+                     model_dir=model_dir, store=cfg.store.path, horizon=ev.horizon)
 
 
 @dataclass
@@ -232,9 +336,14 @@ def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, sou
     correlations with the members are computed first (outside the write lock); inside the
     insert's write transaction :meth:`FactorStore.add` lists the members again and has the
     ones committed meanwhile (by another process) correlated too, so the gate always judges
-    against the members as they are at the insert.
+    against the members as they are at the insert. A candidate with ``factor("<name>")``
+    leaves gets ``provenance["references"]`` = :meth:`Workspace.references` (name, id and
+    formula of each referenced member at acceptance time).
     """
     horizon = cfg.evaluate.horizon
+    if factor_refs(cand.expr):
+        with ws.using_store(store, horizon):
+            provenance = {**provenance, "references": ws.references(cand.expr)}
     corrs = member_correlations(ws, store, cand, horizon)
     rec = FactorRecord(formula=cand.formula, name=name, source=source, universe=ws.universe,
                        horizon=horizon, metrics=cand.metrics(), provenance=provenance,

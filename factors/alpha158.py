@@ -142,6 +142,14 @@ FEATURE_SETS: dict[str, tuple[NamedFactor, ...]] = {
     "library": LIBRARY,
 }
 
+#: Suffix that adds the leaderboard pool to a feature set (``alpha158+pool``): every accepted
+#: member of the workspace's universe and horizon becomes a feature ``pool_<name>`` with the
+#: formula ``factor("<name>")`` (:func:`models.dataset.pool_features`).
+POOL_SUFFIX = "+pool"
+#: Every accepted ``feature_set`` value: the named sets and each with :data:`POOL_SUFFIX`.
+FEATURE_SET_NAMES: tuple[str, ...] = tuple(FEATURE_SETS) + tuple(
+    f"{k}{POOL_SUFFIX}" for k in FEATURE_SETS)
+
 
 def feature_set(name: str) -> tuple[NamedFactor, ...]:
     """Return the named feature set.
@@ -160,5 +168,8 @@ def feature_set(name: str) -> tuple[NamedFactor, ...]:
     try:
         return FEATURE_SETS[name]
     except KeyError:
+        hint = (f" ({name!r} adds the leaderboard pool: build it with "
+                "models.dataset.build_dataset, which knows the workspace)"
+                if name in FEATURE_SET_NAMES else "")
         raise ConfigError(f"unknown feature set {name!r}; known: "
-                          f"{', '.join(FEATURE_SETS)}") from None
+                          f"{', '.join(FEATURE_SETS)}{hint}") from None

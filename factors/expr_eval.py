@@ -15,8 +15,10 @@ from factors.expr_tree import (
     Call,
     Const,
     Expr,
+    FactorRef,
     Field,
     ModelRef,
+    factor_refs,
     fields,
     model_refs,
     unparse,
@@ -70,6 +72,23 @@ def _load_model(models: Callable[[str], np.ndarray] | None, run_id: str) -> np.n
     return _finite_or_nan(arr)
 
 
+def _load_member(factors: Callable[[str], np.ndarray] | None, name: str) -> np.ndarray:
+    text = f'factor("{name}")'
+    if factors is None:
+        raise EvaluationError(f"{text} needs a member resolver (evaluate it through a "
+                              "Workspace, which reads the leaderboard)")
+    try:
+        raw = factors(name)
+    except EvaluationError:
+        raise
+    except (LookupError, OSError, DataError) as exc:
+        raise EvaluationError(f"{text} could not be resolved: {exc}") from exc
+    arr = np.asarray(raw, dtype=np.float64)
+    if arr.ndim != 2:
+        raise EvaluationError(f"{text} must be a 2-D (T, N) panel, got shape {arr.shape}")
+    return _finite_or_nan(arr)
+
+
 def _apply(node: Call, args: list[np.ndarray], mask: np.ndarray | None,
            shape: tuple[int, int]) -> np.ndarray:
     try:
@@ -104,7 +123,8 @@ def _memo_leaf(memo: dict, node: Expr, load: Callable[[], np.ndarray],
 
 def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.ndarray], *,
              mask: np.ndarray | None = None, cache: dict | None = None,
-             models: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
+             models: Callable[[str], np.ndarray] | None = None,
+             factors: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
     """Compute ``expr`` on panels.
 
     Parameters
@@ -124,6 +144,10 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
     models : callable, optional
         ``run_id -> (T, N)`` panel for ``model("<run id>")`` leaves (the caller's loader of
         saved predictions); required only when ``expr`` has such a leaf.
+    factors : callable, optional
+        ``name -> (T, N)`` panel for ``factor("<name>")`` leaves (the caller's resolver of
+        leaderboard members, e.g. :meth:`backtest.candidates.Workspace.member_panel`);
+        required only when ``expr`` has such a leaf. The panel must be causal like any field.
 
     Returns
     -------
@@ -136,7 +160,8 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
     EvaluationError
         A field is missing from ``data`` (the message names it), shapes disagree, an operator
         is unknown or called with the wrong arity, or an operator rejects its arguments; a
-        ``model(...)`` leaf without a ``models`` resolver or whose panel cannot be loaded.
+        ``model(...)`` leaf without a ``models`` resolver or whose panel cannot be loaded; a
+        ``factor(...)`` leaf without a ``factors`` resolver or whose name it cannot resolve.
     """
     memo: dict = {} if cache is None else cache
     shape: tuple[int, int] | None = None
@@ -147,6 +172,10 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
         node = ModelRef(run_id)
         shape = _memo_leaf(memo, node, lambda: _load_model(models, run_id), shape,
                            unparse(node), "fields")
+    for name in sorted(factor_refs(expr)):
+        ref = FactorRef(name)
+        shape = _memo_leaf(memo, ref, lambda: _load_member(factors, name), shape,
+                           unparse(ref), "fields")
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if shape is None:

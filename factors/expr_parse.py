@@ -8,10 +8,12 @@ A factor formula is a Python-syntax expression over *fields* (``close``, ``vol``
 
 Grammar (everything else is rejected with :class:`~data.errors.ParseError`)::
 
-    expr   := field | number | -expr | +expr | expr (+ | - | * | /) expr | call | model
+    expr   := field | number | -expr | +expr | expr (+ | - | * | /) expr | call | model | factor
     model  := "model" "(" string literal matching [A-Za-z0-9_.-]+ ")"   # a saved model's
-              out-of-sample prediction panel (see :class:`ModelRef`); the only place a string
-              literal is accepted
+              out-of-sample prediction panel (see :class:`ModelRef`)
+    factor := "factor" "(" string literal matching [A-Za-z0-9_.-]+ ")"  # an accepted
+              leaderboard member by name (see :class:`FactorRef`); with model, the only places
+              a string literal is accepted
     call   := op_name "(" expr, ... [, window] ")"      # n_inputs panels, then n_windows windows
     window := positive integer literal >= op.min_window (at most MAX_WINDOW)
 
@@ -38,7 +40,17 @@ import warnings
 from collections.abc import Iterable
 
 from factors.errors import ParseError
-from factors.expr_tree import MODEL_ID_RE, Call, Const, Expr, Field, ModelRef, walk
+from factors.expr_tree import (
+    MEMBER_NAME_RE,
+    MODEL_ID_RE,
+    Call,
+    Const,
+    Expr,
+    FactorRef,
+    Field,
+    ModelRef,
+    walk,
+)
 from factors.operators import all_ops
 from factors.registry import Operator
 
@@ -201,7 +213,7 @@ class _Parser:
         except (RecursionError, MemoryError):  # e.g. 1,000 unary pluses (they add no depth)
             raise ParseError(f"formula is nested deeper than {MAX_DEPTH} levels",
                              formula=self.text) from None
-        if not any(isinstance(n, (Field, ModelRef)) for n in walk(expr)):
+        if not any(isinstance(n, (Field, ModelRef, FactorRef)) for n in walk(expr)):
             raise self._error("formula has no field: it is a constant", self.body.rstrip(),
                               self.lead)
         return expr
@@ -292,6 +304,8 @@ class _Parser:
         op = self.ops.get(name)
         if op is None and name == "model" and name not in self.allowed:
             return self._model(node)
+        if op is None and name == "factor" and name not in self.allowed:
+            return self._factor(node)
         if op is None:
             if name in self.allowed:
                 raise self._node_error(f"field {name!r} is not an operator", func)
@@ -331,6 +345,19 @@ class _Parser:
             raise self._node_error("model run id must match [A-Za-z0-9_.-]+ (at most 128 "
                                    "characters, not starting with '.')", arg)
         return ModelRef(arg.value)
+
+    def _factor(self, node: ast.Call) -> FactorRef:
+        """``factor("<name>")``: a leaderboard member by name (string literal only)."""
+        if node.keywords or len(node.args) != 1:
+            raise self._node_error('factor takes exactly one argument: factor("<name>")', node)
+        arg = node.args[0]
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            raise self._node_error('factor() needs a string literal member name: '
+                                   'factor("<name>")', arg)
+        if not MEMBER_NAME_RE.fullmatch(arg.value):
+            raise self._node_error("factor name must match [A-Za-z0-9_.-]+ (at most 128 "
+                                   "characters, not starting with '.')", arg)
+        return FactorRef(arg.value)
 
     def _window(self, node: ast.AST, op: Operator, position: int) -> int:
         where = f"argument {position} of {op.signature}"

@@ -15,11 +15,15 @@ import numpy as np
 
 from factors.operators import get_op
 
-__all__ = ["Expr", "Field", "Const", "Call", "ModelRef", "MODEL_ID_RE", "walk", "fields",
-           "model_refs", "size", "depth", "unparse"]
+__all__ = ["Expr", "Field", "Const", "Call", "ModelRef", "FactorRef", "MODEL_ID_RE",
+           "MEMBER_NAME_RE", "walk", "fields", "model_refs", "factor_refs", "size", "depth",
+           "unparse"]
 
 #: Pattern of a model run id inside ``model("...")``.
 MODEL_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # no leading dot: not a path
+#: Pattern of a leaderboard member name inside ``factor("...")`` (the names producers give:
+#: ``gp_eeb64d_57``, ``llm_a1b2c3_r1_02``, a model run id, a library name).
+MEMBER_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +193,36 @@ class ModelRef(Expr):
         return (self.run_id,)
 
 
+@dataclass(frozen=True, eq=False)
+class FactorRef(Expr):
+    """A leaf naming an accepted leaderboard member: ``factor("<name>")``.
+
+    The factor language knows nothing about the leaderboard: :func:`evaluate` asks its
+    ``factors`` resolver (supplied by the caller, e.g. :class:`backtest.candidates.Workspace`,
+    which evaluates the member's own formula) for the ``(T, N)`` panel of ``name``. Producers
+    use it to build on mined factors; the lineage is recorded at acceptance
+    (``provenance["references"]``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``name`` is not a string matching :data:`MEMBER_NAME_RE`.
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"factor name must be a str, got {type(self.name).__name__}")
+        if not MEMBER_NAME_RE.fullmatch(self.name):
+            raise ValueError(f"factor name must match [A-Za-z0-9_.-]+ (at most 128 "
+                             f"characters, not starting with '.'), got {self.name!r}")
+        object.__setattr__(self, "_hash", hash(("FactorRef", self.name)))
+
+    def _key(self) -> tuple:
+        return (self.name,)
+
+
 def walk(expr: Expr) -> Iterator[Expr]:
     """Iterate over ``expr`` and its sub-expressions in pre-order (node, then args in order).
 
@@ -210,6 +244,11 @@ def fields(expr: Expr) -> frozenset[str]:
 def model_refs(expr: Expr) -> frozenset[str]:
     """Run ids of the ``model("...")`` leaves of ``expr``."""
     return frozenset(n.run_id for n in walk(expr) if isinstance(n, ModelRef))
+
+
+def factor_refs(expr: Expr) -> frozenset[str]:
+    """Member names of the ``factor("...")`` leaves of ``expr`` (not the members' own refs)."""
+    return frozenset(n.name for n in walk(expr) if isinstance(n, FactorRef))
 
 
 def size(expr: Expr) -> int:
@@ -254,6 +293,8 @@ def _unparse(e: Expr, operand: bool) -> str:
         return e.name
     if isinstance(e, ModelRef):
         return f'model("{e.run_id}")'
+    if isinstance(e, FactorRef):
+        return f'factor("{e.name}")'
     if isinstance(e, Const):
         text = repr(e.value)
         return f"({text})" if operand and e.value < 0 else text

@@ -66,7 +66,9 @@ def lgbm(ctx: typer.Context,
          retrain_months: Optional[int] = typer.Option(None, "--retrain-months",
                                                       help="Refit every K months."),
          feature_set: Optional[str] = typer.Option(None, "--feature-set",
-                                                   help="alpha158 | qlib158 | library"),
+                                                   help="alpha158 | qlib158 | library, each "
+                                                   "optionally +pool (leaderboard members "
+                                                   "as factor(\"name\") features)"),
          rounds: Optional[int] = typer.Option(None, help="Max boosting rounds."),
          seed: Optional[int] = typer.Option(None),
          feature_norm: Optional[str] = typer.Option(None, "--feature-norm",

@@ -101,13 +101,14 @@ def check_model_options(**values) -> None:
     first_test <= end), a known universe and feature set, positive numbers (``seed`` may be
     0). Raises ConfigError."""
     from data.universe import UNIVERSES
-    from factors.alpha158 import FEATURE_SETS
+    from factors.alpha158 import FEATURE_SET_NAMES
     d = {k: cli_app.check_date("--" + k.replace("_", "-"), values.pop(k, None))
          for k in ("start", "first_test", "end")}
     for a, b in (("start", "first_test"), ("first_test", "end"), ("start", "end")):
         cli_app.check_span("--" + a.replace("_", "-"), d[a], "--" + b.replace("_", "-"), d[b])
     cli_app.check_choice("--universe", values.pop("universe", None), UNIVERSES)
-    cli_app.check_choice("--feature-set", values.pop("feature_set", None), FEATURE_SETS)
+    cli_app.check_choice("--feature-set", values.pop("feature_set", None),
+                         FEATURE_SET_NAMES)
     cli_app.check_positive("--seed", values.pop("seed", None), zero=True)
     for k, v in values.items():
         cli_app.check_positive("--" + k.replace("_", "-"), v)

@@ -62,7 +62,9 @@ def transformer(
         train_years: Optional[int] = typer.Option(None, "--train-years",
                                                   help="Rolling training window (default 3)."),
         feature_set: Optional[str] = typer.Option(None, "--feature-set",
-                                                  help="alpha158 | qlib158 | library"),
+                                                  help="alpha158 | qlib158 | library, each "
+                                                  "optionally +pool (leaderboard members as "
+                                                  "factor(\"name\") features)"),
         epochs: Optional[int] = typer.Option(None, help="Max epochs per fold (default 10)."),
         seq_len: Optional[int] = typer.Option(None, "--seq-len",
                                               help="Days per input sequence (default 20)."),

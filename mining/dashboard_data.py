@@ -14,14 +14,46 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs", "generations",
-           "llm_rounds", "audit_frame", "alerts_frame"]
+__all__ = ["lineage_text", "leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs",
+           "generations", "llm_rounds", "audit_frame", "alerts_frame"]
+
+
+_LINEAGE_KEYS = ("generation_best", "rank", "train_fitness", "input", "reference")
+
+
+def _ancestor(item) -> str:
+    """One referenced member or GP parent as text: ``name (#id)``, or its formula."""
+    if isinstance(item, dict):
+        name, rid = item.get("name"), item.get("id")
+        if name is not None:
+            return f"{name} (#{rid})" if rid is not None else str(name)
+        return str(item.get("formula", item))
+    return str(item)
+
+
+def lineage_text(provenance: dict) -> str:
+    """A member's lineage in one line, from its free-form provenance (each part only if present).
+
+    GP numbers (``generation_best``, ``rank``, ``train_fitness``), a distillation's ``input`` /
+    ``reference``, the members it references by ``factor("<name>")`` (``references``:
+    ``[{"name", "id", "formula"}]``, recorded at acceptance) and GP parent formulas
+    (``parents``: formulas or ``{"name", "id", "formula"}`` dicts).
+    """
+    parts = [f"{k} {provenance[k]:.4g}" if isinstance(provenance[k], float)
+             else f"{k} {provenance[k]}" for k in _LINEAGE_KEYS
+             if provenance.get(k) is not None]
+    for key in ("references", "parents"):
+        items = provenance.get(key)
+        if items:
+            items = items if isinstance(items, list) else [items]
+            parts.append(f"{key} " + "; ".join(_ancestor(x) for x in items))
+    return ", ".join(parts)
 
 
 def leaderboard_frame(cfg, universe: str | None = None, sources=(), min_abs_icir: float = 0.0
                       ) -> pd.DataFrame:
     """The leaderboard as :func:`factors.store_records.to_frame` gives it, plus today's
-    adjusted p-value and the test looks, filtered by universe, producers and |valid ICIR|."""
+    adjusted p-value, the test looks and the lineage (:func:`lineage_text`), filtered by universe, producers and |valid ICIR|."""
     from factors.audit import AuditLog
     from factors.store import FactorStore
     with FactorStore(cfg.store.path) as store:
@@ -30,6 +62,7 @@ def leaderboard_frame(cfg, universe: str | None = None, sources=(), min_abs_icir
         looks = AuditLog(store).looks()
         frame = store.to_frame(recs, current)
     frame["test_looks"] = [looks.get((r.formula, r.universe), 0) for r in recs]
+    frame["lineage"] = [lineage_text(r.provenance) for r in recs]
     if sources:
         frame = frame[frame["source"].isin(list(sources))]
     if min_abs_icir > 0 and "valid_rank_icir" in frame:

@@ -75,13 +75,13 @@ from sklearn import config_context
 
 from backtest.context import EvalContext
 from backtest.evaluate import mean_rank_ic
-from factors.expr_tree import Call, Const, Expr, Field
+from factors.expr_tree import Call, Const, Expr, FactorRef, Field
 from factors.operators import all_ops
 from factors.registry import Operator
 from mining.gp_memo import Deferred, GPMemo
 
 __all__ = ["GPSettings", "GPGeneration", "GPResult", "build_function_set", "program_to_expr",
-           "run_gp"]
+           "terminal", "run_gp"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class GPSettings:
         "p_crossover": (0, 1), "p_subtree_mutation": (0, 1), "p_hoist_mutation": (0, 1),
         "p_point_mutation": (0, 1), "cache_mb": (0, None), "cache_min_ms": (0, None),
         "seed": (0, 2**32 - 1), "elite": (0, None), "p_window_mutation": (0, 1),
-        "p_constant_mutation": (0, 1)}
+        "p_constant_mutation": (0, 1), "pool": (0, None)}
     #: Accepted values of the choice keys.
     ENGINES: ClassVar[tuple[str, ...]] = ("alphamine", "gplearn")
     SELECTIONS: ClassVar[tuple[str, ...]] = ("tournament", "nsga2")
@@ -128,6 +128,7 @@ class GPSettings:
     p_window_mutation: float = 0.03     # alphamine engine: ts_* window -> a neighbouring one
     p_constant_mutation: float = 0.02   # alphamine engine: gaussian step on a constant
     const_range: tuple[float, ...] = (-1.0, 1.0)  # ephemeral constants; () disables them
+    pool: int = 0   # best leaderboard members (valid ICIR) added as terminals factor("name")
 
     def __post_init__(self) -> None:
         """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0;
@@ -295,6 +296,13 @@ def _make_function(fn: _PanelFunction, arity: int):
         fn.probing = False
 
 
+def terminal(name: str) -> Expr:
+    """The leaf of a GP terminal name: a field, or ``factor("<name>")`` (a pool member)."""
+    if name.startswith('factor("') and name.endswith('")'):
+        return FactorRef(name[8:-2])
+    return Field(name)
+
+
 def program_to_expr(program: list, names: dict[str, tuple[str, int | None]],
                     feature_names: tuple[str, ...]) -> Expr:
     """Convert a gplearn program (prefix list of functions, feature indices, constants) to Expr.
@@ -309,7 +317,7 @@ def program_to_expr(program: list, names: dict[str, tuple[str, int | None]],
     def build() -> Expr:
         node = next(it)
         if isinstance(node, (int, np.integer)):
-            return Field(feature_names[int(node)])
+            return terminal(feature_names[int(node)])
         if isinstance(node, (float, np.floating)):
             return Const(float(node))
         op_name, window = names[node.name]  # a function node (name, arity)

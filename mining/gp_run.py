@@ -27,10 +27,10 @@ from data.io import to_jsonable
 from data.manifest import RunRecorder
 from factors.library import LIBRARY
 from factors.store import FactorStore
-from factors.expr_tree import Field
 from factors.store_records import FactorRecord
-from mining.gp import GPGeneration, GPSettings, run_gp
+from mining.gp import GPGeneration, GPSettings, run_gp, terminal
 from mining.gp_engine import evolve
+from mining.pool_gaps import pool_terminals
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
            "GPRunRecord", "LibraryRunRecord", "ManualAdd", "FormulaEval", "mine_gp", "add_library",
@@ -177,9 +177,11 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                           f"train {cfg.evaluate.train[1]}: GP fitness is computed on train; "
                           "move [gp] start or [evaluate] train")
     panels = {f: ws.field(f)[:n_train] for f in g.fields}
+    if g.pool:
+        panels.update(pool_terminals(ws, g.pool, n_train))
     _emit(on_progress, GPLoaded(g.universe, len(ws.ctx.codes), n_train,
                                 str(ws.ctx.dates[0].date()), str(gp_ctx.dates[-1].date()),
-                                tuple(g.fields), time.perf_counter() - t0))
+                                tuple(panels), time.perf_counter() - t0))
     run_cfg = to_jsonable({"gp": g, "evaluate": cfg.evaluate})
     manifest = RunRecorder("gp", cfg, argv=argv, settings=g, seeds={"gp": g.seed},
                            store=cfg.store.path, window=(ws.start, ws.end))
@@ -194,7 +196,7 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
             if g.engine == "gplearn":
                 res = run_gp(panels, gp_ctx, g, on_generation=on_generation)
             else:
-                res = evolve({Field(f): p for f, p in panels.items()}, gp_ctx, g,
+                res = evolve({terminal(f): p for f, p in panels.items()}, gp_ctx, g,
                              on_generation=on_generation)
             _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
                                         res.seconds))

@@ -28,6 +28,7 @@ from factors.expr_parse import parse
 from factors.store import FactorStore
 from mining import prompting
 from mining.llm_cache import CachedChat, LLMCache, ReplayChat, Sender
+from mining.pool_gaps import pool_gaps
 
 #: Reply-level failures, formula-level failures, then gate rejections, in display order.
 REPLY_FAILURES = ("http_error", "timeout", "empty", "no_json", "bad_json")
@@ -213,8 +214,19 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
         Unknown template, or (replay) a run without recorded calls or a cache miss.
     ConfigError
         Bad settings or knowledge cutoff.
+
+    Proposals may reference members as ``factor("<name>")``; they are resolved in ``store``
+    (:meth:`backtest.candidates.Workspace.using_store`) and the first prompt and every round's
+    feedback show the pool's gaps (:mod:`mining.pool_gaps`).
     """
     settings.validate()
+    with ws.using_store(store, cfg.evaluate.horizon):
+        return _loop(ws, store, cache, cfg, settings, sender, replay_of, use_cache, on_progress)
+
+
+def _loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
+          settings: LLMRunSettings, sender: Sender | None, replay_of: str | None,
+          use_cache: bool, on_progress: Callable[[LLMProgress], None] | None) -> LLMRun:
     def emit(msg: str) -> None:
         if on_progress is not None:
             on_progress(LLMProgress("round", msg))
@@ -226,7 +238,8 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
     examples = [r for r in store.top(None, sort="valid.rank_icir", universe=ws.universe)
                 if r.horizon == horizon][:settings.n_examples]
     first = prompting.render(template, n=settings.n_per_round, universe=ws.universe,
-                             horizon=horizon, examples=examples)
+                             horizon=horizon, examples=examples,
+                             pool_gaps=pool_gaps(store, ws.universe, horizon).text())
     messages: list[dict[str, str]] = [{"role": "system", "content": prompting.SYSTEM_PROMPT},
                                       {"role": "user", "content": first}]
     run_cfg = {"llm": asdict(settings), "replay_of": replay_of,
@@ -283,7 +296,8 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
             messages += [{"role": "assistant", "content": reply.content or ""},
                          {"role": "user", "content": prompting.feedback_message(
                              rnd, rows, n=settings.n_per_round, train=cfg.evaluate.train,
-                             valid=cfg.evaluate.valid)}]
+                             valid=cfg.evaluate.valid,
+                             pool=pool_gaps(store, ws.universe, horizon).summary())}]
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -10,6 +10,9 @@ registries, never hand-copied:
 ``{{operators}}``     the operator table, one line of doc each (:func:`factors.operators.all_ops`)
 ``{{fields}}``        the fields with their units (:data:`data.fields.FIELDS`)
 ``{{examples}}``      current leaderboard members with their train/valid RankIC
+``{{pool_gaps}}``     the pool by theme: missing themes, the most crowded one, and the members
+                      that can be referenced as ``factor("<name>")`` (:mod:`mining.pool_gaps`);
+                      optional: a template without it renders as before
 ``{{reply_format}}``  the JSON reply format
 ``{{n}}``, ``{{universe}}``, ``{{horizon}}``   numbers of the run
 
@@ -34,8 +37,8 @@ from mining.errors import LLMError
 #: The packaged templates directory (``prompts/`` beside ``mining/``).
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "prompts"
 #: Placeholders a template may use.
-PLACEHOLDERS = ("grammar", "operators", "fields", "examples", "reply_format", "n", "universe",
-                "horizon")
+PLACEHOLDERS = ("grammar", "operators", "fields", "examples", "pool_gaps", "reply_format", "n",
+                "universe", "horizon")
 _REQUIRED = ("grammar", "operators", "fields", "reply_format")
 _PH = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -141,8 +144,11 @@ def grammar_text() -> str:
     infix = ", ".join(f"`{op.infix}` = {op.name}" for op in all_ops() if op.infix)
     return (f"```\n{block}\n```\n"
             f"- Infix operators: {infix}; unary minus = neg. No `**`, comparisons, `and`/`or`, "
-            "attributes, strings, lists, keywords or anything else: only fields, numbers and "
-            "the operators below called by plain name.\n"
+            "attributes, strings (except the name in `factor(\"<name>\")` / "
+            "`model(\"<run id>\")`), lists, keywords or anything else: only fields, numbers, "
+            "those two leaves and the operators below called by plain name.\n"
+            "- `factor(\"<name>\")` is an accepted leaderboard member (its formula, evaluated "
+            "in place): build on mined factors by name.\n"
             "- Windows are positive integer literals counted in trading days (e.g. "
             f"`ts_mean(close, 20)`), at most {fx.MAX_WINDOW}; a constant panel argument is "
             f"written as a float (`5.0`). Nesting depth at most {fx.MAX_DEPTH}, at most "
@@ -194,7 +200,7 @@ def examples_table(records: Sequence[Any]) -> str:
 
 
 def render(template: Template, *, n: int, universe: str, horizon: int,
-           examples: Sequence[Any] = ()) -> str:
+           examples: Sequence[Any] = (), pool_gaps: str | None = None) -> str:
     """Render ``template`` into the first user message.
 
     Parameters
@@ -207,6 +213,9 @@ def render(template: Template, *, n: int, universe: str, horizon: int,
         Forward-return horizon in trading days (open(t+1) -> open(t+1+h)).
     examples : sequence of FactorRecord
         Current leaderboard members shown as examples.
+    pool_gaps : str, optional
+        Text of ``{{pool_gaps}}`` (:meth:`mining.pool_gaps.PoolGaps.text`); a note that the
+        pool was not examined when omitted. Not appended when the template lacks it.
 
     Returns
     -------
@@ -220,6 +229,8 @@ def render(template: Template, *, n: int, universe: str, horizon: int,
     raw = template.text()
     values = {"grammar": grammar_text(), "operators": operators_table(),
               "fields": fields_table(), "examples": examples_table(examples),
+              "pool_gaps": pool_gaps if pool_gaps is not None else
+              "(the pool was not examined for this prompt)",
               "reply_format": REPLY_FORMAT, "n": str(int(n)), "universe": universe,
               "horizon": str(int(horizon))}
     used = set()
@@ -321,11 +332,14 @@ def item_fields(item: Any) -> tuple[Any, str, str, str]:
 # --------------------------------------------------------------------------------------------
 
 def feedback_message(round_no: int, rows: Sequence[dict], *, n: int, train: tuple[str, str],
-                     valid: tuple[str, str], reply_problem: str | None = None) -> str:
+                     valid: tuple[str, str], reply_problem: str | None = None,
+                     pool: str | None = None) -> str:
     """The compact results table sent back after round ``round_no``.
 
     ``rows`` are dicts with ``name``, ``formula``, ``status`` and optionally ``train``,
     ``valid`` (mean daily RankIC) and ``note``. Only train and valid numbers ever appear here.
+    ``pool`` is a one-line pool summary (:meth:`mining.pool_gaps.PoolGaps.summary`) repeated
+    after the table.
     """
     head = (f"Round {round_no} results (mean daily RankIC; train {train[0]}..{train[1]}, "
             f"valid {valid[0]}..{valid[1]}).")
@@ -341,6 +355,8 @@ def feedback_message(round_no: int, rows: Sequence[dict], *, n: int, train: tupl
                          f"`{_md_cell(r.get('formula', ''))[:200]}` | {r['status']} | "
                          f"{_fmt(r.get('train'))} | {_fmt(r.get('valid'))} | "
                          f"{_md_cell(r.get('note', ''))[:240]} |")
+    if pool:
+        lines += ["", pool]
     lines += ["", f"Propose {int(n)} new factors that differ from all of the above (fix the "
               "errors, keep what worked, avoid formulas correlated with existing members). "
               "Same JSON format."]

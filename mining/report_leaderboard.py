@@ -25,6 +25,7 @@ import numpy as np
 
 from data.errors import AlphamineError, ConfigError
 from data.io import atomic_write
+from mining.dashboard_data import lineage_text
 from mining.report_factor import _plotly
 
 __all__ = ["LeaderboardReportRun", "leaderboard_report"]
@@ -151,10 +152,7 @@ def leaderboard_report(cfg, universe: str, out: Optional[Path] = None, *, top: i
     for r in recs:
         tr, va = r.metrics.get("train", {}), r.metrics.get("valid", {})
         prov = r.provenance
-        lineage = ", ".join(
-            f"{k} {prov[k]:.4g}" if isinstance(prov[k], float) else f"{k} {prov[k]}"
-            for k in ("generation_best", "rank", "train_fitness", "input", "reference")
-            if prov.get(k) is not None)
+        lineage = lineage_text(prov)
         now = current.get(r.id)
         rows.append("<tr>" + _cell(r.id, 0) + _cell(r.name) + _cell(r.source)
                     + _cell(tr.get("rank_ic_mean")) + _cell(va.get("rank_ic_mean"))

@@ -34,15 +34,17 @@ from scipy.stats import rankdata
 
 from backtest.context import forward_returns
 from data.errors import ConfigError
+from factors.alpha158 import POOL_SUFFIX
 from factors.alpha158 import feature_set as get_feature_set
 from factors.errors import EvaluationError
 from factors.expr_parse import parse
-from factors.expr_tree import Call, walk
+from factors.expr_tree import Call, ModelRef, factor_refs, walk
+from factors.library import NamedFactor
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtest.candidates import Workspace
 
-__all__ = ["PanelDataset", "build_dataset", "robust_zscore", "global_robust_zscore",
+__all__ = ["PanelDataset", "build_dataset", "pool_features", "robust_zscore", "global_robust_zscore",
            "normalise_label", "LABEL_NORMS", "LABELS", "FEATURE_NORMS"]
 
 #: Label normalisations accepted by :func:`build_dataset`.
@@ -271,6 +273,48 @@ def _group_key(expr) -> int:
     return max((w for n in walk(expr) if isinstance(n, Call) for w in n.windows), default=0)
 
 
+def _uses_model(ws: "Workspace", formula: str, depth: int = 0) -> bool:
+    """True when ``formula`` reads a ``model(...)`` panel, directly or through references."""
+    expr = parse(formula)
+    if any(isinstance(n, ModelRef) for n in walk(expr)):
+        return True
+    if depth >= 8:
+        return False
+    return any(_uses_model(ws, ws.member(n).formula, depth + 1) for n in factor_refs(expr))
+
+
+def pool_features(ws: "Workspace") -> tuple[NamedFactor, ...]:
+    """The leaderboard pool as model features: ``pool_<name>`` = ``factor("<name>")``.
+
+    Every member that :meth:`backtest.candidates.Workspace.member_names` lists (the
+    workspace's universe and ``[evaluate] horizon``, unique names), by row id, except members
+    that read a ``model("...")`` prediction panel (directly or through references): a model is
+    not trained on another model's out-of-sample scores, which start only at their first test
+    date. A member's values are its formula evaluated on the workspace, as causal as any
+    feature. A SHAP-distilled formula that uses such a feature therefore contains
+    ``factor("<name>")`` (:func:`models.distill.distill_candidates` composes feature formulas).
+
+    Returns
+    -------
+    tuple of NamedFactor
+        Empty when the workspace has no store or the pool is empty.
+
+    Raises
+    ------
+    EvaluationError
+        From resolving a member's references.
+    """
+    out = []
+    for name in ws.member_names():
+        rec = ws.member(name)
+        if _uses_model(ws, rec.formula):
+            continue
+        out.append(NamedFactor(f"pool_{name}", f'factor("{name}")',
+                               f"leaderboard member {name} (id {rec.id}, {rec.source}): "
+                               f"{rec.formula}", "leaderboard"))
+    return tuple(out)
+
+
 def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int = 1,
                   label_norm: str = "rank", *, label: str = "open", clip: float = 3.0,
                   feature_norm: str = "cs", fit_end: str | None = None,
@@ -281,7 +325,9 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
     ----------
     ws : backtest.candidates.Workspace
     feature_set : str, default "alpha158"
-        A name in :data:`factors.alpha158.FEATURE_SETS`.
+        A name in :data:`factors.alpha158.FEATURE_SETS`, optionally followed by ``+pool``
+        (:data:`factors.alpha158.POOL_SUFFIX`): the leaderboard members are added as features
+        (:func:`pool_features`).
     horizon : int, default 1
         Label horizon ``h`` (trading days).
     label_norm : {"rank", "zscore"}
@@ -323,7 +369,10 @@ def build_dataset(ws: "Workspace", feature_set: str = "alpha158", horizon: int =
                           f"{', '.join(LABEL_NORMS)}")
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise ConfigError(f"label horizon must be a positive integer, got {horizon!r}")
-    feats = get_feature_set(feature_set)
+    if feature_set.endswith(POOL_SUFFIX):
+        feats = get_feature_set(feature_set[:-len(POOL_SUFFIX)]) + pool_features(ws)
+    else:
+        feats = get_feature_set(feature_set)
     ctx = ws.ctx
     T, N = ctx.shape
     umask = np.asarray(ctx.universe_mask, dtype=bool)

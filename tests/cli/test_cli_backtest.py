@@ -354,3 +354,37 @@ def test_combine_compare_table_on_valid(tmp_path, synth_root):
                               "--method", "sym", "--n", "4", "--rebalance", "5", "--json"])
     assert _json(res)["n_drop"] == 0                                # floor(10*4*5/252) = 0
     assert "gives 0 replacements per rebalance" in " ".join(res.stderr.split())
+
+
+def test_member_references_through_eval_combine_and_report(tmp_path, synth_root):
+    """factor("<name>") resolves in every command that evaluates leaderboard formulas."""
+    from factors.store import FactorStore
+    from factors.store_records import FactorRecord
+    cfg = _config(tmp_path, synth_root)
+    _add(cfg, {"ts_delta(close, 1)": -0.02, "-log(vol)": 0.01})          # members f0, f1
+    with FactorStore(load_config(cfg).store.path) as store:        # a member built on both
+        rec = FactorRecord(formula='cs_rank(factor("f0")) - 0.5 * cs_rank(factor("f1"))',
+                           name="child", source="manual", universe="all", horizon=1,
+                           metrics={"train": {"rank_ic_mean": -0.01},
+                                    "valid": {"rank_ic_mean": -0.02, "rank_icir": -0.3,
+                                              "rank_ic_t": -5.0, "n_ic_days": 500}})
+        assert store.add(rec, {}, force=True).accepted
+    base = _json(runner.invoke(app, ["--config", str(cfg), "eval", "ts_delta(close, 1) * -1",
+                                     "--universe", "all", "--json"]))
+    ref = _json(runner.invoke(app, ["--config", str(cfg), "eval", 'factor("f0") * -1',
+                                    "--universe", "all", "--json"]))
+    assert ref["formula"] == 'factor("f0") * (-1.0)'
+    assert ref["splits"] == base["splits"]        # the member's formula, evaluated in place
+    res = runner.invoke(app, ["--config", str(cfg), "eval", 'factor("nope")', "--universe",
+                              "all"])
+    assert res.exit_code == 2 and "no leaderboard member named 'nope' in universe all" in _out(res)
+    s = _json(runner.invoke(app, ["--config", str(cfg), "combine", "--top", "3", "--n", "2",
+                                  "--out", str(tmp_path / "comb"), "--json"]))
+    seen = {m["name"] for m in s["members"]} | {m["name"] for m in s["dropped"]}
+    assert "child" in seen                      # evaluated (kept or dropped by correlation)
+    pytest.importorskip("plotly")
+    out = tmp_path / "child.html"
+    res = runner.invoke(app, ["--config", str(cfg), "report", "factor", 'factor("child")',
+                              "--universe", "all", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert out.is_file()

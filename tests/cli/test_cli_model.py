@@ -99,6 +99,7 @@ def test_lgbm_table_output_and_errors(synthetic):
 @pytest.mark.parametrize("args,msg", [
     (["--preset", "nope"], "--preset 'nope': use one of qlib-alpha158"),
     (["--feature-set", "zzz"], "--feature-set 'zzz'"),
+    (["--feature-set", "alpha158+poo"], "--feature-set 'alpha158+poo'"),
     (["--universe", "mars"], "--universe 'mars'"),
     (["--rounds", "0"], "--rounds must be > 0"),
     (["--retrain-months", "-1"], "--retrain-months must be > 0"),

@@ -136,16 +136,29 @@ def test_leaderboard_report_heatmap_table_and_lineage(tmp_path, wh):
                                                              "n_ic_days": 50}},
                                provenance={"reference": f"ref {i}"})
             assert store.add(rec, {}, force=True).accepted
+        # a member built on f1 (factor reference) with a GP parent: both kinds of lineage
+        rec = FactorRecord(formula='factor("f1") * -1.0', name="child", source="gp",
+                           universe="all", horizon=1,
+                           metrics={"train": {"rank_ic_mean": 0.02},
+                                    "valid": {"rank_ic_mean": 0.02, "rank_icir": 0.1}},
+                           provenance={"references": [{"name": "f1", "id": 2,
+                                                       "formula": "ts_std(ret, 10)"}],
+                                       "parents": ["ts_std(ret, 10)"]})
+        assert store.add(rec, {}, force=True).accepted
     res = runner.invoke(app, ["--config", str(cfg), "report", "leaderboard", "--universe", "all",
                               "--json"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
-    assert d["members"] == 4 and d["in_heatmap"] == 3          # the model panel is gone
+    assert d["members"] == 5 and d["in_heatmap"] == 4          # the model panel is gone
     page = Path(d["path"]).read_text(encoding="utf-8")
     assert "class='sortable'" in page and "ref 0" in page and "Not in the heatmap" in page
+    assert "references f1 (#2), parents ts_std(ret, 10)" in page
     run = leaderboard_report(load(cfg), "all", tmp_path / "lb.html")
     z = run.figures[0].data[0].z
-    assert len(z) == 3 and all(abs(z[i][i] - 1) < 1e-12 for i in range(3))
+    assert len(z) == 4 and all(abs(z[i][i] - 1) < 1e-12 for i in range(4))
+    names = list(run.figures[0].data[0].x)
+    c, f1 = names.index("#5 child"), names.index("#2 f1")       # child = -f1, resolved
+    assert abs(z[c][f1] + 1.0) < 1e-9
     names = list(run.figures[0].data[0].x)
     a, b = names.index("#1 f0"), names.index("#3 f2")          # f2 = 2 x f0: rank corr 1
     assert abs(z[a][b] - 1.0) < 1e-9 and abs(a - b) == 1       # clustered side by side

@@ -73,6 +73,7 @@ def test_tables_come_from_the_store_and_run_folders(world):
     cfg = load(world)
     lb = dd.leaderboard_frame(cfg, "all")
     assert {"f0", "f1"} <= set(lb.name) and "test_looks" in lb and "adj_p_now" in lb
+    assert "lineage" in lb
     assert set(dd.leaderboard_frame(cfg, "all", ["library"]).source) == {"library"}
     assert len(dd.leaderboard_frame(cfg, "all", min_abs_icir=0.25)) < len(lb)
     bt = dd.backtest_runs(cfg)
@@ -200,3 +201,16 @@ def test_alerts_page_appears_once_alerts_are_logged(tmp_path, monkeypatch):
     at.checkbox[0].uncheck().run()
     at.multiselect[1].set_value(["high"]).run()
     assert list(at.dataframe[0].value["ts_code"]) == ["000002.SZ"]
+
+
+def test_lineage_text_shows_references_and_parents_only_when_present():
+    from mining.dashboard_data import lineage_text
+    assert lineage_text({}) == ""
+    assert lineage_text({"generation_best": 3, "train_fitness": 0.012345}) == \
+        "generation_best 3, train_fitness 0.01235"
+    refs = [{"name": "gp_a_1", "id": 7, "formula": "close"}]
+    assert lineage_text({"references": refs}) == "references gp_a_1 (#7)"
+    assert lineage_text({"parents": ["ts_mean(close, 5)", {"formula": "vol"}]}) == \
+        "parents ts_mean(close, 5); vol"
+    assert lineage_text({"references": refs, "parents": ["vol"]}) == \
+        "references gp_a_1 (#7), parents vol"

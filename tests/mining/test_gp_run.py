@@ -178,3 +178,46 @@ def test_mine_gp_default_engine_is_alphamine(setup):
     assert not any(d.formula.startswith("-(-") for d in decisions)
     with FactorStore(tmp / "a.db") as s:
         assert [r.status for r in s.runs("gp")] == ["done"]
+
+
+def test_gp_pool_terminals_are_member_references(setup, monkeypatch):
+    """[gp] pool = k: the best k members become terminals factor("<name>") (train rows only);
+    programs built on them print as references and are stored with their lineage."""
+    from factors.expr_parse import parse
+    from factors.expr_tree import Call, FactorRef, Field, factor_refs
+    from factors.store_records import FactorRecord
+    from mining.gp import program_to_expr, terminal
+    cfg, g, tmp = setup
+    assert terminal('factor("gp_a_1")') == FactorRef("gp_a_1") and terminal("vol") == Field("vol")
+
+    class _Fn:
+        name, arity = "mul", 2
+    assert program_to_expr([_Fn(), 0, 1], {"mul": ("mul", None)}, ("close", 'factor("x")')) \
+        == Call("mul", (Field("close"), FactorRef("x")))
+
+    def ws_with_store(*a, **k):
+        ws = _ws()
+        ws.store, ws.horizon = cfg.store.path, cfg.evaluate.horizon
+        return ws
+    monkeypatch.setattr(gp_run, "make_workspace", ws_with_store)
+    with FactorStore(cfg.store.path) as s:
+        for name, f, icir in (("sig", "vwap", 0.9), ("weak", "ts_mean(vol, 5)", 0.1),
+                              ("dead", "log(neg(abs(close)))", 0.5)):       # all NaN: skipped
+            rec = FactorRecord(formula=f, name=name, source="manual", universe="csi300",
+                               horizon=cfg.evaluate.horizon,
+                               metrics={"valid": {"rank_ic_mean": 0.05, "rank_icir": icir}})
+            assert s.add(rec, {}, force=True).accepted
+    ws = ws_with_store()
+    n_train = 90
+    from mining.pool_gaps import pool_terminals
+    got = pool_terminals(ws, 2, n_train)
+    assert list(got) == ['factor("sig")', 'factor("weak")']
+    np.testing.assert_array_equal(got['factor("sig")'], ws.field("vwap")[:n_train])
+    events = []
+    rec = gp_run.mine_gp(cfg, replace(g, pool=1), on_progress=events.append)
+    assert events[0].fields == ("close", "vol", "ret", "vwap", 'factor("sig")')
+    with FactorStore(cfg.store.path) as s:
+        new = [r for r in s.members() if r.provenance.get("run_id") == rec.run_id]
+    for r in new:                                   # lineage wherever a program used sig
+        refs = factor_refs(parse(r.formula))
+        assert [x["name"] for x in r.provenance.get("references", [])] == sorted(refs)

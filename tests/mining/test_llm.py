@@ -358,3 +358,29 @@ def test_replay_of_a_no_cache_run_serves_its_own_replies(tmp_path, wh_root, monk
         ["ts_std(ret, 5)"]
     assert [p.formula for p in b.proposals] == [p.formula for p in rb.proposals] == \
         ["-ts_mean(turnover, 3)"]
+
+
+def test_a_proposal_may_reference_a_member_and_its_lineage_is_stored(tmp_path, wh_root,
+                                                                     monkeypatch):
+    """The prompt lists the pool's gaps and referable names; a proposal built on a member by
+    factor("<name>") is evaluated through the workspace and stored with its references."""
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    ref = '-ts_mean(turnover, 3) + 0.000001 * factor("vol_rank")'
+    script = [{"content": _reply(ref, 'factor("vol_rank")', 'factor("nope") * 2.0')}]
+    with StubServer(script=script) as srv:
+        cfg = _config(tmp_path, wh_root, srv.base_url)
+        ws = _workspace(cfg)
+        _seed_store(cfg, ws)                      # member vol_rank = cs_rank(vol)
+        res, members = _run(cfg, ws, sender=from_config(cfg), rounds=1)
+        prompt = srv.requests[0]["messages"][1]["content"]
+    assert 'factor("vol_rank")' in prompt and "volume/liquidity" in prompt
+    assert "size/value missing" in prompt               # the pool: one liquidity member
+    by = {p.formula: p for p in res.proposals}
+    assert by[ref].status == "accepted", by[ref].note
+    rec = members[by[ref].canonical]
+    vol_rank = members["cs_rank(vol)"]
+    assert rec.provenance["references"] == [{"name": "vol_rank", "id": vol_rank.id,
+                                             "formula": "cs_rank(vol)"}]
+    assert by['factor("vol_rank")'].status == "correlation"     # |corr| 1 with vol_rank
+    assert by['factor("nope") * 2.0'].status == "eval_error"
+    assert "no leaderboard member named 'nope' in universe all" in by['factor("nope") * 2.0'].note
