@@ -573,6 +573,8 @@ OPTION_CASES = [
     (["gp", "--n-jobs", "0"], "--n-jobs must not be 0"),
     (["gp", "--top", "0"], "--top must be > 0"),
     (["gp", "--seed", "-1"], "--seed must be in [0, 4.29497e+09]"),
+    (["library", "--set", "alpha102"], "--set 'alpha102'"),
+    (["library", "--set", "alpha102", "--add"], "--set 'alpha102'"),
     (["leaderboard", "--source", "bogus"], "--source 'bogus'"),
     (["leaderboard", "--json", "--csv"], "--json and --csv"),
     (["leaderboard", "--top", "0"], "--top must be > 0"),
