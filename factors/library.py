@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from data.errors import AlphamineError, ConfigError
+from data.errors import AlphamineError
 
 
 @dataclass(frozen=True)
@@ -133,34 +133,3 @@ def get_factor(name: str) -> NamedFactor:
     raise AlphamineError(f"unknown library factor {name!r}; known: "
                          f"{', '.join(f.name for f in LIBRARY)}")
 
-
-#: Named factor sets of ``mine library --set``: ``default`` (:data:`LIBRARY`, references added
-#: with the gate forced) and ``alpha101`` (:mod:`factors.alpha101`, gated like any candidate).
-LIBRARY_SETS: tuple[str, ...] = ("default", "alpha101")
-
-
-def library_set(name: str) -> tuple[tuple[NamedFactor, ...], dict[str, str]]:
-    """The factors of a named set and the ones it cannot build (name -> reason).
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`LIBRARY_SETS`.
-
-    Returns
-    -------
-    factors : tuple of NamedFactor
-    unavailable : dict of str -> str
-
-    Raises
-    ------
-    ConfigError
-        For an unknown set name (the message lists the known ones).
-    """
-    if name == "default":
-        return LIBRARY, dict(UNAVAILABLE)
-    if name == "alpha101":
-        from factors.alpha101 import ALPHA101
-        from factors.alpha101 import UNAVAILABLE as A101_UNAVAILABLE
-        return ALPHA101, dict(A101_UNAVAILABLE)
-    raise ConfigError(f"unknown library set {name!r}; known: {', '.join(LIBRARY_SETS)}")

@@ -85,19 +85,6 @@ def _argmax(v, w, o):
     KT.k_extreme(v, w, o, True, True)
 
 
-@njit(cache=True)
-def _product(v, w, o):
-    """Rolling product, recomputed per window (exact with zeros and signs; O(n w))."""
-    for i in range(v.shape[0]):
-        if i < w - 1:
-            o[i] = KT.NAN
-            continue
-        p = 1.0
-        for k in range(i - w + 1, i + 1):
-            p *= v[k]
-        o[i] = p
-
-
 @register(kernel=_delay)
 def ts_delay(x, window):
     """Value ``window`` observations ago (lag over the stock's own valid observations).
@@ -477,31 +464,3 @@ def ts_ema(x, window):
     Reference: pandas ``s.dropna().ewm(span=d, adjust=False, min_periods=d).mean()``.
     """
 
-
-@register(kernel=_product)
-def ts_product(x, window):
-    """Rolling product of the window's observations: ``x_t * x_{t-1} * ... * x_{t-d+1}``.
-
-    Parameters
-    ----------
-    x : ndarray, shape (T, N)
-    window : int
-        Number of observations ``d``, ``>= 1``.
-
-    Returns
-    -------
-    ndarray of float64, shape (T, N)
-        In the units of ``x`` to the power ``d``; NaN where the product overflows.
-
-    Raises
-    ------
-    ValueError
-        If ``window < 1`` or is not an integer, or ``x`` is not 1-D/2-D.
-
-    Notes
-    -----
-    NaN policy: ts policy (module docstring); a non-finite product (overflow) is NaN. Each
-    window is multiplied out afresh (no running quotient), so zeros and sign changes are exact.
-    Reference: WorldQuant 101 ``product(x, d)`` = "time-series product over the past d days"
-    (Kakushadze 2016, arXiv:1601.00991, appendix A); pandas ``rolling(d).apply(np.prod)``.
-    """

@@ -314,7 +314,7 @@ def library(universe: str = typer.Option("csi300", help="Universe for --add."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")
             ) -> None:
     """List a named factor set (and optionally evaluate + store it)."""
-    from factors.library import LIBRARY_SETS, library_set
+    from factors.library_sets import LIBRARY_SETS, library_set
     try:
         check_universe("--universe", universe)
         check_choice("--set", factor_set, LIBRARY_SETS)

@@ -25,7 +25,7 @@ from data.config import Config
 from data.errors import ConfigError
 from data.io import to_jsonable
 from data.manifest import RunRecorder
-from factors.library import library_set
+from factors.library_sets import library_set
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
 from mining.gp import GPGeneration, GPSettings, run_gp

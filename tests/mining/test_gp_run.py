@@ -187,7 +187,7 @@ SAMPLE = (5, 11, 41, 58)
 
 def test_add_library_alpha101_goes_through_the_gate(setup, monkeypatch):
     from factors.alpha101 import ALPHA101
-    from factors.library import library_set
+    from factors.library_sets import library_set
     cfg, _, _ = setup
     monkeypatch.setattr(gp_run, "make_workspace", _ws101)
     sample = tuple(ALPHA101[n - 1] for n in SAMPLE)
