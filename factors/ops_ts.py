@@ -463,4 +463,3 @@ def ts_ema(x, window):
     observations. The value depends on all history since the stock's first observation.
     Reference: pandas ``s.dropna().ewm(span=d, adjust=False, min_periods=d).mean()``.
     """
-
