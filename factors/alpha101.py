@@ -28,8 +28,8 @@ Operator conventions
   the number of days ago, 0 = today, within the last ``d`` observations: exactly our
   ``ts_argmax`` / ``ts_argmin`` (ties -> the most recent day), used unchanged. The other common
   reading, the 1-based position from the oldest day (``rolling(d).apply(np.argmax) + 1``), is
-  ``d - ts_argmax(x, d)``; under ``rank`` it reverses the sign of alphas 1, 57, 60, 96, 98 and
-  100.
+  ``d - ts_argmax(x, d)``; it would change alphas 1, 57, 60, 96, 98 and 100 (each ranks the
+  arg-extreme, so that reading reverses the order).
 * ``min(x, d)`` with an integer ``d`` (alpha 29) is ``ts_min``; ``min`` / ``max`` of two
   expressions (alphas 71, 73, 76, 77, 82, 87, 88, 92, 96) are elementwise.
 * ``a < b`` -> ``lt(a, b)`` (1.0 / 0.0, NaN if either is NaN); ``c ? a : b`` ->

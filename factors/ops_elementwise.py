@@ -275,7 +275,7 @@ def power(x, y):
     return _apply(np.power, x, y)
 
 
-@register
+@register(gp=False)
 def signed_power(x, y):
     """Signed power ``sign(x) * |x| ** y``.
 

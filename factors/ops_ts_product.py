@@ -1,7 +1,9 @@
 """Rolling product (``kind="ts"``): WorldQuant Alpha101's ``product(x, d)``.
 
 Same conventions as :mod:`factors.ops_ts` (the "ts NaN policy"): a window covers the stock's last
-``window`` finite observations, warm-up rows are NaN, causal, input never modified.
+``window`` finite observations, warm-up rows are NaN, causal, input never modified. Like the
+other operators added for Alpha101 (``signed_power``, the group operators) it is not offered to
+genetic programming (``gp=False``), so GP's function set and seeded runs are unchanged.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def _product(v, w, o):
         o[i] = p
 
 
-@register(kernel=_product)
+@register(kernel=_product, gp=False)
 def ts_product(x, window):
     """Rolling product of the window's observations: ``x_t * x_{t-1} * ... * x_{t-d+1}``.
 
