@@ -119,6 +119,14 @@ _SPECS: tuple[FieldSpec, ...] = (
               "Cumulative backward adjustment factor (hfq = raw x adj_factor); rises on "
               "ex-dividend and bonus-share days. Arbitrary base: only ratios are meaningful.",
               "daily.adj_factor"),
+    FieldSpec("industry", "integer code",
+              "Industry group code (categorical, for cs_neutralize / cs_group_*): the Shenwan "
+              "L1 industry the stock belongs to on the date (industry_sw.parquet, dated "
+              "in_date <= d < out_date) coded 0..G-1 in the sorted order of the file's codes, G "
+              "= unclassified. Without industry_sw.parquet (the embedded snapshot) it is the "
+              "STATIC stock_basic.industry_ts (else industry) label, today's label on every "
+              "date, with a notice. Only equality is meaningful, never the number.",
+              "industry_sw.l1_code (else stock_basic.industry_ts)"),
 )
 
 _NEED = ("Needs the warehouse dataset {ds} (absent from the embedded snapshot: fill the "
@@ -174,8 +182,14 @@ _SPECS = _SPECS + _DATASET_SPECS
 FIELDS: dict[str, FieldSpec] = {s.name: s for s in _SPECS}
 
 
-#: Fields available on every warehouse (no optional dataset needed), in display order.
-BASE_FIELDS: tuple[str, ...] = tuple(s.name for s in _SPECS if not s.dataset)
+#: Categorical fields (group codes, not quantities): loaded by the manager from the industry
+#: classification (:meth:`data.manager.DataManager.industry`), not derived from daily bars.
+CATEGORICAL_FIELDS: tuple[str, ...] = ("industry",)
+
+#: Numeric fields derived from the daily bars, available on every warehouse (no optional
+#: dataset needed), in display order. Every warehouse also has :data:`CATEGORICAL_FIELDS`.
+BASE_FIELDS: tuple[str, ...] = tuple(s.name for s in _SPECS
+                                     if not s.dataset and s.name not in CATEGORICAL_FIELDS)
 
 
 def field_names() -> list[str]:

@@ -56,7 +56,7 @@ from data.derive import (
     raw_vwap,
 )
 from data.errors import DataError, FieldError, UniverseError
-from data.fields import FIELDS
+from data.fields import CATEGORICAL_FIELDS, FIELDS
 from data.fundamentals import dividend_rows, report_rows, valuation_rows
 from data.io import read_parquet
 from data.limits import limit_cents, listing_age, trade_flags
@@ -328,7 +328,8 @@ class DataManager:
         -------
         dict of str -> DataFrame
             ``(T, N)`` float64 panels, index ``trade_date``, columns ``ts_code``, NaN where
-            there is no bar. Units: :mod:`data.fields`. ``ret`` is exact at ``start`` (history
+            there is no bar (``industry``: a group code on every date, see
+            :meth:`industry`, level 1). Units: :mod:`data.fields`. ``ret`` is exact at ``start`` (history
             before ``start`` is read as needed) and every value is causal.
 
         Raises
@@ -358,7 +359,7 @@ class DataManager:
         t0, t1 = self._range(start, end)
         cols = self._codes(codes, universe, t0, t1)
         fields = list(dict.fromkeys(fields))
-        base = [f for f in fields if not FIELDS[f].dataset]
+        base = [f for f in fields if not FIELDS[f].dataset and f not in CATEGORICAL_FIELDS]
         extra = [f for f in fields if FIELDS[f].dataset]
         look = min(LOOKBACK_DAYS, t0) if "ret" in fields else 0
         need = sorted({c for f in base for c in self._deps(f)} | ({"close"} if extra else set())
@@ -368,6 +369,9 @@ class DataManager:
         out = self._derive(base, raw, look, t0, cols)
         idx = self._cal[t0:t1]
         out.update(self._dataset_fields(extra, raw, look, idx, cols))
+        if "industry" in fields:          # Shenwan L1 codes (dated, else static), as float64
+            out["industry"] = self._opt.industry(1, idx, cols, self.stock_basic())[0].astype(
+                np.float64)
         return {f: pd.DataFrame(a, index=idx, columns=cols, copy=False) for f, a in out.items()}
 
     def panel(self, field: str, start=None, end=None, codes=None, universe=None

@@ -35,13 +35,13 @@ def _ranks_from_order(xm, order, pct):
             m += np.isfinite(xm[t, j])
         row = xm[t]
         o = order[t]
-        scale = 1.0 / m if pct and m > 0 else 1.0
+        den = float(m) if pct and m > 0 else 1.0   # divide (not * 1/m): k/m exactly rounded
         i = 0
         while i < m:
             j = i
             while j + 1 < m and row[o[j + 1]] == row[o[i]]:
                 j += 1
-            r = (0.5 * (i + j) + 1.0) * scale
+            r = (0.5 * (i + j) + 1.0) / den
             for k in range(i, j + 1):
                 out[t, o[k]] = r
             i = j + 1

@@ -132,3 +132,4 @@ def get_factor(name: str) -> NamedFactor:
         raise AlphamineError(f"factor {name!r} is unavailable: {UNAVAILABLE[name]}")
     raise AlphamineError(f"unknown library factor {name!r}; known: "
                          f"{', '.join(f.name for f in LIBRARY)}")
+

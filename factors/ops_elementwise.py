@@ -275,6 +275,36 @@ def power(x, y):
     return _apply(np.power, x, y)
 
 
+@register(gp=False)
+def signed_power(x, y):
+    """Signed power ``sign(x) * |x| ** y``.
+
+    Parameters
+    ----------
+    x, y : array_like, broadcastable (usually shape (T, N)), or scalars
+        Base and exponent (a formula literal such as ``2.0`` broadcasts).
+
+    Returns
+    -------
+    ndarray of float64, broadcast shape
+        Same sign as ``x``; ``0`` where ``x == 0`` and ``y > 0``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not broadcast.
+
+    Notes
+    -----
+    NaN policy: NaN if either input is NaN, for ``0 ** negative`` and on overflow. Reference:
+    WorldQuant 101 ``SignedPower(x, a) = sign(x) * (abs(x) ^ a)`` (Kakushadze 2016,
+    arXiv:1601.00991, appendix A).
+    """
+    x, y = _f(x), _f(y)
+    with np.errstate(all="ignore"):
+        return _finite(np.sign(x) * np.power(np.abs(x), y))
+
+
 @register(name="max")
 def max_(x, y):
     """Elementwise maximum of ``x`` and ``y`` (not a rolling or cross-sectional max).

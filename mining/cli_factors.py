@@ -305,30 +305,38 @@ def leaderboard(top: int = typer.Option(20, "--top", help="Rows to show, >= 1.")
 # --------------------------------------------------------------------------- library
 @app.command()
 def library(universe: str = typer.Option("csi300", help="Universe for --add."),
-            add: bool = typer.Option(False, "--add", help="Evaluate and store every library "
-                                     "factor (source=library, no gate)."),
+            factor_set: str = typer.Option("default", "--set",
+                                           help="Factor set: default | alpha101 (WorldQuant "
+                                                "101 Formulaic Alphas)."),
+            add: bool = typer.Option(False, "--add", help="Evaluate and store every factor of "
+                                     "the set (source=library; default set: gate forced, "
+                                     "alpha101: through the gate)."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")
             ) -> None:
-    """List the named factor library (and optionally evaluate + store it)."""
-    from factors.library import LIBRARY, UNAVAILABLE
+    """List a named factor set (and optionally evaluate + store it)."""
+    from factors.library_sets import LIBRARY_SETS, library_set
     try:
         check_universe("--universe", universe)
+        check_choice("--set", factor_set, LIBRARY_SETS)
     except ConfigError as e:
         fail(e)
-    listing = {"library": [{"name": f.name, "formula": f.formula, "description": f.description,
-                            "reference": f.reference} for f in LIBRARY],
-               "unavailable": dict(UNAVAILABLE)}
+    factors, unavailable = library_set(factor_set)
+    listing = {"set": factor_set,
+               "library": [{"name": f.name, "formula": f.formula, "description": f.description,
+                            "reference": f.reference} for f in factors],
+               "unavailable": dict(unavailable)}
     if not as_json:
-        t = Table(title="factor library")
+        t = Table(title="factor library" if factor_set == "default" else
+                  f"factor library: {factor_set}")
         t.add_column("name", no_wrap=True)
         _formula_column(t)
         t.add_column("description")
-        for f in LIBRARY:
+        for f in factors:
             t.add_row(f.name, escape(f.formula), escape(f.description))
-        for name, why in UNAVAILABLE.items():
+        for name, why in unavailable.items():
             t.add_row(name, "[dim]unavailable[/]", escape(why))
         console.print(t)
-        _long_formulas((f.name, f.formula) for f in LIBRARY)
+        _long_formulas((f.name, f.formula) for f in factors)
     if not add:
         if as_json:
             print_json(listing)
@@ -343,7 +351,8 @@ def library(universe: str = typer.Option("csi300", help="Universe for --add."),
         cfg = _cfg()
         if not as_json:
             console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
-        rec = add_library(cfg, universe, on_progress=None if as_json else on_progress)
+        rec = add_library(cfg, universe, factor_set=factor_set,
+                          on_progress=None if as_json else on_progress)
     except AlphamineError as e:
         fail(e)
     for w in rec.warnings:

@@ -25,7 +25,7 @@ from data.config import Config
 from data.errors import ConfigError
 from data.io import to_jsonable
 from data.manifest import RunRecorder
-from factors.library import LIBRARY
+from factors.library_sets import library_set
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
 from mining.gp import GPGeneration, GPSettings, run_gp, terminal
@@ -274,35 +274,41 @@ def empty_splits_warning(ws, splits, ev_cfg) -> str | None:
             "the splits")
 
 
-def add_library(cfg: Config, universe: str, *, on_progress: Progress = None
-                ) -> LibraryRunRecord:
-    """Evaluate every factor of :data:`factors.library.LIBRARY` on ``universe`` and store it
-    (``source="library"``, gate forced: library factors are references, always kept).
+def add_library(cfg: Config, universe: str, *, factor_set: str = "default",
+                on_progress: Progress = None) -> LibraryRunRecord:
+    """Evaluate every factor of a library set on ``universe`` and submit it to the leaderboard.
+
+    ``factor_set="default"``: :data:`factors.library.LIBRARY`, gate forced (library factors
+    are references, always kept). ``"alpha101"``: :data:`factors.alpha101.ALPHA101`, through
+    the gate like any candidate (correlation, valid RankIC, adjusted p; trials counted), as
+    written in the paper (not re-oriented). Sets: :func:`factors.library.library_set`.
 
     Raises
     ------
     AlphamineError
-        Unknown universe, missing data, bad configuration.
+        Unknown set or universe, missing data, bad configuration.
     """
     t0 = time.perf_counter()
+    factors, _ = library_set(factor_set)
+    force = factor_set == "default"
     ws = make_workspace(cfg, universe, model_dir=cfg.model.out_dir)
     empty = empty_splits_warning(ws, ("train", "valid"), cfg.evaluate)
     decisions: list[CandidateDecision] = []
     with FactorStore(cfg.store.path) as store:
-        run_id = store.start_run("library", config={}, seed=None, universe=universe,
-                                 data_root=str(cfg.data.root))
-        for rank, f in enumerate(LIBRARY):
+        run_id = store.start_run("library", config={} if force else {"set": factor_set},
+                                 seed=None, universe=universe, data_root=str(cfg.data.root))
+        for rank, f in enumerate(factors):
             ev = evaluate_candidate(ws, f.formula)
             d = submit(ws, store, ev, name=f.name, source="library", cfg=cfg,
                        provenance={"run_id": run_id, "reference": f.reference},
-                       description=f.description, force=True)
+                       description=f.description, force=force)
             decision = CandidateDecision(rank, f.name, ev.formula, bool(d.accepted), d.kind,
                                          d.reason, _rank_ic(ev, "train"), _rank_ic(ev, "valid"),
                                          d.n_tried, d.adj_p)
             decisions.append(decision)
             _emit(on_progress, decision)
-        store.finish_run(run_id, n_tried=len(LIBRARY))
-    _emit(on_progress, LibraryDone(run_id, len(LIBRARY)))
+        store.finish_run(run_id, n_tried=len(factors))
+    _emit(on_progress, LibraryDone(run_id, len(factors)))
     return LibraryRunRecord(run_id, universe, decisions, time.perf_counter() - t0,
                             [empty] if empty else [])
 

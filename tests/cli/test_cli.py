@@ -186,6 +186,19 @@ def test_ops_fields_library_json_are_strict():
     assert r.exit_code == 2 and "elementwise" in r.output
 
 
+def test_library_set_alpha101_lists_the_set():
+    r = runner.invoke(app, ["library", "--set", "alpha101", "--json"])
+    assert r.exit_code == 0, r.output
+    out = _strict(r.stdout)
+    assert out["set"] == "alpha101" and out["unavailable"] == {}
+    assert [f["name"] for f in out["library"]] == [f"alpha{n:03d}" for n in range(1, 102)]
+    assert "cs_neutralize(vwap, industry)" in out["library"][57]["formula"]
+    default = _strict(runner.invoke(app, ["library", "--json"]).stdout)
+    assert default["set"] == "default" and "mom_60" in {f["name"] for f in default["library"]}
+    r = runner.invoke(app, ["library", "--set", "alpha101"])
+    assert r.exit_code == 0 and "factor library: alpha101" in r.output
+
+
 def test_config_show_text_and_json(synth):
     r = runner.invoke(app, ["--config", str(synth), "config", "show"])
     assert r.exit_code == 0, r.output

@@ -601,6 +601,8 @@ OPTION_CASES = [
     (["gp", "--seed", "-1"], "--seed must be in [0, 4.29497e+09]"),
     (["gp", "--engine", "deap"], "--engine 'deap': use one of alphamine, gplearn"),
     (["gp", "--selection", "roulette"], "--selection 'roulette': use one of tournament, nsga2"),
+    (["library", "--set", "alpha102"], "--set 'alpha102'"),
+    (["library", "--set", "alpha102", "--add"], "--set 'alpha102'"),
     (["leaderboard", "--source", "bogus"], "--source 'bogus'"),
     (["leaderboard", "--json", "--csv"], "--json and --csv"),
     (["leaderboard", "--top", "0"], "--top must be > 0"),

@@ -17,9 +17,10 @@ DATASET_FIELDS = {"circ_mv", "turnover_rate", "pe_ttm", "pb", "ps_ttm", "dv_ttm"
 
 
 def test_field_set_matches_the_language():
-    from data.fields import BASE_FIELDS
-    assert set(FIELDS) == EXPECTED | DATASET_FIELDS
+    from data.fields import BASE_FIELDS, CATEGORICAL_FIELDS
+    assert set(FIELDS) == EXPECTED | DATASET_FIELDS | {"industry"}
     assert set(BASE_FIELDS) == EXPECTED
+    assert CATEGORICAL_FIELDS == ("industry",) and not FIELDS["industry"].dataset
     assert all(FIELDS[f].dataset and FIELDS[f].column for f in DATASET_FIELDS)
     assert field_names() == list(FIELDS)
     assert len(set(field_names())) == len(field_names())
@@ -52,7 +53,7 @@ def test_units_state_the_conversions():
 
 def test_every_field_loads_as_float64_panel(dm):
     panels = dm.panels(dm.available_fields(), "2020-08-10", "2023-03-31")
-    assert set(panels) == set(EXPECTED)     # the plain synthetic warehouse: base fields only
+    assert set(panels) == set(EXPECTED) | {"industry"}   # plain synthetic warehouse: no datasets
     cal = dm.calendar("2020-08-10", "2023-03-31")
     for name, p in panels.items():
         assert p.shape == (len(cal), 7), name      # 001300.SZ lists in 2025
@@ -60,3 +61,16 @@ def test_every_field_loads_as_float64_panel(dm):
         assert p.index.equals(cal) and p.index.name == "trade_date"
         assert p.columns.name == "ts_code"
         assert np.isfinite(p.to_numpy()).any(), name
+
+
+def test_industry_field_is_the_managers_industry_panel(dm):
+    """``industry`` loads through panels() as DataManager.industry(level 1), as float codes."""
+    start, end = "2020-08-10", "2023-03-31"
+    codes = list(dm.panel("close", start, end).columns)
+    p = dm.panels(["industry", "close"], start, end, codes=codes)
+    cal = dm.calendar(start, end)
+    expected = dm.industry(1, cal, codes).astype(np.float64)
+    np.testing.assert_array_equal(p["industry"].to_numpy(), expected)
+    assert p["industry"].shape == p["close"].shape
+    alone = dm.panel("industry", start, end, codes=codes)
+    np.testing.assert_array_equal(alone.to_numpy(), expected)

@@ -20,8 +20,10 @@ def _inputs(op: Operator, seed: int = 0) -> list[np.ndarray]:
     """Random panels with NaN holes (a late-listed and an empty column), one per input."""
     rng = np.random.default_rng(seed)
     panels = []
-    for _ in range(op.n_inputs):
+    for name in op.input_names:
         x = rng.standard_normal((T, N)) * 2.0 + 0.5
+        if name == "group":                       # categorical codes (cs_neutralize, cs_group_*)
+            x = rng.integers(0, 3, (T, N)).astype(np.float64)
         x[rng.random((T, N)) < 0.2] = np.nan
         x[:25, 1] = np.nan
         x[:, 2] = np.nan
@@ -178,14 +180,15 @@ def test_ts_one_dimensional_series(op):
 @pytest.mark.parametrize("op", [op for op in OPS if op.kind == "cs"],
                          ids=[op.name for op in OPS if op.kind == "cs"])
 def test_cs_respects_mask(op):
-    (x,) = _inputs(op, seed=7)
+    panels = _inputs(op, seed=7)            # x, and the group panel of the cs_group ops
     mask = _mask(7)
-    out = op.func(x, mask=mask)
+    out = op.func(*panels, mask=mask)
     assert np.isnan(out[~mask]).all()
-    # Values outside the mask do not influence the result.
-    y = x.copy()
-    y[~mask] = 1e9
-    np.testing.assert_array_equal(op.func(y, mask=mask), out)
+    # Values outside the mask (of every input) do not influence the result.
+    moved = [p.copy() for p in panels]
+    for p in moved:
+        p[~mask] = 1e9
+    np.testing.assert_array_equal(op.func(*moved, mask=mask), out)
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if op.kind == "elementwise"],

@@ -221,3 +221,56 @@ def test_gp_pool_terminals_are_member_references(setup, monkeypatch):
     for r in new:                                   # lineage wherever a program used sig
         refs = factor_refs(parse(r.formula))
         assert [x["name"] for x in r.provenance.get("references", [])] == sorted(refs)
+
+
+def _ws101(*_a, **_k) -> Workspace:
+    """_ws plus the inputs Alpha101 reads (high, low, amount, total_mv, industry)."""
+    ws = _ws()
+    rng = np.random.default_rng(4)
+    opn, close = ws._panels["open"], ws._panels["close"]
+    extra = {"high": np.maximum(opn, close) * 1.01, "low": np.minimum(opn, close) * 0.99,
+             "amount": ws._panels["vol"] * close, "total_mv": close * 1e8,
+             "industry": np.tile(np.arange(N) % 4, (T, 1)).astype(float)}
+    extra["vwap"] = (extra["high"] + extra["low"] + close) / 3 * np.exp(rng.normal(0, 1e-3, (T, N)))
+    for k, v in extra.items():
+        a = np.ascontiguousarray(v, dtype=np.float64)
+        a.setflags(write=False)
+        ws._panels[k] = a
+    return ws
+
+
+#: A sample of the set (all 101 take minutes here): alpha 5 sees the planted vwap signal and is
+#: accepted; the gate rejects 11, 41 and 58 (industry-neutralised).
+SAMPLE = (5, 11, 41, 58)
+
+
+def test_add_library_alpha101_goes_through_the_gate(setup, monkeypatch):
+    from factors.alpha101 import ALPHA101
+    from factors.library_sets import library_set
+    cfg, _, _ = setup
+    monkeypatch.setattr(gp_run, "make_workspace", _ws101)
+    sample = tuple(ALPHA101[n - 1] for n in SAMPLE)
+
+    def sampled(name):
+        assert name == "alpha101"
+        return sample, library_set(name)[1]
+    monkeypatch.setattr(gp_run, "library_set", sampled)
+    events = []
+    rec = gp_run.add_library(cfg, "csi300", factor_set="alpha101", on_progress=events.append)
+    assert [d.name for d in rec.decisions] == [f"alpha{n:03d}" for n in SAMPLE]
+    kinds = {d.kind for d in rec.decisions}
+    assert "accepted" in kinds and len(kinds) > 1          # gated: not every alpha is kept
+    assert isinstance(events[-1], gp_run.LibraryDone) and events[-1].n == len(SAMPLE)
+    with FactorStore(cfg.store.path) as store:
+        rows = store.top(n=None)
+        (run,) = [r for r in store.runs("library") if r.run_id == rec.run_id]
+    assert {r.source for r in rows} == {"library"}
+    assert {r.name for r in rows} == {d.name for d in rec.decisions if d.accepted}
+    assert run.config == {"set": "alpha101"} and run.n_tried == len(SAMPLE)
+
+
+def test_add_library_unknown_set(setup):
+    from data.errors import ConfigError
+    cfg, _, _ = setup
+    with pytest.raises(ConfigError, match="unknown library set 'nope'"):
+        gp_run.add_library(cfg, "csi300", factor_set="nope")
