@@ -35,7 +35,7 @@ if page == "Leaderboard":
     else:
         cols = [c for c in ("id", "name", "source", "train_rank_ic_mean", "valid_rank_ic_mean",
                             "valid_rank_icir", "n_tried", "adj_p", "adj_p_now", "test_looks",
-                            "formula") if c in frame]
+                            "formula", "parents") if c in frame]
         st.dataframe(frame[cols], hide_index=True, use_container_width=True)
         pick = st.selectbox("factor", [f"#{r.id} {r.name}: {r.formula}"
                                        for r in frame.itertuples()])

@@ -14,6 +14,7 @@ from data.errors import AlphamineError, ConfigError
 from factors.store import FactorStore
 from mining.cli_app import (
     app,
+    check_choice,
     check_date,
     check_positive,
     check_range,
@@ -30,6 +31,8 @@ from mining.cli_app import (
 from mining.cli_app import cfg as _cfg
 from mining.cli_factors import print_leaderboard
 from mining.gp import GPGeneration
+from mining.gp_diversity import DIVERSITY_MODES
+from mining.gp_seeds import SEED_SOURCES
 from mining.gp_run import CandidateDecision, GPDone, GPLoaded, GPScored, mine_gp
 
 
@@ -85,7 +88,9 @@ class _Renderer:
         elif isinstance(ev, GPDone):
             console.print(f"evaluated {ev.n_evaluated} programs: {ev.n_accepted} accepted, "
                           "rejected " + (", ".join(f"{v} {k}" for k, v in ev.rejections.items())
-                                         or "none"))
+                                         or "none") + f"; skipped on train before valid: "
+                          f"{ev.skipped_train_corr} correlated, {ev.skipped_duplicate} "
+                          "duplicates")
 
 
 @app.command()
@@ -106,6 +111,12 @@ def gp(ctx: typer.Context,
        top: Optional[int] = typer.Option(None, help="At most this many factors are added, "
                                          ">= 1: distinct programs go through the evaluator "
                                          "and the gate in train-fitness order."),
+       seed_from: Optional[str] = typer.Option(None, "--seed-from", help="Warm start from: "
+                                               "leaderboard, library, both or none (default "
+                                               "[gp] seed_from)."),
+       diversity: Optional[str] = typer.Option(None, help="Diversity penalty vs members and "
+                                               "hall of fame: max_corr, marginal or none "
+                                               "(default [gp] diversity)."),
        as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON "
                                     "(no progress output).")) -> None:
     """Mine factors by genetic programming (gplearn) on the real data."""
@@ -117,13 +128,16 @@ def gp(ctx: typer.Context,
                         ("--top", top)):
             check_positive(name, v)
         check_range("--seed", seed, 0, 2**32 - 1)
+        check_choice("--seed-from", seed_from, SEED_SOURCES)
+        check_choice("--diversity", diversity, DIVERSITY_MODES)
         if n_jobs is not None and n_jobs == 0:
             raise ConfigError("--n-jobs must not be 0 (use a positive count or -1 for all "
                               "cores)")
         cfg = _cfg()
         g = replace(cfg.gp, **{k: v for k, v in dict(
             universe=universe, start=start, population=population, generations=generations,
-            seed=seed, n_jobs=n_jobs, top=top).items() if v is not None})
+            seed=seed, n_jobs=n_jobs, top=top, seed_from=seed_from,
+            diversity=diversity).items() if v is not None})
     except AlphamineError as e:
         fail(e)
     if as_json:
@@ -146,7 +160,9 @@ def gp(ctx: typer.Context,
     if rec.leaderboard:
         print_leaderboard(rec.leaderboard, f"leaderboard ({g.universe}, by valid RankICIR)")
     console.print(f"run {rec.run_id}: {rec.n_accepted} accepted of {rec.n_evaluated} evaluated "
-                  f"({rec.n_distinct} distinct programs tried), {rec.seconds:.0f}s total")
+                  f"({rec.n_distinct} distinct programs tried; {rec.skipped_train_corr} "
+                  f"train-correlated and {rec.skipped_duplicate} duplicates skipped; engine "
+                  f"{rec.engine}, {rec.n_seeds} seeds), {rec.seconds:.0f}s total")
 
 
 def _record_json(rec) -> dict:

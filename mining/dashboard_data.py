@@ -21,7 +21,9 @@ __all__ = ["leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs", "ge
 def leaderboard_frame(cfg, universe: str | None = None, sources=(), min_abs_icir: float = 0.0
                       ) -> pd.DataFrame:
     """The leaderboard as :func:`factors.store_records.to_frame` gives it, plus today's
-    adjusted p-value and the test looks, filtered by universe, producers and |valid ICIR|."""
+    adjusted p-value, the test looks and ``parents`` (the parent formulas of a mined
+    member, ``" | "``-joined; empty when its producer gave none), filtered by universe,
+    producers and |valid ICIR|."""
     from factors.audit import AuditLog
     from factors.store import FactorStore
     with FactorStore(cfg.store.path) as store:
@@ -30,6 +32,7 @@ def leaderboard_frame(cfg, universe: str | None = None, sources=(), min_abs_icir
         looks = AuditLog(store).looks()
         frame = store.to_frame(recs, current)
     frame["test_looks"] = [looks.get((r.formula, r.universe), 0) for r in recs]
+    frame["parents"] = [" | ".join(r.provenance.get("parents") or []) for r in recs]
     if sources:
         frame = frame[frame["source"].isin(list(sources))]
     if min_abs_icir > 0 and "valid_rank_icir" in frame:

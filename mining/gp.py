@@ -75,10 +75,15 @@ from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, Field
 from factors.operators import all_ops
 from factors.registry import Operator
+from mining.gp_diversity import DIVERSITY_MODES
 from mining.gp_memo import Deferred, GPMemo
+from mining.gp_seeds import SEED_SOURCES
 
-__all__ = ["GPSettings", "GPGeneration", "GPResult", "build_function_set", "program_to_expr",
-           "run_gp"]
+#: Values of ``[gp] engine``: the project's engine (:mod:`mining.gp_engine`) or gplearn.
+ENGINES = ("alphamine", "gplearn")
+
+__all__ = ["ENGINES", "GPSettings", "GPGeneration", "GPResult", "build_function_set",
+           "program_to_expr", "run_gp"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,10 @@ class GPSettings:
         "parsimony": (0, None), "max_depth": (1, None), "top": (1, None),
         "p_crossover": (0, 1), "p_subtree_mutation": (0, 1), "p_hoist_mutation": (0, 1),
         "p_point_mutation": (0, 1), "cache_mb": (0, None), "cache_min_ms": (0, None),
-        "seed": (0, 2**32 - 1)}
+        "seed": (0, 2**32 - 1), "diversity_sample": (1, None), "hof": (0, None)}
+    #: Accepted values of the choice keys (checked in ``__post_init__``).
+    CHOICES: ClassVar[dict] = {"engine": ENGINES, "seed_from": SEED_SOURCES,
+                               "diversity": DIVERSITY_MODES}
 
     universe: str = "csi300"
     start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
@@ -115,12 +123,21 @@ class GPSettings:
     p_point_mutation: float = 0.1
     cache_mb: float = 1536.0  # operator-output memo per process (MiB); 0 disables it
     cache_min_ms: float = 20.0  # keep an output computed once only if it took this long
+    engine: str = "alphamine"   # alphamine (mining.gp_engine) | gplearn
+    seed_from: str = "leaderboard"  # warm start: leaderboard | library | both | none
+    diversity: str = "max_corr"  # penalty vs pool + hall of fame: max_corr | marginal | none
+    diversity_sample: int = 60  # train dates sampled for the diversity measure
+    hof: int = 20               # hall-of-fame size of the diversity hook
 
     def __post_init__(self) -> None:
         """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0;
         ValueError otherwise (the config loader names the section)."""
         if self.n_jobs == 0:
             raise ValueError("n_jobs must not be 0 (a positive count, or -1 for all cores)")
+        for key, allowed in self.CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)

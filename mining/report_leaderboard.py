@@ -7,7 +7,8 @@ The page shows three things:
   the valid split), with members ordered by average-linkage clustering on ``1 - |corr|``;
 * the metrics table, sortable in the page by clicking a header;
 * each member's lineage: producer, run, trials counted at acceptance, adjusted p-value,
-  forced or not, test looks, and for GP the generation and train fitness.
+  forced or not, test looks, for GP the generation and train fitness, and the parent
+  formulas of a member whose producer recorded them (``provenance["parents"]``).
 
 The workspace is the sealed default window (train and valid), so the test split is never
 loaded. Members whose values cannot be computed, e.g. ``model("...")`` panels that were
@@ -155,6 +156,8 @@ def leaderboard_report(cfg, universe: str, out: Optional[Path] = None, *, top: i
             f"{k} {prov[k]:.4g}" if isinstance(prov[k], float) else f"{k} {prov[k]}"
             for k in ("generation_best", "rank", "train_fitness", "input", "reference")
             if prov.get(k) is not None)
+        if prov.get("parents"):
+            lineage += (", " if lineage else "") + "parents " + " | ".join(prov["parents"])
         now = current.get(r.id)
         rows.append("<tr>" + _cell(r.id, 0) + _cell(r.name) + _cell(r.source)
                     + _cell(tr.get("rank_ic_mean")) + _cell(va.get("rank_ic_mean"))
