@@ -130,8 +130,9 @@ class GPSettings:
     hof: int = 20               # hall-of-fame size of the diversity hook
 
     def __post_init__(self) -> None:
-        """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0;
-        ValueError otherwise (the config loader names the section)."""
+        """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0, and
+        ``engine`` / ``seed_from`` / ``diversity`` are one of :attr:`CHOICES`; ValueError
+        otherwise (the config loader names the section)."""
         if self.n_jobs == 0:
             raise ValueError("n_jobs must not be 0 (a positive count, or -1 for all cores)")
         for key, allowed in self.CHOICES.items():

@@ -136,6 +136,8 @@ class Diversity:
             fwd = np.asarray(ctx.fwd[ctx.horizon], dtype=np.float64)
             self._label = self._rank(fwd)     # labels of train rows end inside train (embargo)
         self._last: tuple[Any, _Ranked] | None = None
+        self._version = 0                    # bumped when the hall of fame changes
+        self._pool_ic: dict[tuple, float] = {}
 
     # ------------------------------------------------------------------ ranks
     def _rank(self, values: np.ndarray) -> _Ranked:
@@ -205,15 +207,18 @@ class Diversity:
         q = np.where(a.m > 0, np.ceil(a.r * levels), levels + 1).astype(np.uint32)
         return hashlib.blake2b(q.tobytes(), digest_size=16).digest()
 
-    def _others(self, sig: bytes | None) -> tuple[np.ndarray, np.ndarray]:
-        """Pool plus hall of fame (minus the entry with signature ``sig``) as stacks."""
-        hall = [h.ranked for h in self.hall if sig is None or h.sig != sig]
+    def _others(self, sig: bytes | None) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """Pool plus hall of fame (minus the entry with signature ``sig``) as stacks, and a key
+        naming that set (hall version, entries left out)."""
+        out = tuple(i for i, h in enumerate(self.hall) if sig is not None and h.sig == sig)
+        key = (self._version, out)
+        hall = [h.ranked for i, h in enumerate(self.hall) if i not in out]
         if not hall:
-            return self._pool_r, self._pool_m
+            return self._pool_r, self._pool_m, key
         R, M = _stack(hall)
         if self._pool_r.shape[0] == 0:
-            return R, M
-        return np.concatenate([self._pool_r, R]), np.concatenate([self._pool_m, M])
+            return R, M, key
+        return (np.concatenate([self._pool_r, R]), np.concatenate([self._pool_m, M]), key)
 
     def penalty(self, values: np.ndarray) -> float:
         """Redundancy of a (T, N) panel with the pool and the hall of fame, in [0, 1].
@@ -226,9 +231,9 @@ class Diversity:
         """
         a = self._ranked(values)
         sig = self.signature(values) if self.hall else None
-        R, M = self._others(sig)
+        R, M, key = self._others(sig)
         if self.mode == "marginal":
-            return self._marginal_penalty(a, R, M)
+            return self._marginal_penalty(a, R, M, key)
         if R.shape[0] == 0:
             return 0.0
         c = np.abs(self._corr(a, R, M))
@@ -246,7 +251,8 @@ class Diversity:
         pred[m_label] = X @ beta
         return _mean_row_corr(pred, y, m_label)
 
-    def _marginal_penalty(self, a: _Ranked, R: np.ndarray, M: np.ndarray) -> float:
+    def _marginal_penalty(self, a: _Ranked, R: np.ndarray, M: np.ndarray, key: tuple
+                          ) -> float:
         lab = self._label
         assert lab is not None
         ml = lab.m > 0
@@ -258,7 +264,11 @@ class Diversity:
         pool = [np.where(M[p] > 0, R[p] - 0.5, 0.0) for p in range(R.shape[0])]
         if not pool:
             return 0.0
-        gain = self._combo_ic(pool + [cand], ml, y) - self._combo_ic(pool, ml, y)
+        if key not in self._pool_ic:        # the pool's own IC: once per set of members
+            if any(k[0] != key[0] for k in self._pool_ic):
+                self._pool_ic.clear()        # the hall changed: older sets are gone
+            self._pool_ic[key] = self._combo_ic(pool, ml, y)
+        gain = self._combo_ic(pool + [cand], ml, y) - self._pool_ic[key]
         if not np.isfinite(gain):
             return 1.0
         return float(1.0 - np.clip(gain / alone, 0.0, 1.0))
@@ -289,6 +299,7 @@ class Diversity:
             return
         for i in reversed(clash):
             del self.hall[i]
+        self._version += 1
         self.hall.append(_HofEntry(expr, float(fitness), sig, a))
         self.hall.sort(key=lambda h: -h.fitness)
         del self.hall[self.hof_size:]

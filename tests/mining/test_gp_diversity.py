@@ -105,6 +105,12 @@ def test_marginal_penalty_is_the_pool_ic_gain(data):
     assert d.penalty(other) < 0.95
     d2 = Diversity(ctx, {"close": p["close"]}, mode="marginal")
     assert d2.penalty(p["vwap"]) < 0.3                          # pool without the signal
+    d2.admit("vol", p["vol"], 0.5)              # the hall of fame joins the pool
+    d2.admit("vwap", p["vwap"], 0.6)
+    both = Diversity(ctx, {"close": p["close"], "vol": p["vol"], "vwap": p["vwap"]},
+                     mode="marginal")
+    assert d2.penalty(other) == pytest.approx(both.penalty(other), abs=1e-12)
+    assert d2.penalty(p["vwap"]) < 0.3          # its own entry is left out
 
 
 def test_hall_of_fame_keeps_fit_diverse_programs(data):
