@@ -55,9 +55,11 @@ def build_diversity(ws, gp_ctx, store: FactorStore, settings: GPSettings, horizo
                     max_corr: float) -> Diversity | None:
     """The diversity hook of a run: the members of ``ws.universe`` / ``horizon`` evaluated on
     the workspace (a member that fails to evaluate is left out), sampled on the train rows of
-    ``gp_ctx``; ``None`` when ``settings.diversity == "none"``. ``max_corr`` is the hall of
+    ``gp_ctx``; ``None`` when ``settings.diversity == "none"`` or train keeps no row (every
+    fitness is 0 then; the walk sends the candidates as they come). ``max_corr`` is the hall of
     fame's redundancy threshold (the gate's)."""
-    if settings.diversity == "none":
+    lo, hi = gp_ctx.split_bounds("train")
+    if settings.diversity == "none" or hi <= lo:
         return None
     pool: dict[str, np.ndarray] = {}
     for rec in store.members(universe=ws.universe, horizon=horizon):

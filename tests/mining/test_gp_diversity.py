@@ -381,3 +381,16 @@ def _has_engine() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_no_train_row_means_no_hook(data, tmp_path):
+    ctx, p = data
+    empty = EvalContext.from_arrays(DATES, ctx.codes, p["open"], np.ones((T, N), bool),
+                                    np.ones((T, N), bool),
+                                    {"train": ("2010-01-01", "2010-12-31"), "valid": VALID},
+                                    horizons=(1,), horizon=1, embargo=2, universe="csi300")
+    with pytest.raises(ValueError, match="no row"):
+        Diversity(empty)
+    with FactorStore(tmp_path / "e.db") as s:
+        assert gp_search.build_diversity(_ws(), empty, s, GPSettings(), 1, 0.7) is None
+        assert gp_search.build_diversity(_ws(), ctx, s, GPSettings(), 1, 0.7) is not None
