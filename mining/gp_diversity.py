@@ -35,7 +35,7 @@ panel is rank-transformed once on the sample (``scipy.stats.rankdata`` along the
 averaged, eligible and finite names only); the correlation of two panels on a date is the
 Pearson correlation of these ranks over the names finite in both (equal to Spearman's when the
 two cover the same names, a close approximation otherwise), computed for a whole pool at once
-with ``einsum``; dates with fewer than 3 common names are left out of the mean. The sample is
+as batched matrix products; dates with fewer than 3 common names are left out of the mean. The sample is
 ``n_dates`` evenly spaced rows of the split (all of its eligible names), so the cost of a
 comparison does not grow with the history. Nothing here reads a row outside the split: rows
 after the split's end may hold anything (causality).
@@ -66,6 +66,8 @@ class _Ranked:
 
     r: np.ndarray          # (S, N) float64
     m: np.ndarray          # (S, N) float64 0/1
+    raw: np.ndarray | None = None   # (S, N) ranks 1..n (ties averaged), 0 where missing
+    n: np.ndarray | None = None     # (S, 1) names ranked per date
 
 
 def _stack(items: list[_Ranked]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +138,8 @@ class Diversity:
         self.pool_names = list(pool or {})
         pool_ranked = [self._rank(np.asarray(v, dtype=np.float64)) for v in (pool or {}).values()]
         self._pool_r, self._pool_m = _stack(pool_ranked)
+        if not pool_ranked:                  # (0, S, N): empty but shaped like the sample
+            self._pool_r = self._pool_m = np.zeros((0,) + self.eligible.shape)
         self.hall: list[_HofEntry] = []
         self._label: _Ranked | None = None
         if mode == "marginal":
@@ -143,6 +147,10 @@ class Diversity:
             self._label = self._rank(fwd)     # labels of train rows end inside train (embargo)
         self._last: tuple[Any, _Ranked] | None = None
         self._version = 0                    # bumped when the hall of fame changes
+        self._stack_version = -1
+        self._stacked_r2: np.ndarray | None = None
+        self._stacked: tuple[np.ndarray, np.ndarray] = (self._pool_r, self._pool_m)
+        self._design: tuple | None = None    # marginal: the pool's regression inputs
         self._pool_ic: dict[tuple, float] = {}
 
     # ------------------------------------------------------------------ ranks
@@ -158,8 +166,8 @@ class Diversity:
         with np.errstate(all="ignore"):
             r = rankdata(xs, axis=1, nan_policy="omit")
         n = valid.sum(axis=1, keepdims=True)
-        r = np.where(valid, r / np.maximum(n, 1), 0.0)
-        return _Ranked(np.ascontiguousarray(r), valid.astype(np.float64))
+        raw = np.where(valid, r, 0.0)
+        return _Ranked(raw / np.maximum(n, 1), valid.astype(np.float64), raw, n)
 
     def _ranked(self, values: np.ndarray) -> _Ranked:
         """:meth:`_rank`, remembered for the last array (signature then penalty of one
@@ -171,18 +179,21 @@ class Diversity:
         return out
 
     @staticmethod
-    def _corr(a: _Ranked, R: np.ndarray, M: np.ndarray) -> np.ndarray:
+    def _corr(a: _Ranked, R: np.ndarray, M: np.ndarray, R2: np.ndarray | None = None
+              ) -> np.ndarray:
         """Mean daily correlation of ``a``'s ranks with each of ``R`` (P, S, N) over common
-        names; NaN where no date has 3 common names."""
+        names (``R2``: ``R * R`` when the caller keeps it); NaN where no date has 3 common
+        names."""
         if R.shape[0] == 0:
             return np.zeros(0)
         ra, ma = a.r, a.m
-        n = np.einsum("psn,sn->ps", M, ma)
-        sa = np.einsum("psn,sn->ps", M, ra)
-        sb = np.einsum("psn,sn->ps", R, ma)
-        saa = np.einsum("psn,sn->ps", M, ra * ra)
-        sbb = np.einsum("psn,sn->ps", R * R, ma)
-        sab = np.einsum("psn,sn->ps", R, ra)
+        R2 = R * R if R2 is None else R2
+        n = _dot(M, ma)
+        sa = _dot(M, ra)
+        sb = _dot(R, ma)
+        saa = _dot(M, ra * ra)
+        sbb = _dot(R2, ma)
+        sab = _dot(R, ra)
         with np.errstate(all="ignore"):
             cov = sab - sa * sb / n
             va = saa - sa * sa / n
@@ -200,31 +211,40 @@ class Diversity:
         (any increasing transform) and for ``x`` and ``-x``.
 
         Ranks on the sample, quantised to ``bits`` bits (missing: a reserved code), hashed with
-        ``blake2b`` (16 bytes); the key of ``x`` and of ``-x`` are both computed and the smaller
-        is returned, so the orientation does not matter.
+        ``blake2b`` (16 bytes); the keys of ``x`` and of ``-x`` (ranks ``n + 1 - rank``, exact
+        for averaged ties too) are both computed and the smaller is returned, so the
+        orientation does not matter.
         """
-        v = np.asarray(values, dtype=np.float64)
         a = self._ranked(values)
-        b = self._rank(-v)
-        return min(self._digest(a), self._digest(b))
+        valid = a.m > 0
+        neg = np.where(valid, a.n + 1 - a.raw, 0.0)
+        return min(self._digest(a.raw, a.n, valid), self._digest(neg, a.n, valid))
 
-    def _digest(self, a: _Ranked) -> bytes:
+    def _digest(self, raw: np.ndarray, n: np.ndarray, valid: np.ndarray) -> bytes:
         levels = (1 << self.bits) - 1
-        q = np.where(a.m > 0, np.ceil(a.r * levels), levels + 1).astype(np.uint32)
-        return hashlib.blake2b(q.tobytes(), digest_size=16).digest()
+        q = np.where(valid, np.ceil(raw / np.maximum(n, 1) * levels), levels + 1)
+        return hashlib.blake2b(q.astype(np.uint32).tobytes(), digest_size=16).digest()
 
-    def _others(self, sig: bytes | None) -> tuple[np.ndarray, np.ndarray, tuple]:
-        """Pool plus hall of fame (minus the entry with signature ``sig``) as stacks, and a key
-        naming that set (hall version, entries left out)."""
-        out = tuple(i for i, h in enumerate(self.hall) if sig is not None and h.sig == sig)
-        key = (self._version, out)
-        hall = [h.ranked for i, h in enumerate(self.hall) if i not in out]
-        if not hall:
-            return self._pool_r, self._pool_m, key
-        R, M = _stack(hall)
-        if self._pool_r.shape[0] == 0:
-            return R, M, key
-        return (np.concatenate([self._pool_r, R]), np.concatenate([self._pool_m, M]), key)
+    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pool plus hall of fame as (P, S, N) stacks, rebuilt only when the hall changed."""
+        if self._stack_version != self._version:
+            R, M = _stack([h.ranked for h in self.hall])
+            if self.hall and self._pool_r.shape[0]:
+                R = np.concatenate([self._pool_r, R])
+                M = np.concatenate([self._pool_m, M])
+            elif not self.hall:
+                R, M = self._pool_r, self._pool_m
+            self._stacked = (R, M)
+            self._stacked_r2 = R * R
+            self._stack_version = self._version
+            self._design = None
+        return self._stacked
+
+    def _left_out(self, sig: bytes | None) -> tuple[int, ...]:
+        """Rows of :meth:`_all` that are the program itself (its hall-of-fame entry)."""
+        n_pool = self._pool_r.shape[0]
+        return tuple(n_pool + i for i, h in enumerate(self.hall)
+                     if sig is not None and h.sig == sig)
 
     def penalty(self, values: np.ndarray) -> float:
         """Redundancy of a (T, N) panel with the pool and the hall of fame, in [0, 1].
@@ -236,45 +256,69 @@ class Diversity:
         on the sample.
         """
         a = self._ranked(values)
-        sig = self.signature(values) if self.hall else None
-        R, M, key = self._others(sig)
+        out = self._left_out(self.signature(values) if self.hall else None)
+        R, M = self._all()
         if self.mode == "marginal":
-            return self._marginal_penalty(a, R, M, key)
+            return self._marginal_penalty(a, out)
         if R.shape[0] == 0:
             return 0.0
-        c = np.abs(self._corr(a, R, M))
+        c = np.abs(self._corr(a, R, M, self._stacked_r2))
+        if out:
+            c[list(out)] = np.nan
         c = c[np.isfinite(c)]
         return float(min(1.0, c.max())) if c.size else 0.0
 
-    def _combo_ic(self, cols: list[np.ndarray], m_label: np.ndarray, y: np.ndarray) -> float:
-        """Mean daily correlation with the label of the least-squares fit of ``y`` on
-        ``cols`` (each (S, N), centred ranks, 0 where missing)."""
-        if not cols:
-            return 0.0
-        X = np.stack([c[m_label] for c in cols], axis=1)
-        beta, *_ = np.linalg.lstsq(X, y[m_label], rcond=None)
-        pred = np.zeros_like(y)
-        pred[m_label] = X @ beta
-        return _mean_row_corr(pred, y, m_label)
+    def _design_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(X, G, Xy, y): the members' centred ranks on the labelled name-days (n, P), the
+        Gram matrix X'X, X'y and the label's centred ranks y (S, N); cached with the stack."""
+        R, M = self._all()
+        if self._design is None:
+            lab = self._label
+            assert lab is not None
+            ml = lab.m > 0
+            y = np.where(ml, lab.r - 0.5, 0.0)
+            X = np.where(M > 0, R - 0.5, 0.0)[:, ml].T.copy()       # (n, P)
+            self._design = (X, X.T @ X, X.T @ y[ml], y)
+            self._pool_ic = {}
+        return self._design
 
-    def _marginal_penalty(self, a: _Ranked, R: np.ndarray, M: np.ndarray, key: tuple
-                          ) -> float:
-        lab = self._label
-        assert lab is not None
-        ml = lab.m > 0
-        y = np.where(ml, lab.r - 0.5, 0.0)
+    def _fit_ic(self, X: np.ndarray, G: np.ndarray, Xy: np.ndarray, y: np.ndarray,
+                ml: np.ndarray) -> float:
+        """Mean daily IC of the least-squares fit of ``y`` on the columns ``X`` (normal
+        equations ``G beta = Xy``; a singular ``G``, e.g. twin members, is solved by
+        least squares)."""
+        if X.shape[1] == 0:
+            return 0.0
+        beta = np.linalg.lstsq(G, Xy, rcond=None)[0]
+        pred = np.zeros_like(y)
+        pred[ml] = X @ beta
+        return _mean_row_corr(pred, y, ml)
+
+    def _marginal_penalty(self, a: _Ranked, out: tuple[int, ...]) -> float:
+        X, G, Xy, y = self._design_matrix()
+        ml = self._label.m > 0
         cand = np.where(a.m > 0, a.r - 0.5, 0.0)
         alone = abs(_mean_row_corr(cand, y, ml & (a.m > 0)))
         if not np.isfinite(alone) or alone <= 1e-9:
             return 1.0
-        pool = [np.where(M[p] > 0, R[p] - 0.5, 0.0) for p in range(R.shape[0])]
-        if not pool:
+        if out:
+            keep = np.setdiff1d(np.arange(X.shape[1]), np.asarray(out, dtype=np.int64))
+            if keep.size == 0:
+                return 0.0
+            Xk, Gk, Xyk = X[:, keep], G[np.ix_(keep, keep)], Xy[keep]
+        elif X.shape[1] == 0:
             return 0.0
-        if key not in self._pool_ic:        # the pool's own IC: once per set of members
-            if any(k[0] != key[0] for k in self._pool_ic):
-                self._pool_ic.clear()        # the hall changed: older sets are gone
-            self._pool_ic[key] = self._combo_ic(pool, ml, y)
-        gain = self._combo_ic(pool + [cand], ml, y) - self._pool_ic[key]
+        else:
+            Xk, Gk, Xyk = X, G, Xy
+        if out not in self._pool_ic:          # the pool's own IC: once per set of members
+            self._pool_ic[out] = self._fit_ic(Xk, Gk, Xyk, y, ml)
+        c = cand[ml]
+        Xc = Xk.T @ c
+        G2 = np.block([[Gk, Xc[:, None]], [Xc[None, :], np.array([[c @ c]])]])
+        beta = np.linalg.lstsq(G2, np.append(Xyk, c @ y[ml]), rcond=None)[0]
+        pred = np.zeros_like(y)
+        pred[ml] = Xk @ beta[:-1] + c * beta[-1]
+        gain = _mean_row_corr(pred, y, ml) - self._pool_ic[out]
         if not np.isfinite(gain):
             return 1.0
         return float(1.0 - np.clip(gain / alone, 0.0, 1.0))
@@ -293,12 +337,12 @@ class Diversity:
             return
         a = self._ranked(values)
         sig = self.signature(values)
-        if self._pool_r.shape[0]:
-            cp = np.abs(self._corr(a, self._pool_r, self._pool_m))
-            if np.any(cp[np.isfinite(cp)] >= self.threshold):
-                return
-        R, M = _stack([h.ranked for h in self.hall])
-        c = np.abs(self._corr(a, R, M)) if self.hall else np.zeros(0)
+        R, M = self._all()
+        c = np.abs(self._corr(a, R, M, self._stacked_r2))
+        n_pool = self._pool_r.shape[0]
+        cp, c = c[:n_pool], c[n_pool:]
+        if np.any(cp[np.isfinite(cp)] >= self.threshold):
+            return
         clash = [i for i, h in enumerate(self.hall)
                  if h.sig == sig or (np.isfinite(c[i]) and c[i] >= self.threshold)]
         if any(self.hall[i].fitness >= fitness for i in clash):
@@ -324,6 +368,11 @@ class Diversity:
         c = np.abs(self._corr(self._ranked(values), self._pool_r, self._pool_m))
         c = c[np.isfinite(c)]
         return float(c.max()) if c.size else 0.0
+
+
+def _dot(R: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``out[p, s] = sum_n R[p, s, n] * a[s, n]`` as one batched matrix product."""
+    return np.matmul(R.transpose(1, 0, 2), a[:, :, None])[:, :, 0].T
 
 
 def _mean_row_corr(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
