@@ -112,8 +112,9 @@ class Diversity:
     Every panel given to a method is a (T', N) float array aligned with ``ctx`` that covers
     the sampled rows (``T' > rows[-1]``; later rows are ignored); non-finite values and
     ineligible names are missing and take no part (a date with fewer than 3 common names
-    leaves the mean). Methods raise ValueError for a panel of another shape. Not thread-safe
-    (one hook per engine process).
+    leaves the mean). Methods raise ValueError for a panel of another shape. The ranks of the
+    last panel are remembered by identity, so a panel must not be changed in place once given.
+    Not thread-safe (one hook per engine process).
 
     Raises
     ------
