@@ -30,7 +30,9 @@ from mining.cli_app import (
 )
 from mining.cli_app import cfg as _cfg
 from mining.cli_factors import print_leaderboard
-from mining.gp import GPGeneration, GPSettings
+from mining.gp import ENGINES, SELECTIONS, GPGeneration
+from mining.gp_diversity import DIVERSITY_MODES
+from mining.gp_seeds import SEED_SOURCES
 from mining.gp_run import CandidateDecision, GPDone, GPLoaded, GPScored, mine_gp
 
 
@@ -86,7 +88,9 @@ class _Renderer:
         elif isinstance(ev, GPDone):
             console.print(f"evaluated {ev.n_evaluated} programs: {ev.n_accepted} accepted, "
                           "rejected " + (", ".join(f"{v} {k}" for k, v in ev.rejections.items())
-                                         or "none"))
+                                         or "none") + f"; skipped on train before valid: "
+                          f"{ev.skipped_train_corr} correlated, {ev.skipped_duplicate} "
+                          "duplicates")
 
 
 @app.command()
@@ -112,6 +116,12 @@ def gp(ctx: typer.Context,
        selection: Optional[str] = typer.Option(None, help="alphamine engine's selection: "
                                                "tournament | nsga2 (default [gp] "
                                                "selection)."),
+       seed_from: Optional[str] = typer.Option(None, "--seed-from", help="Warm start from: "
+                                               "leaderboard, library, both or none (default "
+                                               "[gp] seed_from)."),
+       diversity: Optional[str] = typer.Option(None, help="Diversity penalty vs members and "
+                                               "hall of fame: max_corr, marginal or none "
+                                               "(default [gp] diversity)."),
        as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON "
                                     "(no progress output).")) -> None:
     """Mine factors by genetic programming (alphamine's engine or gplearn) on the real data."""
@@ -123,16 +133,18 @@ def gp(ctx: typer.Context,
                         ("--top", top)):
             check_positive(name, v)
         check_range("--seed", seed, 0, 2**32 - 1)
-        check_choice("--engine", engine, GPSettings.ENGINES)
-        check_choice("--selection", selection, GPSettings.SELECTIONS)
+        check_choice("--engine", engine, ENGINES)
+        check_choice("--selection", selection, SELECTIONS)
+        check_choice("--seed-from", seed_from, SEED_SOURCES)
+        check_choice("--diversity", diversity, DIVERSITY_MODES)
         if n_jobs is not None and n_jobs == 0:
             raise ConfigError("--n-jobs must not be 0 (use a positive count or -1 for all "
                               "cores)")
         cfg = _cfg()
         g = replace(cfg.gp, **{k: v for k, v in dict(
             universe=universe, start=start, population=population, generations=generations,
-            seed=seed, n_jobs=n_jobs, top=top, engine=engine,
-            selection=selection).items() if v is not None})
+            seed=seed, n_jobs=n_jobs, top=top, engine=engine, selection=selection,
+            seed_from=seed_from, diversity=diversity).items() if v is not None})
     except AlphamineError as e:
         fail(e)
     if as_json:
@@ -155,7 +167,9 @@ def gp(ctx: typer.Context,
     if rec.leaderboard:
         print_leaderboard(rec.leaderboard, f"leaderboard ({g.universe}, by valid RankICIR)")
     console.print(f"run {rec.run_id}: {rec.n_accepted} accepted of {rec.n_evaluated} evaluated "
-                  f"({rec.n_distinct} distinct programs tried), {rec.seconds:.0f}s total")
+                  f"({rec.n_distinct} distinct programs tried; {rec.skipped_train_corr} "
+                  f"train-correlated and {rec.skipped_duplicate} duplicates skipped; engine "
+                  f"{rec.engine}, {rec.n_seeds} seeds), {rec.seconds:.0f}s total")
 
 
 def _record_json(rec) -> dict:

@@ -78,10 +78,17 @@ from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, FactorRef, Field
 from factors.operators import all_ops
 from factors.registry import Operator
+from mining.gp_diversity import DIVERSITY_MODES
 from mining.gp_memo import Deferred, GPMemo
+from mining.gp_seeds import SEED_SOURCES
 
-__all__ = ["GPSettings", "GPGeneration", "GPResult", "build_function_set", "program_to_expr",
-           "terminal", "run_gp"]
+#: Values of ``[gp] engine``: the project's engine (:mod:`mining.gp_engine`) or gplearn.
+ENGINES = ("alphamine", "gplearn")
+#: Values of ``[gp] selection`` (the alphamine engine).
+SELECTIONS = ("tournament", "nsga2")
+
+__all__ = ["ENGINES", "SELECTIONS", "GPSettings", "GPGeneration", "GPResult",
+           "build_function_set", "program_to_expr", "terminal", "run_gp"]
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,11 @@ class GPSettings:
         "p_crossover": (0, 1), "p_subtree_mutation": (0, 1), "p_hoist_mutation": (0, 1),
         "p_point_mutation": (0, 1), "cache_mb": (0, None), "cache_min_ms": (0, None),
         "seed": (0, 2**32 - 1), "elite": (0, None), "p_window_mutation": (0, 1),
-        "p_constant_mutation": (0, 1), "pool": (0, None)}
-    #: Accepted values of the choice keys.
-    ENGINES: ClassVar[tuple[str, ...]] = ("alphamine", "gplearn")
-    SELECTIONS: ClassVar[tuple[str, ...]] = ("tournament", "nsga2")
+        "p_constant_mutation": (0, 1), "pool": (0, None), "diversity_sample": (1, None),
+        "hof": (0, None)}
+    #: Accepted values of the choice keys (checked in ``__post_init__``).
+    CHOICES: ClassVar[dict] = {"engine": ENGINES, "selection": SELECTIONS,
+                               "seed_from": SEED_SOURCES, "diversity": DIVERSITY_MODES}
 
     universe: str = "csi300"
     start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
@@ -129,21 +137,23 @@ class GPSettings:
     p_constant_mutation: float = 0.02   # alphamine engine: gaussian step on a constant
     const_range: tuple[float, ...] = (-1.0, 1.0)  # ephemeral constants; () disables them
     pool: int = 0   # best leaderboard members (valid ICIR) added as terminals factor("name")
+    seed_from: str = "leaderboard"  # warm start: leaderboard | library | both | none
+    diversity: str = "max_corr"  # penalty vs pool + hall of fame: max_corr | marginal | none
+    diversity_sample: int = 60  # train dates sampled for the diversity measure
+    hof: int = 20               # hall-of-fame size of the diversity hook
 
     def __post_init__(self) -> None:
         """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0;
-        ``engine`` / ``selection`` one of :attr:`ENGINES` / :attr:`SELECTIONS`; the variation
+        the choice keys one of :attr:`CHOICES`; the variation
         probabilities sum to at most 1 (the rest is reproduction); ``const_range`` is ``()``
         or ``(lo, hi)`` with finite ``lo <= hi``. ValueError otherwise (the config loader
         names the section)."""
         if self.n_jobs == 0:
             raise ValueError("n_jobs must not be 0 (a positive count, or -1 for all cores)")
-        if self.engine not in self.ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got "
-                             f"{self.engine!r}")
-        if self.selection not in self.SELECTIONS:
-            raise ValueError(f"selection must be one of {', '.join(self.SELECTIONS)}, got "
-                             f"{self.selection!r}")
+        for key, allowed in self.CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, key)!r}")
         total = (self.p_crossover + self.p_subtree_mutation + self.p_hoist_mutation
                  + self.p_point_mutation + self.p_window_mutation + self.p_constant_mutation)
         if total > 1 + 1e-9:

@@ -28,8 +28,10 @@ from data.manifest import RunRecorder
 from factors.library_sets import library_set
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
-from mining.gp import GPGeneration, GPSettings, run_gp, terminal
-from mining.gp_engine import evolve
+from factors.expr_eval import evaluate
+from mining.gp import GPGeneration, GPSettings
+from mining.gp_diversity import diverse_walk
+from mining.gp_search import search
 from mining.pool_gaps import pool_terminals
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
@@ -86,6 +88,8 @@ class GPDone:
     n_evaluated: int
     n_accepted: int
     rejections: dict[str, int]
+    skipped_train_corr: int = 0     # not sent to valid: |corr| on train >= [store] max_corr
+    skipped_duplicate: int = 0      # not sent to valid: same signature as one sent
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,10 @@ class GPRunRecord:
     generations: list[GPGeneration]
     seconds: float
     leaderboard: list[FactorRecord] = field(default_factory=list)  # top rows, this universe
+    skipped_train_corr: int = 0       # skipped by the diverse walk (train correlation)
+    skipped_duplicate: int = 0        # skipped by the diverse walk (same signature)
+    engine: str = "gplearn"           # the engine that ran (mining.gp_search)
+    n_seeds: int = 0                  # warm-start formulas given to the engine
 
 
 @dataclass
@@ -151,11 +159,15 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
 
     Loads ``settings.fields`` for ``settings.universe`` from ``settings.start`` to ``end``
     (default: ``settings.end``, else the end of valid; a window into the sealed test split is
-    refused with SealedError), runs the search on the train rows only (``settings.engine``:
-    :func:`mining.gp_engine.evolve`, or gplearn through :func:`mining.gp.run_gp`), then walks
-    the distinct programs in train-fitness order through ``evaluate_candidate(orient=True)``
-    and :func:`~backtest.candidates.submit` until ``settings.top`` are accepted or
-    :func:`gp_budget` programs were evaluated. The run is recorded in ``cfg.store.path``
+    refused with SealedError), runs the engine of ``[gp] engine`` on the train rows only
+    (:func:`mining.gp_search.search`: warm start, diversity hook), then walks the distinct
+    programs in train-fitness order (:func:`mining.gp_diversity.diverse_walk`: a program that
+    duplicates, or correlates ``>= [store] max_corr`` on the TRAIN sample with, one already
+    sent or a member is skipped without a look at valid and without a trial; selection uses
+    train only) through ``evaluate_candidate(orient=True)`` and
+    :func:`~backtest.candidates.submit` until ``settings.top`` are accepted or
+    :func:`gp_budget` programs were evaluated. A record gets ``provenance["parents"]`` when
+    the engine gives the program's parents. The run is recorded in ``cfg.store.path``
     (status ``interrupted`` on KeyboardInterrupt, which is re-raised). A finished run writes
     its manifest (:mod:`data.manifest`; ``argv``: the ``mine`` command line, for ``mine
     rerun``) with the leaderboard as it was at the start and every decision in order.
@@ -193,31 +205,30 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
             def on_generation(ev) -> None:
                 store.heartbeat(run_id)         # the run is alive (factors.store_runs)
                 _emit(on_progress, ev)
-            if g.engine == "gplearn":
-                res = run_gp(panels, gp_ctx, g, on_generation=on_generation)
-            else:
-                res = evolve({terminal(f): p for f, p in panels.items()}, gp_ctx, g,
-                             on_generation=on_generation)
+            found = search(ws, gp_ctx, panels, g, store, horizon=cfg.evaluate.horizon,
+                           max_corr=cfg.store.max_corr, on_generation=on_generation)
+            res = found.result
             _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
                                         res.seconds))
-            # Walk down the distinct programs in train-fitness order (selection on train
-            # only) until `top` pass the gate or the evaluation budget is spent.
+            # The diverse selection walk (train only): distinct programs in train-fitness
+            # order, skipping those that duplicate or correlate on the train sample with one
+            # already sent or with a member, until `top` pass the gate or the budget is spent.
             n_acc = n_eval = 0
             rejections: dict[str, int] = {}
             accepted: list[CandidateDecision] = []
             budget = gp_budget(g.top)
-            for rank, (expr, fit) in enumerate(res.candidates):
-                if n_acc >= g.top or n_eval >= budget:
-                    break
+
+            def send(rank: int, expr, fit: float) -> None:
+                nonlocal n_acc, n_eval
                 n_eval += 1
                 ev = evaluate_candidate(ws, expr, orient=True)
                 gen = next((i + 1 for i, s in enumerate(res.generations)
                             if s.best_formula == str(expr)), None)
                 name = f"gp_{run_id[-6:]}_{rank:02d}"
-                d = submit(ws, store, ev, name=name, source="gp", cfg=cfg, provenance={
-                    "run_id": run_id, "seed": g.seed, "train_fitness": fit,
-                    "generation_best": gen, "rank": rank, "config": run_cfg,
-                    "data_root": str(cfg.data.root)})
+                prov = {"run_id": run_id, "seed": g.seed, "train_fitness": fit,
+                        "generation_best": gen, "rank": rank, "config": run_cfg,
+                        "data_root": str(cfg.data.root), **found.lineage(expr)}
+                d = submit(ws, store, ev, name=name, source="gp", cfg=cfg, provenance=prov)
                 n_acc += d.accepted
                 decision = CandidateDecision(rank, name, ev.formula, bool(d.accepted), d.kind,
                                              d.reason, _rank_ic(ev, "train"),
@@ -228,15 +239,24 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                 else:
                     rejections[d.kind] = rejections.get(d.kind, 0) + 1
                 _emit(on_progress, decision)
+
+            walk = diverse_walk(
+                res.candidates, lambda e: evaluate(e, panels, mask=gp_ctx.universe_mask),
+                found.diversity, cfg.store.max_corr, send,
+                stop=lambda: n_acc >= g.top or n_eval >= budget)
+            skipped = {"skipped_train_corr": walk.skipped_train_corr,
+                       "skipped_duplicate": walk.skipped_duplicate}
+            search_info = found.summary(g.diversity)
             store.finish_run(run_id, n_tried=len(res.candidates), summary={
                 "n_programs_scored": res.n_programs_scored, "n_accepted": n_acc,
-                "n_evaluated": n_eval, "rejections": rejections,
+                "n_evaluated": n_eval, "rejections": rejections, **skipped, **search_info,
                 "seconds": time.perf_counter() - t0,
                 "generations": [asdict(s) for s in res.generations]})
         except KeyboardInterrupt:
             store.finish_run(run_id, n_tried=0, status="interrupted")
             raise
-        _emit(on_progress, GPDone(run_id, n_eval, n_acc, dict(rejections)))
+        _emit(on_progress, GPDone(run_id, n_eval, n_acc, dict(rejections),
+                                  walk.skipped_train_corr, walk.skipped_duplicate))
         recs = store.top(g.top, sort="valid.rank_icir", universe=g.universe)
     manifest.write(run_id, results={
         "decisions": [asdict(d) for d in decisions],
@@ -244,14 +264,15 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                         for s in res.generations],
         "n_programs_scored": res.n_programs_scored, "n_distinct": len(res.candidates),
         "summary": {"n_evaluated": n_eval, "n_accepted": n_acc, "rejections": rejections,
-                    "accepted": [d.formula for d in accepted]}})
+                    **skipped, **search_info, "accepted": [d.formula for d in accepted]}})
     return GPRunRecord(run_id=run_id, universe=g.universe, seed=g.seed,
                        n_stocks=len(ws.ctx.codes), n_train_days=n_train,
                        n_programs_scored=res.n_programs_scored, n_distinct=len(res.candidates),
                        n_evaluated=n_eval, n_accepted=n_acc, budget=budget,
                        rejections=rejections, accepted=accepted,
                        generations=list(res.generations),
-                       seconds=time.perf_counter() - t0, leaderboard=recs)
+                       seconds=time.perf_counter() - t0, leaderboard=recs, **skipped,
+                       engine=found.engine_used, n_seeds=len(found.seeds))
 
 
 # ------------------------------------------------------------------------------- library

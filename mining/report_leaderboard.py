@@ -7,7 +7,8 @@ The page shows three things:
   the valid split), with members ordered by average-linkage clustering on ``1 - |corr|``;
 * the metrics table, sortable in the page by clicking a header;
 * each member's lineage: producer, run, trials counted at acceptance, adjusted p-value,
-  forced or not, test looks, and for GP the generation and train fitness.
+  forced or not, test looks, for GP the generation and train fitness, and the parent
+  formulas of a member whose producer recorded them (``provenance["parents"]``).
 
 The workspace is the sealed default window (train and valid), so the test split is never
 loaded. Members whose values cannot be computed, e.g. ``model("...")`` panels that were

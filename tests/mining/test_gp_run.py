@@ -11,7 +11,7 @@ import pytest
 from backtest.candidates import Workspace, evaluate_candidate, submit
 from backtest.context import EvalContext
 from factors.store import FactorStore
-from mining import gp_run
+from mining import gp_run, gp_search
 from mining.cli_app import load
 from mining.gp import GPGeneration, GPSettings, run_gp
 
@@ -97,7 +97,9 @@ def _rows(path):
 
 
 def test_mine_gp_writes_the_rows_of_the_former_command(setup):
+    """With ``diversity = "none"`` (no train-correlation skipping) the walk is the former one."""
     cfg, g, tmp = setup
+    g = replace(g, diversity="none")
     events = []
     rec = gp_run.mine_gp(cfg, g, on_progress=events.append)
     kinds = [type(e).__name__ for e in events]
@@ -125,7 +127,7 @@ def test_mine_gp_interrupted_run_is_recorded(setup, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gp_run, "run_gp", boom)
+    monkeypatch.setattr(gp_search, "run_gp", boom)
     with pytest.raises(KeyboardInterrupt):
         gp_run.mine_gp(cfg, g)
     with FactorStore(tmp / "a.db") as s:
