@@ -153,7 +153,7 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     ledger (by the submission with --add, else by itself) and its charge is printed.
     """
     from backtest.factor_series import check_save_dir
-    from mining.gp_run import evaluate_formula
+    from mining.formula_run import evaluate_formula
     try:
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)

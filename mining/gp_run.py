@@ -1,5 +1,5 @@
-"""Producer runs end to end: ``mine gp`` (:func:`mine_gp`), ``mine library --add``
-(:func:`add_library`), ``mine eval`` (:func:`evaluate_formula`, :func:`add_formula`).
+"""Producer runs end to end: ``mine gp`` (:func:`mine_gp`) and ``mine library --add``
+(:func:`add_library`). One formula at a time (``mine eval``) is :mod:`mining.formula_run`.
 
 Each function loads the workspace, runs its producer, sends every candidate through the common
 evaluator and the gate (:mod:`backtest.candidates`), records the run in the leaderboard store
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from backtest.candidates import count_trial, evaluate_candidate, make_workspace, submit
+from backtest.candidates import evaluate_candidate, make_workspace, submit
 from data.config import Config
 from data.errors import ConfigError
 from data.io import to_jsonable
@@ -35,8 +34,8 @@ from mining.gp_search import search
 from mining.pool_gaps import pool_terminals
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
-           "GPRunRecord", "LibraryRunRecord", "ManualAdd", "FormulaEval", "mine_gp", "add_library",
-           "add_formula", "evaluate_formula", "gp_budget"]
+           "GPRunRecord", "LibraryRunRecord", "mine_gp", "add_library", "empty_splits_warning",
+           "gp_budget"]
 
 Progress = Optional[Callable[[Any], None]]
 
@@ -241,7 +240,9 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                 _emit(on_progress, decision)
 
             walk = diverse_walk(
-                res.candidates, lambda e: evaluate(e, panels, mask=gp_ctx.universe_mask),
+                res.candidates, lambda e: evaluate(
+                    e, panels, mask=gp_ctx.universe_mask,
+                    factors=lambda name: panels[f'factor("{name}")']),      # [gp] pool terminals
                 found.diversity, cfg.store.max_corr, send,
                 stop=lambda: n_acc >= g.top or n_eval >= budget)
             skipped = {"skipped_train_corr": walk.skipped_train_corr,
@@ -332,175 +333,3 @@ def add_library(cfg: Config, universe: str, *, factor_set: str = "default",
     _emit(on_progress, LibraryDone(run_id, len(factors)))
     return LibraryRunRecord(run_id, universe, decisions, time.perf_counter() - t0,
                             [empty] if empty else [])
-
-
-# ------------------------------------------------------------------------------- manual
-@dataclass
-class ManualAdd:
-    """Result of :func:`add_formula`: the oriented formula, its metrics and the gate's word."""
-
-    run_id: str
-    formula: str                      # as submitted (negated when train RankIC < 0)
-    universe: str
-    metrics: dict
-    accepted: bool
-    kind: str
-    reason: str
-    id: Optional[int] = None
-    n_tried: Optional[int] = None     # trials counted for the universe/horizon, this one included
-    adj_p: Optional[float] = None     # multiple-testing adjusted p-value ([store] haircut)
-
-    def gate_dict(self) -> dict:
-        """``{"accepted", "reason", "kind", "formula", "id", "n_tried", "adj_p"}`` (the
-        ``--json`` ``gate`` object)."""
-        return {"accepted": self.accepted, "reason": self.reason, "kind": self.kind,
-                "formula": self.formula, "id": self.id, "n_tried": self.n_tried,
-                "adj_p": self.adj_p}
-
-
-def add_formula(cfg: Config, formula: str, universe: str, *, ws: Any = None,
-                name: Optional[str] = None, description: str = "") -> ManualAdd:
-    """Evaluate one hand-written formula, orient it on train and submit it through the gate.
-
-    Like a GP candidate: ``evaluate_candidate(..., orient=True)`` (negated when its train
-    RankIC is negative, decided on train only), then :func:`backtest.candidates.submit` with
-    ``source="manual"`` under a one-candidate ``manual`` run (so the attempt is counted).
-    Train and valid splits only: the test split stays sealed.
-
-    Parameters
-    ----------
-    ws : Workspace, optional
-        A workspace on the default train+valid window of ``universe`` (built when omitted).
-
-    Raises
-    ------
-    AlphamineError
-        Bad formula, unknown universe, missing data.
-    """
-    if ws is None:
-        ws = make_workspace(cfg, universe, model_dir=cfg.model.out_dir)
-    ev = evaluate_candidate(ws, formula, orient=True)
-    with FactorStore(cfg.store.path) as store:
-        run_id = store.start_run("manual", config={"formula": str(formula)}, seed=None,
-                                 universe=universe, data_root=str(cfg.data.root))
-        try:
-            d = submit(ws, store, ev, name=name or ev.formula[:40], source="manual", cfg=cfg,
-                       provenance={"run_id": run_id, "input": str(formula)},
-                       description=description)
-        except BaseException:
-            store.finish_run(run_id, n_tried=1, status="failed")
-            raise
-        store.finish_run(run_id, n_tried=1)
-    return ManualAdd(run_id, ev.formula, universe, ev.metrics(), bool(d.accepted), d.kind,
-                     d.reason, d.id, d.n_tried, d.adj_p)
-
-
-# ------------------------------------------------------------------------------- eval
-@dataclass
-class FormulaEval:
-    """Result of :func:`evaluate_formula` (``mine eval``)."""
-
-    formula: str
-    universe: str
-    horizon: int
-    reports: dict                     # split -> backtest.evaluate.FactorReport
-    test_unsealed: bool
-    audit_id: Optional[int] = None    # the audit row of the unsealing (``mine audit``)
-    added: Optional[ManualAdd] = None
-    trial: Any = None                 # backtest.candidates.TrialCharge when not added
-    warnings: list[str] = field(default_factory=list)   # e.g. every split empty
-    saved: Optional[Path] = None      # the ``--save`` folder of the daily series
-
-    def metrics(self) -> dict:
-        out = {}
-        for split, rep in self.reports.items():
-            d = rep.to_dict()
-            d.pop("split", None)
-            out[split] = d
-        return out
-
-    def payload(self, cfg: Config) -> dict:
-        """The result as ``mine eval --json`` prints it (and ``report.json`` of ``--save``)."""
-        return {"config": str(cfg.source) if cfg.source else None, "store": str(cfg.store.path),
-                "formula": self.formula, "universe": self.universe, "horizon": self.horizon,
-                "splits": self.metrics(), "test_unsealed": self.test_unsealed,
-                "windows": {"train": list(cfg.evaluate.train), "valid": list(cfg.evaluate.valid),
-                            "test": list(cfg.evaluate.test)},
-                "audit_id": self.audit_id, "warnings": self.warnings,
-                **({"gate": self.added.gate_dict()} if self.added is not None else {}),
-                **({"trial": self.trial.to_dict()} if self.trial is not None else {})}
-
-
-def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[str] = None,
-                     end: Optional[str] = None, *, unseal_test: bool = False,
-                     add: bool = False, save: Optional[str | Path] = None,
-                     force: bool = False) -> FormulaEval:
-    """Evaluate one formula per split; optionally unseal the test split or submit it.
-
-    Train and valid by default (the window ends at the end of valid). With
-    ``unseal_test`` and a window that reaches the test split, the access is logged first
-    (:func:`backtest.seal.unseal`, subject: the formula), the test split is evaluated, its
-    metrics are added to the audit row and, when the formula is a leaderboard member, stored
-    on it (:meth:`factors.store.FactorStore.record_test`). With ``add`` the formula goes
-    through :func:`add_formula` (gate metrics on the default window, the one GP uses);
-    without it, looking at the valid metrics is still counted in the trial ledger
-    (:func:`backtest.candidates.count_trial`).
-
-    With ``save`` the daily series of every evaluated split (train and valid; test only
-    when unsealed), the alphalens ``factor_data`` export and ``report.json``
-    (:meth:`FormulaEval.payload`) are written to that folder, whole, at the end
-    (:func:`backtest.factor_series.save_series`; a non-empty folder needs ``force``, checked
-    before any data is loaded).
-
-    Raises
-    ------
-    ConfigError
-        ``add`` with ``unseal_test`` (admission never follows a look at test).
-    SealedError
-        ``end`` inside the test split without ``unseal_test``.
-    AlphamineError
-        Bad formula, unknown universe, missing data.
-    """
-    from backtest.factor_series import check_save_dir, save_series
-    from backtest.seal import in_test, unseal, unseal_ignored
-    from data.errors import ConfigError
-    from factors.expr_parse import parse
-
-    if add and unseal_test:
-        raise ConfigError("--add cannot be combined with --unseal-test: a formula is "
-                          "admitted on train/valid only, never after looking at test")
-    expr = parse(formula)
-    if save is not None:
-        check_save_dir(save, force)
-    ev_cfg = cfg.evaluate
-    warnings = []
-    if unseal_test and not in_test(cfg, end or ev_cfg.test[1]):
-        warnings.append(unseal_ignored(cfg, end))
-    access = None
-    if unseal_test and not warnings:
-        access = unseal(cfg, purpose="research", universe=universe,
-                        subject={"formulas": [str(expr)], "command": "eval"},
-                        window=(start or ev_cfg.train[0], end or ev_cfg.test[1]))
-    splits = ("train", "valid", "test") if access is not None else ("train", "valid")
-    ws = make_workspace(cfg, universe, start, end, access=access, model_dir=cfg.model.out_dir)
-    ev = evaluate_candidate(ws, expr, splits=splits, keep_series=save is not None)
-    empty = empty_splits_warning(ws, splits, ev_cfg)
-    out = FormulaEval(str(expr), universe, ev_cfg.horizon, ev.reports,
-                      test_unsealed=access is not None,
-                      audit_id=None if access is None else access.audit_id,
-                      warnings=warnings + ([empty] if empty else []))
-    if access is not None:
-        test = ev.metrics()["test"]
-        access.seen({"test": test})
-        with FactorStore(cfg.store.path) as store:
-            if store.get(str(expr), universe, ev_cfg.horizon) is not None:
-                store.record_test(str(expr), universe, ev_cfg.horizon, test)
-    if add:
-        out.added = add_formula(cfg, str(expr), universe,
-                                ws=ws if start is None and end is None else None)
-    else:
-        out.trial = count_trial(cfg, universe, ev)
-    if save is not None:
-        out.saved = save_series(save, ev.reports, ev.values, ws.ctx, out.payload(cfg),
-                                force=force)
-    return out

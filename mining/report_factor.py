@@ -1,6 +1,6 @@
 """``mine report factor``: a factor tear sheet as one self-contained HTML file (plotly).
 
-:func:`factor_report` evaluates the formula through :func:`mining.gp_run.evaluate_formula`
+:func:`factor_report` evaluates the formula through :func:`mining.formula_run.evaluate_formula`
 (the seal, the audit and the trial ledger apply as for ``mine eval``; its daily series are
 written by ``--save`` into a scratch folder) and :func:`render_factor_report` draws the saved
 tables (:mod:`backtest.factor_series`). Rendering only reads those tables: nothing here
@@ -224,7 +224,7 @@ def factor_report(cfg, formula: str, universe: str, out: Optional[Path] = None, 
     """Evaluate ``formula`` and write its tear sheet to ``out``.
 
     Default ``out``: ``<[backtest] out_dir>/reports/factor-<universe>-<hash>.html``. The
-    evaluation is :func:`mining.gp_run.evaluate_formula` (sealed test split unless
+    evaluation is :func:`mining.formula_run.evaluate_formula` (sealed test split unless
     ``unseal_test``, which logs the look; the look at valid is a counted trial).
 
     Raises
@@ -237,7 +237,7 @@ def factor_report(cfg, formula: str, universe: str, out: Optional[Path] = None, 
     import hashlib
     import json
 
-    from mining.gp_run import evaluate_formula
+    from mining.formula_run import evaluate_formula
 
     _plotly()                                   # fail before any data loads
     t0 = time.perf_counter()

@@ -159,8 +159,8 @@ def test_every_evaluated_candidate_is_counted_across_runs_and_producers(setup):
         assert {r.formula: r.n_tried for r in s.members() if r.formula in first} == first
         assert all(n1 < r.n_tried <= n2 for r in s.members() if r.run_id == rec2.run_id)
     # a hand-written formula goes through the same count
-    manual = gp_run.add_formula(cfg, "ts_mean(vwap, 3) - ts_mean(vwap, 9)", "csi300",
-                                ws=_ws())
+    from mining.formula_run import add_formula
+    manual = add_formula(cfg, "ts_mean(vwap, 3) - ts_mean(vwap, 9)", "csi300", ws=_ws())
     assert manual.n_tried == n2 + 1
     with FactorStore(cfg.store.path) as s:
         assert s.n_trials("csi300", 1) == n2 + 1
