@@ -118,7 +118,6 @@ def dashboard(port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1."
     """Start the Streamlit dashboard on 127.0.0.1 (leaderboard, backtests, mining runs, audit);
     it reads the leaderboard file and the run folders of this configuration."""
     import os
-    import subprocess
     import sys
 
     from data.errors import ConfigError
@@ -143,4 +142,6 @@ def dashboard(port: int = typer.Option(8501, "--port", help="Port on 127.0.0.1."
     if dry_run:
         console.print(escape(" ".join(cmd)))
         return
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    sys.stdout.flush()
+    # Become the server (no child left behind when this process is stopped or killed).
+    os.execve(sys.executable, cmd, env)
