@@ -117,11 +117,15 @@ def test_gp_end_to_end_writes_leaderboard(tmp_path):
         assert row["n_tried"] > 0
     r = runner.invoke(app, ["--config", str(cfg), "leaderboard", "--csv"])
     assert r.exit_code == 0 and r.output.splitlines()[0].startswith("id,")
-    # a second identical run (same seed) finds the same programs: they are rejected as
-    # duplicates, the earlier rows are untouched, and the walk goes on to further programs
-    r = runner.invoke(app, ["--config", str(cfg), "gp"])
+    # a second identical run (same seed, members now in the pool and among the seeds): the
+    # pool-aware walk skips the members' programs on train (|corr| 1 with a member) before
+    # any look at valid, the earlier rows are untouched, and the walk goes on to others
+    r = runner.invoke(app, ["--config", str(cfg), "gp", "--json"])
     assert r.exit_code == 0, r.output
-    assert f"{len(rows)} duplicate" in r.output
+    second = json.loads(r.stdout)
+    assert second["skipped_train_corr"] >= len(rows) and second["n_seeds"] >= len(rows)
+    assert not {row["formula"] for row in rows} & {d["formula"] for d in second["accepted"]}
+    assert "duplicate" not in second["rejections"]
     rows2 = json.loads(runner.invoke(app, ["--config", str(cfg), "leaderboard", "--json",
                                            "--top", "100"]).output)["rows"]
     before = {x["formula"]: x["id"] for x in rows}
