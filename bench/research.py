@@ -146,14 +146,68 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/alphamine-research"))
     ap.add_argument("--table", action="store_true", help="only print the table of finished runs")
     ap.add_argument("--no-compare", action="store_true", help="skip mine combine --compare")
+    ap.add_argument("--json", action="store_true", help="print the summaries as JSON")
     a = ap.parse_args(argv)
     if not a.table:
         for seed in a.seeds:
             run_loop(a.work, a.universe, seed, a.method, compare=not a.no_compare)
     rows = [json.loads(p.read_text(encoding="utf-8"))
             for p in sorted(a.work.glob("*/steps/summary.json"))]
-    print(json.dumps(rows, indent=1, default=float))
+    if a.json:
+        print(json.dumps(rows, indent=1, default=float))
+    else:
+        print(markdown(rows))
     return 0
+
+
+#: Table columns: (header, getter, format).
+COLUMNS = [
+    ("universe", lambda s: s["universe"], "{}"),
+    ("GP seed", lambda s: s["seed"], "{}"),
+    ("GP accepted / evaluated", lambda s: f"{s['gp_accepted']} / {s['gp_evaluated']}", "{}"),
+    ("GP best valid RankIC", lambda s: s["gp_best_valid_rank_ic"], "{:.4f}"),
+    ("GP mean pairwise abs corr", lambda s: s["gp_mean_abs_corr"], "{:.3f}"),
+    ("members", lambda s: s["members"], "{}"),
+    ("composite valid RankIC", lambda s: _composite(s, "rank_ic_mean"), "{:.4f}"),
+    ("composite valid ICIR", lambda s: _composite(s, "rank_icir"), "{:.3f}"),
+    ("annual return", lambda s: s["backtest"]["annual_return"], "{:.2%}"),
+    ("index annual return", lambda s: s["backtest"]["benchmark_annual_return"], "{:.2%}"),
+    ("excess", lambda s: s["backtest"]["excess_return"], "{:+.2%}"),
+    ("IR", lambda s: s["backtest"]["information_ratio"], "{:.2f}"),
+    ("max drawdown", lambda s: s["backtest"]["max_drawdown"], "{:.1%}"),
+    ("turnover / yr", lambda s: s["backtest"]["turnover"], "{:.1f}x"),
+]
+
+
+def _composite(s: dict, key: str):
+    """The compare table's row for the method ``mine combine`` used."""
+    rows = (s.get("compare") or {}).get("rows") or []
+    row = next((r for r in rows if r.get("method") == s.get("method")), None)
+    return None if row is None else row.get(key)
+
+
+def markdown(rows: list[dict]) -> str:
+    """One line per run, then mean and standard deviation per universe over GP seeds."""
+    def cell(fmt, v):
+        return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) \
+            else fmt.format(v)
+    out = ["| " + " | ".join(h for h, _, _ in COLUMNS) + " |",
+           "|" + "---|" * len(COLUMNS)]
+    for s in rows:
+        out.append("| " + " | ".join(cell(f, g(s)) for _, g, f in COLUMNS) + " |")
+    for u in sorted({s["universe"] for s in rows}):
+        rs = [s for s in rows if s["universe"] == u]
+        if len(rs) < 2:
+            continue
+        cells = [u, f"mean ± sd ({len(rs)})"]
+        for h, g, f in COLUMNS[2:]:
+            try:
+                v = np.array([float(g(s)) for s in rs], dtype=float)
+                cells.append(f"{cell(f, float(np.mean(v)))} ± {cell(f, float(np.std(v, ddof=1)))}")
+            except (TypeError, ValueError):
+                cells.append("")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
