@@ -318,25 +318,12 @@ def _fields(expr):
 def test_mine_gp_cli_end_to_end_on_the_panel_warehouse(tmp_path):
     """`mine gp` with the default engine (alphamine, seeds and diversity hook): the walk's
     skipped counts are printed and recorded."""
-    from panel_warehouse import SPLITS, build_panel_warehouse
+    from panel_warehouse import SPLITS, build_panel_warehouse, report_config
     from typer.testing import CliRunner
 
     from mining.cli import app
-    root = build_panel_warehouse(tmp_path / "wh")
-    cfgp = tmp_path / "mine.toml"
-    cfgp.write_text(f"""
-[data]
-root = "{root}"
-cache_dir = "{tmp_path / 'cache'}"
-[evaluate]
-train = {json.dumps(list(SPLITS['train']))}
-valid = {json.dumps(list(SPLITS['valid']))}
-test = {json.dumps(list(SPLITS['test']))}
-embargo = 1
-min_listed_days = 0
-[store]
-path = "{tmp_path / 'lb.db'}"
-[gp]
+    cfgp = report_config(tmp_path, build_panel_warehouse(tmp_path / "wh"))
+    cfgp.write_text(cfgp.read_text() + f"""[gp]
 universe = "all"
 start = "{SPLITS['train'][0]}"
 population = 30
