@@ -42,9 +42,11 @@ import pandas as pd
 from backtest.candidates import Workspace
 from backtest.context import EvalContext
 from backtest.combine_methods import (
+    AUTO,
     LEARNED,
     ORTHO,
     orthogonalise,
+    pick_trailing,
     shrink_weights,
     walk_forward_scores,
 )
@@ -59,7 +61,7 @@ from factors.store_records import ABS_METRICS, FactorRecord, ic_check, train_sig
 WEIGHT_METHODS = ("ic", "icir", "equal", "shrink")
 #: Every ``mine combine --method`` (:func:`combine_panels`; issue 14 methods in
 #: :mod:`backtest.combine_methods`).
-METHODS = WEIGHT_METHODS + ORTHO + LEARNED
+METHODS = WEIGHT_METHODS + ORTHO + LEARNED + AUTO
 
 
 @dataclass
@@ -272,7 +274,9 @@ def combine_panels(raw: Mapping[str, np.ndarray], signs: Mapping[str, float], ct
         members (:func:`factor_weights`); ``gs`` / ``sym`` first orthogonalise them per date
         (:func:`backtest.combine_methods.orthogonalise`), then use ``ic`` weights of the
         orthogonalised members; ``ridge`` / ``lgbm`` fit a walk-forward combiner
-        (:func:`backtest.combine_methods.walk_forward_scores`).
+        (:func:`backtest.combine_methods.walk_forward_scores`); ``auto`` builds every other
+        method's composite and takes, date by date, the one with the best trailing RankIC
+        (:func:`backtest.combine_methods.pick_trailing`).
     window, clip_negative
         See :func:`factor_weights`.
     neutral, industry, size
@@ -284,6 +288,7 @@ def combine_panels(raw: Mapping[str, np.ndarray], signs: Mapping[str, float], ct
     -------
     score : ndarray (T, N)
     weights : ndarray (T, K)
+        For ``auto``, the weights of the method chosen on each row.
     ic : ndarray (T, K)
         Daily RankIC of the members the weights apply to (orthogonalised for gs / sym),
         columns in the order of ``raw``.
@@ -298,6 +303,20 @@ def combine_panels(raw: Mapping[str, np.ndarray], signs: Mapping[str, float], ct
         raise EvaluationError("nothing to combine: no member factors")
     if method not in METHODS:
         raise EvaluationError(f"unknown combination method {method!r}; use one of {METHODS}")
+    if method in AUTO:
+        kw = dict(window=window, neutral=neutral, industry=industry, size=size,
+                  clip_negative=clip_negative, refit=refit, min_train=min_train,
+                  ridge_alpha=ridge_alpha, num_threads=num_threads,
+                  use_test_labels=use_test_labels)
+        built = [combine_panels(raw, signs, ctx, method=m, **kw)
+                 for m in METHODS if m not in AUTO]
+        scores = [zscore(b[0], ctx.universe_mask) for b in built]
+        choice = pick_trailing(np.column_stack([rank_ic_series(sc, ctx) for sc in scores]),
+                               window=window, horizon=ctx.horizon)
+        score, w = np.empty_like(scores[0]), np.empty_like(built[0][1])
+        for m, (sc, b) in enumerate(zip(scores, built)):
+            score[choice == m], w[choice == m] = sc[choice == m], b[1][choice == m]
+        return score, w, built[0][2]
     proc = [process_factor(raw[n], ctx.universe_mask, sign=signs.get(n, 1.0), neutral=neutral,
                            industry=industry, size=size) for n in names]
     if method in LEARNED:

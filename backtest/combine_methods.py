@@ -36,6 +36,14 @@ ridge / lgbm
     the model fitted at ``r`` scores rows ``r .. r + refit - 1``; rows before ``r0`` get the
     equal-weight composite. Labels realised on a test-split row are never trained on unless
     the caller holds an unsealed access (``use_test_labels``).
+auto
+    The method is itself chosen causally, date by date (:func:`pick_trailing`): every other
+    method's composite is built, and the score of day ``t`` is the composite of the method whose
+    own daily RankIC had the highest trailing mean over ``window`` rows ending at ``t - h - 1``
+    (the same lag rule); the first method (``ic``) until one has ``window // 2`` known ICs.
+    This is how a method is chosen without looking at the split being reported: the members'
+    strongest panel, the model's out-of-sample predictions, exists on valid only, so the
+    choice cannot be made on train folds; it is made from the past of each date instead.
 """
 from __future__ import annotations
 
@@ -49,11 +57,12 @@ from backtest.context import EvalContext
 from factors.errors import EvaluationError
 from factors.processing import zscore
 
-__all__ = ["shrink_weights", "orthogonalise", "xs_rank", "walk_forward_scores",
-           "ORTHO", "LEARNED", "LGBM_PARAMS"]
+__all__ = ["shrink_weights", "orthogonalise", "xs_rank", "walk_forward_scores", "pick_trailing",
+           "ORTHO", "LEARNED", "AUTO", "LGBM_PARAMS"]
 
 ORTHO = ("gs", "sym")
 LEARNED = ("ridge", "lgbm")
+AUTO = ("auto",)
 #: Small fixed LightGBM parameters of the ``lgbm`` combiner (deterministic, one seed).
 LGBM_PARAMS = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 15,
                "min_data_in_leaf": 200, "feature_fraction": 1.0, "bagging_fraction": 1.0,
@@ -66,6 +75,32 @@ def _trailing(ic: np.ndarray, window: int, horizon: int, min_periods: int):
     lagged = pd.DataFrame(ic).shift(horizon + 1)
     roll = lagged.rolling(window, min_periods=min_periods)
     return (roll.mean().to_numpy(), roll.var(ddof=1).to_numpy(), roll.count().to_numpy())
+
+
+def pick_trailing(ic: np.ndarray, *, window: int = 60, horizon: int = 1,
+                  min_periods: int | None = None) -> np.ndarray:
+    """Per date, the candidate with the highest trailing mean daily RankIC (module docstring).
+
+    Parameters
+    ----------
+    ic : ndarray, shape (T, M)
+        Daily RankIC of M candidate composites; NaN = undefined (e.g. label not yet known).
+    window, horizon : int
+        Trailing rows, and the lag: row ``t`` reads ``ic[: t - horizon]`` only.
+    min_periods : int, optional
+        Known ICs a candidate needs to be eligible (default ``max(2, window // 2)``).
+
+    Returns
+    -------
+    ndarray of int, shape (T,)
+        Column chosen for each row; 0 where no candidate is eligible. Ties go to the lower
+        column.
+    """
+    ic = np.asarray(ic, dtype=np.float64)
+    mean, _, cnt = _trailing(ic, window, horizon, min_periods or max(2, window // 2))
+    ok = np.isfinite(mean) & (cnt >= (min_periods or max(2, window // 2)))
+    m = np.where(ok, mean, -np.inf)
+    return np.where(ok.any(axis=1), np.argmax(m, axis=1), 0).astype(np.int64)
 
 
 def shrink_weights(ic: np.ndarray, *, window: int = 60, horizon: int = 1,

@@ -38,8 +38,11 @@ BENCHMARKS = {"csi300": "000300.SH", "csi500": "000905.SH", "csi800": "000906.SH
               "csi1000": "000852.SH"}
 
 
-def write_config(run_dir: Path, universe: str, seed: int, base_url: str) -> Path:
-    """``mine.toml`` with absolute data paths, this run's store/outputs, universe and seed."""
+def write_config(run_dir: Path, universe: str, seed: int, base_url: str,
+                 overrides: dict[str, str] | None = None) -> Path:
+    """``mine.toml`` with absolute data paths, this run's store/outputs, universe and seed, and
+    ``overrides`` (``{"section.key": "toml value"}``) replacing the value of that key in that
+    section (the comment after it is dropped)."""
     text = (ROOT / "mine.toml").read_text(encoding="utf-8")
     data_root = (ROOT / "mine.toml").parent / "../shared/data/ashare"
     subs = {
@@ -58,6 +61,19 @@ def write_config(run_dir: Path, universe: str, seed: int, base_url: str) -> Path
         text, n = re.subn(pat, rep, text, flags=re.M)
         if n == 0:
             raise SystemExit(f"mine.toml: no line matches {pat!r}")
+    lines = text.split("\n")
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        cur, hit = None, False
+        for i, line in enumerate(lines):
+            if re.match(r"^\[[\w.]+\]", line):
+                cur = line[1:line.index("]")]
+            elif cur == section and re.match(rf"^{re.escape(key)}\s*=", line):
+                lines[i], hit = f"{key} = {value}", True
+                break
+        if not hit:
+            raise SystemExit(f"mine.toml: no key {key!r} in [{section}]")
+    text = "\n".join(lines)
     p = run_dir / "mine.toml"
     p.write_text(text, encoding="utf-8")
     return p
@@ -101,13 +117,13 @@ def accepted_corr(cfg: Path, universe: str, formulas: list[str]) -> float:
 
 
 def run_loop(work: Path, universe: str, seed: int, method: str | None,
-             compare: bool = True) -> dict:
+             compare: bool = True, overrides: dict[str, str] | None = None) -> dict:
     sys.path.insert(0, str(ROOT / "tests" / "mining"))
     from openai_stub import StubServer
     run_dir = work / f"{universe}-s{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     with StubServer() as srv:
-        cfg = write_config(run_dir, universe, seed, srv.base_url)
+        cfg = write_config(run_dir, universe, seed, srv.base_url, overrides)
         env = {**os.environ, "OPENAI_API_KEY": "stub"}
         lib = step(run_dir, "library", cfg, ["library", "--add", "--universe", universe])
         gp = step(run_dir, "gp", cfg, ["gp", "--universe", universe, "--seed", str(seed)])
@@ -124,7 +140,7 @@ def run_loop(work: Path, universe: str, seed: int, method: str | None,
     if summary_file.is_file():
         return json.loads(summary_file.read_text(encoding="utf-8"))
     acc = gp.get("accepted") or []
-    s = {"universe": universe, "seed": seed,
+    s = {"universe": universe, "seed": seed, "overrides": overrides or {},
          "library_accepted": sum(bool(d.get("accepted")) for d in (lib.get("run") or {}).get("decisions", [])),
          "gp_evaluated": gp.get("n_evaluated"), "gp_accepted": gp.get("n_accepted"),
          "gp_best_valid_rank_ic": max((d.get("valid_rank_ic") or float("nan") for d in acc),
@@ -147,10 +163,20 @@ def main(argv=None) -> int:
     ap.add_argument("--table", action="store_true", help="only print the table of finished runs")
     ap.add_argument("--no-compare", action="store_true", help="skip mine combine --compare")
     ap.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help='override a mine.toml key, VALUE in TOML syntax (e.g. '
+                         'gp.selection=\'"nsga2"\' or gp.pool=5); repeatable')
     a = ap.parse_args(argv)
+    overrides = {}
+    for item in a.set:
+        k, eq, v = item.partition("=")
+        if not eq or "." not in k:
+            ap.error(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        overrides[k.strip()] = v.strip()
     if not a.table:
         for seed in a.seeds:
-            run_loop(a.work, a.universe, seed, a.method, compare=not a.no_compare)
+            run_loop(a.work, a.universe, seed, a.method, compare=not a.no_compare,
+                     overrides=overrides)
     rows = [json.loads(p.read_text(encoding="utf-8"))
             for p in sorted(a.work.glob("*/steps/summary.json"))]
     if a.json:
@@ -162,7 +188,9 @@ def main(argv=None) -> int:
 
 #: Table columns: (header, getter, format).
 COLUMNS = [
-    ("universe", lambda s: s["universe"], "{}"),
+    ("universe", lambda s: " ".join([s["universe"]] + [f"{k}={v}" for k, v in
+                                                         (s.get("overrides") or {}).items()]),
+     "{}"),
     ("GP seed", lambda s: s["seed"], "{}"),
     ("GP accepted / evaluated", lambda s: f"{s['gp_accepted']} / {s['gp_evaluated']}", "{}"),
     ("GP best valid RankIC", lambda s: s["gp_best_valid_rank_ic"], "{:.4f}"),

@@ -168,8 +168,9 @@ def combine(
         method: Optional[str] = typer.Option(None, help="ic | icir | equal | shrink (IC "
                                              "weights shrunk toward equal) | gs | sym "
                                              "(orthogonalised members, IC-weighted) | ridge | "
-                                             "lgbm (walk-forward combiners). Default "
-                                             "[backtest] method."),
+                                             "lgbm (walk-forward combiners) | auto (per date, "
+                                             "the method with the best trailing RankIC). "
+                                             "Default [backtest] method."),
         universe: Optional[str] = typer.Option(None, help="Universe (leaderboard + stocks). "
                                                "Default [backtest] universe."),
         max_corr: Optional[float] = typer.Option(None, "--max-corr",

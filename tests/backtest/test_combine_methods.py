@@ -6,7 +6,8 @@ import pytest
 
 from backtest.combine import METHODS, combine_panels
 from backtest.combine_compare import compare_panels
-from backtest.combine_methods import orthogonalise, shrink_weights, walk_forward_scores
+from backtest.combine_methods import (orthogonalise, pick_trailing, shrink_weights,
+                                      walk_forward_scores)
 from backtest.context import EvalContext
 from backtest.evaluate import rank_ic_series
 from backtest.strategies import budget_n_drop, rebalance_mask, topk_dropout_weights
@@ -67,6 +68,40 @@ def test_every_method_is_causal(method, horizon):
         np.testing.assert_array_equal(w1[:t + 1], w0[:t + 1])
         np.testing.assert_array_equal(s1[:t + 1], s0[:t + 1])
         assert not np.array_equal(s1[t + 1:], s0[t + 1:])
+
+
+# ------------------------------------------------------------------ auto
+def test_pick_trailing_follows_the_past_with_the_lag():
+    """Candidate 0 has IC 0.1 until row 99, then -0.1; candidate 1 a constant 0.05. With a
+    20-row window and h = 1, row t reads ICs of rows <= t - 2: the switch to 1 happens when the
+    trailing mean of 0 drops below 0.05, i.e. when > 5 of its 20 known ICs are negative."""
+    T_ = 200
+    ic = np.column_stack([np.where(np.arange(T_) < 100, 0.1, -0.1), np.full(T_, 0.05)])
+    ic[:3] = np.nan
+    ch = pick_trailing(ic, window=20, horizon=1)
+    assert (ch[:12] == 0).all()                 # < 10 known ICs: the first candidate
+    assert (ch[12:106] == 0).all()              # rows <= 104 read at most 4 negative ICs
+    # row 106 reads rows 87..104: 15 x 0.1 and 5 x -0.1 -> mean 0.05, a tie -> column 0
+    assert ch[106] == 0 and (ch[107:] == 1).all()
+    # a later change of the ICs never moves an earlier choice
+    ic2 = ic.copy()
+    ic2[150:] = -ic2[150:]
+    np.testing.assert_array_equal(pick_trailing(ic2, window=20, horizon=1)[:152], ch[:152])
+
+
+def test_auto_is_the_chosen_methods_composite_each_day():
+    opn, raw = _world(3)
+    ctx = _ctx(opn)
+    s, w, _ = combine_panels(raw, SIGNS, ctx, method="auto", window=20, **LEARN)
+    others = [m for m in METHODS if m != "auto"]
+    from factors.processing import zscore
+    comps = [zscore(combine_panels(raw, SIGNS, ctx, method=m, window=20, **LEARN)[0],
+                    ctx.universe_mask) for m in others]
+    ic = np.column_stack([rank_ic_series(c, ctx) for c in comps])
+    ch = pick_trailing(ic, window=20, horizon=ctx.horizon)
+    for t in (10, 80, 150, 199):
+        np.testing.assert_array_equal(s[t], comps[ch[t]][t])
+    assert w.shape == (T, len(raw))
 
 
 # ------------------------------------------------------------------ shrink
