@@ -399,14 +399,14 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
     a = ap.parse_args(argv)
     try:
         cost = CostModel(commission=a.commission, min_commission=a.min_commission)
+        if a.trades_out and (trader is None or account is None) and a.account and a.qmt_path:
+            trader, account = connect(a.qmt_path, a.account)     # one session for both
         plan, state = run(a.targets, account_id=a.account, qmt_path=a.qmt_path, date=a.date,
                           quotes_path=a.quotes, dry_run=a.dry_run, price_type=a.price_type,
                           buffer_bps=a.buffer_bps, cash_reserve=a.cash_reserve,
                           min_order_value=a.min_order_value, wait_sells=a.wait_sells,
                           cost_model=cost, trader=trader, account=account)
         if a.trades_out:               # the fills so far (rerun later for the whole day)
-            if trader is None or account is None:
-                trader, account = connect(a.qmt_path, a.account)
             fills = trades_frame(trader, account)
     except AlphamineError as e:
         print(f"error: {e}", file=sys.stderr)

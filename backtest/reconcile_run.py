@@ -5,8 +5,8 @@ file stops here, before anything else is read), finds the plan (``orders_YYYYMMD
 the export folder), replays the plan's orders with the simulator's fill rules on the
 execution day (the first trading day after the plan's date;
 :func:`backtest.reconcile.simulate_plan`), reconciles (:func:`backtest.reconcile.reconcile`),
-writes ``reconcile_YYYYMMDD.json`` and ``reconcile_YYYYMMDD.md`` next to the plan (each
-atomically) and records the fills (``source`` broker and sim) and the reconciliation in the
+writes ``reconcile_YYYYMMDD.json`` and ``reconcile_YYYYMMDD.md`` next to the plan (as one
+group, :func:`data.staging.write_together`: both old or both new) and records the fills (``source`` broker and sim) and the reconciliation in the
 store (:class:`factors.trades.TradeLog`; importing the same file again adds no row).
 
 Fills are matched to the execution day: rows dated another day are left out (and counted in
@@ -36,8 +36,8 @@ from backtest.reconcile import (
 )
 from backtest.rules import CostModel
 from backtest.settings import BacktestConfig
-from data.io import atomic_write, to_jsonable
-from data.staging import clean_stale
+from data.io import to_jsonable
+from data.staging import clean_stale, write_together
 
 __all__ = ["ReconcileSettings", "ReconcileRun", "find_plan", "read_plan", "run_reconcile",
            "report_markdown"]
@@ -250,7 +250,9 @@ def run_reconcile(cfg, settings: ReconcileSettings) -> ReconcileRun:
                       "reconciliation_id": rid}
     doc = json.dumps(to_jsonable(run.to_dict()), indent=2, ensure_ascii=False,
                      allow_nan=False)
-    atomic_write(files["json"], lambda tmp: Path(tmp).write_text(doc, encoding="utf-8"))
     md = report_markdown(run)
-    atomic_write(files["markdown"], lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
+    write_together(folder, {
+        files["json"].name: lambda tmp: Path(tmp).write_text(doc, encoding="utf-8"),
+        files["markdown"].name: lambda tmp: Path(tmp).write_text(md, encoding="utf-8")},
+        label=f"reconcile_{tag}")
     return run
