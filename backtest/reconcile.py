@@ -9,7 +9,8 @@ Inputs
   header:
 
   - ``plain``: ``ts_code, side (buy/sell), volume (shares), price (yuan), time`` [,
-    ``trade_date, order_id, trade_id, amount, fee, commission, stamp_tax, transfer_fee``];
+    ``trade_date, order_id, trade_id, amount``, and the fees: ``fee`` (total) or
+    ``commission, stamp_tax, transfer_fee``];
   - ``qmt``: the QMT adapter's ``query_stock_trades`` export
     (:func:`backtest.qmt_adapter.trades_frame`, xtquant ``XtTrade`` field names):
     ``stock_code, order_type (23 buy / 24 sell), traded_volume, traded_price, traded_time``
@@ -93,7 +94,7 @@ def _fail(path, row: int | None, col: str, msg: str):
     raise BacktestError(f"fills file {str(path)!r}: {where}: {msg}")
 
 
-def _numbers(path, df, col, *, integer=False) -> np.ndarray:
+def _numbers(path, df, col, label, *, integer=False) -> np.ndarray:
     v = pd.to_numeric(df[col].str.strip(), errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(v) | (v <= 0)
     if integer:
@@ -101,7 +102,7 @@ def _numbers(path, df, col, *, integer=False) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         what = "a whole number of shares > 0" if integer else "a number > 0"
-        _fail(path, i + 1, col, f"{df[col].iloc[i]!r} is not {what}")
+        _fail(path, i + 1, label, f"{df[col].iloc[i]!r} is not {what}")
     return v
 
 
@@ -177,6 +178,8 @@ def read_fills(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
                "traded_time": "time", "traded_amount": "amount", "traded_id": "trade_id",
                "commission": "fee"}
         df = df.rename(columns=ren)
+    names = {v: k for k, v in ren.items()} if fmt == "qmt" else {}
+    label = (lambda c: names.get(c, c))
     code_col = "stock_code" if fmt == "qmt" else "ts_code"
     out = pd.DataFrame(index=df.index)
     codes = df["ts_code"].str.strip().str.upper()
@@ -198,13 +201,11 @@ def read_fills(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             _fail(p, i + 1, "side", f"{df['side'].iloc[i]!r} is not buy or sell")
-    vol = _numbers(p, df, "volume", integer=True)
-    px = _numbers(p, df, "price")
-    vcol = "traded_volume" if fmt == "qmt" else "volume"
+    vol = _numbers(p, df, "volume", label("volume"), integer=True)
+    px = _numbers(p, df, "price", label("price"))
     if vol.max(initial=0) > 1e13:
-        _fail(p, int(np.argmax(vol)) + 1, vcol, "volume above 1e13 shares")
-    dates, times = _times(p, df["time"], "traded_time" if fmt == "qmt" else "time",
-                          epoch=fmt == "qmt")
+        _fail(p, int(np.argmax(vol)) + 1, label("volume"), "volume above 1e13 shares")
+    dates, times = _times(p, df["time"], label("time"), epoch=fmt == "qmt")
     if "trade_date" in df.columns:
         for i, raw in enumerate(df["trade_date"].str.strip()):
             if raw:
@@ -223,7 +224,8 @@ def read_fills(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
         amt = np.where(np.isfinite(a) & (a > 0), a, np.nan)
     out["amount"] = np.where(np.isfinite(amt), amt, vol * px)
     fee = np.full(len(df), np.nan)
-    fee_cols = [c for c in ("fee", "commission", "stamp_tax", "transfer_fee") if c in df.columns]
+    fee_cols = (["fee"] if "fee" in df.columns else      # a total, else its components
+                [c for c in ("commission", "stamp_tax", "transfer_fee") if c in df.columns])
     if fee_cols:
         fee = np.zeros(len(df))
         for c in fee_cols:
@@ -231,7 +233,7 @@ def read_fills(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
             v = v.to_numpy(np.float64)
             if (~np.isfinite(v) | (v < 0)).any():
                 i = int(np.flatnonzero(~np.isfinite(v) | (v < 0))[0])
-                _fail(p, i + 1, c, f"{df[c].iloc[i]!r} is not a fee >= 0 (yuan)")
+                _fail(p, i + 1, label(c), f"{df[c].iloc[i]!r} is not a fee >= 0 (yuan)")
             fee += v
     out["fee"] = fee
     out["time"] = times

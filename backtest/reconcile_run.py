@@ -11,6 +11,11 @@ store (:class:`factors.trades.TradeLog`; importing the same file again adds no r
 
 Fills are matched to the execution day: rows dated another day are left out (and counted in
 the notes); rows carrying only a clock time are taken as the execution day's.
+
+Sealed test split: reconciliation measures execution (fills against the plan and the
+replay), never returns or performance. When the execution day lies in ``[evaluate] test``
+(live trading does), reading its prices is still logged as a ``live`` access
+(:func:`backtest.seal.unseal`, listed by ``mine audit``) and said in the notes.
 """
 from __future__ import annotations
 
@@ -197,6 +202,7 @@ def run_reconcile(cfg, settings: ReconcileSettings) -> ReconcileRun:
         A bad fills file (first, naming row and column), no plan, a plan file without the
         plan columns, fills that cannot be dated (see :func:`_day_fills`).
     """
+    from backtest.seal import in_test, unseal
     from backtest.simulate import MarketData, SimConfig
     from data.manager import DataManager
     from factors.store import FactorStore
@@ -215,6 +221,14 @@ def run_reconcile(cfg, settings: ReconcileSettings) -> ReconcileRun:
     after = cal[cal > plan_date]
     exec_day = after[0] if len(after) else None
     fills, exec_day = _day_fills(fills, exec_day, plan_date, notes)
+    plan_id = str(plan_path.expanduser().absolute())
+    if in_test(cfg, exec_day):        # execution prices of a sealed day: logged, never silent
+        acc = unseal(cfg, purpose="live", universe=None,
+                     subject={"plan": plan_id, "trades": str(Path(s.trades).absolute())},
+                     window=(str(exec_day.date()), str(exec_day.date())))
+        notes.append(f"the execution day {exec_day.date()} lies in the test split: this read "
+                     f"of its prices and fills is logged as a live access (audit "
+                     f"#{acc.audit_id}, `mine audit`); no return or performance is computed")
     sim = SimConfig.from_config(cfg.backtest)
     cost = CostModel.from_config(cfg.backtest)
     sim_fills, rejected = None, pd.DataFrame(columns=["ts_code", "side", "volume", "reason"])
@@ -234,7 +248,6 @@ def run_reconcile(cfg, settings: ReconcileSettings) -> ReconcileRun:
                        trades_path=Path(s.trades), fmt=fmt, result=res, sim_rejected=rejected,
                        notes=notes, files=files, stored={})
     if s.store:
-        plan_id = str(plan_path.expanduser().absolute())
         digest = hashlib.sha256(Path(s.trades).read_bytes()).hexdigest()
         with FactorStore(cfg.store.path) as store:
             log = TradeLog(store)

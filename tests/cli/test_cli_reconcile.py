@@ -114,3 +114,53 @@ def test_combine_export_reconcile(tmp_path, wh):
                               "--no-store"])
     assert res.exit_code == 0, res.output
     assert "missing" in res.output and "partial" in res.output and "cash drift" in res.output
+
+
+def test_qmt_fills_on_a_sealed_day_are_logged(tmp_path, wh):
+    """A hand-made plan whose execution day lies in the test split: QMT-format fills, --plan
+    naming the file, a fill of another day left out, the read logged as a live access."""
+    from backtest.orders import PLAN_COLUMNS
+    from factors.audit import AuditLog
+    from factors.store import FactorStore
+    from mining.cli_app import load
+    from panel_warehouse import SPLITS
+    cfg = _setup(tmp_path, wh)
+    d0 = pd.Timestamp(SPLITS["test"][0])                       # a Monday: plan on the Friday
+    plan_day, day = d0 - pd.Timedelta(days=3), d0
+    daily = pd.read_parquet(wh / "daily" / "daily_2021.parquet")
+    bar = daily[daily["trade_date"] == day].set_index("ts_code")
+    close0 = daily[daily["trade_date"] == plan_day].set_index("ts_code")["close"]
+    codes = ["600001.SH", "600002.SH"]
+    plan = pd.DataFrame({"ts_code": codes, "side": ["buy", "sell"], "quantity": [1000, 500],
+                         "ref_price": close0[codes].to_numpy(), "current_qty": [0, 500],
+                         "sellable_qty": [0, 500], "target_weight": [0.1, 0.0],
+                         "target_value": [1.0, 0.0], "status": "ok", "reason": ""})
+    plan["est_value"] = plan["quantity"] * plan["ref_price"]
+    plan["est_fees"] = 5.0
+    pdir = tmp_path / "plans"
+    pdir.mkdir()
+    pfile = pdir / f"orders_{plan_day:%Y%m%d}.csv"
+    plan[PLAN_COLUMNS].to_csv(pfile, index=False)
+    t = int((day + pd.Timedelta(hours=1, minutes=30)).timestamp())      # 09:30 Shanghai
+    o = bar.loc[codes, "open"].to_numpy()
+    fills = tmp_path / "qmt.csv"
+    fills.write_text("stock_code,order_type,traded_id,traded_time,traded_price,traded_volume,"
+                     "order_id,commission\n"
+                     f"600001.SH,23,x1,{t},{o[0]},1000,1,5.0\n"
+                     f"600002.SH,24,x2,{t - 86400 * 3},{o[1]},500,2,5.0\n")
+    r = _ok(runner.invoke(app, ["--config", str(cfg), "reconcile", "--trades", str(fills),
+                                "--plan", str(pfile), "--json"]))
+    assert r["format"] == "qmt" and r["trade_date"] == str(day.date())
+    orders = {x["ts_code"]: x for x in r["orders"]}
+    assert orders["600001.SH"]["fill_status"] == "filled"
+    assert orders["600002.SH"]["fill_status"] == "missing"              # its fill: another day
+    assert any("dated another day" in n for n in r["notes"])
+    assert any("test split" in n for n in r["notes"])
+    # the replay fills at the open with [backtest] slippage 0: the fill equals it, 0 bps
+    assert orders["600001.SH"]["sim_price"] == pytest.approx(o[0])
+    assert orders["600001.SH"]["slip_sim_bps"] == pytest.approx(0.0, abs=1e-9)
+    assert orders["600001.SH"]["fees_reported"] == 5.0
+    with FactorStore(load(cfg).store.path) as s:
+        live = AuditLog(s).entries(purpose="live")
+        assert len(live) == 1 and live[0].window == (str(day.date()),) * 2
+    assert (pdir / f"reconcile_{plan_day:%Y%m%d}.md").is_file()
