@@ -194,3 +194,29 @@ def test_replay_applies_the_simulator_rules():
     assert rej.set_index("ts_code").loc["000001.SZ", "volume"] == 150_000
     with pytest.raises(BacktestError, match="no market data on 2024-07-02"):
         simulate_plan(plan, mk, "2024-07-02", cost)
+
+
+def test_replay_is_causal():
+    """Truncating the market after the execution day changes nothing (and later days' bars
+    are never read): the replay and the reconciliation of a day use that day only."""
+    codes = ["600000.SH", "000001.SZ", "600519.SH", "300750.SZ"]
+    dates = pd.bdate_range(DAY, periods=4)
+    rng = np.random.default_rng(0)
+    opn = 10 + rng.uniform(0, 5, (4, 4))
+    mk = MarketData.from_arrays(dates, codes, open=opn, close=opn * 1.01,
+                                vol=rng.uniform(1e3, 1e6, (4, 4)))
+    cost = CostModel(slippage_bps=5.0)
+    fills = pd.DataFrame({"trade_date": DAY, "ts_code": ["600000.SH"], "side": ["sell"],
+                          "volume": [1000], "price": [9.9], "amount": [9900.0],
+                          "fee": [np.nan], "time": [""], "order_id": [""], "trade_id": [""]})
+    full = simulate_plan(_plan(), mk, DAY, cost)
+    cut = simulate_plan(_plan(), mk.truncate(DAY), DAY, cost)
+    for a, b in zip(full, cut):
+        pd.testing.assert_frame_equal(a, b)
+    assert len(full[0]) > 0
+    pd.testing.assert_frame_equal(reconcile(_plan(), fills, DAY, cost, full[0]).orders,
+                                  reconcile(_plan(), fills, DAY, cost, cut[0]).orders)
+    # changing a later day's bars changes nothing either
+    mk.open[1:] *= 2.0
+    mk.vol[1:] = 0.0
+    pd.testing.assert_frame_equal(simulate_plan(_plan(), mk, DAY, cost)[0], full[0])

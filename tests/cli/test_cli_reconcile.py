@@ -164,3 +164,28 @@ def test_qmt_fills_on_a_sealed_day_are_logged(tmp_path, wh):
         live = AuditLog(s).entries(purpose="live")
         assert len(live) == 1 and live[0].window == (str(day.date()),) * 2
     assert (pdir / f"reconcile_{plan_day:%Y%m%d}.md").is_file()
+
+    # reports land whole: a run killed between writing the two files changes neither
+    import os
+
+    import data.io as dio
+    from backtest.reconcile_run import ReconcileSettings, run_reconcile
+    from data.staging import clean_stale
+    before = {p.name: p.read_text() for p in sorted(pdir.iterdir())}
+    fills.write_text(fills.read_text().replace(",1000,1,5.0", ",600,1,5.0"))   # now partial
+    settings = ReconcileSettings(trades=fills, plan=pfile, out_dir=tmp_path / "bt")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.environ[dio.CRASH_ENV] = "write_together.file"
+            run_reconcile(load(cfg), settings)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001 - a child must never return into pytest
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+    clean_stale(pdir)
+    assert {p.name: p.read_text() for p in sorted(pdir.iterdir())} == before
+    run = run_reconcile(load(cfg), settings)
+    assert run.result.orders.set_index("ts_code").loc["600001.SH", "fill_status"] == "partial"
+    assert "partial" in (pdir / f"reconcile_{plan_day:%Y%m%d}.md").read_text()
