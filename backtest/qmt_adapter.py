@@ -20,6 +20,10 @@ is tested) without it. The xtquant calls used (names and argument order as in xt
   strategy_name, order_remark)`` -> order id (-1 = failed);
 * ``xtconstant.STOCK_BUY = 23``, ``STOCK_SELL = 24``, ``FIX_PRICE = 11`` (limit order at
   ``price``), ``LATEST_PRICE = 5`` (at the latest price; ``price`` ignored);
+* ``.query_stock_trades(account)`` -> list of ``XtTrade`` (the day's fills: ``stock_code``,
+  ``order_type``, ``traded_volume``, ``traded_price``, ``traded_amount``, ``traded_time``,
+  ``order_id``, ``traded_id``, ...), written by :func:`trades_frame` / ``--trades-out`` for
+  ``mine reconcile``;
 * quotes (only without ``--quotes``): ``xtdata.get_full_tick(codes)`` (``lastPrice``,
   ``lastClose``) and ``xtdata.get_instrument_detail(code)`` (``UpStopPrice``,
   ``DownStopPrice``).
@@ -156,6 +160,28 @@ def query_account(trader, account) -> AccountState:
     pos = pd.DataFrame(rows, columns=["ts_code", "quantity", "sellable"])
     pos = pos.groupby("ts_code", sort=True).sum()      # one row per code
     return AccountState(pos.astype(np.int64), float(asset.cash))
+
+
+#: ``XtTrade`` attributes written by :func:`trades_frame` (the ``query_stock_trades`` export
+#: that ``mine reconcile`` reads; ``commission`` only where xtquant reports it).
+TRADE_FIELDS = ("account_id", "stock_code", "order_type", "traded_id", "traded_time",
+                "traded_price", "traded_volume", "traded_amount", "order_id", "order_sysid",
+                "strategy_name", "order_remark", "commission")
+
+
+def trades_frame(trader, account) -> pd.DataFrame:
+    """The account's fills of the day (``query_stock_trades``), one row per ``XtTrade``.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`TRADE_FIELDS` that at least one fill carries (``traded_time`` as
+        xtquant gives it: Unix seconds), in xtquant's order.
+    """
+    rows = [{f: getattr(t, f) for f in TRADE_FIELDS if hasattr(t, f)}
+            for t in (trader.query_stock_trades(account) or [])]
+    cols = [f for f in TRADE_FIELDS if any(f in r for r in rows)] or list(TRADE_FIELDS[:-1])
+    return pd.DataFrame(rows, columns=cols)
 
 
 def xt_quotes(codes) -> pd.DataFrame:
@@ -368,20 +394,28 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
     ap.add_argument("--commission", type=float, default=0.0003)
     ap.add_argument("--min-commission", type=float, default=5.0)
     ap.add_argument("--out", help="write the plan (with order ids) to this CSV")
+    ap.add_argument("--trades-out", help="after the run, write the day's fills "
+                    "(query_stock_trades) to this CSV, for `mine reconcile --trades`")
     a = ap.parse_args(argv)
     try:
         cost = CostModel(commission=a.commission, min_commission=a.min_commission)
+        if a.trades_out and (trader is None or account is None) and a.account and a.qmt_path:
+            trader, account = connect(a.qmt_path, a.account)     # one session for both
         plan, state = run(a.targets, account_id=a.account, qmt_path=a.qmt_path, date=a.date,
                           quotes_path=a.quotes, dry_run=a.dry_run, price_type=a.price_type,
                           buffer_bps=a.buffer_bps, cash_reserve=a.cash_reserve,
                           min_order_value=a.min_order_value, wait_sells=a.wait_sells,
                           cost_model=cost, trader=trader, account=account)
+        if a.trades_out:               # the fills so far (rerun later for the whole day)
+            fills = trades_frame(trader, account)
     except AlphamineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from backtest.export import atomic_write_csv
     if a.out:
-        from backtest.export import atomic_write_csv
         atomic_write_csv(plan, a.out)
+    if a.trades_out:
+        atomic_write_csv(fills, a.trades_out)
     s = plan_summary(plan, state.cash)
     with pd.option_context("display.width", 160, "display.max_rows", 500):
         print(plan.to_string(index=False))
@@ -395,7 +429,7 @@ def main(argv: list[str] | None = None, trader=None, account=None) -> int:
 
 
 __all__ = ["STOCK_BUY", "STOCK_SELL", "FIX_PRICE", "LATEST_PRICE", "QmtError", "AccountState",
-           "connect", "query_account", "xt_quotes", "order_price", "rebalance", "run", "main"]
+           "TRADE_FIELDS", "trades_frame", "connect", "query_account", "xt_quotes", "order_price", "rebalance", "run", "main"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -6,7 +6,9 @@ trial ledgers (``trials``, ``backtest_trials``; ``factors.trial_key / adj_p / ha
 test split (:mod:`factors.audit`). Version 5: ``runs.pid``, ``runs.host`` and
 ``runs.heartbeat_at`` (who runs a ``running`` run and when it last reported, so a killed run
 can be marked ``interrupted``). Version 6: ``alerts_log``, the stable layer's alerts and
-their notification state (:mod:`factors.alerts`). A new file is created at version 2 (:data:`_SCHEMA`) and
+their notification state (:mod:`factors.alerts`). Version 7: ``trades`` (fills reported by
+a broker or replayed by the simulator) and ``reconciliations`` (one record per plan x fills
+file), owned by :mod:`factors.trades`. A new file is created at version 2 (:data:`_SCHEMA`) and
 upgraded by :data:`MIGRATIONS`, so new and upgraded files are alike. A file of an older
 version is upgraded in place, inside the opening transaction of
 :class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
@@ -38,6 +40,23 @@ _ALERTS_TABLE = """CREATE TABLE alerts_log (
     notify_sent TEXT NOT NULL DEFAULT '[]', notify_attempts INTEGER NOT NULL DEFAULT 0,
     notify_error TEXT, notified_at TEXT, UNIQUE (ts_code, rule, period))"""
 
+#: Fills (broker-reported or simulated) and reconciliation records, owned by
+#: :mod:`factors.trades`. ``fill_key`` makes re-importing the same fills a no-op.
+_TRADES_TABLES = ("""CREATE TABLE trades (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, fill_key TEXT NOT NULL UNIQUE,
+    trade_date TEXT NOT NULL, ts_code TEXT NOT NULL,
+    side TEXT NOT NULL CHECK (side IN ('buy', 'sell')), volume INTEGER NOT NULL,
+    price REAL NOT NULL, amount REAL NOT NULL, fee REAL, time TEXT NOT NULL DEFAULT '',
+    order_id TEXT NOT NULL DEFAULT '', trade_id TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL CHECK (source IN ('broker', 'sim')), plan_id TEXT NOT NULL,
+    file TEXT NOT NULL DEFAULT '', imported_at TEXT NOT NULL)""",
+                  "CREATE INDEX trades_date_code ON trades(trade_date, ts_code)",
+                  """CREATE TABLE reconciliations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, plan_id TEXT NOT NULL,
+    plan_date TEXT NOT NULL, trade_date TEXT NOT NULL, trades_file TEXT NOT NULL,
+    trades_digest TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}',
+    report TEXT NOT NULL DEFAULT '', UNIQUE (plan_id, trades_digest))""")
+
 _SCHEMA = """
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY, source TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
@@ -58,7 +77,7 @@ CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
 
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -90,10 +109,16 @@ def _v5_to_v6(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX alerts_log_date ON alerts_log(date)")
 
 
+def _v6_to_v7(conn: sqlite3.Connection) -> None:
+    """Version 7 adds ``trades`` and ``reconciliations`` (:mod:`factors.trades`)."""
+    for stmt in _TRADES_TABLES:
+        conn.execute(stmt)
+
+
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
+    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6, 6: _v6_to_v7}
 
 
 def init_schema(conn: sqlite3.Connection, path: str) -> None:

@@ -5,7 +5,7 @@ Each ``mining/cli_*`` module defines its commands on :data:`mining.cli_app.app` 
 ``cli_llm`` (llm, prompts), ``cli_model`` (model lgbm | transformer), ``cli_backtest``
 (combine, backtest), ``cli_data`` (data bootstrap | update | status) and
 ``cli_export`` (export), ``cli_runs`` (runs, rerun), ``cli_report`` (report factor), ``cli_monitor`` (monitor,
-alerts). A new command module is one file plus its
+alerts), ``cli_reconcile`` (reconcile). A new command module is one file plus its
 name here.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from mining import (  # noqa: F401
     cli_llm,
     cli_model,
     cli_monitor,
+    cli_reconcile,
     cli_report,
     cli_runs,
 )

@@ -5,7 +5,9 @@ Pages: Leaderboard (filters by universe, producer and |valid ICIR|; pick a facto
 metrics and build its tear sheet), Backtests (runs side by side: NAV from 1 and headline
 numbers), Mining runs (status, counts, rejections; a GP run's best / median fitness per
 generation; an LLM run's valid %, accepted %, tokens and cost per round), Audit (every look at the test split) and, once ``mine monitor`` has logged any, Alerts (the stable layer's
-``alerts_log``: counts per rule and severity, filters, notification state). The configuration file comes from
+``alerts_log``: counts per rule and severity, filters, notification state) and, once ``mine
+reconcile`` has run, Reconciliations (one row per plan x fills file, its Markdown report on
+request). The configuration file comes from
 ``$ALPHAMINE_CONFIG`` (set by ``mine dashboard``). Tables: :mod:`mining.dashboard_data`.
 """
 from __future__ import annotations
@@ -23,8 +25,10 @@ cfg = load(os.environ.get("ALPHAMINE_CONFIG") or None)
 st.sidebar.title("alphamine")
 st.sidebar.caption(f"store {cfg.store.path}")
 alerts = dd.alerts_frame(cfg)
+recons = dd.reconciliations_frame(cfg)
 page = st.sidebar.radio("page", ["Leaderboard", "Backtests", "Mining runs", "Audit"]
-                        + (["Alerts"] if not alerts.empty else []))
+                        + (["Alerts"] if not alerts.empty else [])
+                        + (["Reconciliations"] if not recons.empty else []))
 
 if page == "Leaderboard":
     st.header("Leaderboard")
@@ -110,6 +114,19 @@ elif page == "Alerts":
         view = view[~view["acknowledged"].astype(bool)]
     st.bar_chart(alerts.groupby(["rule", "severity"]).size().unstack(fill_value=0))
     st.dataframe(view, hide_index=True, use_container_width=True)
+
+elif page == "Reconciliations":
+    st.header("Reconciliations: broker fills vs plan vs simulator")
+    st.caption("`mine reconcile`; slippage in bps, positive = worse for us")
+    st.dataframe(recons, hide_index=True, use_container_width=True)
+    pick = st.selectbox("report", recons["id"].tolist(), index=None)
+    if pick is not None:
+        path = recons.loc[recons["id"] == pick, "report"].iloc[0]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                st.markdown(fh.read())
+        except OSError as e:
+            st.warning(f"report {path!r} is not readable: {e}")
 
 else:
     st.header("Test-split audit")

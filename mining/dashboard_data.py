@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["lineage_text", "leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs",
-           "generations", "llm_rounds", "audit_frame", "alerts_frame"]
+           "generations", "llm_rounds", "audit_frame", "alerts_frame",
+           "reconciliations_frame"]
 
 
 _LINEAGE_KEYS = ("generation_best", "rank", "train_fitness", "input", "reference")
@@ -166,4 +167,27 @@ def alerts_frame(cfg) -> pd.DataFrame:
         r["notify_pending"] = ", ".join(r["notify_pending"])
     cols = ["id", "date", "ts_code", "rule", "period", "severity", "message", "values",
             "acknowledged", "notify_sent", "notify_pending", "notify_error"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def reconciliations_frame(cfg) -> pd.DataFrame:
+    """``mine reconcile`` records (the ``reconciliations`` table), newest first: plan and trade
+    dates, counts per fill status, slippage (bps, + = worse for us), fees, cash drift and the
+    Markdown report's path. Empty when none."""
+    from factors.store import FactorStore
+    from factors.trades import TradeLog
+    with FactorStore(cfg.store.path) as store:
+        recs = TradeLog(store).reconciliations()
+    cols = ["id", "plan_date", "trade_date", "n_orders", "filled", "partial", "missing",
+            "over", "unplanned", "slip_ref_bps", "slip_sim_bps", "fees_plan", "fees_actual",
+            "cash_drift", "trades_file", "report"]
+    rows = []
+    for r in recs:
+        s = r["summary"]
+        rows.append({**{k: r[k] for k in ("id", "plan_date", "trade_date", "trades_file",
+                                          "report")},
+                     **{k: s.get("status", {}).get(k) for k in
+                        ("filled", "partial", "missing", "over", "unplanned")},
+                     **{k: s.get(k) for k in ("n_orders", "slip_ref_bps", "slip_sim_bps",
+                                              "fees_plan", "fees_actual", "cash_drift")}})
     return pd.DataFrame(rows, columns=cols)

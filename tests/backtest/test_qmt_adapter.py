@@ -319,3 +319,44 @@ def test_export_files_drive_the_adapter_to_the_same_orders(tmp_path):
     assert len(ok) > 0 and (orders["status"] == "flagged").any()
     assert [(o[1], o[2], o[3]) for o in trader.orders] == [
         (r.ts_code, 24 if r.side == "sell" else 23, r.quantity) for r in ok.itertuples()]
+
+
+class Trade:                                 # the XtTrade fields written by trades_frame
+    def __init__(self, code, order_type, volume, price, t, oid, tid):
+        self.account_id, self.stock_code, self.order_type = "8881", code, order_type
+        self.traded_volume, self.traded_price, self.traded_amount = volume, price, volume * price
+        self.traded_time, self.order_id, self.traded_id = t, oid, tid
+        self.order_sysid, self.strategy_name, self.order_remark = "s", "alphamine", "r"
+
+
+class FillingTrader(FakeTrader):
+    """A fake trader whose every order fills at once at its limit price (query_stock_trades)."""
+
+    def query_stock_trades(self, account):
+        t0 = 1719797405                                       # 2024-07-01 09:30:05 Shanghai
+        return [Trade(o[1], o[2], o[3], o[5], t0 + i, 1001 + i, f"t{i}")
+                for i, o in enumerate(self.orders)]
+
+
+def test_trades_out_is_read_by_reconcile(book, tmp_path, monkeypatch, capsys):
+    from backtest.reconcile import read_fills
+    targets, quotes, positions = book
+    tfile, qfile = tmp_path / "targets.csv", tmp_path / "quotes.csv"
+    targets.assign(trade_date=D).to_csv(tfile, index=False)
+    quotes.reset_index().to_csv(qfile, index=False)
+    trader = FillingTrader(positions, 300_000.0)
+    _fake_xtquant(monkeypatch, trader)
+    out = tmp_path / "fills.csv"
+    rc = qa.main(["--targets", str(tfile), "--account", "8881", "--qmt-path", "C:/qmt/ud",
+                  "--quotes", str(qfile), "--buffer-bps", "20", "--trades-out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert trader.calls.count("connect") == 1                  # one session for both
+    fills, fmt = read_fills(out)
+    assert fmt == "qmt" and len(fills) == len(trader.orders) > 0
+    assert list(fills["ts_code"]) == [o[1] for o in trader.orders]
+    assert list(fills["side"]) == ["sell" if o[2] == qa.STOCK_SELL else "buy"
+                                   for o in trader.orders]
+    assert list(fills["volume"]) == [o[3] for o in trader.orders]
+    assert fills["price"].tolist() == pytest.approx([o[5] for o in trader.orders])
+    assert set(fills["trade_date"]) == {"2024-07-01"}
+    assert fills["time"].iloc[0] == "2024-07-01 09:30:05"

@@ -353,6 +353,38 @@ def test_garbage_parquet_positions(env, tmp_path):
                      str(path), "--out", str(tmp_path / "out")], "not a readable Parquet file")
 
 
+FILLS_HEAD = "ts_code,side,volume,price,time\n"
+QMT_HEAD = "stock_code,order_type,traded_volume,traded_price,traded_time\n"
+FILLS_CASES = [
+    ("bad-side", FILLS_HEAD + "600000.SH,hold,100,10,09:30\n",
+     "row 1, column 'side': 'hold' is not buy or sell"),
+    ("fraction-volume", FILLS_HEAD + "600000.SH,buy,100,10,09:30\n600000.SH,buy,1.5,10,09:31\n",
+     "row 2, column 'volume': '1.5' is not a whole number of shares > 0"),
+    ("zero-price", FILLS_HEAD + "600000.SH,buy,100,0,09:30\n",
+     "row 1, column 'price': '0' is not a number > 0"),
+    ("bad-code", FILLS_HEAD + "PAB,buy,100,10,09:30\n", "row 1, column 'ts_code': 'PAB'"),
+    ("bad-time", FILLS_HEAD + "600000.SH,buy,100,10,lunch\n",
+     "row 1, column 'time': 'lunch' is not a time"),
+    ("qmt-order-type", QMT_HEAD + "600000.SH,99,100,10,1719797405\n",
+     "row 1, column 'order_type': '99' is not 23 (STOCK_BUY) or 24 (STOCK_SELL)"),
+    ("qmt-volume", QMT_HEAD + "600000.SH,23,-100,10,1719797405\n",
+     "row 1, column 'traded_volume': '-100'"),
+    ("unknown-format", "code,qty,px\n600000.SH,100,10\n", "match no format"),
+    ("empty-file", "", "is empty (0 bytes)"),
+    ("no-plan", FILLS_HEAD + "600000.SH,buy,100,10,09:30\n", "plan folder"),
+]
+
+
+@pytest.mark.parametrize("text, fragment", [c[1:] for c in FILLS_CASES],
+                         ids=[c[0] for c in FILLS_CASES])
+def test_bad_fills_file(env, tmp_path, no_data, text, fragment):
+    """`mine reconcile`: a bad fills file is refused before the plan, data or store is read."""
+    path = tmp_path / "fills.csv"
+    path.write_text(text)
+    line = _one_error(env, ["reconcile", "--trades", str(path)], fragment)
+    assert str(path) in line or fragment == "plan folder"
+
+
 # =============================================================================== configuration
 def _with(**sections: str) -> Callable[[Env], bytes]:
     """The valid config with ``key = value`` lines added to (or as) ``[section]``."""
@@ -633,6 +665,12 @@ OPTION_CASES = [
     (["monitor", "--watchlist", "/no/such/watchlist.txt"], "cannot read"),
     (["monitor", "--watchlist", "T"], "'TRADE_DATE' is not a ts_code"),
     (["alerts", "--ack", "0"], "--ack must be > 0"),
+    (["reconcile", "--trades", "T", "--show", "-1"], "--show must be >= 0"),
+    (["reconcile", "--trades", "T", "--date", "2024-13-01"], "--date '2024-13-01'"),
+    (["reconcile", "--trades", "/no/such/fills.csv"], "--trades '/no/such/fills.csv': file "
+                                                       "not found"),
+    (["reconcile", "--trades", "T", "--plan", "/no/such/plan"], "--plan '/no/such/plan': not "
+                                                                 "found"),
     (["alerts", "--rule", "moon_phase"], "--rule 'moon_phase'"),
 ]
 

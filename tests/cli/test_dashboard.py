@@ -214,3 +214,32 @@ def test_lineage_text_shows_references_and_parents_only_when_present():
         "parents ts_mean(close, 5); vol"
     assert lineage_text({"references": refs, "parents": ["vol"]}) == \
         "references gp_a_1 (#7), parents vol"
+
+
+def test_reconciliations_page_appears_once_reconciled(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from factors.store import FactorStore
+    from factors.trades import TradeLog
+    from mining import dashboard_data as dd
+    from mining.cli_app import load
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "lb.db"}"\n')
+    monkeypatch.setenv("ALPHAMINE_CONFIG", str(cfg))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert "Reconciliations" not in at.sidebar.radio[0].options
+    report = tmp_path / "reconcile_20240628.md"
+    report.write_text("# Reconciliation of the plan of 2024-06-28\n")
+    with FactorStore(load(cfg).store.path) as store:
+        TradeLog(store).record(plan_id="p", plan_date="2024-06-28", trade_date="2024-07-01",
+                               trades_file="f.csv", trades_digest="d", report=str(report),
+                               summary={"n_orders": 3, "status": {"filled": 2, "missing": 1},
+                                        "slip_ref_bps": 12.5, "cash_drift": -3.0})
+    frame = dd.reconciliations_frame(load(cfg))
+    assert frame.loc[0, ["filled", "missing", "slip_ref_bps"]].tolist() == [2, 1, 12.5]
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.sidebar.radio[0].set_value("Reconciliations").run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["trade_date"].tolist() == ["2024-07-01"]
+    at.selectbox[0].set_value(1).run()
+    assert any("Reconciliation of the plan" in m.value for m in at.markdown)
