@@ -6,7 +6,8 @@ trial ledgers (``trials``, ``backtest_trials``; ``factors.trial_key / adj_p / ha
 test split (:mod:`factors.audit`). Version 5: ``runs.pid``, ``runs.host`` and
 ``runs.heartbeat_at`` (who runs a ``running`` run and when it last reported, so a killed run
 can be marked ``interrupted``). Version 6: ``alerts_log``, the stable layer's alerts and
-their notification state (:mod:`factors.alerts`). A new file is created at version 2 (:data:`_SCHEMA`) and
+their notification state (:mod:`factors.alerts`). Version 7: ``signals``, the attack
+layer's scored signals per stock and day (:mod:`factors.signal_log`). A new file is created at version 2 (:data:`_SCHEMA`) and
 upgraded by :data:`MIGRATIONS`, so new and upgraded files are alike. A file of an older
 version is upgraded in place, inside the opening transaction of
 :class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
@@ -38,6 +39,15 @@ _ALERTS_TABLE = """CREATE TABLE alerts_log (
     notify_sent TEXT NOT NULL DEFAULT '[]', notify_attempts INTEGER NOT NULL DEFAULT 0,
     notify_error TEXT, notified_at TEXT, UNIQUE (ts_code, rule, period))"""
 
+#: The attack layer's signals, owned by :mod:`factors.signal_log`.
+_SIGNALS_TABLE = """CREATE TABLE signals (
+    trade_date TEXT NOT NULL, ts_code TEXT NOT NULL, universe TEXT NOT NULL,
+    composite REAL, factor_score REAL, valuation_score REAL, technical_score REAL,
+    industry_score REAL, flag TEXT NOT NULL CHECK (flag IN ('buy', 'sell', 'hold')),
+    held INTEGER NOT NULL DEFAULT 0, entry REAL, stop REAL, take_profit REAL, atr REAL,
+    reason TEXT NOT NULL DEFAULT '', run_id TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (trade_date, ts_code))"""
+
 _SCHEMA = """
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY, source TEXT NOT NULL, status TEXT NOT NULL, seed INTEGER,
@@ -58,7 +68,7 @@ CREATE INDEX factors_universe_horizon ON factors(universe, horizon);
 
 
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> None:
@@ -90,10 +100,16 @@ def _v5_to_v6(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX alerts_log_date ON alerts_log(date)")
 
 
+def _v6_to_v7(conn: sqlite3.Connection) -> None:
+    """Version 7 adds ``signals``, the attack layer's scored signals (:mod:`factors.signal_log`)."""
+    conn.execute(_SIGNALS_TABLE)
+    conn.execute("CREATE INDEX signals_flag ON signals(trade_date, flag)")
+
+
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.
 #: It runs inside the opening transaction; add an entry and bump :data:`SCHEMA_VERSION`.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
+    1: _v1_to_v2, 2: migrate_v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6, 6: _v6_to_v7}
 
 
 def init_schema(conn: sqlite3.Connection, path: str) -> None:

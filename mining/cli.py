@@ -21,6 +21,7 @@ from mining import (  # noqa: F401
     cli_monitor,
     cli_report,
     cli_runs,
+    cli_signals,
 )
 from mining.cli_app import app
 

@@ -279,7 +279,7 @@ def test_v2_store_migrates_and_backfills_the_ledger(tmp_path):
     con.commit()
     con.close()
     with FactorStore(p) as s:
-        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == fs.SCHEMA_VERSION == 6
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == fs.SCHEMA_VERSION == 7
         old = s.members()
         assert [m.n_tried for m in old] == [15, 15, 15]          # old meaning kept
         assert all(m.adj_p is None and m.haircut is None for m in old)
