@@ -5,7 +5,9 @@ Pages: Leaderboard (filters by universe, producer and |valid ICIR|; pick a facto
 metrics and build its tear sheet), Backtests (runs side by side: NAV from 1 and headline
 numbers), Mining runs (status, counts, rejections; a GP run's best / median fitness per
 generation; an LLM run's valid %, accepted %, tokens and cost per round), Audit (every look at the test split) and, once ``mine monitor`` has logged any, Alerts (the stable layer's
-``alerts_log``: counts per rule and severity, filters, notification state). The configuration file comes from
+``alerts_log``: counts per rule and severity, filters, notification state) and, once ``mine signals`` has
+stored any, Signals (the attack layer's ``signals`` table: a day's buy / sell / held names with
+their sub-scores and stop prices). The configuration file comes from
 ``$ALPHAMINE_CONFIG`` (set by ``mine dashboard``). Tables: :mod:`mining.dashboard_data`.
 """
 from __future__ import annotations
@@ -23,8 +25,10 @@ cfg = load(os.environ.get("ALPHAMINE_CONFIG") or None)
 st.sidebar.title("alphamine")
 st.sidebar.caption(f"store {cfg.store.path}")
 alerts = dd.alerts_frame(cfg)
+signal_days = dd.signal_days(cfg)
 page = st.sidebar.radio("page", ["Leaderboard", "Backtests", "Mining runs", "Audit"]
-                        + (["Alerts"] if not alerts.empty else []))
+                        + (["Alerts"] if not alerts.empty else [])
+                        + (["Signals"] if signal_days else []))
 
 if page == "Leaderboard":
     st.header("Leaderboard")
@@ -110,6 +114,20 @@ elif page == "Alerts":
         view = view[~view["acknowledged"].astype(bool)]
     st.bar_chart(alerts.groupby(["rule", "severity"]).size().unstack(fill_value=0))
     st.dataframe(view, hide_index=True, use_container_width=True)
+
+elif page == "Signals":
+    st.header("Attack-layer signals")
+    st.caption("scores 0..100 per stock (`mine signals`); a buy carries its ATR stop-loss and "
+               "take-profit prices")
+    c1, c2 = st.columns(2)
+    day = c1.selectbox("day", signal_days)
+    flags = c2.multiselect("flag", ["buy", "sell", "hold"], default=["buy", "sell"])
+    sig = dd.signals_frame(cfg, day)
+    held = sig["held"] == 1
+    st.bar_chart(sig.groupby("flag").size())
+    view = sig[sig["flag"].isin(flags) | (held & ("hold" in flags))] if flags else sig
+    st.dataframe(view.drop(columns=["run_id", "created_at"]), hide_index=True,
+                 use_container_width=True)
 
 else:
     st.header("Test-split audit")
