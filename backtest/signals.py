@@ -11,7 +11,9 @@ factor
 valuation
     Cheapness within the Shenwan L1 industry: ``100 x (cs_group_rank(ep, industry) +
     cs_group_rank(bp, industry)) / 2`` with ``ep = 1 / pe`` (a loss-maker, pe NaN with a pb,
-    gets ``ep = -1``: the dearest) and ``bp = 1 / pb``. ``pe, pb``: the daily ``pe_ttm, pb``
+    gets ``ep = -1``: the dearest) and ``bp = 1 / pb``; a name whose industry has fewer than
+    3 valued members that day is ranked across the universe instead (a lone member would
+    always score 100). ``pe, pb``: the daily ``pe_ttm, pb``
     of ``daily_basic`` when the warehouse has it, else the embedded quarterly
     ``valuation_quarterly`` snapshots carried forward from their visible day
     (:func:`data.fundamentals.valuation_rows`: point in time).
@@ -60,6 +62,8 @@ TECHNICAL = ("(cs_rank(ts_ema(close, 12) - ts_ema(close, 26) - ts_ema(ts_ema(clo
 INDUSTRY = ("cs_rank(cs_group_mean(close / ts_delay(close, {industry_window}) - 1, industry))")
 #: Valuation sub-score in the factor language (``ep``, ``bp``: :func:`valuation_panels`).
 VALUATION = "(cs_group_rank(ep, industry) + cs_group_rank(bp, industry)) / 2"
+#: Valuation across the whole universe, for names whose industry is too small to rank in.
+VALUATION_ALL = "(cs_rank(ep) + cs_rank(bp)) / 2"
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,7 @@ def industry_score(close, industry, mask=None, *, window: int = 20) -> np.ndarra
                          {"close": close, "industry": np.asarray(industry, np.float64)}, mask)
 
 
-def valuation_score(pe, pb, industry, mask=None) -> np.ndarray:
+def valuation_score(pe, pb, industry, mask=None, *, min_group: int = 3) -> np.ndarray:
     """Valuation sub-score ``0..100``: cheap within the industry is high (module docstring).
 
     Parameters
@@ -246,6 +250,9 @@ def valuation_score(pe, pb, industry, mask=None) -> np.ndarray:
         Point-in-time ratios (NaN pe with a finite pb = a loss-maker).
     industry : ndarray (T, N)
     mask : ndarray of bool (T, N), optional
+    min_group : int
+        Industries with fewer valued members on a day rank their names across the universe
+        (:data:`VALUATION_ALL`).
 
     Returns
     -------
@@ -256,8 +263,17 @@ def valuation_score(pe, pb, industry, mask=None) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         ep = np.where(pe > 0, 1.0 / pe, np.where(np.isfinite(pb), -1.0, np.nan))
         bp = np.where(pb > 0, 1.0 / pb, np.nan)
-    return 100.0 * _eval(VALUATION, {"ep": ep, "bp": bp,
-                                     "industry": np.asarray(industry, np.float64)}, mask)
+    ind = np.asarray(industry, np.float64)
+    data = {"ep": ep, "bp": bp, "industry": ind}
+    grp = _eval(VALUATION, data, mask)
+    whole = _eval(VALUATION_ALL, {"ep": ep, "bp": bp}, mask)
+    ok = np.isfinite(bp) & np.isfinite(ind) & (True if mask is None else np.asarray(mask, bool))
+    T = ok.shape[0]
+    g = np.where(ok, ind, 0).astype(np.int64)
+    G = int(g.max()) + 1 if g.size else 1
+    key = np.arange(T)[:, None] * G + g
+    size = np.bincount(key[ok], minlength=T * G)[key]
+    return 100.0 * np.where(size >= min_group, grp, whole)
 
 
 def factor_score(score, mask=None) -> np.ndarray:

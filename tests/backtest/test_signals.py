@@ -77,8 +77,16 @@ def test_valuation_score_known_answer():
     got = valuation_score(pe, pb, ind)
     # ep ranks 4, 3, 1, 2 of 4; bp ranks 3.5, 2, 3.5, 1 of 4
     np.testing.assert_allclose(got[0], [93.75, 62.5, 56.25, 37.5])
-    got = valuation_score(pe, pb, np.array([[0, 0, 1, 1]]))        # within industry
+    got = valuation_score(pe, pb, np.array([[0, 0, 1, 1]]), min_group=2)   # within industry
     np.testing.assert_allclose(got[0], [100.0, 50.0, 75.0, 75.0])
+    # industries of 2 < min_group 3: ranked across the universe instead
+    got = valuation_score(pe, pb, np.array([[0, 0, 1, 1]]))
+    np.testing.assert_allclose(got[0], [93.75, 62.5, 56.25, 37.5])
+    got = valuation_score(pe, pb, np.array([[0, 0, 0, 1]]))           # a lone member
+    np.testing.assert_allclose(got[0, 3], 37.5)
+    # ep ranks 3, 2, 1 of 3; bp ranks 2.5, 1, 2.5 of 3 (ties averaged)
+    np.testing.assert_allclose(got[0, :3], [100 * (1 + 2.5 / 3) / 2, 50.0,
+                                            100 * (1 / 3 + 2.5 / 3) / 2])
 
 
 def test_factor_score_and_composite():
