@@ -39,7 +39,10 @@ from backtest.signals import (
 )
 
 __all__ = ["BookInputs", "load_book_inputs", "SignalsRun", "signals", "signal_backtest",
-           "combine_score_panel", "WARMUP_DAYS"]
+           "combine_score_panel", "day_frame", "WARMUP_DAYS", "STOP_RULES"]
+
+#: ``alerts_log`` rules of the stop hits that :func:`signals` logs.
+STOP_RULES = ("stop_loss", "take_profit")
 
 Progress = Optional[Callable[[str], None]]
 

@@ -9,7 +9,8 @@ says which run wrote them).
 Columns: ``trade_date`` (ISO day the scores are computed at the close), ``ts_code``,
 ``universe``, ``composite`` and the sub-scores ``factor_score, valuation_score,
 technical_score, industry_score`` (``0..100``, NULL = not scored), ``flag`` (``buy`` /
-``sell`` / ``hold``), ``held`` (0/1: in the paper book at the close), ``entry, stop,
+``sell`` / ``hold``; ``hold`` = no action, whether held or not), ``held`` (0/1: in the paper
+book at the close, a name with a sell signal included), ``entry, stop,
 take_profit`` (raw yuan: a buy's reference close and its ATR stop / take-profit; a held
 name's entry and stops), ``atr`` (raw yuan), ``reason`` (``score``, ``exit_score``,
 ``no_score``, ``stop_loss``, ``take_profit``, ``held``, or empty), ``run_id``,

@@ -92,6 +92,9 @@ def test_signals_day_stored_with_stop_alert_and_notification(env, monkeypatch):
     assert con.execute("SELECT COUNT(*) FROM signals").fetchone()[0] == 16
     assert con.execute("SELECT COUNT(*) FROM alerts_log").fetchone()[0] == 1
     con.close()
+    r = mine(cfg, "alerts", "--rule", "stop_loss", "--json")
+    assert r.exit_code == 0, r.output
+    assert [a["ts_code"] for a in json.loads(r.stdout)["alerts"]] == ["600014.SH"]
 
 
 def test_signal_backtest_run_folder_and_report(env):
