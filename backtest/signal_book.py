@@ -264,8 +264,11 @@ def run_book(market: MarketData, high, low, score, atr, eligible, industry,
         for j in np.flatnonzero(qty > 0):
             positions.append((d[t], codes[j], qty[j], qty[j] if buy_t[j] < t else 0.0,
                               last_close[j], val[j]))
-        # 6. decisions for t + 1
+        # 6. decisions for t + 1 (an exit still pending from an earlier day is said again)
         s = score[t]
+        for j in np.flatnonzero((qty > 0) & (exit_why != "") & ~hit):
+            signals.append((d[t], codes[j], "sell", exit_why[j], s[j], entry[j], stop[j],
+                            tp[j]))
         active = (qty > 0) & (exit_why == "")
         out = active & ~(s >= cfg.exit_threshold)
         for j in np.flatnonzero(out):

@@ -206,8 +206,8 @@ def day_frame(inputs: BookInputs, book, universe: str, row: int = -1) -> pd.Data
         pos = pd.Index(df["ts_code"]).get_indexer(sig["ts_code"])
         for col in ("flag", "reason", "entry", "stop", "take_profit"):
             df.loc[pos, col] = sig[col].to_numpy()
-        df.loc[pos[(sig["flag"] == "hold").to_numpy()
-                   | sig["reason"].isin(["exit_score", "no_score"]).to_numpy()], "held"] = 1
+    pos = book.sim.positions
+    df["held"] = df["ts_code"].isin(set(pos.loc[pos["trade_date"] == day, "ts_code"])).astype(int)
     keep = mem | df["flag"].ne("hold").to_numpy() | (df["held"] == 1).to_numpy()
     df = df[keep]
     return df.sort_values("composite", ascending=False, na_position="last").reset_index(drop=True)

@@ -64,6 +64,17 @@ def test_limit_locked_down_cannot_sell_and_retries_next_open():
     assert np.isnan(res.stops.iloc[0].fill)
 
 
+def test_an_exit_locked_two_days_is_signalled_again_and_filled_on_the_third():
+    res = one(o=[10, 10, 8.0, 7.2, 7.5], h=[10, 10.1, 8.0, 7.2, 7.8],
+              lo=[10, 9.9, 8.0, 7.2, 7.4], c=[10, 10, 8.0, 7.2, 7.6],
+              score=[80, 60, 60, 60, 60], ld=[9.0, 9.0, 8.0, 7.2, 6.5])
+    assert trades(res)[1:] == [("2021-01-08", "sell", 10000, 7.5, "stop_loss")]
+    assert res.sim.rejected.reason.tolist() == ["limit_down_sell"] * 2
+    sells = res.signals[res.signals.flag == "sell"]
+    assert list(zip(sells.trade_date.dt.strftime("%Y-%m-%d"), sells.reason)) == \
+        [("2021-01-06", "stop_loss"), ("2021-01-07", "stop_loss")]
+
+
 def test_take_profit_at_its_price_or_a_gap_up_open():
     res = one(o=[10, 10, 10.5, 10.5], h=[10, 10.1, 12.5, 12], lo=[10, 9.9, 10.4, 10],
               c=[10, 10, 12.2, 12], score=[80, 60, 60, 60])

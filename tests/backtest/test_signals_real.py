@@ -36,7 +36,8 @@ def test_csi300_day_scores_and_causality(cfg):
     assert rows["valuation_score"].notna().mean() > 0.9          # quarterly snapshots
     assert rows["technical_score"].between(0, 100).mean() > 0.9
     assert any("factor score skipped" in n for n in run.notes)   # no combine run here
-    assert run.counts["buy"] + (rows["held"] == 1).sum() <= cfg.signals.max_names
+    kept = (rows["held"] == 1) & (rows["flag"] == "hold")
+    assert run.counts["buy"] + kept.sum() <= cfg.signals.max_names
     with FactorStore(cfg.store.path) as s:
         assert len(SignalLog(s).entries(date="2021-06-30")) == len(rows)
     dm = DataManager.from_config(cfg)
