@@ -123,3 +123,16 @@ def test_signal_backtest_run_folder_and_report(env):
     rep = mine(cfg, "report", "backtest", str(run), "--out", str(tmp / "rep.html"))
     assert rep.exit_code == 0, rep.output
     assert (tmp / "rep.html").stat().st_size > 1000
+
+
+def test_signals_on_a_test_split_day_is_logged_as_live_use(env):
+    """The default day is the last of the data, in the (synthetic) test split: the run is
+    logged in the audit log as live use and shows no performance."""
+    tmp, cfg = env
+    r = mine(cfg, "signals", "--no-notify", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["date"] == "2021-08-27" and isinstance(out["audit_id"], int)
+    assert "performance" not in out
+    rows = json.loads(mine(cfg, "audit", "--json").stdout)["audit"]
+    assert any(a["id"] == out["audit_id"] and a["purpose"] == "live" for a in rows)
