@@ -30,7 +30,8 @@ from data.io import write_csv_atomic, write_json_atomic
 from data.manifest import RunRecorder, file_digest, frame_digest
 
 __all__ = ["BacktestRunSettings", "MicrocapSettings", "BacktestRun",
-           "run_backtest", "run_microcap", "normalise_codes"]
+           "run_backtest", "run_microcap", "normalise_codes", "measure",
+           "write_run_manifest"]
 
 Progress = Optional[Callable[[str], None]]
 
@@ -189,13 +190,13 @@ def run_backtest(cfg, targets: pd.DataFrame | str | os.PathLike,
     except BaseException:
         folder.discard()
         raise
-    _write_manifest(manifest, run, inputs={"targets": source})
+    write_run_manifest(manifest, run, inputs={"targets": source})
     return run
 
 
-def _write_manifest(manifest: RunRecorder, run: "BacktestRun", inputs=None,
+def write_run_manifest(manifest: RunRecorder, run: "BacktestRun", inputs=None,
                     files: tuple[str, ...] = ()) -> None:
-    """The run's manifest: digests of the simulator's frames (and ``files``) in its folder."""
+    """Write the run's manifest: digests of the simulator's frames (and ``files``) in its folder."""
     names = (*files, "nav", "trades", "rejected", "costs", "positions", "corporate")
     manifest.write(run.run_id, inputs=inputs, outputs={"out_dir": run.out_dir}, results={
         "files": {n: file_digest(run.out_dir / f"{n}.parquet") for n in names},
@@ -235,7 +236,7 @@ def run_microcap(cfg, preset: MicrocapSettings, settings: BacktestRunSettings, *
         folder.discard()
         raise
     write_latest(settings.out_dir, folder.final)
-    _write_manifest(manifest, run, files=("targets",))
+    write_run_manifest(manifest, run, files=("targets",))
     return run
 
 
@@ -295,7 +296,6 @@ def normalise_codes(targets: pd.DataFrame, known, say=None) -> pd.DataFrame:
 def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, stage: Path, out: Path,
               run_id: str, dm, say, subject: dict) -> BacktestRun:
     """The simulation and its measures; files go to ``stage``, the record names ``out``."""
-    from backtest.metrics import benchmark_nav, performance, yearly_table
     from backtest.seal import in_test, unseal
     from backtest.simulate import MarketData, SimConfig, simulate
 
@@ -323,6 +323,40 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, stage: Path, o
     say("simulating")
     res = simulate(tg, market, sim_cfg)
     t2 = time.perf_counter()
+    return measure(cfg, dm, res, tg, s, stage, out, run_id,
+                   strategy=str(tg["strategy_name"].iloc[0]) if "strategy_name" in tg
+                   else "custom", init_cash=sim_cfg.init_cash,
+                   seconds={"load": round(t1 - t0, 2), "simulate": round(t2 - t1, 2)},
+                   access=access)
+
+
+def measure(cfg, dm, res, tg: pd.DataFrame, s: BacktestRunSettings, stage: Path, out: Path,
+            run_id: str, *, strategy: str, init_cash: float | None = None,
+            seconds: dict | None = None, access=None, extra_notes: Sequence[str] = ()
+            ) -> BacktestRun:
+    """Measure a simulation (:class:`backtest.simulate.SimResult`) as ``mine backtest`` does
+    and write its files into ``stage``: the simulator's frames, ``yearly.csv`` and
+    ``performance.json``; count it as a strategy trial (deflated Sharpe).
+
+    Parameters
+    ----------
+    res : SimResult
+    tg : DataFrame
+        The simulated positions as ``trade_date, ts_code, target_weight`` (the trial's
+        digest; ``universe`` column optional).
+    s : BacktestRunSettings
+        Window (``start``, ``end``), benchmark, ``selected``.
+    access : backtest.seal.Access, optional
+        Needed when the NAV reaches the test split.
+
+    Returns
+    -------
+    BacktestRun
+    """
+    from backtest.metrics import benchmark_nav, performance, yearly_table
+    start, end, benchmark = s.start, s.end, s.benchmark
+    if init_cash is None:
+        init_cash = float(res.nav_exec.iloc[0]) if len(res.nav_exec) else 0.0
     bench = benchmark_nav(dm, benchmark, res.nav.index)
     res.save(stage, benchmark=bench)
     perf = performance(res.nav, trades=res.trades, benchmark=bench, benchmark_name=benchmark)
@@ -342,8 +376,7 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, stage: Path, o
     costs = res.costs.sum()
     run = BacktestRun(
         run_id=run_id, out_dir=out,
-        strategy=str(tg["strategy_name"].iloc[0]) if "strategy_name" in tg else "custom",
-        benchmark=benchmark, init_cash=sim_cfg.init_cash,
+        strategy=strategy, benchmark=benchmark, init_cash=float(init_cash),
         performance=perf.to_dict(), benchmark_performance=bperf.to_dict(),
         test_performance=test_perf, test_benchmark_performance=test_bench,
         yearly=json.loads(yt.reset_index().to_json(orient="records")),
@@ -353,10 +386,10 @@ def _simulate(cfg, targets: pd.DataFrame, s: BacktestRunSettings, stage: Path, o
         if len(res.rejected) else {},
         costs={k: float(v) for k, v in costs.items()},
         final_nav=float(res.nav.iloc[-1]),
-        seconds={"load": round(t1 - t0, 2), "simulate": round(t2 - t1, 2)},
+        seconds=dict(seconds or {}),
         note=join_notes(IN_SAMPLE_NOTE.format(valid=" to ".join(ev.valid),
                                               test=" to ".join(ev.test)) if s.selected else "",
-                        SURVIVORSHIP_NOTE, st_caveat(dm)),
+                        SURVIVORSHIP_NOTE, st_caveat(dm), *extra_notes),
         audit_id=None if access is None else access.audit_id, nav=res.nav)
     if access is not None:
         access.seen({"performance": run.performance, "test_performance": test_perf,

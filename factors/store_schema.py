@@ -8,7 +8,8 @@ test split (:mod:`factors.audit`). Version 5: ``runs.pid``, ``runs.host`` and
 can be marked ``interrupted``). Version 6: ``alerts_log``, the stable layer's alerts and
 their notification state (:mod:`factors.alerts`). Version 7: ``trades`` (fills reported by
 a broker or replayed by the simulator) and ``reconciliations`` (one record per plan x fills
-file), owned by :mod:`factors.trades`. A new file is created at version 2 (:data:`_SCHEMA`) and
+file), owned by :mod:`factors.trades`, and ``signals``, the attack layer's scored signals per
+stock and day (:mod:`factors.signal_log`). A new file is created at version 2 (:data:`_SCHEMA`) and
 upgraded by :data:`MIGRATIONS`, so new and upgraded files are alike. A file of an older
 version is upgraded in place, inside the opening transaction of
 :class:`factors.store.FactorStore`, so a failed upgrade leaves it as it was.
@@ -56,6 +57,15 @@ _TRADES_TABLES = ("""CREATE TABLE trades (
     plan_date TEXT NOT NULL, trade_date TEXT NOT NULL, trades_file TEXT NOT NULL,
     trades_digest TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}',
     report TEXT NOT NULL DEFAULT '', UNIQUE (plan_id, trades_digest))""")
+
+#: The attack layer's signals, owned by :mod:`factors.signal_log`.
+_SIGNALS_TABLE = """CREATE TABLE signals (
+    trade_date TEXT NOT NULL, ts_code TEXT NOT NULL, universe TEXT NOT NULL,
+    composite REAL, factor_score REAL, valuation_score REAL, technical_score REAL,
+    industry_score REAL, flag TEXT NOT NULL CHECK (flag IN ('buy', 'sell', 'hold')),
+    held INTEGER NOT NULL DEFAULT 0, entry REAL, stop REAL, take_profit REAL, atr REAL,
+    reason TEXT NOT NULL DEFAULT '', run_id TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (trade_date, ts_code))"""
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -110,9 +120,12 @@ def _v5_to_v6(conn: sqlite3.Connection) -> None:
 
 
 def _v6_to_v7(conn: sqlite3.Connection) -> None:
-    """Version 7 adds ``trades`` and ``reconciliations`` (:mod:`factors.trades`)."""
+    """Version 7 adds ``trades`` and ``reconciliations`` (:mod:`factors.trades`) and
+    ``signals``, the attack layer's scored signals (:mod:`factors.signal_log`)."""
     for stmt in _TRADES_TABLES:
         conn.execute(stmt)
+    conn.execute(_SIGNALS_TABLE)
+    conn.execute("CREATE INDEX signals_flag ON signals(trade_date, flag)")
 
 
 #: Upgrade hook: ``MIGRATIONS[v](conn)`` turns a version-``v`` database into version ``v + 1``.

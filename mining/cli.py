@@ -22,6 +22,7 @@ from mining import (  # noqa: F401
     cli_reconcile,
     cli_report,
     cli_runs,
+    cli_signals,
 )
 from mining.cli_app import app
 

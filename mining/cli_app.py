@@ -37,6 +37,7 @@ from backtest.context import EvalConfig
 from backtest.monitor import MonitorConfig
 from backtest.notify import NotifyConfig
 from backtest.settings import BacktestConfig
+from backtest.signals import SignalsConfig
 from data.config import Config, DataConfig, load_config
 from data.errors import AlphamineError, ConfigError
 from data.io import to_jsonable
@@ -62,7 +63,8 @@ MIN_WIDTH = 200
 SCHEMA: dict[str, type] = {"data": DataConfig, "evaluate": EvalConfig, "store": StoreConfig,
                            "gp": GPSettings, "backtest": BacktestConfig, "llm": LLMConfig,
                            "model": ModelConfig, "tushare": TushareConfig,
-                           "monitor": MonitorConfig, "notify": NotifyConfig}
+                           "monitor": MonitorConfig, "notify": NotifyConfig,
+                           "signals": SignalsConfig}
 
 
 def _console(stderr: bool = False) -> Console:

@@ -7,7 +7,9 @@ numbers), Mining runs (status, counts, rejections; a GP run's best / median fitn
 generation; an LLM run's valid %, accepted %, tokens and cost per round), Audit (every look at the test split) and, once ``mine monitor`` has logged any, Alerts (the stable layer's
 ``alerts_log``: counts per rule and severity, filters, notification state) and, once ``mine
 reconcile`` has run, Reconciliations (one row per plan x fills file, its Markdown report on
-request). The configuration file comes from
+request) and, once `mine signals` has stored any, Signals (the attack layer's
+``signals`` table: a day's buy / sell / held names with their sub-scores and stop prices).
+The configuration file comes from
 ``$ALPHAMINE_CONFIG`` (set by ``mine dashboard``). Tables: :mod:`mining.dashboard_data`.
 """
 from __future__ import annotations
@@ -26,9 +28,11 @@ st.sidebar.title("alphamine")
 st.sidebar.caption(f"store {cfg.store.path}")
 alerts = dd.alerts_frame(cfg)
 recons = dd.reconciliations_frame(cfg)
+signal_days = dd.signal_days(cfg)
 page = st.sidebar.radio("page", ["Leaderboard", "Backtests", "Mining runs", "Audit"]
                         + (["Alerts"] if not alerts.empty else [])
-                        + (["Reconciliations"] if not recons.empty else []))
+                        + (["Reconciliations"] if not recons.empty else [])
+                        + (["Signals"] if signal_days else []))
 
 if page == "Leaderboard":
     st.header("Leaderboard")
@@ -127,6 +131,19 @@ elif page == "Reconciliations":
                 st.markdown(fh.read())
         except OSError as e:
             st.warning(f"report {path!r} is not readable: {e}")
+elif page == "Signals":
+    st.header("Attack-layer signals")
+    st.caption("scores 0..100 per stock (`mine signals`); a buy carries its ATR stop-loss and "
+               "take-profit prices")
+    c1, c2 = st.columns(2)
+    day = c1.selectbox("day", signal_days)
+    flags = c2.multiselect("flag", ["buy", "sell", "hold"], default=["buy", "sell"])
+    sig = dd.signals_frame(cfg, day)
+    held = sig["held"] == 1
+    st.bar_chart(sig.groupby("flag").size())
+    view = sig[sig["flag"].isin(flags) | (held & ("hold" in flags))] if flags else sig
+    st.dataframe(view.drop(columns=["run_id", "created_at"]), hide_index=True,
+                 use_container_width=True)
 
 else:
     st.header("Test-split audit")

@@ -114,14 +114,16 @@ def alerts(ack: Optional[int] = typer.Option(None, "--ack", help="Acknowledge al
            send: bool = typer.Option(False, "--send",
                                      help="Deliver the pending notifications ([notify])."),
            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the stable layer's alerts (alerts_log), acknowledge one, send pending ones."""
+    """List the stable layer's alerts and the attack layer's stop hits (alerts_log),
+    acknowledge one, send pending ones."""
     from backtest.monitor import RULES
     from backtest.monitor_run import send_alerts
+    from backtest.signals_run import STOP_RULES
     from factors.alerts import AlertLog
     from factors.store import FactorStore
     try:
         check_positive("--ack", ack)
-        check_choice("--rule", rule, RULES)
+        check_choice("--rule", rule, RULES + STOP_RULES)
         cfg = _cfg()
         acked = None
         delivery = send_alerts(cfg) if send else {}

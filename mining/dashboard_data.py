@@ -16,7 +16,7 @@ import pandas as pd
 
 __all__ = ["lineage_text", "leaderboard_frame", "backtest_runs", "nav_frame", "mining_runs",
            "generations", "llm_rounds", "audit_frame", "alerts_frame",
-           "reconciliations_frame"]
+           "reconciliations_frame", "signals_frame", "signal_days"]
 
 
 _LINEAGE_KEYS = ("generation_best", "rank", "train_fitness", "input", "reference")
@@ -191,3 +191,22 @@ def reconciliations_frame(cfg) -> pd.DataFrame:
                      **{k: s.get(k) for k in ("n_orders", "slip_ref_bps", "slip_sim_bps",
                                               "fees_plan", "fees_actual", "cash_drift")}})
     return pd.DataFrame(rows, columns=cols)
+
+
+def signals_frame(cfg, date: str | None = None) -> pd.DataFrame:
+    """The attack layer's ``signals`` table (``mine signals``): the rows of ``date`` (default
+    the latest day with rows), best composite first. Empty when the table has no row."""
+    from factors.signal_log import SignalLog
+    from factors.store import FactorStore
+    with FactorStore(cfg.store.path) as store:
+        log = SignalLog(store)
+        day = date or log.last_date()
+        return log.entries(date=day) if day else log.entries()
+
+
+def signal_days(cfg) -> list[str]:
+    """Days with rows in the ``signals`` table, newest first."""
+    from factors.store import FactorStore
+    with FactorStore(cfg.store.path) as store:
+        return [r[0] for r in store._read(
+            "SELECT DISTINCT trade_date FROM signals ORDER BY trade_date DESC")]

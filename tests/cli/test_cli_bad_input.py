@@ -450,6 +450,16 @@ CONFIG_CASES = [
      "[monitor] rules: unknown rule(s) moon_phase"),
     ("monitor-dv-negative", _with(monitor="min_dv_ratio = -1.0"),
      "[monitor] min_dv_ratio must be in [0, 100]"),
+    ("signals-exit-above-buy", _with(signals="buy_threshold = 40.0\nexit_threshold = 50.0"),
+     "[signals] exit_threshold (50) must not exceed buy_threshold (40)"),
+    ("signals-k-stop-0", _with(signals="k_stop = 0.0"), "[signals] k_stop must be in (0, 50]"),
+    ("signals-max-weight-0", _with(signals="max_weight = 0.0"),
+     "[signals] max_weight must be in (0, 1]"),
+    ("signals-atr-window-1", _with(signals="atr_window = 1"),
+     "[signals] atr_window must be in [2, 250]"),
+    ("signals-weights-0", _with(signals="w_factor = 0.0\nw_valuation = 0.0\n"
+                                        "w_technical = 0.0\nw_industry = 0.0"),
+     "[signals] w_factor + w_valuation + w_technical + w_industry must be > 0"),
     ("notify-channel", _with(notify='channels = ["sms"]'),
      "[notify] channels: unknown channel(s) sms"),
     ("notify-email-no-to", _with(notify='channels = ["email"]'),
@@ -671,6 +681,15 @@ OPTION_CASES = [
                                                        "not found"),
     (["reconcile", "--trades", "T", "--plan", "/no/such/plan"], "--plan '/no/such/plan': not "
                                                                  "found"),
+    (["signals", "--date", "2024-13-01"], "--date '2024-13-01'"),
+    (["signals", "--universe", "sp500"], "--universe 'sp500'"),
+    (["signals", "--top", "0"], "--top must be > 0"),
+    (["signals", "--start", "2024-01-01"], "--start: options of --backtest"),
+    (["signals", "--backtest", "--date", "2024-01-02"], "--date is for a signal day"),
+    (["signals", "--backtest", "--start", "2024-03-01", "--end", "2024-01-01"],
+     "--start 2024-03-01 is after --end 2024-01-01"),
+    (["signals", "--backtest", "--out", "T"], "--out"),
+    (["signals", "--backtest", "--end", "2025-08-01"], "reaches the sealed test split"),
     (["alerts", "--rule", "moon_phase"], "--rule 'moon_phase'"),
 ]
 

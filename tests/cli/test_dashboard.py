@@ -243,3 +243,34 @@ def test_reconciliations_page_appears_once_reconciled(tmp_path, monkeypatch):
     assert at.dataframe[0].value["trade_date"].tolist() == ["2024-07-01"]
     at.selectbox[0].set_value(1).run()
     assert any("Reconciliation of the plan" in m.value for m in at.markdown)
+
+
+def test_signals_page_appears_once_signals_are_stored(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+    from streamlit.testing.v1 import AppTest
+
+    from factors.signal_log import COLUMNS, SignalLog
+    from factors.store import FactorStore
+    from mining import dashboard_data as dd
+    from mining.cli_app import load
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "lb.db"}"\n')
+    monkeypatch.setenv("ALPHAMINE_CONFIG", str(cfg))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert "Signals" not in at.sidebar.radio[0].options         # empty table: no page
+    rows = pd.DataFrame({c: np.nan for c in COLUMNS}, index=range(3))
+    rows["trade_date"], rows["universe"], rows["reason"] = "2021-12-31", "csi300", ""
+    rows["ts_code"] = ["600519.SH", "000001.SZ", "000002.SZ"]
+    rows["flag"], rows["held"] = ["buy", "sell", "hold"], [0, 1, 1]
+    rows["composite"] = [90.0, 30.0, 60.0]
+    with FactorStore(load(cfg).store.path) as store:
+        SignalLog(store).write(rows, "r1")
+    assert list(dd.signals_frame(load(cfg)).ts_code) == ["600519.SH", "000002.SZ", "000001.SZ"]
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.sidebar.radio[0].set_value("Signals").run()
+    assert not at.exception, at.exception
+    assert set(at.dataframe[0].value["ts_code"]) == {"600519.SH", "000001.SZ"}
+    at.multiselect[0].set_value(["buy", "sell", "hold"]).run()
+    assert len(at.dataframe[0].value) == 3
