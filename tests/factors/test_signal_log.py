@@ -48,7 +48,8 @@ def test_v6_file_is_upgraded(tmp_path):
     p = tmp_path / "lb.db"
     FactorStore(p).close()
     con = sqlite3.connect(p)
-    con.execute("DROP TABLE signals")
+    for table in ("signals", "trades", "reconciliations"):      # the v7 tables
+        con.execute(f"DROP TABLE {table}")
     con.execute("PRAGMA user_version = 6")
     con.commit()
     con.close()
