@@ -1,0 +1,28 @@
+"""Batch GP fitness through the executors (issue 15): same results as the program-by-program
+engine (recorded in data/gp_golden.json by tests/mining/gp_golden.py), whatever the backend."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from factors.parallel import make_executor
+from tests.mining import gp_golden
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return json.loads(gp_golden.GOLDEN.read_text())
+
+
+@pytest.mark.parametrize("case", sorted(gp_golden.CASES))
+def test_serial_batch_engine_reproduces_the_recorded_runs(golden, case):
+    assert gp_golden.record(gp_golden.run(case)) == golden[case]
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+@pytest.mark.parametrize("case", ["tournament", "max_corr"])
+def test_two_workers_give_the_serial_results(golden, case, kind):
+    with make_executor(kind, 2) as ex:
+        got = gp_golden.record(gp_golden.run(case, executor=ex))
+    assert got == golden[case]
