@@ -29,7 +29,8 @@ import numpy as np
 
 from backtest.context import EvalContext
 from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
-from factors.expr_tree import Call, Const, Expr, size
+from factors.errors import EvaluationError
+from factors.expr_tree import Call, Const, Expr, size, unparse
 from factors.operators import get_op
 
 __all__ = ["PanelMemo", "Scorer", "ScoreSpec", "run_panels", "score_task", "local_state",
@@ -47,13 +48,16 @@ class PanelMemo:
         Universe mask for ``cs_*`` operators.
     budget_bytes : int
         Memo size; 0 keeps nothing but the terminals.
+    strict : bool
+        An operator rejecting its arguments raises EvaluationError (as
+        :func:`factors.expr_eval.evaluate` does) instead of giving an all-NaN panel (GP).
 
     Thread-safe: the store and counters are guarded by a lock, operators run outside it.
     """
 
     def __init__(self, terminals: Mapping[Expr, np.ndarray], mask: np.ndarray | None,
-                 budget_bytes: int):
-        self.terminals = dict(terminals)
+                 budget_bytes: int, strict: bool = False):
+        self.terminals, self.strict = dict(terminals), strict
         self.mask = mask
         self.budget = int(budget_bytes)
         self.store: OrderedDict[Expr, np.ndarray] = OrderedDict()
@@ -104,7 +108,9 @@ class PanelMemo:
         with np.errstate(all="ignore"):
             try:
                 out = op.apply(args, node.windows, mask=self.mask)
-            except ValueError:
+            except ValueError as exc:
+                if self.strict:
+                    raise EvaluationError(f"{unparse(node)}: {exc}") from exc
                 return np.full(self.shape, np.nan)
         out = np.asarray(out, dtype=np.float64)
         inf = np.isinf(out)
@@ -196,6 +202,7 @@ class ScoreSpec:
     budget_bytes: int
     parsimony: float
     div: dict | None = None
+    strict: bool = False
 
 
 def run_panels(terminals: Mapping[Expr, np.ndarray], mask: np.ndarray | None,
@@ -215,10 +222,12 @@ class _State:
 
     def __init__(self, spec: ScoreSpec, panels: Mapping[str, np.ndarray]):
         terms = {leaf: panels[f"t{i}"] for i, leaf in enumerate(spec.leaves)}
-        self.memo = PanelMemo(terms, panels.get("mask"), spec.budget_bytes)
-        self.scorer = Scorer.from_arrays(panels)
+        self.memo = PanelMemo(terms, panels.get("mask"), spec.budget_bytes, spec.strict)
+        self.scorer = Scorer.from_arrays(panels) if "score_rows" in panels else None
         self.spec, self.panels, self.pid = spec, panels, os.getpid()
         self._tl = threading.local()
+        self.extra: dict = {}            # per-run objects of other task functions
+        self.lock = threading.Lock()
 
     def replica(self, hall: tuple):
         """This thread's hook replica with its hall of fame set to ``hall``."""
