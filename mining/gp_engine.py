@@ -46,7 +46,8 @@ from backtest.context import EvalContext
 from factors.expr_tree import Call, Expr, size
 from factors.parallel import Executor, SerialExecutor
 from mining.gp import GPGeneration, GPResult, GPSettings
-from mining.gp_eval import Scorer, ScoreSpec, local_state, release_state, run_panels, score_task
+from mining.gp_eval import (Scorer, ScoreSpec, local_state, release_state, run_panels,
+                            sample_task, score_task)
 from mining.gp_nsga import crowded_tournament, nsga2_rank, nsga2_survivors
 from mining.gp_variation import Primitives
 
@@ -125,6 +126,22 @@ class _Run:
                 if np.isfinite(ic):
                     fit *= 1.0 - float(self.div.penalty(v))
             self.scores[e] = (float(fit), ic, cov, turn, sig)
+
+    def oriented_values(self, exprs: list[Expr], signs: list[float]) -> list[np.ndarray]:
+        """``sign * values`` of each program for the hook's ``admit``: from this process's
+        memo, or (worker processes) the hook's sample rows computed by the workers in a
+        zero panel (only the sample rows are read, so only they are filled)."""
+        if isinstance(self.shared, Mapping) or not self.replica:
+            return [sign * self.memo.values(e) for e, sign in zip(exprs, signs)]
+        rows = self.div.rows
+        out = self.ex.map(sample_task, [(self.spec, e, sign) for e, sign in zip(exprs, signs)],
+                          self.shared)
+        panels = []
+        for sample in out:
+            z = np.zeros((int(rows[-1]) + 1, sample.shape[1]))
+            z[rows] = sample
+            panels.append(z)
+        return panels
 
     def close(self) -> None:
         release_state(self.spec.key)
@@ -340,16 +357,16 @@ def _summary(run: _Run, gen_pop: list[Program], g: int, seconds: float) -> GPGen
 def _admit(run: _Run, gen_pop: list[Program]) -> None:
     if run.div is None:
         return
-    k, done, offered = max(run.s.elite, 1), set(), 0
+    k, done, picks = max(run.s.elite, 1), set(), []
     for i in _fittest(gen_pop, len(gen_pop)):
         p = gen_pop[i]
         sig = run.scores[p.expr][4]
         if sig in done or not np.isfinite(p.rank_ic):
             continue
         done.add(sig)
-        v = run.memo.values(p.expr)
-        sign = -1.0 if p.rank_ic < 0 else 1.0
-        run.div.admit(oriented(p), sign * v, p.fitness)
-        offered += 1
-        if offered >= k:
+        picks.append(p)
+        if len(picks) >= k:
             break
+    signs = [-1.0 if p.rank_ic < 0 else 1.0 for p in picks]
+    for p, v in zip(picks, run.oriented_values([p.expr for p in picks], signs)):
+        run.div.admit(oriented(p), v, p.fitness)

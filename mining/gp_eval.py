@@ -33,8 +33,8 @@ from factors.errors import EvaluationError
 from factors.expr_tree import Call, Const, Expr, size, unparse
 from factors.operators import get_op
 
-__all__ = ["PanelMemo", "Scorer", "ScoreSpec", "run_panels", "score_task", "local_state",
-           "release_state"]
+__all__ = ["PanelMemo", "Scorer", "ScoreSpec", "run_panels", "score_task", "sample_task",
+           "local_state", "release_state"]
 
 
 class PanelMemo:
@@ -292,3 +292,10 @@ def score_task(panels: Mapping[str, np.ndarray], item: tuple) -> tuple:
         if np.isfinite(ic):
             fit *= 1.0 - float(rep.penalty(v))
     return float(fit), ic, cov, turn, sig
+
+
+def sample_task(panels: Mapping[str, np.ndarray], item: tuple) -> np.ndarray:
+    """``sign * values`` of a program on the hook's sample rows: ``item = (spec, expr,
+    sign)``; ``(S, N)`` (what the engine's hook ``admit`` reads of a panel)."""
+    spec, expr, sign = item
+    return sign * local_state(spec, panels).memo.values(expr)[panels["div_rows"]]

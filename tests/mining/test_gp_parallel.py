@@ -20,8 +20,9 @@ def test_serial_batch_engine_reproduces_the_recorded_runs(golden, case):
     assert gp_golden.record(gp_golden.run(case)) == golden[case]
 
 
-@pytest.mark.parametrize("kind", ["threads", "processes"])
-@pytest.mark.parametrize("case", ["tournament", "max_corr"])
+@pytest.mark.parametrize("case, kind", [
+    ("tournament", "threads"), ("tournament", "processes"), ("max_corr", "threads"),
+    ("max_corr", "processes"), ("marginal", "processes"), ("nsga2", "threads")])
 def test_two_workers_give_the_serial_results(golden, case, kind):
     with make_executor(kind, 2) as ex:
         got = gp_golden.record(gp_golden.run(case, executor=ex))
