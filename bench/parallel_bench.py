@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,31 +92,45 @@ def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
     rows, ref = [], None
     for kind in kinds:
         n = 1 if kind == "serial" else jobs
-        with make_executor(kind, n) as ex:
+        c0 = _cpu()
+        t_all = time.perf_counter()
+        with make_executor(kind, n) as ex:       # pool start and shutdown included
             t, res = timed(lambda: evolve(terms, gp_ctx, settings, diversity=hook(),
                                           executor=ex))
+        wall = time.perf_counter() - t_all
+        cpu = _cpu() - c0
         got = [(str(e), f) for e, f in res.candidates]
         ref = got if ref is None else ref
         distinct = res.cache.get("programs_memoised", 0)
-        rows.append({"kind": kind, "workers": n, "wall": t.wall, "cpu": t.cpu,
+        rows.append({"kind": kind, "workers": n, "wall": wall, "cpu": cpu,
                      "scored": res.n_programs_scored, "distinct": distinct,
-                     "scored_per_s": res.n_programs_scored / t.wall,
-                     "distinct_per_s": distinct / t.wall, "identical": got == ref})
-    base = rows[0]["wall"]
+                     "scored_per_s": res.n_programs_scored / wall,
+                     "distinct_per_s": distinct / wall, "identical": got == ref})
+    base, base_cpu = rows[0]["wall"], rows[0]["cpu"]
     for r in rows:
         r["speedup"] = base / r["wall"]
+        r["efficiency"] = base_cpu / r["cpu"]    # serial CPU / this backend's CPU, all workers
     return rows
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (all threads) and of its reaped children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def print_rows(rows: list[dict], title: str) -> None:
     print(title)
     print(f"{'backend':<12}{'workers':>8}{'wall s':>9}{'cpu s':>9}{'scored/s':>10}"
-          f"{'distinct/s':>11}{'speed-up':>9}{'same result':>12}")
+          f"{'distinct/s':>11}{'speed-up':>9}{'cpu eff.':>9}{'same result':>12}")
     for r in rows:
         print(f"{r['kind']:<12}{r['workers']:>8}{r['wall']:>9.2f}{r['cpu']:>9.2f}"
               f"{r['scored_per_s']:>10.1f}{r['distinct_per_s']:>11.1f}{r['speedup']:>8.2f}x"
-              f"{'yes' if r['identical'] else 'NO':>12}")
-    print("cpu s: this process only (worker processes not counted); load average "
+              f"{r['efficiency']:>9.2f}{'yes' if r['identical'] else 'NO':>12}")
+    print("wall: pool start and shutdown included; cpu s: this process and its worker "
+          "processes; cpu eff.: serial cpu / cpu (1 = no parallel overhead; the wall speed-up "
+          "on an idle machine is at most workers x eff.); load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
 
 
