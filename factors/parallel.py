@@ -35,8 +35,12 @@ __all__ = ["Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "S
 #: Backends :func:`make_executor` knows (``"auto"``: :data:`AUTO_KIND` with several workers,
 #: ``serial`` with one).
 EXECUTOR_KINDS = ("auto", "serial", "threads", "processes")
-#: What ``"auto"`` picks with more than one worker (the faster on ``bench/parallel_bench.py``).
-AUTO_KIND = "processes"
+#: What ``"auto"`` picks with more than one worker. Measured with ``bench/parallel_bench.py``
+#: (csi300 GP workload, 2 workers, 2026-11-30, a 2-core VM at load average ~12): threads and
+#: processes the same wall time (1.44x serial), threads at serial's CPU cost (shared memo, no
+#: fork), processes 12 % more CPU (a memo per worker, pool start); the hot path is numba /
+#: NumPy kernels that release the GIL, so threads it is.
+AUTO_KIND = "threads"
 
 
 class Executor(Protocol):
