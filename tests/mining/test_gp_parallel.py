@@ -27,3 +27,25 @@ def test_two_workers_give_the_serial_results(golden, case, kind):
     with make_executor(kind, 2) as ex:
         got = gp_golden.record(gp_golden.run(case, executor=ex))
     assert got == golden[case]
+
+
+def test_batch_scoring_is_causal():
+    """Cutting the rows after train (+ embargo) from the context and the panels changes
+    nothing: fitness, hook sample and hall of fame read train rows only."""
+    from dataclasses import replace
+
+    from factors.expr_tree import Field
+    from mining.gp_diversity import Diversity
+    from mining.gp_engine import evolve
+    ctx, panels, planted = gp_golden.data()
+    cut = ctx.restrict(ctx.dates[0], ctx.dates[112])
+    n = len(cut.dates)
+    settings = replace(gp_golden.BASE, generations=2)
+    out = []
+    for c, k in ((ctx, len(ctx.dates)), (cut, n)):
+        div = Diversity(c, {"planted": planted[:k]}, n_dates=20, hof=5)
+        with make_executor("threads", 2) as ex:
+            res = evolve({Field(f): v[:k] for f, v in panels.items()}, c, settings,
+                         diversity=div, executor=ex)
+        out.append(gp_golden.record(res))
+    assert out[0] == out[1] and out[0]["candidates"]
