@@ -233,7 +233,11 @@ def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPS
         Pool awareness: fitness is multiplied by ``1 - penalty``, distinct programs are
         de-duplicated by ``signature`` (the smaller program of a class is kept) and after each
         generation its ``max(elite, 1)`` best distinct programs are offered to ``admit``
-        (oriented, with their values).
+        (oriented, with their values). A hook with ``replica_state`` (a
+        :class:`~mining.gp_diversity.Diversity`) is replicated in the workers, its hall of
+        fame as of the start of the generation; any other hook is called in this process
+        after each batch. Either way the penalty a program gets is the one it would get
+        scored alone at that point of the run.
     on_generation : callable, optional
         Called with each generation's :class:`~mining.gp.GPGeneration`.
     executor : Executor, optional

@@ -49,3 +49,36 @@ def test_batch_scoring_is_causal():
                          diversity=div, executor=ex)
         out.append(gp_golden.record(res))
     assert out[0] == out[1] and out[0]["candidates"]
+
+
+def test_mine_gp_jobs_2_accepts_what_jobs_1_accepts(tmp_path):
+    """`mine gp --jobs 2 --executor processes` end to end (panel warehouse, fresh
+    leaderboards): the same formulas reach the leaderboard with the same metrics."""
+    from panel_warehouse import SPLITS, build_panel_warehouse, report_config
+    from typer.testing import CliRunner
+
+    from factors.store import FactorStore
+    from mining.cli import app
+    wh = build_panel_warehouse(tmp_path / "wh")
+    got = []
+    for jobs, kind in (("1", "serial"), ("2", "processes")):
+        tmp = tmp_path / kind
+        tmp.mkdir()
+        cfgp = report_config(tmp, wh)
+        cfgp.write_text(cfgp.read_text() + f"""[gp]
+universe = "all"
+start = "{SPLITS['train'][0]}"
+population = 30
+generations = 2
+top = 3
+seed = 5
+max_depth = 3
+fields = ["close", "open", "vol", "ret"]
+""")
+        r = CliRunner().invoke(app, ["--config", str(cfgp), "gp", "--jobs", jobs,
+                                     "--executor", kind, "--json"])
+        assert r.exit_code == 0, r.output
+        with FactorStore(tmp / "lb.db") as s:
+            got.append(sorted((x.formula, json.dumps(x.metrics, sort_keys=True))
+                              for x in s.members() if x.source == "gp"))
+    assert got[0] and got[0] == got[1]
