@@ -36,10 +36,10 @@ __all__ = ["Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "S
 #: ``serial`` with one).
 EXECUTOR_KINDS = ("auto", "serial", "threads", "processes")
 #: What ``"auto"`` picks with more than one worker. Measured with ``bench/parallel_bench.py``
-#: (csi300 GP workload, 2 workers, 2026-11-30, a 2-core VM at load average ~12): threads and
-#: processes the same wall time (1.44x serial), threads at serial's CPU cost (shared memo, no
-#: fork), processes 12 % more CPU (a memo per worker, pool start); the hot path is numba /
-#: NumPy kernels that release the GIL, so threads it is.
+#: (csi300 GP workload, 2 workers, 2026-11-30, a 2-core VM at load average 10-12, so wall
+#: times are noise): threads 0-7 % more CPU than serial (one shared memo, no fork), processes
+#: 12-18 % more (a memo per worker, pool start); the hot path is numba / NumPy kernels that
+#: release the GIL, so threads it is (docs/bench.md).
 AUTO_KIND = "threads"
 
 
