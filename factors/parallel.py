@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -187,6 +188,17 @@ def attach(handle: SharedPanels) -> dict[str, np.ndarray]:
         return arrays
 
 
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Worker initializer: a daemon thread ends this worker when its parent is gone (a killed
+    run must not leave workers holding the shared blocks)."""
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(0)
+    threading.Thread(target=watch, daemon=True, name="alphamine-parent-watch").start()
+
+
 def _run_chunk_shared(fn, handle: SharedPanels, items) -> list:
     panels = attach(handle)
     return [fn(panels, it) for it in items]
@@ -244,7 +256,8 @@ class ProcessExecutor:
         return SharedPanels(key, tuple(specs))
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.n_workers, mp_context=self._ctx)
+        return ProcessPoolExecutor(self.n_workers, mp_context=self._ctx,
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def map(self, fn: Callable[[Mapping[str, np.ndarray], Any], Any], items: Sequence[Any],
             shared: SharedPanels) -> list:

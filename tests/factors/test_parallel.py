@@ -97,3 +97,36 @@ def test_close_unlinks_the_shared_blocks(panels):
     ex.close()
     with pytest.raises(FileNotFoundError):
         shared_memory.SharedMemory(name=h.specs[0][1])
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """A run killed mid-way leaves no worker behind (they would hold the shared blocks)."""
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import os, sys, numpy as np\n"
+        "from factors.parallel import ProcessExecutor\n"
+        "def pid(panels, item):\n"
+        "    return os.getpid()\n"
+        "ex = ProcessExecutor(2)\n"
+        "h = ex.share({'x': np.zeros(3)})\n"
+        "print(' '.join(map(str, sorted(set(ex.map(pid, list(range(40)), h))))), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    pids = [int(x) for x in out.stdout.split()]
+    assert pids, out.stderr
+
+    def alive(p):
+        try:
+            os.kill(p, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    deadline = time.time() + 15
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in pids)
