@@ -32,7 +32,7 @@ _INVALID_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
 _SMALL_GROUP = 16
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _make_keys(x, bits, mask, use_mask, shift):
     """Order-preserving int64 keys (value in the high bits, column in the low ``shift`` bits)."""
     R, N = x.shape
@@ -56,7 +56,7 @@ def _make_keys(x, bits, mask, use_mask, shift):
     return keys, counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode_keys(keys, counts, x, shift):
     """Column order from sorted keys, with groups of equal truncated keys re-sorted by value."""
     R, N = keys.shape
@@ -132,7 +132,7 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
     return _decode_keys(keys, counts, x, shift), counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ranks_on_subset(x, order, n_order, keep, out):
     """Average 1-based ranks of ``x[j]`` over ``keep`` by walking ``order``; returns the count."""
     pos = 0
@@ -156,7 +156,7 @@ def _ranks_on_subset(x, order, n_order, keep, out):
     return pos
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _spearman_kernel(xa, oa, na, xb, ob, nb, mask, want_ranks):
     R, N = xa.shape
     out = np.full(R, np.nan)
@@ -233,7 +233,7 @@ def spearman_from_orders(xa, oa, na, xb, ob, nb, mask, want_ranks: bool = False)
     return corr
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bucket_kernel(ranks, counts, y, q):
     R, N = ranks.shape
     means = np.full((R, q), np.nan)

@@ -5,8 +5,9 @@
 Prints seconds and ratios side by side: the formula ``-ts_corr(cs_rank(vol), cs_rank(close), 10)``
 on CSI300 (alphamine vs pandas wide frames vs pandas long format + groupby), the full
 FactorReport vs alphalens-reloaded on the same factor, labels and names (with a RankIC
-agreement check), and GP programs scored per second vs plain gplearn (built-in functions, long
-frame, pandas groupby Spearman fitness). Data loading is timed separately.
+agreement check), GP programs scored per second vs plain gplearn (built-in functions, long
+frame, pandas groupby Spearman fitness), and GP fitness on 1 vs 2 workers, threads vs
+processes (:mod:`parallel_bench`, issue 15). Data loading is timed separately.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from alphalens_bench import (  # noqa: E402
     run_alphalens,
 )
 from gplearn_plain import long_frame, run_plain_gplearn  # noqa: E402
+from parallel_bench import section as parallel_section  # noqa: E402
 from timing import ZERO, best_of, timed  # noqa: E402
 
 from backtest.candidates import make_workspace  # noqa: E402
@@ -138,6 +140,8 @@ def main() -> None:
               f"{dmean:.1e}; mean RankIC h=1 alphamine {m_ours:.5f}, alphalens {m_al:.5f}")
     print("ratio: time / alphamine time (wall, and process CPU time); load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print()
+    parallel_section(cfg, *((60, 2) if args.quick else (120, 3)))
 
 
 def bench_alphalens(factor: np.ndarray, ws, splits: list[str]):

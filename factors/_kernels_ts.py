@@ -29,7 +29,7 @@ _CANCEL = 1e-4
 
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_lag(v, d, o, mode):
     """mode 0: v[i-d]; 1: v[i] - v[i-d]; 2: v[i] / v[i-d] - 1 (zero denominator -> NaN)."""
     for i in range(v.shape[0]):
@@ -45,7 +45,7 @@ def k_lag(v, d, o, mode):
             o[i] = v[i] / a - 1.0 if a != 0.0 else NAN
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _nadd(s, c, x):
     """Neumaier compensated addition: returns the new (sum, compensation)."""
     t = s + x
@@ -56,7 +56,7 @@ def _nadd(s, c, x):
     return t, c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_sum(v, w, o, mean):
     s = 0.0
     c = 0.0
@@ -76,7 +76,7 @@ def k_sum(v, w, o, mean):
             o[i] = (s + c) / w if mean else s + c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _exact_moments(v, lo, hi, third):
     """Two-pass moments of v[lo:hi]: (shift, mean of v - shift, M2, M3 or 0)."""
     n = hi - lo
@@ -98,7 +98,7 @@ def _exact_moments(v, lo, hi, third):
     return shift, mu, m2, m3
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_var(v, w, o, zscore):
     """Rolling std (ddof=1) or z-score; Welford replace-updates on shifted values."""
     c = mu = m2 = bud = 0.0  # shift, mean of v - c, M2, update magnitude since exact
@@ -128,7 +128,7 @@ def k_var(v, w, o, zscore):
             o[i] = np.sqrt(m2 / (w - 1))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_skew(v, w, o):
     """Rolling bias-corrected skewness (pandas); Welford M2/M3 remove+add on shifted values."""
     c = mu = m2 = m3 = b2 = b3 = 0.0
@@ -170,7 +170,7 @@ def k_skew(v, w, o):
             o[i] = np.sqrt(w * (w - 1.0)) * (m3 / w) / den
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_extreme(v, w, o, is_max, arg):
     """Rolling min/max (or observations since it, ties -> most recent) by monotonic deque."""
     n = v.shape[0]
@@ -197,7 +197,7 @@ def k_extreme(v, w, o, is_max, arg):
             o[i] = v[dq[head]]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bsearch(buf, m, x):
     """First index k in sorted buf[:m] with buf[k] >= x."""
     lo = 0
@@ -211,7 +211,7 @@ def _bsearch(buf, m, x):
     return lo
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _kth_dev(buf, w, med, k):
     """k-th smallest (0-based) |buf - med| of sorted buf[:w] whose median is med.
 
@@ -235,7 +235,7 @@ def _kth_dev(buf, w, med, k):
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_order(v, w, o, mad, q):
     """Rolling median, median absolute deviation from it, or quantile, via a sorted window buffer.
 
@@ -278,7 +278,7 @@ def k_order(v, w, o, mad, q):
             o[i] = 0.5 * (_kth_dev(buf, w, med, h - 1) + _kth_dev(buf, w, med, h))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_rank(v, w, o):
     """Percentile rank of v[i] in its window, average ties (pandas rolling rank pct=True)."""
     for i in range(v.shape[0]):
@@ -297,7 +297,7 @@ def k_rank(v, w, o):
         o[i] = (less + 0.5 * (eq + 1)) / w
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_decay(v, w, o):
     """Linearly weighted mean, weights 1..w with w on the newest observation."""
     den = 0.5 * w * (w + 1.0)
@@ -318,7 +318,7 @@ def k_decay(v, w, o):
         o[i] = ws / den
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_ema(v, w, o):
     """pandas ``ewm(span=w, adjust=False).mean()``; the first w-1 observations are NaN."""
     alpha = 2.0 / (w + 1.0)
@@ -329,7 +329,7 @@ def k_ema(v, w, o):
         o[i] = y if i >= w - 1 else NAN
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def k_cov(a, b, w, o, corr):
     """Rolling covariance (ddof=1) or correlation of two jointly finite series."""
     cx = cy = mx = my = sxx = syy = sxy = 0.0

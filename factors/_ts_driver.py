@@ -58,14 +58,14 @@ NAN = np.nan
 _BLOCK = 16
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _load_block(x, j0, nb, col):
     for t in range(x.shape[0]):
         for b in range(nb):
             col[b, t] = x[t, j0 + b]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _store_block(out, j0, nb, col):
     for t in range(out.shape[0]):
         for b in range(nb):

@@ -30,57 +30,57 @@ from factors import _kernels_ts as KT
 from factors.registry import register
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _delay(v, w, o):
     KT.k_lag(v, w, o, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _delta(v, w, o):
     KT.k_lag(v, w, o, 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pct_change(v, w, o):
     KT.k_lag(v, w, o, 2)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sum(v, w, o):
     KT.k_sum(v, w, o, False)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mean(v, w, o):
     KT.k_sum(v, w, o, True)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _std(v, w, o):
     KT.k_var(v, w, o, False)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _zscore(v, w, o):
     KT.k_var(v, w, o, True)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _min(v, w, o):
     KT.k_extreme(v, w, o, False, False)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _max(v, w, o):
     KT.k_extreme(v, w, o, True, False)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _argmin(v, w, o):
     KT.k_extreme(v, w, o, False, True)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _argmax(v, w, o):
     KT.k_extreme(v, w, o, True, True)
 

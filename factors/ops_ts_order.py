@@ -15,22 +15,22 @@ from factors.registry import register
 Q_UPPER, Q_LOWER = 0.8, 0.2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _median(v, w, o):
     KT.k_order(v, w, o, False, -1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mad(v, w, o):
     KT.k_order(v, w, o, True, -1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _qtlu(v, w, o):
     KT.k_order(v, w, o, False, Q_UPPER)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _qtld(v, w, o):
     KT.k_order(v, w, o, False, Q_LOWER)
 

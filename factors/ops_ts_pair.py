@@ -13,12 +13,12 @@ from factors import _kernels_ts as KT
 from factors.registry import register
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cov(a, b, w, o):
     KT.k_cov(a, b, w, o, False)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _corr(a, b, w, o):
     KT.k_cov(a, b, w, o, True)
 

@@ -13,7 +13,7 @@ from factors import _kernels_ts as KT
 from factors.registry import register
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _product(v, w, o):
     """Rolling product, recomputed per window (exact with zeros and signs; O(n w))."""
     for i in range(v.shape[0]):

@@ -128,7 +128,8 @@ def _report_table(reports: dict) -> Table:
 
 
 @app.command("eval", context_settings={"ignore_unknown_options": True})
-def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_corr(vol, close, 10)"'),
+def eval_(formula: Optional[str] = typer.Argument(None, help='Factor formula, e.g. '
+                                                  '"-ts_corr(vol, close, 10)" (or --file).'),
           universe: str = typer.Option("csi300", help="csi300 | csi500 | csi800 | csi1000 | all"),
           start: Optional[str] = typer.Option(None, help="First date (default: train start)."),
           end: Optional[str] = typer.Option(None, help="Last date (default: end of valid)."),
@@ -146,7 +147,15 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
               "rank_ic_by_horizon), factor_data.parquet (alphalens' layout) and report.json "
               "into DIR (new or empty; test rows only with --unseal-test)."),
           force: bool = typer.Option(False, "--force", help="With --save: replace a folder "
-                                     "an earlier --save wrote.")) -> None:
+                                     "an earlier --save wrote."),
+          file: Optional[Path] = typer.Option(
+              None, "--file", metavar="FILE", help="Evaluate every formula of FILE (one per "
+              "line; blank lines and # comments skipped) on train and valid, sharing common "
+              "sub-expressions: one row each. Not with FORMULA, --add, --save, --unseal-test, "
+              "--start or --end."),
+          jobs: Optional[int] = typer.Option(
+              None, "--jobs", help="With --file: workers, >= 1, or 0 / -1 for all cores "
+              "(default [gp] n_jobs; backend [gp] executor).")) -> None:
     """Evaluate one formula with the common evaluator, per split (--add: and submit it).
 
     Looking at the valid split is a trial: the formula is counted in the leaderboard's trial
@@ -154,7 +163,14 @@ def eval_(formula: str = typer.Argument(..., help='Factor formula, e.g. "-ts_cor
     """
     from backtest.factor_series import check_save_dir
     from mining.formula_run import evaluate_formula
+    if file is not None or jobs is not None:
+        from mining.cli_batch import eval_file
+        eval_file(formula, file, universe, as_json, jobs, start=start, end=end, add=add,
+                  save=save, unseal_test=unseal_test)
+        return
     try:
+        if formula is None:
+            raise ConfigError("give a FORMULA or --file FILE")
         check_universe("--universe", universe)
         start, end = check_date("--start", start), check_date("--end", end)
         check_span("--start", start, "--end", end)

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from data.errors import AlphamineError, ConfigError
+from factors.parallel import EXECUTOR_KINDS
 from factors.store import FactorStore
 from mining.cli_app import (
     app,
@@ -105,9 +106,12 @@ def gp(ctx: typer.Context,
                                                  "[gp] generations)."),
        seed: Optional[int] = typer.Option(None, help="Random seed, 0..2**32-1 (default [gp] "
                                           "seed)."),
-       n_jobs: Optional[int] = typer.Option(None, "--n-jobs", help="Worker processes: >= 1, "
-                                            "or -1 for all cores (-2 all but one...; default "
-                                            "[gp] n_jobs)."),
+       n_jobs: Optional[int] = typer.Option(None, "--jobs", "--n-jobs", help="Workers "
+                                            "scoring programs: >= 1, or 0 / -1 for all cores "
+                                            "(default [gp] n_jobs)."),
+       executor: Optional[str] = typer.Option(None, help="alphamine engine's workers: auto, "
+                                              "serial, threads or processes (default [gp] "
+                                              "executor)."),
        top: Optional[int] = typer.Option(None, help="At most this many factors are added, "
                                          ">= 1: distinct programs go through the evaluator "
                                          "and the gate in train-fitness order."),
@@ -137,14 +141,15 @@ def gp(ctx: typer.Context,
         check_choice("--selection", selection, SELECTIONS)
         check_choice("--seed-from", seed_from, SEED_SOURCES)
         check_choice("--diversity", diversity, DIVERSITY_MODES)
-        if n_jobs is not None and n_jobs == 0:
-            raise ConfigError("--n-jobs must not be 0 (use a positive count or -1 for all "
-                              "cores)")
+        if n_jobs is not None and n_jobs < -1:
+            raise ConfigError(f"--jobs must be >= 1, or 0 / -1 for all cores, got {n_jobs}")
+        check_choice("--executor", executor, EXECUTOR_KINDS)
         cfg = _cfg()
         g = replace(cfg.gp, **{k: v for k, v in dict(
             universe=universe, start=start, population=population, generations=generations,
             seed=seed, n_jobs=n_jobs, top=top, engine=engine, selection=selection,
-            seed_from=seed_from, diversity=diversity).items() if v is not None})
+            seed_from=seed_from, diversity=diversity, executor=executor).items()
+            if v is not None})
     except AlphamineError as e:
         fail(e)
     if as_json:

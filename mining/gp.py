@@ -77,6 +77,7 @@ from backtest.context import EvalContext
 from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, FactorRef, Field
 from factors.operators import all_ops
+from factors.parallel import EXECUTOR_KINDS
 from factors.registry import Operator
 from mining.gp_diversity import DIVERSITY_MODES
 from mining.gp_memo import Deferred, GPMemo
@@ -106,10 +107,11 @@ class GPSettings:
         "p_point_mutation": (0, 1), "cache_mb": (0, None), "cache_min_ms": (0, None),
         "seed": (0, 2**32 - 1), "elite": (0, None), "p_window_mutation": (0, 1),
         "p_constant_mutation": (0, 1), "pool": (0, None), "diversity_sample": (1, None),
-        "hof": (0, None)}
+        "hof": (0, None), "n_jobs": (-1, None)}
     #: Accepted values of the choice keys (checked in ``__post_init__``).
     CHOICES: ClassVar[dict] = {"engine": ENGINES, "selection": SELECTIONS,
-                               "seed_from": SEED_SOURCES, "diversity": DIVERSITY_MODES}
+                               "seed_from": SEED_SOURCES, "diversity": DIVERSITY_MODES,
+                               "executor": EXECUTOR_KINDS}
 
     universe: str = "csi300"
     start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
@@ -120,7 +122,8 @@ class GPSettings:
     parsimony: float = 0.0002
     max_depth: int = 4
     seed: int = 42
-    n_jobs: int = 1
+    n_jobs: int = 1          # workers scoring programs; 0 or -1 = every core
+    executor: str = "auto"   # alphamine engine: auto | serial | threads | processes
     top: int = 20                       # at most this many factors added per run
     fields: tuple[str, ...] = ("open", "high", "low", "close", "vwap", "vol", "amount",
                                "turnover", "ret", "total_mv")
@@ -143,13 +146,11 @@ class GPSettings:
     hof: int = 20               # hall-of-fame size of the diversity hook
 
     def __post_init__(self) -> None:
-        """``n_jobs`` is a worker count or a joblib negative (-1 = all cores), never 0;
+        """``n_jobs`` is a worker count, 0 or -1 meaning all cores (``RANGES``);
         the choice keys one of :attr:`CHOICES`; the variation
         probabilities sum to at most 1 (the rest is reproduction); ``const_range`` is ``()``
         or ``(lo, hi)`` with finite ``lo <= hi``. ValueError otherwise (the config loader
         names the section)."""
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs must not be 0 (a positive count, or -1 for all cores)")
         for key, allowed in self.CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, "
@@ -430,7 +431,7 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
         p_subtree_mutation=settings.p_subtree_mutation,
         p_hoist_mutation=settings.p_hoist_mutation, p_point_mutation=settings.p_point_mutation,
         max_samples=1.0, feature_names=list(feature_names), warm_start=True,
-        n_jobs=settings.n_jobs, verbose=0, random_state=settings.seed)
+        n_jobs=settings.n_jobs or -1, verbose=0, random_state=settings.seed)
 
     generations: list[GPGeneration] = []
     seen: dict[Expr, float] = {}

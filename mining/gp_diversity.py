@@ -154,6 +154,47 @@ class Diversity:
         self._design: tuple | None = None    # marginal: the pool's regression inputs
         self._pool_ic: dict[tuple, float] = {}
 
+    # ------------------------------------------------------------------ replicas
+    def replica_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, params)`` from which :meth:`from_replica_state` rebuilds this hook in a
+        worker (arrays ``div_*``: the sample rows and eligibility, the pool's and the label's
+        sample ranks; the hall of fame travels separately, see :meth:`set_hall`)."""
+        lab = self._label
+        arrays = {"div_rows": self.rows, "div_eligible": self.eligible,
+                  "div_pool_r": self._pool_r, "div_pool_m": self._pool_m}
+        if lab is not None:
+            arrays.update(div_label_r=lab.r, div_label_m=lab.m)
+        return arrays, {"mode": self.mode, "hof": self.hof_size, "threshold": self.threshold,
+                        "bits": self.bits}
+
+    @classmethod
+    def from_replica_state(cls, arrays: Mapping[str, np.ndarray], params: dict) -> Diversity:
+        """A hook computing the same signatures and penalties (its hall set by
+        :meth:`set_hall`); ``arrays`` may be read-only shared views."""
+        self = cls.__new__(cls)
+        self.rows, self.eligible = arrays["div_rows"], arrays["div_eligible"]
+        self.mode, self.hof_size = params["mode"], params["hof"]
+        self.threshold, self.bits = params["threshold"], params["bits"]
+        self._pool_r, self._pool_m = arrays["div_pool_r"], arrays["div_pool_m"]
+        self._label = (_Ranked(arrays["div_label_r"], arrays["div_label_m"])
+                       if "div_label_r" in arrays else None)
+        self.hall, self._last, self._version, self._stack_version = [], None, 0, -1
+        self._stacked_r2, self._stacked = None, (self._pool_r, self._pool_m)
+        self._design, self._pool_ic = None, {}
+        return self
+
+    def rank_values(self, values: np.ndarray) -> _Ranked:
+        """Sample ranks of a panel (what a hall-of-fame entry keeps)."""
+        return self._rank(np.asarray(values, dtype=np.float64))
+    def hall_spec(self) -> tuple:
+        """The hall of fame as ``((expr, fitness, signature), ...)`` (to :meth:`set_hall`)."""
+        return tuple((h.expr, h.fitness, h.sig) for h in self.hall)
+
+    def set_hall(self, entries) -> None:
+        """Replace the hall of fame by ``(expr, fitness, signature, ranks)`` entries."""
+        self.hall = [_HofEntry(e, f, s, r) for e, f, s, r in entries]
+        self._version += 1
+
     # ------------------------------------------------------------------ ranks
     def _rank(self, values: np.ndarray) -> _Ranked:
         """Ranks of ``values`` on the sample rows, eligible and finite names only."""

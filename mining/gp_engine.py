@@ -35,7 +35,7 @@ survive).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,14 +43,15 @@ from typing import Protocol
 import numpy as np
 
 from backtest.context import EvalContext
-from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
-from factors.expr_tree import Call, Const, Expr, size
-from factors.operators import get_op
+from factors.expr_tree import Call, Expr, size
+from factors.parallel import Executor, SerialExecutor
 from mining.gp import GPGeneration, GPResult, GPSettings
+from mining.gp_eval import (Scorer, ScoreSpec, local_state, release_state, run_panels,
+                            sample_task, score_task)
 from mining.gp_nsga import crowded_tournament, nsga2_rank, nsga2_survivors
 from mining.gp_variation import Primitives
 
-__all__ = ["DiversityHook", "Program", "evolve", "PanelMemo"]
+__all__ = ["DiversityHook", "Program", "evolve"]
 
 
 class DiversityHook(Protocol):
@@ -91,152 +92,67 @@ def oriented(p: Program) -> Expr:
     return _negate(p.expr) if np.isfinite(p.rank_ic) and p.rank_ic < 0 else p.expr
 
 
-class PanelMemo:
-    """Subtree outputs of one run keyed by ``Expr``, least recently used evicted first.
-
-    Parameters
-    ----------
-    terminals : mapping Expr -> ndarray (T, N)
-        Leaf panels (never copied, never evicted, never modified).
-    mask : bool ndarray (T, N) or None
-        Universe mask for ``cs_*`` operators.
-    budget_bytes : int
-        Memo size; 0 keeps nothing but the terminals.
-    """
-
-    def __init__(self, terminals: Mapping[Expr, np.ndarray], mask: np.ndarray | None,
-                 budget_bytes: int):
-        self.terminals = dict(terminals)
-        self.mask = mask
-        self.budget = int(budget_bytes)
-        self.store: OrderedDict[Expr, np.ndarray] = OrderedDict()
-        self.nbytes = 0
-        self.stats = {"hits": 0, "misses": 0, "evictions": 0}
-        self.shape = next(iter(self.terminals.values())).shape
-
-    def values(self, expr: Expr) -> np.ndarray:
-        """``expr`` on the panels, ``(T, N)`` float64, read-only; +-inf mapped to NaN."""
-        local: dict[Expr, np.ndarray] = {}
-        stack: list[tuple[Expr, bool]] = [(expr, False)]
-        while stack:
-            node, ready = stack.pop()
-            if node in local:
-                continue
-            hit = self._get(node)
-            if hit is not None:
-                local[node] = hit
-                continue
-            if isinstance(node, Const):
-                local[node] = np.full(self.shape, node.value)
-            elif isinstance(node, Call):
-                if not ready:
-                    stack.append((node, True))
-                    stack.extend((a, False) for a in reversed(node.args) if a not in local)
-                    continue
-                local[node] = self._put(node, self._apply(node, [local[a] for a in node.args]))
-            else:
-                raise KeyError(f"leaf {node} has no terminal panel")
-        return local[expr]
-
-    def _get(self, node: Expr) -> np.ndarray | None:
-        t = self.terminals.get(node)
-        if t is not None:
-            return t
-        arr = self.store.get(node)
-        if arr is not None:
-            self.store.move_to_end(node)
-            self.stats["hits"] += 1
-        return arr
-
-    def _apply(self, node: Call, args: list[np.ndarray]) -> np.ndarray:
-        self.stats["misses"] += 1
-        op = get_op(node.op)
-        with np.errstate(all="ignore"):
-            try:
-                out = op.apply(args, node.windows, mask=self.mask)
-            except ValueError:
-                return np.full(self.shape, np.nan)
-        out = np.asarray(out, dtype=np.float64)
-        inf = np.isinf(out)
-        if inf.any():
-            out = np.where(inf, np.nan, out)
-        return out
-
-    def _put(self, node: Expr, arr: np.ndarray) -> np.ndarray:
-        arr.setflags(write=False)
-        if self.budget <= 0 or arr.nbytes > self.budget:
-            return arr
-        self.store[node] = arr
-        self.nbytes += arr.nbytes
-        while self.nbytes > self.budget:
-            _, old = self.store.popitem(last=False)
-            self.nbytes -= old.nbytes
-            self.stats["evictions"] += 1
-        return arr
-
-    def clear(self) -> None:
-        self.store.clear()
-        self.nbytes = 0
-
-
-class _Scorer:
-    """RankIC, coverage and turnover of a panel on one split's rows (one row sort)."""
-
-    def __init__(self, ctx: EvalContext, split: str):
-        lo, hi = ctx.split_bounds(split)
-        self.lo, self.hi = lo, hi
-        h = ctx.horizon
-        oy, ny = ctx.label_order(h)
-        self.e = np.ascontiguousarray(ctx.eligible[lo:hi])
-        self.y, self.oy, self.ny = ctx.fwd[h][lo:hi], oy[lo:hi], ny[lo:hi]
-        self.n_e = max(int(self.e.sum()), 1)
-
-    def __call__(self, v: np.ndarray) -> tuple[float, float, float]:
-        if self.hi <= self.lo:
-            return np.nan, 0.0, np.nan
-        fs = np.ascontiguousarray(v[self.lo:self.hi])
-        of, nf = row_orders(fs)
-        ic = finite_mean(spearman_from_orders(fs, of, nf, self.y, self.oy, self.ny, self.e))
-        cov = float(np.count_nonzero(np.isfinite(fs) & self.e)) / self.n_e
-        turn = np.nan
-        if fs.shape[0] > 1:
-            auto = spearman_from_orders(fs[1:], of[1:], nf[1:], fs[:-1], of[:-1], nf[:-1],
-                                        self.e[1:])
-            turn = 1.0 - finite_mean(auto)
-        return float(ic), cov, float(turn)
-
-
 class _Run:
-    """State of one :func:`evolve` call."""
+    """State of one :func:`evolve` call: the panels are shared once with the executor."""
 
-    def __init__(self, terminals, ctx, settings, split, diversity):
-        self.s, self.div = settings, diversity
-        self.memo = PanelMemo(terminals, ctx.universe_mask, int(settings.cache_mb * 2**20))
+    def __init__(self, terminals, ctx, settings, split, diversity, executor: Executor):
+        self.s, self.div, self.ex = settings, diversity, executor
         self.prims = Primitives(list(terminals), settings.const_range, settings.max_depth)
-        self.score = _Scorer(ctx, split)
         self.rng = np.random.default_rng(settings.seed)
         self.scores: dict[Expr, tuple] = {}   # expr -> (fitness, ic, cov, turnover, signature)
         self.seen: dict = {}                  # dedup key -> Program (first evaluation kept)
         self.n_scored = 0
+        self.replica = hasattr(diversity, "replica_state")   # hook runs in the workers
+        div_arrays, div_params = diversity.replica_state() if self.replica else ({}, None)
+        self.spec = ScoreSpec(uuid.uuid4().hex, tuple(terminals), int(settings.cache_mb * 2**20),
+                              float(settings.parsimony), div_params)
+        panels = run_panels(terminals, ctx.universe_mask, Scorer.arrays(ctx, split), div_arrays)
+        self.shared = executor.share(panels)
+        # the engine's own memo: the one in-process workers use (serial, threads)
+        self.memo = local_state(self.spec, self.shared if isinstance(self.shared, Mapping)
+                                else panels).memo
 
-    def evaluate(self, expr: Expr, parents: tuple[str, ...], gen: int) -> Program:
-        self.n_scored += 1
-        sc = self.scores.get(expr)
-        if sc is None:
-            v = self.memo.values(expr)
-            ic, cov, turn = self.score(v)
-            n = size(expr)
-            if np.isfinite(ic):
-                fit = abs(ic) * cov - self.s.parsimony * n
-            else:
-                fit = 0.0
-            sig = None
-            if self.div is not None:
+    def score(self, exprs: Sequence[Expr]) -> None:
+        """Score the distinct programs of ``exprs`` not scored yet, through the executor."""
+        todo = list(dict.fromkeys(e for e in exprs if e not in self.scores))
+        if not todo:
+            return
+        hall = self.div.hall_spec() if self.replica else ()
+        out = self.ex.map(score_task, [(self.spec, e, hall) for e in todo], self.shared)
+        for e, (fit, ic, cov, turn, sig) in zip(todo, out):
+            if self.div is not None and not self.replica:    # a hook of this process only
+                v = self.memo.values(e)
                 sig = self.div.signature(v)
                 if np.isfinite(ic):
                     fit *= 1.0 - float(self.div.penalty(v))
-            sc = self.scores[expr] = (float(fit), ic, cov, turn, sig)
-        fit, ic, cov, turn, sig = sc
+            self.scores[e] = (float(fit), ic, cov, turn, sig)
+
+    def oriented_values(self, exprs: list[Expr], signs: list[float]) -> list[np.ndarray]:
+        """``sign * values`` of each program for the hook's ``admit``: from this process's
+        memo, or (worker processes) the hook's sample rows computed by the workers in a
+        zero panel (only the sample rows are read, so only they are filled)."""
+        if isinstance(self.shared, Mapping) or not self.replica:
+            return [sign * self.memo.values(e) for e, sign in zip(exprs, signs)]
+        rows = self.div.rows
+        out = self.ex.map(sample_task, [(self.spec, e, sign) for e, sign in zip(exprs, signs)],
+                          self.shared)
+        panels = []
+        for sample in out:
+            z = np.zeros((int(rows[-1]) + 1, sample.shape[1]))
+            z[rows] = sample
+            panels.append(z)
+        return panels
+
+    def close(self) -> None:
+        release_state(self.spec.key)
+        release = getattr(self.ex, "release", None)
+        if release is not None:
+            release(self.shared)
+
+    def evaluate(self, expr: Expr, parents: tuple[str, ...], gen: int) -> Program:
+        """The :class:`Program` of a scored ``expr`` (recorded for de-duplication)."""
+        self.n_scored += 1
+        fit, ic, cov, turn, sig = self.scores[expr]
         p = Program(expr, fit, ic, cov, turn, size(expr), parents, gen)
         self._record(p, sig)
         return p
@@ -292,7 +208,8 @@ def _fittest(pop: Sequence[Program], k: int) -> list[int]:
 
 def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPSettings, *,
            split: str = "train", seeds: Sequence[Expr] = (), diversity: DiversityHook | None = None,
-           on_generation: Callable[[GPGeneration], None] | None = None) -> GPResult:
+           on_generation: Callable[[GPGeneration], None] | None = None,
+           executor: Executor | None = None) -> GPResult:
     """Search factor formulas by genetic programming with alphamine's own engine.
 
     Parameters
@@ -316,9 +233,18 @@ def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPS
         Pool awareness: fitness is multiplied by ``1 - penalty``, distinct programs are
         de-duplicated by ``signature`` (the smaller program of a class is kept) and after each
         generation its ``max(elite, 1)`` best distinct programs are offered to ``admit``
-        (oriented, with their values).
+        (oriented, with their values). A hook with ``replica_state`` (a
+        :class:`~mining.gp_diversity.Diversity`) is replicated in the workers, its hall of
+        fame as of the start of the generation; any other hook is called in this process
+        after each batch. Either way the penalty a program gets is the one it would get
+        scored alone at that point of the run.
     on_generation : callable, optional
         Called with each generation's :class:`~mining.gp.GPGeneration`.
+    executor : Executor, optional
+        Where programs are scored (:mod:`factors.parallel`; default serial, in this thread).
+        Each generation is bred first, then its distinct new programs are scored in one
+        ``map``; results do not depend on the executor. The caller closes it. ``cache``
+        counts this process's memo only (worker processes keep their own memos).
 
     Returns
     -------
@@ -341,7 +267,8 @@ def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPS
         if np.shape(panel) != ctx.shape:
             raise ValueError(f"terminal {leaf} has shape {np.shape(panel)}, expected {ctx.shape}")
     terminals = {k: _readonly(v) for k, v in terminals.items()}
-    run = _Run(terminals, ctx, settings, split, diversity)
+    run = _Run(terminals, ctx, settings, split, diversity,
+               executor if executor is not None else SerialExecutor())
     s, P = settings, settings.population
     used = list(dict.fromkeys(e for e in seeds if run.prims.valid(e)))[:P]
     n_skipped = len(seeds) - len(used)          # invalid, repeated or beyond the population
@@ -352,6 +279,7 @@ def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPS
         for g in range(1, s.generations + 1):
             tg = time.perf_counter()
             if g == 1:
+                run.score(exprs)
                 gen_pop = [run.evaluate(e, (), 1) for e in exprs]
                 pop = gen_pop
             else:
@@ -362,7 +290,7 @@ def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPS
                 on_generation(generations[-1])
     finally:
         cache = {**run.memo.stats, "programs_memoised": len(run.scores)}
-        run.memo.clear()
+        run.close()
     programs = sorted(run.seen.values(), key=lambda p: (-p.fitness, p.size, str(p.expr)))
     candidates: dict[Expr, float] = {}
     parents: dict[str, tuple[str, ...]] = {}
@@ -405,10 +333,9 @@ def _next_generation(run: _Run, pop: list[Program], g: int) -> tuple[list[Progra
             entrants = rng.integers(len(pop), size=k)
             return pop[int(entrants[np.argmax(fits[entrants])])]
         n_child = P - len(elite)
-    children = []
-    for _ in range(n_child):
-        c = run.breed(pick)
-        children.append(run.evaluate(c.expr, c.parents, g))
+    bred = [run.breed(pick) for _ in range(n_child)]     # the rng draws of a serial run
+    run.score([c.expr for c in bred])
+    children = [run.evaluate(c.expr, c.parents, g) for c in bred]
     if s.selection == "nsga2":
         union = pop + children
         uniq = list({p.expr: i for i, p in reversed(list(enumerate(union)))}.values())
@@ -434,16 +361,16 @@ def _summary(run: _Run, gen_pop: list[Program], g: int, seconds: float) -> GPGen
 def _admit(run: _Run, gen_pop: list[Program]) -> None:
     if run.div is None:
         return
-    k, done, offered = max(run.s.elite, 1), set(), 0
+    k, done, picks = max(run.s.elite, 1), set(), []
     for i in _fittest(gen_pop, len(gen_pop)):
         p = gen_pop[i]
         sig = run.scores[p.expr][4]
         if sig in done or not np.isfinite(p.rank_ic):
             continue
         done.add(sig)
-        v = run.memo.values(p.expr)
-        sign = -1.0 if p.rank_ic < 0 else 1.0
-        run.div.admit(oriented(p), sign * v, p.fitness)
-        offered += 1
-        if offered >= k:
+        picks.append(p)
+        if len(picks) >= k:
             break
+    signs = [-1.0 if p.rank_ic < 0 else 1.0 for p in picks]
+    for p, v in zip(picks, run.oriented_values([p.expr for p in picks], signs)):
+        run.div.admit(oriented(p), v, p.fitness)

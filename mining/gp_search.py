@@ -19,6 +19,7 @@ import numpy as np
 
 from data.errors import AlphamineError
 from factors.expr_parse import parse
+from factors.parallel import make_executor
 from factors.store import FactorStore
 from mining.gp import GPSettings, run_gp, terminal
 from mining.gp_diversity import Diversity
@@ -115,8 +116,9 @@ def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
     if settings.engine == "alphamine":
         seeds = seed_formulas(store, ws.universe, horizon, settings.seed_from, settings.fields)
         terminals = {terminal(name): panel for name, panel in panels.items()}
-        res = evolve(terminals, gp_ctx, settings, split="train", seeds=list(seeds),
-                     diversity=div, on_generation=on_generation)
+        with make_executor(settings.executor, settings.n_jobs) as ex:
+            res = evolve(terminals, gp_ctx, settings, split="train", seeds=list(seeds),
+                         diversity=div, on_generation=on_generation, executor=ex)
         return SearchOutcome(res, "alphamine", div, seeds, n_pool, parents_by_formula(res))
     used = "gplearn"
     res = run_gp(panels, gp_ctx, settings, on_generation=on_generation)

@@ -265,7 +265,7 @@ def test_engine_gets_seeds_and_hook_and_parents_are_recorded(setup, monkeypatch)
     seen = {}
 
     def evolve(terminals, ctx, settings, *, split="train", seeds=(), diversity=None,
-               on_generation=None):
+               on_generation=None, executor=None):
         seen.update(terminals=sorted(str(t) for t in terminals), seeds=[str(x) for x in seeds],
                     diversity=diversity, n_rows=len(ctx.dates))
         res = _fixed_result()

@@ -14,7 +14,8 @@ from factors.expr_parse import parse
 from factors.expr_tree import Call, Const, Field, depth, walk
 from factors.operators import get_op
 from mining.gp import GPSettings
-from mining.gp_engine import PanelMemo, evolve
+from mining.gp_engine import evolve
+from mining.gp_eval import PanelMemo
 from mining.gp_nsga import crowding_distance, non_dominated_fronts, nsga2_survivors
 from mining.gp_variation import Primitives, nodes
 

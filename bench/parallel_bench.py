@@ -1,0 +1,157 @@
+"""Benchmark (not a test): GP fitness on 1 vs 2 workers, threads vs processes (issue 15).
+
+    python bench/parallel_bench.py [--population 120] [--generations 3] [--jobs 2]
+
+The ``mine gp --universe csi300`` workload with a small population: the real CSI300 panels of
+``[gp] fields`` from ``[gp] start`` to the end of train, the default diversity hook
+(``[gp] diversity`` on ``[gp] diversity_sample`` train dates, hall of fame ``[gp] hof``; an
+empty pool, so that nothing is read from the leaderboard) and the engine's defaults, run
+through :func:`mining.gp_engine.evolve` once per backend: serial (1 worker), threads and
+processes (``--jobs`` workers), each with a fresh memo. Printed: wall / CPU seconds, programs
+scored per second (``n_programs_scored``, duplicates included, as ``bench/run.py`` counts
+them), distinct programs per second (programs actually computed), the speed-up over serial
+and whether the result (every candidate and its fitness) is identical to serial's. JIT
+compilation is warmed up first and not timed. Targets (issue 15): >= 1.8x on 2 cores and
+>= 60 distinct programs/s on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import timed  # noqa: E402
+
+from backtest.candidates import make_workspace  # noqa: E402
+from factors.expr_eval import evaluate  # noqa: E402
+from factors.expr_parse import parse  # noqa: E402
+from factors.parallel import make_executor  # noqa: E402
+from mining.cli_app import load as load_config  # noqa: E402
+from mining.gp import terminal  # noqa: E402
+from mining.gp_diversity import Diversity  # noqa: E402
+from mining.gp_engine import evolve  # noqa: E402
+
+WARMUP = ("ts_mean(close, 5) + ts_cov(close, vol, 5) + cs_zscore(close) + cs_demean(vol)"
+          " + cs_scale(vol) + ts_rank(close, 10) + ts_corr(close, vol, 10)")
+
+
+def gp_workload(cfg, universe: str = "csi300"):
+    """(train context, fields panels) of ``mine gp --universe`` on the real data."""
+    ws = make_workspace(cfg, universe, cfg.gp.start, cfg.evaluate.train[1])
+    gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], cfg.evaluate.train[1])
+    n = len(gp_ctx.dates)
+    ws.load(list(cfg.gp.fields))
+    return gp_ctx, {f: ws.field(f)[:n] for f in cfg.gp.fields}
+
+
+def warm_up(gp_ctx, panels) -> None:
+    """Compile (or load from numba's cache) every GP operator's kernels and the scoring path
+    on a small slice, so that no backend pays for JIT compilation."""
+    import numpy as np
+
+    from factors.operators import all_ops
+    small = {f: v[:80] for f, v in panels.items()}
+    x, mask = small[next(iter(small))], gp_ctx.universe_mask[:80]
+    evaluate(parse(WARMUP), small, mask=mask)
+    for op in all_ops():
+        if not op.gp or (op.kind == "ts" and not op.gp_windows):
+            continue
+        windows = (int(op.gp_windows[0]),) if op.kind == "ts" else ()
+        with np.errstate(all="ignore"):
+            try:
+                op.apply([x] * op.n_inputs, windows, mask=mask)
+            except ValueError:
+                pass
+
+
+def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
+            kinds=("serial", "threads", "processes")) -> list[dict]:
+    """One GP run per backend; a dict of timings and counts each (module docstring)."""
+    settings = replace(cfg.gp, population=population, generations=generations, n_jobs=jobs)
+    terms = {terminal(k): v for k, v in panels.items()}
+    warm_up(gp_ctx, panels)
+    short = gp_ctx.restrict(gp_ctx.dates[0], gp_ctx.dates[min(299, len(gp_ctx.dates) - 1)])
+    evolve({k: v[:len(short.dates)] for k, v in terms.items()}, short,
+           replace(settings, population=20, generations=2), diversity=Diversity(
+               short, {}, n_dates=10, hof=3, mode=settings.diversity)
+           if settings.diversity != "none" else None)   # scoring and hook paths
+
+    def hook():
+        if settings.diversity == "none":
+            return None
+        return Diversity(gp_ctx, {}, n_dates=settings.diversity_sample, hof=settings.hof,
+                         threshold=cfg.store.max_corr, mode=settings.diversity)
+
+    rows, ref = [], None
+    for kind in kinds:
+        n = 1 if kind == "serial" else jobs
+        c0 = _cpu()
+        t_all = time.perf_counter()
+        with make_executor(kind, n) as ex:       # pool start and shutdown included
+            t, res = timed(lambda: evolve(terms, gp_ctx, settings, diversity=hook(),
+                                          executor=ex))
+        wall = time.perf_counter() - t_all
+        cpu = _cpu() - c0
+        got = [(str(e), f) for e, f in res.candidates]
+        ref = got if ref is None else ref
+        distinct = res.cache.get("programs_memoised", 0)
+        rows.append({"kind": kind, "workers": n, "wall": wall, "cpu": cpu,
+                     "scored": res.n_programs_scored, "distinct": distinct,
+                     "scored_per_s": res.n_programs_scored / wall,
+                     "distinct_per_s": distinct / wall, "identical": got == ref})
+    base, base_cpu = rows[0]["wall"], rows[0]["cpu"]
+    for r in rows:
+        r["speedup"] = base / r["wall"]
+        r["efficiency"] = base_cpu / r["cpu"]    # serial CPU / this backend's CPU, all workers
+    return rows
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (all threads) and of its reaped children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def print_rows(rows: list[dict], title: str) -> None:
+    print(title)
+    print(f"{'backend':<12}{'workers':>8}{'wall s':>9}{'cpu s':>9}{'scored/s':>10}"
+          f"{'distinct/s':>11}{'speed-up':>9}{'cpu eff.':>9}{'same result':>12}")
+    for r in rows:
+        print(f"{r['kind']:<12}{r['workers']:>8}{r['wall']:>9.2f}{r['cpu']:>9.2f}"
+              f"{r['scored_per_s']:>10.1f}{r['distinct_per_s']:>11.1f}{r['speedup']:>8.2f}x"
+              f"{r['efficiency']:>9.2f}{'yes' if r['identical'] else 'NO':>12}")
+    print("wall: pool start and shutdown included; cpu s: this process and its worker "
+          "processes; cpu eff.: serial cpu / cpu (1 = no parallel overhead; the wall speed-up "
+          "on an idle machine is at most workers x eff.); load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
+
+
+def section(cfg, population: int = 120, generations: int = 3, jobs: int = 2) -> None:
+    """The ``bench/run.py`` section."""
+    gp_ctx, panels = gp_workload(cfg)
+    T, N = gp_ctx.shape
+    rows = measure(cfg, gp_ctx, panels, population, generations, jobs)
+    print_rows(rows, f"GP fitness, 1 vs {jobs} workers (csi300 train T={T} x N={N}, "
+                     f"population {population} x {generations} generations, diversity "
+                     f"{cfg.gp.diversity})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--population", type=int, default=120)
+    ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    section(load_config(), args.population, args.generations, args.jobs)
+
+
+if __name__ == "__main__":
+    main()
