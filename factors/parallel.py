@@ -24,7 +24,7 @@ import numpy as np
 __all__ = ["Executor", "SerialExecutor", "make_executor", "EXECUTOR_KINDS"]
 
 #: Backends :func:`make_executor` knows.
-EXECUTOR_KINDS = ("serial",)
+EXECUTOR_KINDS = ("serial", "ray")
 
 
 class Executor(Protocol):
@@ -79,15 +79,21 @@ def make_executor(kind: str = "serial", n_jobs: int = 1, address: str | None = N
     n_jobs : int
         Workers on this machine (ignored by ``serial``).
     address : str or None
-        Cluster address for cluster backends (ignored by local ones).
+        Cluster address for cluster backends (ignored by local ones); ``"ray"`` needs one
+        (:class:`factors.cluster.RayExecutor`).
 
     Raises
     ------
     ValueError
         For an unknown ``kind`` or ``n_jobs < 1``.
+    ConfigError, ClusterError
+        ``"ray"`` without an address, with a bad or unreachable one, or without Ray installed.
     """
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
     if kind == "serial":
         return SerialExecutor()
+    if kind == "ray":
+        from factors.cluster import RayExecutor
+        return RayExecutor(address or "")
     raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTOR_KINDS)}")
