@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,7 +35,7 @@ import numpy as np
 from data.errors import AlphamineError, ConfigError
 
 __all__ = ["ClusterConfig", "ClusterError", "RayExecutor", "RayShared", "parse_address",
-           "check_cluster", "executor_for", "RAY_EXTRA_HINT"]
+           "check_cluster", "executor_for", "open_cluster", "cluster_settings", "RAY_EXTRA_HINT"]
 
 #: How to install the optional extra (quoted in errors).
 RAY_EXTRA_HINT = "pip install 'alphamine[ray]'"
@@ -304,3 +305,30 @@ def executor_for(cluster: ClusterConfig, address: str | None = None, *, local=No
         return local
     from factors.parallel import SerialExecutor
     return SerialExecutor()
+
+
+def cluster_settings(cfg) -> ClusterConfig:
+    """``cfg.cluster`` of a :class:`data.config.Config`, or the defaults (no cluster) when the
+    configuration was built without a ``[cluster]`` section."""
+    c = getattr(cfg, "cluster", None)
+    return c if isinstance(c, ClusterConfig) else ClusterConfig()
+
+
+@contextmanager
+def open_cluster(cluster: ClusterConfig) -> Iterator[RayExecutor | None]:
+    """``with open_cluster(cfg.cluster) as ex``: a connected :class:`RayExecutor` when
+    ``cluster.address`` is set (closed at the end of the block), else ``None`` (run here).
+
+    Raises
+    ------
+    ConfigError, ClusterError
+        As :class:`RayExecutor`.
+    """
+    if not cluster.address.strip():
+        yield None
+        return
+    ex = executor_for(cluster)
+    try:
+        yield ex
+    finally:
+        ex.close()
