@@ -48,7 +48,7 @@ class ClusterError(AlphamineError):
     """The cluster cannot be used: unreachable, Ray missing, or a task lost past its retries."""
 
 
-def parse_address(address: str) -> tuple[str, str, int] | None:
+def parse_address(address: str, what: str = "cluster address") -> tuple[str, str, int] | None:
     """Split a cluster address into ``(scheme, host, port)``.
 
     Parameters
@@ -57,6 +57,8 @@ def parse_address(address: str) -> tuple[str, str, int] | None:
         ``""`` (no cluster: run locally), ``"auto"`` (the cluster started on this machine),
         ``"HOST:PORT"`` (the head node's GCS port, default 6379) or ``"ray://HOST:PORT"``
         (Ray Client, default port 10001).
+    what : str
+        How the address is named in the error (``"--cluster"``, ``"[cluster] address"``).
 
     Returns
     -------
@@ -74,7 +76,7 @@ def parse_address(address: str) -> tuple[str, str, int] | None:
         return None
     m = _ADDRESS_RE.match(a)
     if not m or not 0 < int(m["port"]) < 65536:
-        raise ConfigError(f"cluster address {address!r}: use HOST:PORT (the head node, e.g. "
+        raise ConfigError(f"{what} {address!r}: use HOST:PORT (the head node, e.g. "
                           f"10.0.0.5:6379), ray://HOST:PORT, auto, or \"\" for no cluster")
     return m["scheme"] or "", m["host"].strip("[]"), int(m["port"])
 
@@ -97,9 +99,9 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         try:
-            parse_address(self.address)
+            parse_address(self.address, "address")
         except ConfigError as e:
-            raise ValueError(str(e).replace("cluster address", "address", 1)) from None
+            raise ValueError(str(e)) from None
 
 
 def _import_ray():
@@ -111,8 +113,8 @@ def _import_ray():
     return ray
 
 
-def check_cluster(address: str, timeout: float = 10.0) -> str:
-    """Check ``address`` before any data loads: its form, Ray installed, the head reachable.
+def check_cluster(address: str, timeout: float = 10.0, what: str = "cluster address") -> str:
+    """Check ``address`` before any data loads: its form, the head reachable, Ray installed.
 
     Parameters
     ----------
@@ -120,6 +122,8 @@ def check_cluster(address: str, timeout: float = 10.0) -> str:
         See :func:`parse_address`; ``""`` passes (no cluster).
     timeout : float, default 10.0
         Seconds allowed for a TCP connection to ``HOST:PORT``.
+    what : str
+        How the address is named in errors (``"--cluster"``, ``"[cluster] address"``).
 
     Returns
     -------
@@ -131,13 +135,13 @@ def check_cluster(address: str, timeout: float = 10.0) -> str:
     ConfigError
         Malformed address.
     ClusterError
-        Ray not installed, or nothing accepts connections at ``HOST:PORT`` within ``timeout``.
+        Nothing accepts connections at ``HOST:PORT`` within ``timeout``, or Ray is not
+        installed.
     """
-    parsed = parse_address(address)
+    parsed = parse_address(address, what)
     a = str(address).strip()
     if a == "":
         return a
-    _import_ray()
     if parsed is not None:
         _, host, port = parsed
         try:
@@ -145,9 +149,10 @@ def check_cluster(address: str, timeout: float = 10.0) -> str:
                 pass
         except OSError as e:
             why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-            raise ClusterError(f"cluster {a} is unreachable ({why} after at most {timeout:g} "
-                               f"s): start the head with `ray start --head --port {port}` or "
-                               f"fix [cluster] address / --cluster") from None
+            raise ClusterError(f"{what}: cluster {a} is unreachable ({why}, waited at most "
+                               f"{timeout:g} s): start its head with `ray start --head --port "
+                               f"{port}` or fix --cluster / [cluster] address") from None
+    _import_ray()
     return a
 
 
@@ -285,11 +290,12 @@ def executor_for(cluster: ClusterConfig, address: str | None = None, *, local=No
     address : str, optional
         ``--cluster`` (wins over ``[cluster] address``; ``""`` forces a local run).
     local : Executor, optional
-        What runs without a cluster (default :class:`factors.parallel.SerialExecutor`).
+        What runs without a cluster (e.g. ``factors.parallel.make_executor("threads", 2)``);
+        default ``None``: the caller's own in-process path.
 
     Returns
     -------
-    Executor
+    Executor or None
         Close it (or use it as a context manager) when the run ends.
 
     Raises
@@ -301,10 +307,7 @@ def executor_for(cluster: ClusterConfig, address: str | None = None, *, local=No
     if str(a).strip():
         return RayExecutor(str(a).strip(), max_retries=cluster.max_retries,
                            connect_timeout=cluster.connect_timeout)
-    if local is not None:
-        return local
-    from factors.parallel import SerialExecutor
-    return SerialExecutor()
+    return local
 
 
 def cluster_settings(cfg) -> ClusterConfig:
