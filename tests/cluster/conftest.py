@@ -61,7 +61,8 @@ class LocalCluster:
         self.env = env
 
     def _start(self, args: list[str]) -> None:
-        p = subprocess.Popen(["ray", "start", *args, "--num-cpus", "1", "--disable-usage-stats"],
+        p = subprocess.Popen(["ray", "start", *args, "--num-cpus", "1", "--disable-usage-stats",
+                              "--object-store-memory", str(200 * 2**20)],
                              env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.groups.append(p.pid)
