@@ -156,6 +156,24 @@ def check_cluster(address: str, timeout: float = 10.0, what: str = "cluster addr
     return a
 
 
+def _notices_to_stderr() -> None:
+    """Route Ray's driver-side notices (e.g. "(raylet) A worker died ...", printed by a
+    background thread) to stderr: stdout carries ``--json`` output. Ray's private printer is
+    wrapped when present; otherwise nothing changes."""
+    try:
+        from ray._private import worker as w
+    except ImportError:  # pragma: no cover - layout of another Ray version
+        return
+    orig = getattr(w, "print_to_stdstream", None)
+    if orig is None or getattr(orig, "_to_stderr", False):
+        return
+
+    def to_stderr(data, *a, **k):
+        return orig({**data, "is_err": True}, *a, **k)
+    to_stderr._to_stderr = True  # type: ignore[attr-defined]
+    w.print_to_stdstream = to_stderr
+
+
 @dataclass(frozen=True)
 class RayShared:
     """Handle returned by :meth:`RayExecutor.share`: panel names and their object refs."""
@@ -215,6 +233,7 @@ class RayExecutor:
                                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                                    ) from None
             self._owns = True
+        _notices_to_stderr()
         self._remote = ray.remote(_run_task).options(
             num_cpus=num_cpus, max_retries=self.max_retries, retry_exceptions=False)
         self.n_workers = max(int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def _run(tmp, wh_root, executor):
     return res, props, members, trials, runs
 
 
-def test_a_worker_lost_mid_run_loses_and_duplicates_no_row(ray_executor, tmp_path):
+def test_a_worker_lost_mid_run_loses_and_duplicates_no_row(ray_executor, tmp_path, capfd):
     wh_root = build_warehouse(tmp_path / "wh").root
     flags = tmp_path / "flags"
     flags.mkdir()
@@ -120,3 +121,5 @@ def test_a_worker_lost_mid_run_loses_and_duplicates_no_row(ray_executor, tmp_pat
     # were put once for the run, not once per round or per task
     fields = {"turnover", "close", "ret", "vol", "high", "low", "amount"}
     assert ray_executor.n_puts - puts == 7 + len(fields)
+    time.sleep(1.0)                                          # Ray's notice thread catches up
+    assert "(raylet)" not in capfd.readouterr().out          # its notices go to stderr
