@@ -25,6 +25,10 @@ from mining.llm import from_config  # noqa: E402
 from mining.llm_cache import LLMCache  # noqa: E402
 from mining.llm_loop import LLMRunSettings, run_loop  # noqa: E402
 
+#: ~20 s on top of the cluster's start (the executor tests stay in the quick suite; CI runs
+#: every test, slow ones included).
+pytestmark = pytest.mark.slow
+
 TRAIN = ("2020-08-10", "2020-09-04")
 VALID = ("2023-03-06", "2023-03-31")
 ROUNDS = [["-ts_mean(turnover, 3)", "close / ts_delay(close, 2)", "ts_std(ret, 5)",
