@@ -208,6 +208,11 @@ class RayExecutor:
     ------
     ConfigError, ClusterError
         As :func:`check_cluster`; ``ray.init`` failing is a ClusterError naming the address.
+
+    Notes
+    -----
+    A process holds one Ray connection: an executor created while one is open reuses it (and
+    leaves it open on :meth:`close`); the executor that connected disconnects on close.
     """
 
     kind = "ray"
