@@ -4,7 +4,8 @@ address, as a user would. Torn down at the end of the session: the processes the
 started (its two process groups, and any process whose command line names its temporary
 folder) are stopped by pid; nothing else on the machine is touched.
 
-Skipped when Ray (the optional extra ``.[ray]``) is not installed.
+Skipped when Ray (the optional extra ``.[ray]``) is not installed. The cluster is stopped as
+soon as the last test of this folder has run, so the rest of the suite runs without it.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class LocalCluster:
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.groups: list[int] = []
+        self.stopped = False
         self.log = open(Path(self.temp) / "start.log", "w")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), str(ROOT / "tests" / "data"),
@@ -76,6 +78,12 @@ class LocalCluster:
         return self
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        import ray
+        if ray.is_initialized():
+            ray.shutdown()
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
             for g in self.groups:
                 try:
@@ -94,19 +102,29 @@ class LocalCluster:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
+_LIVE: list[LocalCluster] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the cluster after the last test of this folder (not at the end of the session)."""
+    if nextitem is None or HERE not in Path(str(nextitem.path)).parents:
+        for cl in _LIVE:
+            cl.stop()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """The running two-node cluster; the test process is connected to it (``ray.init``)."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     if shutil.which("ray") is None:
         pytest.skip("the `ray` command is not on PATH")
     cl = LocalCluster()
+    _LIVE.append(cl)
     try:
         cl.start()
         yield cl
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
         cl.stop()
 
 
