@@ -35,7 +35,7 @@ __all__ = ["Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "S
 
 #: Backends :func:`make_executor` knows (``"auto"``: :data:`AUTO_KIND` with several workers,
 #: ``serial`` with one).
-EXECUTOR_KINDS = ("auto", "serial", "threads", "processes")
+EXECUTOR_KINDS = ("auto", "serial", "threads", "processes", "ray")
 #: What ``"auto"`` picks with more than one worker. Measured with ``bench/parallel_bench.py``
 #: (csi300 GP workload, 2 workers, 2026-11-30, a 2-core VM at load average 10-12, so wall
 #: times are noise): threads 0-7 % more CPU than serial (one shared memo, no fork), processes
@@ -331,12 +331,15 @@ def make_executor(kind: str = "serial", n_jobs: int = 1, address: str | None = N
     n_jobs : int
         Workers on this machine (ignored by ``serial``); 0 or -1 = all cores.
     address : str or None
-        Cluster address for cluster backends (ignored by local ones).
+        Cluster address for cluster backends (ignored by local ones); ``"ray"`` needs one
+        (:class:`factors.cluster.RayExecutor`).
 
     Raises
     ------
     ValueError
         For an unknown ``kind`` or ``n_jobs < -1``.
+    ConfigError, ClusterError
+        ``"ray"`` without an address, with a bad or unreachable one, or without Ray installed.
     """
     n = resolve_jobs(n_jobs)
     if kind == "auto":
@@ -347,4 +350,7 @@ def make_executor(kind: str = "serial", n_jobs: int = 1, address: str | None = N
         return ThreadExecutor(n)
     if kind == "processes":
         return ProcessExecutor(n)
+    if kind == "ray":
+        from factors.cluster import RayExecutor
+        return RayExecutor(address or "")
     raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTOR_KINDS)}")

@@ -43,6 +43,7 @@ from data.errors import AlphamineError, ConfigError
 from data.io import to_jsonable
 from data.provenance import set_command_line
 from data.tushare import TushareConfig
+from factors.cluster import ClusterConfig
 from factors.store import StoreConfig
 from factors.store_records import SOURCES
 from mining.gp import GPSettings
@@ -53,7 +54,7 @@ __all__ = ["app", "console", "err_console", "SCHEMA", "load", "cfg", "fail", "fm
            "print_json", "to_jsonable", "check_choice", "check_date", "check_positive",
            "check_range", "check_span", "check_out", "warn_unseal_ignored", "warn",
            "config_line", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "SOURCES",
-           "check_universe", "config_keys", "invocation"]
+           "check_universe", "config_keys", "invocation", "with_cluster", "CLUSTER_HELP"]
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: Console width used when output is not a terminal (logs, pipes): wide enough for formulas.
@@ -64,7 +65,8 @@ SCHEMA: dict[str, type] = {"data": DataConfig, "evaluate": EvalConfig, "store": 
                            "gp": GPSettings, "backtest": BacktestConfig, "llm": LLMConfig,
                            "model": ModelConfig, "tushare": TushareConfig,
                            "monitor": MonitorConfig, "notify": NotifyConfig,
-                           "signals": SignalsConfig}
+                           "signals": SignalsConfig,
+                           "cluster": ClusterConfig}
 
 
 def _console(stderr: bool = False) -> Console:
@@ -273,6 +275,31 @@ def check_universe(option: str, value: str | None) -> str | None:
     """``value`` if it names a known universe (:data:`data.universe.UNIVERSES`) or is None."""
     from data.universe import UNIVERSES
     return check_choice(option, value, UNIVERSES)
+
+
+#: Help text of ``--cluster`` (the commands that can run on a Ray cluster).
+CLUSTER_HELP = ("Ray cluster to run on: HOST:PORT of the head node, ray://HOST:PORT or auto; "
+                "\"\" runs here (default \\[cluster] address; docs/cluster.md).")
+
+
+def with_cluster(c: Config, option: str | None) -> Config:
+    """``c`` with ``--cluster`` applied, after checking the address (its form, the head
+    reachable within ``[cluster] connect_timeout``, Ray installed): call it before any data
+    loads. ``option`` None keeps ``[cluster] address`` (checked the same way).
+
+    Raises
+    ------
+    ConfigError, ClusterError
+        A malformed or unreachable address, or Ray missing (one line, exit 2).
+    """
+    import dataclasses
+
+    from factors.cluster import check_cluster, cluster_settings
+    cl = cluster_settings(c)
+    address = cl.address if option is None else option
+    what = "[cluster] address" if option is None else "--cluster"
+    address = check_cluster(address, cl.connect_timeout, what)
+    return c.replace(cluster=dataclasses.replace(cl, address=address))
 
 
 def config_keys(c: Config) -> dict[str, str]:

@@ -163,6 +163,8 @@ def llm(ctx: typer.Context,
                                       "when the cache has the answer."),
         stats: bool = typer.Option(False, "--stats", help="Show per-run and per-template "
                                    "statistics and exit."),
+        cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS",
+                                              help=cli_app.CLUSTER_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
         ) -> None:
     """Mine factors with an LLM (OpenAI-compatible endpoint) through the common evaluator."""
@@ -177,6 +179,8 @@ def llm(ctx: typer.Context,
                                            model=model or cfg.llm.model))
         if not stats and not replay:
             _check_llm_options(cfg, prompt, rounds, n, universe, examples)
+        if not stats:
+            cfg = base.with_cluster(cfg, cluster)        # before any data loads
         if not as_json:
             console.print(f"[dim]{escape(base.config_line(cfg))}[/]")
 

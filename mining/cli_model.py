@@ -82,6 +82,9 @@ def lgbm(ctx: typer.Context,
                                                help="Send the prediction panel and SHAP "
                                                "formulas to the leaderboard (default: yes; "
                                                "no for --preset)."),
+         cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS",
+                                               help=cli_app.CLUSTER_HELP + " Each "
+                                               "walk-forward fold is one task."),
          as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")
          ) -> None:
     """Train LightGBM walk-forward on Alpha158-style features; OOS predictions -> leaderboard."""
@@ -92,13 +95,14 @@ def lgbm(ctx: typer.Context,
                             retrain_months=retrain_months, feature_set=feature_set,
                             rounds=rounds, seed=seed)
         cli_app.check_choice("--feature-norm", feature_norm, ("cs", "global"))
+        cfg = cli_app.with_cluster(cli_app.cfg(), cluster)      # before any data loads
     except cli_app.AlphamineError as e:
         cli_app.fail(e)
     over = dict(universe=universe, start=start, last_test=end, first_test=first_test,
                 retrain_months=retrain_months, feature_set=feature_set, rounds=rounds,
                 seed=seed, feature_norm=feature_norm, preset=preset)
     run_model_cli("lgbm", over, submit=submit, as_json=as_json, render=_render,
-                  argv=cli_app.invocation(ctx))
+                  argv=cli_app.invocation(ctx), cfg=cfg)
 
 
 def _render(run) -> None:

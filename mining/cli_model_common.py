@@ -115,15 +115,16 @@ def check_model_options(**values) -> None:
 
 
 def run_model_cli(kind: str, overrides: dict, *, submit, as_json: bool, render,
-                  argv: list[str] | None = None) -> None:
+                  argv: list[str] | None = None, cfg=None) -> None:
     """The body every ``mine model KIND`` command shares: config line, one
     :func:`models.run.run_model` call with the progress display, then ``--json`` or
     ``render(run)``. ``overrides`` must already be validated; ``argv`` is the command line
-    (:func:`mining.cli_app.invocation`) for the run's manifest."""
+    (:func:`mining.cli_app.invocation`) for the run's manifest; ``cfg`` the configuration
+    when the command changed it (e.g. ``--cluster``, :func:`mining.cli_app.with_cluster`)."""
     from models.run import run_model
     console = cli_app.console
     try:
-        cfg = cli_app.cfg()
+        cfg = cfg if cfg is not None else cli_app.cfg()
         if not as_json:
             console.print(f"[dim]{escape(cli_app.config_line(cfg))}[/]")
         with model_progress(console, as_json) as on_progress:

@@ -2,7 +2,8 @@
 
 Each round the model proposes ``n`` factors as JSON (:mod:`mining.prompting`). Every formula
 text goes to :func:`factors.expr_parse.parse` and nowhere else; a parsed tree is scored by the common
-evaluator on train/valid (:func:`backtest.candidates.evaluate_candidate`, oriented on train) and
+evaluator on train/valid (:func:`backtest.candidates.evaluate_candidate`, oriented on train;
+with an executor, e.g. ``[cluster] address``, the round's formulas as one batch of tasks) and
 gated into the leaderboard (:func:`backtest.candidates.submit`, source ``llm``, provenance: run
 id, template, model, round, rationale). The next round's message is a compact table of the
 results (train/valid mean RankIC) and errors. The workspace ends at the valid split, so test
@@ -21,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from backtest.candidates import Workspace, evaluate_candidate, submit
+from backtest.remote_eval import error_text, evaluate_batch
 from data.config import Config
 from data.errors import AlphamineError, ConfigError
 from factors.errors import ParseError
@@ -179,7 +181,8 @@ def finalize_stats(stats: dict[str, Any], price_in: float, price_out: float) -> 
 def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
              settings: LLMRunSettings, *, sender: Sender | None = None,
              replay_of: str | None = None, use_cache: bool = True,
-             on_progress: Callable[[LLMProgress], None] | None = None) -> LLMRun:
+             on_progress: Callable[[LLMProgress], None] | None = None,
+             executor=None) -> LLMRun:
     """Run the loop for ``settings.rounds`` rounds and return its statistics and proposals.
 
     The loop on an open workspace, store and cache; :func:`mining.llm_run.run_llm` opens them.
@@ -203,6 +206,12 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
         Answer identical requests from the cache (False: always ask ``sender``).
     on_progress : callable, optional
         Receives one :class:`LLMProgress` per round (the CLI prints them).
+    executor : Executor, optional
+        :mod:`factors.parallel` backend (e.g. the Ray cluster of ``[cluster] address``): each
+        round's new formulas are scored as one batch of tasks on it
+        (:func:`backtest.remote_eval.evaluate_batch`; same numbers as here). Gating and every
+        leaderboard row stay in this process, in proposal order, once per proposal, even when a
+        task is retried. Default: each formula evaluated here.
 
     Returns
     -------
@@ -221,12 +230,14 @@ def run_loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
     """
     settings.validate()
     with ws.using_store(store, cfg.evaluate.horizon):
-        return _loop(ws, store, cache, cfg, settings, sender, replay_of, use_cache, on_progress)
+        return _loop(ws, store, cache, cfg, settings, sender, replay_of, use_cache, on_progress,
+                     executor)
 
 
 def _loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
           settings: LLMRunSettings, sender: Sender | None, replay_of: str | None,
-          use_cache: bool, on_progress: Callable[[LLMProgress], None] | None) -> LLMRun:
+          use_cache: bool, on_progress: Callable[[LLMProgress], None] | None,
+          executor=None) -> LLMRun:
     def emit(msg: str) -> None:
         if on_progress is not None:
             on_progress(LLMProgress("round", msg))
@@ -283,9 +294,8 @@ def _loop(ws: Workspace, store: FactorStore, cache: LLMCache, cfg: Config,
                                  valid=cfg.evaluate.valid, reply_problem=f"{e.kind}: {e}")}]
                 continue
             rows = []
-            for item in items[:settings.n_per_round]:
-                p = _one(ws, store, cfg, settings, template.name, run_id, rnd, item, stats,
-                         replay_of, seen)
+            for p in _round(ws, store, cfg, settings, template.name, run_id, rnd,
+                            items[:settings.n_per_round], stats, replay_of, seen, executor):
                 result.proposals.append(p)
                 rows.append({"name": p.name, "formula": p.formula, "status": p.status,
                              "train": p.train, "valid": p.valid, "note": p.note})
@@ -341,14 +351,45 @@ def _count_call(stats: dict[str, Any], reply) -> None:
         stats["tokens_out_paid"] += reply.completion_tokens
 
 
-def _one(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSettings,
-         template: str, run_id: str, rnd: int, item: Any, stats: dict[str, Any],
-         replay_of: str | None, seen: set[str]) -> Proposal:
-    """Parse, evaluate and gate one reply item; count its outcome."""
+def _round(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSettings,
+           template: str, run_id: str, rnd: int, items: Sequence[Any], stats: dict[str, Any],
+           replay_of: str | None, seen: set[str], executor) -> list[Proposal]:
+    """One round's items: parse them all, evaluate the new formulas (one batch through
+    ``executor`` when given, :func:`backtest.remote_eval.evaluate_batch`; else each here, in
+    turn), then gate them in order. Only this process writes leaderboard rows."""
+    parsed = [_parse(rnd, item, stats, seen) for item in items]
+    if executor is None:
+        evs: dict[int, Any] = {}
+    else:
+        todo = [k for k, (_, expr, _, _) in enumerate(parsed) if expr is not None]
+        evs = dict(zip(todo, evaluate_batch(ws, [parsed[k][1] for k in todo], executor,
+                                            orient=True)))
+    out = []
+    for k, (p, expr, fields, index) in enumerate(parsed):
+        if expr is not None:
+            ev = evs[k] if k in evs else _evaluate_here(ws, expr)
+            _gate(ws, store, cfg, settings, template, run_id, rnd, p, ev, fields, index,
+                  stats, replay_of)
+        out.append(p)
+    return out
+
+
+def _evaluate_here(ws: Workspace, expr) -> Any:
+    try:
+        return evaluate_candidate(ws, expr, orient=True)
+    except Exception as e:  # noqa: BLE001 - one bad formula never stops the run
+        return error_text(e)
+
+
+def _parse(rnd: int, item: Any, stats: dict[str, Any], seen: set[str]) -> tuple:
+    """Parse one reply item and count it: ``(proposal, expr or None, item fields, index)``
+    (``expr`` None: a parse error or a repeat, already decided)."""
     text, name, rationale, direction = prompting.item_fields(item)
     stats["proposed"] += 1
+    index = stats["proposed"]
     shown = text if isinstance(text, str) else repr(text)[:200]
     p = Proposal(rnd, name, shown, "parse_error")
+    fields = (text, rationale, direction)
     try:
         expr = parse(text)
     except ParseError as e:
@@ -356,19 +397,26 @@ def _one(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSetting
         if len(stats["parse_errors"]) < 100:
             stats["parse_errors"].append(str(e)[:300])
         p.note = str(e)
-        return p
+        return p, None, fields, index
     stats["valid_formulas"] += 1
     if str(expr) in seen:
         stats["counts"]["repeat"] += 1
         p.status, p.note = "repeat", "proposed earlier in this run"
-        return p
+        return p, None, fields, index
     seen.add(str(expr))
-    try:
-        ev = evaluate_candidate(ws, expr, orient=True)
-    except Exception as e:  # noqa: BLE001 - one bad formula never stops the run
+    return p, expr, fields, index
+
+
+def _gate(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSettings,
+          template: str, run_id: str, rnd: int, p: Proposal, ev: Any, fields: tuple,
+          index: int, stats: dict[str, Any], replay_of: str | None) -> None:
+    """Record the evaluation ``ev`` (an Evaluated or an error text) of ``p`` and submit it."""
+    text, rationale, direction = fields
+    name = p.name
+    if isinstance(ev, str):
         stats["counts"]["eval_error"] += 1
-        p.status, p.note = "eval_error", f"{type(e).__name__}: {e}"[:300]
-        return p
+        p.status, p.note = "eval_error", ev
+        return
     stats["evaluated"] += 1
     sign = -1.0 if ev.oriented else 1.0
     tr, va = _f(ev.reports["train"].rank_ic_mean), _f(ev.reports["valid"].rank_ic_mean)
@@ -385,13 +433,13 @@ def _one(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSetting
     if replay_of:
         prov["replay_of"] = replay_of
     try:
-        d = submit(ws, store, ev, name=f"llm_{run_id[-6:]}_r{rnd}_{stats['proposed']:02d}",
+        d = submit(ws, store, ev, name=f"llm_{run_id[-6:]}_r{rnd}_{index:02d}",
                    source="llm", cfg=cfg, provenance=prov,
                    description=rationale[:300])
     except AlphamineError as e:
         stats["counts"]["eval_error"] += 1
         p.status, p.note = "eval_error", f"{type(e).__name__}: {e}"[:300]
-        return p
+        return
     p.max_abs_corr = d.max_abs_corr
     if d.accepted:
         stats["accepted"] += 1
@@ -402,7 +450,6 @@ def _one(ws: Workspace, store: FactorStore, cfg: Config, settings: LLMRunSetting
     else:
         stats["counts"][d.kind] = stats["counts"].get(d.kind, 0) + 1
         p.status, p.note = d.kind, d.reason
-    return p
 
 
 def parse_direction(text: str) -> int | None:

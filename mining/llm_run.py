@@ -4,7 +4,8 @@ Same shape as the model producers (:func:`models.run.run_model`): settings in, a
 (:class:`~mining.llm_loop.LLMRun`) out, progress through one callback
 (:class:`~mining.llm_loop.LLMProgress` events). These functions open the LLM cache, the
 leaderboard and the workspace (train+valid, ``model_dir = [model] out_dir``) and call
-:func:`mining.llm_loop.run_loop`. Library code: it never prints.
+:func:`mining.llm_loop.run_loop`; with ``[cluster] address`` set, the rounds' formulas are
+scored on that Ray cluster (:mod:`factors.cluster`). Library code: it never prints.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Callable
 from backtest.candidates import make_workspace
 from data.config import Config
 from data.manifest import RunRecorder
+from factors.cluster import cluster_settings, open_cluster
 from factors.store import FactorStore
 from mining import prompting
 from mining.errors import LLMError
@@ -114,9 +116,10 @@ def _run(cfg: Config, settings: LLMRunSettings, *, sender, replay_of, use_cache,
     ws = make_workspace(cfg, settings.universe, model_dir=cfg.model.out_dir)
     manifest = RunRecorder("llm", cfg, argv=argv, settings=settings, store=cfg.store.path,
                            window=(ws.start, ws.end))
-    with LLMCache(cfg.llm.cache_path) as cache, FactorStore(cfg.store.path) as store:
+    with LLMCache(cfg.llm.cache_path) as cache, FactorStore(cfg.store.path) as store, \
+            open_cluster(cluster_settings(cfg)) as executor:       # [cluster] address
         result = run_loop(ws, store, cache, cfg, settings, sender=sender, replay_of=replay_of,
-                          use_cache=use_cache, on_progress=on_progress)
+                          use_cache=use_cache, on_progress=on_progress, executor=executor)
     st = result.stats
     manifest.write(result.run_id, results={
         "proposals": [{k: v for k, v in asdict(p).items() if k != "id"}

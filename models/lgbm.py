@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from data.io import atomic_write
 from factors.errors import EvaluationError
@@ -201,12 +202,36 @@ class WalkForwardResult:
     seconds: float
 
 
+def _fit_fold(ds: PanelDataset, f: Fold, params: dict | None, num_boost_round: int,
+              early_stopping_rounds: int, on_round=None) -> tuple[FitResult, np.ndarray]:
+    """One fold: fit on ``f.train``, early-stop on ``f.valid``, predict ``f.test``."""
+    X, y, _, _ = ds.arrays(f.train)
+    Xv, yv, tv, _ = ds.arrays(f.valid)
+    fit = fit_lgbm(X, y, Xv, yv, tv, params=params, num_boost_round=num_boost_round,
+                   early_stopping_rounds=early_stopping_rounds,
+                   feature_names=ds.feature_names, on_round=on_round)
+    del X, y, Xv, yv
+    return fit, predict_rows(fit.booster, ds, f.test, num_iteration=fit.best_iteration)
+
+
+def _fold_task(panels, item) -> tuple[FitResult, np.ndarray]:
+    """Executor task (:mod:`factors.parallel`): one fold on the shared dataset panels."""
+    fold, params, num_boost_round, early_stopping_rounds, names = item
+    feats = panels["features"]
+    T, N = feats.shape[:2]
+    ds = PanelDataset(dates=pd.RangeIndex(T), codes=pd.RangeIndex(N), features=feats,
+                      feature_names=list(names), label=panels["label"],
+                      sample_mask=panels["sample_mask"], horizon=0,
+                      universe_mask=panels.get("universe_mask"))
+    return _fit_fold(ds, fold, params, num_boost_round, early_stopping_rounds)
+
+
 def run_walk_forward(ds: PanelDataset, folds: list[Fold], *, params: dict | None = None,
                      num_boost_round: int = 1000, early_stopping_rounds: int = 50,
                      model_dir: str | os.PathLike | None = None,
                      on_fold: Callable[[int, dict], None] | None = None,
-                     on_round: Callable[[int, int, float, float], None] | None = None
-                     ) -> WalkForwardResult:
+                     on_round: Callable[[int, int, float, float], None] | None = None,
+                     executor=None) -> WalkForwardResult:
     """Fit one booster per fold (train / early-stop on valid) and predict its test block.
 
     Parameters
@@ -221,6 +246,13 @@ def run_walk_forward(ds: PanelDataset, folds: list[Fold], *, params: dict | None
     on_fold : callable ``(k, info)``, optional
         Called after each fold with its summary (dates, best iteration, valid IC, seconds).
     on_round : callable ``(k, iteration, valid_l2, valid_ic)``, optional
+        Not called with an ``executor`` (the rounds run elsewhere).
+    executor : Executor, optional
+        :mod:`factors.parallel` backend (e.g. :class:`factors.cluster.RayExecutor`): the
+        dataset panels (features, label, sample and universe masks) are shared once and each
+        fold is one task; the boosters come back to this process, which saves them and calls
+        ``on_fold`` in fold order. Predictions are bit-identical to a run without one (the same
+        deterministic LightGBM parameters). Default: the folds one after another, here.
 
     Returns
     -------
@@ -233,15 +265,26 @@ def run_walk_forward(ds: PanelDataset, folds: list[Fold], *, params: dict | None
     """
     t0 = time.perf_counter()
     preds, fits, paths, infos = [], [], [], []
-    for k, f in enumerate(folds):
-        X, y, _, _ = ds.arrays(f.train)
-        Xv, yv, tv, _ = ds.arrays(f.valid)
-        cb = None if on_round is None else (lambda it, l2, ic, _k=k: on_round(_k, it, l2, ic))
-        fit = fit_lgbm(X, y, Xv, yv, tv, params=params, num_boost_round=num_boost_round,
-                       early_stopping_rounds=early_stopping_rounds,
-                       feature_names=ds.feature_names, on_round=cb)
-        del X, y, Xv, yv
-        p = predict_rows(fit.booster, ds, f.test, num_iteration=fit.best_iteration)
+    if not folds:
+        raise EvaluationError("run_walk_forward: no folds")
+
+    def fitted():
+        if executor is None:
+            for k, f in enumerate(folds):
+                cb = None if on_round is None else (
+                    lambda it, l2, ic, _k=k: on_round(_k, it, l2, ic))
+                yield k, f, _fit_fold(ds, f, params, num_boost_round, early_stopping_rounds, cb)
+            return
+        arrays = {"features": ds.features, "label": ds.label, "sample_mask": ds.sample_mask}
+        if ds.universe_mask is not None:
+            arrays["universe_mask"] = ds.universe_mask
+        shared = executor.share(arrays)
+        items = [(f, params, num_boost_round, early_stopping_rounds, list(ds.feature_names))
+                 for f in folds]
+        yield from ((k, f, out) for k, (f, out) in
+                    enumerate(zip(folds, executor.map(_fold_task, items, shared))))
+
+    for k, f, (fit, p) in fitted():
         preds.append((f, p))
         fits.append(fit)
         if model_dir is not None:
@@ -252,7 +295,5 @@ def run_walk_forward(ds: PanelDataset, folds: list[Fold], *, params: dict | None
         infos.append(info)
         if on_fold is not None:
             on_fold(k, info)
-    if not preds:
-        raise EvaluationError("run_walk_forward: no folds")
     pred = assemble_oos(preds, T=len(ds.dates))
     return WalkForwardResult(pred, list(folds), fits, paths, infos, time.perf_counter() - t0)

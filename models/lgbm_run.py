@@ -6,7 +6,8 @@
 2. folds: :func:`models.walkforward.walk_forward` (default) or one fixed split (the
    ``qlib-alpha158`` preset);
 3. :func:`models.lgbm.run_walk_forward`: one booster per fold (LightGBM text files under
-   ``<out_dir>/<run id>/``), predictions on test rows only;
+   ``<out_dir>/<run id>/``), predictions on test rows only; with ``[cluster] address`` set,
+   each fold is a task on the Ray cluster (:mod:`factors.cluster`);
 4. OOS metrics (:func:`oos_ic_stats`) and the panel saved as ``pred.parquet``;
 5. unless ``submit=False``: ``model("<run id>")`` through the common evaluator and gate
    (source ``model``), then SHAP of a booster fitted before the ``[evaluate]`` valid split, on
@@ -42,6 +43,7 @@ from backtest.candidates import (
 )
 from data.errors import ConfigError
 from data.io import write_json_atomic
+from factors.cluster import cluster_settings, open_cluster
 from factors.errors import EvaluationError
 from models.dataset import PanelDataset, build_dataset
 from models.distill import distill_candidates, feature_signs, shap_summary
@@ -229,9 +231,10 @@ def run_lgbm(cfg: "Config", settings: LGBMSettings, *, ws: "Workspace | None" = 
     t2 = time.perf_counter()
     stage = staged_run_dir(rdir)      # models + predictions land whole (run_common)
     with stage:
-        wf = run_walk_forward(ds, folds, params=params, num_boost_round=s.rounds,
-                              early_stopping_rounds=s.early_stopping, model_dir=stage.path,
-                              on_fold=on_fold, on_round=on_round)
+        with open_cluster(cluster_settings(cfg)) as executor:    # [cluster] address
+            wf = run_walk_forward(ds, folds, params=params, num_boost_round=s.rounds,
+                                  early_stopping_rounds=s.early_stopping, model_dir=stage.path,
+                                  on_fold=on_fold, on_round=on_round, executor=executor)
         timings["train_s"] = time.perf_counter() - t2
         oos, oos_eligible = oos_members_eligible(wf.pred, ds, folds)
         meta = {"run_id": run_id, "model": "lightgbm", "settings": asdict(s),

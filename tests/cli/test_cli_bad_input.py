@@ -466,6 +466,12 @@ CONFIG_CASES = [
     ("notify-email-no-to", _with(notify='channels = ["email"]'),
      "[notify] email_to is empty but channels has email"),
     ("notify-port", _with(notify="smtp_port = 70000"), "[notify] smtp_port must be in [1, 65535]"),
+    ("cluster-address", _with(cluster='address = "nowhere"'),
+     "[cluster] address 'nowhere': use HOST:PORT"),
+    ("cluster-retries", _with(cluster="max_retries = -1"),
+     "[cluster] max_retries must be in [0, 100]"),
+    ("cluster-timeout-0", _with(cluster="connect_timeout = 0"),
+     "[cluster] connect_timeout must be in (0, 600]"),
     ("unknown-key", _with(evaluate="horizons = 5"), "unknown key [evaluate] 'horizons'"),
     ("unknown-section", _with(evaluation="horizon = 5"), "unknown section [evaluation]"),
     ("section-not-table", lambda env: b"data = 5\n", "[data] must be a table"),
@@ -701,6 +707,11 @@ OPTION_CASES = [
      "--start 2024-03-01 is after --end 2024-01-01"),
     (["signals", "--backtest", "--out", "T"], "--out"),
     (["signals", "--backtest", "--end", "2025-08-01"], "reaches the sealed test split"),
+    (["llm", "--cluster", "nowhere"], "--cluster 'nowhere': use HOST:PORT"),
+    (["llm", "--cluster", "127.0.0.1:1"], "--cluster: cluster 127.0.0.1:1 is unreachable"),
+    (["model", "lgbm", "--cluster", "ray://h:0"], "--cluster 'ray://h:0': use HOST:PORT"),
+    (["model", "lgbm", "--cluster", "127.0.0.1:1"],
+     "--cluster: cluster 127.0.0.1:1 is unreachable"),
     (["alerts", "--rule", "moon_phase"], "--rule 'moon_phase'"),
 ]
 
@@ -710,6 +721,16 @@ OPTION_CASES = [
 def test_bad_option(env, no_data, args, fragment):
     args = [str(env.targets) if a == "T" else a for a in args]
     _one_error(env, args, fragment)
+
+
+@pytest.mark.parametrize("command", [["llm"], ["model", "lgbm"]])
+def test_unreachable_cluster_in_config_fails_before_data(env, tmp_path, no_data, command):
+    """``[cluster] address`` naming no running cluster: one line, exit 2, nothing loaded."""
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(_config_text(env.wh, env.work) + '\n[cluster]\naddress = "127.0.0.1:1"\n'
+                   "connect_timeout = 2.0\n")
+    _one_error(env, command, "[cluster] address: cluster 127.0.0.1:1 is unreachable",
+               config=cfg)
 
 
 def test_ranges_are_in_help():

@@ -1,0 +1,361 @@
+"""A Ray cluster as an executor (kind ``"ray"``): the contract of :mod:`factors.parallel`.
+
+``[cluster] address`` (or ``--cluster ADDRESS``) names a running Ray cluster (``ray start
+--head`` on one machine, ``ray start --address HEAD:PORT`` on the others; ``docs/cluster.md``).
+:class:`RayExecutor` connects with ``ray.init(address=...)`` and then:
+
+* ``share(arrays)`` puts every panel in the Ray object store with ``ray.put``, once per run: an
+  array already put by this executor (the same object) is not put again, so sharing the
+  panels of a later round puts only the new ones (:attr:`RayExecutor.n_puts` counts them);
+* ``map(fn, items, shared)`` submits one Ray task per item. The task receives the object
+  references as top-level arguments, so each worker reads the panels zero-copy from its node's
+  object store (fetched over the network once per node, never once per task) and calls
+  ``fn(panels, item)``. Results come back in item order;
+* a task whose worker process or node dies is retried by Ray (``max_retries``); an exception
+  raised by ``fn`` itself is not retried (``fn`` is deterministic: it would raise again) and
+  is re-raised on the driver as its own type. ``map`` returns one result per item: a retried
+  task's result is returned exactly once, and only the driver writes rows (leaderboard,
+  files), so a lost worker neither loses nor duplicates a row.
+
+Everything Ray runs is pure computation on the shared panels; the driver keeps the
+leaderboard, the caches, the files and progress output. Ray is an optional extra
+(``pip install 'alphamine[ray]'``); this module imports it only when a cluster is used.
+"""
+from __future__ import annotations
+
+import re
+import socket
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from data.errors import AlphamineError, ConfigError
+
+__all__ = ["ClusterConfig", "ClusterError", "RayExecutor", "RayShared", "parse_address",
+           "check_cluster", "executor_for", "open_cluster", "cluster_settings", "RAY_EXTRA_HINT"]
+
+#: How to install the optional extra (quoted in errors).
+RAY_EXTRA_HINT = "pip install 'alphamine[ray]'"
+
+_ADDRESS_RE = re.compile(r"^(?:(?P<scheme>ray)://)?(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\])"
+                         r":(?P<port>[0-9]{1,5})$")
+
+
+class ClusterError(AlphamineError):
+    """The cluster cannot be used: unreachable, Ray missing, or a task lost past its retries."""
+
+
+def parse_address(address: str, what: str = "cluster address") -> tuple[str, str, int] | None:
+    """Split a cluster address into ``(scheme, host, port)``.
+
+    Parameters
+    ----------
+    address : str
+        ``""`` (no cluster: run locally), ``"auto"`` (the cluster started on this machine),
+        ``"HOST:PORT"`` (the head node's GCS port, default 6379) or ``"ray://HOST:PORT"``
+        (Ray Client, default port 10001).
+    what : str
+        How the address is named in the error (``"--cluster"``, ``"[cluster] address"``).
+
+    Returns
+    -------
+    tuple or None
+        ``None`` for ``""`` and ``"auto"``; else ``("", host, port)`` or ``("ray", host,
+        port)``.
+
+    Raises
+    ------
+    ConfigError
+        Anything else (the message shows the accepted forms).
+    """
+    a = str(address).strip()
+    if a in ("", "auto"):
+        return None
+    m = _ADDRESS_RE.match(a)
+    if not m or not 0 < int(m["port"]) < 65536:
+        raise ConfigError(f"{what} {address!r}: use HOST:PORT (the head node, e.g. "
+                          f"10.0.0.5:6379), ray://HOST:PORT, auto, or \"\" for no cluster")
+    return m["scheme"] or "", m["host"].strip("[]"), int(m["port"])
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: where batch evaluations, GP fitness and model folds run.
+
+    ``address`` ``""`` runs everything on this machine; otherwise a Ray cluster address
+    (:func:`parse_address`). ``connect_timeout`` bounds the reachability check before
+    connecting (seconds); ``max_retries`` is how often Ray re-runs a task whose worker was lost.
+    """
+
+    #: Accepted values of the numeric keys (checked by the config loader).
+    RANGES: ClassVar[dict] = {"connect_timeout": (0, 600, True), "max_retries": (0, 100)}
+
+    address: str = ""
+    connect_timeout: float = 10.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        try:
+            parse_address(self.address, "address")
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"a cluster address is set but Ray is not installed: "
+                           f"{RAY_EXTRA_HINT}") from None
+    return ray
+
+
+def check_cluster(address: str, timeout: float = 10.0, what: str = "cluster address") -> str:
+    """Check ``address`` before any data loads: its form, the head reachable, Ray installed.
+
+    Parameters
+    ----------
+    address : str
+        See :func:`parse_address`; ``""`` passes (no cluster).
+    timeout : float, default 10.0
+        Seconds allowed for a TCP connection to ``HOST:PORT``.
+    what : str
+        How the address is named in errors (``"--cluster"``, ``"[cluster] address"``).
+
+    Returns
+    -------
+    str
+        The address, stripped.
+
+    Raises
+    ------
+    ConfigError
+        Malformed address.
+    ClusterError
+        Nothing accepts connections at ``HOST:PORT`` within ``timeout``, or Ray is not
+        installed.
+    """
+    parsed = parse_address(address, what)
+    a = str(address).strip()
+    if a == "":
+        return a
+    if parsed is not None:
+        _, host, port = parsed
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                pass
+        except OSError as e:
+            why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+            raise ClusterError(f"{what}: cluster {a} is unreachable ({why}, waited at most "
+                               f"{timeout:g} s): start its head with `ray start --head --port "
+                               f"{port}` or fix --cluster / [cluster] address") from None
+    _import_ray()
+    return a
+
+
+def _notices_to_stderr() -> None:
+    """Route Ray's driver-side notices (e.g. "(raylet) A worker died ...", printed by a
+    background thread) to stderr: stdout carries ``--json`` output. Ray's private printer is
+    wrapped when present; otherwise nothing changes."""
+    try:
+        from ray._private import worker as w
+    except ImportError:  # pragma: no cover - layout of another Ray version
+        return
+    orig = getattr(w, "print_to_stdstream", None)
+    if orig is None or getattr(orig, "_to_stderr", False):
+        return
+
+    def to_stderr(data, *a, **k):
+        return orig({**data, "is_err": True}, *a, **k)
+    to_stderr._to_stderr = True  # type: ignore[attr-defined]
+    w.print_to_stdstream = to_stderr
+
+
+@dataclass(frozen=True)
+class RayShared:
+    """Handle returned by :meth:`RayExecutor.share`: panel names and their object refs."""
+
+    names: tuple[str, ...]
+    refs: tuple
+
+
+def _run_task(fn: Callable, names: tuple[str, ...], item: Any, *arrays: np.ndarray) -> Any:
+    """The Ray task body: ``fn({name: array}, item)`` (Ray resolved ``arrays`` from refs)."""
+    return fn(dict(zip(names, arrays)), item)
+
+
+class RayExecutor:
+    """The :class:`factors.parallel.Executor` contract on a Ray cluster (see the module doc).
+
+    Parameters
+    ----------
+    address : str
+        The cluster (:func:`parse_address`; ``"auto"`` or ``HOST:PORT`` or ``ray://...``).
+    max_retries : int, default 3
+        Ray re-runs of a task whose worker process or node died.
+    connect_timeout : float, default 10.0
+        Seconds for the reachability check (:func:`check_cluster`).
+    num_cpus : float, default 1
+        CPUs a task reserves on its node.
+    runtime_env : dict, optional
+        Passed to ``ray.init`` (e.g. ``{"env_vars": {...}}``); default none: every node runs
+        the same Python environment with alphamine installed.
+
+    Raises
+    ------
+    ConfigError, ClusterError
+        As :func:`check_cluster`; ``ray.init`` failing is a ClusterError naming the address.
+
+    Notes
+    -----
+    A process holds one Ray connection: an executor created while one is open reuses it (and
+    leaves it open on :meth:`close`); the executor that connected disconnects on close.
+    """
+
+    kind = "ray"
+
+    def __init__(self, address: str, *, max_retries: int = 3, connect_timeout: float = 10.0,
+                 num_cpus: float = 1, runtime_env: dict | None = None):
+        address = check_cluster(address, connect_timeout)
+        if not address:
+            raise ConfigError("RayExecutor needs a cluster address (\"auto\", HOST:PORT or "
+                              "ray://HOST:PORT)")
+        ray = _import_ray()
+        self.address = address
+        self.max_retries = int(max_retries)
+        self.n_puts = 0
+        self._put: dict[int, tuple[np.ndarray, Any]] = {}    # id(array) -> (array, ref)
+        self._owns = False
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False,
+                         runtime_env=runtime_env, configure_logging=True)
+            except Exception as e:  # noqa: BLE001 - Ray raises many kinds; one line names it
+                raise ClusterError(f"cannot connect to the Ray cluster {address}: "
+                                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                                   ) from None
+            self._owns = True
+        _notices_to_stderr()
+        self._remote = ray.remote(_run_task).options(
+            num_cpus=num_cpus, max_retries=self.max_retries, retry_exceptions=False)
+        self.n_workers = max(int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)),
+                             1)
+
+    def share(self, arrays: Mapping[str, np.ndarray]) -> RayShared:
+        """Put each panel in the object store (an array this executor put before is reused).
+
+        Returns a :class:`RayShared` handle for :meth:`map`.
+        """
+        import ray
+        names, refs = [], []
+        for k, a in arrays.items():
+            hit = self._put.get(id(a))
+            if hit is None or hit[0] is not a:
+                arr = np.asarray(a)
+                hit = (a, ray.put(arr))
+                self._put[id(a)] = hit
+                self.n_puts += 1
+            names.append(str(k))
+            refs.append(hit[1])
+        return RayShared(tuple(names), tuple(refs))
+
+    def map(self, fn: Callable[[Mapping[str, np.ndarray], Any], Any], items: Sequence[Any],
+            shared: RayShared) -> list:
+        """``[fn(panels, item) for item in items]`` as Ray tasks, in item order.
+
+        Raises
+        ------
+        Exception
+            The first exception raised by ``fn`` (its own type, not retried).
+        ClusterError
+            A task lost more than ``max_retries`` times (worker or node died).
+        """
+        import ray
+        from ray import exceptions as rex
+        if not isinstance(shared, RayShared):
+            raise TypeError("RayExecutor.map needs the handle returned by its share()")
+        refs = [self._remote.remote(fn, shared.names, it, *shared.refs) for it in items]
+        try:
+            return ray.get(refs)
+        except rex.RayTaskError as e:
+            raise e.as_instanceof_cause() from None
+        except (rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError,
+                rex.TaskUnschedulableError, rex.RaySystemError) as e:
+            for r in refs:
+                ray.cancel(r, force=True)
+            raise ClusterError(f"a task on the Ray cluster {self.address} was lost after "
+                               f"{self.max_retries} retries: {type(e).__name__}") from None
+
+    def close(self) -> None:
+        """Drop the shared panels and disconnect (if this executor connected)."""
+        self._put.clear()
+        if self._owns:
+            import ray
+            ray.shutdown()
+            self._owns = False
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def executor_for(cluster: ClusterConfig, address: str | None = None, *, local=None):
+    """The executor a run uses: a :class:`RayExecutor` when a cluster address is set.
+
+    Parameters
+    ----------
+    cluster : ClusterConfig
+        ``[cluster]``.
+    address : str, optional
+        ``--cluster`` (wins over ``[cluster] address``; ``""`` forces a local run).
+    local : Executor, optional
+        What runs without a cluster (e.g. ``factors.parallel.make_executor("threads", 2)``);
+        default ``None``: the caller's own in-process path.
+
+    Returns
+    -------
+    Executor or None
+        Close it (or use it as a context manager) when the run ends.
+
+    Raises
+    ------
+    ConfigError, ClusterError
+        As :class:`RayExecutor`.
+    """
+    a = cluster.address if address is None else address
+    if str(a).strip():
+        return RayExecutor(str(a).strip(), max_retries=cluster.max_retries,
+                           connect_timeout=cluster.connect_timeout)
+    return local
+
+
+def cluster_settings(cfg) -> ClusterConfig:
+    """``cfg.cluster`` of a :class:`data.config.Config`, or the defaults (no cluster) when the
+    configuration was built without a ``[cluster]`` section."""
+    c = getattr(cfg, "cluster", None)
+    return c if isinstance(c, ClusterConfig) else ClusterConfig()
+
+
+@contextmanager
+def open_cluster(cluster: ClusterConfig) -> Iterator[RayExecutor | None]:
+    """``with open_cluster(cfg.cluster) as ex``: a connected :class:`RayExecutor` when
+    ``cluster.address`` is set (closed at the end of the block), else ``None`` (run here).
+
+    Raises
+    ------
+    ConfigError, ClusterError
+        As :class:`RayExecutor`.
+    """
+    if not cluster.address.strip():
+        yield None
+        return
+    ex = executor_for(cluster)
+    try:
+        yield ex
+    finally:
+        ex.close()
