@@ -10,7 +10,7 @@ from rich.table import Table
 
 from data.errors import AlphamineError, ConfigError
 from mining.cli_app import cfg as _cfg
-from mining.cli_app import (check_universe, config_keys, config_line, console, fail, fmt,
+from mining.cli_app import (with_cluster, check_universe, config_keys, config_line, console, fail, fmt,
                             print_json, warn)
 
 #: Metrics shown per split (``--json`` has every metric of ``mine eval``).
@@ -19,12 +19,13 @@ COLUMNS = (("rank_ic_mean", "RankIC"), ("rank_icir", "ICIR"), ("rank_ic_t", "t")
 
 
 def eval_file(formula: Optional[str], file: Optional[Path], universe: str, as_json: bool,
-              jobs: Optional[int], *, start, end, add: bool, save, unseal_test: bool) -> None:
+              jobs: Optional[int], *, start, end, add: bool, save, unseal_test: bool,
+              cluster: Optional[str] = None) -> None:
     """Validate, evaluate every formula of ``file``, render (exit 2 on bad input)."""
     from mining.formula_batch import evaluate_batch, read_formula_file
     try:
         if file is None:
-            raise ConfigError("--jobs applies to --file only")
+            raise ConfigError("--jobs and --cluster apply to --file only")
         clash = [o for o, v in (("FORMULA", formula), ("--add", add), ("--save", save),
                                 ("--unseal-test", unseal_test), ("--start", start),
                                 ("--end", end)) if v]
@@ -35,7 +36,7 @@ def eval_file(formula: Optional[str], file: Optional[Path], universe: str, as_js
             raise ConfigError(f"--jobs must be >= 1, or 0 / -1 for all cores, got {jobs}")
         check_universe("--universe", universe)
         formulas = read_formula_file(file)
-        cfg = _cfg()
+        cfg = with_cluster(_cfg(), cluster)             # before any data loads
         n_jobs = cfg.gp.n_jobs if jobs is None else jobs
         if not as_json:
             console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)

@@ -34,6 +34,7 @@ from mining.cli_app import (
     print_json,
     warn,
 )
+from mining import cli_app
 from mining.cli_app import cfg as _cfg
 
 KINDS = ("elementwise", "ts", "cs")
@@ -155,7 +156,10 @@ def eval_(formula: Optional[str] = typer.Argument(None, help='Factor formula, e.
               "--start or --end."),
           jobs: Optional[int] = typer.Option(
               None, "--jobs", help="With --file: workers, >= 1, or 0 / -1 for all cores "
-              "(default [gp] n_jobs; backend [gp] executor).")) -> None:
+              "(default [gp] n_jobs; backend [gp] executor)."),
+          cluster: Optional[str] = typer.Option(
+              None, "--cluster", metavar="ADDRESS", help="With --file: "
+              + cli_app.CLUSTER_HELP)) -> None:
     """Evaluate one formula with the common evaluator, per split (--add: and submit it).
 
     Looking at the valid split is a trial: the formula is counted in the leaderboard's trial
@@ -163,10 +167,10 @@ def eval_(formula: Optional[str] = typer.Argument(None, help='Factor formula, e.
     """
     from backtest.factor_series import check_save_dir
     from mining.formula_run import evaluate_formula
-    if file is not None or jobs is not None:
+    if file is not None or jobs is not None or cluster is not None:
         from mining.cli_batch import eval_file
         eval_file(formula, file, universe, as_json, jobs, start=start, end=end, add=add,
-                  save=save, unseal_test=unseal_test)
+                  save=save, unseal_test=unseal_test, cluster=cluster)
         return
     try:
         if formula is None:

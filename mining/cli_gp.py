@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from data.errors import AlphamineError, ConfigError
 from factors.parallel import EXECUTOR_KINDS
 from factors.store import FactorStore
-from mining.cli_app import (
+from mining.cli_app import (CLUSTER_HELP, with_cluster,
     app,
     check_choice,
     check_date,
@@ -112,6 +112,9 @@ def gp(ctx: typer.Context,
        executor: Optional[str] = typer.Option(None, help="alphamine engine's workers: auto, "
                                               "serial, threads or processes (default [gp] "
                                               "executor)."),
+       cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS",
+                                             help=CLUSTER_HELP + " Each generation's programs "
+                                             "are scored there instead of by --executor."),
        top: Optional[int] = typer.Option(None, help="At most this many factors are added, "
                                          ">= 1: distinct programs go through the evaluator "
                                          "and the gate in train-fitness order."),
@@ -144,7 +147,7 @@ def gp(ctx: typer.Context,
         if n_jobs is not None and n_jobs < -1:
             raise ConfigError(f"--jobs must be >= 1, or 0 / -1 for all cores, got {n_jobs}")
         check_choice("--executor", executor, EXECUTOR_KINDS)
-        cfg = _cfg()
+        cfg = with_cluster(_cfg(), cluster)             # before any data loads
         g = replace(cfg.gp, **{k: v for k, v in dict(
             universe=universe, start=start, population=population, generations=generations,
             seed=seed, n_jobs=n_jobs, top=top, engine=engine, selection=selection,

@@ -35,6 +35,7 @@ from data.errors import AlphamineError, ConfigError
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
 from factors.expr_tree import Expr, FactorRef, Field, ModelRef, walk
+from factors.cluster import cluster_settings, executor_for
 from factors.parallel import make_executor
 from mining.gp_eval import ScoreSpec, local_state, release_state
 
@@ -163,7 +164,9 @@ def evaluate_batch(cfg: Config, formulas: list[tuple[int, Expr]], universe: str,
         From :func:`read_formulas`.
     universe : str
     n_jobs, executor : int, str
-        Workers and backend (:func:`factors.parallel.make_executor`; 0 or -1 = all cores).
+        Workers and backend (:func:`factors.parallel.make_executor`; 0 or -1 = all cores);
+        ignored when ``cfg``'s ``[cluster] address`` is set: the formulas then go to that Ray
+        cluster (:func:`factors.cluster.executor_for`).
     ws : Workspace, optional
         Default: the train+valid workspace of ``universe`` (``make_workspace``).
     count_trials : bool
@@ -215,7 +218,9 @@ def evaluate_batch(cfg: Config, formulas: list[tuple[int, Expr]], universe: str,
     panels["mask"] = np.asarray(ctx.universe_mask, dtype=bool)
     panels.update(_ctx_arrays(ctx))
     by_expr = {str(e): e for _, e in formulas}
-    with make_executor(executor, n_jobs) as ex:
+    cluster = cluster_settings(cfg)
+    with (executor_for(cluster) if cluster.address.strip()
+          else make_executor(executor, n_jobs)) as ex:
         stats: dict = {}
         if todo:
             shared = ex.share(panels)

@@ -24,6 +24,7 @@ from data.config import Config
 from data.errors import ConfigError
 from data.io import to_jsonable
 from data.manifest import RunRecorder
+from factors.cluster import cluster_settings
 from factors.library_sets import library_set
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
@@ -205,7 +206,8 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                 store.heartbeat(run_id)         # the run is alive (factors.store_runs)
                 _emit(on_progress, ev)
             found = search(ws, gp_ctx, panels, g, store, horizon=cfg.evaluate.horizon,
-                           max_corr=cfg.store.max_corr, on_generation=on_generation)
+                           max_corr=cfg.store.max_corr, on_generation=on_generation,
+                           cluster=cluster_settings(cfg))
             res = found.result
             _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
                                         res.seconds))

@@ -19,6 +19,7 @@ import numpy as np
 
 from data.errors import AlphamineError
 from factors.expr_parse import parse
+from factors.cluster import executor_for
 from factors.parallel import make_executor
 from factors.store import FactorStore
 from mining.gp import GPSettings, run_gp, terminal
@@ -87,7 +88,8 @@ def parents_by_formula(result: Any) -> dict[str, tuple[str, ...]]:
 
 def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
            store: FactorStore, *, horizon: int, max_corr: float,
-           on_generation: Callable[[Any], None] | None = None) -> SearchOutcome:
+           on_generation: Callable[[Any], None] | None = None,
+           cluster: Any = None) -> SearchOutcome:
     """Run the GP of ``settings.engine`` on the train panels (module docstring).
 
     Parameters
@@ -106,6 +108,10 @@ def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
         ``[evaluate] horizon`` and ``[store] max_corr``.
     on_generation : callable, optional
         Passed to the engine.
+    cluster : factors.cluster.ClusterConfig, optional
+        With an address, the alphamine engine scores each generation on that Ray cluster
+        (:class:`factors.cluster.RayExecutor`) instead of ``[gp] executor`` / ``n_jobs`` here;
+        results are the same either way.
 
     Returns
     -------
@@ -116,7 +122,9 @@ def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
     if settings.engine == "alphamine":
         seeds = seed_formulas(store, ws.universe, horizon, settings.seed_from, settings.fields)
         terminals = {terminal(name): panel for name, panel in panels.items()}
-        with make_executor(settings.executor, settings.n_jobs) as ex:
+        remote = cluster is not None and cluster.address.strip()
+        with (executor_for(cluster) if remote
+              else make_executor(settings.executor, settings.n_jobs)) as ex:
             res = evolve(terminals, gp_ctx, settings, split="train", seeds=list(seeds),
                          diversity=div, on_generation=on_generation, executor=ex)
         return SearchOutcome(res, "alphamine", div, seeds, n_pool, parents_by_formula(res))
