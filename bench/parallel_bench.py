@@ -1,6 +1,11 @@
 """Benchmark (not a test): GP fitness on 1 vs 2 workers, threads vs processes (issue 15).
 
     python bench/parallel_bench.py [--population 120] [--generations 3] [--jobs 2]
+                                   [--cluster HOST:PORT]
+
+With ``--cluster`` a "ray" row is added: the same run on a running Ray cluster (started as in
+docs/cluster.md, e.g. a head and a worker node of one CPU each on this machine, so that the
+cores are equal to the local rows'); its overhead is its wall time over the threads row's.
 
 The ``mine gp --universe csi300`` workload with a small population: the real CSI300 panels of
 ``[gp] fields`` from ``[gp] start`` to the end of train, the default diversity hook
@@ -72,7 +77,7 @@ def warm_up(gp_ctx, panels) -> None:
 
 
 def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
-            kinds=("serial", "threads", "processes")) -> list[dict]:
+            kinds=("serial", "threads", "processes"), address: str | None = None) -> list[dict]:
     """One GP run per backend; a dict of timings and counts each (module docstring)."""
     settings = replace(cfg.gp, population=population, generations=generations, n_jobs=jobs)
     terms = {terminal(k): v for k, v in panels.items()}
@@ -94,7 +99,7 @@ def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
         n = 1 if kind == "serial" else jobs
         c0 = _cpu()
         t_all = time.perf_counter()
-        with make_executor(kind, n) as ex:       # pool start and shutdown included
+        with make_executor(kind, n, address) as ex:   # pool start and shutdown included
             t, res = timed(lambda: evolve(terms, gp_ctx, settings, diversity=hook(),
                                           executor=ex))
         wall = time.perf_counter() - t_all
@@ -134,11 +139,13 @@ def print_rows(rows: list[dict], title: str) -> None:
           + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
 
 
-def section(cfg, population: int = 120, generations: int = 3, jobs: int = 2) -> None:
+def section(cfg, population: int = 120, generations: int = 3, jobs: int = 2,
+            address: str | None = None) -> None:
     """The ``bench/run.py`` section."""
     gp_ctx, panels = gp_workload(cfg)
     T, N = gp_ctx.shape
-    rows = measure(cfg, gp_ctx, panels, population, generations, jobs)
+    kinds = ("serial", "threads", "processes") + (("ray",) if address else ())
+    rows = measure(cfg, gp_ctx, panels, population, generations, jobs, kinds, address)
     print_rows(rows, f"GP fitness, 1 vs {jobs} workers (csi300 train T={T} x N={N}, "
                      f"population {population} x {generations} generations, diversity "
                      f"{cfg.gp.diversity})")
@@ -149,8 +156,9 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=120)
     ap.add_argument("--generations", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cluster", default=None, help="Ray head HOST:PORT: add a ray row")
     args = ap.parse_args()
-    section(load_config(), args.population, args.generations, args.jobs)
+    section(load_config(), args.population, args.generations, args.jobs, args.cluster)
 
 
 if __name__ == "__main__":
