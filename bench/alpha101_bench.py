@@ -12,7 +12,8 @@ timed part, for every side. Sides, each timed per alpha and in total:
 * **alphamine**: :func:`factors.expr_eval.evaluate` of each formula alone (fresh memo), and
   the whole set with one memo shared across the 101 formulas (``cache=``, as batch
   ``mine eval`` does), where common sub-expressions (``adv20``, ``cs_rank(vol)`` ...) are
-  computed once.
+  computed once; and each alone on a pool of ``os.cpu_count()`` threads (the kernels release
+  the GIL; outputs checked bit-identical to the serial run).
 * **pandas**: the test oracle ``tests/factors/alpha101_pandas.py`` (the paper transcribed on
   wide DataFrames, same NaN policy as alphamine: windows over each stock's non-NaN rows) on
   the subset :data:`PANDAS_ALPHAS` (the whole set would take an hour).
@@ -20,7 +21,7 @@ timed part, for every side. Sides, each timed per alpha and in total:
   ``.over(ts_code)``, ``cs_*`` ``.over(trade_date)``, each node materialised with
   ``with_columns``) on the subset :data:`POLARS_ALPHAS`.
 * **py-alpha-lib** (Rust, Python >= 3.12): ``bench/alpha101_alphalib.py`` in a separate
-  interpreter (:data:`PY312`) on the same panels written to a temporary ``.npz``; timing is
+  interpreter (:func:`find_py312`) on the same panels written to a temporary ``.npz``; timing is
   measured inside that process (operator mapping, tie and warm-up rules in that file).
 
 The other sides render the same formula trees (parsed from :data:`factors.alpha101.ALPHA101`)
@@ -31,9 +32,11 @@ and NaN policies differ, see each side).
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,7 +63,24 @@ FIELDS = ("open", "high", "low", "close", "vwap", "vol", "ret", "total_mv", "amo
 PANDAS_ALPHAS = (2, 4, 13, 33, 101)
 #: Alphas of the polars-ta side.
 POLARS_ALPHAS = (2, 3, 4, 6, 12, 13, 14, 16, 33, 101)
-PY312 = os.environ.get("ALPHA101_PY312", "python3.12")
+#: Interpreter candidates for the py-alpha-lib side: ``$ALPHA101_PY312``, then ``python3.12``
+#: .. ``python3.13`` on PATH, then pyenv's installs; the first that imports ``alpha`` is used.
+PY312 = os.environ.get("ALPHA101_PY312", "")
+
+
+def find_py312() -> str | None:
+    """The first interpreter candidate (:data:`PY312`) that imports py-alpha-lib, or None."""
+    cands = [PY312] if PY312 else []
+    cands += [shutil.which(n) or "" for n in ("python3.12", "python3.13")]
+    cands += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python3")))
+    for c in filter(None, cands):
+        try:
+            if subprocess.run([c, "-c", "import alpha"], capture_output=True,
+                              timeout=60).returncode == 0:
+                return c
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return None
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -95,6 +115,17 @@ def run_alphamine_shared(exprs, data, mask) -> Took:
     cache: dict = {}
     t, _ = timed(lambda: [evaluate(e, data, mask=mask, cache=cache) for e in exprs.values()])
     return t
+
+
+def run_alphamine_threads(exprs, data, mask, workers: int) -> Took:
+    """All alphas, each alone, on a pool of ``workers`` threads (the numba kernels and numpy
+    sorts release the GIL); outputs equal the serial ones (checked by the caller)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        t, outs = timed(lambda: list(pool.map(lambda e: evaluate(e, data, mask=mask),
+                                              exprs.values())))
+    return t, dict(zip(exprs, outs))
 
 
 # ---------------------------------------------------------------------------- pandas
@@ -195,6 +226,10 @@ def tree(node) -> list:
 def run_alphalib(exprs, data, mask, ours):
     """(seconds per alpha, Spearman agreement per alpha with ``ours``), or (None, reason) when
     python3.12 or py-alpha-lib is missing; outputs are read back one alpha at a time."""
+    py = find_py312()
+    if py is None:
+        return None, "no Python >= 3.12 with py-alpha-lib (pip install py-alpha-lib; " \
+                     "or set ALPHA101_PY312)"
     with tempfile.TemporaryDirectory(prefix="a101_") as tmp:
         src, trees, dst = (str(Path(tmp) / n) for n in ("in.npz", "trees.json", "out"))
         os.mkdir(dst)
@@ -203,7 +238,7 @@ def run_alphalib(exprs, data, mask, ours):
         with open(trees, "w") as fh:
             json.dump([[f"{n}", tree(e)] for n, e in exprs.items()], fh)
         try:
-            p = subprocess.run([PY312, str(ROOT / "bench" / "alpha101_alphalib.py"), src, trees,
+            p = subprocess.run([py, str(ROOT / "bench" / "alpha101_alphalib.py"), src, trees,
                                 dst], capture_output=True, text=True, timeout=3600)
         except OSError as exc:
             return None, str(exc)
@@ -237,6 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     exprs = formulas()
     secs, ours = run_alphamine(exprs, data, mask)
     t_shared = run_alphamine_shared(exprs, data, mask)
+    workers = os.cpu_count() or 1
+    t_pool, pooled = run_alphamine_threads(exprs, data, mask, workers)
+    same = all(np.array_equal(pooled[n], ours[n], equal_nan=True) for n in exprs)
+    del pooled
     sides = [("alphamine, each alpha alone", secs, None)]
 
     def agree(s, outs):
@@ -254,10 +293,15 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sides.append(("py-alpha-lib (python3.12, own process)", s, o))
     total = sum(secs.values(), ZERO)
-    print(f"{'side':42s} {'alphas':>6s} {'wall s':>8s} {'cpu s':>8s} {'alphamine s':>11s} "
-          f"{'ratio':>7s} {'Spearman':>17s}")
-    print(f"{'alphamine, one memo shared by the 101':42s} {len(exprs):6d} {t_shared.wall:8.2f} "
-          f"{t_shared.cpu:8.2f} {total.wall:11.2f} {t_shared.wall / total.wall:7.2f}")
+    print(f"{'side':42s} {'alphas':>6s} {'wall s':>8s} {'cpu s':>8s} {'am wall':>8s} "
+          f"{'am cpu':>8s} {'ratio':>7s} {'cpu ratio':>9s} {'Spearman':>17s}")
+
+    def row(name, k, t, base, extra=""):
+        print(f"{name:42s} {k:6d} {t.wall:8.2f} {t.cpu:8.2f} {base.wall:8.2f} {base.cpu:8.2f} "
+              f"{t.wall / base.wall:7.2f} {t.cpu / base.cpu:9.2f} {extra:>17s}")
+    row("alphamine, one memo shared by the 101", len(exprs), t_shared, total)
+    row(f"alphamine, alphas on {workers} threads", len(exprs), t_pool, total,
+        "bit-identical" if same else "DIFFERENT")
     for name, s, rcs in sides:
         tot = sum(s.values(), ZERO)
         base = sum((secs[n] for n in s), ZERO)
@@ -266,8 +310,7 @@ def main(argv: list[str] | None = None) -> None:
             rc = np.array([rcs[n] for n in s])
             ok = rc[np.isfinite(rc)]
             text = (f"med {np.median(ok):.3f} min {ok.min():.2f}" if len(ok) else "n/a")
-        print(f"{name:42s} {len(s):6d} {tot.wall:8.2f} {tot.cpu:8.2f} {base.wall:11.2f} "
-              f"{tot.wall / base.wall:7.1f} {text:>17s}")
+        row(name, len(s), tot, base, text)
         if rcs is not None:
             low = [f"{n}:{r:.2f}" for n, r in zip(s, rc) if not r >= 0.99]
             if low:
@@ -276,9 +319,10 @@ def main(argv: list[str] | None = None) -> None:
     slow = sorted(secs.items(), key=lambda kv: -kv[1].wall)[:5]
     print("alphamine slowest alphas (wall s): "
           + ", ".join(f"{n} {t.wall:.2f}" for n, t in slow))
-    print("ratio: side's wall time / alphamine's (each alpha alone) on the same alphas; the "
-          "shared-memo row: shared / alone. Spearman: mean daily rank correlation with "
-          "alphamine. Load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print("am wall / am cpu: alphamine, each alpha alone, on the same alphas; ratio = side / "
+          "alphamine (wall; cpu = process CPU time, all threads). Spearman: mean daily rank "
+          "correlation with alphamine (median and min over the alphas). Load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":
