@@ -280,10 +280,13 @@ def agreement(ours: np.ndarray, other: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--year", type=int, default=2021, help="a year before the test split")
-    ap.add_argument("--no-alphalib", action="store_true")
-    ap.add_argument("--no-polars", action="store_true")
-    ap.add_argument("--no-pandas", action="store_true")
+    ap.add_argument("--no-alphalib", action="store_true", help="skip the py-alpha-lib side")
+    ap.add_argument("--no-polars", action="store_true", help="skip the polars-ta side")
+    ap.add_argument("--no-pandas", action="store_true", help="skip the pandas side")
     args = ap.parse_args(argv)
+    test_start = int(load_config().evaluate.test[0][:4])
+    if args.year >= test_start:
+        ap.error(f"--year {args.year} is in the sealed test split (from {test_start})")
     t_load, (data, mask) = timed(lambda: load_panels(args.year))
     T, N = mask.shape
     print(f"Alpha101, full market (universe all) {args.year}: T={T} days x N={N} names; "
