@@ -6,8 +6,10 @@ Prints seconds and ratios side by side: the formula ``-ts_corr(cs_rank(vol), cs_
 on CSI300 (alphamine vs pandas wide frames vs pandas long format + groupby), the full
 FactorReport vs alphalens-reloaded on the same factor, labels and names (with a RankIC
 agreement check), GP programs scored per second vs plain gplearn (built-in functions, long
-frame, pandas groupby Spearman fitness), and GP fitness on 1 vs 2 workers, threads vs
-processes (:mod:`parallel_bench`, issue 15). Data loading is timed separately.
+frame, pandas groupby Spearman fitness), GP fitness on 1 vs 2 workers, threads vs
+processes (:mod:`parallel_bench`, issue 15), and (not with ``--quick``) the 101 WorldQuant
+alphas on the full market x 1 year vs pandas, polars-ta and py-alpha-lib
+(:mod:`alpha101_bench`). Data loading is timed separately.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from alphalens_bench import (  # noqa: E402
     ic_agreement,
     run_alphalens,
 )
+from alpha101_bench import main as alpha101_main  # noqa: E402
 from gplearn_plain import long_frame, run_plain_gplearn  # noqa: E402
 from parallel_bench import section as parallel_section  # noqa: E402
 from timing import ZERO, best_of, timed  # noqa: E402
@@ -64,7 +67,10 @@ def pandas_long(vol: pd.DataFrame, close: pd.DataFrame, mask: pd.DataFrame) -> p
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="2 years instead of 10")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 years instead of 10, no Alpha101 benchmark")
+    ap.add_argument("--no-alpha101", action="store_true",
+                    help="skip the Alpha101 full-market benchmark (bench/alpha101_bench.py)")
     args = ap.parse_args()
     cfg = load_config()
     start, end = ("2016-01-01", "2017-12-31") if args.quick else ("2014-01-01", "2023-12-31")
@@ -142,6 +148,9 @@ def main() -> None:
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print()
     parallel_section(cfg, *((60, 2) if args.quick else (120, 3)))
+    if not (args.quick or args.no_alpha101):
+        print()
+        alpha101_main([])
 
 
 def bench_alphalens(factor: np.ndarray, ws, splits: list[str]):

@@ -16,6 +16,44 @@ from numba import njit
 NAN = np.nan
 
 
+# ---------------------------------------------------------------- non-finite entries
+
+@njit(cache=True, nogil=True)
+def _nan_nonfinite_flat(a):
+    """Replace every non-finite entry of the 1-D ``a`` by NaN, in place (one pass)."""
+    for i in range(a.shape[0]):
+        if not np.isfinite(a[i]):
+            a[i] = NAN
+
+
+@njit(cache=True, nogil=True)
+def _has_inf_flat(a):
+    n = 0
+    for i in range(a.shape[0]):  # a count, not an early exit: the loop vectorises
+        n += np.isinf(a[i])
+    return n > 0
+
+
+def nan_nonfinite_(a: np.ndarray) -> np.ndarray:
+    """Replace ``+-inf`` (and NaN) entries of the float64 array ``a`` by NaN, in place.
+
+    One compiled pass for a writeable C-contiguous array (no temporary masks), else
+    :func:`numpy.copyto`. Returns ``a``.
+    """
+    if a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable and a.ndim:
+        _nan_nonfinite_flat(a.reshape(-1))
+    else:
+        np.copyto(a, np.nan, where=~np.isfinite(a))
+    return a
+
+
+def has_inf(a: np.ndarray) -> bool:
+    """True when the float64 array ``a`` holds ``+inf`` or ``-inf`` (one compiled pass)."""
+    if a.dtype == np.float64 and a.flags.c_contiguous and a.ndim:
+        return bool(_has_inf_flat(a.reshape(-1)))
+    return bool(np.isinf(a).any())
+
+
 # ---------------------------------------------------------------- cross-sectional row kernels
 
 @njit(cache=True, nogil=True)

@@ -288,12 +288,10 @@ def k_rank(v, w, o):
         x = v[i]
         less = 0
         eq = 0
-        for k in range(i - w + 1, i + 1):
+        for k in range(i - w + 1, i + 1):  # branch-free counts (vectorised by LLVM)
             y = v[k]
-            if y < x:
-                less += 1
-            elif y == x:
-                eq += 1
+            less += y < x
+            eq += y == x
         o[i] = (less + 0.5 * (eq + 1)) / w
 
 

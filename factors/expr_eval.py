@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from data.errors import DataError
+from factors._kernels_cs import has_inf
 from factors.errors import EvaluationError
 from factors.expr_tree import (
     Call,
@@ -33,8 +34,7 @@ __all__ = ["evaluate"]
 
 def _finite_or_nan(arr: np.ndarray) -> np.ndarray:
     """``arr`` itself if it has no +-inf, else a new array with +-inf replaced by NaN."""
-    inf = np.isinf(arr)
-    return np.where(inf, np.nan, arr) if inf.any() else arr
+    return np.where(np.isinf(arr), np.nan, arr) if has_inf(arr) else arr
 
 
 def _load_field(data: Any, name: str) -> np.ndarray:

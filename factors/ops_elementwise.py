@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from factors._kernels_cs import nan_nonfinite_
 from factors.registry import register
 
 
@@ -24,9 +25,7 @@ def _f(x) -> np.ndarray:
 
 def _finite(out) -> np.ndarray:
     """Return ``out`` as a float64 array with every non-finite entry replaced by NaN."""
-    out = np.array(out, dtype=np.float64, copy=None)
-    np.copyto(out, np.nan, where=~np.isfinite(out))
-    return out
+    return nan_nonfinite_(np.array(out, dtype=np.float64, copy=None))
 
 
 def _apply(ufunc, *args) -> np.ndarray:

@@ -18,8 +18,10 @@ Conventions (those of :mod:`factors.ops_cs`, per group instead of per date):
   from it. Genetic programming does not use them (``gp=False``): the second argument must be
   a categorical field, not an arbitrary sub-expression.
 
-Implementation: one numba row loop, each row's eligible entries ordered by ``(group, x)``
-(stable sorts), then one pass over the runs of equal group. Reference semantics (test
+Implementation: one numba row loop. Rank and z-score order each row's eligible entries by
+``(group, x)`` (stable sorts), then make one pass over the runs of equal group; demean and
+mean need no order (dense group ids by binary search in a table of the values seen, one pass
+for the sums, one for the output). Reference semantics (test
 oracles): ``df.where(ok).groupby(group_row).transform(...)`` per date.
 """
 from __future__ import annotations
@@ -100,13 +102,86 @@ def _group_rows(x, g, ok, mode):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _group_mean_rows(x, g, ok, demean):
+    """Per row, ``x`` minus its group mean (``demean``) or the group mean, in O(N) per row.
+
+    Group values are mapped to dense ids through a small sorted table of the values seen so
+    far (binary search, O(log k) per entry, skipped when a stock keeps the previous row's
+    group; reset when it grows past ``N``), so no row is sorted. Each group's sum runs over its members in column order (pandas ``groupby``'s).
+    """
+    T, N = x.shape
+    out = np.full((T, N), np.nan)
+    cap = 2 * N + 1
+    sv = np.empty(cap)                  # distinct group values seen, ascending
+    sid = np.empty(cap, np.int64)       # their dense ids
+    s = np.zeros(cap)
+    c = np.zeros(cap, np.int64)
+    code = np.empty(N, np.int64)
+    lastv = np.empty(N)
+    lastq = np.full(N, -1, np.int64)
+    k = 0
+    for t in range(T):
+        if k > N:
+            k = 0
+            lastq[:] = -1
+        for q in range(k):
+            s[q] = 0.0
+            c[q] = 0
+        for j in range(N):
+            if not ok[t, j]:
+                code[j] = -1
+                continue
+            v = g[t, j]
+            if lastq[j] >= 0 and lastv[j] == v:     # same group as on the previous row
+                q = lastq[j]
+                code[j] = q
+                s[q] += x[t, j]
+                c[q] += 1
+                continue
+            lo, hi = 0, k
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if sv[mid] < v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            p = lo
+            if p < k and sv[p] == v:
+                q = sid[p]
+            else:
+                for r in range(k, p, -1):
+                    sv[r] = sv[r - 1]
+                    sid[r] = sid[r - 1]
+                sv[p] = v
+                sid[p] = k
+                q = k
+                s[q] = 0.0
+                c[q] = 0
+                k += 1
+            lastv[j] = v
+            lastq[j] = q
+            code[j] = q
+            s[q] += x[t, j]
+            c[q] += 1
+        for j in range(N):
+            q = code[j]
+            if q >= 0:
+                mean = s[q] / c[q]
+                out[t, j] = x[t, j] - mean if demean else mean
+    return out
+
+
 def _grouped(name: str, x, group, mask, mode: int) -> np.ndarray:
     a = K.as_panel(x, name)
     g = K.as_panel(group, f"{name} group")
     if g.shape != a.shape:
         raise ValueError(f"{name}: group shape {g.shape} does not match panel shape {a.shape}")
     ok = K.valid_entries(a, mask, f"{name} mask") & np.isfinite(g)
-    out = _group_rows(a, g, ok, mode)
+    if mode in (_DEMEAN, _MEAN):
+        out = _group_mean_rows(a, g, ok, mode == _DEMEAN)
+    else:
+        out = _group_rows(a, g, ok, mode)
     np.copyto(out, np.nan, where=~np.isfinite(out))
     return out
 
