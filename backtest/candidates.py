@@ -190,7 +190,9 @@ class Workspace:
         return load_prediction_panel(self.model_dir, run_id, self.ctx.dates, self.ctx.codes)
 
     def field(self, name: str) -> np.ndarray:
-        """Return field ``name`` as a (T, N) float64 array aligned with ``ctx``."""
+        """Return field ``name`` as a read-only (T, N) array aligned with ``ctx``: float64, or
+        float32 for the quantity fields under ``[data] dtype = "float32"``
+        (:attr:`data.fields.FieldSpec.float32`; the evaluator upcasts before computing)."""
         if name not in self._panels:
             self.load([name])
         return self._panels[name]
@@ -200,9 +202,11 @@ class Workspace:
         missing = [n for n in names if n not in self._panels]
         if not missing:
             return
-        frames = self.dm.panels(missing, self.start, self.end, codes=self.ctx.codes)
+        dtype = np.dtype(getattr(self.dm, "dtype", np.float64))
+        frames = self.dm.panels(missing, self.start, self.end, codes=self.ctx.codes,
+                                dtype=dtype.name)
         for n in missing:
-            arr = frames[n].to_numpy(dtype=np.float64)
+            arr = frames[n].to_numpy()              # float64, or float32 where the field allows
             arr.setflags(write=False)
             self._panels[n] = arr
 

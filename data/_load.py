@@ -3,7 +3,8 @@
 Private to :mod:`data`; :class:`data.manager.DataManager` is the public interface. Raw values
 keep the warehouse's Tushare units here (lots, thousand yuan, ten-thousand shares); the manager
 converts them. Rows are placed into the wide arrays by index arithmetic (``pyarrow.compute
-.index_in`` for codes, ``searchsorted`` for dates), never by ``pivot_table``.
+.index_in`` for codes, ``searchsorted`` for dates), never by ``pivot_table``. Files are read
+memory-mapped and only the needed columns are decoded (:func:`data.io.read_table`).
 """
 from __future__ import annotations
 
