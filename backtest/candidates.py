@@ -340,10 +340,11 @@ def _valid_side(ws: Workspace, formula: str) -> tuple[np.ndarray, np.ndarray, np
     """A member's valid rows and their row orders on eligible names, cached on ``ws``.
 
     What :func:`backtest.evaluate.factor_corr` computes for its second argument, kept per
-    member in ``ws.memo`` under ``("valid_side", formula)``: only the valid split's rows (about a quarter of the default window) instead of the
-    whole panel, so on the whole market a leaderboard of 20 members holds ~0.8 GB, not 2 GB
-    (README "Full market"), and each member is sorted once per workspace, not once per
-    candidate. Same numbers as ``factor_corr(candidate, member, ctx, "valid")``.
+    member in ``ws.memo`` under ``("valid_side", formula)`` (cleared with it): only the valid
+    split's rows (about a quarter of the default window) instead of the whole panel, so on
+    the whole market 20 members hold ~0.8 GB, not 2 GB (README "Full market"), and each
+    member is sorted once per workspace, not once per candidate. Same numbers as
+    ``factor_corr(candidate, member, ctx, "valid")``.
     """
     key = ("valid_side", formula)           # in ``ws.memo``: cleared with it
     hit = ws.memo.get(key)
