@@ -366,10 +366,16 @@ class DataManager:
         UniverseError
             Unknown universe.
         DataError
-            Dates outside the data, or missing warehouse files.
+            Dates outside the data, missing warehouse files, or a ``dtype`` other than
+            float64 / float32 (checked before anything is read).
         """
         if isinstance(fields, str):
             fields = [fields]
+        if dtype is not None and str(np.dtype(dtype) if isinstance(dtype, type) else dtype) \
+                not in PANEL_DTYPES:
+            raise DataError(f"panel dtype must be one of {', '.join(PANEL_DTYPES)}, got "
+                            f"{dtype!r}")
+        dt = np.dtype(dtype or np.float64)
         bad = [f for f in fields if f not in FIELDS]
         if bad:
             raise FieldError(f"unknown field(s) {', '.join(map(repr, bad))}; valid: "
@@ -399,10 +405,6 @@ class DataManager:
         if "industry" in fields:          # Shenwan L1 codes (dated, else static), as float64
             out["industry"] = self._opt.industry(1, idx, cols, self.stock_basic())[0].astype(
                 np.float64)
-        dt = np.dtype(dtype or np.float64)
-        if dt.name not in PANEL_DTYPES:
-            raise DataError(f"panel dtype must be one of {', '.join(PANEL_DTYPES)}, got "
-                            f"{dtype!r}")
         return {f: pd.DataFrame(a.astype(dt if FIELDS[f].float32 else np.float64, copy=False),
                                 index=idx, columns=cols, copy=False) for f, a in out.items()}
 
