@@ -31,10 +31,14 @@ and :mod:`backtest.combine` builds its composite from the same workspace; produc
 ``mining/`` and ``models/`` sit above and import this module, never each other. Test-split
 metrics are never computed here without an :class:`backtest.seal.Access` (the workspace refuses
 test dates otherwise).
+
+Size: about 530 lines, one topic (a candidate's path from formula to gate); the Workspace and
+the gate's inputs it caches (member panels, members' valid rows) belong together.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import secrets
 from contextlib import contextmanager
@@ -46,7 +50,8 @@ import numpy as np
 import pandas as pd
 
 from backtest.context import EvalContext
-from backtest.evaluate import FactorReport, evaluate_factor, factor_corr
+from backtest.evaluate import FactorReport, evaluate_factor
+from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
 from backtest.seal import Access, check_window, default_end
 from data.config import Config
 from data.errors import AlphamineError
@@ -190,7 +195,9 @@ class Workspace:
         return load_prediction_panel(self.model_dir, run_id, self.ctx.dates, self.ctx.codes)
 
     def field(self, name: str) -> np.ndarray:
-        """Return field ``name`` as a (T, N) float64 array aligned with ``ctx``."""
+        """Return field ``name`` as a read-only (T, N) array aligned with ``ctx``: float64, or
+        float32 for the quantity fields under ``[data] dtype = "float32"``
+        (:attr:`data.fields.FieldSpec.float32`; the evaluator upcasts before computing)."""
         if name not in self._panels:
             self.load([name])
         return self._panels[name]
@@ -200,9 +207,11 @@ class Workspace:
         missing = [n for n in names if n not in self._panels]
         if not missing:
             return
-        frames = self.dm.panels(missing, self.start, self.end, codes=self.ctx.codes)
+        dtype = np.dtype(getattr(self.dm, "dtype", np.float64))
+        frames = self.dm.panels(missing, self.start, self.end, codes=self.ctx.codes,
+                                dtype=dtype.name)
         for n in missing:
-            arr = frames[n].to_numpy(dtype=np.float64)
+            arr = frames[n].to_numpy()              # float64, or float32 where the field allows
             arr.setflags(write=False)
             self._panels[n] = arr
 
@@ -309,13 +318,44 @@ def correlations_with(ws: Workspace, candidate: Evaluated,
     (a member this workspace cannot evaluate, e.g. a model leaf it cannot load, is left out:
     the gate ignores it)."""
     out: dict[str, float] = {}
+    lo, hi = ws.ctx.split_bounds("valid")
+    e = ws.ctx.eligible[lo:hi]
+    side = None
     for rec in members:
         try:
-            member_values = ws.values(parse(rec.formula), memo=True)
+            xb, ob, nb = _valid_side(ws, rec.formula)
         except AlphamineError:
             continue
-        out[rec.formula] = factor_corr(candidate.values, member_values, ws.ctx, split="valid")
+        if hi <= lo:
+            out[rec.formula] = math.nan
+            continue
+        if side is None:                     # the candidate's valid rows, sorted once
+            xa = np.ascontiguousarray(candidate.values[lo:hi], dtype=np.float64)
+            side = (xa, *row_orders(xa, e))
+        out[rec.formula] = finite_mean(spearman_from_orders(*side, xb, ob, nb, e))
     return out
+
+
+def _valid_side(ws: Workspace, formula: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A member's valid rows and their row orders on eligible names, cached on ``ws``.
+
+    What :func:`backtest.evaluate.factor_corr` computes for its second argument, kept per
+    member in ``ws.memo`` under ``("valid_side", formula)`` (cleared with it): only the valid
+    split's rows (about a quarter of the default window) instead of the whole panel, so on
+    the whole market 20 members hold ~0.8 GB, not 2 GB (README "Full market"), and each
+    member is sorted once per workspace, not once per candidate. Same numbers as
+    ``factor_corr(candidate, member, ctx, "valid")``.
+    """
+    key = ("valid_side", formula)           # in ``ws.memo``: cleared with it
+    hit = ws.memo.get(key)
+    if hit is None:
+        expr = parse(formula)
+        v = ws.memo[expr] if expr in ws.memo else ws.values(expr)
+        lo, hi = ws.ctx.split_bounds("valid")
+        x = np.ascontiguousarray(v[lo:hi], dtype=np.float64)
+        hit = (x, *row_orders(x, ws.ctx.eligible[lo:hi]))
+        ws.memo[key] = hit
+    return hit
 
 
 def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,

@@ -3,7 +3,8 @@
 Private to :mod:`data`; :class:`data.manager.DataManager` is the public interface. Raw values
 keep the warehouse's Tushare units here (lots, thousand yuan, ten-thousand shares); the manager
 converts them. Rows are placed into the wide arrays by index arithmetic (``pyarrow.compute
-.index_in`` for codes, ``searchsorted`` for dates), never by ``pivot_table``.
+.index_in`` for codes, ``searchsorted`` for dates), never by ``pivot_table``. Files are read
+memory-mapped and only the needed columns are decoded (:func:`data.io.read_table`).
 """
 from __future__ import annotations
 
@@ -149,17 +150,21 @@ class RawStore:
         return d.is_dir() and any(d.glob(f"{dataset}_*.parquet"))
 
     def _load_daily_year(self, year: int, codes: pd.Index, ckey: str, columns: list[str],
-                         dataset: str = "daily") -> None:
+                         dataset: str = "daily") -> dict[str, np.ndarray]:
+        """Load ``columns`` of one year into the cache; also return them (a budget smaller than
+        one year's columns may evict them at once)."""
         path = self.daily_path(year, dataset)
         a, b = self.year_bounds[year]
         shape = (b - a, len(codes))
+        out: dict[str, np.ndarray] = {}
         if not path.is_file():
             if dataset == "daily":
                 raise DataError(f"daily file {path} is missing; restore it or fill the "
                                 "warehouse with `mine data bootstrap --root DIR`")
             for c in columns:       # an optional dataset without this year: all NaN
-                self._put((dataset, year, ckey, c), np.full(shape, np.nan))
-            return
+                out[c] = np.full(shape, np.nan)
+                self._put((dataset, year, ckey, c), out[c])
+            return out
         pkey = (dataset, year, ckey)
         place = self._places.get(pkey)
         read = list(columns) if place is not None else ["ts_code", "trade_date", *columns]
@@ -169,10 +174,12 @@ class RawStore:
             self._places[pkey] = place
         rows, flat = place
         for c in columns:
-            self._put((dataset, year, ckey, c),
-                      _scatter(_column_values(table, c), rows, flat, shape))
+            out[c] = _scatter(_column_values(table, c), rows, flat, shape)
+            self._put((dataset, year, ckey, c), out[c])
+        return out
 
-    def _load_est(self, codes: pd.Index, ckey: str) -> None:
+    def _load_est(self, codes: pd.Index, ckey: str) -> dict[int, np.ndarray]:
+        """Load the estimated total_share of every year into the cache; also return them."""
         path = self.root / EST_FILE
         if not path.is_file():
             raise DataError(f"{path} is missing (needed for total_share / total_mv / turnover); "
@@ -183,8 +190,11 @@ class RawStore:
         rows, flat = _place(table, codes, self.cal)
         full = _scatter(_column_values(table, "total_share"), rows, flat,
                         (len(self.cal), len(codes)))
+        out = {}
         for year, (a, b) in self.year_bounds.items():
-            self._put(("est", year, ckey, EST_COLUMN), full[a:b].copy())
+            out[year] = full[a:b].copy()
+            self._put(("est", year, ckey, EST_COLUMN), out[year])
+        return out
 
     def window(self, columns: list[str], t0: int, t1: int, codes: pd.Index
                ) -> dict[str, np.ndarray]:
@@ -238,10 +248,9 @@ class RawStore:
                 arr = self._get((src, year, ckey, col))
                 if arr is None:   # evicted while loading siblings under a tiny budget
                     if src == "est":
-                        self._load_est(codes, ckey)
+                        arr = self._load_est(codes, ckey)[year]
                     else:
-                        self._load_daily_year(year, codes, ckey, [col], src)
-                    arr = self._values[(src, year, ckey, col)]
+                        arr = self._load_daily_year(year, codes, ckey, [col], src)[col]
                 parts[c].append(arr[lo:hi])
         return {c: (np.concatenate(p, axis=0) if len(p) != 1 else p[0].copy())
                 for c, p in parts.items()}

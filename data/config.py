@@ -25,16 +25,18 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from data.errors import ConfigError
 
 __all__ = ["DataConfig", "Config", "find_config", "load_config", "section_from_dict",
-           "range_text", "to_toml", "WORK_DIR"]
+           "range_text", "to_toml", "WORK_DIR", "PANEL_DTYPES"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Default folder of results (leaderboard, backtests, model runs, caches) without a config.
 WORK_DIR = _REPO_ROOT / ".alphamine"
+#: Accepted ``[data] dtype`` values: storage dtype of the float32-safe fields (data.fields).
+PANEL_DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,16 @@ class DataConfig:
 
     root: Path = _REPO_ROOT.parent / "shared" / "data" / "ashare"
     cache_dir: Path = WORK_DIR / "cache"
+    dtype: str = "float64"      # float32: the quantity fields in float32 (data.fields.FieldSpec)
+    cache_mb: float = 512.0     # in-memory LRU cache of raw warehouse columns (MiB)
+
+    RANGES: ClassVar[dict] = {"cache_mb": (0, None)}
+
+    def __post_init__(self) -> None:
+        """Validate ``dtype`` (``float64`` or ``float32``; see :mod:`data.manager`)."""
+        if self.dtype not in PANEL_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(PANEL_DTYPES)}, got "
+                             f"{self.dtype!r}")
 
 
 class Config:

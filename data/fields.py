@@ -43,6 +43,12 @@ class FieldSpec:
         :class:`data.errors.FieldError`.
     scale : float
         Factor from the stored Tushare unit to :attr:`unit` (dataset fields only).
+    float32 : bool
+        Stored in float32 under ``[data] dtype = "float32"`` (rounded once from float64):
+        only quantities (volume, value, shares) whose float32 rounding moved the mean RankIC
+        of formulas on them by < 1e-6 on the whole real market (README "Full market"). Prices
+        and returns stay float64: they are ratios of prices in cents with many exact ties
+        (limit moves), and float32 rounding breaks those ties differently (up to ~4e-6).
     """
 
     name: str
@@ -51,6 +57,7 @@ class FieldSpec:
     source: str
     dataset: str = ""
     scale: float = 1.0
+    float32: bool = False
 
     @property
     def column(self) -> str:
@@ -85,13 +92,13 @@ _SPECS: tuple[FieldSpec, ...] = (
               "day it is the exchange's reference price, on the listing day the IPO price. The "
               "base of the daily price limits.", "daily.pre_close"),
     FieldSpec("vol", "shares", "Traded volume = Tushare vol (lots of 100 shares) x 100.",
-              "daily.vol"),
+              "daily.vol", float32=True),
     FieldSpec("amount", "yuan",
               "Traded value = Tushare amount (thousand yuan) x 1000. After "
               f"{AMOUNT_LAST_REAL_DATE} (and on the few earlier rows without amount) it is the "
               "proxy vol (shares) x (open+high+low+close)/4 (raw yuan); "
               "DataManager.is_proxy_amount flags those cells.",
-              "daily.amount, daily.vol, daily.open/high/low/close"),
+              "daily.amount, daily.vol, daily.open/high/low/close", float32=True),
     FieldSpec("total_share", "shares",
               "Total share count. With daily_basic in the warehouse: daily_basic.total_share "
               "(10k shares) x 1e4. On the embedded snapshot: the ESTIMATE "
@@ -104,12 +111,14 @@ _SPECS: tuple[FieldSpec, ...] = (
               "Total market value. With daily_basic: daily_basic.total_mv (10k yuan) x 1e4. On "
               "the embedded snapshot: the estimate total_share (shares) x raw close (yuan), "
               "with the total_share caveats. NaN on days without a bar.",
-              "daily_basic.total_mv (else daily_basic_est.total_share x daily.close)"),
+              "daily_basic.total_mv (else daily_basic_est.total_share x daily.close)",
+              float32=True),
     FieldSpec("turnover", "fraction (shares / shares)",
               "Turnover proxy = vol (shares) / total_share (shares). Uses TOTAL not free-float "
               "shares, so it is lower than the vendor's turnover_rate, especially for stocks "
               "with large locked-up holdings.",
-              "daily.vol, daily_basic.total_share (else daily_basic_est.total_share)"),
+              "daily.vol, daily_basic.total_share (else daily_basic_est.total_share)",
+              float32=True),
     FieldSpec("ret", "fraction",
               "Close-to-close adjusted return close_t / close_prev - 1, where close_prev is the "
               "stock's own previous bar (across a suspension it is the return since the last "

@@ -258,9 +258,14 @@ def read_parquet(path: str | os.PathLike, columns=None, *, repair: str = REPAIR,
         return pd.read_parquet(path, columns=columns, **kwargs)
 
 
-def read_table(path: str | os.PathLike, columns=None, **kwargs):
-    """``pyarrow.parquet.read_table(path, columns=columns, **kwargs)`` with
-    :func:`parquet_errors` (a ``pyarrow.Table``).
+def read_table(path: str | os.PathLike, columns=None, *, memory_map: bool = True, **kwargs):
+    """``pyarrow.parquet.read_table(path, columns=columns, memory_map=memory_map, **kwargs)``
+    with :func:`parquet_errors` (a ``pyarrow.Table``).
+
+    Only ``columns`` are decoded. With ``memory_map`` (the default) the file is mapped
+    (``pyarrow.memory_map``) instead of being read into a heap buffer first, so loading a
+    year of the whole market holds the decoded columns only, not also a copy of the file's
+    bytes; the table is the same either way (``tests/data/test_mmap_read.py``).
 
     Raises
     ------
@@ -269,4 +274,4 @@ def read_table(path: str | os.PathLike, columns=None, **kwargs):
     """
     import pyarrow.parquet as pq
     with parquet_errors(path, columns):
-        return pq.read_table(path, columns=columns, **kwargs)
+        return pq.read_table(path, columns=columns, memory_map=memory_map, **kwargs)

@@ -55,6 +55,7 @@ from data.derive import (
     derive,
     raw_vwap,
 )
+from data.config import PANEL_DTYPES
 from data.errors import DataError, FieldError, UniverseError
 from data.fields import CATEGORICAL_FIELDS, FIELDS
 from data.fundamentals import dividend_rows, report_rows, valuation_rows
@@ -66,6 +67,9 @@ from data.universe import universe_codes as _universe_codes
 #: Trading days loaded before ``start`` for history-dependent fields (``ret``); a previous bar
 #: further back (long suspension) is fetched exactly by a targeted look-up.
 LOOKBACK_DAYS = 10
+#: Rows per block of :meth:`DataManager.tradable_mask` (bounds its temporaries on the whole
+#: market; the result does not depend on it).
+MASK_BLOCK_ROWS = 250
 _REQUIRED = ("trade_cal.parquet", "stock_basic.parquet", "daily")
 _FIX = ("set [data] root in mine.toml to the warehouse folder, or fill one with "
         "`mine data bootstrap --root DIR --start YYYY-MM-DD`")
@@ -81,7 +85,16 @@ class DataManager:
     cache_dir : Path, optional
         Reserved for an on-disk panel cache (currently unused: loads are fast enough).
     max_cache_bytes : int
-        In-memory cache budget for raw columns (default 4 GiB).
+        In-memory LRU budget for raw warehouse columns (default 512 MiB, ``[data] cache_mb``):
+        a full-market column over 2010-2021 is ~100 MiB, a CSI300 one ~16 MiB; results never
+        depend on it, only how often a file is re-read.
+    dtype : {"float64", "float32"}
+        The configured storage dtype of factor-input panels (``[data] dtype``), kept as
+        :attr:`dtype` for the evaluation layer (:class:`backtest.candidates.Workspace`), which
+        asks :meth:`panels` for it; it applies to the float32-safe quantity fields only
+        (:attr:`data.fields.FieldSpec.float32`). :meth:`panels` itself returns float64 unless
+        told otherwise, so the simulator, limits and tradability always see exact float64
+        prices.
 
     Raises
     ------
@@ -90,7 +103,12 @@ class DataManager:
     """
 
     def __init__(self, root: str | Path, cache_dir: Path | None = None,
-                 max_cache_bytes: int = 4 << 30):
+                 max_cache_bytes: int = 512 << 20, dtype: str = "float64"):
+        if str(dtype) not in PANEL_DTYPES:
+            raise DataError(f"panel dtype must be one of {', '.join(PANEL_DTYPES)}, got "
+                            f"{dtype!r}")
+        #: configured storage dtype of the float32-safe factor-input fields (``[data] dtype``)
+        self.dtype = np.dtype(str(dtype))
         self.root = Path(root).expanduser()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if not self.root.is_dir():
@@ -139,8 +157,10 @@ class DataManager:
 
     @classmethod
     def from_config(cls, cfg) -> "DataManager":
-        """Build from a :class:`data.config.Config` (uses ``cfg.data.root`` / ``cache_dir``)."""
-        return cls(cfg.data.root, cfg.data.cache_dir)
+        """Build from a :class:`data.config.Config` (``cfg.data``: ``root``, ``cache_dir``,
+        ``cache_mb``, ``dtype``)."""
+        d = cfg.data
+        return cls(d.root, d.cache_dir, max_cache_bytes=int(d.cache_mb * 2**20), dtype=d.dtype)
 
     # ------------------------------------------------------------------------------ dates
     def _ts(self, d, what: str) -> pd.Timestamp:
@@ -307,8 +327,8 @@ class DataManager:
         return self.universe_codes(universe or "all", self._cal[t0], self._cal[t1 - 1])
 
     # ------------------------------------------------------------------------------ panels
-    def panels(self, fields: list[str], start=None, end=None, codes=None, universe=None
-               ) -> dict[str, pd.DataFrame]:
+    def panels(self, fields: list[str], start=None, end=None, codes=None, universe=None,
+               dtype=None) -> dict[str, pd.DataFrame]:
         """Panels of ``fields`` on the trading days in ``[start, end]``.
 
         Parameters
@@ -323,11 +343,18 @@ class DataManager:
         universe : str, optional
             If ``codes`` is None: the universe's codes (:meth:`universe_codes`); values are NOT
             masked by membership (use :meth:`universe_mask`). Default ``"all"``.
+        dtype : {None, "float64", "float32"}
+            Storage dtype of the fields marked :attr:`data.fields.FieldSpec.float32`
+            (volume, value, market value, turnover; default float64); every other field
+            (prices, returns) stays float64. Fields are always derived in float64 from the
+            float64 raw columns and rounded once at the end, so float32 halves their memory
+            at a relative error of at most ``2**-24`` per value.
 
         Returns
         -------
         dict of str -> DataFrame
-            ``(T, N)`` float64 panels, index ``trade_date``, columns ``ts_code``, NaN where
+            ``(T, N)`` panels (float64; ``dtype`` for the float32-safe fields), index
+            ``trade_date``, columns ``ts_code``, NaN where
             there is no bar (``industry``: a group code on every date, see
             :meth:`industry`, level 1). Units: :mod:`data.fields`. ``ret`` is exact at ``start`` (history
             before ``start`` is read as needed) and every value is causal.
@@ -339,10 +366,16 @@ class DataManager:
         UniverseError
             Unknown universe.
         DataError
-            Dates outside the data, or missing warehouse files.
+            Dates outside the data, missing warehouse files, or a ``dtype`` other than
+            float64 / float32 (checked before anything is read).
         """
         if isinstance(fields, str):
             fields = [fields]
+        if dtype is not None and str(np.dtype(dtype) if isinstance(dtype, type) else dtype) \
+                not in PANEL_DTYPES:
+            raise DataError(f"panel dtype must be one of {', '.join(PANEL_DTYPES)}, got "
+                            f"{dtype!r}")
+        dt = np.dtype(dtype or np.float64)
         bad = [f for f in fields if f not in FIELDS]
         if bad:
             raise FieldError(f"unknown field(s) {', '.join(map(repr, bad))}; valid: "
@@ -372,7 +405,8 @@ class DataManager:
         if "industry" in fields:          # Shenwan L1 codes (dated, else static), as float64
             out["industry"] = self._opt.industry(1, idx, cols, self.stock_basic())[0].astype(
                 np.float64)
-        return {f: pd.DataFrame(a, index=idx, columns=cols, copy=False) for f, a in out.items()}
+        return {f: pd.DataFrame(a.astype(dt if FIELDS[f].float32 else np.float64, copy=False),
+                                index=idx, columns=cols, copy=False) for f, a in out.items()}
 
     def panel(self, field: str, start=None, end=None, codes=None, universe=None
               ) -> pd.DataFrame:
@@ -737,12 +771,18 @@ class DataManager:
                             f"got {side!r}")
         t0, t1 = self._range(start, end)
         cols = self._codes(codes, None, t0, t1)
-        r = self._store.window(["open", "close"], t0, t1, cols)
-        f = trade_flags(r, *self._limits(t0, t1, cols))
-        ok = {"both": f["buy"] & f["sell"], "buy": f["buy"], "sell": f["sell"],
-              "any": f["bar"]}[side]
-        age, _ = self._listing_age(t0, t1, cols)
-        return ok & (age >= int(min_listed_days))
+        out = np.zeros((t1 - t0, len(cols)), dtype=bool)
+        # Row t reads day t only, so blocks of rows give the same mask while the limit-price
+        # temporaries (several int64/float64 arrays per cell) stay a block in size.
+        for a in range(t0, t1, MASK_BLOCK_ROWS):
+            b = min(a + MASK_BLOCK_ROWS, t1)
+            r = self._store.window(["open", "close"], a, b, cols)
+            f = trade_flags(r, *self._limits(a, b, cols))
+            ok = {"both": f["buy"] & f["sell"], "buy": f["buy"], "sell": f["sell"],
+                  "any": f["bar"]}[side]
+            age, _ = self._listing_age(a, b, cols)
+            out[a - t0:b - t0] = ok & (age >= int(min_listed_days))
+        return out
 
     def clear_cache(self) -> None:
         """Forget every cached raw column (files are re-read on the next request)."""

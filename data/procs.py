@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import sys
 import socket
 import time
 
-__all__ = ["HOST", "process_alive", "process_start", "PROCESS_START"]
+__all__ = ["HOST", "process_alive", "process_start", "PROCESS_START", "peak_rss_mb"]
 
 #: This host's name reduced to ``[A-Za-z0-9_]`` (it goes into file names), at most 32 chars.
 HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:32] or "host"
@@ -96,3 +98,15 @@ def process_alive(pid: int | None, *, not_after: float | None = None) -> bool:
     if not_after is not None and started is not None and started > not_after + _SLACK_S:
         return False
     return True
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (``getrusage(RUSAGE_SELF)``).
+
+    What ``mine gp / eval / combine --json`` report as ``peak_rss_mb`` (README "Full market").
+    The kernel's high-water mark of the process's resident pages: it covers every allocation
+    (numpy, Arrow, numba) and never decreases. ``ru_maxrss`` is in KiB on Linux and in bytes
+    on macOS.
+    """
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)

@@ -32,6 +32,7 @@ from backtest.combine_run import (
 )
 from backtest.run_dirs import find_latest_targets
 from data.errors import AlphamineError, ConfigError
+from data.procs import peak_rss_mb
 from mining.cli_app import (
     app,
     check_choice,
@@ -106,9 +107,9 @@ def _prelude(as_json: bool):
     return c
 
 
-def _emit_json(c, record) -> None:
+def _emit_json(c, record, **extra) -> None:
     print_json({"config": str(c.source) if c.source else None, "store": str(c.store.path),
-                **record.to_dict()})
+                **record.to_dict(), **extra})
 
 
 # --------------------------------------------------------------------------- combine
@@ -277,11 +278,11 @@ def combine(
         fail(e)
     if compare:
         if as_json:
-            print_json({**config_keys(c), **res.to_dict()})
+            print_json({**config_keys(c), **res.to_dict(), "peak_rss_mb": peak_rss_mb()})
         else:
             _print_compare(res)
     elif as_json:
-        _emit_json(c, run)
+        _emit_json(c, run, peak_rss_mb=peak_rss_mb())
     else:
         _print_combine(run)
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from backtest.context import DECAY_HORIZONS
 from data.errors import AlphamineError, ConfigError
+from data.procs import peak_rss_mb
 from mining.cli_app import (
     SOURCES,
     app,
@@ -193,7 +194,7 @@ def eval_(formula: Optional[str] = typer.Argument(None, help='Factor formula, e.
     for w in res.warnings:                  # stderr: the JSON on stdout stays clean
         warn(w)
     if as_json:
-        print_json(res.payload(cfg))
+        print_json({**res.payload(cfg), "peak_rss_mb": peak_rss_mb()})
         return
     console.print(f"[bold]{escape(res.formula)}[/]  ({universe}, horizon {res.horizon})",
                   soft_wrap=True)

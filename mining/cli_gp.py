@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from data.errors import AlphamineError, ConfigError
+from data.procs import peak_rss_mb
 from factors.parallel import EXECUTOR_KINDS
 from factors.store import FactorStore
 from mining.cli_app import (CLUSTER_HELP, with_cluster,
@@ -160,7 +161,7 @@ def gp(ctx: typer.Context,
             rec = mine_gp(cfg, g, end=end, argv=invocation(ctx))
         except AlphamineError as e:
             fail(e)
-        print_json({**config_keys(cfg), **_record_json(rec)})
+        print_json({**config_keys(cfg), **_record_json(rec), "peak_rss_mb": peak_rss_mb()})
         return
     console.print(f"[dim]{escape(config_line(cfg))}[/]", soft_wrap=True)
     render = _Renderer(g.universe, g.generations)

@@ -123,6 +123,7 @@ def test_gp_end_to_end_writes_leaderboard(tmp_path):
     r = runner.invoke(app, ["--config", str(cfg), "gp", "--json"])
     assert r.exit_code == 0, r.output
     second = json.loads(r.stdout)
+    assert second["peak_rss_mb"] > 0                     # the process's peak RSS (issue 15)
     assert second["skipped_train_corr"] >= len(rows) and second["n_seeds"] >= len(rows)
     assert not {row["formula"] for row in rows} & {d["formula"] for d in second["accepted"]}
     assert "duplicate" not in second["rejections"]

@@ -226,6 +226,7 @@ def test_combine_and_backtest_manifests_and_reruns(tmp_path, wh, monkeypatch):
     mc = json.loads(_ok(runner.invoke(app, ["--config", str(cfg), "backtest", "--preset",
                                             "microcap", "--mv-min", "0", "--mv-max", "1e13",
                                             "--hold", "2", "--json"])))
+    assert comb["peak_rss_mb"] > 0 and "peak_rss_mb" not in bt     # issue 15: gp/eval/combine
     c = _manifest(tmp_path, comb["run_id"])
     assert c["kind"] == "combine" and c["inputs"]["store_snapshot"] == "store.db.gz"
     assert set(c["results"]["files"]) == {"targets", "score", "factor_weights"}
