@@ -35,6 +35,7 @@ from data.errors import AlphamineError, ConfigError
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
 from factors.expr_tree import Expr, FactorRef, Field, ModelRef, walk
+from mining.formula_run import split_metrics
 from factors.cluster import cluster_settings, executor_for
 from factors.parallel import make_executor
 from mining.gp_eval import ScoreSpec, local_state, release_state
@@ -56,12 +57,7 @@ class BatchRow:
 
     def metrics(self) -> dict:
         """``split -> FactorReport.to_dict()`` without the split key (``mine eval --json``)."""
-        out = {}
-        for split, rep in self.reports.items():
-            d = rep.to_dict()
-            d.pop("split", None)
-            out[split] = d
-        return out
+        return split_metrics(self.reports)
 
     def to_dict(self) -> dict:
         return {"line": self.line, "formula": self.formula, "splits": self.metrics(),

@@ -12,7 +12,17 @@ from data.config import Config
 from factors.store import FactorStore
 from mining.gp_run import empty_splits_warning
 
-__all__ = ["ManualAdd", "FormulaEval", "add_formula", "evaluate_formula"]
+__all__ = ["ManualAdd", "FormulaEval", "add_formula", "evaluate_formula", "split_metrics"]
+
+
+def split_metrics(reports) -> dict:
+    """``split -> FactorReport.to_dict()`` without the split key (``mine eval --json``)."""
+    out = {}
+    for split, rep in reports.items():
+        d = rep.to_dict()
+        d.pop("split", None)
+        out[split] = d
+    return out
 
 
 # ------------------------------------------------------------------------------- manual
@@ -93,12 +103,7 @@ class FormulaEval:
     saved: Optional[Path] = None      # the ``--save`` folder of the daily series
 
     def metrics(self) -> dict:
-        out = {}
-        for split, rep in self.reports.items():
-            d = rep.to_dict()
-            d.pop("split", None)
-            out[split] = d
-        return out
+        return split_metrics(self.reports)
 
     def payload(self, cfg: Config) -> dict:
         """The result as ``mine eval --json`` prints it (and ``report.json`` of ``--save``)."""
