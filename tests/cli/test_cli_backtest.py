@@ -110,7 +110,7 @@ def test_combine_then_backtest(tmp_path, synth_root):
     assert s["out_dir"] == str(out) and s["config"] == str(cfg)
     assert "in-sample" in s["note"] and "is_st_latest" in s["note"]    # no dated ST history
     assert _strict(out / "combine.json") == {k: v for k, v in s.items()
-                                             if k not in ("config", "store")}
+                                             if k not in ("config", "store", "peak_rss_mb")}
 
     bt_out = tmp_path / "bt_out"
     b = _json(runner.invoke(app, ["--config", str(cfg), "backtest", "--targets",
