@@ -31,11 +31,14 @@ from typing import Any, Protocol
 import numpy as np
 
 __all__ = ["Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "SharedPanels",
-           "make_executor", "resolve_jobs", "EXECUTOR_KINDS", "AUTO_KIND"]
+           "make_executor", "resolve_jobs", "EXECUTOR_KINDS", "LOCAL_KINDS", "AUTO_KIND"]
 
+#: The backends of this machine (``[gp] executor``, ``mine gp --executor``); a cluster is chosen by
+#: an address instead (``[cluster] address``, ``--cluster``).
+LOCAL_KINDS = ("auto", "serial", "threads", "processes")
 #: Backends :func:`make_executor` knows (``"auto"``: :data:`AUTO_KIND` with several workers,
 #: ``serial`` with one).
-EXECUTOR_KINDS = ("auto", "serial", "threads", "processes", "ray")
+EXECUTOR_KINDS = LOCAL_KINDS + ("ray",)
 #: What ``"auto"`` picks with more than one worker. Measured with ``bench/parallel_bench.py``
 #: (csi300 GP workload, 2 workers, 2026-11-30, a 2-core VM at load average 10-12, so wall
 #: times are noise): threads 0-7 % more CPU than serial (one shared memo, no fork), processes

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from data.errors import AlphamineError, ConfigError
 from data.procs import peak_rss_mb
-from factors.parallel import EXECUTOR_KINDS
+from factors.parallel import LOCAL_KINDS
 from factors.store import FactorStore
 from mining.cli_app import (CLUSTER_HELP, with_cluster,
     app,
@@ -147,7 +147,7 @@ def gp(ctx: typer.Context,
         check_choice("--diversity", diversity, DIVERSITY_MODES)
         if n_jobs is not None and n_jobs < -1:
             raise ConfigError(f"--jobs must be >= 1, or 0 / -1 for all cores, got {n_jobs}")
-        check_choice("--executor", executor, EXECUTOR_KINDS)
+        check_choice("--executor", executor, LOCAL_KINDS)
         cfg = with_cluster(_cfg(), cluster)             # before any data loads
         g = replace(cfg.gp, **{k: v for k, v in dict(
             universe=universe, start=start, population=population, generations=generations,

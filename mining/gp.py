@@ -77,7 +77,7 @@ from backtest.context import EvalContext
 from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, FactorRef, Field
 from factors.operators import all_ops
-from factors.parallel import EXECUTOR_KINDS
+from factors.parallel import LOCAL_KINDS
 from factors.registry import Operator
 from mining.gp_diversity import DIVERSITY_MODES
 from mining.gp_memo import Deferred, GPMemo
@@ -111,7 +111,7 @@ class GPSettings:
     #: Accepted values of the choice keys (checked in ``__post_init__``).
     CHOICES: ClassVar[dict] = {"engine": ENGINES, "selection": SELECTIONS,
                                "seed_from": SEED_SOURCES, "diversity": DIVERSITY_MODES,
-                               "executor": EXECUTOR_KINDS}
+                               "executor": LOCAL_KINDS}
 
     universe: str = "csi300"
     start: str = "2010-01-01"           # GP data window start (fitness uses the train split only)
