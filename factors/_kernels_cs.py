@@ -37,11 +37,12 @@ def _has_inf_flat(a):
 def nan_nonfinite_(a: np.ndarray) -> np.ndarray:
     """Replace ``+-inf`` (and NaN) entries of the float64 array ``a`` by NaN, in place.
 
-    One compiled pass for a writeable C-contiguous array (no temporary masks), else
-    :func:`numpy.copyto`. Returns ``a``.
+    One compiled pass for a writeable C- or Fortran-contiguous array (no temporary masks),
+    else :func:`numpy.copyto`. Returns ``a``.
     """
-    if a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable and a.ndim:
-        _nan_nonfinite_flat(a.reshape(-1))
+    if a.dtype == np.float64 and a.flags.writeable and a.ndim and (
+            a.flags.c_contiguous or a.flags.f_contiguous):
+        _nan_nonfinite_flat(a.reshape(-1, order="C" if a.flags.c_contiguous else "F"))
     else:
         np.copyto(a, np.nan, where=~np.isfinite(a))
     return a
@@ -49,8 +50,8 @@ def nan_nonfinite_(a: np.ndarray) -> np.ndarray:
 
 def has_inf(a: np.ndarray) -> bool:
     """True when the float64 array ``a`` holds ``+inf`` or ``-inf`` (one compiled pass)."""
-    if a.dtype == np.float64 and a.flags.c_contiguous and a.ndim:
-        return bool(_has_inf_flat(a.reshape(-1)))
+    if a.dtype == np.float64 and a.ndim and (a.flags.c_contiguous or a.flags.f_contiguous):
+        return bool(_has_inf_flat(a.reshape(-1, order="C" if a.flags.c_contiguous else "F")))
     return bool(np.isinf(a).any())
 
 

@@ -60,8 +60,12 @@ def _nadd(s, c, x):
 def k_sum(v, w, o, mean):
     s = 0.0
     c = 0.0
+    ph = -1  # i % w, without an integer division per step
     for i in range(v.shape[0]):
-        if i >= w and i % w == w - 1:  # exact recomputation once per window
+        ph += 1
+        if ph == w:
+            ph = 0
+        if i >= w and ph == w - 1:  # exact recomputation once per window
             s = 0.0
             c = 0.0
             for k in range(i - w + 1, i + 1):
@@ -103,7 +107,11 @@ def k_var(v, w, o, zscore):
     """Rolling std (ddof=1) or z-score; Welford replace-updates on shifted values."""
     c = mu = m2 = bud = 0.0  # shift, mean of v - c, M2, update magnitude since exact
     run = 0
+    ph = -1  # i % w, without an integer division per step
     for i in range(v.shape[0]):
+        ph += 1
+        if ph == w:
+            ph = 0
         x = v[i]
         run = run + 1 if (i > 0 and x == v[i - 1]) else 1
         if i < w - 1:
@@ -117,7 +125,7 @@ def k_var(v, w, o, zscore):
             m2 += delta * (un - mu_new + uo - mu)
             bud += abs(delta) * (abs(un - mu_new) + abs(uo - mu))
             mu = mu_new
-        if i % w == w - 1 or (run < w and m2 < _CANCEL * bud):
+        if ph == w - 1 or (run < w and m2 < _CANCEL * bud):
             c, mu, m2, _ = _exact_moments(v, i - w + 1, i + 1, False)
             bud = 0.0
         if run >= w or m2 <= 0.0:
@@ -133,7 +141,11 @@ def k_skew(v, w, o):
     """Rolling bias-corrected skewness (pandas); Welford M2/M3 remove+add on shifted values."""
     c = mu = m2 = m3 = b2 = b3 = 0.0
     run = 0
+    ph = -1  # i % w, without an integer division per step
     for i in range(v.shape[0]):
+        ph += 1
+        if ph == w:
+            ph = 0
         x = v[i]
         run = run + 1 if (i > 0 and x == v[i - 1]) else 1
         if i < w - 1:
@@ -160,7 +172,7 @@ def k_skew(v, w, o):
             m2 += t1
             b2 += abs(t1)
             b3 += abs(t3) + abs(3.0 * dn * m2)
-        if i % w == w - 1 or (run < w and (m2 < _CANCEL * b2 or abs(m3) < _CANCEL * b3)):
+        if ph == w - 1 or (run < w and (m2 < _CANCEL * b2 or abs(m3) < _CANCEL * b3)):
             c, mu, m2, m3 = _exact_moments(v, i - w + 1, i + 1, True)
             b2 = b3 = 0.0
         den = (w - 2.0) * (m2 / w) * np.sqrt(m2 / w)
@@ -300,7 +312,11 @@ def k_decay(v, w, o):
     """Linearly weighted mean, weights 1..w with w on the newest observation."""
     den = 0.5 * w * (w + 1.0)
     s = ws = bud = 0.0  # window sum, weighted sum, update magnitude since exact
+    ph = -1  # i % w, without an integer division per step
     for i in range(v.shape[0]):
+        ph += 1
+        if ph == w:
+            ph = 0
         if i < w - 1:
             o[i] = NAN
             continue
@@ -308,7 +324,7 @@ def k_decay(v, w, o):
             ws += w * v[i] - s
             s += v[i] - v[i - w]
             bud += w * (abs(v[i]) + abs(v[i - w])) + abs(s)
-        if i % w == w - 1 or abs(ws) < _CANCEL * bud:
+        if ph == w - 1 or abs(ws) < _CANCEL * bud:
             s = ws = bud = 0.0
             for k in range(w):
                 s += v[i - w + 1 + k]
@@ -333,7 +349,11 @@ def k_cov(a, b, w, o, corr):
     cx = cy = mx = my = sxx = syy = sxy = 0.0
     bx = by = bxy = 0.0  # update magnitudes since the last exact recomputation
     runa = runb = 0
+    ph = -1  # i % w, without an integer division per step
     for i in range(a.shape[0]):
+        ph += 1
+        if ph == w:
+            ph = 0
         runa = runa + 1 if (i > 0 and a[i] == a[i - 1]) else 1
         runb = runb + 1 if (i > 0 and b[i] == b[i - 1]) else 1
         if i < w - 1:
@@ -361,7 +381,7 @@ def k_cov(a, b, w, o, corr):
             mx = mx_new
             my = my_new
         const = runa >= w or runb >= w
-        if i % w == w - 1 or not const and (
+        if ph == w - 1 or not const and (
                 sxx < _CANCEL * bx or syy < _CANCEL * by or abs(sxy) < _CANCEL * bxy):
             lo = i - w + 1
             cx, mx, sxx, _ = _exact_moments(a, lo, i + 1, False)

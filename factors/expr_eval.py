@@ -1,6 +1,13 @@
 """Evaluator of the factor language: an :class:`~factors.expr_tree.Expr` tree on ``(T, N)`` panels.
 
 Every distinct sub-expression is computed once (memoised by structural equality).
+
+Memory layout: ``ts_*`` operators run fastest on panels stored column by column (each stock's
+series contiguous, :mod:`factors._ts_driver`), ``cs_*`` operators on the usual row order.
+:func:`operator_args` hands a ``ts_*`` operator column-ordered inputs (leaves converted once
+and cached, other inputs converted on the fly) and an elementwise operator with a
+column-ordered input column-ordered leaves, so a chain of time-series operators stays in one
+layout; ``cs_*`` operators convert to row order themselves. Values never depend on layout.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import numpy as np
 
 from data.errors import DataError
 from factors._kernels_cs import has_inf
+from factors._ts_driver import is_column_layout
 from factors.errors import EvaluationError
 from factors.expr_tree import (
     Call,
@@ -26,7 +34,9 @@ from factors.expr_tree import (
 )
 from factors.operators import get_op
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "operator_args"]
+
+_LEAVES = (Field, Const, ModelRef, FactorRef)
 
 # --------------------------------------------------------------------------------------------
 # Evaluate
@@ -87,6 +97,44 @@ def _load_member(factors: Callable[[str], np.ndarray] | None, name: str) -> np.n
     if arr.ndim != 2:
         raise EvaluationError(f"{text} must be a 2-D (T, N) panel, got shape {arr.shape}")
     return _finite_or_nan(arr)
+
+
+def operator_args(node: Call, args: list[np.ndarray],
+                  columns: Callable[[Expr, np.ndarray], np.ndarray]) -> list[np.ndarray]:
+    """``node``'s argument panels in the memory layout its operator is fastest in.
+
+    Parameters
+    ----------
+    node : Call
+        The operator call; an unknown operator gets ``args`` unchanged (the caller reports it).
+    args : list of ndarray
+        The values of ``node.args``, in order.
+    columns : callable
+        ``(leaf, array) -> array``: the leaf's column-ordered copy, cached by the caller (a
+        field or constant is converted once per evaluation memo, not once per use).
+
+    Returns
+    -------
+    list of ndarray
+        For a ``ts_*`` operator every 2-D argument column-ordered (Fortran order); for an
+        elementwise operator with a column-ordered argument its leaves column-ordered too;
+        otherwise ``args``. Same values, only the layout differs (module docstring).
+    """
+    try:
+        kind = get_op(node.op).kind
+    except KeyError:
+        return args
+    if kind == "cs" or (kind != "ts" and not any(is_column_layout(a) for a in args)):
+        return args
+    out = []
+    for sub, a in zip(node.args, args):
+        if a.ndim != 2 or is_column_layout(a) or a.shape[1] == 1:
+            out.append(a)
+        elif isinstance(sub, _LEAVES):
+            out.append(columns(sub, a))
+        else:
+            out.append(np.asfortranarray(a) if kind == "ts" else a)
+    return out
 
 
 def _apply(node: Call, args: list[np.ndarray], mask: np.ndarray | None,
@@ -152,7 +200,8 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
     Returns
     -------
     ndarray (T, N) float64
-        A new array (never one of the inputs or a cached array); +-inf are mapped to NaN.
+        A new C-ordered array (never one of the inputs or a cached array); +-inf are mapped
+        to NaN.
         Constants broadcast to the data shape. Warm-up and NaN policies are the operators'.
 
     Raises
@@ -165,6 +214,14 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
     """
     memo: dict = {} if cache is None else cache
     shape: tuple[int, int] | None = None
+
+    def columns(leaf: Expr, arr: np.ndarray) -> np.ndarray:
+        key = ("columns", leaf)
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = np.asfortranarray(arr)
+        return hit
+
     for name in sorted(fields(expr)):
         shape = _memo_leaf(memo, Field(name), lambda: _load_field(data, name), shape,
                            f"field {name!r}", "other fields")
@@ -194,10 +251,11 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
             memo[node] = np.full(shape, node.value, dtype=np.float64)
         elif isinstance(node, Call):
             if ready:
-                memo[node] = _apply(node, [memo[a] for a in node.args], mask, shape)
+                memo[node] = _apply(node, operator_args(node, [memo[a] for a in node.args],
+                                                        columns), mask, shape)
             else:
                 stack.append((node, True))
                 stack.extend((a, False) for a in reversed(node.args) if a not in memo)
         else:
             raise TypeError(f"not an Expr: {node!r}")
-    return _finite_or_nan(np.array(memo[expr], dtype=np.float64, copy=True))
+    return _finite_or_nan(np.array(memo[expr], dtype=np.float64, order="C", copy=True))

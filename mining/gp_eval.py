@@ -9,8 +9,10 @@ the universe ``mask``, the fitness split's rows of eligibility, label and label 
 * the program's values through the process's :class:`PanelMemo` (subtree outputs by
   structure, LRU by bytes): one memo per run and process, shared by the threads of a process
   (a lock guards its store; two threads may compute the same node at once, with the same
-  result), so worker processes each keep their own;
-* RankIC, coverage and turnover on the split's rows (:class:`Scorer`);
+  result), so worker processes each keep their own; it also keeps the column-ordered copies
+  of leaves that ``ts_*`` operators take (:func:`factors.expr_eval.operator_args`);
+* RankIC, coverage and turnover on the split's rows (:class:`Scorer`: one sort of the
+  factor on the names ever ranked, then :func:`backtest.metrics_ic.ic_and_turnover`);
 * with a hook, its signature and penalty from a per-thread replica of the hook whose hall of
   fame is set to ``hall`` (the engine's hall at the start of the generation; entries are
   re-ranked from their values, which the kernels compute bit-identically everywhere).
@@ -28,8 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.context import EvalContext
-from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
+from backtest.metrics_ic import finite_mean, ic_and_turnover, label_ranks, row_orders
 from factors.errors import EvaluationError
+from factors.expr_eval import operator_args
 from factors.expr_tree import Call, Const, Expr, size, unparse
 from factors.operators import get_op
 
@@ -85,7 +88,8 @@ class PanelMemo:
                     stack.append((node, True))
                     stack.extend((a, False) for a in reversed(node.args) if a not in local)
                     continue
-                local[node] = self._put(node, self._apply(node, [local[a] for a in node.args]))
+                args = operator_args(node, [local[a] for a in node.args], self._columns)
+                local[node] = self._put(node, self._apply(node, args))
             else:
                 raise KeyError(f"leaf {node} has no terminal panel")
         return local[expr]
@@ -100,6 +104,16 @@ class PanelMemo:
                 self.store.move_to_end(node)
                 self.stats["hits"] += 1
         return arr
+
+    def _columns(self, leaf: Expr, arr: np.ndarray) -> np.ndarray:
+        """``leaf``'s column-ordered copy (:func:`factors.expr_eval.operator_args`), memoised."""
+        key = ("columns", leaf)
+        with self._lock:
+            hit = self.store.get(key)
+            if hit is not None:
+                self.store.move_to_end(key)
+                return hit
+        return self._put(key, np.asfortranarray(arr))
 
     def _apply(self, node: Call, args: list[np.ndarray]) -> np.ndarray:
         with self._lock:
@@ -150,43 +164,48 @@ class Scorer:
         Eligibility on those rows.
     y, oy, ny : ndarray (hi - lo, N), (hi - lo, N), (hi - lo,)
         Label and its :func:`~backtest.metrics_ic.row_orders` on eligible names.
+    ry, ly : ndarray (hi - lo, N), (hi - lo,)
+        The label's :func:`~backtest.metrics_ic.label_ranks` on eligible names.
     """
 
-    def __init__(self, lo: int, hi: int, e, y, oy, ny):
+    def __init__(self, lo: int, hi: int, e, y, oy, ny, ry, ly):
         self.lo, self.hi = int(lo), int(hi)
-        self.e, self.y, self.oy, self.ny = e, y, oy, ny
+        self.e, self.y, self.oy, self.ny, self.ry, self.ly = e, y, oy, ny, ry, ly
         self.n_e = max(int(np.count_nonzero(e)), 1)
+        # names a row's ranks are ever needed on: eligible that day (RankIC, the day's side of
+        # the autocorrelation) or the next (its lagged side): the factor's sort skips the rest
+        self.sorted_names = e.copy()
+        self.sorted_names[:-1] |= e[1:]
 
     @staticmethod
     def arrays(ctx: EvalContext, split: str) -> dict[str, np.ndarray]:
         """The ``score_*`` arrays of ``split`` (rows, eligibility, label, label orders)."""
         lo, hi = ctx.split_bounds(split)
         oy, ny = ctx.label_order(ctx.horizon)
-        return {"score_rows": np.array([lo, hi], dtype=np.int64),
-                "score_e": np.ascontiguousarray(ctx.eligible[lo:hi]),
-                "score_y": np.ascontiguousarray(ctx.fwd[ctx.horizon][lo:hi]),
-                "score_oy": np.ascontiguousarray(oy[lo:hi]),
-                "score_ny": np.ascontiguousarray(ny[lo:hi])}
+        e = np.ascontiguousarray(ctx.eligible[lo:hi])
+        y = np.ascontiguousarray(ctx.fwd[ctx.horizon][lo:hi])
+        oy, ny = np.ascontiguousarray(oy[lo:hi]), np.ascontiguousarray(ny[lo:hi])
+        ry, ly = label_ranks(y, oy, ny, e)
+        return {"score_rows": np.array([lo, hi], dtype=np.int64), "score_e": e, "score_y": y,
+                "score_oy": oy, "score_ny": ny, "score_ry": ry, "score_ly": ly}
 
     @classmethod
     def from_arrays(cls, a: Mapping[str, np.ndarray]) -> Scorer:
         lo, hi = a["score_rows"]
-        return cls(lo, hi, a["score_e"], a["score_y"], a["score_oy"], a["score_ny"])
+        return cls(lo, hi, a["score_e"], a["score_y"], a["score_oy"], a["score_ny"],
+                   a["score_ry"], a["score_ly"])
 
     def __call__(self, v: np.ndarray) -> tuple[float, float, float]:
         """``(mean daily RankIC, coverage, turnover)`` of ``v`` (T, N) on the split."""
         if self.hi <= self.lo:
             return np.nan, 0.0, np.nan
         fs = np.ascontiguousarray(v[self.lo:self.hi])
-        of, nf = row_orders(fs)
-        ic = finite_mean(spearman_from_orders(fs, of, nf, self.y, self.oy, self.ny, self.e))
+        of, nf = row_orders(fs, self.sorted_names)
+        daily, auto = ic_and_turnover(fs, of, nf, self.y, self.oy, self.ny, self.e, self.ry,
+                                      self.ly)
         cov = float(np.count_nonzero(np.isfinite(fs) & self.e)) / self.n_e
-        turn = np.nan
-        if fs.shape[0] > 1:
-            auto = spearman_from_orders(fs[1:], of[1:], nf[1:], fs[:-1], of[:-1], nf[:-1],
-                                        self.e[1:])
-            turn = 1.0 - finite_mean(auto)
-        return float(ic), cov, float(turn)
+        turn = 1.0 - finite_mean(auto[1:]) if fs.shape[0] > 1 else np.nan
+        return float(finite_mean(daily)), cov, float(turn)
 
 
 @dataclass(frozen=True)

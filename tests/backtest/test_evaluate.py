@@ -16,7 +16,13 @@ from backtest.evaluate import (
     mean_rank_ic,
     rank_ic_series,
 )
-from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
+from backtest.metrics_ic import (
+    ic_and_turnover,
+    label_ranks,
+    quantile_buckets,
+    row_orders,
+    spearman_from_orders,
+)
 from factors._kernels_cs import pearson_rows, rank_corr_rows
 from factors.errors import EvaluationError
 
@@ -454,6 +460,66 @@ def test_spearman_from_orders_and_buckets():
     np.testing.assert_allclose(means[1], [0.5, 2.5, 4.5, 6.5, 8.5])
     means, _ = quantile_buckets(np.full((1, 4), 2.5), np.array([4]), np.ones((1, 4)), 5)
     assert np.isnan(means).all()                                     # fewer names than Q
+
+
+def _ic_turnover_case(rng, trial):
+    R, N = 120, 40
+    f = rng.standard_normal((R, N))
+    if trial % 3 == 1:
+        f = np.round(f * 2)                                            # heavy ties
+    f[rng.random(f.shape) < rng.random() * 0.3] = np.nan
+    if trial % 4 == 0:
+        f[:30] = np.nan                                                # warm-up rows
+    f[40:60, 3] = np.nan                                               # a suspension
+    y = rng.standard_normal((R, N))
+    y[rng.random(y.shape) < 0.1] = np.nan
+    e = rng.random((R, N)) < 0.8 if trial % 2 else np.ones((R, N), bool)
+    e[70:, 5] = False                                                  # leaves the universe
+    return f, y, e
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_ic_and_turnover_equal_the_two_spearman_calls_bit_for_bit(trial):
+    f, y, e = _ic_turnover_case(np.random.default_rng(100 + trial), trial)
+    oy, ny = row_orders(y, e)
+    of, nf = row_orders(f)
+    ic = spearman_from_orders(f, of, nf, y, oy, ny, e)
+    auto = spearman_from_orders(f[1:], of[1:], nf[1:], f[:-1], of[:-1], nf[:-1], e[1:])
+    ry, ly = label_ranks(y, oy, ny, e)
+    got_ic, got_auto = ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly)
+    np.testing.assert_array_equal(got_ic, ic)            # NaN == NaN for array_equal here
+    assert np.isnan(got_auto[0])
+    np.testing.assert_array_equal(got_auto[1:], auto)
+    # the factor sorted only on the names a row is ever ranked on (GP's Scorer) gives the same
+    need = e.copy()
+    need[:-1] |= e[1:]
+    of2, nf2 = row_orders(f, need)
+    got2 = ic_and_turnover(f, of2, nf2, y, oy, ny, e, ry, ly)
+    np.testing.assert_array_equal(got2[0], ic)
+    np.testing.assert_array_equal(got2[1][1:], auto)
+
+
+def test_label_ranks_are_pandas_average_ranks_on_the_subset():
+    rng = np.random.default_rng(9)
+    y = np.round(rng.standard_normal((20, 30)), 1)
+    y[rng.random(y.shape) < 0.2] = np.nan
+    e = rng.random(y.shape) < 0.7
+    ranks, counts = label_ranks(y, *row_orders(y, e), e)
+    sub = e & np.isfinite(y)
+    np.testing.assert_array_equal(counts, sub.sum(1))
+    exp = pd.DataFrame(np.where(sub, y, np.nan)).rank(axis=1).to_numpy()
+    np.testing.assert_array_equal(ranks, exp)
+
+
+def test_row_orders_leave_exact_ties_in_key_order():
+    x = np.array([[3.0, 1.0, 3.0, 1.0, 2.0, 3.0] * 5])                 # groups of 10 equal keys
+    order, counts = row_orders(x)
+    assert counts[0] == 30
+    o = order[0]
+    assert (np.diff(x[0, o]) >= 0).all()
+    for v in (1.0, 2.0, 3.0):                                          # ties keep column order
+        cols = o[x[0, o] == v]
+        assert (np.diff(cols) > 0).all()
 
 
 # ---------------------------------------------------------------- Newey-West t (issue 11)
