@@ -171,3 +171,20 @@ def test_extra_datasets_config_is_validated():
     assert TushareConfig().extra_datasets == ()                  # opt-in: off by default
     with pytest.raises(ConfigError, match="extra_datasets.*'daily'"):
         section_from_dict("tushare", TushareConfig, {"extra_datasets": ["daily"]})
+
+
+def test_check_knows_the_moneyflow_key(filled, tmp_path):
+    import shutil
+
+    from data.check import check_warehouse
+    rep = check_warehouse(filled["root"])
+    assert "duplicates:moneyflow" not in rep.skipped
+    assert not [f for f in rep.findings if f.check == "duplicates"]
+    root = tmp_path / "wh"
+    shutil.copytree(filled["root"], root)
+    f = root / "moneyflow" / "moneyflow_2024.parquet"
+    df = pd.read_parquet(f)
+    pd.concat([df, df.iloc[[5]]]).to_parquet(f, index=False)
+    dup = [x for x in check_warehouse(root).findings if x.check == "duplicates"]
+    assert len(dup) == 1 and dup[0].detail.startswith("moneyflow: duplicate key")
+    assert dup[0].ts_code == df["ts_code"].iloc[5]
