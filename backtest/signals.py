@@ -23,10 +23,17 @@ technical
     day's volume over its mean of the previous ``volume_window`` days, and the close over the
     highest close of the previous ``breakout_window`` days (> 1: a breakout).
 industry
-    Shenwan industries' relative strength: ``100 x cs_rank(cs_group_mean(close /
-    ts_delay(close, industry_window) - 1, industry))``, the industry's mean return over the
-    window (its rank is the rank of the return relative to the market's). Fund flow (Tushare
-    ``moneyflow``) is not loaded by the data layer: skipped, with a note.
+    Shenwan industries' strength. Relative strength (:data:`INDUSTRY`): ``cs_rank(
+    cs_group_mean(close / ts_delay(close, industry_window) - 1, industry))``, the industry's
+    mean return over the window (its rank is the rank of the return relative to the
+    market's). When the warehouse has Tushare ``moneyflow`` (opt-in, ``[tushare]
+    extra_datasets``), also fund flow (:data:`INDUSTRY_FLOW`): the industry's net active
+    inflow as a share of its traded value over the window, ``sum_i ts_sum(net_mf_amount, W) /
+    sum_i ts_sum(amount, W)`` over its members ``i`` (both yuan), written as the ratio of the
+    two group means (equal to the ratio of the sums: both means run over the same members,
+    the two inputs sharing one NaN pattern), and the sub-score is ``100 x (cs_rank(strength)
+    + cs_rank(flow)) / 2``; a name whose industry has no flow that day keeps the strength
+    rank alone. Without ``moneyflow``: strength only, with a note.
 
 The composite is ``sum_k w_k s_k / sum_k w_k`` over the sub-scores that are finite for the
 stock that day (``[signals] w_*``); NaN when none is. Source: the attack layer of
@@ -47,7 +54,8 @@ import pandas as pd
 from factors.expr_eval import evaluate
 from factors.expr_parse import compile_formula
 
-__all__ = ["SignalsConfig", "SUBSCORES", "TECHNICAL", "INDUSTRY", "VALUATION", "SignalScores",
+__all__ = ["SignalsConfig", "SUBSCORES", "TECHNICAL", "INDUSTRY", "INDUSTRY_FLOW", "VALUATION",
+           "SignalScores",
            "wilder_atr", "technical_score", "industry_score", "valuation_score",
            "factor_score", "composite", "valuation_panels"]
 
@@ -60,6 +68,10 @@ TECHNICAL = ("(cs_rank(ts_ema(close, 12) - ts_ema(close, 26) - ts_ema(ts_ema(clo
              " + cs_rank(close / ts_max(ts_delay(close, 1), {breakout_window}))) / 3")
 #: Industry-strength sub-score in the factor language.
 INDUSTRY = ("cs_rank(cs_group_mean(close / ts_delay(close, {industry_window}) - 1, industry))")
+#: Industry fund flow in the factor language: net active inflow over traded value of the
+#: industry over the window (``net_mf_amount``, ``amount`` in yuan, one NaN pattern).
+INDUSTRY_FLOW = ("cs_rank(cs_group_mean(ts_sum(net_mf_amount, {industry_window}), industry) / "
+                 "cs_group_mean(ts_sum(amount, {industry_window}), industry))")
 #: Valuation sub-score in the factor language (``ep``, ``bp``: :func:`valuation_panels`).
 VALUATION = "(cs_group_rank(ep, industry) + cs_group_rank(bp, industry)) / 2"
 #: Valuation across the whole universe, for names whose industry is too small to rank in.
@@ -222,8 +234,10 @@ def technical_score(close, vol, mask=None, *, volume_window: int = 5,
     return 100.0 * _eval(f, {"close": close, "vol": vol}, mask)
 
 
-def industry_score(close, industry, mask=None, *, window: int = 20) -> np.ndarray:
-    """Industry-strength sub-score ``0..100`` (:data:`INDUSTRY`; module docstring).
+def industry_score(close, industry, mask=None, *, window: int = 20, net_mf=None,
+                   amount=None) -> np.ndarray:
+    """Industry-strength sub-score ``0..100``: relative strength (:data:`INDUSTRY`) and, given
+    ``net_mf`` and ``amount``, fund flow (:data:`INDUSTRY_FLOW`); module docstring.
 
     Parameters
     ----------
@@ -232,13 +246,40 @@ def industry_score(close, industry, mask=None, *, window: int = 20) -> np.ndarra
     industry : ndarray (T, N)
         Point-in-time industry codes (:meth:`data.manager.DataManager.industry`).
     mask : ndarray of bool (T, N), optional
+        Universe membership: only members are scored and counted in the industry sums.
+    window : int
+        ``W`` of the return and of the flow sums (trading days; each stock's own bars).
+    net_mf, amount : ndarray (T, N), optional
+        Net active inflow (``net_mf_amount``, yuan, Tushare ``moneyflow``) and traded value
+        (``amount``, yuan); both or neither. A cell missing in either is missing in both (so
+        the industry ratio is a ratio of sums over the same stock-days).
 
     Returns
     -------
-    ndarray (T, N): every member of an industry gets the industry's score.
+    ndarray (T, N)
+        Every member of an industry gets the industry's score. With fund flow: ``100 x
+        (cs_rank(strength) + cs_rank(flow)) / 2``, the strength rank alone where the flow
+        rank is NaN; without: ``100 x cs_rank(strength)``. NaN outside ``mask`` and during
+        the warm-up. Row ``t`` reads rows ``<= t`` only.
+
+    Raises
+    ------
+    ValueError
+        Only one of ``net_mf`` / ``amount`` given.
     """
-    return 100.0 * _eval(INDUSTRY.format(industry_window=window),
-                         {"close": close, "industry": np.asarray(industry, np.float64)}, mask)
+    ind = np.asarray(industry, np.float64)
+    strength = _eval(INDUSTRY.format(industry_window=window), {"close": close, "industry": ind},
+                     mask)
+    if net_mf is None and amount is None:
+        return 100.0 * strength
+    if net_mf is None or amount is None:
+        raise ValueError("industry_score: give both net_mf and amount, or neither")
+    mf, amt = np.asarray(net_mf, np.float64), np.asarray(amount, np.float64)
+    ok = np.isfinite(mf) & np.isfinite(amt)
+    flow = _eval(INDUSTRY_FLOW.format(industry_window=window),
+                 {"net_mf_amount": np.where(ok, mf, np.nan), "amount": np.where(ok, amt, np.nan),
+                  "industry": ind}, mask)
+    return 100.0 * np.where(np.isfinite(flow), (strength + flow) / 2.0, strength)
 
 
 def valuation_score(pe, pb, industry, mask=None, *, min_group: int = 3) -> np.ndarray:

@@ -133,14 +133,23 @@ def load_book_inputs(cfg, dm, universe: str, start, end, say=None) -> BookInputs
     ind = dm.industry(1, dates, codes)
     close = p["close"].to_numpy(np.float64)
     notes = []
+    flow = {}
+    if dm.has_dataset("moneyflow"):
+        q = dm.panels(["net_mf_amount", "amount"], w0, cal[i1 - 1], codes=codes)
+        flow = {"net_mf": q["net_mf_amount"].to_numpy(np.float64),
+                "amount": q["amount"].to_numpy(np.float64)}
+        notes.append(f"industry score = relative strength and fund flow (Tushare moneyflow "
+                     f"net_mf_amount / amount of the industry over {sc.industry_window} days)")
+    else:
+        notes.append("fund flow skipped: the warehouse has no Tushare moneyflow (opt in with "
+                     "[tushare] extra_datasets = [\"moneyflow\"], then `mine data update`); "
+                     "industry score = relative strength only")
     say("scoring")
     scores = {
         "technical": technical_score(close, p["vol"].to_numpy(np.float64), member,
                                      volume_window=sc.volume_window,
                                      breakout_window=sc.breakout_window),
-        "industry": industry_score(close, ind, member, window=sc.industry_window)}
-    notes.append("fund flow skipped: the data layer does not load Tushare moneyflow "
-                 "(industry score = relative strength only)")
+        "industry": industry_score(close, ind, member, window=sc.industry_window, **flow)}
     pe, pb, src = valuation_panels(dm, dates, codes)
     scores["valuation"] = valuation_score(pe, pb, ind, member)
     notes.append(f"valuation from {src}" if np.isfinite(pb).any() else

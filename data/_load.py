@@ -27,7 +27,7 @@ EST_COLUMN = "est_total_share"
 EST_FILE = "daily_basic_est.parquet"
 #: Optional year-partitioned datasets (``<name>/<name>_YYYY.parquet``, keyed ts_code,
 #: trade_date) whose columns load as ``"<name>.<column>"`` (e.g. ``"daily_basic.total_mv"``).
-PARTITIONED = ("daily_basic", "stk_limit")
+PARTITIONED = ("daily_basic", "stk_limit", "moneyflow")
 
 
 def split_column(c: str) -> tuple[str, str]:

@@ -70,6 +70,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "trade_cal": ("exchange", "cal_date"), "stock_basic": ("ts_code",),
     "daily": ("ts_code", "trade_date"), "daily_basic": ("ts_code", "trade_date"),
     "daily_basic_est": ("ts_code", "trade_date"), "stk_limit": ("ts_code", "trade_date"),
+    "moneyflow": ("ts_code", "trade_date"),
     "suspend_d": ("ts_code", "trade_date"), "namechange": ("ts_code", "start_date"),
     "index_daily": ("ts_code", "trade_date"),
     "index_weight": ("index_code", "con_code", "trade_date"),
@@ -85,7 +86,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 #: Dated datasets checked for staleness, and their date column (event tables such as
 #: ``suspend_d`` and ``dividend`` may legitimately end early and are not judged).
 DATED = {"daily": "trade_date", "daily_basic": "trade_date", "daily_basic_est": "trade_date",
-         "stk_limit": "trade_date", "index_daily": "trade_date",
+         "stk_limit": "trade_date", "moneyflow": "trade_date", "index_daily": "trade_date",
          "index_weight": "trade_date"}
 #: Extra open days allowed for monthly datasets.
 MONTHLY_SLACK = {"index_weight": 25}

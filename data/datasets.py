@@ -5,8 +5,8 @@ contract). ``unit`` says how the ingest splits the work into parts, each fetched
 its own:
 
 * ``"day"``: one open trade date per part (``YYYYMMDD``), the whole market in one call per
-  endpoint (``daily`` + ``adj_factor``, ``daily_basic``, ``stk_limit``, ``suspend_d``; also
-  ``dividend`` by announcement date).
+  endpoint (``daily`` + ``adj_factor``, ``daily_basic``, ``stk_limit``, ``suspend_d``, the
+  opt-in ``moneyflow``; also ``dividend`` by announcement date).
 * ``"year"``: one calendar year per part (``trade_cal``).
 * ``"snapshot"``: the whole table as of the run's end date (``stock_basic``, ``namechange``,
   ``industry_sw``); part ``asof=YYYYMMDD``.
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 __all__ = [
     "DATASETS",
     "DAY_REQUIRED",
+    "OPTIONAL_DATASETS",
     "SNAPSHOT_ORDER",
     "Dataset",
     "canonical_table",
@@ -55,6 +56,12 @@ FSYNC = os.environ.get("ALPHAMINE_INGEST_NOSYNC") != "1"
 _DAILY = ("ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol",
           "amount")
 _FINA_KEYS = ("ts_code", "ann_date", "f_ann_date", "end_date")
+#: Tushare ``moneyflow`` (doc_id=170): per order size (sm < 50k yuan <= md < 200k <= lg < 1M
+#: <= elg), active buy / sell volume (lots) and value (10k yuan), then the net inflow, which
+#: Tushare computes from L2 orders (not the sum of the size buckets).
+_MONEYFLOW = ("ts_code", "trade_date") + tuple(
+    f"{side}_{size}_{what}" for size in ("sm", "md", "lg", "elg") for side in ("buy", "sell")
+    for what in ("vol", "amount")) + ("net_mf_vol", "net_mf_amount")
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
              "pe_ttm", "pb", "ps", "ps_ttm", "dv_ratio", "dv_ttm", "total_share",
              "float_share", "free_share", "total_mv", "circ_mv"),
             ("ts_code", "trade_date"), "day"),
+    Dataset("moneyflow", "moneyflow/moneyflow_{year}.parquet", ("moneyflow",), _MONEYFLOW,
+            ("ts_code", "trade_date"), "day"),
     Dataset("stk_limit", "stk_limit/stk_limit_{year}.parquet", ("stk_limit",),
             ("ts_code", "trade_date", "pre_close", "up_limit", "down_limit"),
             ("ts_code", "trade_date"), "day"),
@@ -183,6 +192,10 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
 SNAPSHOT_ORDER = ("trade_cal", "stock_basic", "namechange", "industry_sw")
 #: Endpoints that must answer with rows on an open day of a listed market.
 DAY_REQUIRED = frozenset({"daily", "adj_factor", "daily_basic", "stk_limit"})
+#: Opt-in datasets: fetched by bootstrap / update only when named in ``[tushare]
+#: extra_datasets`` (they cost calls and points a warehouse may not want); an empty reply on an
+#: open day is stored as no rows, never a failure (``moneyflow`` needs 2000 points).
+OPTIONAL_DATASETS = ("moneyflow",)
 
 
 def to_datetime(values) -> pd.Series:

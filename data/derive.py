@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data._load import EST_COLUMN
+from data._load import EST_COLUMN, PARTITIONED
 from data.fields import BASE_FIELDS, FIELDS
 
 __all__ = ["REAL_MV", "amount_and_proxy", "dataset_fields", "deps", "derive", "raw_vwap"]
@@ -102,9 +102,10 @@ def dataset_fields(fields: list[str], r: dict[str, np.ndarray], opt, dates: pd.D
                    codes: pd.Index) -> dict[str, np.ndarray]:
     """Fields of optional datasets (:attr:`data.fields.FieldSpec.dataset`), scaled to their unit.
 
-    ``daily_basic`` fields come from ``r`` (``"daily_basic.<column>"``), report fields from
-    :meth:`data.optional.Optional.fundamentals` (point in time). NaN on days without a bar
-    (``r["close"]``).
+    Fields of the day-partitioned datasets (``daily_basic``, ``moneyflow``) come from ``r``
+    (``"<dataset>.<column>"``; a field with several :attr:`data.fields.FieldSpec.parts` is
+    their signed sum), report fields from :meth:`data.optional.Optional.fundamentals` (point in
+    time). NaN on days without a bar (``r["close"]``) and where a needed column has no row.
     """
     out: dict[str, np.ndarray] = {}
     if not fields:
@@ -114,10 +115,12 @@ def dataset_fields(fields: list[str], r: dict[str, np.ndarray], opt, dates: pd.D
     for f in fields:
         by_ds.setdefault(FIELDS[f].dataset, []).append(f)
     for ds, fs in by_ds.items():
-        if ds == "daily_basic":
-            vals = {FIELDS[f].column: r[f"daily_basic.{FIELDS[f].column}"] for f in fs}
+        cols = sorted({c for f in fs for _, c in FIELDS[f].parts})
+        if ds in PARTITIONED:
+            vals = {c: r[f"{ds}.{c}"] for c in cols}
         else:
-            vals = opt.fundamentals(ds, sorted({FIELDS[f].column for f in fs}), dates, codes)
+            vals = opt.fundamentals(ds, cols, dates, codes)
         for f in fs:
-            out[f] = np.where(no_bar, np.nan, vals[FIELDS[f].column] * FIELDS[f].scale)
+            v = sum(sign * vals[c] for sign, c in FIELDS[f].parts)
+            out[f] = np.where(no_bar, np.nan, v * FIELDS[f].scale)
     return out

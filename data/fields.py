@@ -6,7 +6,8 @@ field names and :meth:`data.manager.DataManager.panels` both read it, so a field
 in the manager's derivation table only.
 
 Fields with a :attr:`FieldSpec.dataset` need an optional warehouse dataset (Tushare
-``daily_basic`` or the point-in-time report tables; absent from the embedded snapshot, where
+``daily_basic``, the opt-in ``moneyflow`` or the point-in-time report tables; absent from the
+embedded snapshot, where
 requesting them raises :class:`data.errors.FieldError`); ``docs/data.md`` documents every
 dataset and field.
 
@@ -43,6 +44,9 @@ class FieldSpec:
         :class:`data.errors.FieldError`.
     scale : float
         Factor from the stored Tushare unit to :attr:`unit` (dataset fields only).
+    terms : tuple of (float, str)
+        For a dataset field that is a signed sum of stored columns: ``(sign, column)`` pairs
+        (``()``: the single column of :attr:`source`); see :attr:`parts`.
     float32 : bool
         Stored in float32 under ``[data] dtype = "float32"`` (rounded once from float64):
         only quantities (volume, value, shares) whose float32 rounding moved the mean RankIC
@@ -58,11 +62,18 @@ class FieldSpec:
     dataset: str = ""
     scale: float = 1.0
     float32: bool = False
+    terms: tuple = ()
 
     @property
     def column(self) -> str:
         """Stored column of a dataset field (the part after the dot of :attr:`source`)."""
         return self.source.split(".", 1)[1] if self.dataset else ""
+
+    @property
+    def parts(self) -> tuple[tuple[float, str], ...]:
+        """``(sign, stored column)`` pairs whose signed sum, times :attr:`scale`, is the field
+        (dataset fields only): :attr:`terms`, else ``((1.0, column),)``."""
+        return tuple(self.terms) or ((1.0, self.column),)
 
 
 _ADJ = ("Back-adjusted (hfq) price = raw x adj_factor; continuous across dividends and bonus "
@@ -146,10 +157,17 @@ _PIT = ("Point in time: visible from the first trading day AFTER the announcemen
         "latest (restated) version. " + _NEED)
 
 
-def _ds(name, unit, doc, source, scale=1.0) -> FieldSpec:
+_MF = ("Daily value of Tushare moneyflow (doc_id=170: active buy / sell orders by size, small "
+       "< 50k yuan <= medium < 200k <= large < 1M <= extra-large), NaN on days without a "
+       "moneyflow row or without a bar. Needs the opt-in warehouse dataset moneyflow (absent "
+       "from the embedded snapshot: set [tushare] extra_datasets = [\"moneyflow\"] and run "
+       "`mine data update`).")
+
+
+def _ds(name, unit, doc, source, scale=1.0, terms=()) -> FieldSpec:
     ds = source.split(".", 1)[0]
-    tail = (_VAL if ds == "daily_basic" else _PIT).format(ds=ds)
-    return FieldSpec(name, unit, f"{doc} {tail}", source, ds, scale)
+    tail = {"daily_basic": _VAL, "moneyflow": _MF}.get(ds, _PIT).format(ds=ds)
+    return FieldSpec(name, unit, f"{doc} {tail}", source, ds, scale, terms=tuple(terms))
 
 
 _DATASET_SPECS: tuple[FieldSpec, ...] = (
@@ -163,6 +181,15 @@ _DATASET_SPECS: tuple[FieldSpec, ...] = (
     _ds("ps_ttm", "ratio", "Price / sales, trailing twelve months.", "daily_basic.ps_ttm"),
     _ds("dv_ttm", "fraction", "Dividend yield, trailing twelve months = dv_ttm (%) / 100.",
         "daily_basic.dv_ttm", 0.01),
+    _ds("net_mf_amount", "yuan", "Net active inflow = moneyflow.net_mf_amount (10k yuan) x 1e4; "
+        "Tushare computes it from L2 orders, so it is not the sum of the size buckets.",
+        "moneyflow.net_mf_amount", 1e4),
+    _ds("mf_lg_net", "yuan", "Large + extra-large net active buying = (buy_lg_amount + "
+        "buy_elg_amount - sell_lg_amount - sell_elg_amount) (10k yuan) x 1e4: orders of "
+        ">= 200k yuan ('main force' money).",
+        "moneyflow.buy_lg_amount, buy_elg_amount, sell_lg_amount, sell_elg_amount", 1e4,
+        terms=((1.0, "buy_lg_amount"), (1.0, "buy_elg_amount"), (-1.0, "sell_lg_amount"),
+               (-1.0, "sell_elg_amount"))),
     _ds("roe", "fraction", "Return on equity of the report period = roe (%) / 100 "
         "(year-to-date, not annualised).", "fina_indicator.roe", 0.01),
     _ds("roa", "fraction", "Return on assets of the report period = roa (%) / 100 "

@@ -12,7 +12,10 @@ Protocol, per dataset:
    to ``<root>/_staging/<dataset>/<part>.parquet``; then, in one transaction, the job table
    marks it done with its row count and the staged file's sha256. An empty reply of
    ``daily``/``adj_factor``/``daily_basic``/``stk_limit`` on an open day of a listed market is
-   an error: the part is marked failed and the run's result lists it.
+   an error: the part is marked failed and the run's result lists it. The opt-in datasets of
+   ``[tushare] extra_datasets`` (:data:`data.datasets.OPTIONAL_DATASETS`, e.g. ``moneyflow``)
+   are fetched after :data:`UPDATE_ORDER`, only when listed there; an empty reply of theirs is
+   stored as a part with no rows.
 2. **Merge.** The done, unmerged parts are folded into the dataset's files (one per year or
    one table) as an upsert on the key (existing rows with the same key replaced, staged parts
    applied in part order, rows sorted by key), each file written atomically; then the parts are
@@ -136,10 +139,12 @@ class IngestRun:
 
 
 def tushare_settings(cfg) -> dict[str, Any]:
-    """``[tushare]`` values the ingest uses: token variable, indices, calls per minute."""
+    """``[tushare]`` values the ingest uses: token variable, indices, calls per minute, and the
+    opt-in datasets to fetch after :data:`UPDATE_ORDER` (``extra_datasets``)."""
     t: TushareConfig = cfg.tushare
     return {"token_env": t.token_env, "indices": tuple(t.indices),
-            "calls_per_minute": t.calls_per_minute or calls_per_minute(t.points)}
+            "calls_per_minute": t.calls_per_minute or calls_per_minute(t.points),
+            "extra_datasets": tuple(getattr(t, "extra_datasets", ()))}
 
 
 #: Provider names :func:`make_provider` accepts.
@@ -316,7 +321,8 @@ def _execute(command: str, cfg, provider, root: Path, jobs: JobTable, start: pd.
             end = expected_end(days, now() if now else _dt.datetime.now(SHANGHAI)) \
                 if end is None else (days[days <= end][-1] if (days <= end).any() else end)
             r.run.start, r.run.end = str(start.date()), str(pd.Timestamp(end).date())
-            r.datasets(tuple(names_first) + UPDATE_ORDER, start, pd.Timestamp(end))
+            r.datasets(tuple(names_first) + UPDATE_ORDER + r.settings["extra_datasets"],
+                       start, pd.Timestamp(end))
         if r.run.failed and r.run.status == "ok":
             r.run.status = "failed"
     except BaseException:
@@ -406,7 +412,7 @@ def _dry_run(cfg, root: Path | None, jobs, start: pd.Timestamp, end, now,
         end = expected_end(days, now() if now else _dt.datetime.now(SHANGHAI))
     run = IngestRun(command, root, str(start.date()), str(pd.Timestamp(end).date()),
                     dry_run=True, calls_per_minute=s["calls_per_minute"])
-    for name in SNAPSHOT_ORDER + UPDATE_ORDER:
+    for name in SNAPSHOT_ORDER + UPDATE_ORDER + s["extra_datasets"]:
         e = max(today, end) if name == "trade_cal" else end
         parts = plan_dataset(DATASETS[name], start=start, end=e, open_days=days,
                              done=jobs.done_parts(name), indices=s["indices"])

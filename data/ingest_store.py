@@ -34,7 +34,7 @@ INDEX_MEMBER = Dataset("index_member", "index_member.parquet", (),
                        ("index_code", "con_code", "in_date"), "derived",
                        strings=("index_code", "con_code", "source"))
 #: Per-day datasets whose gaps (open days without rows) status reports.
-_GAP_DATASETS = ("daily", "daily_basic", "stk_limit")
+_GAP_DATASETS = ("daily", "daily_basic", "stk_limit", "moneyflow")
 
 
 def staged_path(root: Path, dataset: str, part: str) -> Path:

@@ -28,8 +28,9 @@ these limits (rule: :mod:`data.limits`, "Tradability at the open").
 Optional datasets (filled by ``mine data bootstrap``; see ``docs/data.md``)
 --------------------------------------------------------------------------
 ``namechange``, ``stk_limit/``, ``daily_basic/``, ``industry_sw``, ``fina_indicator``,
-``income``, ``balancesheet``, ``cashflow``: used when present (:mod:`data.optional`); without
-them the snapshot behaviour applies and a one-time message is added to :attr:`notices`.
+``income``, ``balancesheet``, ``cashflow``, the opt-in ``moneyflow/``: used when present
+(:mod:`data.optional`); without them the snapshot behaviour applies and a one-time message is
+added to :attr:`notices` (fields that need them raise :class:`data.errors.FieldError`).
 
 Size: one facade class (about 650 lines, most of them numpydoc): each public method is a
 thin, documented entry point over the topic modules that hold the logic (:mod:`data._load`
@@ -45,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data._load import RawStore, to_ns
+from data._load import PARTITIONED, RawStore, to_ns
 from data.optional import BOOTSTRAP, Optional
 from data.derive import (
     REAL_MV,
@@ -396,8 +397,8 @@ class DataManager:
         extra = [f for f in fields if FIELDS[f].dataset]
         look = min(LOOKBACK_DAYS, t0) if "ret" in fields else 0
         need = sorted({c for f in base for c in self._deps(f)} | ({"close"} if extra else set())
-                      | {f"daily_basic.{FIELDS[f].column}" for f in extra
-                         if FIELDS[f].dataset == "daily_basic"})
+                      | {f"{FIELDS[f].dataset}.{c}" for f in extra
+                         if FIELDS[f].dataset in PARTITIONED for _, c in FIELDS[f].parts})
         raw = self._store.window(need, t0 - look, t1, cols)
         out = self._derive(base, raw, look, t0, cols)
         idx = self._cal[t0:t1]

@@ -12,6 +12,7 @@ dataset                      used for                               fallback
 ``namechange.parquet``       dated ST (:mod:`data.pit`)             ``is_st_latest`` every day
 ``stk_limit/``               exchange limit prices                  computed (:mod:`data.limits`)
 ``daily_basic/``             total_share, total_mv, valuation       ``daily_basic_est`` estimate
+``moneyflow/``               fund-flow fields (net_mf_amount...)    none (FieldError)
 ``industry_sw.parquet``      dated Shenwan L1 / L2                  static ``industry_ts``
 ``fina_indicator`` ...       point-in-time fundamentals             none (FieldError)
 ===========================  =====================================  ===========================
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data._load import PARTITIONED
 from data.industry import static_panel, sw_panel
 from data.io import read_parquet
 from data.pit import interval_mask, pit_panels, st_intervals
@@ -47,8 +49,8 @@ class Optional:
     root : Path
         Warehouse folder.
     has_partitioned : callable
-        ``name -> bool`` for the year-partitioned datasets (``daily_basic``, ``stk_limit``),
-        from :meth:`data._load.RawStore.has`.
+        ``name -> bool`` for the year-partitioned datasets (:data:`data._load.PARTITIONED`:
+        ``daily_basic``, ``stk_limit``, ``moneyflow``), from :meth:`data._load.RawStore.has`.
     all_open : DatetimeIndex
         Every open day of ``trade_cal`` (the "next open day" of announcements).
     """
@@ -69,7 +71,7 @@ class Optional:
 
     def has(self, name: str) -> bool:
         """Whether the warehouse holds dataset ``name`` (``namechange``, ``daily_basic``...)."""
-        if name in ("daily_basic", "stk_limit"):
+        if name in PARTITIONED:
             return bool(self._has_part(name))
         return (self.root / f"{name}.parquet").is_file()
 

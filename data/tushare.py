@@ -41,6 +41,7 @@ import pandas as pd
 import requests
 import tenacity
 
+from data.datasets import OPTIONAL_DATASETS
 from data.errors import ConfigError, ProviderError
 
 __all__ = [
@@ -68,6 +69,7 @@ ROW_LIMITS: dict[str, int] = {
     "adj_factor": 6000,        # doc_id=28: one trading day of the whole market fits
     "daily_basic": 6000,       # doc_id=32: 6000 rows
     "stk_limit": 5800,         # doc_id=183: 5800 rows
+    "moneyflow": 6000,         # doc_id=170: "单次最大提取6000行记录" (2000 points)
     "suspend_d": 5000,         # doc_id=214: not stated to us; conservative
     "namechange": 5000,        # doc_id=100: not stated to us; conservative
     "index_daily": 8000,       # doc_id=95: 8000 rows
@@ -119,6 +121,8 @@ class TushareConfig:
     rate_limit_wait: float = 61.0     # wait at least this long (s) after a rate-limit reply
     indices: tuple[str, ...] = ("000300.SH", "000905.SH", "000852.SH", "000001.SH",
                                 "399001.SZ", "399006.SZ", "000016.SH", "000906.SH")
+    #: Opt-in datasets (:data:`data.datasets.OPTIONAL_DATASETS`) bootstrap / update also fetch.
+    extra_datasets: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.http_url.startswith(("http://", "https://")):
@@ -132,6 +136,10 @@ class TushareConfig:
         for name in ("timeout", "retry_wait"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        bad = [d for d in self.extra_datasets if d not in OPTIONAL_DATASETS]
+        if bad:
+            raise ValueError(f"extra_datasets: unknown {', '.join(map(repr, bad))}; choose "
+                             f"from {', '.join(OPTIONAL_DATASETS)}")
 
 
 class _Transient(Exception):

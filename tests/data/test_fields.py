@@ -13,7 +13,8 @@ EXPECTED = {"open", "high", "low", "close", "vwap", "raw_open", "raw_high", "raw
             "ret", "adj_factor"}
 DATASET_FIELDS = {"circ_mv", "turnover_rate", "pe_ttm", "pb", "ps_ttm", "dv_ttm", "roe", "roa",
                   "eps", "bps", "grossprofit_margin", "netprofit_yoy", "debt_to_assets",
-                  "revenue", "n_income", "total_assets", "total_liab", "n_cashflow_act"}
+                  "revenue", "n_income", "total_assets", "total_liab", "n_cashflow_act",
+                  "net_mf_amount", "mf_lg_net"}
 
 
 def test_field_set_matches_the_language():
@@ -49,6 +50,12 @@ def test_units_state_the_conversions():
     assert "2023-03-17" in FIELDS["vwap"].doc and "proxy" in FIELDS["amount"].doc
     assert "free-float" in FIELDS["turnover"].doc
     assert "suspension" in FIELDS["ret"].doc
+    for f in ("net_mf_amount", "mf_lg_net"):        # Tushare moneyflow: 10k yuan -> yuan
+        assert FIELDS[f].unit == "yuan" and FIELDS[f].scale == 1e4 and "1e4" in FIELDS[f].doc
+        assert FIELDS[f].dataset == "moneyflow" and "extra_datasets" in FIELDS[f].doc
+    assert FIELDS["mf_lg_net"].parts == ((1.0, "buy_lg_amount"), (1.0, "buy_elg_amount"),
+                                         (-1.0, "sell_lg_amount"), (-1.0, "sell_elg_amount"))
+    assert FIELDS["net_mf_amount"].parts == ((1.0, "net_mf_amount"),)
 
 
 def test_every_field_loads_as_float64_panel(dm):

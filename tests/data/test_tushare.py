@@ -84,6 +84,8 @@ def _cases(m):
         ("adj_factor", {"trade_date": d[30]}),
         ("daily_basic", {"trade_date": d[3]}),
         ("stk_limit", {"trade_date": d[3]}),
+        ("moneyflow", {"trade_date": d[7]}),
+        ("moneyflow", {"ts_code": m.codes[0], "start_date": d[5], "end_date": d[9]}),
         ("suspend_d", {"start_date": d[0], "end_date": d[-1]}),
         ("namechange", {"ts_code": m.st_stock}),
         ("index_daily", {"ts_code": "000300.SH", "start_date": d[0], "end_date": d[-1]}),

@@ -368,7 +368,35 @@ def make_market(seed: int = 0, n_stocks: int = 30, start: str = "2024-01-02",
     tables["cashflow"] = pd.DataFrame(cf, columns=[
         "ts_code", "ann_date", "f_ann_date", "end_date", *rpt, "n_cashflow_act",
         "free_cashflow"])
+    tables["moneyflow"] = _moneyflow(tables["daily"], seed)
     return Market(tables=tables, trade_days=days, info=info)
+
+
+def _moneyflow(daily: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``moneyflow`` rows (doc_id=170) for every bar of ``daily``: the day's volume (lots) and
+    value (thousand yuan -> 10k yuan) split at random into buy and sell orders of four sizes,
+    plus a net inflow that is NOT the bucket sum (Tushare computes it from L2 orders). Its own
+    random stream, so the other tables do not depend on it."""
+    rng = np.random.default_rng([seed, 170])
+    n = len(daily)
+    vol, amt = daily["vol"].to_numpy(float), daily["amount"].to_numpy(float) / 10.0
+    share = rng.dirichlet(np.ones(8), size=n)              # 4 sizes x (buy, sell)
+    out = {"ts_code": daily["ts_code"].to_numpy(), "trade_date": daily["trade_date"].to_numpy()}
+    k = 0
+    for size in ("sm", "md", "lg", "elg"):
+        for side in ("buy", "sell"):
+            out[f"{side}_{size}_vol"] = np.round(vol * share[:, k]).astype(np.int64)
+            out[f"{side}_{size}_amount"] = np.round(amt * share[:, k], 2)
+            k += 1
+    df = pd.DataFrame(out)
+    buy = sum(df[f"buy_{s}_amount"] for s in ("sm", "md", "lg", "elg"))
+    sell = sum(df[f"sell_{s}_amount"] for s in ("sm", "md", "lg", "elg"))
+    bv = sum(df[f"buy_{s}_vol"] for s in ("sm", "md", "lg", "elg"))
+    sv = sum(df[f"sell_{s}_vol"] for s in ("sm", "md", "lg", "elg"))
+    df["net_mf_vol"] = (bv - sv + rng.integers(-50, 50, n)).astype(np.int64)
+    df["net_mf_amount"] = np.round(buy - sell + rng.normal(0, 5, n), 2)
+    return df.sort_values(["trade_date", "ts_code"], ascending=[False, True]) \
+        .reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +411,8 @@ def _in(s: pd.Series, value) -> pd.Series:
 #: endpoint -> (code column, date column used by trade_date/start_date/end_date)
 _DATED = {"daily": ("ts_code", "trade_date"), "adj_factor": ("ts_code", "trade_date"),
           "daily_basic": ("ts_code", "trade_date"), "stk_limit": ("ts_code", "trade_date"),
-          "suspend_d": ("ts_code", "trade_date"), "index_daily": ("ts_code", "trade_date"),
+          "moneyflow": ("ts_code", "trade_date"), "suspend_d": ("ts_code", "trade_date"),
+          "index_daily": ("ts_code", "trade_date"),
           "index_weight": ("index_code", "trade_date"),
           "fina_indicator": ("ts_code", "ann_date"), "income": ("ts_code", "ann_date"),
           "balancesheet": ("ts_code", "ann_date"), "cashflow": ("ts_code", "ann_date"),
