@@ -144,7 +144,7 @@ def tushare_settings(cfg) -> dict[str, Any]:
     t: TushareConfig = cfg.tushare
     return {"token_env": t.token_env, "indices": tuple(t.indices),
             "calls_per_minute": t.calls_per_minute or calls_per_minute(t.points),
-            "extra_datasets": tuple(getattr(t, "extra_datasets", ()))}
+            "extra_datasets": tuple(t.extra_datasets)}
 
 
 #: Provider names :func:`make_provider` accepts.

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.context import EvalContext
-from backtest.metrics_ic import finite_mean, ic_and_turnover, label_ranks, row_orders
+from backtest.ic_turnover import ic_and_turnover, label_ranks
+from backtest.metrics_ic import finite_mean, row_orders
 from factors.errors import EvaluationError
 from factors.expr_eval import operator_args
 from factors.expr_tree import Call, Const, Expr, size, unparse

@@ -16,13 +16,8 @@ from backtest.evaluate import (
     mean_rank_ic,
     rank_ic_series,
 )
-from backtest.metrics_ic import (
-    ic_and_turnover,
-    label_ranks,
-    quantile_buckets,
-    row_orders,
-    spearman_from_orders,
-)
+from backtest.ic_turnover import ic_and_turnover, label_ranks
+from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
 from factors._kernels_cs import pearson_rows, rank_corr_rows
 from factors.errors import EvaluationError
 
