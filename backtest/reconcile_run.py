@@ -13,9 +13,10 @@ Fills are matched to the execution day: rows dated another day are left out (and
 the notes); rows carrying only a clock time are taken as the execution day's.
 
 Sealed test split: reconciliation measures execution (fills against the plan and the
-replay), never returns or performance. When the execution day lies in ``[evaluate] test``
-(live trading does), reading its prices is still logged as a ``live`` access
-(:func:`backtest.seal.unseal`, listed by ``mine audit``) and said in the notes.
+replay), never returns or performance. An execution day in ``[evaluate] test`` (live trading
+is) needs ``settings.live`` (``--live``): reading its prices is then logged as a ``live``
+access (:func:`backtest.seal.unseal`, listed by ``mine audit``) and said in the notes;
+without it the run is refused before any price is read.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from backtest.errors import BacktestError
+from backtest.errors import BacktestError, SealedError
 from backtest.orders import PLAN_COLUMNS
 from backtest.reconcile import (
     COST_COLUMNS,
@@ -58,6 +59,7 @@ class ReconcileSettings:
     date: Optional[str] = None                  # plan date; None: the latest plan there
     out_dir: Path = BacktestConfig.out_dir      # [backtest] out_dir (default plan folder)
     store: bool = True                          # record the fills and the reconciliation
+    live: bool = False                          # an execution day in the test split (logged)
 
 
 def find_plan(plan: Path | None, out_dir: Path, date: str | None = None) -> Path:
@@ -200,7 +202,8 @@ def run_reconcile(cfg, settings: ReconcileSettings) -> ReconcileRun:
     ------
     AlphamineError
         A bad fills file (first, naming row and column), no plan, a plan file without the
-        plan columns, fills that cannot be dated (see :func:`_day_fills`).
+        plan columns, fills that cannot be dated (see :func:`_day_fills`); an execution day
+        in the test split without ``settings.live`` (:class:`~backtest.errors.SealedError`).
     """
     from backtest.seal import in_test, unseal
     from backtest.simulate import MarketData, SimConfig
@@ -222,7 +225,11 @@ def run_reconcile(cfg, settings: ReconcileSettings) -> ReconcileRun:
     exec_day = after[0] if len(after) else None
     fills, exec_day = _day_fills(fills, exec_day, plan_date, notes)
     plan_id = str(plan_path.expanduser().absolute())
-    if in_test(cfg, exec_day):        # execution prices of a sealed day: logged, never silent
+    if in_test(cfg, exec_day):        # execution prices of a sealed day: --live, logged
+        if not s.live:
+            raise SealedError(f"the fills' execution day {exec_day.date()} lies in the sealed "
+                              f"test split (from {cfg.evaluate.test[0]}): pass --live to "
+                              "reconcile a production day (recorded, see `mine audit`)")
         acc = unseal(cfg, purpose="live", universe=None,
                      subject={"plan": plan_id, "trades": str(Path(s.trades).absolute())},
                      window=(str(exec_day.date()), str(exec_day.date())))

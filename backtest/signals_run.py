@@ -9,8 +9,10 @@ folder (NAV, trades, ``performance.json``, ``yearly.csv``; ``mine report backtes
 plus ``signals.parquet`` and ``stops.parquet``. Neither prints.
 
 Sealing: the backtest's window must end before the test split (:func:`backtest.seal.check_window`).
-``mine signals`` on a test-split day is a live use (like ``mine combine --live``): it is logged
-(:func:`backtest.seal.unseal`, purpose ``live``) and shows no performance.
+``mine signals`` defaults to the last day of valid. A test-split day is production use and
+needs ``live=True`` (``--live``, like ``mine combine --live``): the latest day of the data,
+logged (:func:`backtest.seal.unseal`, purpose ``live``, listed by ``mine audit``), no
+performance shown; any other test-split day is refused (:class:`backtest.errors.SealedError`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from backtest.errors import BacktestError
+from backtest.errors import BacktestError, SealedError
 from backtest.signals import (
     SUBSCORES,
     SignalsConfig,
@@ -270,7 +272,7 @@ def _stop_alerts(stops: pd.DataFrame) -> list[dict]:
 
 
 def signals(cfg, date=None, *, universe: str | None = None, notify: bool = True,
-            dm=None, on_progress: Progress = None) -> SignalsRun:
+            live: bool = False, dm=None, on_progress: Progress = None) -> SignalsRun:
     """Score the universe on ``date``, run the paper book up to it and store the day.
 
     The paper book starts flat ``[signals] lookback`` trading days before ``date`` and
@@ -286,9 +288,13 @@ def signals(cfg, date=None, *, universe: str | None = None, notify: bool = True,
         ``[data]``, ``[store]``, ``[evaluate]``, ``[backtest]`` (costs, combine run folder),
         ``[signals]``, ``[notify]``.
     date : date-like, optional
-        Default: the last day of the data. Only data up to it is read.
+        Default: the last day of valid (``[evaluate] valid[1]``, clipped to the data). Only
+        data up to it is read. Must be before the test split unless ``live``.
     universe : str, optional
         Default ``[signals] universe``.
+    live : bool
+        Production: the latest day of the data (``date`` must be None), a logged live access
+        when it lies in the test split.
 
     Returns
     -------
@@ -296,7 +302,10 @@ def signals(cfg, date=None, *, universe: str | None = None, notify: bool = True,
 
     Raises
     ------
+    SealedError
+        A test-split ``date`` without ``live``.
     DataError, UniverseError, StoreError, BacktestError
+        Also ``live`` with a ``date``.
     """
     from backtest.notify import send_pending
     from backtest.run_dirs import new_run_id
@@ -309,8 +318,18 @@ def signals(cfg, date=None, *, universe: str | None = None, notify: bool = True,
     say = on_progress or (lambda m: None)
     dm = dm or DataManager.from_config(cfg)
     universe = universe or cfg.signals.universe
+    if live and date is not None:
+        raise BacktestError("--live scores the latest trading day; drop --date")
     cal = dm.calendar()
-    day = cal[-1] if date is None else pd.Timestamp(date)
+    if live:
+        day = cal[-1]
+    else:
+        day = pd.Timestamp(date if date is not None else cfg.evaluate.valid[1])
+        if in_test(cfg, day):
+            raise SealedError(f"mine signals on {day.date()}: the day lies in the sealed test "
+                              f"split (from {cfg.evaluate.test[0]}); give a --date up to "
+                              f"{cfg.evaluate.valid[1]}, or --live for production signals on "
+                              "the latest day (recorded, see `mine audit`)")
     i = int(cal.searchsorted(day, side="right")) - 1
     if i < 0:
         raise BacktestError(f"--date {day.date()} is before the first day of the data")

@@ -94,6 +94,9 @@ def reconcile(
     show: int = typer.Option(40, "--show", help="Order rows printed (0 = all)."),
     no_store: bool = typer.Option(False, "--no-store",
                                   help="Do not record the fills in the store."),
+    live: bool = typer.Option(
+        False, "--live", help="Allow an execution day in the test split (production fills; "
+        "logged as a live access, see `mine audit`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the reconciliation as JSON."),
 ) -> None:
     """Reconcile broker fills with the order plan and the simulator: missing / partial fills,
@@ -112,7 +115,7 @@ def reconcile(
             console.print(f"[dim]{escape(config_line(c))}[/]", soft_wrap=True)
         run = run_reconcile(c, ReconcileSettings(
             trades=Path(trades), plan=plan, date=date, out_dir=Path(c.backtest.out_dir),
-            store=not no_store))
+            store=not no_store, live=live))
     except AlphamineError as e:
         fail(e)
     if as_json:

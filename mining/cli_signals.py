@@ -58,8 +58,11 @@ def _signals_table(rows, title: str) -> Table:
 @app.command()
 def signals(ctx: typer.Context,
             date: Optional[str] = typer.Option(
-                None, help="Signal day YYYY-MM-DD (default: the last day of the data); only "
-                "data up to its close is used."),
+                None, help="Signal day YYYY-MM-DD (default: the last day of valid; the test "
+                "split is sealed); only data up to its close is used."),
+            live: bool = typer.Option(
+                False, "--live", help="Production: signals on the latest trading day (a day "
+                "in the test split: logged as a live access, see `mine audit`)."),
             universe: Optional[str] = typer.Option(
                 None, help="Universe scored (default [signals] universe)."),
             top: int = typer.Option(10, help="Also list this many best-scored names, >= 1."),
@@ -95,6 +98,9 @@ def signals(ctx: typer.Context,
         check_out("--out", out)
         if backtest and date is not None:
             raise ConfigError("--date is for a signal day; with --backtest give --start/--end")
+        if live and (backtest or date is not None):
+            raise ConfigError("--live scores the latest trading day; drop "
+                              + ("--backtest" if backtest else "--date"))
         if not backtest:
             given = [o for o, v in (("--start", start), ("--end", end),
                                     ("--benchmark", benchmark), ("--out", out)) if v is not None]
@@ -109,7 +115,7 @@ def signals(ctx: typer.Context,
                                         benchmark=benchmark, out=out, on_progress=say,
                                         argv=invocation(ctx))
         else:
-            res = run_signals(c, date, universe=universe, notify=not no_notify,
+            res = run_signals(c, date, universe=universe, notify=not no_notify, live=live,
                               on_progress=say)
     except AlphamineError as e:
         fail(e)

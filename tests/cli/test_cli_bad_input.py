@@ -713,6 +713,8 @@ OPTION_CASES = [
     (["signals", "--top", "0"], "--top must be > 0"),
     (["signals", "--start", "2024-01-01"], "--start: options of --backtest"),
     (["signals", "--backtest", "--date", "2024-01-02"], "--date is for a signal day"),
+    (["signals", "--live", "--date", "2024-01-02"], "--live scores the latest trading day; drop --date"),
+    (["signals", "--live", "--backtest"], "drop --backtest"),
     (["signals", "--backtest", "--start", "2024-03-01", "--end", "2024-01-01"],
      "--start 2024-03-01 is after --end 2024-01-01"),
     (["signals", "--backtest", "--out", "T"], "--out"),

@@ -148,8 +148,12 @@ def test_qmt_fills_on_a_sealed_day_are_logged(tmp_path, wh):
                      "order_id,commission\n"
                      f"600001.SH,23,x1,{t},{o[0]},1000,1,5.0\n"
                      f"600002.SH,24,x2,{t - 86400 * 3},{o[1]},500,2,5.0\n")
+    sealed = runner.invoke(app, ["--config", str(cfg), "reconcile", "--trades", str(fills),
+                                 "--plan", str(pfile), "--json"])
+    assert sealed.exit_code != 0 and "sealed test split" in sealed.output
+    assert "--live" in sealed.output
     r = _ok(runner.invoke(app, ["--config", str(cfg), "reconcile", "--trades", str(fills),
-                                "--plan", str(pfile), "--json"]))
+                                "--plan", str(pfile), "--live", "--json"]))
     assert r["format"] == "qmt" and r["trade_date"] == str(day.date())
     orders = {x["ts_code"]: x for x in r["orders"]}
     assert orders["600001.SH"]["fill_status"] == "filled"
@@ -173,7 +177,7 @@ def test_qmt_fills_on_a_sealed_day_are_logged(tmp_path, wh):
     from data.staging import clean_stale
     before = {p.name: p.read_text() for p in sorted(pdir.iterdir())}
     fills.write_text(fills.read_text().replace(",1000,1,5.0", ",600,1,5.0"))   # now partial
-    settings = ReconcileSettings(trades=fills, plan=pfile, out_dir=tmp_path / "bt")
+    settings = ReconcileSettings(trades=fills, plan=pfile, out_dir=tmp_path / "bt", live=True)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:

@@ -125,11 +125,21 @@ def test_signal_backtest_run_folder_and_report(env):
     assert (tmp / "rep.html").stat().st_size > 1000
 
 
-def test_signals_on_a_test_split_day_is_logged_as_live_use(env):
-    """The default day is the last of the data, in the (synthetic) test split: the run is
-    logged in the audit log as live use and shows no performance."""
+def test_signals_on_a_test_split_day_needs_live_and_is_logged(env):
+    """The default day is the last of valid; a test-split day is refused without --live
+    (nothing logged); --live scores the last day of the data, in the (synthetic) test split:
+    logged in the audit log as live use, no performance shown."""
     tmp, cfg = env
     r = mine(cfg, "signals", "--no-notify", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["audit_id"] is None and out["date"] == "2021-08-06"           # end of valid
+    r = mine(cfg, "signals", "--date", "2021-08-27", "--no-notify")
+    assert r.exit_code != 0 and "sealed test split" in r.output and "--live" in r.output
+    assert json.loads(mine(cfg, "audit", "--json").stdout)["audit"] == []
+    bad = mine(cfg, "signals", "--live", "--date", "2021-06-30")
+    assert bad.exit_code == 2 and "drop --date" in bad.output
+    r = mine(cfg, "signals", "--live", "--no-notify", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["date"] == "2021-08-27" and isinstance(out["audit_id"], int)
