@@ -92,9 +92,11 @@ class Diversity:
     ctx : EvalContext
         The GP's context (dates x codes of the panels the engine evaluates); only the rows of
         ``split`` are sampled.
-    pool : mapping of str -> ndarray (T', N)
+    pool : mapping of str -> ndarray (T', N), or iterable of (str, ndarray) pairs
         Existing leaderboard members' values (formula -> panel aligned with ``ctx``, at least
-        up to the end of the split; rows after it are ignored).
+        up to the end of the split; rows after it are ignored). Each panel is read once, for
+        its ranks on the sampled dates, and not kept: an iterator that evaluates one member at
+        a time holds one member panel at a time.
     split : str
         The split sampled (default ``"train"``; the engine's fitness split).
     n_dates : int
@@ -122,7 +124,9 @@ class Diversity:
         Unknown ``mode``, a split without rows, or a value out of range.
     """
 
-    def __init__(self, ctx: EvalContext, pool: Mapping[str, np.ndarray] | None = None, *,
+    def __init__(self, ctx: EvalContext,
+                 pool: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]] | None = None,
+                 *,
                  split: str = "train", n_dates: int = 60, hof: int = 20,
                  threshold: float = 0.7, mode: str = "max_corr", bits: int = 8):
         if mode not in ("max_corr", "marginal"):
@@ -136,8 +140,11 @@ class Diversity:
         self.rows = np.unique(np.round(np.linspace(lo, hi - 1, k)).astype(np.int64))
         self.eligible = np.asarray(ctx.eligible[self.rows], dtype=bool)
         self.mode, self.hof_size, self.threshold, self.bits = mode, int(hof), threshold, bits
-        self.pool_names = list(pool or {})
-        pool_ranked = [self._rank(np.asarray(v, dtype=np.float64)) for v in (pool or {}).values()]
+        self.pool_names: list[str] = []
+        pool_ranked = []
+        for name, v in (pool.items() if isinstance(pool, Mapping) else (pool or ())):
+            self.pool_names.append(name)
+            pool_ranked.append(self._rank(np.asarray(v, dtype=np.float64)))
         self._pool_r, self._pool_m = _stack(pool_ranked)
         if not pool_ranked:                  # (0, S, N): empty but shaped like the sample
             self._pool_r = self._pool_m = np.zeros((0,) + self.eligible.shape)

@@ -59,17 +59,23 @@ def build_diversity(ws, gp_ctx, store: FactorStore, settings: GPSettings, horizo
     the workspace (a member that fails to evaluate is left out), sampled on the train rows of
     ``gp_ctx``; ``None`` when ``settings.diversity == "none"`` or train keeps no row (every
     fitness is 0 then; the walk sends the candidates as they come). ``max_corr`` is the hall of
-    fame's redundancy threshold (the gate's)."""
+    fame's redundancy threshold (the gate's).
+
+    Members are evaluated one at a time, outside the workspace memo: the hook keeps only
+    their ranks on ``diversity_sample`` dates, so the peak holds one member's panel, not all
+    of them (on the whole market a member is ~77 MB; 31 members held ~3 GB before).
+    """
     lo, hi = gp_ctx.split_bounds("train")
     if settings.diversity == "none" or hi <= lo:
         return None
-    pool: dict[str, np.ndarray] = {}
-    for rec in store.members(universe=ws.universe, horizon=horizon):
-        try:
-            pool[rec.formula] = ws.values(parse(rec.formula), memo=True)
-        except AlphamineError:
-            continue
-    return Diversity(gp_ctx, pool, split="train", n_dates=settings.diversity_sample,
+
+    def members():
+        for rec in store.members(universe=ws.universe, horizon=horizon):
+            try:
+                yield rec.formula, ws.values(parse(rec.formula))
+            except AlphamineError:
+                continue
+    return Diversity(gp_ctx, members(), split="train", n_dates=settings.diversity_sample,
                      hof=settings.hof, threshold=max_corr, mode=settings.diversity)
 
 

@@ -349,3 +349,19 @@ cache_mb = 0.0
     r = CliRunner().invoke(app, ["--config", str(cfgp), "gp", "--seed", "6"])
     assert r.exit_code == 0, r.output
     assert "skipped on train before valid" in r.output and "duplicates skipped" in r.output
+
+
+def test_pool_may_be_an_iterator_of_pairs_read_once(data):
+    """A lazily evaluated pool (what gp_search.build_diversity hands over, one member panel
+    at a time) gives the same hook as a dict, and each panel is read exactly once."""
+    ctx, p = data
+    seen = []
+
+    def lazy():
+        for k in ("close", "vol"):
+            seen.append(k)
+            yield k, p[k]
+    a, b = Diversity(ctx, {"close": p["close"], "vol": p["vol"]}), Diversity(ctx, lazy())
+    assert seen == ["close", "vol"] and b.pool_names == a.pool_names
+    x = p["vwap"] + p["vol"]
+    assert b.penalty(x) == a.penalty(x) and b.penalty(p["vol"]) == pytest.approx(1.0)
