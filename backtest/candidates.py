@@ -60,7 +60,7 @@ from data.manager import DataManager
 from factors.errors import EvaluationError
 from factors.expr_eval import evaluate
 from factors.expr_parse import parse
-from factors.expr_tree import MEMBER_NAME_RE, MODEL_ID_RE, Call, Expr, ModelRef, unparse
+from factors.expr_tree import MEMBER_NAME_RE, MODEL_ID_RE, Call, Expr, Field, ModelRef, unparse
 from factors.expr_tree import factor_refs
 from factors.expr_tree import fields as expr_fields
 from factors.store import FactorStore
@@ -100,6 +100,7 @@ class Workspace:
     store: FactorStore | Path | str | None = None   # leaderboard for ``factor("<name>")``
     horizon: int | None = None        # horizon of the members ``factor("<name>")`` may name
     _members: dict = field(default_factory=dict, repr=False)     # name -> FactorRecord
+    _columns: dict = field(default_factory=dict, repr=False)     # field -> column-ordered f8
     _resolving: list = field(default_factory=list, repr=False)   # names being resolved now
 
     def pool(self) -> list[FactorRecord]:
@@ -215,6 +216,19 @@ class Workspace:
             arr.setflags(write=False)
             self._panels[n] = arr
 
+    def _field_columns(self, leaf: Expr, arr: np.ndarray) -> np.ndarray | None:
+        """A field's column-ordered float64 copy, kept for the workspace's life (the ``ts_*``
+        operators' layout, :func:`factors.expr_eval.operator_args`): made once, not once per
+        formula (83 ms per field on the whole market x 2,187 days). None for other leaves."""
+        if not isinstance(leaf, Field):
+            return None
+        hit = self._columns.get(leaf.name)
+        if hit is None:
+            hit = np.asfortranarray(arr, dtype=np.float64)
+            hit.setflags(write=False)
+            self._columns[leaf.name] = hit
+        return hit
+
     def values(self, expr: Expr, *, memo: bool = False, cache: dict | None = None) -> np.ndarray:
         """Evaluate ``expr`` on this workspace (universe mask passed to ``cs_*`` operators).
 
@@ -225,7 +239,8 @@ class Workspace:
             return self.memo[expr]
         self.load(sorted(expr_fields(expr)))
         out = evaluate(expr, self.field, mask=self.ctx.universe_mask, cache=cache,
-                       models=self.model_panel, factors=self.member_panel)
+                       models=self.model_panel, factors=self.member_panel,
+                       columns=self._field_columns)
         if memo:
             out.setflags(write=False)
             self.memo[expr] = out

@@ -34,9 +34,8 @@
    without an action get ``hold`` rows.
 
 Fills pay slippage, commission (with its minimum), transfer fee and the dated stamp tax on
-sells (:class:`backtest.rules.CostModel`); cash never goes negative. Not modelled: sells
-above the participation cap (a whole position always sells), intraday order of the limit
-and stop events beyond the rule above. Causality: day ``t`` reads market rows ``<= t`` and
+sells (:class:`backtest.rules.CostModel`); cash never goes negative. Not modelled: the
+intraday order of the limit and stop events beyond the rule above. Causality: day ``t`` reads market rows ``<= t`` and
 scores of days ``< t`` for its trades, and scores of day ``t`` for its decisions.
 Source: the attack layer of ``reference/system-dev-doc-zh.md`` (买卖信号, ATR 止损止盈).
 """
@@ -157,15 +156,26 @@ def run_book(market: MarketData, high, low, score, atr, eligible, industry,
     d = market.dates
 
     def sell(t, j, price, why):
+        """Sell position ``j`` at ``price`` up to the participation cap; the rest of it stays
+        a pending exit (``why``), retried at the next open (step 2)."""
         nonlocal cash
         q = qty[j]
-        fill = price * (1.0 - slip)
-        value = q * fill
-        cm, st, tf = K._fees(value, c.commission, c.min_commission, c.transfer_fee, stamp[t])
-        cash += value - cm - st - tf
-        sl = q * price * slip
-        costs[t] += (cm, st, tf, sl)
-        trades.append((d[t], codes[j], "sell", q, fill, value, cm, st, tf, sl, why))
+        if part > 0:
+            q = K._round_qty(min(q, part * market.vol[t, j]), q, lo_q[j], st_q[j], mode, True)
+        if q > 0:
+            fill = price * (1.0 - slip)
+            value = q * fill
+            cm, st, tf = K._fees(value, c.commission, c.min_commission, c.transfer_fee,
+                                 stamp[t])
+            cash += value - cm - st - tf
+            sl = q * price * slip
+            costs[t] += (cm, st, tf, sl)
+            trades.append((d[t], codes[j], "sell", q, fill, value, cm, st, tf, sl, why))
+            qty[j] -= q
+        if qty[j] > 0:
+            rejected.append((d[t], codes[j], "sell", qty[j], "participation"))
+            exit_why[j] = why
+            return
         qty[j] = 0.0
         buy_t[j] = -1
         entry[j] = stop[j] = tp[j] = np.nan

@@ -172,7 +172,8 @@ def _memo_leaf(memo: dict, node: Expr, load: Callable[[], np.ndarray],
 def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.ndarray], *,
              mask: np.ndarray | None = None, cache: dict | None = None,
              models: Callable[[str], np.ndarray] | None = None,
-             factors: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
+             factors: Callable[[str], np.ndarray] | None = None,
+             columns: Callable[[Expr, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Compute ``expr`` on panels.
 
     Parameters
@@ -196,6 +197,10 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
         ``name -> (T, N)`` panel for ``factor("<name>")`` leaves (the caller's resolver of
         leaderboard members, e.g. :meth:`backtest.candidates.Workspace.member_panel`);
         required only when ``expr`` has such a leaf. The panel must be causal like any field.
+    columns : callable, optional
+        ``(leaf, array) -> array``: a caller-side cache of column-ordered copies of leaves
+        (:func:`operator_args`), e.g. a workspace's, kept across calls; it may return None to
+        leave a leaf to this call's memo. By default the copies live in the memo.
 
     Returns
     -------
@@ -215,7 +220,12 @@ def evaluate(expr: Expr, data: Mapping[str, np.ndarray] | Callable[[str], np.nda
     memo: dict = {} if cache is None else cache
     shape: tuple[int, int] | None = None
 
+    outer = columns
+
     def columns(leaf: Expr, arr: np.ndarray) -> np.ndarray:
+        hit = outer(leaf, arr) if outer is not None else None
+        if hit is not None:
+            return hit
         key = ("columns", leaf)
         hit = memo.get(key)
         if hit is None:

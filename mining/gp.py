@@ -122,7 +122,7 @@ class GPSettings:
     parsimony: float = 0.0002
     max_depth: int = 4
     seed: int = 42
-    n_jobs: int = 1          # workers scoring programs; 0 or -1 = every core
+    n_jobs: int = 0          # workers scoring programs; 0 or -1 = every core
     executor: str = "auto"   # alphamine engine: auto | serial | threads | processes
     top: int = 20                       # at most this many factors added per run
     fields: tuple[str, ...] = ("open", "high", "low", "close", "vwap", "vol", "amount",

@@ -163,3 +163,25 @@ def test_book_is_causal():
     pd.testing.assert_frame_equal(cut(full.sim.trades), part.sim.trades)
     pd.testing.assert_frame_equal(cut(full.signals), part.signals)
     np.testing.assert_array_equal(full.sim.nav.iloc[:k + 1], part.sim.nav)
+
+
+def test_sells_are_cut_to_the_participation_cap_and_the_rest_sells_at_next_opens():
+    """10,000 shares held, 10 % of a 40,000-share day may trade: the stop sells 4,000 at the
+    stop price, the rest is a pending exit sold 4,000 then 2,000 at the next opens."""
+    T = 5
+    col = lambda x: np.array(x, float).reshape(T, 1)  # noqa: E731
+    vol = col([1e6, 1e6, 40_000, 40_000, 40_000])
+    m = MarketData.from_arrays(DATES[:T], ["600000.SH"], col([10, 10, 9.5, 9.2, 9.1]),
+                               col([10, 9.5, 9.5, 9.2, 9.1]), vol=vol)
+    sim = SimConfig(init_cash=100_000.0, costs=CostModel.zero(), participation=0.1)
+    res = run_book(m, col([10.2, 10.1, 9.6, 9.3, 9.2]), col([9.8, 9.9, 8.9, 9.1, 9.0]),
+                   col([80, 60, 60, 60, 60]), np.full((T, 1), 0.5), np.ones((T, 1), bool),
+                   np.zeros((T, 1), int), CFG, sim)
+    assert trades(res) == [("2021-01-05", "buy", 10000, 10.0, "score"),
+                           ("2021-01-06", "sell", 4000, 9.0, "stop_loss"),
+                           ("2021-01-07", "sell", 4000, 9.2, "stop_loss"),
+                           ("2021-01-08", "sell", 2000, 9.1, "stop_loss")]
+    rj = res.sim.rejected
+    assert rj.reason.tolist() == ["participation"] * 2 and rj.quantity.tolist() == [6000, 2000]
+    assert res.sim.nav.iloc[-1] == pytest.approx(100_000 - 10_000 * 10 + 36_000 + 36_800
+                                                 + 18_200)
