@@ -33,11 +33,9 @@ _SMALL_GROUP = 16
 
 
 @njit(cache=True, nogil=True)
-def _make_keys(x, bits, mask, use_mask, shift):
+def _make_keys(x, bits, mask, use_mask, shift, keys, counts):
     """Order-preserving int64 keys (value in the high bits, column in the low ``shift`` bits)."""
     R, N = x.shape
-    keys = np.empty((R, N), np.int64)
-    counts = np.zeros(R, np.int64)
     flip = np.int64(0x7FFFFFFFFFFFFFFF)
     low = (np.int64(1) << shift) - 1
     for r in range(R):
@@ -53,7 +51,6 @@ def _make_keys(x, bits, mask, use_mask, shift):
             else:
                 keys[r, j] = _INVALID_KEY
         counts[r] = c
-    return keys, counts
 
 
 @njit(cache=True, nogil=True)
@@ -85,7 +82,7 @@ def _repair_group(orow, xr, k, e, vals):
 
 
 @njit(cache=True, nogil=True)
-def _decode_keys(keys, counts, x, shift):
+def _decode_keys(keys, counts, x, shift, order):
     """Column order from sorted keys, with groups of equal truncated keys re-sorted by value.
 
     A group whose values are all exactly equal (ties, e.g. an integer-valued factor) is
@@ -95,7 +92,6 @@ def _decode_keys(keys, counts, x, shift):
     no-group row ran several times slower.
     """
     R, N = keys.shape
-    order = np.empty((R, N), np.int32)
     low = (np.int64(1) << shift) - 1
     vals = np.empty(N)
     for r in range(R):
@@ -150,9 +146,12 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
     x = x + 0.0                                 # -0.0 -> 0.0 (also a private copy)
     use_mask = mask is not None
     m = np.ascontiguousarray(mask, dtype=np.bool_) if use_mask else np.ones((1, 1), np.bool_)
-    keys, counts = _make_keys(x, x.view(np.int64), m, use_mask, shift)
+    keys, counts = np.empty((R, N), np.int64), np.zeros(R, np.int64)   # NumPy: huge pages
+    _make_keys(x, x.view(np.int64), m, use_mask, shift, keys, counts)
     keys.sort(axis=1)
-    return _decode_keys(keys, counts, x, shift), counts
+    order = np.empty((R, N), np.int32)
+    _decode_keys(keys, counts, x, shift, order)
+    return order, counts
 
 
 @njit(cache=True, nogil=True)

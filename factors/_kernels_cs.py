@@ -58,15 +58,15 @@ def has_inf(a: np.ndarray) -> bool:
 # ---------------------------------------------------------------- cross-sectional row kernels
 
 @njit(cache=True, nogil=True)
-def _ranks_from_order(xm, order, pct):
+def _ranks_from_order(xm, order, pct, out):
     """Average-tie ranks of the finite entries of each row of ``xm`` given its ascending argsort.
 
     Non-finite entries must sort after the finite ones (``+inf`` or NaN fill).
 
-    Returns 1-based ranks, divided by the row's count of finite entries when ``pct``.
+    Writes 1-based ranks into ``out``, divided by the row's count of finite entries when
+    ``pct``.
     """
     T, N = xm.shape
-    out = np.empty((T, N))
     for t in range(T):
         m = 0
         for j in range(N):
@@ -166,7 +166,8 @@ def valid_entries(x: np.ndarray, mask, name: str = "mask") -> np.ndarray:
 
 def _masked_ranks(x: np.ndarray, ok: np.ndarray, pct: bool) -> np.ndarray:
     xm = np.where(ok, x, np.inf)  # +inf sorts last and is not counted; much faster than NaN
-    return _ranks_from_order(xm, np.argsort(xm, axis=1), pct)
+    out = np.empty(xm.shape)                 # NumPy-allocated: huge pages (factors._ts_driver)
+    return _ranks_from_order(xm, np.argsort(xm, axis=1), pct, out)
 
 
 def rank_pct_rows(x, mask=None) -> np.ndarray:

@@ -26,10 +26,10 @@ _DEMEAN, _ZSCORE, _SCALE = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
-def _row_stats(x, ok, mode):
-    """Per row over eligible entries: demean (0), z-score with ddof=0 (1), x / sum|x| (2)."""
+def _row_stats(x, ok, mode, out):
+    """Per row over eligible entries: demean (0), z-score with ddof=0 (1), x / sum|x| (2),
+    into ``out`` (NaN-filled by the caller)."""
     T, N = x.shape
-    out = np.full((T, N), np.nan)
     for t in range(T):
         m = 0
         s = 0.0
@@ -77,7 +77,8 @@ def _row_stats(x, ok, mode):
 
 def _stats(name: str, x, mask, mode: int) -> np.ndarray:
     a = K.as_panel(x, name)
-    out = _row_stats(a, K.valid_entries(a, mask, f"{name} mask"), mode)
+    out = np.full(a.shape, np.nan)           # NumPy-allocated: huge pages (factors._ts_driver)
+    _row_stats(a, K.valid_entries(a, mask, f"{name} mask"), mode, out)
     np.copyto(out, np.nan, where=~np.isfinite(out))  # e.g. sum|x| overflowing
     return out
 

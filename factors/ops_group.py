@@ -36,10 +36,10 @@ _DEMEAN, _MEAN, _RANK, _ZSCORE = 0, 1, 2, 3
 
 
 @njit(cache=True, nogil=True)
-def _group_rows(x, g, ok, mode):
-    """Per row, per run of equal ``g`` among eligible entries: demean/mean/pct rank/z-score."""
+def _group_rows(x, g, ok, mode, out):
+    """Per row, per run of equal ``g`` among eligible entries: demean/mean/pct rank/z-score
+    into ``out`` (NaN-filled by the caller)."""
     T, N = x.shape
-    out = np.full((T, N), np.nan)
     idx = np.empty(N, np.int64)
     for t in range(T):
         m = 0
@@ -103,7 +103,7 @@ def _group_rows(x, g, ok, mode):
 
 
 @njit(cache=True, nogil=True)
-def _group_mean_rows(x, g, ok, demean):
+def _group_mean_rows(x, g, ok, demean, out):
     """Per row, ``x`` minus its group mean (``demean``) or the group mean, in O(N) per row.
 
     Group values are mapped to dense ids through a small sorted table of the values seen so
@@ -111,7 +111,6 @@ def _group_mean_rows(x, g, ok, demean):
     group; reset when it grows past ``N``), so no row is sorted. Each group's sum runs over its members in column order (pandas ``groupby``'s).
     """
     T, N = x.shape
-    out = np.full((T, N), np.nan)
     cap = 2 * N + 1
     sv = np.empty(cap)                  # distinct group values seen, ascending
     sid = np.empty(cap, np.int64)       # their dense ids
@@ -178,10 +177,11 @@ def _grouped(name: str, x, group, mask, mode: int) -> np.ndarray:
     if g.shape != a.shape:
         raise ValueError(f"{name}: group shape {g.shape} does not match panel shape {a.shape}")
     ok = K.valid_entries(a, mask, f"{name} mask") & np.isfinite(g)
+    out = np.full(a.shape, np.nan)           # NumPy-allocated: huge pages (factors._ts_driver)
     if mode in (_DEMEAN, _MEAN):
-        out = _group_mean_rows(a, g, ok, mode == _DEMEAN)
+        _group_mean_rows(a, g, ok, mode == _DEMEAN, out)
     else:
-        out = _group_rows(a, g, ok, mode)
+        _group_rows(a, g, ok, mode, out)
     np.copyto(out, np.nan, where=~np.isfinite(out))
     return out
 

@@ -33,8 +33,9 @@ def test_group_mean_rows_matches_the_sorting_kernel_and_pandas(n_groups, demean)
     x, g = _data(n_groups=n_groups)
     mask = np.random.default_rng(9).random(x.shape) < 0.85
     ok = K.valid_entries(x, mask) & np.isfinite(g)
-    got = G._group_mean_rows(x, g, ok, demean)
-    old = G._group_rows(x, g, ok, G._DEMEAN if demean else G._MEAN)
+    got, old = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
+    G._group_mean_rows(x, g, ok, demean, got)
+    G._group_rows(x, g, ok, G._DEMEAN if demean else G._MEAN, old)
     np.testing.assert_allclose(got, old, rtol=1e-13, atol=1e-14, equal_nan=True)
     ref = np.full(x.shape, np.nan)
     for t in range(x.shape[0]):
