@@ -39,6 +39,8 @@ as batched matrix products; dates with fewer than 3 common names are left out of
 ``n_dates`` evenly spaced rows of the split (all of its eligible names), so the cost of a
 comparison does not grow with the history. Nothing here reads a row outside the split: rows
 after the split's end may hold anything (causality).
+
+Size: one topic, the train-sample measure; the walk and the hook share its rank arrays.
 """
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -19,6 +18,7 @@ from fake_provider import FakeProvider
 
 from data import ingest, ingest_store
 from data.config import Config, DataConfig
+from data.tushare import TushareConfig
 
 START, END1, END2 = "2024-01-15", "2024-01-31", "2024-02-06"
 #: The fixed clock of these runs: 2024-02-29 18:00 Asia/Shanghai.
@@ -26,10 +26,10 @@ NOW = dt.datetime(2024, 2, 29, 18, 0, tzinfo=ingest.SHANGHAI)
 
 
 def make_cfg(root) -> Config:
-    """A config with ``[data] root`` and a small ``[tushare]`` stand-in (two indices)."""
+    """A config with ``[data] root`` and a small ``[tushare]`` section (two indices)."""
     cfg = Config(None, data=DataConfig(root=Path(root)))
-    return cfg.replace(tushare=SimpleNamespace(indices=("000300.SH", "000905.SH"), points=2000,
-                                               calls_per_minute=0, token_env="TUSHARE_TOKEN"))
+    return cfg.replace(tushare=TushareConfig(indices=("000300.SH", "000905.SH"), points=2000,
+                                             calls_per_minute=0, token_env="TUSHARE_TOKEN"))
 
 
 def run_all(root, seed: int, provider=None) -> None:

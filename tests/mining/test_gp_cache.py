@@ -26,7 +26,7 @@ def _summary(res):
 def test_cache_on_off_identical_results_and_hits():
     ctx, panels = _synthetic(T=120, N=30, seed=2)
     base = dict(population=60, generations=3, tournament_size=10, seed=5, max_depth=3,
-                cache_min_ms=0.0)
+                cache_min_ms=0.0, n_jobs=1)  # in-process: the memo counters are this process's
     off = run_gp(panels, ctx, GPSettings(**base, cache_mb=0))
     on = run_gp(panels, ctx, GPSettings(**base))
     assert off.cache == {}
@@ -42,7 +42,7 @@ def test_cache_on_off_identical_results_and_hits():
 def test_tiny_cache_evicts_and_stays_identical():
     ctx, panels = _synthetic(T=80, N=20, seed=3)
     base = dict(population=40, generations=2, tournament_size=5, seed=9, max_depth=3,
-                cache_min_ms=0.0)
+                cache_min_ms=0.0, n_jobs=1)
     off = run_gp(panels, ctx, GPSettings(**base, cache_mb=0))
     one_panel_mb = 80 * 20 * 8 / 2**20
     tiny = run_gp(panels, ctx, GPSettings(**base, cache_mb=3 * one_panel_mb))
@@ -127,7 +127,7 @@ def test_gplearn_not_patched_during_or_after_run(monkeypatch, cache_mb):
 
     monkeypatch.setattr(gp_mod._RankICFitness, "_score", spy)
     run_gp(panels, ctx, GPSettings(population=20, generations=2, tournament_size=5, seed=2,
-                                   max_depth=3, cache_mb=cache_mb))
+                                   max_depth=3, cache_mb=cache_mb, n_jobs=1))
     assert seen and all(s == (True, True, True, True) for s in seen)
     assert _same_objects(_gplearn_state(), before)
     assert not sklearn.get_config()["assume_finite"]  # scikit-learn's setting restored
@@ -136,7 +136,7 @@ def test_gplearn_not_patched_during_or_after_run(monkeypatch, cache_mb):
 def test_two_runs_do_not_share_a_memo():
     ctx, panels = _synthetic(T=80, N=20, seed=7)
     s = GPSettings(population=40, generations=2, tournament_size=5, seed=3, max_depth=3,
-                   cache_min_ms=0.0)
+                   cache_min_ms=0.0, n_jobs=1)
     first = run_gp(panels, ctx, s)
     second = run_gp(panels, ctx, s)                   # a fresh memo: the same misses again
     assert second.cache == first.cache and first.cache["program_misses"] > 0
@@ -173,7 +173,7 @@ def test_pickling_drops_memo_contents():
 def test_cache_with_two_jobs_same_result():
     ctx, panels = _synthetic(T=60, N=15, seed=4)
     base = dict(population=30, generations=2, tournament_size=5, seed=1, max_depth=3)
-    off = run_gp(panels, ctx, GPSettings(**base, cache_mb=0))
+    off = run_gp(panels, ctx, GPSettings(**base, cache_mb=0, n_jobs=1))
     par = run_gp(panels, ctx, GPSettings(**base, n_jobs=2))
     assert _summary(par) == _summary(off)
     assert par.cache["program_misses"] == 0      # programs are scored in the worker processes
