@@ -328,14 +328,16 @@ def _negate(expr: Expr) -> Expr:
 
 
 def correlations_with(ws: Workspace, candidate: Evaluated,
-                      members: Iterable[FactorRecord]) -> dict[str, float]:
+                      members: Iterable[FactorRecord], *, sides: dict | None = None
+                      ) -> dict[str, float]:
     """Mean daily rank correlation on valid of ``candidate`` with each of ``members``
     (a member this workspace cannot evaluate, e.g. a model leaf it cannot load, is left out:
-    the gate ignores it)."""
+    the gate ignores it). ``sides``: the candidate's valid side, once computed, is left there
+    under ``"candidate"`` (:func:`submit` keeps it for an accepted candidate)."""
     out: dict[str, float] = {}
     lo, hi = ws.ctx.split_bounds("valid")
     e = ws.ctx.eligible[lo:hi]
-    side = None
+    side = sides.get("candidate") if sides is not None else None
     for rec in members:
         try:
             xb, ob, nb = _valid_side(ws, rec.formula)
@@ -345,10 +347,18 @@ def correlations_with(ws: Workspace, candidate: Evaluated,
             out[rec.formula] = math.nan
             continue
         if side is None:                     # the candidate's valid rows, sorted once
-            xa = np.ascontiguousarray(candidate.values[lo:hi], dtype=np.float64)
-            side = (xa, *row_orders(xa, e))
+            side = _side(ws, candidate.values)
+            if sides is not None:
+                sides["candidate"] = side
         out[rec.formula] = finite_mean(spearman_from_orders(*side, xb, ob, nb, e))
     return out
+
+
+def _side(ws: Workspace, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A panel's valid rows and their row orders on eligible names."""
+    lo, hi = ws.ctx.split_bounds("valid")
+    x = np.ascontiguousarray(values[lo:hi], dtype=np.float64)
+    return (x, *row_orders(x, ws.ctx.eligible[lo:hi]))
 
 
 def _valid_side(ws: Workspace, formula: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -365,19 +375,17 @@ def _valid_side(ws: Workspace, formula: str) -> tuple[np.ndarray, np.ndarray, np
     hit = ws.memo.get(key)
     if hit is None:
         expr = parse(formula)
-        v = ws.memo[expr] if expr in ws.memo else ws.values(expr)
-        lo, hi = ws.ctx.split_bounds("valid")
-        x = np.ascontiguousarray(v[lo:hi], dtype=np.float64)
-        hit = (x, *row_orders(x, ws.ctx.eligible[lo:hi]))
+        hit = _side(ws, ws.memo[expr] if expr in ws.memo else ws.values(expr))
         ws.memo[key] = hit
     return hit
 
 
 def member_correlations(ws: Workspace, store: FactorStore, candidate: Evaluated,
-                        horizon: int) -> dict[str, float]:
-    """|corr| inputs for the gate: mean daily rank correlation on valid with every member."""
+                        horizon: int, *, sides: dict | None = None) -> dict[str, float]:
+    """|corr| inputs for the gate: mean daily rank correlation on valid with every member
+    (``sides`` as in :func:`correlations_with`)."""
     return correlations_with(ws, candidate, store.members(universe=ws.universe,
-                                                          horizon=horizon))
+                                                          horizon=horizon), sides=sides)
 
 
 def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, source: str,
@@ -399,14 +407,21 @@ def submit(ws: Workspace, store: FactorStore, cand: Evaluated, *, name: str, sou
     if factor_refs(cand.expr):
         with ws.using_store(store, horizon):
             provenance = {**provenance, "references": ws.references(cand.expr)}
-    corrs = member_correlations(ws, store, cand, horizon)
+    sides: dict = {}
+    corrs = member_correlations(ws, store, cand, horizon, sides=sides)
     rec = FactorRecord(formula=cand.formula, name=name, source=source, universe=ws.universe,
                        horizon=horizon, metrics=cand.metrics(), provenance=provenance,
                        description=description)
     st = cfg.store
-    return store.add(rec, corrs, max_corr=st.max_corr, min_valid_rank_ic=st.min_valid_rank_ic,
-                     haircut=st.haircut, max_adj_p=st.max_adj_p, force=force,
-                     correlate=lambda members: correlations_with(ws, cand, members))
+    d = store.add(rec, corrs, max_corr=st.max_corr, min_valid_rank_ic=st.min_valid_rank_ic,
+                  haircut=st.haircut, max_adj_p=st.max_adj_p, force=force,
+                  correlate=lambda members: correlations_with(ws, cand, members, sides=sides))
+    if d.accepted and cand.values.shape[0] == len(ws.ctx.dates):
+        # the new member's valid side, as _valid_side would compute it from its formula
+        # (the formula evaluates to these values), without evaluating it again
+        ws.memo.setdefault(("valid_side", cand.formula),
+                           sides.get("candidate") or _side(ws, cand.values))
+    return d
 
 
 def count_trial(cfg: Config, universe: str, cand: Evaluated, *, source: str = "manual"

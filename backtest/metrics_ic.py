@@ -28,6 +28,8 @@ import math
 import numpy as np
 from numba import njit
 
+from factors.row_threads import split_rows
+
 _INVALID_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
 _SMALL_GROUP = 16
 
@@ -143,14 +145,18 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
     x = np.ascontiguousarray(x, dtype=np.float64)
     R, N = x.shape
     shift = max(1, int(N - 1).bit_length())
-    x = x + 0.0                                 # -0.0 -> 0.0 (also a private copy)
     use_mask = mask is not None
-    m = np.ascontiguousarray(mask, dtype=np.bool_) if use_mask else np.ones((1, 1), np.bool_)
-    keys, counts = np.empty((R, N), np.int64), np.zeros(R, np.int64)   # NumPy: huge pages
-    _make_keys(x, x.view(np.int64), m, use_mask, shift, keys, counts)
-    keys.sort(axis=1)
-    order = np.empty((R, N), np.int32)
-    _decode_keys(keys, counts, x, shift, order)
+    m = np.ascontiguousarray(mask, dtype=np.bool_) if use_mask else None
+    order, counts = np.empty((R, N), np.int32), np.zeros(R, np.int64)   # NumPy: huge pages
+
+    def rows(lo: int, hi: int) -> None:        # rows are independent (factors.row_threads)
+        xr = x[lo:hi] + 0.0                     # -0.0 -> 0.0 (also a private copy)
+        mr = m[lo:hi] if use_mask else np.ones((1, 1), np.bool_)
+        keys = np.empty((hi - lo, N), np.int64)
+        _make_keys(xr, xr.view(np.int64), mr, use_mask, shift, keys, counts[lo:hi])
+        keys.sort(axis=1)
+        _decode_keys(keys, counts[lo:hi], xr, shift, order[lo:hi])
+    split_rows(rows, R)
     return order, counts
 
 
@@ -179,11 +185,10 @@ def _ranks_on_subset(x, order, n_order, keep, out):
 
 
 @njit(cache=True, nogil=True)
-def _spearman_kernel(xa, oa, na, xb, ob, nb, mask, want_ranks):
+def _spearman_kernel(xa, oa, na, xb, ob, nb, mask, want_ranks, out, ranks, counts):
+    """Fills ``out`` (NaN-initialised), ``ranks`` (NaN-initialised when ``want_ranks``) and
+    ``counts`` for the rows given."""
     R, N = xa.shape
-    out = np.full(R, np.nan)
-    ranks = np.full((R if want_ranks else 1, N), np.nan)
-    counts = np.zeros(R, np.int64)
     keep = np.zeros(N, np.bool_)
     ra = np.empty(N)
     rb = np.empty(N)
@@ -219,7 +224,6 @@ def _spearman_kernel(xa, oa, na, xb, ob, nb, mask, want_ranks):
         if saa > 0.0 and sbb > 0.0:
             c = sab / np.sqrt(saa * sbb)
             out[r] = min(1.0, max(-1.0, c))
-    return out, ranks, counts
 
 
 def spearman_from_orders(xa, oa, na, xb, ob, nb, mask, want_ranks: bool = False):
@@ -247,9 +251,17 @@ def spearman_from_orders(xa, oa, na, xb, ob, nb, mask, want_ranks: bool = False)
     counts : ndarray of int64, shape (R,) (only when ``want_ranks``)
         Subset size per row.
     """
-    corr, ranks, counts = _spearman_kernel(xa, oa, na, xb, ob, nb,
-                                           np.ascontiguousarray(mask, dtype=np.bool_),
-                                           bool(want_ranks))
+    mask = np.ascontiguousarray(mask, dtype=np.bool_)
+    R, N = xa.shape
+    want_ranks = bool(want_ranks)
+    corr, counts = np.full(R, np.nan), np.zeros(R, np.int64)
+    ranks = np.full((R if want_ranks else 1, N), np.nan)
+
+    def rows(lo: int, hi: int) -> None:        # rows are independent (factors.row_threads)
+        _spearman_kernel(xa[lo:hi], oa[lo:hi], na[lo:hi], xb[lo:hi], ob[lo:hi], nb[lo:hi],
+                         mask[lo:hi], want_ranks, corr[lo:hi],
+                         ranks[lo:hi] if want_ranks else ranks, counts[lo:hi])
+    split_rows(rows, R)
     if want_ranks:
         return corr, ranks, counts
     return corr

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from backtest.candidates import count_trial, evaluate_candidate, make_workspace, submit
+from factors.parallel import resolve_jobs
+from factors.row_threads import row_threads
 from data.config import Config
 from factors.store import FactorStore
 from mining.gp_run import empty_splits_warning
@@ -169,7 +171,8 @@ def evaluate_formula(cfg: Config, formula: str, universe: str, start: Optional[s
                         window=(start or ev_cfg.train[0], end or ev_cfg.test[1]))
     splits = ("train", "valid", "test") if access is not None else ("train", "valid")
     ws = make_workspace(cfg, universe, start, end, access=access, model_dir=cfg.model.out_dir)
-    ev = evaluate_candidate(ws, expr, splits=splits, keep_series=save is not None)
+    with row_threads(resolve_jobs(cfg.gp.n_jobs)):      # one formula: its rows on every core
+        ev = evaluate_candidate(ws, expr, splits=splits, keep_series=save is not None)
     empty = empty_splits_warning(ws, splits, ev_cfg)
     out = FormulaEval(str(expr), universe, ev_cfg.horizon, ev.reports,
                       test_unsealed=access is not None,

@@ -198,6 +198,8 @@ class GPResult:
     seeds_used: int = 0
     seeds_skipped: int = 0
     engine: str = "gplearn"
+    # alphamine engine, hook in-process: candidate -> its Diversity.sample_ranks (the fittest)
+    sample_ranks: dict = field(default_factory=dict)
 
 
 class _PanelFunction:

@@ -195,6 +195,24 @@ class Diversity:
     def rank_values(self, values: np.ndarray) -> _Ranked:
         """Sample ranks of a panel (what a hall-of-fame entry keeps)."""
         return self._rank(np.asarray(values, dtype=np.float64))
+
+    def sample_ranks(self, values: np.ndarray, negate: bool = False) -> np.ndarray:
+        """A panel's ranks on the sample in compact form: ``(S, N)`` float32, 1..n with ties
+        averaged, 0 where missing (exact: half-integers below 2**23). ``negate``: the ranks
+        of ``-values`` (``n + 1 - rank``, exact for averaged ties). :meth:`from_sample_ranks`
+        gives back what :meth:`_ranked` computes, bit for bit (the walk reads kept ranks
+        instead of evaluating the program again)."""
+        a = self._ranked(values)
+        raw = np.where(a.m > 0, a.n + 1 - a.raw, 0.0) if negate else a.raw
+        return raw.astype(np.float32)
+
+    @staticmethod
+    def from_sample_ranks(ranks: np.ndarray) -> _Ranked:
+        """The :class:`_Ranked` of :meth:`sample_ranks` output."""
+        raw = np.asarray(ranks, dtype=np.float64)
+        valid = raw > 0
+        n = valid.sum(axis=1, keepdims=True)
+        return _Ranked(raw / np.maximum(n, 1), valid.astype(np.float64), raw, n)
     def hall_spec(self) -> tuple:
         """The hall of fame as ``((expr, fitness, signature), ...)`` (to :meth:`set_hall`)."""
         return tuple((h.expr, h.fitness, h.sig) for h in self.hall)
@@ -266,7 +284,10 @@ class Diversity:
         for averaged ties too) are both computed and the smaller is returned, so the
         orientation does not matter.
         """
-        a = self._ranked(values)
+        return self.signature_of(self._ranked(values))
+
+    def signature_of(self, a: _Ranked) -> bytes:
+        """:meth:`signature` from sample ranks."""
         valid = a.m > 0
         neg = np.where(valid, a.n + 1 - a.raw, 0.0)
         return min(self._digest(a.raw, a.n, valid), self._digest(neg, a.n, valid))
@@ -414,9 +435,13 @@ class Diversity:
 
     def pool_corr(self, values: np.ndarray) -> float:
         """Largest ``|corr|`` with a pool member on the sample (0 without members)."""
+        return self.pool_corr_of(self._ranked(values))
+
+    def pool_corr_of(self, a: _Ranked) -> float:
+        """:meth:`pool_corr` from sample ranks."""
         if self._pool_r.shape[0] == 0:
             return 0.0
-        c = np.abs(self._corr(self._ranked(values), self._pool_r, self._pool_m))
+        c = np.abs(self._corr(a, self._pool_r, self._pool_m))
         c = c[np.isfinite(c)]
         return float(c.max()) if c.size else 0.0
 
@@ -451,7 +476,8 @@ class WalkResult:
 
 def diverse_walk(candidates: Iterable[tuple[Any, float]], values_of: Callable[[Any], np.ndarray],
                  div: Diversity | None, max_corr: float, send: Callable[[int, Any, float], Any],
-                 *, stop: Callable[[], bool]) -> WalkResult:
+                 *, stop: Callable[[], bool],
+                 ranks_of: Callable[[Any], np.ndarray | None] | None = None) -> WalkResult:
     """Walk candidates in train-fitness order; send to valid only the diverse ones.
 
     Selection uses the TRAIN sample of ``div`` only: a candidate is skipped (never evaluated
@@ -473,6 +499,9 @@ def diverse_walk(candidates: Iterable[tuple[Any, float]], values_of: Callable[[A
         ``send(rank, expr, fitness)`` evaluates on valid and submits; called for survivors.
     stop : callable
         Checked before each candidate: True ends the walk (budget spent, enough accepted).
+    ranks_of : callable, optional
+        expr -> its :meth:`Diversity.sample_ranks` kept by the search, or None; a candidate
+        with kept ranks is not evaluated again (same decisions: the ranks are the same).
 
     Returns
     -------
@@ -488,15 +517,16 @@ def diverse_walk(candidates: Iterable[tuple[Any, float]], values_of: Callable[[A
             out.picked.append((rank, expr, fit))
             send(rank, expr, fit)
             continue
-        v = values_of(expr)
-        sig = div.signature(v)
+        kept = ranks_of(expr) if ranks_of is not None else None
+        a = (div.from_sample_ranks(kept) if kept is not None
+             else div._ranked(values_of(expr)))
+        sig = div.signature_of(a)
         if sig in sigs:
             out.skipped_duplicate += 1
             continue
-        a = div._ranked(v)
         R, M = _stack(picked_r)
         c = np.abs(div._corr(a, R, M)) if picked_r else np.zeros(0)
-        worst = max([div.pool_corr(v)] + [float(x) for x in c if np.isfinite(x)])
+        worst = max([div.pool_corr_of(a)] + [float(x) for x in c if np.isfinite(x)])
         if worst >= max_corr:
             out.skipped_train_corr += 1
             continue

@@ -26,6 +26,11 @@ by structure (``Expr`` is hashable) in a least-recently-used memo of ``cache_mb`
 subtrees shared across the population are computed once; program scores are memoised too.
 Runs are deterministic: one ``numpy.random.Generator`` seeded with ``settings.seed``.
 
+With the hook computed by in-process workers (serial, threads), the sample ranks of the
+fittest programs are kept (at most :data:`KEEP_RANKS_MB` MiB, float32, the least fit dropped
+first) and returned as ``GPResult.sample_ranks`` for the oriented candidates: the selection
+walk of ``mine gp`` then reads them instead of evaluating those programs again.
+
 Generation 1 is the initial population (seeds first, then ramped half-and-half); each later
 generation is ``population`` offspring. Tournament mode keeps the ``elite`` best programs and
 breeds the rest; NSGA-II breeds ``population`` offspring by crowded tournaments and keeps the
@@ -34,6 +39,7 @@ survive).
 """
 from __future__ import annotations
 
+import heapq
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -51,7 +57,11 @@ from mining.gp_eval import (Scorer, ScoreSpec, local_state, release_state, run_p
 from mining.gp_nsga import crowded_tournament, nsga2_rank, nsga2_survivors
 from mining.gp_variation import Primitives
 
-__all__ = ["DiversityHook", "Program", "evolve"]
+__all__ = ["DiversityHook", "Program", "evolve", "KEEP_RANKS_MB"]
+
+#: Memory for the fittest programs' sample ranks kept for the selection walk (MiB; ~1 MiB a
+#: program on the whole market with 60 sample dates).
+KEEP_RANKS_MB = 256
 
 
 class DiversityHook(Protocol):
@@ -104,13 +114,17 @@ class _Run:
         self.n_scored = 0
         self.replica = hasattr(diversity, "replica_state")   # hook runs in the workers
         div_arrays, div_params = diversity.replica_state() if self.replica else ({}, None)
-        self.spec = ScoreSpec(uuid.uuid4().hex, tuple(terminals), int(settings.cache_mb * 2**20),
-                              float(settings.parsimony), div_params)
         panels = run_panels(terminals, ctx.universe_mask, Scorer.arrays(ctx, split), div_arrays)
         self.shared = executor.share(panels)
+        in_process = isinstance(self.shared, Mapping)           # serial, threads
+        self.spec = ScoreSpec(uuid.uuid4().hex, tuple(terminals), int(settings.cache_mb * 2**20),
+                              float(settings.parsimony), div_params,
+                              keep_ranks=self.replica and in_process)
+        self._kept: dict[Expr, np.ndarray] = {}   # expr -> sample ranks (the fittest)
+        self._kept_heap: list[tuple[float, int, Expr]] = []
+        self._kept_bytes = 0
         # the engine's own memo: the one in-process workers use (serial, threads)
-        self.memo = local_state(self.spec, self.shared if isinstance(self.shared, Mapping)
-                                else panels).memo
+        self.memo = local_state(self.spec, self.shared if in_process else panels).memo
 
     def score(self, exprs: Sequence[Expr]) -> None:
         """Score the distinct programs of ``exprs`` not scored yet, through the executor."""
@@ -119,13 +133,36 @@ class _Run:
             return
         hall = self.div.hall_spec() if self.replica else ()
         out = self.ex.map(score_task, [(self.spec, e, hall) for e in todo], self.shared)
-        for e, (fit, ic, cov, turn, sig) in zip(todo, out):
+        for e, (fit, ic, cov, turn, sig, ranks) in zip(todo, out):
             if self.div is not None and not self.replica:    # a hook of this process only
                 v = self.memo.values(e)
                 sig = self.div.signature(v)
                 if np.isfinite(ic):
                     fit *= 1.0 - float(self.div.penalty(v))
             self.scores[e] = (float(fit), ic, cov, turn, sig)
+            if ranks is not None and np.isfinite(fit):
+                self._keep(e, float(fit), ranks)
+
+    def _keep(self, expr: Expr, fit: float, ranks: np.ndarray) -> None:
+        """Keep ``ranks`` of ``expr`` while it is among the fittest that fit in
+        :data:`KEEP_RANKS_MB` (ties: the earlier scored stays)."""
+        heapq.heappush(self._kept_heap, (fit, -len(self.scores), expr))
+        self._kept[expr] = ranks
+        self._kept_bytes += ranks.nbytes
+        while self._kept_bytes > KEEP_RANKS_MB * 2**20 and self._kept_heap:
+            _, _, drop = heapq.heappop(self._kept_heap)
+            self._kept_bytes -= self._kept.pop(drop).nbytes
+
+    def kept_ranks(self, p: Program, e: Expr) -> np.ndarray | None:
+        """The kept sample ranks of candidate ``e`` (``oriented(p)``): ``p``'s, mirrored when
+        ``e`` is its negation; None when not kept."""
+        r = self._kept.get(p.expr)
+        if r is None or e == p.expr:
+            return r
+        raw = r.astype(np.float64)
+        valid = raw > 0
+        n = valid.sum(axis=1, keepdims=True)
+        return np.where(valid, n + 1 - raw, 0.0).astype(np.float32)
 
     def oriented_values(self, exprs: list[Expr], signs: list[float]) -> list[np.ndarray]:
         """``sign * values`` of each program for the hook's ``admit``: from this process's
@@ -294,16 +331,21 @@ def evolve(terminals: Mapping[Expr, np.ndarray], ctx: EvalContext, settings: GPS
     programs = sorted(run.seen.values(), key=lambda p: (-p.fitness, p.size, str(p.expr)))
     candidates: dict[Expr, float] = {}
     parents: dict[str, tuple[str, ...]] = {}
+    kept: dict[Expr, np.ndarray] = {}
     for p in programs:
         e = oriented(p)
         if e not in candidates:
             candidates[e] = p.fitness
             parents[str(e)] = p.parents
+            r = run.kept_ranks(p, e)
+            if r is not None:
+                kept[e] = r
+    run._kept.clear()
     return GPResult(candidates=list(candidates.items()), generations=generations,
                     n_programs_scored=run.n_scored, seconds=time.perf_counter() - t0,
                     fields=tuple(str(k) for k in terminals), cache=cache, programs=programs,
                     parents=parents, seeds_used=len(used), seeds_skipped=n_skipped,
-                    engine="alphamine")
+                    engine="alphamine", sample_ranks=kept)
 
 
 def _readonly(a) -> np.ndarray:

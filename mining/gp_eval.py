@@ -223,6 +223,7 @@ class ScoreSpec:
     parsimony: float
     div: dict | None = None
     strict: bool = False
+    keep_ranks: bool = False     # score_task also returns the hook's sample ranks (in-process)
 
 
 def run_panels(terminals: Mapping[Expr, np.ndarray], mask: np.ndarray | None,
@@ -296,22 +297,26 @@ def score_task(panels: Mapping[str, np.ndarray], item: tuple) -> tuple:
     Returns
     -------
     tuple
-        ``(fitness, rank_ic, coverage, turnover, signature)``: fitness ``|ic| x coverage -
-        parsimony x size`` (0 when the RankIC is undefined), times ``1 - penalty`` with a hook
-        (``spec.div``); signature None without one.
+        ``(fitness, rank_ic, coverage, turnover, signature, ranks)``: fitness ``|ic| x
+        coverage - parsimony x size`` (0 when the RankIC is undefined), times ``1 - penalty``
+        with a hook (``spec.div``); signature None without one; ranks the hook's
+        :meth:`~mining.gp_diversity.Diversity.sample_ranks` of the program's values when
+        ``spec.keep_ranks`` (else None).
     """
     spec, expr, hall = item
     st = local_state(spec, panels)
     v = st.memo.values(expr)
     ic, cov, turn = st.scorer(v)
     fit = abs(ic) * cov - spec.parsimony * size(expr) if np.isfinite(ic) else 0.0
-    sig = None
+    sig = ranks = None
     if spec.div is not None:
         rep = st.replica(hall)
         sig = rep.signature(v)
         if np.isfinite(ic):
             fit *= 1.0 - float(rep.penalty(v))
-    return float(fit), ic, cov, turn, sig
+        if spec.keep_ranks:
+            ranks = rep.sample_ranks(v)
+    return float(fit), ic, cov, turn, sig, ranks
 
 
 def sample_task(panels: Mapping[str, np.ndarray], item: tuple) -> np.ndarray:

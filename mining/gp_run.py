@@ -26,6 +26,8 @@ from data.io import to_jsonable
 from data.manifest import RunRecorder
 from factors.cluster import cluster_settings
 from factors.library_sets import library_set
+from factors.parallel import resolve_jobs
+from factors.row_threads import row_threads
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
 from factors.expr_eval import evaluate
@@ -241,12 +243,10 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                     rejections[d.kind] = rejections.get(d.kind, 0) + 1
                 _emit(on_progress, decision)
 
-            walk = diverse_walk(
-                res.candidates, lambda e: evaluate(
-                    e, panels, mask=gp_ctx.universe_mask,
-                    factors=lambda name: panels[f'factor("{name}")']),      # [gp] pool terminals
-                found.diversity, cfg.store.max_corr, send,
-                stop=lambda: n_acc >= g.top or n_eval >= budget)
+            # one candidate at a time: its kernels' rows are split over the cores
+            with row_threads(resolve_jobs(g.n_jobs)):
+                walk = _walk(res, found, panels, gp_ctx, cfg, send,
+                             stop=lambda: n_acc >= g.top or n_eval >= budget)
             skipped = {"skipped_train_corr": walk.skipped_train_corr,
                        "skipped_duplicate": walk.skipped_duplicate}
             search_info = found.summary(g.diversity)
@@ -276,6 +276,20 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                        generations=list(res.generations),
                        seconds=time.perf_counter() - t0, leaderboard=recs, **skipped,
                        engine=found.engine_used, n_seeds=len(found.seeds))
+
+
+def _walk(res, found, panels, gp_ctx, cfg: Config, send, *, stop):
+    """The diverse selection walk of :func:`mine_gp` over the search's candidates (kept sample
+    ranks read instead of evaluating again); the kept ranks are freed afterwards."""
+    kept = getattr(res, "sample_ranks", {})
+    try:
+        return diverse_walk(
+            res.candidates, lambda e: evaluate(
+                e, panels, mask=gp_ctx.universe_mask,
+                factors=lambda name: panels[f'factor("{name}")']),      # [gp] pool terminals
+            found.diversity, cfg.store.max_corr, send, stop=stop, ranks_of=kept.get)
+    finally:
+        kept.clear()
 
 
 # ------------------------------------------------------------------------------- library

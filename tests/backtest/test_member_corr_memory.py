@@ -48,3 +48,24 @@ def test_member_correlations_equal_factor_corr_and_keep_valid_rows_only():
     # cached: a second candidate reuses the members' sorted valid rows
     again = correlations_with(ws, cand, members)
     assert again == got
+
+
+def test_an_accepted_candidate_leaves_its_valid_side_as_the_member_would_compute_it(tmp_path):
+    from backtest import candidates as cands
+    from factors.store import FactorStore
+    from mining.cli_app import load
+    from dataclasses import replace
+    ws = _ws()
+    base = load(None)
+    cfg = base.replace(store=replace(base.store, path=tmp_path / "lb.db", min_valid_rank_ic=0.0,
+                                     max_adj_p=1.0),
+                       evaluate=replace(base.evaluate, horizon=1))
+    with FactorStore(cfg.store.path) as store:
+        for i, f in enumerate(("ts_delta(close, 3) / ts_std(close, 10)", "cs_rank(vol)")):
+            cand = evaluate_candidate(ws, f, orient=True)
+            d = cands.submit(ws, store, cand, name=f"m{i}", source="manual", cfg=cfg,
+                             provenance={})
+            assert d.accepted, d.reason
+            kept = ws.memo[("valid_side", cand.formula)]
+            fresh = cands._side(ws, ws.values(parse(cand.formula)))   # from the formula
+            assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(kept, fresh))

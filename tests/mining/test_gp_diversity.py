@@ -365,3 +365,53 @@ def test_pool_may_be_an_iterator_of_pairs_read_once(data):
     assert seen == ["close", "vol"] and b.pool_names == a.pool_names
     x = p["vwap"] + p["vol"]
     assert b.penalty(x) == a.penalty(x) and b.penalty(p["vol"]) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- kept ranks
+def _search(ctx, p, executor=None):
+    from mining.gp import terminal
+    from mining.gp_engine import evolve
+    s = GPSettings(population=40, generations=2, seed=3, max_depth=3, elite=2)
+    hook = Diversity(ctx, {"close": p["close"]}, n_dates=20, hof=3)
+    return evolve({terminal(k): v for k, v in p.items()}, ctx, s, diversity=hook,
+                  executor=executor)
+
+
+def test_search_keeps_sample_ranks_and_the_walk_reads_them(data):
+    from factors.expr_eval import evaluate
+    from factors.parallel import make_executor
+    ctx, p = data
+    res = _search(ctx, p)
+    kept = res.sample_ranks
+    assert kept and set(kept) <= {e for e, _ in res.candidates}
+    d = Diversity(ctx, {"close": p["close"]}, n_dates=20)
+    values = {e: evaluate(e, p, mask=ctx.universe_mask) for e, _ in res.candidates}
+    for e, r in kept.items():                       # the oriented candidate's own ranks
+        assert r.dtype == np.float32 and np.array_equal(r, d.sample_ranks(values[e]))
+    with make_executor("threads", 2) as ex:         # same ranks from pool threads
+        par = _search(ctx, p, ex).sample_ranks
+    assert par.keys() == kept.keys() and all(np.array_equal(par[e], kept[e]) for e in kept)
+    calls = []
+
+    def values_of(e):
+        calls.append(e)
+        return values[e]
+    plain = diverse_walk(res.candidates, values_of, d, 0.7, lambda *a: None, stop=lambda: False)
+    n_plain = len(calls)
+    calls.clear()
+    fast = diverse_walk(res.candidates, values_of, d, 0.7, lambda *a: None, stop=lambda: False,
+                        ranks_of=kept.get)
+    assert fast == plain and plain.picked           # the same decisions ...
+    assert len(calls) == n_plain - len(kept)        # ... without evaluating the kept ones
+
+
+def test_kept_sample_ranks_are_bounded_to_the_fittest(data, monkeypatch):
+    from mining import gp_engine
+    ctx, p = data
+    one = 20 * N * 4                                # (sample dates, names) float32
+    monkeypatch.setattr(gp_engine, "KEEP_RANKS_MB", 3 * one / 2**20)
+    res = _search(ctx, p)
+    fits = dict(res.candidates)
+    third = sorted(fits.values(), reverse=True)[2]
+    assert 0 < len(res.sample_ranks) <= 3
+    assert all(fits[e] >= third for e in res.sample_ranks)
