@@ -147,7 +147,7 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
     shift = max(1, int(N - 1).bit_length())
     use_mask = mask is not None
     m = np.ascontiguousarray(mask, dtype=np.bool_) if use_mask else None
-    order, counts = np.empty((R, N), np.int32), np.zeros(R, np.int64)   # NumPy: huge pages
+    order, counts = np.empty((R, N), np.int32), np.zeros(R, np.int64)   # NumPy-allocated (factors._ts_driver)
 
     def rows(lo: int, hi: int) -> None:        # rows are independent (factors.row_threads)
         xr = x[lo:hi] + 0.0                     # -0.0 -> 0.0 (also a private copy)

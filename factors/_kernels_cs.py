@@ -166,7 +166,7 @@ def valid_entries(x: np.ndarray, mask, name: str = "mask") -> np.ndarray:
 
 def _masked_ranks(x: np.ndarray, ok: np.ndarray, pct: bool) -> np.ndarray:
     xm = np.where(ok, x, np.inf)  # +inf sorts last and is not counted; much faster than NaN
-    out = np.empty(xm.shape)                 # NumPy-allocated: huge pages (factors._ts_driver)
+    out = np.empty(xm.shape)                 # NumPy-allocated (factors._ts_driver)
     return _ranks_from_order(xm, np.argsort(xm, axis=1), pct, out)
 
 

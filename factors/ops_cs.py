@@ -77,7 +77,7 @@ def _row_stats(x, ok, mode, out):
 
 def _stats(name: str, x, mask, mode: int) -> np.ndarray:
     a = K.as_panel(x, name)
-    out = np.full(a.shape, np.nan)           # NumPy-allocated: huge pages (factors._ts_driver)
+    out = np.full(a.shape, np.nan)           # NumPy-allocated (factors._ts_driver)
     _row_stats(a, K.valid_entries(a, mask, f"{name} mask"), mode, out)
     np.copyto(out, np.nan, where=~np.isfinite(out))  # e.g. sum|x| overflowing
     return out

@@ -177,7 +177,7 @@ def _grouped(name: str, x, group, mask, mode: int) -> np.ndarray:
     if g.shape != a.shape:
         raise ValueError(f"{name}: group shape {g.shape} does not match panel shape {a.shape}")
     ok = K.valid_entries(a, mask, f"{name} mask") & np.isfinite(g)
-    out = np.full(a.shape, np.nan)           # NumPy-allocated: huge pages (factors._ts_driver)
+    out = np.full(a.shape, np.nan)           # NumPy-allocated (factors._ts_driver)
     if mode in (_DEMEAN, _MEAN):
         _group_mean_rows(a, g, ok, mode == _DEMEAN, out)
     else:

@@ -70,3 +70,18 @@ def test_executor_workers_stay_single_threaded():
     with row_threads(4), make_executor("threads", 2) as ex:
         got = ex.map(_threads_seen, list(range(6)), ex.share({}))
     assert got == [1] * 6
+
+
+def test_ts_operators_on_column_layout_identical_on_threads():
+    from factors.operators import get_op
+    rng = np.random.default_rng(5)
+    x = np.asfortranarray(rng.normal(size=(120, 300)))
+    y = np.asfortranarray(rng.normal(size=(120, 300)))
+    x[rng.random(x.shape) < 0.05] = np.nan
+    for name, args in (("ts_mean", [x]), ("ts_rank", [x]), ("ts_corr", [x, y]),
+                       ("ts_argmax", [x])):
+        op = get_op(name)
+        one = op.apply(args, (10,))
+        with row_threads(2):
+            two = op.apply(args, (10,))
+        assert np.array_equal(one, two, equal_nan=True), name
