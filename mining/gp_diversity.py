@@ -78,6 +78,12 @@ def _stack(items: list[_Ranked]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([x.r for x in items]), np.stack([x.m for x in items])
 
 
+def _mirror(a: _Ranked) -> np.ndarray:
+    """The raw ranks of the negated panel: ``n + 1 - rank`` (exact for averaged ties), 0 where
+    missing."""
+    return np.where(a.m > 0, a.n + 1 - a.raw, 0.0)
+
+
 @dataclass
 class _HofEntry:
     expr: Any
@@ -196,15 +202,12 @@ class Diversity:
         """Sample ranks of a panel (what a hall-of-fame entry keeps)."""
         return self._rank(np.asarray(values, dtype=np.float64))
 
-    def sample_ranks(self, values: np.ndarray, negate: bool = False) -> np.ndarray:
+    def sample_ranks(self, values: np.ndarray) -> np.ndarray:
         """A panel's ranks on the sample in compact form: ``(S, N)`` float32, 1..n with ties
-        averaged, 0 where missing (exact: half-integers below 2**23). ``negate``: the ranks
-        of ``-values`` (``n + 1 - rank``, exact for averaged ties). :meth:`from_sample_ranks`
+        averaged, 0 where missing (exact: half-integers below 2**23). :meth:`from_sample_ranks`
         gives back what :meth:`_ranked` computes, bit for bit (the walk reads kept ranks
         instead of evaluating the program again)."""
-        a = self._ranked(values)
-        raw = np.where(a.m > 0, a.n + 1 - a.raw, 0.0) if negate else a.raw
-        return raw.astype(np.float32)
+        return self._ranked(values).raw.astype(np.float32)
 
     @staticmethod
     def from_sample_ranks(ranks: np.ndarray) -> _Ranked:
@@ -213,6 +216,13 @@ class Diversity:
         valid = raw > 0
         n = valid.sum(axis=1, keepdims=True)
         return _Ranked(raw / np.maximum(n, 1), valid.astype(np.float64), raw, n)
+
+    @staticmethod
+    def negated_sample_ranks(ranks: np.ndarray) -> np.ndarray:
+        """:meth:`sample_ranks` of ``-values`` from those of ``values``."""
+        a = Diversity.from_sample_ranks(ranks)
+        return _mirror(a).astype(np.float32)
+
     def hall_spec(self) -> tuple:
         """The hall of fame as ``((expr, fitness, signature), ...)`` (to :meth:`set_hall`)."""
         return tuple((h.expr, h.fitness, h.sig) for h in self.hall)
@@ -289,8 +299,7 @@ class Diversity:
     def signature_of(self, a: _Ranked) -> bytes:
         """:meth:`signature` from sample ranks."""
         valid = a.m > 0
-        neg = np.where(valid, a.n + 1 - a.raw, 0.0)
-        return min(self._digest(a.raw, a.n, valid), self._digest(neg, a.n, valid))
+        return min(self._digest(a.raw, a.n, valid), self._digest(_mirror(a), a.n, valid))
 
     def _digest(self, raw: np.ndarray, n: np.ndarray, valid: np.ndarray) -> bytes:
         levels = (1 << self.bits) - 1

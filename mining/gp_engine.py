@@ -159,10 +159,7 @@ class _Run:
         r = self._kept.get(p.expr)
         if r is None or e == p.expr:
             return r
-        raw = r.astype(np.float64)
-        valid = raw > 0
-        n = valid.sum(axis=1, keepdims=True)
-        return np.where(valid, n + 1 - raw, 0.0).astype(np.float32)
+        return self.div.negated_sample_ranks(r)
 
     def oriented_values(self, exprs: list[Expr], signs: list[float]) -> list[np.ndarray]:
         """``sign * values`` of each program for the hook's ``admit``: from this process's

@@ -281,7 +281,7 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
 def _walk(res, found, panels, gp_ctx, cfg: Config, send, *, stop):
     """The diverse selection walk of :func:`mine_gp` over the search's candidates (kept sample
     ranks read instead of evaluating again); the kept ranks are freed afterwards."""
-    kept = getattr(res, "sample_ranks", {})
+    kept = res.sample_ranks
     try:
         return diverse_walk(
             res.candidates, lambda e: evaluate(
