@@ -195,6 +195,17 @@ def rank_pct_rows(x, mask=None) -> np.ndarray:
     return _masked_ranks(a, valid_entries(a, mask), True)
 
 
+def rank_rows(x, mask=None) -> np.ndarray:
+    """1-based rank of each row's entries, average ties (``scipy.stats.rankdata(x, axis=1,
+    nan_policy="omit")`` on the eligible entries, bit for bit: average ranks are exact halves).
+
+    Parameters and errors as :func:`rank_pct_rows`; returns float64 ``(T, N)``, NaN for
+    ineligible entries.
+    """
+    a = as_panel(x)
+    return _masked_ranks(a, valid_entries(a, mask), False)
+
+
 def _pair(a, b, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pa = as_panel(a, "a")
     pb = as_panel(b, "b")

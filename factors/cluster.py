@@ -7,15 +7,29 @@
 * ``share(arrays)`` puts every panel in the Ray object store with ``ray.put``, once per run: an
   array already put by this executor (the same object) is not put again, so sharing the
   panels of a later round puts only the new ones (:attr:`RayExecutor.n_puts` counts them);
-* ``map(fn, items, shared)`` submits one Ray task per item. The task receives the object
-  references as top-level arguments, so each worker reads the panels zero-copy from its node's
-  object store (fetched over the network once per node, never once per task) and calls
-  ``fn(panels, item)``. Results come back in item order;
-* a task whose worker process or node dies is retried by Ray (``max_retries``); an exception
-  raised by ``fn`` itself is not retried (``fn`` is deterministic: it would raise again) and
-  is re-raised on the driver as its own type. ``map`` returns one result per item: a retried
-  task's result is returned exactly once, and only the driver writes rows (leaderboard,
-  files), so a lost worker neither loses nor duplicates a row.
+* the work runs in one Ray actor per worker slot (``cluster CPUs // num_cpus``, spread over
+  the nodes): a long-lived process that keeps its state between calls (the GP memo of
+  subtree outputs, loaded numba kernels);
+* ``map(fn, items, shared)`` gives each actor a contiguous block of the items, in order
+  (callers put items that share work next to each other: the GP sorts programs by formula,
+  so a program tends to meet the memo that computed its relatives), and sends each actor
+  chunks of about ``1 / (2 x actors)`` of what is left (guided self-scheduling,
+  Polychronopoulos & Kuck 1987), one chunk in flight per actor; an actor whose block is done
+  takes the far end of the largest block left (work stealing), so the last chunks are single
+  items and no actor idles while another has a queue. A chunk carries the object references
+  as top-level arguments, so each actor reads the panels zero-copy from its node's object
+  store (fetched over the network once per node, never once per task) and calls
+  ``fn(panels, item)`` for its items. Results come back in item order;
+* ``warm(fn)`` starts the actors and runs ``fn()`` once in each, without waiting: a run calls
+  it before loading its data, so worker start-up (imports, numba kernels loaded from the
+  cache) overlaps the load instead of delaying the first generation;
+* an actor whose process or node dies is restarted by Ray and the chunk it was running is
+  sent again (at most ``max_retries`` times per chunk; an actor Ray gives up on leaves its
+  items to the others); an exception raised by ``fn`` itself is not retried (``fn`` is
+  deterministic: it would raise again) and is re-raised on the driver as its own type.
+  ``map`` returns one result per item: a re-sent chunk's results are returned exactly once,
+  and only the driver writes rows (leaderboard, files), so a lost worker neither loses nor
+  duplicates a row.
 
 Everything Ray runs is pure computation on the shared panels; the driver keeps the
 leaderboard, the caches, the files and progress output. Ray is an optional extra
@@ -33,6 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from data.errors import AlphamineError, ConfigError
+from factors.dispatch import Blocks
 
 __all__ = ["ClusterConfig", "ClusterError", "RayExecutor", "RayShared", "parse_address",
            "check_cluster", "executor_for", "open_cluster", "cluster_settings", "RAY_EXTRA_HINT"]
@@ -182,9 +197,27 @@ class RayShared:
     refs: tuple
 
 
-def _run_task(fn: Callable, names: tuple[str, ...], item: Any, *arrays: np.ndarray) -> Any:
-    """The Ray task body: ``fn({name: array}, item)`` (Ray resolved ``arrays`` from refs)."""
-    return fn(dict(zip(names, arrays)), item)
+class _Worker:
+    """The body of one Ray actor: runs chunks of a map on the panels it is handed."""
+
+    def run(self, fn: Callable, names: tuple[str, ...], items: list, *arrays) -> list:
+        """``[fn({name: array}, item) for item in items]`` (Ray resolved ``arrays``)."""
+        panels = dict(zip(names, arrays))
+        return [fn(panels, it) for it in items]
+
+    def warm(self, fn: Callable) -> None:
+        """Run ``fn()`` here (start-up work, e.g. :func:`mining.gp_search.warm_up`)."""
+        fn()
+
+
+def _gone(actor) -> bool:
+    """Whether Ray has given ``actor`` up (state DEAD: out of restarts, or no node for it)."""
+    try:
+        from ray.util.state import get_actor
+        info = get_actor(actor._actor_id.hex())
+    except Exception:  # noqa: BLE001 - no state API here: treat it as coming back
+        return False
+    return info is not None and getattr(info, "state", "") == "DEAD"
 
 
 class RayExecutor:
@@ -195,11 +228,11 @@ class RayExecutor:
     address : str
         The cluster (:func:`parse_address`; ``"auto"`` or ``HOST:PORT`` or ``ray://...``).
     max_retries : int, default 3
-        Ray re-runs of a task whose worker process or node died.
+        Times one chunk is sent again after its actor's process or node died.
     connect_timeout : float, default 10.0
         Seconds for the reachability check (:func:`check_cluster`).
     num_cpus : float, default 1
-        CPUs a task reserves on its node.
+        CPUs an actor reserves on its node; there are ``cluster CPUs // num_cpus`` actors.
     runtime_env : dict, optional
         Passed to ``ray.init`` (e.g. ``{"env_vars": {...}}``); default none: every node runs
         the same Python environment with alphamine installed.
@@ -212,7 +245,8 @@ class RayExecutor:
     Notes
     -----
     A process holds one Ray connection: an executor created while one is open reuses it (and
-    leaves it open on :meth:`close`); the executor that connected disconnects on close.
+    leaves it open on :meth:`close`); the executor that connected disconnects on close. The
+    actors start on the first :meth:`warm` or :meth:`map` and end on :meth:`close`.
     """
 
     kind = "ray"
@@ -239,8 +273,12 @@ class RayExecutor:
                                    ) from None
             self._owns = True
         _notices_to_stderr()
-        self._remote = ray.remote(_run_task).options(
-            num_cpus=num_cpus, max_retries=self.max_retries, retry_exceptions=False)
+        # restarted by Ray when their process or node dies; map sends the lost chunk again
+        self._actor_cls = ray.remote(_Worker).options(
+            num_cpus=num_cpus, max_restarts=-1, max_task_retries=0,
+            scheduling_strategy="SPREAD")
+        self._actors: list = []
+        self._warming: list = []
         self.n_workers = max(int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)),
                              1)
 
@@ -262,38 +300,96 @@ class RayExecutor:
             refs.append(hit[1])
         return RayShared(tuple(names), tuple(refs))
 
+    def _workers(self) -> list:
+        if not self._actors:
+            self._actors = [self._actor_cls.remote() for _ in range(self.n_workers)]
+        return self._actors
+
+    def warm(self, fn: Callable[[], Any]) -> None:
+        """Start the actors and run ``fn()`` once in each, without waiting; results and
+        errors are dropped (work that needs what failed fails in :meth:`map`)."""
+        self._warming = [a.warm.remote(fn) for a in self._workers()]
+
     def map(self, fn: Callable[[Mapping[str, np.ndarray], Any], Any], items: Sequence[Any],
             shared: RayShared) -> list:
-        """``[fn(panels, item) for item in items]`` as Ray tasks, in item order.
+        """``[fn(panels, item) for item in items]`` on the actors (module docstring), in item
+        order.
 
         Raises
         ------
         Exception
             The first exception raised by ``fn`` (its own type, not retried).
         ClusterError
-            A task lost more than ``max_retries`` times (worker or node died).
+            A chunk lost more than ``max_retries`` times, or no actor left.
         """
         import ray
         from ray import exceptions as rex
         if not isinstance(shared, RayShared):
             raise TypeError("RayExecutor.map needs the handle returned by its share()")
-        refs = [self._remote.remote(fn, shared.names, it, *shared.refs) for it in items]
+        items = list(items)
+        actors = self._workers()
+        state = Blocks(len(items), len(actors))
+        out: list = [None] * len(items)
+        lost: dict[int, int] = {}                  # first index of a chunk -> times lost
+        live = set(range(len(actors)))
+        flight: dict = {}                          # ref -> (actor, chunk)
+
+        def send(k: int) -> None:
+            chunk = state.take(k, len(live))
+            if chunk:
+                ref = actors[k].run.remote(fn, shared.names, [items[i] for i in chunk],
+                                           *shared.refs)
+                flight[ref] = (k, chunk)
+
+        for k in sorted(live):
+            send(k)
         try:
-            return ray.get(refs)
-        except rex.RayTaskError as e:
-            raise e.as_instanceof_cause() from None
-        except (rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError,
-                rex.TaskUnschedulableError, rex.RaySystemError) as e:
-            for r in refs:
-                ray.cancel(r, force=True)
-            raise ClusterError(f"a task on the Ray cluster {self.address} was lost after "
-                               f"{self.max_retries} retries: {type(e).__name__}") from None
+            while flight:
+                (ref,), _ = ray.wait(list(flight), num_returns=1)
+                k, chunk = flight.pop(ref)
+                try:
+                    got = ray.get(ref)
+                except rex.RayActorError as e:     # the process or node died mid-chunk
+                    lost[chunk[0]] = lost.get(chunk[0], 0) + 1
+                    if lost[chunk[0]] > self.max_retries:
+                        raise ClusterError(
+                            f"a task on the Ray cluster {self.address} was lost after "
+                            f"{self.max_retries} retries: {type(e).__name__}") from None
+                    state.retry.append(chunk)
+                    if _gone(actors[k]):           # not coming back: the others take over
+                        live.discard(k)
+                        if not live:
+                            raise ClusterError(f"every worker of the Ray cluster "
+                                               f"{self.address} was lost") from None
+                        busy = {a for a, _ in flight.values()}
+                        for j in sorted(live - busy):
+                            send(j)
+                        continue
+                except rex.RayTaskError as e:
+                    raise e.as_instanceof_cause() from None
+                except (rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError,
+                        rex.RaySystemError) as e:
+                    raise ClusterError(f"a task on the Ray cluster {self.address} was lost: "
+                                       f"{type(e).__name__}") from None
+                else:
+                    for i, r in zip(chunk, got):
+                        out[i] = r
+                send(k)
+        except BaseException:
+            for r in flight:
+                ray.cancel(r)
+            raise
+        return out
 
     def close(self) -> None:
-        """Drop the shared panels and disconnect (if this executor connected)."""
+        """End the actors, drop the shared panels and disconnect (if this executor
+        connected)."""
+        import ray
+        for a in self._actors:
+            ray.kill(a)
+        self._actors, self._warming = [], []
         self._put.clear()
         if self._owns:
-            import ray
             ray.shutdown()
             self._owns = False
 

@@ -67,12 +67,8 @@ from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 
-# gplearn imports live here only.
-from gplearn.fitness import make_fitness
-from gplearn.functions import make_function
-from gplearn.genetic import SymbolicRegressor
-from sklearn import config_context
-
+# gplearn (with scikit-learn and scipy, ~2.4 s) is imported here only, and only inside the
+# functions that run it: the alphamine engine and its cluster workers never load it.
 from backtest.context import EvalContext
 from backtest.evaluate import mean_rank_ic
 from factors.expr_tree import Call, Const, Expr, FactorRef, Field
@@ -301,6 +297,7 @@ def build_function_set(shape: tuple[int, int], mask: np.ndarray | None = None,
 
 def _make_function(fn: _PanelFunction, arity: int):
     """gplearn's ``make_function`` for ``fn``, answering its probe calls in probe mode."""
+    from gplearn.functions import make_function
     fn.probing = True
     try:
         return make_function(function=_as_function(fn, arity), name=fn.name, arity=arity,
@@ -405,6 +402,9 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
         Every distinct program of every generation as an ``Expr`` with its fitness, best first.
         Same data and seed give the same result.
     """
+    from gplearn.fitness import make_fitness
+    from gplearn.genetic import SymbolicRegressor
+
     t0 = time.perf_counter()
     feature_names = tuple(panels)
     T, N = len(ctx.dates), len(ctx.codes)
@@ -452,6 +452,7 @@ def run_gp(panels: dict[str, np.ndarray], ctx: EvalContext, settings: GPSettings
 
 def _run_generations(est, X, y, settings, names, feature_names, generations, seen,
                      on_generation) -> None:
+    from sklearn import config_context
     for g in range(settings.generations):
         tg = time.perf_counter()
         est.set_params(generations=g + 1)

@@ -31,8 +31,8 @@ all computed on a fixed sample of TRAIN dates only:
   sample with one already sent to valid or with a member.
 
 The measure: Spearman rank correlation (Spearman 1904) averaged over the sample dates. Each
-panel is rank-transformed once on the sample (``scipy.stats.rankdata`` along the names, ties
-averaged, eligible and finite names only); the correlation of two panels on a date is the
+panel is rank-transformed once on the sample (:func:`factors._kernels_cs.rank_rows` along
+the names, ties averaged, eligible and finite names only); the correlation of two panels on a date is the
 Pearson correlation of these ranks over the names finite in both (equal to Spearman's when the
 two cover the same names, a close approximation otherwise), computed for a whole pool at once
 as batched matrix products; dates with fewer than 3 common names are left out of the mean. The sample is
@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from scipy.stats import rankdata
 
 from backtest.context import EvalContext
+from factors._kernels_cs import rank_rows
 
 __all__ = ["Diversity", "DIVERSITY_MODES", "WalkResult", "diverse_walk"]
 
@@ -241,9 +241,7 @@ class Diversity:
                              f"(up to {self.rows[-1]}) x {self.eligible.shape[1]} names")
         x = values[self.rows]
         valid = np.isfinite(x) & self.eligible
-        xs = np.where(valid, x, np.nan)
-        with np.errstate(all="ignore"):
-            r = rankdata(xs, axis=1, nan_policy="omit")
+        r = rank_rows(x, self.eligible)
         n = valid.sum(axis=1, keepdims=True)
         raw = np.where(valid, r, 0.0)
         return _Ranked(raw / np.maximum(n, 1), valid.astype(np.float64), raw, n)

@@ -26,10 +26,12 @@ by structure (``Expr`` is hashable) in a least-recently-used memo of ``cache_mb`
 subtrees shared across the population are computed once; program scores are memoised too.
 Runs are deterministic: one ``numpy.random.Generator`` seeded with ``settings.seed``.
 
-With the hook computed by in-process workers (serial, threads), the sample ranks of the
-fittest programs are kept (at most :data:`KEEP_RANKS_MB` MiB, float32, the least fit dropped
-first) and returned as ``GPResult.sample_ranks`` for the oriented candidates: the selection
-walk of ``mine gp`` then reads them instead of evaluating those programs again.
+With a hook computed by the workers (every executor but the hook of this process only), the
+sample ranks of the fittest programs are kept (at most :data:`KEEP_RANKS_MB` MiB, float32, the
+least fit dropped first) and returned as ``GPResult.sample_ranks`` for the oriented
+candidates: the selection walk of ``mine gp`` then reads them instead of evaluating those
+programs again. Workers send ranks back only for programs fitter than the least fit kept when
+the generation started (worker processes and a cluster send the rest nothing).
 
 Generation 1 is the initial population (seeds first, then ramped half-and-half); each later
 generation is ``population`` offspring. Tournament mode keeps the ``elite`` best programs and
@@ -119,7 +121,7 @@ class _Run:
         in_process = isinstance(self.shared, Mapping)           # serial, threads
         self.spec = ScoreSpec(uuid.uuid4().hex, tuple(terminals), int(settings.cache_mb * 2**20),
                               float(settings.parsimony), div_params,
-                              keep_ranks=self.replica and in_process)
+                              keep_ranks=self.replica)
         self._kept: dict[Expr, np.ndarray] = {}   # expr -> sample ranks (the fittest)
         self._kept_heap: list[tuple[float, int, Expr]] = []
         self._kept_bytes = 0
@@ -128,11 +130,15 @@ class _Run:
 
     def score(self, exprs: Sequence[Expr]) -> None:
         """Score the distinct programs of ``exprs`` not scored yet, through the executor."""
-        todo = list(dict.fromkeys(e for e in exprs if e not in self.scores))
+        # in formula order: programs bred from one parent share its text up to where they
+        # differ, and executors hand out contiguous runs of items, so each worker process (or
+        # node) meets subtrees its own memo holds
+        todo = sorted(dict.fromkeys(e for e in exprs if e not in self.scores), key=str)
         if not todo:
             return
         hall = self.div.hall_spec() if self.replica else ()
-        out = self.ex.map(score_task, [(self.spec, e, hall) for e in todo], self.shared)
+        floor = self._keep_floor()
+        out = self.ex.map(score_task, [(self.spec, e, hall, floor) for e in todo], self.shared)
         for e, (fit, ic, cov, turn, sig, ranks) in zip(todo, out):
             if self.div is not None and not self.replica:    # a hook of this process only
                 v = self.memo.values(e)
@@ -152,6 +158,17 @@ class _Run:
         while self._kept_bytes > KEEP_RANKS_MB * 2**20 and self._kept_heap:
             _, _, drop = heapq.heappop(self._kept_heap)
             self._kept_bytes -= self._kept.pop(drop).nbytes
+
+    def _keep_floor(self) -> float:
+        """The fitness a program must exceed for :meth:`_keep` to hold its ranks once one
+        more arrives (-inf while there is room): a program scored as fit as the least fit
+        kept is dropped first, being the later scored."""
+        if not self._kept_heap:
+            return -np.inf
+        one = next(iter(self._kept.values())).nbytes
+        if self._kept_bytes + one <= KEEP_RANKS_MB * 2**20:
+            return -np.inf
+        return float(self._kept_heap[0][0])
 
     def kept_ranks(self, p: Program, e: Expr) -> np.ndarray | None:
         """The kept sample ranks of candidate ``e`` (``oriented(p)``): ``p``'s, mirrored when

@@ -223,7 +223,7 @@ class ScoreSpec:
     parsimony: float
     div: dict | None = None
     strict: bool = False
-    keep_ranks: bool = False     # score_task also returns the hook's sample ranks (in-process)
+    keep_ranks: bool = False     # score_task also returns the hook's sample ranks
 
 
 def run_panels(terminals: Mapping[Expr, np.ndarray], mask: np.ndarray | None,
@@ -292,7 +292,7 @@ def release_state(key: str) -> None:
 
 
 def score_task(panels: Mapping[str, np.ndarray], item: tuple) -> tuple:
-    """Score one program: ``item = (spec, expr, hall)``.
+    """Score one program: ``item = (spec, expr, hall, keep_above)``.
 
     Returns
     -------
@@ -301,9 +301,11 @@ def score_task(panels: Mapping[str, np.ndarray], item: tuple) -> tuple:
         coverage - parsimony x size`` (0 when the RankIC is undefined), times ``1 - penalty``
         with a hook (``spec.div``); signature None without one; ranks the hook's
         :meth:`~mining.gp_diversity.Diversity.sample_ranks` of the program's values when
-        ``spec.keep_ranks`` (else None).
+        ``spec.keep_ranks`` and the fitness is above ``keep_above`` (the least fitness the
+        engine still keeps: ranks of a less fit program would be dropped on arrival, so they
+        are neither computed nor sent back), else None.
     """
-    spec, expr, hall = item
+    spec, expr, hall, keep_above = item
     st = local_state(spec, panels)
     v = st.memo.values(expr)
     ic, cov, turn = st.scorer(v)
@@ -314,7 +316,7 @@ def score_task(panels: Mapping[str, np.ndarray], item: tuple) -> tuple:
         sig = rep.signature(v)
         if np.isfinite(ic):
             fit *= 1.0 - float(rep.penalty(v))
-        if spec.keep_ranks:
+        if spec.keep_ranks and np.isfinite(fit) and fit > keep_above:
             ranks = rep.sample_ranks(v)
     return float(fit), ic, cov, turn, sig, ranks
 

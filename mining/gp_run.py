@@ -33,7 +33,7 @@ from factors.store_records import FactorRecord
 from factors.expr_eval import evaluate
 from mining.gp import GPGeneration, GPSettings
 from mining.gp_diversity import diverse_walk
-from mining.gp_search import search
+from mining.gp_search import open_executor, search
 from mining.pool_gaps import pool_terminals
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
@@ -179,8 +179,14 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
     AlphamineError
         Unknown universe, missing data, bad configuration.
     """
-    g = settings
     t0 = time.perf_counter()
+    # opened before the data loads: a cluster's workers warm up meanwhile
+    with open_executor(settings, cluster_settings(cfg)) as ex:
+        return _mine_gp(cfg, settings, ex, t0, end=end, on_progress=on_progress, argv=argv)
+
+
+def _mine_gp(cfg: Config, g: GPSettings, executor, t0: float, *, end, on_progress,
+             argv) -> GPRunRecord:
     ws = make_workspace(cfg, g.universe, g.start, end or g.end or None,
                         model_dir=cfg.model.out_dir)
     ws.load(g.fields)
@@ -209,7 +215,7 @@ def mine_gp(cfg: Config, settings: GPSettings, *, end: str | None = None,
                 _emit(on_progress, ev)
             found = search(ws, gp_ctx, panels, g, store, horizon=cfg.evaluate.horizon,
                            max_corr=cfg.store.max_corr, on_generation=on_generation,
-                           cluster=cluster_settings(cfg))
+                           executor=executor)
             res = found.result
             _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
                                         res.seconds))

@@ -12,6 +12,8 @@ uses it for the diverse selection walk.
 """
 from __future__ import annotations
 
+import itertools
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from data.errors import AlphamineError
 from factors.expr_parse import parse
+from factors.expr_tree import Call
 from factors.cluster import executor_for
 from factors.parallel import make_executor
 from factors.store import FactorStore
@@ -27,7 +30,7 @@ from mining.gp_diversity import Diversity
 from mining.gp_engine import evolve
 from mining.gp_seeds import SeedList, seed_formulas
 
-__all__ = ["SearchOutcome", "build_diversity", "parents_by_formula", "search"]
+__all__ = ["SearchOutcome", "build_diversity", "parents_by_formula", "search", "warm_up"]
 
 
 @dataclass
@@ -95,7 +98,7 @@ def parents_by_formula(result: Any) -> dict[str, tuple[str, ...]]:
 def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
            store: FactorStore, *, horizon: int, max_corr: float,
            on_generation: Callable[[Any], None] | None = None,
-           cluster: Any = None) -> SearchOutcome:
+           executor: Any = None) -> SearchOutcome:
     """Run the GP of ``settings.engine`` on the train panels (module docstring).
 
     Parameters
@@ -114,10 +117,9 @@ def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
         ``[evaluate] horizon`` and ``[store] max_corr``.
     on_generation : callable, optional
         Passed to the engine.
-    cluster : factors.cluster.ClusterConfig, optional
-        With an address, the alphamine engine scores each generation on that Ray cluster
-        (:class:`factors.cluster.RayExecutor`) instead of ``[gp] executor`` / ``n_jobs`` here;
-        results are the same either way.
+    executor : factors.parallel.Executor, optional
+        Where the alphamine engine scores each generation (:func:`open_executor`); default
+        serial here. Results are the same whichever it is.
 
     Returns
     -------
@@ -128,12 +130,89 @@ def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
     if settings.engine == "alphamine":
         seeds = seed_formulas(store, ws.universe, horizon, settings.seed_from, settings.fields)
         terminals = {terminal(name): panel for name, panel in panels.items()}
-        remote = cluster is not None and cluster.address.strip()
-        with (executor_for(cluster) if remote
-              else make_executor(settings.executor, settings.n_jobs)) as ex:
-            res = evolve(terminals, gp_ctx, settings, split="train", seeds=list(seeds),
-                         diversity=div, on_generation=on_generation, executor=ex)
+        res = evolve(terminals, gp_ctx, settings, split="train", seeds=list(seeds),
+                     diversity=div, on_generation=on_generation, executor=executor)
         return SearchOutcome(res, "alphamine", div, seeds, n_pool, parents_by_formula(res))
     used = "gplearn"
     res = run_gp(panels, gp_ctx, settings, on_generation=on_generation)
     return SearchOutcome(res, used, div, SeedList(), n_pool, parents_by_formula(res))
+
+
+def open_executor(settings: GPSettings, cluster: Any = None):
+    """The executor a ``mine gp`` run scores on, opened before its data loads.
+
+    Parameters
+    ----------
+    settings : GPSettings
+        ``[gp] engine``, ``executor`` and ``n_jobs``.
+    cluster : factors.cluster.ClusterConfig, optional
+        With an address, a :class:`factors.cluster.RayExecutor` on that cluster (its workers
+        start :func:`warm_up` at once, while this process loads the data) instead of
+        ``[gp] executor`` / ``n_jobs`` here.
+
+    Returns
+    -------
+    context manager
+        Yielding the executor; ``None`` for the gplearn engine (it runs its own way).
+
+    Raises
+    ------
+    ConfigError, ClusterError
+        As :class:`factors.cluster.RayExecutor`.
+    """
+    if settings.engine != "alphamine":
+        return nullcontext(None)
+    if cluster is not None and cluster.address.strip():
+        ex = executor_for(cluster)
+        ex.warm(warm_up)
+        return ex
+    return make_executor(settings.executor, settings.n_jobs)
+
+
+def warm_up() -> None:
+    """Load, in this process, what scoring a GP population loads on first use: the modules
+    and every GP operator's numba kernels (from numba's on-disk cache; compiled if absent).
+
+    Scores every operator of the function set on leaves and on computed subtrees, with a
+    diversity hook, on a tiny synthetic panel (40 days x 12 names) through the same path as
+    a run (:func:`evolve`, one generation, serial). A cluster worker runs it while the driver loads its data
+    (:meth:`factors.cluster.RayExecutor.warm`): ~1 s instead of seconds of the first
+    generation. Deterministic and side-effect free apart from those loads.
+    """
+    import pandas as pd
+
+    from backtest.context import EvalContext
+    from mining.gp_variation import Primitives
+
+    T, N = 40, 12
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2001-01-01", periods=T)
+    px = 10 * np.exp(np.cumsum(rng.normal(0, 0.02, (T, N)), axis=0))
+    ctx = EvalContext.from_arrays(dates, [f"{600000 + i}.SH" for i in range(N)], px,
+                                  np.ones((T, N), bool), np.ones((T, N), bool),
+                                  {"train": (str(dates[0].date()), str(dates[-1].date()))},
+                                  horizons=(1,), horizon=1, embargo=2)
+    panels = {"close": px, "vol": rng.lognormal(10, 1, (T, N))}
+    leaves = [terminal(k) for k in panels]
+    prims = Primitives(leaves, (), 3)
+    # numba specialises on each input's layout and write flag, which differ between a leaf,
+    # an elementwise output and a ts_* output: every operator runs on each kind of input (in
+    # every combination for two inputs)
+    def call(op, args):
+        return Call(op.name, args, (int(op.gp_windows[0]),) if op.kind == "ts" else ())
+    kinds = [tuple(leaves)]
+    for kind in ("elementwise", "ts"):
+        op = next(o for o in prims.ops if o.kind == kind and o.n_inputs == 1)
+        kinds.append(tuple(call(op, (leaf,)) for leaf in leaves))
+    seeds = []
+    for op in prims.ops:
+        n = op.n_inputs
+        combos = itertools.product(range(len(kinds)), repeat=n) if n <= 2 else (
+            (k,) * n for k in range(len(kinds)))
+        seeds += [call(op, tuple(kinds[k][i % 2] for i, k in enumerate(ks))) for ks in combos]
+    seeds = list(dict.fromkeys(seeds))
+    settings = GPSettings(population=len(seeds), generations=1, max_depth=3, hof=2,
+                          fields=tuple(panels))
+    hook = Diversity(ctx, {"close": px}, n_dates=10, hof=2)
+    evolve({terminal(k): v for k, v in panels.items()}, ctx, settings, split="train",
+           seeds=seeds, diversity=hook)

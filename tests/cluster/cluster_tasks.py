@@ -75,3 +75,11 @@ class KillingExecutor:
 
     def close(self):
         pass
+
+
+def record_node(folder):
+    """A warm-up: write this worker's node id to ``folder/<pid>`` (atomically)."""
+    import ray
+    path = Path(folder) / str(os.getpid())
+    path.with_suffix(".tmp").write_text(ray.get_runtime_context().get_node_id())
+    os.replace(path.with_suffix(".tmp"), path)

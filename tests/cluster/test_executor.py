@@ -76,6 +76,17 @@ def test_a_worker_killed_mid_run_is_retried_and_each_result_returned_once(ray_ex
     assert len(attempts) == 2 and attempts[0] != attempts[1]       # retried on a new worker
 
 
+def test_warm_runs_once_on_every_worker_slot_spread_over_the_nodes(ray_executor, tmp_path):
+    import functools
+    ray_executor.warm(functools.partial(tasks.record_node, str(tmp_path)))
+    t0 = time.time()
+    while len(list(tmp_path.glob("[0-9]*[0-9]"))) < ray_executor.n_workers \
+            and time.time() - t0 < 60:
+        time.sleep(0.05)
+    nodes = [p.read_text() for p in tmp_path.glob("[0-9]*[0-9]")]
+    assert len(nodes) == ray_executor.n_workers == 2 and len(set(nodes)) == 2
+
+
 def test_task_exception_is_raised_as_its_own_type_and_not_retried(ray_executor):
     shared = ray_executor.share({"x": np.zeros((2, 2))})
     with pytest.raises(KeyError):

@@ -130,3 +130,34 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     while any(alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(alive(p) for p in pids)
+
+
+def test_guided_chunks_cover_every_item_once_largest_first():
+    from factors.dispatch import guided_chunks
+    for n, w in [(0, 2), (1, 2), (6, 2), (800, 2), (801, 7), (5, 16)]:
+        parts = guided_chunks(n, w)
+        assert [i for r in parts for i in r] == list(range(n))         # each item once, in order
+        sizes = [len(r) for r in parts]
+        assert sizes == sorted(sizes, reverse=True) and (not sizes or sizes[-1] == 1)
+    assert len(guided_chunks(800, 2)) == 21                           # not 800 tasks
+
+
+def test_blocks_hand_out_each_item_once_owners_first_then_stealing():
+    from factors.dispatch import Blocks
+    b = Blocks(100, 2)
+    first = b.take(0, 2)
+    assert first == list(range(25))                    # front of its own block, 100 / 4 items
+    chunks = [first]
+    while True:                                        # worker 0 keeps asking, worker 1 never
+        c = b.take(0, 2)
+        if not c:
+            break
+        chunks.append(c)
+    taken = [i for c in chunks for i in c]
+    assert sorted(taken) == list(range(100))           # it stole all of worker 1's block ...
+    stolen = next(c for c in chunks if c[0] >= 50)
+    assert stolen[-1] == 99                            # ... from the far end
+    assert [len(c) for c in chunks][-1] == 1
+    b = Blocks(10, 3)
+    b.retry.append([7, 8])                             # a lost chunk goes out first
+    assert b.take(2, 3) == [7, 8]

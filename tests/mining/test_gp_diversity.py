@@ -16,6 +16,8 @@ import pytest
 from backtest.candidates import Workspace
 from backtest.context import EvalContext
 from factors.expr_parse import parse
+from factors.expr_tree import Field
+from factors.parallel import SerialExecutor
 from factors.store import FactorStore
 from factors.store_records import FactorRecord
 from mining import gp_run, gp_search
@@ -388,9 +390,10 @@ def test_search_keeps_sample_ranks_and_the_walk_reads_them(data):
     values = {e: evaluate(e, p, mask=ctx.universe_mask) for e, _ in res.candidates}
     for e, r in kept.items():                       # the oriented candidate's own ranks
         assert r.dtype == np.float32 and np.array_equal(r, d.sample_ranks(values[e]))
-    with make_executor("threads", 2) as ex:         # same ranks from pool threads
-        par = _search(ctx, p, ex).sample_ranks
-    assert par.keys() == kept.keys() and all(np.array_equal(par[e], kept[e]) for e in kept)
+    for kind in ("threads", "processes"):           # same ranks from pool threads, and sent
+        with make_executor(kind, 2) as ex:          # back by worker processes
+            par = _search(ctx, p, ex).sample_ranks
+        assert par.keys() == kept.keys() and all(np.array_equal(par[e], kept[e]) for e in kept)
     calls = []
 
     def values_of(e):
@@ -415,3 +418,34 @@ def test_kept_sample_ranks_are_bounded_to_the_fittest(data, monkeypatch):
     third = sorted(fits.values(), reverse=True)[2]
     assert 0 < len(res.sample_ranks) <= 3
     assert all(fits[e] >= third for e in res.sample_ranks)
+    sent = []                                       # workers send back only what is kept
+
+    class Counting(SerialExecutor):
+        def map(self, fn, items, shared):
+            out = super().map(fn, items, shared)
+            sent.extend(o[5] is not None for o in out)
+            return out
+    again = _search(ctx, p, Counting())
+    assert again.sample_ranks.keys() == res.sample_ranks.keys()
+    assert 3 <= sum(sent) < len(sent)
+
+
+def test_keep_floor_is_exactly_what_keep_drops(data, monkeypatch):
+    """A program sent back only when fitter than the floor: the floor at any moment is the
+    fitness below or at which :meth:`_keep` would drop a new arrival at once."""
+    from mining import gp_engine
+    monkeypatch.setattr(gp_engine, "KEEP_RANKS_MB", 2 * 8 / 2**20)
+    run = gp_engine._Run.__new__(gp_engine._Run)
+    run._kept, run._kept_heap, run._kept_bytes, run.scores = {}, [], 0, {}
+    r = np.zeros(2, np.float32)                     # 8 bytes: room for two
+    assert run._keep_floor() == -np.inf
+    run._keep(Field("a"), 0.3, r)
+    assert run._keep_floor() == -np.inf
+    run.scores[Field("a")] = 1
+    run._keep(Field("b"), 0.5, r)
+    assert run._keep_floor() == 0.3
+    run.scores[Field("b")] = 1
+    run._keep(Field("c"), 0.3, r)                   # as fit as the floor: dropped at once
+    assert set(run._kept) == {Field("a"), Field("b")}
+    run._keep(Field("d"), 0.4, r)                   # fitter: stays, the floor drops out
+    assert set(run._kept) == {Field("b"), Field("d")} and run._keep_floor() == 0.4
