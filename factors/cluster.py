@@ -385,8 +385,12 @@ class RayExecutor:
         """End the actors, drop the shared panels and disconnect (if this executor
         connected)."""
         import ray
-        for a in self._actors:
-            ray.kill(a)
+        if ray.is_initialized():
+            for a in self._actors:
+                try:
+                    ray.kill(a)
+                except Exception:  # noqa: BLE001 - the cluster or this session is gone
+                    pass
         self._actors, self._warming = [], []
         self._put.clear()
         if self._owns:
