@@ -278,7 +278,6 @@ class RayExecutor:
             num_cpus=num_cpus, max_restarts=-1, max_task_retries=0,
             scheduling_strategy="SPREAD")
         self._actors: list = []
-        self._warming: list = []
         self.n_workers = max(int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)),
                              1)
 
@@ -308,7 +307,8 @@ class RayExecutor:
     def warm(self, fn: Callable[[], Any]) -> None:
         """Start the actors and run ``fn()`` once in each, without waiting; results and
         errors are dropped (work that needs what failed fails in :meth:`map`)."""
-        self._warming = [a.warm.remote(fn) for a in self._workers()]
+        for a in self._workers():
+            a.warm.remote(fn)
 
     def map(self, fn: Callable[[Mapping[str, np.ndarray], Any], Any], items: Sequence[Any],
             shared: RayShared) -> list:
@@ -391,7 +391,7 @@ class RayExecutor:
                     ray.kill(a)
                 except Exception:  # noqa: BLE001 - the cluster or this session is gone
                     pass
-        self._actors, self._warming = [], []
+        self._actors = []
         self._put.clear()
         if self._owns:
             ray.shutdown()

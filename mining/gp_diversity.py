@@ -240,8 +240,8 @@ class Diversity:
             raise ValueError(f"panel of shape {values.shape} does not cover the sample rows "
                              f"(up to {self.rows[-1]}) x {self.eligible.shape[1]} names")
         x = values[self.rows]
-        valid = np.isfinite(x) & self.eligible
-        r = rank_rows(x, self.eligible)
+        r = rank_rows(x, self.eligible)              # NaN exactly where not eligible or finite
+        valid = np.isfinite(r)
         n = valid.sum(axis=1, keepdims=True)
         raw = np.where(valid, r, 0.0)
         return _Ranked(raw / np.maximum(n, 1), valid.astype(np.float64), raw, n)
