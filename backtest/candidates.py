@@ -51,7 +51,7 @@ import pandas as pd
 
 from backtest.context import EvalContext
 from backtest.evaluate import FactorReport, evaluate_factor
-from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
+from backtest.metrics_ic import finite_mean, spearman_from_orders
 from backtest.seal import Access, check_window, default_end
 from data.config import Config
 from data.errors import AlphamineError
@@ -63,6 +63,7 @@ from factors.expr_parse import parse
 from factors.expr_tree import MEMBER_NAME_RE, MODEL_ID_RE, Call, Expr, Field, ModelRef, unparse
 from factors.expr_tree import factor_refs
 from factors.expr_tree import fields as expr_fields
+from factors.row_order import row_orders
 from factors.store import FactorStore
 from factors.store_records import FactorRecord, GateDecision
 from factors.trials import TrialCharge

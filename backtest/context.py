@@ -32,8 +32,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from backtest.metrics_ic import row_orders
 from factors.errors import EvaluationError
+from factors.row_order import row_orders
 
 __all__ = ["EvalConfig", "EvalContext", "forward_returns", "DECAY_HORIZONS"]
 
@@ -319,7 +319,7 @@ class EvalContext:
         return (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
 
     def label_order(self, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cached :func:`backtest.metrics_ic.row_orders` of ``fwd[h]`` on eligible names."""
+        """Cached :func:`factors.row_order.row_orders` of ``fwd[h]`` on eligible names."""
         if h not in self.fwd:
             raise EvaluationError(f"horizon {h} not in this context (has {sorted(self.fwd)})")
         if h not in self._orders:

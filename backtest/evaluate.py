@@ -28,7 +28,6 @@ from backtest.metrics_ic import (
     finite_mean,
     long_short_stats,
     quantile_buckets,
-    row_orders,
     series_moments,
     spearman_from_orders,
     top_turnover,
@@ -36,6 +35,7 @@ from backtest.metrics_ic import (
 )
 from factors._kernels_cs import pearson_rows
 from factors.errors import EvaluationError
+from factors.row_order import row_orders
 from factors.trials import one_sided_p
 
 #: Trading days per year used for annualisation.

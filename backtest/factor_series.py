@@ -43,11 +43,12 @@ import numpy as np
 import pandas as pd
 
 from backtest.context import EvalContext
-from backtest.metrics_ic import quantile_labels, row_orders, series_moments, spearman_from_orders
+from backtest.metrics_ic import quantile_labels, series_moments, spearman_from_orders
 from data.errors import AlphamineError
 from data.io import write_json_atomic
 from data.staging import StagedDir, clean_stale
 from factors.errors import EvaluationError
+from factors.row_order import row_orders
 
 __all__ = ["FactorSeries", "SERIES_FILES", "series_frames", "factor_data", "check_save_dir",
            "save_series"]

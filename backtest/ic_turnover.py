@@ -57,7 +57,7 @@ def label_ranks(y: np.ndarray, oy: np.ndarray, ny: np.ndarray,
     ----------
     y : ndarray of float64, shape (R, N)
     oy, ny : ndarray
-        ``y``'s :func:`row_orders` (containing at least the finite masked-in entries).
+        ``y``'s :func:`factors.row_order.row_orders` (containing at least the finite masked-in entries).
     mask : ndarray of bool, shape (R, N)
 
     Returns
@@ -213,7 +213,7 @@ def ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly) -> tuple[np.ndarray, np.nda
     Parameters
     ----------
     f : ndarray of float64, shape (R, N)
-        Factor; ``of, nf`` its unmasked :func:`row_orders`.
+        Factor; ``of, nf`` its unmasked :func:`factors.row_order.row_orders`.
     y, oy, ny : ndarray
         Label and its row orders (containing every finite entry inside ``e``).
     e : ndarray of bool, shape (R, N)

@@ -6,11 +6,8 @@ calls it thousands of times against the same labels. Ranking both sides from scr
 call (``factors._kernels_cs.rank_corr_rows``) spends almost all its time in per-row ``argsort``.
 This module splits the work instead:
 
-1. :func:`row_orders` sorts every row **once**: it packs each finite value into an
-   order-preserving ``int64`` key whose low bits carry the column index, sorts the keys with
-   NumPy's vectorised ``np.sort`` (several times faster than an ``argsort``), decodes the column
-   order and repairs the rare groups of values that differed only in the truncated low mantissa
-   bits, so the result is an exact ascending order of the finite values.
+1. :func:`factors.row_order.row_orders` sorts every row **once** (packed ``int64`` keys and
+   one vectorised ``np.sort``), giving an exact ascending order of the finite values.
 2. :func:`spearman_from_orders` then computes the per-row Spearman correlation of two panels
    over any subset (finite in both and inside a mask) in O(N) per row by walking the two
    precomputed orders, skipping names outside the subset and averaging the ranks of ties.
@@ -29,135 +26,6 @@ import numpy as np
 from numba import njit
 
 from factors.row_threads import split_rows
-
-_INVALID_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
-_SMALL_GROUP = 16
-
-
-@njit(cache=True, nogil=True)
-def _make_keys(x, bits, mask, use_mask, shift, keys, counts):
-    """Order-preserving int64 keys (value in the high bits, column in the low ``shift`` bits)."""
-    R, N = x.shape
-    flip = np.int64(0x7FFFFFFFFFFFFFFF)
-    low = (np.int64(1) << shift) - 1
-    for r in range(R):
-        c = 0
-        for j in range(N):
-            v = x[r, j]
-            if np.isfinite(v) and (not use_mask or mask[r, j]):
-                b = bits[r, j]
-                if b < 0:                      # negative float: reverse the magnitude order
-                    b = b ^ flip
-                keys[r, j] = ((b >> shift) << shift) | (j & low)
-                c += 1
-            else:
-                keys[r, j] = _INVALID_KEY
-        counts[r] = c
-
-
-@njit(cache=True, nogil=True)
-def _repair_group(orow, xr, k, e, vals):
-    """Sort ``orow[k:e]`` (equal truncated keys) by the exact values ``xr`` (stable)."""
-    v0 = xr[orow[k]]
-    for i in range(k + 1, e):
-        if xr[orow[i]] != v0:
-            break
-    else:
-        return                                  # exact ties: already a valid order
-    m = e - k
-    if m <= _SMALL_GROUP:                       # insertion sort by the exact value
-        for i in range(k + 1, e):
-            j = orow[i]
-            v = xr[j]
-            p = i - 1
-            while p >= k and xr[orow[p]] > v:
-                orow[p + 1] = orow[p]
-                p -= 1
-            orow[p + 1] = j
-    else:
-        for i in range(m):
-            vals[i] = xr[orow[k + i]]
-        o = np.argsort(vals[:m], kind="mergesort")
-        tmp = orow[k:e].copy()
-        for i in range(m):
-            orow[k + i] = tmp[o[i]]
-
-
-@njit(cache=True, nogil=True)
-def _decode_keys(keys, counts, x, shift, order):
-    """Column order from sorted keys, with groups of equal truncated keys re-sorted by value.
-
-    A group whose values are all exactly equal (ties, e.g. an integer-valued factor) is
-    already in a valid order and is left as it is; only groups of distinct values that share
-    the truncated key are sorted (stable sorts, so the result does not depend on the path).
-    The scan for groups is a separate tight loop: with the repair inlined in it the common
-    no-group row ran several times slower.
-    """
-    R, N = keys.shape
-    low = (np.int64(1) << shift) - 1
-    vals = np.empty(N)
-    for r in range(R):
-        n = counts[r]
-        kr = keys[r]
-        orow = order[r]
-        for k in range(n):
-            orow[k] = np.int32(kr[k] & low)
-        k = 1
-        while k < n:
-            if (kr[k] >> shift) != (kr[k - 1] >> shift):
-                k += 1
-                continue
-            g = kr[k] >> shift
-            e = k + 1
-            while e < n and (kr[e] >> shift) == g:
-                e += 1
-            _repair_group(orow, x[r], k - 1, e, vals)
-            k = e + 1
-    return order
-
-
-def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Ascending column order of each row's finite (and masked-in) values.
-
-    Parameters
-    ----------
-    x : ndarray of float64, shape (R, N)
-        Values; non-finite entries are missing and excluded.
-    mask : ndarray of bool, shape (R, N), optional
-        Further restrict the sorted entries to ``mask``; ``None`` keeps every finite entry.
-
-    Returns
-    -------
-    order : ndarray of int32, shape (R, N)
-        ``order[r, :counts[r]]`` are the column indices of row ``r``'s kept entries sorted by
-        value ascending (``-0.0`` and ``0.0`` compare equal; the order among exactly equal
-        values is unspecified). Entries after ``counts[r]`` are undefined.
-    counts : ndarray of int64, shape (R,)
-        Number of kept entries per row.
-
-    Notes
-    -----
-    Keys are the IEEE-754 bit patterns mapped to a monotone ``int64`` (negative values have
-    their magnitude bits flipped) with the lowest ``ceil(log2(N))`` bits replaced by the column;
-    ``np.sort`` sorts them, then runs of equal truncated keys (values within about
-    ``2**-40`` relative of each other) are re-sorted by their exact values.
-    """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    R, N = x.shape
-    shift = max(1, int(N - 1).bit_length())
-    use_mask = mask is not None
-    m = np.ascontiguousarray(mask, dtype=np.bool_) if use_mask else None
-    order, counts = np.empty((R, N), np.int32), np.zeros(R, np.int64)   # NumPy-allocated (factors._ts_driver)
-
-    def rows(lo: int, hi: int) -> None:        # rows are independent (factors.row_threads)
-        xr = x[lo:hi] + 0.0                     # -0.0 -> 0.0 (also a private copy)
-        mr = m[lo:hi] if use_mask else np.ones((1, 1), np.bool_)
-        keys = np.empty((hi - lo, N), np.int64)
-        _make_keys(xr, xr.view(np.int64), mr, use_mask, shift, keys, counts[lo:hi])
-        keys.sort(axis=1)
-        _decode_keys(keys, counts[lo:hi], xr, shift, order[lo:hi])
-    split_rows(rows, R)
-    return order, counts
 
 
 @njit(cache=True, nogil=True)
@@ -234,7 +102,7 @@ def spearman_from_orders(xa, oa, na, xb, ob, nb, mask, want_ranks: bool = False)
     xa, xb : ndarray of float64, shape (R, N)
         The two panels.
     oa, na, ob, nb : ndarray
-        Their :func:`row_orders` (orders ``(R, N)`` and counts ``(R,)``). Each order must
+        Their :func:`factors.row_order.row_orders` (orders ``(R, N)`` and counts ``(R,)``). Each order must
         contain at least every entry of the subset below (e.g. built on ``mask`` or unmasked).
     mask : ndarray of bool, shape (R, N)
         Names allowed per row. The subset is ``mask & isfinite(xa) & isfinite(xb)``.

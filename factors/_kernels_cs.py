@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from factors.row_order import row_ranks
+
 NAN = np.nan
 
 
@@ -56,36 +58,6 @@ def has_inf(a: np.ndarray) -> bool:
 
 
 # ---------------------------------------------------------------- cross-sectional row kernels
-
-@njit(cache=True, nogil=True)
-def _ranks_from_order(xm, order, pct, out):
-    """Average-tie ranks of the finite entries of each row of ``xm`` given its ascending argsort.
-
-    Non-finite entries must sort after the finite ones (``+inf`` or NaN fill).
-
-    Writes 1-based ranks into ``out``, divided by the row's count of finite entries when
-    ``pct``.
-    """
-    T, N = xm.shape
-    for t in range(T):
-        m = 0
-        for j in range(N):
-            out[t, j] = NAN
-            m += np.isfinite(xm[t, j])
-        row = xm[t]
-        o = order[t]
-        den = float(m) if pct and m > 0 else 1.0   # divide (not * 1/m): k/m exactly rounded
-        i = 0
-        while i < m:
-            j = i
-            while j + 1 < m and row[o[j + 1]] == row[o[i]]:
-                j += 1
-            r = (0.5 * (i + j) + 1.0) / den
-            for k in range(i, j + 1):
-                out[t, o[k]] = r
-            i = j + 1
-    return out
-
 
 @njit(cache=True, nogil=True)
 def _pearson_rows(a, b):
@@ -156,18 +128,26 @@ def valid_entries(x: np.ndarray, mask, name: str = "mask") -> np.ndarray:
         If ``mask`` is given and its shape differs from ``x.shape``.
     """
     ok = np.isfinite(x)
-    if mask is not None:
-        m = np.asarray(mask, dtype=np.bool_)
-        if m.shape != x.shape:
-            raise ValueError(f"{name}: mask shape {m.shape} does not match panel shape {x.shape}")
+    m = _checked_mask(x, mask, name)
+    if m is not None:
         ok &= m
     return ok
 
 
-def _masked_ranks(x: np.ndarray, ok: np.ndarray, pct: bool) -> np.ndarray:
-    xm = np.where(ok, x, np.inf)  # +inf sorts last and is not counted; much faster than NaN
-    out = np.empty(xm.shape)                 # NumPy-allocated (factors._ts_driver)
-    return _ranks_from_order(xm, np.argsort(xm, axis=1), pct, out)
+def _checked_mask(x: np.ndarray, mask, name: str = "mask") -> np.ndarray | None:
+    """``mask`` as a bool array of ``x``'s shape (``None`` stays ``None``).
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` has another shape than ``x``.
+    """
+    if mask is None:
+        return None
+    m = np.asarray(mask, dtype=np.bool_)
+    if m.shape != x.shape:
+        raise ValueError(f"{name}: mask shape {m.shape} does not match panel shape {x.shape}")
+    return m
 
 
 def rank_pct_rows(x, mask=None) -> np.ndarray:
@@ -192,7 +172,7 @@ def rank_pct_rows(x, mask=None) -> np.ndarray:
         If ``x`` is not 2-D or ``mask`` has another shape.
     """
     a = as_panel(x)
-    return _masked_ranks(a, valid_entries(a, mask), True)
+    return row_ranks(a, _checked_mask(a, mask), pct=True)
 
 
 def rank_rows(x, mask=None) -> np.ndarray:
@@ -203,7 +183,7 @@ def rank_rows(x, mask=None) -> np.ndarray:
     ineligible entries.
     """
     a = as_panel(x)
-    return _masked_ranks(a, valid_entries(a, mask), False)
+    return row_ranks(a, _checked_mask(a, mask))
 
 
 def _pair(a, b, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,7 +219,7 @@ def rank_corr_rows(a, b, mask=None) -> np.ndarray:
         If the panels are not 2-D, their shapes differ or ``mask`` has another shape.
     """
     pa, pb, ok = _pair(a, b, mask)
-    return _pearson_rows(_masked_ranks(pa, ok, False), _masked_ranks(pb, ok, False))
+    return _pearson_rows(row_ranks(pa, ok), row_ranks(pb, ok))
 
 
 def pearson_rows(a, b, mask=None) -> np.ndarray:

@@ -10,7 +10,8 @@ Conventions shared by every operator here:
   whose statistic is undefined, e.g. zero dispersion) is all NaN.
 * Causal by construction: row ``t`` of the output only reads row ``t``.
 
-Implementation: numba row loops (:mod:`factors._kernels_cs`); ranks use NumPy's argsort.
+Implementation: numba row loops (:mod:`factors._kernels_cs`); ranks walk the exact row orders
+of :func:`factors.row_order.row_orders`.
 Reference semantics, used as test oracles: ``df.where(mask)`` followed by the pandas row
 statistic (``rank(axis=1, pct=True)``, ``mean(axis=1)``, ``std(axis=1, ddof=0)``...).
 """

@@ -3,9 +3,9 @@
 The executors of :mod:`factors.parallel` run many independent tasks (programs, formulas) at
 once. Some stages run one large computation at a time instead, e.g. the selection walk of
 ``mine gp`` evaluating one candidate on the whole market, and leave the other cores idle.
-Kernels whose rows (days) are independent -- :func:`backtest.metrics_ic.row_orders`,
-:func:`backtest.metrics_ic.spearman_from_orders` -- call :func:`split_rows`, which runs them on
-contiguous row ranges in :func:`row_threads` threads (the numba kernels release the GIL).
+Kernels whose rows (days) are independent -- :func:`factors.row_order.row_orders`,
+:func:`factors.row_order.row_ranks` (``cs_rank``), :func:`backtest.metrics_ic.spearman_from_orders`
+-- call :func:`split_rows`, which runs them on contiguous row ranges in :func:`row_threads` threads (the numba kernels release the GIL).
 Results are bit-identical to one thread: each row is computed by the same code either way.
 
 The number of threads is a context variable, 1 unless a caller opens

@@ -53,6 +53,7 @@ import numpy as np
 
 from backtest.context import EvalContext
 from factors._kernels_cs import rank_rows
+from mining.gp_linalg import batched_dot, gram, solve_psd, vdot, x_dot, xt_dot
 
 __all__ = ["Diversity", "DIVERSITY_MODES", "WalkResult", "diverse_walk"]
 
@@ -357,20 +358,20 @@ class Diversity:
             ml = lab.m > 0
             y = np.where(ml, lab.r - 0.5, 0.0)
             X = np.where(M > 0, R - 0.5, 0.0)[:, ml].T.copy()       # (n, P)
-            self._design = (X, X.T @ X, X.T @ y[ml], y)
+            self._design = (X, gram(X), xt_dot(X, y[ml]), y)
             self._pool_ic = {}
         return self._design
 
     def _fit_ic(self, X: np.ndarray, G: np.ndarray, Xy: np.ndarray, y: np.ndarray,
                 ml: np.ndarray) -> float:
         """Mean daily IC of the least-squares fit of ``y`` on the columns ``X`` (normal
-        equations ``G beta = Xy``; a singular ``G``, e.g. twin members, is solved by
-        least squares)."""
+        equations ``G beta = Xy``, :func:`mining.gp_linalg.solve_psd`: a singular ``G``, e.g.
+        twin members, still gives the least-squares fit)."""
         if X.shape[1] == 0:
             return 0.0
-        beta = np.linalg.lstsq(G, Xy, rcond=None)[0]
+        beta = solve_psd(G, Xy)
         pred = np.zeros_like(y)
-        pred[ml] = X @ beta
+        pred[ml] = x_dot(X, beta)
         return _mean_row_corr(pred, y, ml)
 
     def _marginal_penalty(self, a: _Ranked, out: tuple[int, ...]) -> float:
@@ -384,7 +385,7 @@ class Diversity:
             keep = np.setdiff1d(np.arange(X.shape[1]), np.asarray(out, dtype=np.int64))
             if keep.size == 0:
                 return 0.0
-            Xk, Gk, Xyk = X[:, keep], G[np.ix_(keep, keep)], Xy[keep]
+            Xk, Gk, Xyk = np.ascontiguousarray(X[:, keep]), G[np.ix_(keep, keep)], Xy[keep]
         elif X.shape[1] == 0:
             return 0.0
         else:
@@ -392,11 +393,11 @@ class Diversity:
         if out not in self._pool_ic:          # the pool's own IC: once per set of members
             self._pool_ic[out] = self._fit_ic(Xk, Gk, Xyk, y, ml)
         c = cand[ml]
-        Xc = Xk.T @ c
-        G2 = np.block([[Gk, Xc[:, None]], [Xc[None, :], np.array([[c @ c]])]])
-        beta = np.linalg.lstsq(G2, np.append(Xyk, c @ y[ml]), rcond=None)[0]
+        Xc = xt_dot(Xk, c)
+        G2 = np.block([[Gk, Xc[:, None]], [Xc[None, :], np.array([[vdot(c, c)]])]])
+        beta = solve_psd(G2, np.append(Xyk, vdot(c, y[ml])))
         pred = np.zeros_like(y)
-        pred[ml] = Xk @ beta[:-1] + c * beta[-1]
+        pred[ml] = x_dot(Xk, beta[:-1]) + c * beta[-1]
         gain = _mean_row_corr(pred, y, ml) - self._pool_ic[out]
         if not np.isfinite(gain):
             return 1.0
@@ -454,8 +455,9 @@ class Diversity:
 
 
 def _dot(R: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``out[p, s] = sum_n R[p, s, n] * a[s, n]`` as one batched matrix product."""
-    return np.matmul(R.transpose(1, 0, 2), a[:, :, None])[:, :, 0].T
+    """``out[p, s] = sum_n R[p, s, n] * a[s, n]`` in a fixed order (no BLAS: the same bits
+    on every host, :mod:`mining.gp_linalg`)."""
+    return batched_dot(np.ascontiguousarray(R), np.ascontiguousarray(a))
 
 
 def _mean_row_corr(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:

@@ -31,14 +31,19 @@ import numpy as np
 
 from backtest.context import EvalContext
 from backtest.ic_turnover import ic_and_turnover, label_ranks
-from backtest.metrics_ic import finite_mean, row_orders
+from backtest.metrics_ic import finite_mean
 from factors.errors import EvaluationError
 from factors.expr_eval import operator_args
 from factors.expr_tree import Call, Const, Expr, size, unparse
 from factors.operators import get_op
+from factors.row_order import row_orders
 
 __all__ = ["PanelMemo", "Scorer", "ScoreSpec", "run_panels", "score_task", "sample_task",
            "local_state", "release_state"]
+
+
+_DONE = threading.Event()
+_DONE.set()
 
 
 class PanelMemo:
@@ -56,7 +61,10 @@ class PanelMemo:
         An operator rejecting its arguments raises EvaluationError (as
         :func:`factors.expr_eval.evaluate` does) instead of giving an all-NaN panel (GP).
 
-    Thread-safe: the store and counters are guarded by a lock, operators run outside it.
+    Thread-safe: the store and counters are guarded by a lock, operators run outside it. A
+    node being computed by one thread is not computed again by another: the second waits for
+    it (then reads it from the store, or computes it when it was not kept), so threads do the
+    serial run's work and its hit / miss counts.
     """
 
     def __init__(self, terminals: Mapping[Expr, np.ndarray], mask: np.ndarray | None,
@@ -69,6 +77,7 @@ class PanelMemo:
         self.stats = {"hits": 0, "misses": 0, "evictions": 0}
         self.shape = next(iter(self.terminals.values())).shape
         self._lock = threading.Lock()
+        self._pending: dict[Expr, threading.Event] = {}   # nodes being computed now
 
     def values(self, expr: Expr) -> np.ndarray:
         """``expr`` on the panels, ``(T, N)`` float64, read-only; +-inf mapped to NaN."""
@@ -89,8 +98,16 @@ class PanelMemo:
                     stack.append((node, True))
                     stack.extend((a, False) for a in reversed(node.args) if a not in local)
                     continue
-                args = operator_args(node, [local[a] for a in node.args], self._columns)
-                local[node] = self._put(node, self._apply(node, args))
+                busy = self._claim(node)
+                if busy is not None:               # another thread is computing it
+                    busy.wait()
+                    stack.append((node, True))     # now a hit (or computed here if not kept)
+                    continue
+                try:
+                    args = operator_args(node, [local[a] for a in node.args], self._columns)
+                    local[node] = self._put(node, self._apply(node, args))
+                finally:
+                    self._release(node)
             else:
                 raise KeyError(f"leaf {node} has no terminal panel")
         return local[expr]
@@ -105,6 +122,26 @@ class PanelMemo:
                 self.store.move_to_end(node)
                 self.stats["hits"] += 1
         return arr
+
+    def _claim(self, node: Expr) -> threading.Event | None:
+        """Mark ``node`` as being computed here (None), or return the event of the thread
+        already computing it (only while the store may keep it: with no budget nothing is
+        shared, so there is nothing to wait for)."""
+        if self.budget <= 0:
+            return None
+        with self._lock:
+            if node in self.store:               # stored since this thread looked
+                return _DONE
+            ev = self._pending.get(node)
+            if ev is None:
+                self._pending[node] = threading.Event()
+            return ev
+
+    def _release(self, node: Expr) -> None:
+        with self._lock:
+            ev = self._pending.pop(node, None)
+        if ev is not None:
+            ev.set()
 
     def _columns(self, leaf: Expr, arr: np.ndarray) -> np.ndarray:
         """``leaf``'s column-ordered copy (:func:`factors.expr_eval.operator_args`), memoised."""
@@ -164,7 +201,7 @@ class Scorer:
     e : bool ndarray (hi - lo, N)
         Eligibility on those rows.
     y, oy, ny : ndarray (hi - lo, N), (hi - lo, N), (hi - lo,)
-        Label and its :func:`~backtest.metrics_ic.row_orders` on eligible names.
+        Label and its :func:`~factors.row_order.row_orders` on eligible names.
     ry, ly : ndarray (hi - lo, N), (hi - lo,)
         The label's :func:`~backtest.metrics_ic.label_ranks` on eligible names.
     """

@@ -45,9 +45,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from backtest.metrics_ic import finite_mean, row_orders, spearman_from_orders
+from backtest.metrics_ic import finite_mean, spearman_from_orders
 from factors.errors import EvaluationError
 from factors.ops_cs import cs_rank
+from factors.row_order import row_orders
 from models.seq import (
     date_batches,
     gather_windows,
@@ -133,7 +134,7 @@ def predict(model, ds, rows, cfg: TransformerConfig, *, mask: np.ndarray | None 
 def daily_rank_ic(pred: np.ndarray, label: np.ndarray, mask: np.ndarray, rows) -> np.ndarray:
     """Daily Spearman RankIC of ``pred`` with ``label`` on ``mask`` over ``rows``.
 
-    Uses the evaluator's kernels (:func:`backtest.metrics_ic.row_orders`,
+    Uses the evaluator's kernels (:func:`factors.row_order.row_orders`,
     :func:`~backtest.metrics_ic.spearman_from_orders`).
 
     Returns

@@ -17,9 +17,10 @@ from backtest.evaluate import (
     rank_ic_series,
 )
 from backtest.ic_turnover import ic_and_turnover, label_ranks
-from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
+from backtest.metrics_ic import quantile_buckets, spearman_from_orders
 from factors._kernels_cs import pearson_rows, rank_corr_rows
 from factors.errors import EvaluationError
+from factors.row_order import row_orders
 
 SPLITS = {"train": ("2020-01-01", "2020-06-30"), "valid": ("2020-07-01", "2020-10-31"),
           "test": ("2020-11-01", "2021-03-31")}
@@ -409,27 +410,6 @@ def test_factor_corr(ctx):
     assert 0.3 < factor_corr(f, g, ctx) < 0.99
 
 
-def test_row_orders_are_exact_with_near_ties_and_signed_zero():
-    rng = np.random.default_rng(6)
-    R, N = 40, 300
-    x = rng.standard_normal((R, N))
-    x[:, :60] = 1.0 + rng.integers(0, 6, (R, 60)) * 2.0 ** -51     # differ in the last bits
-    x[:, 60:80] = -1e-300 * rng.integers(0, 3, (R, 20))
-    x[:, 80:90] = -0.0
-    x[:, 90:100] = 0.0
-    x[rng.random((R, N)) < 0.1] = np.nan
-    x[0, 5] = np.inf
-    mask = rng.random((R, N)) < 0.8
-    for m in (None, mask):
-        order, counts = row_orders(x, m)
-        keep = np.isfinite(x) & (True if m is None else m)
-        np.testing.assert_array_equal(counts, keep.sum(1))
-        for r in range(R):
-            o = order[r, :counts[r]]
-            assert sorted(o.tolist()) == np.flatnonzero(keep[r]).tolist()
-            assert (np.diff(x[r, o]) >= 0).all()
-
-
 def test_spearman_from_orders_and_buckets():
     rng = np.random.default_rng(7)
     R, N = 30, 50
@@ -506,18 +486,8 @@ def test_label_ranks_are_pandas_average_ranks_on_the_subset():
     np.testing.assert_array_equal(ranks, exp)
 
 
-def test_row_orders_leave_exact_ties_in_key_order():
-    x = np.array([[3.0, 1.0, 3.0, 1.0, 2.0, 3.0] * 5])                 # groups of 10 equal keys
-    order, counts = row_orders(x)
-    assert counts[0] == 30
-    o = order[0]
-    assert (np.diff(x[0, o]) >= 0).all()
-    for v in (1.0, 2.0, 3.0):                                          # ties keep column order
-        cols = o[x[0, o] == v]
-        assert (np.diff(cols) > 0).all()
-
-
 # ---------------------------------------------------------------- Newey-West t (issue 11)
+
 def test_newey_west_t_hand_computed():
     from backtest.metrics_ic import newey_west_t
     x = np.array([1.0, 2.0, 0.0, 3.0, 1.0, np.nan])        # NaN days are dropped

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from backtest.context import EvalContext
 from backtest.errors import BacktestError
-from backtest.metrics_ic import quantile_buckets, row_orders, spearman_from_orders
+from backtest.metrics_ic import quantile_buckets, spearman_from_orders
 from backtest.rules import CostModel
 from backtest.simulate import (
     MarketData,
@@ -19,6 +19,7 @@ from backtest.simulate import (
     simulate,
     targets_to_matrix,
 )
+from factors.row_order import row_orders
 
 A, B, S = "600000.SH", "000001.SZ", "688001.SH"
 COSTS = CostModel(commission=0.0003, min_commission=5.0, transfer_fee=0.00001)

@@ -7,8 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from backtest.metrics_ic import row_orders, spearman_from_orders
+from backtest.metrics_ic import spearman_from_orders
 from factors.parallel import make_executor
+from factors.row_order import row_orders
 from factors.row_threads import current_row_threads, row_threads, split_rows
 
 

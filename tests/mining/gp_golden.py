@@ -2,6 +2,12 @@
 
 ``python tests/mining/gp_golden.py`` rewrites ``data/gp_golden.json``; it was run once on the
 serial engine (program-by-program scoring) so the batch engine must reproduce it exactly.
+The ``max_corr`` and ``marginal`` cases were recorded again on 2026-12-01, when the diversity
+hook's dot products and least-squares solve moved from BLAS / LAPACK to fixed-order kernels
+(:mod:`mining.gp_linalg`): BLAS summed in a CPU-dependent order, so those two cases differed in
+the last bits between AVX2 and AVX-512 hosts (and ``max_corr`` then evolved differently). The
+file is now the same whichever OpenBLAS kernel runs (checked with ``OPENBLAS_CORETYPE=Haswell``
+and SkylakeX); ``tournament`` and ``nsga2`` are unchanged since the first recording.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """alphamine's own GP engine (mining.gp_engine, gp_variation, gp_nsga) on tiny synthetic panels."""
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -271,6 +274,34 @@ def test_panel_memo_evaluates_like_the_evaluator(data):
         e = parse(text)
         np.testing.assert_allclose(memo.values(e), evaluate(e, panels, mask=ctx.universe_mask),
                                    equal_nan=True)
+
+
+class _SlowMemo(PanelMemo):
+    def _apply(self, node, args):
+        time.sleep(0.2)                    # both threads reach the node while it computes
+        return super()._apply(node, args)
+
+
+def test_panel_memo_computes_a_node_once_across_threads(data):
+    ctx, panels, _ = data
+    e = parse("ts_mean(close, 5)")
+
+    def both(memo):
+        barrier = threading.Barrier(2)
+
+        def run(_):
+            barrier.wait()
+            return memo.values(e)
+        with ThreadPoolExecutor(2) as pool:
+            return list(pool.map(run, range(2)))
+    memo = _SlowMemo(_terms(panels), ctx.universe_mask, 2**26)
+    a, b = both(memo)
+    assert a is b                          # the waiting thread read the stored panel
+    assert memo.stats["misses"] == 1 and memo.stats["hits"] == 1 and not memo._pending
+    memo = _SlowMemo(_terms(panels), ctx.universe_mask, 0)   # nothing kept: each computes
+    a, b = both(memo)
+    np.testing.assert_array_equal(a, b)
+    assert memo.stats["misses"] == 2
 
 
 def test_settings_validate_engine_selection_probabilities_and_constants():

@@ -1,0 +1,133 @@
+"""Exact row orders and ranks from packed-key sorts (factors.row_order)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from numba import njit
+
+from factors._kernels_cs import rank_pct_rows, rank_rows
+from factors.row_order import row_orders, row_ranks
+from factors.row_threads import row_threads
+
+
+def test_row_orders_are_exact_with_near_ties_and_signed_zero():
+    rng = np.random.default_rng(6)
+    R, N = 40, 300
+    x = rng.standard_normal((R, N))
+    x[:, :60] = 1.0 + rng.integers(0, 6, (R, 60)) * 2.0 ** -51     # differ in the last bits
+    x[:, 60:80] = -1e-300 * rng.integers(0, 3, (R, 20))
+    x[:, 80:90] = -0.0
+    x[:, 90:100] = 0.0
+    x[rng.random((R, N)) < 0.1] = np.nan
+    x[0, 5] = np.inf
+    mask = rng.random((R, N)) < 0.8
+    for m in (None, mask):
+        order, counts = row_orders(x, m)
+        keep = np.isfinite(x) & (True if m is None else m)
+        np.testing.assert_array_equal(counts, keep.sum(1))
+        for r in range(R):
+            o = order[r, :counts[r]]
+            assert sorted(o.tolist()) == np.flatnonzero(keep[r]).tolist()
+            assert (np.diff(x[r, o]) >= 0).all()
+
+
+def test_row_orders_leave_exact_ties_in_key_order():
+    x = np.array([[3.0, 1.0, 3.0, 1.0, 2.0, 3.0] * 5])                 # groups of 10 equal keys
+    order, counts = row_orders(x)
+    assert counts[0] == 30
+    o = order[0]
+    assert (np.diff(x[0, o]) >= 0).all()
+    for v in (1.0, 2.0, 3.0):                                          # ties keep column order
+        cols = o[x[0, o] == v]
+        assert (np.diff(cols) > 0).all()
+
+
+@njit(cache=False)
+def _argsort_walk(xm, order, pct, out):
+    """The previous ``cs_rank`` kernel: average ranks from ``np.argsort`` of the +inf-filled row."""
+    T, N = xm.shape
+    for t in range(T):
+        m = 0
+        for j in range(N):
+            out[t, j] = np.nan
+            m += np.isfinite(xm[t, j])
+        row = xm[t]
+        o = order[t]
+        den = float(m) if pct and m > 0 else 1.0
+        i = 0
+        while i < m:
+            j = i
+            while j + 1 < m and row[o[j + 1]] == row[o[i]]:
+                j += 1
+            r = (0.5 * (i + j) + 1.0) / den
+            for k in range(i, j + 1):
+                out[t, o[k]] = r
+            i = j + 1
+    return out
+
+
+def _argsort_ranks(x, mask, pct):
+    ok = np.isfinite(x) & (True if mask is None else mask)
+    xm = np.where(ok, x, np.inf)
+    return _argsort_walk(xm, np.argsort(xm, axis=1), pct, np.empty(x.shape))
+
+
+def _hard_panel(seed=1, R=50, N=3000):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=(R, N))
+    y[:, :500] = np.round(y[:, :500])                                   # heavy ties
+    y[:, 500:600] = -0.0
+    y[:, 600:700] = 0.0
+    y[:, 700:800] = 1.0 + rng.integers(0, 5, (R, 100)) * 2.0 ** -52    # equal truncated keys
+    y[:, 800:840] = rng.normal(size=(R, 40)) * 1e-300                  # subnormal-scale
+    y[rng.random(y.shape) < 0.1] = np.nan
+    y[0, 3], y[1, 4] = np.inf, -np.inf
+    y[2] = np.nan                                                        # empty row
+    y[3] = 5.0                                                           # constant row
+    y[4, :] = np.nan
+    y[4, 7] = 1.0                                                        # one entry
+    y[5] = 1e308
+    y[5, ::2] = -1e308
+    return y, rng.random(y.shape) < 0.8
+
+
+@pytest.mark.parametrize("pct", [True, False])
+def test_row_ranks_equal_the_argsort_walk_bit_for_bit(pct):
+    x, mask = _hard_panel()
+    for m in (None, mask):
+        np.testing.assert_array_equal(row_ranks(x, m, pct), _argsort_ranks(x, m, pct))
+    got = rank_pct_rows(x, mask) if pct else rank_rows(x, mask)
+    np.testing.assert_array_equal(got, _argsort_ranks(x, mask, pct))
+
+
+def test_row_ranks_are_pandas_average_ranks():
+    x, mask = _hard_panel(seed=2, R=20, N=900)
+    x = np.where(np.isinf(x), np.nan, x)         # pandas ranks inf; row_ranks skips it
+    exp = pd.DataFrame(np.where(mask, x, np.nan)).rank(axis=1, pct=True).to_numpy()
+    np.testing.assert_allclose(row_ranks(x, mask, pct=True), exp, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(row_ranks(np.array([[-0.0, 0.0, 1.0]])), [[1.5, 1.5, 3.0]])
+
+
+def test_row_ranks_threads_and_truncation_do_not_change_rows():
+    x, mask = _hard_panel(seed=3, R=300, N=903)
+    with row_threads(3):                      # first: no freed buffer of this shape to reuse
+        par = row_ranks(x, mask, pct=True)
+        o3, n3 = row_orders(x, mask)
+    np.testing.assert_array_equal(par, _argsort_ranks(x, mask, True))
+    one = row_ranks(x, mask, pct=True)
+    np.testing.assert_array_equal(par, one)
+    o1, n1 = row_orders(x, mask)
+    assert np.array_equal(n1, n3)
+    assert all(np.array_equal(o1[r, :n1[r]], o3[r, :n3[r]]) for r in range(len(n1)))
+    np.testing.assert_array_equal(row_ranks(x[:120], mask[:120], pct=True), one[:120])
+
+
+def test_mask_shape_errors_are_one_line():
+    with pytest.raises(ValueError, match="mask shape"):
+        rank_pct_rows(np.zeros((3, 4)), np.ones((3, 5), bool))
+    for fn in (row_orders, row_ranks):
+        with pytest.raises(ValueError, match="mask shape"):
+            fn(np.zeros((3, 4)), np.ones((4, 3), bool))
+        with pytest.raises(ValueError, match="2-D"):
+            fn(np.zeros(4))

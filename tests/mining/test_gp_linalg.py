@@ -1,0 +1,46 @@
+"""Fixed-order kernels of the diversity hook (mining.gp_linalg) against NumPy / LAPACK."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mining.gp_linalg import batched_dot, gram, solve_psd, vdot, x_dot, xt_dot
+
+
+def test_dot_kernels_equal_numpy_up_to_rounding():
+    rng = np.random.default_rng(0)
+    R, a = rng.normal(size=(5, 7, 300)), rng.normal(size=(7, 300))
+    np.testing.assert_allclose(batched_dot(R, a), np.einsum("psn,sn->ps", R, a), rtol=1e-12)
+    X, v, b = rng.normal(size=(400, 6)), rng.normal(size=400), rng.normal(size=6)
+    np.testing.assert_allclose(gram(X), X.T @ X, rtol=1e-12)
+    assert np.array_equal(gram(X), gram(X).T)
+    np.testing.assert_allclose(xt_dot(X, v), X.T @ v, rtol=1e-12)
+    np.testing.assert_allclose(x_dot(X, b), X @ b, rtol=1e-12)
+    assert vdot(v, v) == pytest.approx(v @ v, rel=1e-13)
+
+
+def test_dot_kernels_sum_in_ascending_order():
+    # 1 + 1e-16 + ... : only a left-to-right sum gives exactly 1.0 here
+    a = np.array([1.0] + [1e-16] * 8)
+    assert vdot(a, np.ones(9)) == 1.0
+    assert batched_dot(a[None, None, :], np.ones((1, 9)))[0, 0] == 1.0
+
+
+@pytest.mark.parametrize("twins", [False, True])
+def test_solve_psd_gives_the_least_squares_fit(twins):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(500, 5))
+    if twins:
+        X = np.column_stack([X, X[:, 1], 2.0 * X[:, 3] - X[:, 0]])   # rank 5 of 7 columns
+    y = X[:, :3] @ [0.5, -1.0, 0.25] + rng.normal(size=500)
+    beta = solve_psd(gram(X), xt_dot(X, y))
+    ref = np.linalg.lstsq(X, y, rcond=None)[0]
+    np.testing.assert_allclose(x_dot(X, beta), X @ ref, rtol=1e-9, atol=1e-9)
+    if twins:
+        assert np.count_nonzero(beta) == 5           # dependent columns get beta = 0
+    else:
+        np.testing.assert_allclose(beta, ref, rtol=1e-9)
+
+
+def test_solve_psd_zero_matrix_gives_zeros():
+    assert np.array_equal(solve_psd(np.zeros((3, 3)), np.zeros(3)), np.zeros(3))
