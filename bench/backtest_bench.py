@@ -36,6 +36,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backtest.rules import CostModel, lot_params, stamp_tax_rate  # noqa: E402
+from backtest.seal import check_window, default_end  # noqa: E402
 from backtest.simulate import MarketData, SimConfig, simulate  # noqa: E402
 from data.manager import DataManager  # noqa: E402
 from mining.cli_app import load as load_config  # noqa: E402
@@ -50,6 +51,7 @@ EPS = 1e-9
 
 def load(start: str, end: str):
     cfg = load_config()
+    check_window(cfg, end, None, "the backtest benchmark")   # reads the warehouse directly
     dm = DataManager.from_config(cfg)
     codes = dm.universe_codes("csi300", start, end)
     market = MarketData.from_dm(dm, codes, start, end)
@@ -270,7 +272,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-backtrader", action="store_true", help="only time alphamine")
     a = ap.parse_args(argv)
     # never past valid: the test split is sealed (backtest.seal), benchmarks included
-    end = load_config().evaluate.valid[1]
+    end = default_end(load_config(), False)
     start = "2020-01-01" if a.quick else "2014-01-01"
     t0 = time.perf_counter()
     market, member = load(start, end)

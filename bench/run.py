@@ -38,6 +38,7 @@ from timing import ZERO, best_of, timed  # noqa: E402
 
 from backtest.candidates import make_workspace  # noqa: E402
 from backtest.evaluate import evaluate_factor, rank_ic_series  # noqa: E402
+from backtest.seal import default_end  # noqa: E402
 from factors.expr_eval import evaluate  # noqa: E402
 from factors.expr_parse import parse  # noqa: E402
 from mining.cli_app import load as load_config  # noqa: E402
@@ -76,7 +77,7 @@ def main() -> None:
     cfg = load_config()
     # never past valid: the test split is sealed (backtest.seal), benchmarks included
     start, end = ("2016-01-01", "2017-12-31") if args.quick else ("2014-01-01",
-                                                                   cfg.evaluate.valid[1])
+                                                                   default_end(cfg, False))
     t_load, ws = timed(lambda: make_workspace(cfg, "csi300", start, end))
     t_vc, _ = timed(lambda: ws.load(["vol", "close"]))
     T, N = ws.ctx.shape

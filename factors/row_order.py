@@ -160,19 +160,19 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
     """
     x, m, shift = _prepare(x, mask)
     R, N = x.shape
-    use_mask = m is not None
     order, counts = np.empty((R, N), np.int32), np.zeros(R, np.int64)   # NumPy-allocated (factors._ts_driver)
 
     def rows(lo: int, hi: int) -> None:        # rows are independent (factors.row_threads)
-        _sorted_block(x, m, use_mask, shift, lo, hi, order[lo:hi], counts[lo:hi])
+        _sorted_block(x, m, shift, lo, hi, order[lo:hi], counts[lo:hi])
     split_rows(rows, R)
     return order, counts
 
 
-def _sorted_block(x, m, use_mask, shift, lo, hi, order, counts) -> None:
-    """:func:`row_orders` of rows ``lo:hi`` of ``x`` into ``order`` and ``counts`` (the
-    block's own rows: ``hi - lo`` of each)."""
+def _sorted_block(x, m, shift, lo, hi, order, counts) -> None:
+    """:func:`row_orders` of rows ``lo:hi`` of ``x`` (mask ``m`` or None) into ``order`` and
+    ``counts`` (the block's own rows: ``hi - lo`` of each)."""
     xr = x[lo:hi]
+    use_mask = m is not None
     mr = m[lo:hi] if use_mask else np.ones((1, 1), np.bool_)
     keys = np.empty((hi - lo, x.shape[1]), np.int64)
     _make_keys(xr, xr.view(np.int64), mr, use_mask, shift, keys, counts)
@@ -236,13 +236,11 @@ def row_ranks(x: np.ndarray, mask: np.ndarray | None = None, pct: bool = False) 
     """
     x, m, shift = _prepare(x, mask)
     R, N = x.shape
-    use_mask = m is not None
     out = np.empty((R, N))                     # NumPy-allocated (factors._ts_driver)
-    counts = np.zeros(R, np.int64)
 
     def rows(lo: int, hi: int) -> None:
-        order = np.empty((hi - lo, N), np.int32)
-        _sorted_block(x, m, use_mask, shift, lo, hi, order, counts[lo:hi])
-        _average_ranks(x[lo:hi], order, counts[lo:hi], pct, out[lo:hi])
+        order, counts = np.empty((hi - lo, N), np.int32), np.zeros(hi - lo, np.int64)
+        _sorted_block(x, m, shift, lo, hi, order, counts)
+        _average_ranks(x[lo:hi], order, counts, pct, out[lo:hi])
     split_rows(rows, R)
     return out
