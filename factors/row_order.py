@@ -1,12 +1,15 @@
 """Exact ascending order of each row of a (R, N) panel, from one vectorised sort of packed keys.
 
 Ranking a row needs its sort order. ``np.sort`` of integers is vectorised (x86-simd-sort)
-and faster than ``np.argsort`` of the values, so :func:`row_orders` packs each finite value
-into an order-preserving ``int64`` key whose low bits carry the column index, sorts the keys
-with ``np.sort``, decodes the column order and repairs the rare groups of values that differed
-only in the truncated low mantissa bits: the result is an exact ascending order of the finite
-values. Measured on a full-market panel (243 days x 4,428 names, 2026-12-01, AVX-512 host):
-``np.argsort`` 31 ms, :func:`row_orders` 24 ms (22 ms of it the sort of the keys).
+and faster than ``np.argsort`` of the values, so :func:`row_orders` packs each kept value into
+an order-preserving integer key whose low bits carry the column index, sorts the keys with
+``np.sort``, decodes the column order and repairs the rare groups of values that shared a
+truncated key: the result is an exact ascending order of the finite values. The keys are
+compact (each row's kept entries only, padded to the fullest row) and ``int32`` whenever the
+column index leaves at least 14 value bits; the value bits adapt to each row's range
+(:func:`_make_keys`). Measured on the CSI300 GP panel (2,187 days x 580 names, about 273 kept
+per row; 2026-12-01, AVX-512 host): 12 ms with full-width ``int64`` keys, 3.5 ms now (sort
+0.9 ms, keys 1.9 ms, decode 0.7 ms).
 
 Users: :func:`row_ranks` (``cs_rank`` and every cross-sectional rank of
 :mod:`factors._kernels_cs`) and the evaluator's Spearman walks (:mod:`backtest.metrics_ic`,
@@ -26,32 +29,77 @@ from factors.row_threads import split_rows
 __all__ = ["row_orders", "row_ranks"]
 
 NAN = np.nan
-_INVALID_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
 _SMALL_GROUP = 16
+#: Column bits up to which the keys are ``int32`` (at least ``30 - 16 = 14`` value bits);
+#: wider panels use ``int64`` keys.
+_MAX_SHIFT32 = 16
 
 
 @njit(cache=True, nogil=True)
-def _make_keys(x, bits, mask, use_mask, shift, keys, counts):
-    """Order-preserving int64 keys (value in the high bits, column in the low ``shift`` bits)."""
-    R, N = x.shape
-    flip = np.int64(0x7FFFFFFFFFFFFFFF)
-    neg_zero = np.int64(-0x8000000000000000)
-    low = (np.int64(1) << shift) - 1
+def _make_keys(bits, mask, use_mask, shift, value_bits, sentinel, keys, counts):
+    """Compact order-preserving keys of the float64 bit patterns ``bits``; returns ``W``.
+
+    ``keys`` is a flat buffer of at least ``R * N`` entries; on return its first ``R * W``
+    hold a C-ordered ``(R, W)`` array, ``W`` the fullest row's count: row ``r``'s kept
+    entries first (``counts[r]`` of them), then ``sentinel``. A key is
+    ``((q - min q) >> s) << shift | column`` where ``q`` is ``0`` for a zero and
+    ``±(1 + (|bits| - m) >> 1)`` otherwise, ``m`` the row's smallest non-zero magnitude bits:
+    monotone in the value, with no key space spent on magnitudes below the row's smallest
+    (values of both signs would otherwise spread over every exponent down to ``5e-324``);
+    ``s`` is the smallest shift that fits the row's range of ``q`` in ``value_bits`` bits.
+    Entries that share a truncated key are re-sorted by :func:`_decode_keys`. The loops are
+    branch-free (a kept/missing pattern is unpredictable).
+    """
+    R, N = bits.shape
+    mag = np.int64(0x7FFFFFFFFFFFFFFF)
+    inf = np.int64(0x7FF0000000000000)
+    ok = np.empty(N, np.bool_)
+    q = np.empty(N, np.int64)
+    buf = keys[R * N - N:R * N].copy()          # one row of the key type
+    width = 0
     for r in range(R):
+        br = bits[r]
         c = 0
-        for j in range(N):
-            v = x[r, j]
-            if np.isfinite(v) and (not use_mask or mask[r, j]):
-                b = bits[r, j]
-                if b == neg_zero:              # -0.0 == 0.0: the same key
-                    b = 0
-                elif b < 0:                    # negative float: reverse the magnitude order
-                    b = b ^ flip
-                keys[r, j] = ((b >> shift) << shift) | (j & low)
-                c += 1
-            else:
-                keys[r, j] = _INVALID_KEY
+        m0 = mag
+        for j in range(N):                      # kept entries, smallest non-zero magnitude
+            a = br[j] & mag
+            k = (a < inf) & (not use_mask or mask[r, j])
+            ok[j] = k
+            c += k
+            m0 = min(m0, (a if a != 0 else mag) if k else mag)
+        lo = mag
+        hi = -mag
+        for j in range(N):                      # q and its range over the kept entries
+            b = br[j]
+            a = b & mag
+            v = ((a - m0) >> 1) + 1 if a != 0 else 0
+            v = -v if b < 0 else v
+            q[j] = v
+            lo = min(lo, v if ok[j] else mag)
+            hi = max(hi, v if ok[j] else -mag)
         counts[r] = c
+        width = max(width, c)
+        s = 0
+        if c > 0:
+            span = hi - lo
+            while (span >> s) >= (np.int64(1) << value_bits):
+                s += 1
+        for j in range(N):
+            buf[j] = (((q[j] - lo) >> s) << shift) | j
+        o = r * N
+        c = 0
+        for j in range(N):                      # keep the kept entries' keys, in place
+            keys[o + c] = buf[j]
+            c += ok[j]
+    for r in range(R):                          # compact in place: row r to r * width
+        src = r * N
+        dst = r * width
+        c = counts[r]
+        for k in range(c):
+            keys[dst + k] = keys[src + k]
+        for k in range(c, width):
+            keys[dst + k] = sentinel
+    return width
 
 
 @njit(cache=True, nogil=True)
@@ -152,11 +200,10 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
 
     Notes
     -----
-    Keys are the IEEE-754 bit patterns mapped to a monotone ``int64`` (negative values have
-    their magnitude bits flipped) with the lowest ``ceil(log2(N))`` bits replaced by the column;
-    ``np.sort`` sorts them, then runs of equal truncated keys (values within about
-    ``2**-40`` relative of each other) are re-sorted by their exact values. ``-0.0`` gets
-    ``0.0``'s key.
+    Keys are the IEEE-754 bit patterns mapped to a monotone integer, rescaled to the row's
+    range and shifted left by ``ceil(log2(N))`` bits to hold the column (:func:`_make_keys`);
+    ``np.sort`` sorts them, then runs of equal truncated keys are re-sorted by their exact
+    values. ``-0.0`` gets ``0.0``'s key.
     """
     x, m, shift = _prepare(x, mask)
     R, N = x.shape
@@ -170,12 +217,23 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
 
 def _sorted_block(x, m, shift, lo, hi, order, counts) -> None:
     """:func:`row_orders` of rows ``lo:hi`` of ``x`` (mask ``m`` or None) into ``order`` and
-    ``counts`` (the block's own rows: ``hi - lo`` of each)."""
+    ``counts`` (the block's own rows: ``hi - lo`` of each).
+
+    The keys are compact (as wide as the fullest row, the rest padded with the key type's
+    maximum) and ``int32`` when the columns fit in :data:`_MAX_SHIFT32` bits: NumPy sorts
+    them several times faster than full-width ``int64`` rows (a CSI300 GP panel, 2,187 x
+    580 with half the names outside the mask: 10.6 ms -> 0.9 ms on an AVX-512 host).
+    """
     xr = x[lo:hi]
     use_mask = m is not None
     mr = m[lo:hi] if use_mask else np.ones((1, 1), np.bool_)
-    keys = np.empty((hi - lo, x.shape[1]), np.int64)
-    _make_keys(xr, xr.view(np.int64), mr, use_mask, shift, keys, counts)
+    dtype = np.int32 if shift <= _MAX_SHIFT32 else np.int64
+    R, N = xr.shape
+    keys = np.empty(R * N, dtype)
+    width = _make_keys(xr.view(np.int64), mr, use_mask, shift,
+                       (31 if dtype is np.int32 else 63) - 1 - shift, np.iinfo(dtype).max,
+                       keys, counts)
+    keys = keys[:R * width].reshape(R, width)
     keys.sort(axis=1)                           # NumPy's vectorised sort; releases the GIL
     _decode_keys(keys, counts, xr, shift, order)
 

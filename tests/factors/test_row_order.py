@@ -131,3 +131,31 @@ def test_mask_shape_errors_are_one_line():
             fn(np.zeros((3, 4)), np.ones((4, 3), bool))
         with pytest.raises(ValueError, match="2-D"):
             fn(np.zeros(4))
+
+
+def test_key_compression_edge_rows_and_wide_panels():
+    """Rows whose truncated keys collide in large groups (a cluster next to far outliers),
+    values of both signs down to subnormals, and a panel too wide for int32 keys."""
+    rng = np.random.default_rng(11)
+    R, N = 6, 400
+    x = rng.standard_normal((R, N))
+    x[0] = 1e6 + rng.integers(0, 300, N) * 1e-9        # one big group of near-equal keys
+    x[0, :2] = 0.0, 1e300
+    x[1] = rng.standard_normal(N) * 10.0 ** rng.integers(-310, 300, N)  # every exponent
+    x[2] = np.where(rng.random(N) < 0.5, -1, 1) * 2.2e-16 * rng.integers(0, 4, N)
+    x[2, :3] = -0.1, 0.1, -0.0
+    x[3] = -5e-324 * rng.integers(0, 3, N)               # subnormals and zeros
+    x[4] = np.nan
+    x[4, 7], x[4, 9] = -1.0, -1.0 + 2.0 ** -52
+    x[5] = np.nextafter(1.0, 2.0) * rng.integers(1, 3, N) - rng.integers(0, 2, N) * 2.0 ** -50
+    for pct in (False, True):
+        np.testing.assert_array_equal(row_ranks(x, None, pct), _argsort_ranks(x, None, pct))
+    wide = rng.standard_normal((3, 2 ** 16 + 5))         # 17 column bits: int64 keys
+    wide[1, ::3] = np.round(wide[1, ::3])
+    wide[2, :100] = np.nan
+    mask = rng.random(wide.shape) < 0.6
+    for m in (None, mask):
+        np.testing.assert_array_equal(row_ranks(wide, m, True), _argsort_ranks(wide, m, True))
+        order, counts = row_orders(wide, m)
+        for r in range(3):
+            assert (np.diff(wide[r, order[r, :counts[r]]]) >= 0).all()
