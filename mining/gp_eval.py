@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.context import EvalContext
-from backtest.ic_turnover import ic_and_turnover, label_ranks
+from backtest.ic_turnover import ic_and_turnover, label_ranks, score_prep
 from backtest.metrics_ic import finite_mean
 from factors.errors import EvaluationError
 from factors.expr_eval import operator_args
@@ -206,9 +206,10 @@ class Scorer:
         The label's :func:`~backtest.metrics_ic.label_ranks` on eligible names.
     """
 
-    def __init__(self, lo: int, hi: int, e, y, oy, ny, ry, ly):
+    def __init__(self, lo: int, hi: int, e, y, oy, ny, ry, ly, prep=None):
         self.lo, self.hi = int(lo), int(hi)
         self.e, self.y, self.oy, self.ny, self.ry, self.ly = e, y, oy, ny, ry, ly
+        self.prep = score_prep(e, ry, ly) if prep is None else prep
         self.n_e = max(int(np.count_nonzero(e)), 1)
         # names a row's ranks are ever needed on: eligible that day (RankIC, the day's side of
         # the autocorrelation) or the next (its lagged side): the factor's sort skips the rest
@@ -224,14 +225,17 @@ class Scorer:
         y = np.ascontiguousarray(ctx.fwd[ctx.horizon][lo:hi])
         oy, ny = np.ascontiguousarray(oy[lo:hi]), np.ascontiguousarray(ny[lo:hi])
         ry, ly = label_ranks(y, oy, ny, e)
+        cols, ncols, lab, syy = score_prep(e, ry, ly)
         return {"score_rows": np.array([lo, hi], dtype=np.int64), "score_e": e, "score_y": y,
-                "score_oy": oy, "score_ny": ny, "score_ry": ry, "score_ly": ly}
+                "score_oy": oy, "score_ny": ny, "score_ry": ry, "score_ly": ly,
+                "score_cols": cols, "score_ncols": ncols, "score_lab": lab, "score_syy": syy}
 
     @classmethod
     def from_arrays(cls, a: Mapping[str, np.ndarray]) -> Scorer:
         lo, hi = a["score_rows"]
         return cls(lo, hi, a["score_e"], a["score_y"], a["score_oy"], a["score_ny"],
-                   a["score_ry"], a["score_ly"])
+                   a["score_ry"], a["score_ly"],
+                   (a["score_cols"], a["score_ncols"], a["score_lab"], a["score_syy"]))
 
     def __call__(self, v: np.ndarray) -> tuple[float, float, float]:
         """``(mean daily RankIC, coverage, turnover)`` of ``v`` (T, N) on the split."""
@@ -240,7 +244,7 @@ class Scorer:
         fs = np.ascontiguousarray(v[self.lo:self.hi])
         of, nf = row_orders(fs, self.sorted_names)
         daily, auto = ic_and_turnover(fs, of, nf, self.y, self.oy, self.ny, self.e, self.ry,
-                                      self.ly)
+                                      self.ly, self.prep)
         cov = float(np.count_nonzero(np.isfinite(fs) & self.e)) / self.n_e
         turn = 1.0 - finite_mean(auto[1:]) if fs.shape[0] > 1 else np.nan
         return float(finite_mean(daily)), cov, float(turn)
