@@ -217,6 +217,7 @@ def _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy):
     n_p_t = 0
     ss_p_ic = 0.0
     ss_p_t = 0.0
+    covered = 0
     for r in range(R):
         fr = f[r]
         cr = cols[r]
@@ -233,6 +234,7 @@ def _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy):
             v = lr[i]
             lc[j] = v
             ff = np.isfinite(fr[j])
+            covered += ff
             fy = np.isfinite(v)
             in_ic = ff and fy
             in_t = ff and r >= 1 and np.isfinite(fp[j])
@@ -298,7 +300,7 @@ def _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy):
         p_ic, a_ic = a_ic, p_ic             # this row's ranks become "previous"
         p_t, a_t = a_t, p_t
         n_p_ic, n_p_t, ss_p_ic, ss_p_t = n, m, ss_ic, ss_t
-    return ic, auto
+    return ic, auto, covered
 
 
 @njit(cache=True, nogil=True)
@@ -323,7 +325,8 @@ def _drop_ranks(lc, cr, nc, stamp, tag, drops, n_drops, shift, out):
             out[j] = v - less - 0.5 * eq - shift
 
 
-def ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly, prep=None) -> tuple[np.ndarray, np.ndarray]:
+def ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly,
+                    prep=None) -> tuple[np.ndarray, np.ndarray, int]:
     """Daily RankIC against a label and rank autocorrelation at lag 1, in one pass.
 
     The same numbers as ``spearman_from_orders(f, of, nf, y, oy, ny, e)`` and, for rows
@@ -357,6 +360,8 @@ def ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly, prep=None) -> tuple[np.ndar
         ``auto[r]``: Spearman correlation of ``f[r]`` and ``f[r - 1]`` over
         ``e[r] & finite(f[r]) & finite(f[r - 1])``; ``auto[0]`` is NaN. Both NaN for fewer
         than 3 names or a constant side, as :func:`spearman_from_orders`.
+    covered : int
+        Number of eligible entries with a finite factor value (the numerator of coverage).
     """
     cols, ncols, lab, syy = score_prep(e, ry, ly) if prep is None else prep
     return _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy)
