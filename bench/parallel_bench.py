@@ -71,10 +71,11 @@ def warm_up(gp_ctx, panels) -> None:
             continue
         windows = (int(op.gp_windows[0]),) if op.kind == "ts" else ()
         with np.errstate(all="ignore"):
-            try:
-                op.apply([x] * op.n_inputs, windows, mask=mask)
-            except ValueError:
-                pass
+            for v in (x, np.asfortranarray(x)):     # both layouts' drivers (the memo's is F)
+                try:
+                    op.apply([v] * op.n_inputs, windows, mask=mask)
+                except ValueError:
+                    pass
 
 
 def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
