@@ -325,7 +325,7 @@ def _drop_ranks(lc, cr, nc, stamp, tag, drops, n_drops, shift, out):
             out[j] = v - less - 0.5 * eq - shift
 
 
-def ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly,
+def ic_and_turnover(f, of, nf, oy, ny, e, ry, ly,
                     prep=None) -> tuple[np.ndarray, np.ndarray, int]:
     """Daily RankIC against a label and rank autocorrelation at lag 1, in one pass.
 
@@ -343,8 +343,9 @@ def ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly,
     ----------
     f : ndarray of float64, shape (R, N)
         Factor; ``of, nf`` its unmasked :func:`factors.row_order.row_orders`.
-    y, oy, ny : ndarray
-        Label and its row orders (containing every finite entry inside ``e``).
+    oy, ny : ndarray
+        The label's row orders (containing every finite entry inside ``e``); the label
+        itself is not read: its ranks are ``ry``.
     e : ndarray of bool, shape (R, N)
         Eligible names per row.
     ry, ly : ndarray

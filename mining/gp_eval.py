@@ -200,15 +200,15 @@ class Scorer:
         The split's rows ``[lo, hi)`` of the full ``(T, N)`` panels.
     e : bool ndarray (hi - lo, N)
         Eligibility on those rows.
-    y, oy, ny : ndarray (hi - lo, N), (hi - lo, N), (hi - lo,)
-        Label and its :func:`~factors.row_order.row_orders` on eligible names.
+    oy, ny : ndarray (hi - lo, N), (hi - lo,)
+        The label's :func:`~factors.row_order.row_orders` on eligible names.
     ry, ly : ndarray (hi - lo, N), (hi - lo,)
         The label's :func:`~backtest.metrics_ic.label_ranks` on eligible names.
     """
 
-    def __init__(self, lo: int, hi: int, e, y, oy, ny, ry, ly, prep=None):
+    def __init__(self, lo: int, hi: int, e, oy, ny, ry, ly, prep=None):
         self.lo, self.hi = int(lo), int(hi)
-        self.e, self.y, self.oy, self.ny, self.ry, self.ly = e, y, oy, ny, ry, ly
+        self.e, self.oy, self.ny, self.ry, self.ly = e, oy, ny, ry, ly
         self.prep = score_prep(e, ry, ly) if prep is None else prep
         self.n_e = max(int(np.count_nonzero(e)), 1)
         # names a row's ranks are ever needed on: eligible that day (RankIC, the day's side of
@@ -218,7 +218,8 @@ class Scorer:
 
     @staticmethod
     def arrays(ctx: EvalContext, split: str) -> dict[str, np.ndarray]:
-        """The ``score_*`` arrays of ``split`` (rows, eligibility, label, label orders)."""
+        """The ``score_*`` arrays of ``split`` (rows, eligibility, the label's orders and
+        ranks, :func:`~backtest.ic_turnover.score_prep`)."""
         lo, hi = ctx.split_bounds(split)
         oy, ny = ctx.label_order(ctx.horizon)
         e = np.ascontiguousarray(ctx.eligible[lo:hi])
@@ -226,14 +227,14 @@ class Scorer:
         oy, ny = np.ascontiguousarray(oy[lo:hi]), np.ascontiguousarray(ny[lo:hi])
         ry, ly = label_ranks(y, oy, ny, e)
         cols, ncols, lab, syy = score_prep(e, ry, ly)
-        return {"score_rows": np.array([lo, hi], dtype=np.int64), "score_e": e, "score_y": y,
-                "score_oy": oy, "score_ny": ny, "score_ry": ry, "score_ly": ly,
+        return {"score_rows": np.array([lo, hi], dtype=np.int64), "score_e": e, "score_oy": oy,
+                "score_ny": ny, "score_ry": ry, "score_ly": ly,
                 "score_cols": cols, "score_ncols": ncols, "score_lab": lab, "score_syy": syy}
 
     @classmethod
     def from_arrays(cls, a: Mapping[str, np.ndarray]) -> Scorer:
         lo, hi = a["score_rows"]
-        return cls(lo, hi, a["score_e"], a["score_y"], a["score_oy"], a["score_ny"],
+        return cls(lo, hi, a["score_e"], a["score_oy"], a["score_ny"],
                    a["score_ry"], a["score_ly"],
                    (a["score_cols"], a["score_ncols"], a["score_lab"], a["score_syy"]))
 
@@ -243,7 +244,7 @@ class Scorer:
             return np.nan, 0.0, np.nan
         fs = np.ascontiguousarray(v[self.lo:self.hi])
         of, nf = row_orders(fs, self.sorted_names)
-        daily, auto, covered = ic_and_turnover(fs, of, nf, self.y, self.oy, self.ny, self.e,
+        daily, auto, covered = ic_and_turnover(fs, of, nf, self.oy, self.ny, self.e,
                                                self.ry, self.ly, self.prep)
         cov = float(covered) / self.n_e
         turn = 1.0 - finite_mean(auto[1:]) if fs.shape[0] > 1 else np.nan

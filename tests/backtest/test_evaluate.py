@@ -461,7 +461,7 @@ def test_ic_and_turnover_equal_the_two_spearman_calls_bit_for_bit(trial):
     ic = spearman_from_orders(f, of, nf, y, oy, ny, e)
     auto = spearman_from_orders(f[1:], of[1:], nf[1:], f[:-1], of[:-1], nf[:-1], e[1:])
     ry, ly = label_ranks(y, oy, ny, e)
-    got_ic, got_auto, covered = ic_and_turnover(f, of, nf, y, oy, ny, e, ry, ly)
+    got_ic, got_auto, covered = ic_and_turnover(f, of, nf, oy, ny, e, ry, ly)
     assert covered == np.count_nonzero(np.isfinite(f) & e)
     np.testing.assert_array_equal(got_ic, ic)            # NaN == NaN for array_equal here
     assert np.isnan(got_auto[0])
@@ -470,7 +470,7 @@ def test_ic_and_turnover_equal_the_two_spearman_calls_bit_for_bit(trial):
     need = e.copy()
     need[:-1] |= e[1:]
     of2, nf2 = row_orders(f, need)
-    got2 = ic_and_turnover(f, of2, nf2, y, oy, ny, e, ry, ly)
+    got2 = ic_and_turnover(f, of2, nf2, oy, ny, e, ry, ly)
     np.testing.assert_array_equal(got2[0], ic)
     np.testing.assert_array_equal(got2[1][1:], auto)
 

@@ -159,3 +159,34 @@ def test_key_compression_edge_rows_and_wide_panels():
         order, counts = row_orders(wide, m)
         for r in range(3):
             assert (np.diff(wide[r, order[r, :counts[r]]]) >= 0).all()
+
+
+def test_wide_rows_take_the_radix_sort_and_stay_exact():
+    """Rows of >= 1,024 kept keys are radix-sorted: an integer-valued factor (0 next to the
+    smallest non-zero value after truncation), zeros among tiny and huge magnitudes, and rows
+    with one, two or no kept entries give exact orders and the argsort walk's ranks."""
+    rng = np.random.default_rng(12)
+    R, N = 12, 2500                                      # 12 column bits: uint32, radix
+    x = rng.standard_normal((R, N)) * 10.0 ** rng.integers(-5, 5, (R, N))
+    x[0] = rng.integers(0, 5, N)                         # 0..4: few distinct values
+    x[1] = rng.integers(-2, 3, N) * 1e-12
+    x[1, :3] = 1e300, -1e300, 5e-324
+    x[2, rng.random(N) < 0.3] = 0.0
+    x[3, rng.random(N) < 0.3] = -0.0
+    x[4] = np.nan
+    x[4, 10] = 2.0                                      # one kept entry
+    x[5] = np.nan
+    x[5, [3, 9]] = 1.0, -1.0
+    x[6] = 1.0 + rng.integers(0, 3, N) * 2.0 ** -52     # last-bit differences only
+    mask = rng.random((R, N)) < 0.9
+    mask[7] = False                                     # no kept entry
+    for m in (None, mask):
+        for pct in (False, True):
+            np.testing.assert_array_equal(row_ranks(x, m, pct), _argsort_ranks(x, m, pct))
+        order, counts = row_orders(x, m)
+        keep = np.isfinite(x) & (True if m is None else m)
+        np.testing.assert_array_equal(counts, keep.sum(1))
+        for r in range(R):
+            o = order[r, :counts[r]]
+            assert sorted(o.tolist()) == np.flatnonzero(keep[r]).tolist()
+            assert (np.diff(x[r, o]) >= 0).all()
