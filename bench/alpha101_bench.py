@@ -54,6 +54,7 @@ from timing import ZERO, Took, timed  # noqa: E402
 from backtest.candidates import make_workspace  # noqa: E402
 from factors._kernels_cs import rank_corr_rows  # noqa: E402
 from factors.alpha101 import ALPHA101  # noqa: E402
+from factors.allocator import keep_freed_memory  # noqa: E402
 from factors.expr_eval import evaluate  # noqa: E402
 from factors.expr_parse import parse  # noqa: E402
 from factors.expr_tree import Call, Const, Field, walk  # noqa: E402
@@ -279,6 +280,7 @@ def agreement(ours: np.ndarray, other: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_freed_memory()                        # as `mine` does (ALPHAMINE_MALLOC=default: off)
     ap = argparse.ArgumentParser()
     ap.add_argument("--year", type=int, default=2021, help="a year before the test split")
     ap.add_argument("--no-alphalib", action="store_true", help="skip the py-alpha-lib side")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import timed  # noqa: E402
 
 from backtest.candidates import make_workspace  # noqa: E402
+from factors.allocator import keep_freed_memory  # noqa: E402
 from factors.expr_eval import evaluate  # noqa: E402
 from factors.expr_parse import parse  # noqa: E402
 from factors.parallel import make_executor  # noqa: E402
@@ -155,6 +156,7 @@ def section(cfg, population: int = 120, generations: int = 3, jobs: int = 2,
 
 
 def main() -> None:
+    keep_freed_memory()                        # as `mine` does (ALPHAMINE_MALLOC=default: off)
     ap = argparse.ArgumentParser()
     ap.add_argument("--population", type=int, default=120)
     ap.add_argument("--generations", type=int, default=3)

@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from data.errors import AlphamineError, ConfigError
+from factors.allocator import keep_freed_memory
 from factors.dispatch import Blocks
 
 __all__ = ["ClusterConfig", "ClusterError", "RayExecutor", "RayShared", "parse_address",
@@ -199,6 +200,9 @@ class RayShared:
 
 class _Worker:
     """The body of one Ray actor: runs chunks of a map on the panels it is handed."""
+
+    def __init__(self) -> None:
+        keep_freed_memory()                     # factors.allocator
 
     def run(self, fn: Callable, names: tuple[str, ...], items: list, *arrays) -> list:
         """``[fn({name: array}, item) for item in items]`` (Ray resolved ``arrays``)."""

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from factors.allocator import keep_freed_memory
+
 __all__ = ["Executor", "SerialExecutor", "ThreadExecutor", "ProcessExecutor", "SharedPanels",
            "make_executor", "resolve_jobs", "EXECUTOR_KINDS", "LOCAL_KINDS", "AUTO_KIND"]
 
@@ -190,7 +192,9 @@ def attach(handle: SharedPanels) -> dict[str, np.ndarray]:
 
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
     """Worker initializer: a daemon thread ends this worker when its parent is gone (a killed
-    run must not leave workers holding the shared blocks)."""
+    run must not leave workers holding the shared blocks); panel memory stays in the worker
+    (:func:`factors.allocator.keep_freed_memory`)."""
+    keep_freed_memory()
     def watch() -> None:
         while True:
             time.sleep(every)

@@ -43,6 +43,7 @@ from data.errors import AlphamineError, ConfigError
 from data.io import to_jsonable
 from data.provenance import set_command_line
 from data.tushare import TushareConfig
+from factors.allocator import keep_freed_memory
 from factors.cluster import ClusterConfig
 from factors.store import StoreConfig
 from factors.store_records import SOURCES
@@ -136,6 +137,7 @@ def _main(config: Optional[Path] = typer.Option(
     _STATE["config_path"] = config
     _STATE["cfg"] = None
     _install_notices()
+    keep_freed_memory()
 
 
 def load(path: str | os.PathLike | None = None) -> Config:
