@@ -13,7 +13,11 @@ timed part, for every side. Sides, each timed per alpha and in total:
   the whole set with the sub-expressions common to several formulas (``adv20``,
   ``cs_rank(vol)`` ...) computed once (``cache=``), each kept only until its last user; and
   each alone on a pool of ``os.cpu_count()`` threads (the kernels release the GIL; outputs
-  checked bit-identical to the serial run).
+  checked bit-identical to the serial run); and all of them as ``mine eval --file`` runs a
+  file of formulas (:mod:`mining.formula_batch`: one ``PanelMemo`` of ``[gp] cache_mb`` read
+  by ``os.cpu_count()`` threads, outputs checked too). The process keeps freed panels
+  (:func:`factors.allocator.keep_freed_memory`), as ``mine`` does. A side run on all 101
+  alphas (``--pandas-all``, py-alpha-lib) is also divided by each of the four.
 * **pandas**: the test oracle ``tests/factors/alpha101_pandas.py`` (the paper transcribed on
   wide DataFrames, same NaN policy as alphamine: windows over each stock's non-NaN rows) on
   the subset :data:`PANDAS_ALPHAS`, or with ``--pandas-all`` on all 101 (about 10 minutes;
@@ -146,6 +150,22 @@ def run_alphamine_threads(exprs, data, mask, workers: int) -> Took:
     with ThreadPoolExecutor(workers) as pool:
         t, outs = timed(lambda: list(pool.map(lambda e: evaluate(e, data, mask=mask),
                                               exprs.values())))
+    return t, dict(zip(exprs, outs))
+
+
+def run_alphamine_memo(exprs, data, mask, workers: int, budget_bytes: int):
+    """All alphas as ``mine eval --file`` evaluates a file of formulas
+    (:mod:`mining.formula_batch`): one :class:`mining.gp_eval.PanelMemo` per run (``[gp]
+    cache_mb``, every subtree computed once while it is kept) read by ``workers`` threads.
+    Returns (time, outputs); the caller checks the outputs against the serial ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mining.gp_eval import PanelMemo
+
+    leaves = {m for e in exprs.values() for m in walk(e) if isinstance(m, Field)}
+    memo = PanelMemo({f: data[f.name] for f in leaves}, mask, budget_bytes, strict=True)
+    with ThreadPoolExecutor(workers) as pool:
+        t, outs = timed(lambda: list(pool.map(memo.values, exprs.values())))
     return t, dict(zip(exprs, outs))
 
 
@@ -304,6 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     t_pool, pooled = run_alphamine_threads(exprs, data, mask, workers)
     same = all(np.array_equal(pooled[n], ours[n], equal_nan=True) for n in exprs)
     del pooled
+    budget = int(load_config().gp.cache_mb * 2**20)
+    t_memo, memoed = run_alphamine_memo(exprs, data, mask, workers, budget)
+    same_memo = all(np.array_equal(memoed[n], ours[n], equal_nan=True) for n in exprs)
+    del memoed
     sides = [("alphamine, each alpha alone", secs, None)]
 
     def agree(s, outs):
@@ -336,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{n_shared} shared nodes")
     row(f"alphamine, alphas on {workers} threads", len(exprs), t_pool, total,
         "bit-identical" if same else "DIFFERENT")
+    row(f"alphamine as mine eval --file: memo, {workers} thr", len(exprs), t_memo, total,
+        "bit-identical" if same_memo else "DIFFERENT")
     for name, s, rcs in sides:
         tot = sum(s.values(), ZERO)
         base = sum((secs[n] for n in s), ZERO)
@@ -350,6 +376,13 @@ def main(argv: list[str] | None = None) -> None:
             if low:
                 print("    Spearman < 0.99 (alpha:value, nan = no common finite entries): "
                       + " ".join(low))
+    full = [(name, s) for name, s, _ in sides[1:] if len(s) == len(exprs)]
+    for name, s in full:                        # a side on all 101: against every mode
+        tot = sum(s.values(), ZERO).wall
+        print(f"{name.strip()} / alphamine on all {len(exprs)} (wall): each alone "
+              f"{tot / total.wall:.1f}x, shared {tot / t_shared.wall:.1f}x, {workers} threads "
+              f"{tot / t_pool.wall:.1f}x, mine eval --file (memo, {workers} threads) "
+              f"{tot / t_memo.wall:.1f}x")
     slow = sorted(secs.items(), key=lambda kv: -kv[1].wall)[:5]
     print("alphamine slowest alphas (wall s): "
           + ", ".join(f"{n} {t.wall:.2f}" for n, t in slow))

@@ -32,6 +32,7 @@ import numpy as np
 from backtest.context import EvalContext
 from backtest.ic_turnover import ic_and_turnover, label_ranks, score_prep
 from backtest.metrics_ic import finite_mean
+from factors._kernels_cs import has_inf
 from factors.errors import EvaluationError
 from factors.expr_eval import operator_args
 from factors.expr_tree import Call, Const, Expr, size, unparse
@@ -165,9 +166,8 @@ class PanelMemo:
                     raise EvaluationError(f"{unparse(node)}: {exc}") from exc
                 return np.full(self.shape, np.nan)
         out = np.asarray(out, dtype=np.float64)
-        inf = np.isinf(out)
-        if inf.any():
-            out = np.where(inf, np.nan, out)
+        if has_inf(out):                           # one compiled pass, no mask in the common case
+            out = np.where(np.isinf(out), np.nan, out)
         return out
 
     def _put(self, node: Expr, arr: np.ndarray) -> np.ndarray:
