@@ -13,7 +13,9 @@ days:
   subsets are the same names (membership and missing values change rarely);
 * each row loops over its eligible names only (:func:`score_prep` lists them once per run,
   with the label's centred ranks beside them), subsets are marked with row stamps instead of
-  cleared masks, and the RankIC's sums are taken during the factor's rank walk.
+  cleared masks, and the RankIC's sums are taken during the factor's rank walk;
+* the ranks live in four buffers picked by index: when a day's two subsets are the same names
+  its turnover ranks are its IC ranks (the same buffer, no copy).
 
 Ranks are centred (``rank - (n + 1) / 2``): exact half-integers, so every sum of their
 products is exact and the result does not depend on the order of summation.
@@ -21,7 +23,8 @@ products is exact and the result does not depend on the order of summation.
 Conventions as :mod:`backtest.metrics_ic` (float64 ``(R, N)`` panels, rows = days,
 non-finite = missing, 1-based average-tie ranks). Measured on the CSI300 GP workload
 (2,187 train days x 580 names, 2026-12-01): the two calls 44-64 ms per program; this pass
-12 ms with full-width masks, 7.8 ms now.
+12 ms with full-width masks, 7.8 ms with compact rows, 3 % less with the buffers picked by
+index (alternated calls in one process: 68.4 -> 66.3 ms on seven factors).
 """
 from __future__ import annotations
 
@@ -200,16 +203,26 @@ def _corr(sab, saa, sbb):
 
 
 @njit(cache=True, nogil=True)
+def _free_buffer(x, y, z):
+    """The first of buffers 0..3 that is none of ``x, y, z``."""
+    for b in range(4):
+        if b != x and b != y and b != z:
+            return b
+    return -1
+
+
+@njit(cache=True, nogil=True)
 def _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy):
     R, N = f.shape
     ic = np.full(R, np.nan)
     auto = np.full(R, np.nan)
     s_ic = np.full(N, -2, np.int64)         # row whose IC subset holds j (a stamp)
     s_t = np.full(N, -2, np.int64)          # row whose turnover subset holds j
-    a_ic = np.zeros(N)                      # centred ranks of f[r] on this row's subsets
-    a_t = np.zeros(N)
-    p_ic = np.zeros(N)                      # ... and of f[r - 1] on the previous row's
-    p_t = np.zeros(N)
+    bufs = np.zeros((4, N))                 # centred ranks of f[r] and f[r - 1] on their
+    bi = 0                                  # subsets: this row's IC and turnover buffers and
+    bt = 0                                  # the previous row's (the same buffer when the
+    pi = 2                                  # two subsets are the same names)
+    pt = 2
     rb = np.zeros(N)
     lc = np.zeros(N)                        # this row's centred label ranks, by column
     drops = np.empty(_MAX_DROPS, np.int64)
@@ -251,6 +264,8 @@ def _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy):
             if in_t:
                 s_t[j] = r
                 m += 1
+        bi = _free_buffer(pi, pt, -1)
+        a_ic = bufs[bi]
         ss_ic = 0.0
         if n > 0:
             mid = 0.5 * (n + 1)
@@ -275,20 +290,19 @@ def _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy):
                             sbb += rb[j] * rb[j]
                     ic[r] = _corr(sab, ss_ic, sbb)
         ss_t = 0.0
+        bt = bi if d_ic == 0 else _free_buffer(pi, pt, bi)   # the same names: the same ranks
+        a_t = bufs[bt]
         if m > 0:
             mid = 0.5 * (m + 1)
-            if d_ic == 0:                   # the same names: the same ranks
-                for i in range(ncols[r]):
-                    j = cr[i]
-                    a_t[j] = a_ic[j]
+            if d_ic == 0:
                 ss_t = ss_ic
             else:
                 _, ss_t, _ = _walk(fr, of[r], nf[r], s_t, r, mid, a_t, lc, False)
             if m >= 3:
                 if d_p_t == 0 and m == n_p_t:
-                    q, sbb = p_t, ss_p_t
+                    q, sbb = bufs[pt], ss_p_t
                 elif d_p_ic == 0 and m == n_p_ic:
-                    q, sbb = p_ic, ss_p_ic
+                    q, sbb = bufs[pi], ss_p_ic
                 else:
                     q = rb
                     _, sbb, _ = _walk(fp, of[r - 1], nf[r - 1], s_t, r, mid, q, lc, False)
@@ -297,8 +311,7 @@ def _ic_turnover_kernel(f, of, nf, oy, ny, cols, ncols, lab, syy):
                     j = cr[i]
                     sab += a_t[j] * q[j] if s_t[j] == r else 0.0
                 auto[r] = _corr(sab, ss_t, sbb)
-        p_ic, a_ic = a_ic, p_ic             # this row's ranks become "previous"
-        p_t, a_t = a_t, p_t
+        pi, pt = bi, bt                     # this row's ranks become "previous"
         n_p_ic, n_p_t, ss_p_ic, ss_p_t = n, m, ss_ic, ss_t
     return ic, auto, covered
 
