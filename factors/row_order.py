@@ -152,14 +152,16 @@ def _repair_group(orow, xr, k, e, vals):
 
 
 @njit(cache=True, nogil=True)
-def _decode_keys(keys, counts, x, shift, order):
+def _decode_keys(keys, counts, x, shift, order, ties, want_ties):
     """Column order from sorted keys, with groups of equal truncated keys re-sorted by value.
 
     A group whose values are all exactly equal (ties, e.g. an integer-valued factor) is
     already in a valid order and is left as it is; only groups of distinct values that share
     the truncated key are sorted (stable sorts, so the result does not depend on the path).
     The scan for groups is a separate tight loop: with the repair inlined in it the common
-    no-group row ran several times slower.
+    no-group row ran several times slower. With ``want_ties``, ``ties[r, k]`` (zeroed by the
+    caller) is set where sorted position ``k`` holds the same value as ``k - 1``: equal
+    values share a truncated key, so only the groups are looked at.
     """
     R, N = keys.shape
     low = (np.int64(1) << shift) - 1
@@ -168,6 +170,7 @@ def _decode_keys(keys, counts, x, shift, order):
         n = counts[r]
         kr = keys[r]
         orow = order[r]
+        xr = x[r]
         for k in range(n):
             orow[k] = np.int32(kr[k] & low)
         k = 1
@@ -179,7 +182,11 @@ def _decode_keys(keys, counts, x, shift, order):
             e = k + 1
             while e < n and (kr[e] >> shift) == g:
                 e += 1
-            _repair_group(orow, x[r], k - 1, e, vals)
+            _repair_group(orow, xr, k - 1, e, vals)
+            if want_ties:
+                tr = ties[r]
+                for i in range(k, e):
+                    tr[i] = xr[orow[i]] == xr[orow[i - 1]]
             k = e + 1
     return order
 
@@ -195,7 +202,8 @@ def _prepare(x, mask) -> tuple[np.ndarray, np.ndarray | None, int]:
     return x, m, max(1, int(x.shape[1] - 1).bit_length())
 
 
-def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def row_orders(x: np.ndarray, mask: np.ndarray | None = None, ties: bool = False
+               ) -> tuple[np.ndarray, ...]:
     """Ascending column order of each row's finite (and masked-in) values.
 
     Parameters
@@ -204,6 +212,8 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
         Values; non-finite entries are missing and excluded.
     mask : ndarray of bool, shape (R, N), optional
         Further restrict the sorted entries to ``mask``; ``None`` keeps every finite entry.
+    ties : bool, default False
+        Also return the tie flags of the order.
 
     Returns
     -------
@@ -213,6 +223,10 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
         values is unspecified). Entries after ``counts[r]`` are undefined.
     counts : ndarray of int64, shape (R,)
         Number of kept entries per row.
+    tied : ndarray of bool, shape (R, N)
+        Only with ``ties``: ``tied[r, k]`` is True when ``x[r, order[r, k]] ==
+        x[r, order[r, k - 1]]`` (``1 <= k < counts[r]``), False elsewhere: rank walks find
+        runs of equal values without reading the values (:mod:`backtest.ic_turnover`).
 
     Raises
     ------
@@ -229,12 +243,14 @@ def row_orders(x: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarra
     x, m, shift = _prepare(x, mask)
     R, N = x.shape
     order, counts = np.empty((R, N), np.int32), np.zeros(R, np.int64)   # NumPy-allocated (factors._ts_driver)
+    tied = np.zeros((R, N) if ties else (1, 1), np.bool_)
 
     def rows(lo: int, hi: int) -> None:        # rows are independent (factors.row_threads)
         keys = _sorted_block(x, m, shift, lo, hi, counts[lo:hi])
-        _decode_keys(keys, counts[lo:hi], x[lo:hi], shift, order[lo:hi])
+        _decode_keys(keys, counts[lo:hi], x[lo:hi], shift, order[lo:hi],
+                     tied[lo:hi] if ties else tied, ties)
     split_rows(rows, R)
-    return order, counts
+    return (order, counts, tied) if ties else (order, counts)
 
 
 def _sorted_block(x, m, shift, lo, hi, counts) -> np.ndarray:

@@ -243,9 +243,9 @@ class Scorer:
         if self.hi <= self.lo:
             return np.nan, 0.0, np.nan
         fs = np.ascontiguousarray(v[self.lo:self.hi])
-        of, nf = row_orders(fs, self.sorted_names)
+        of, nf, tf = row_orders(fs, self.sorted_names, ties=True)
         daily, auto, covered = ic_and_turnover(fs, of, nf, self.oy, self.ny, self.e,
-                                               self.ry, self.ly, self.prep)
+                                               self.ry, self.ly, self.prep, tf)
         cov = float(covered) / self.n_e
         turn = 1.0 - finite_mean(auto[1:]) if fs.shape[0] > 1 else np.nan
         return float(finite_mean(daily)), cov, float(turn)

@@ -473,6 +473,11 @@ def test_ic_and_turnover_equal_the_two_spearman_calls_bit_for_bit(trial):
     got2 = ic_and_turnover(f, of2, nf2, oy, ny, e, ry, ly)
     np.testing.assert_array_equal(got2[0], ic)
     np.testing.assert_array_equal(got2[1][1:], auto)
+    # ... and with the tie flags of the sort (what the Scorer passes)
+    of3, nf3, tf3 = row_orders(f, need, ties=True)
+    got3 = ic_and_turnover(f, of3, nf3, oy, ny, e, ry, ly, tf=tf3)
+    np.testing.assert_array_equal(got3[0], ic)
+    np.testing.assert_array_equal(got3[1][1:], auto)
 
 
 def test_label_ranks_are_pandas_average_ranks_on_the_subset():

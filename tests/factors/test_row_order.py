@@ -30,6 +30,14 @@ def test_row_orders_are_exact_with_near_ties_and_signed_zero():
             o = order[r, :counts[r]]
             assert sorted(o.tolist()) == np.flatnonzero(keep[r]).tolist()
             assert (np.diff(x[r, o]) >= 0).all()
+        order2, counts2, tied = row_orders(x, m, ties=True)
+        np.testing.assert_array_equal(counts2, counts)
+        for r in range(R):
+            np.testing.assert_array_equal(order2[r, :counts[r]], order[r, :counts[r]])
+            v = x[r, order[r, :counts[r]]]
+            exp = np.zeros(x.shape[1], bool)
+            exp[1:counts[r]] = v[1:] == v[:-1]          # -0.0 == 0.0 is a tie
+            np.testing.assert_array_equal(tied[r], exp)
 
 
 def test_row_orders_leave_exact_ties_in_key_order():
