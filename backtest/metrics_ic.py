@@ -6,8 +6,9 @@ calls it thousands of times against the same labels. Ranking both sides from scr
 call (``factors._kernels_cs.rank_corr_rows``) spends almost all its time in per-row ``argsort``.
 This module splits the work instead:
 
-1. :func:`factors.row_order.row_orders` sorts every row **once** (packed ``int64`` keys and
-   one vectorised ``np.sort``), giving an exact ascending order of the finite values.
+1. :func:`factors.row_order.row_orders` sorts every row **once** (compact packed integer
+   keys: ``np.sort``, or a radix sort on full-market rows), giving an exact ascending order
+   of the finite values.
 2. :func:`spearman_from_orders` then computes the per-row Spearman correlation of two panels
    over any subset (finite in both and inside a mask) in O(N) per row by walking the two
    precomputed orders, skipping names outside the subset and averaging the ranks of ties.
