@@ -234,10 +234,8 @@ def _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
     s_ic = np.full(N, -2, np.int64)         # row whose IC subset holds j (a stamp)
     s_t = np.full(N, -2, np.int64)          # row whose turnover subset holds j
     bufs = np.zeros((4, N))                 # centred ranks of f[r] and f[r - 1] on their
-    bi = 0                                  # subsets: this row's IC and turnover buffers and
-    bt = 0                                  # the previous row's (the same buffer when the
-    pi = 2                                  # two subsets are the same names)
-    pt = 2
+    pi = 2                                  # subsets: the previous row's IC and turnover
+    pt = 2                                  # buffers (one buffer when the subsets match)
     rb = np.zeros(N)
     lt = np.zeros(N, np.bool_)              # tie flags of the label's order (rare path)
     lc = np.zeros(N)                        # this row's centred label ranks, by column

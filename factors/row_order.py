@@ -331,45 +331,17 @@ def _radix_rows(keys, counts, shift, tmp):
 @njit(cache=True, nogil=True)
 def _tied_group_ranks(kr, k, e, xr, low, den, orow, cols, vals):
     """Ranks of sorted positions ``k..e-1`` whose truncated keys are equal: sort them by the
-    exact value (stable), then give each run of equal values the mean of its positions."""
+    exact value (:func:`_repair_group`), then give each run of equal values the mean of its
+    positions."""
     m = e - k
     for i in range(m):
-        cc = kr[k + i] & low
-        cols[i] = cc
-        vals[i] = xr[cc]
-    v0 = vals[0]
-    same = True
-    for i in range(1, m):
-        if vals[i] != v0:
-            same = False
-            break
-    if same:                                    # exact ties (an integer-valued factor)
-        rk = (0.5 * (k + e - 1) + 1.0) / den
-        for i in range(m):
-            orow[cols[i]] = rk
-        return
-    if m <= _SMALL_GROUP:                       # insertion sort by the exact value
-        for i in range(1, m):
-            v = vals[i]
-            cc = cols[i]
-            p = i - 1
-            while p >= 0 and vals[p] > v:
-                vals[p + 1] = vals[p]
-                cols[p + 1] = cols[p]
-                p -= 1
-            vals[p + 1] = v
-            cols[p + 1] = cc
-    else:
-        o = np.argsort(vals[:m], kind="mergesort")
-        sv = vals[:m][o]
-        sc = cols[:m][o]
-        vals[:m] = sv
-        cols[:m] = sc
+        cols[i] = kr[k + i] & low
+    _repair_group(cols, xr, 0, m, vals)
     i = 0
     while i < m:
-        v = vals[i]
+        v = xr[cols[i]]
         j = i + 1
-        while j < m and vals[j] == v:
+        while j < m and xr[cols[j]] == v:
             j += 1
         if j == i + 1:
             orow[cols[i]] = (k + i + 1.0) / den
@@ -391,7 +363,7 @@ def _keys_to_ranks(keys, counts, x, low, sh, pct, out):
     (exact halves), so the result is the walk of any exact ascending order, bit for bit.
     """
     R, N = x.shape
-    cols = np.empty(N, np.int64)
+    cols = np.empty(N, np.int32)                # a group's columns, as _repair_group sorts them
     vals = np.empty(N)
     for r in range(R):
         c = counts[r]

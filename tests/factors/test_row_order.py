@@ -11,6 +11,18 @@ from factors.row_order import row_orders, row_ranks
 from factors.row_threads import row_threads
 
 
+def _assert_exact_orders(x, m):
+    """``row_orders(x, m)`` lists each row's kept entries once, ascending; returns it."""
+    order, counts = row_orders(x, m)
+    keep = np.isfinite(x) & (True if m is None else m)
+    np.testing.assert_array_equal(counts, keep.sum(1))
+    for r in range(x.shape[0]):
+        o = order[r, :counts[r]]
+        assert sorted(o.tolist()) == np.flatnonzero(keep[r]).tolist()
+        assert (np.diff(x[r, o]) >= 0).all()
+    return order, counts
+
+
 def test_row_orders_are_exact_with_near_ties_and_signed_zero():
     rng = np.random.default_rng(6)
     R, N = 40, 300
@@ -23,13 +35,7 @@ def test_row_orders_are_exact_with_near_ties_and_signed_zero():
     x[0, 5] = np.inf
     mask = rng.random((R, N)) < 0.8
     for m in (None, mask):
-        order, counts = row_orders(x, m)
-        keep = np.isfinite(x) & (True if m is None else m)
-        np.testing.assert_array_equal(counts, keep.sum(1))
-        for r in range(R):
-            o = order[r, :counts[r]]
-            assert sorted(o.tolist()) == np.flatnonzero(keep[r]).tolist()
-            assert (np.diff(x[r, o]) >= 0).all()
+        order, counts = _assert_exact_orders(x, m)
         order2, counts2, tied = row_orders(x, m, ties=True)
         np.testing.assert_array_equal(counts2, counts)
         for r in range(R):
@@ -191,10 +197,4 @@ def test_wide_rows_take_the_radix_sort_and_stay_exact():
     for m in (None, mask):
         for pct in (False, True):
             np.testing.assert_array_equal(row_ranks(x, m, pct), _argsort_ranks(x, m, pct))
-        order, counts = row_orders(x, m)
-        keep = np.isfinite(x) & (True if m is None else m)
-        np.testing.assert_array_equal(counts, keep.sum(1))
-        for r in range(R):
-            o = order[r, :counts[r]]
-            assert sorted(o.tolist()) == np.flatnonzero(keep[r]).tolist()
-            assert (np.diff(x[r, o]) >= 0).all()
+        _assert_exact_orders(x, m)
