@@ -37,6 +37,8 @@ __all__ = ["row_orders", "row_ranks"]
 
 NAN = np.nan
 _SMALL_GROUP = 16
+#: Sorted keys scanned at a time for equal truncated keys (:func:`_keys_to_ranks`).
+_TIE_BLOCK = 32
 #: Column bits up to which the keys are ``uint32`` (at least ``32 - 16 = 16`` value bits);
 #: wider panels use ``int64`` keys.
 _MAX_SHIFT32 = 16
@@ -182,6 +184,16 @@ def _decode_keys(keys, counts, x, shift, order, ties, want_ties):
             e = k + 1
             while e < n and (kr[e] >> shift) == g:
                 e += 1
+            if e == k + 1:                      # a pair (most groups): no call
+                ja = orow[k - 1]
+                jb = orow[k]
+                if xr[ja] > xr[jb]:
+                    orow[k - 1] = jb
+                    orow[k] = ja
+                if want_ties:
+                    ties[r, k] = xr[ja] == xr[jb]
+                k = e + 1
+                continue
             _repair_group(orow, xr, k - 1, e, vals)
             if want_ties:
                 tr = ties[r]
@@ -361,10 +373,16 @@ def _keys_to_ranks(keys, counts, x, low, sh, pct, out):
     :func:`_tied_group_ranks`. A tie group at positions ``i..j - 1`` gets
     ``(0.5 * (i + j - 1) + 1) / den``; a single value's ``(i + 1) / den`` is the same number
     (exact halves), so the result is the walk of any exact ascending order, bit for bit.
+    The quotients ``(i + 1) / den`` are a table kept while the rows' count stays the same
+    (the universe changes rarely from one day to the next), so a row costs one scattered
+    store per entry instead of a division; rows are scanned for equal truncated keys in
+    blocks of :data:`_TIE_BLOCK` (branch-free) and only blocks holding one are walked.
     """
     R, N = x.shape
     cols = np.empty(N, np.int32)                # a group's columns, as _repair_group sorts them
     vals = np.empty(N)
+    tab = np.empty(N)
+    tab_c = -1
     for r in range(R):
         c = counts[r]
         kr = keys[r]
@@ -372,18 +390,45 @@ def _keys_to_ranks(keys, counts, x, low, sh, pct, out):
         if c < N:
             orow[:] = NAN
         den = float(c) if pct and c > 0 else 1.0   # divide (not * 1/m): k/m exactly rounded
+        if c != tab_c:
+            for k in range(c):
+                tab[k] = (k + 1.0) / den
+            tab_c = c
         for k in range(c):                      # every position as if distinct ...
-            orow[kr[k] & low] = (k + 1.0) / den
-        k = 1
-        while k < c:                            # ... then the runs of equal truncated keys
-            if (kr[k] ^ kr[k - 1]) >> sh != 0:
-                k += 1
+            orow[kr[k] & low] = tab[k]
+        b0 = 1
+        while b0 < c:                           # ... then the runs of equal truncated keys
+            b1 = min(b0 + _TIE_BLOCK, c)
+            hit = 0
+            for k in range(b0, b1):
+                hit += ((kr[k] ^ kr[k - 1]) >> sh) == 0
+            if hit == 0:
+                b0 = b1
                 continue
-            e = k + 1
-            while e < c and (kr[e] ^ kr[k]) >> sh == 0:
-                e += 1
-            _tied_group_ranks(kr, k - 1, e, x[r], low, den, orow, cols, vals)
-            k = e + 1
+            k = b0
+            while k < b1:
+                if (kr[k] ^ kr[k - 1]) >> sh != 0:
+                    k += 1
+                    continue
+                e = k + 1
+                while e < c and (kr[e] ^ kr[k]) >> sh == 0:
+                    e += 1
+                if e == k + 1:                  # a pair (most groups): no call, no sort
+                    ja = kr[k - 1] & low
+                    jb = kr[k] & low
+                    va = x[r, ja]
+                    vb = x[r, jb]
+                    if va > vb:
+                        orow[ja] = tab[k]
+                        orow[jb] = tab[k - 1]
+                    elif va == vb:
+                        rk = (0.5 * (2 * k - 1) + 1.0) / den
+                        orow[ja] = rk
+                        orow[jb] = rk
+                else:
+                    _tied_group_ranks(kr, k - 1, e, x[r], low, den, orow, cols, vals)
+                k = e + 1
+            b0 = k
 
 
 def row_ranks(x: np.ndarray, mask: np.ndarray | None = None, pct: bool = False) -> np.ndarray:

@@ -192,9 +192,17 @@ def test_wide_rows_take_the_radix_sort_and_stay_exact():
     x[5] = np.nan
     x[5, [3, 9]] = 1.0, -1.0
     x[6] = 1.0 + rng.integers(0, 3, N) * 2.0 ** -52     # last-bit differences only
+    v = 10.0 ** rng.uniform(-3, 3, N // 2)              # pairs sharing a truncated key:
+    x[8, 0::2], x[8, 1::2] = np.nextafter(v, np.inf), v  # the larger at the lower column,
+    x[9, 0::2], x[9, 1::2] = v, v                       # exactly equal,
+    x[10, 0::2], x[10, 1::2] = v, np.nextafter(v, np.inf)    # already in order
     mask = rng.random((R, N)) < 0.9
     mask[7] = False                                     # no kept entry
     for m in (None, mask):
         for pct in (False, True):
             np.testing.assert_array_equal(row_ranks(x, m, pct), _argsort_ranks(x, m, pct))
-        _assert_exact_orders(x, m)
+        order, counts = _assert_exact_orders(x, m)
+        _, _, tied = row_orders(x, m, ties=True)
+        for r in range(R):
+            v = x[r, order[r, :counts[r]]]
+            np.testing.assert_array_equal(tied[r, 1:counts[r]], v[1:] == v[:-1])
