@@ -250,11 +250,14 @@ def _bsearch(buf, m, x):
 
 
 @njit(cache=True, nogil=True)
-def _kth_dev(buf, w, med, k):
-    """k-th smallest (0-based) |buf - med| of sorted buf[:w] whose median is med.
+def _kth_dev(buf, w, med, k, pair):
+    """k-th smallest (0-based) |buf - med| of sorted buf[:w] whose median is med, and with
+    ``pair`` the (k+1)-th too (else the k-th again).
 
     Deviations below the median, med - buf[h-1-i], and above it, buf[h+i] - med, are two
     sorted sequences; binary-search how many of the k+1 smallest come from the lower one.
+    The k-th is the largest taken, the (k+1)-th the smaller of the next one on each side (an
+    even window's MAD needs both: one search instead of two, the same values).
     """
     h = w // 2
     lo = max(0, k + 1 - (w - h))
@@ -270,7 +273,14 @@ def _kth_dev(buf, w, med, k):
         r = med - buf[h - lo]
     if k + 1 - lo > 0:
         r = max(r, buf[h + k - lo] - med)
-    return r
+    if not pair:
+        return r, r
+    s = np.inf
+    if lo < h:
+        s = med - buf[h - 1 - lo]
+    if k + 1 - lo < w - h:
+        s = min(s, buf[h + k + 1 - lo] - med)
+    return r, s
 
 
 @njit(cache=True, nogil=True)
@@ -311,9 +321,10 @@ def k_order(v, w, o, mad, q):
         if not mad:
             o[i] = med
         elif w % 2 == 1:
-            o[i] = _kth_dev(buf, w, med, h)
+            o[i] = _kth_dev(buf, w, med, h, False)[0]
         else:
-            o[i] = 0.5 * (_kth_dev(buf, w, med, h - 1) + _kth_dev(buf, w, med, h))
+            a, b = _kth_dev(buf, w, med, h - 1, True)
+            o[i] = 0.5 * (a + b)
 
 
 @njit(cache=True, nogil=True)
