@@ -18,7 +18,10 @@ days:
   its turnover ranks are its IC ranks (the same buffer, no copy).
 
 Ranks are centred (``rank - (n + 1) / 2``): exact half-integers, so every sum of their
-products is exact and the result does not depend on the order of summation.
+products is exact and the result does not depend on the order of summation. Column indices
+read from arrays (orders, ``cols``) are cast to ``np.uintp`` before they index: numba then
+drops the negative-index wrap-around it adds to every signed index (this pass 8 % faster,
+alternated on eight GP factors: 8.20 -> 7.45 ms).
 
 Conventions as :mod:`backtest.metrics_ic` (float64 ``(R, N)`` panels, rows = days,
 non-finite = missing, 1-based average-tie ranks). Measured on the CSI300 GP workload
@@ -157,7 +160,7 @@ def _walk(tied, order, n_order, stamp, tag, mid, out, lab, cross):
     g = 0                                       # start of the run of equal values at k
     gk = 0                                      # kept entries in that run so far
     for k in range(n_order):                    # provisional ranks pos = 1, 2, ...
-        j = order[k]
+        j = np.uintp(order[k])
         if not tied[k]:
             if k - g > 1 and gk > 1:            # the run before was a tie: average it
                 ss, sx = _average_run(order, g, k, stamp, tag, pos - gk, gk, mid, out, lab,
@@ -200,7 +203,7 @@ def _average_run(order, g, e, stamp, tag, base, cnt, mid, out, lab, cross, ss, s
     terms are exact, so removing one leaves the sum it would have been without it)."""
     c = base + 0.5 * (cnt + 1) - mid
     for q in range(g, e):
-        j = order[q]
+        j = np.uintp(order[q])
         if stamp[j] == tag:
             old = out[j]
             out[j] = c
@@ -257,7 +260,7 @@ def _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
         d_p_ic = 0                          # this row's turnover subset vs the previous
         d_p_t = 0                           # row's IC and turnover subsets
         for i in range(ncols[r]):
-            j = cr[i]
+            j = np.uintp(cr[i])
             v = lr[i]
             lc[j] = v
             ff = np.isfinite(fr[j])
@@ -299,7 +302,7 @@ def _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
                     sab = 0.0
                     sbb = 0.0
                     for i in range(ncols[r]):
-                        j = cr[i]
+                        j = np.uintp(cr[i])
                         if s_ic[j] == r:
                             sab += a_ic[j] * rb[j]
                             sbb += rb[j] * rb[j]
@@ -324,7 +327,7 @@ def _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
                                       False)
                 sab = 0.0
                 for i in range(ncols[r]):
-                    j = cr[i]
+                    j = np.uintp(cr[i])
                     sab += a_t[j] * q[j] if s_t[j] == r else 0.0
                 auto[r] = _corr(sab, ss_t, sbb)
         pi, pt = bi, bt                     # this row's ranks become "previous"
@@ -342,7 +345,7 @@ def _drop_ranks(lc, cr, nc, stamp, tag, drops, n_drops, shift, out):
     exact on the half-integer ranks, so bit for bit what a walk of the order gives.
     """
     for i in range(nc):
-        j = cr[i]
+        j = np.uintp(cr[i])
         if stamp[j] == tag:
             v = lc[j]
             less = 0
