@@ -297,18 +297,21 @@ def k_order(v, w, o, mad, q):
     qlo = int(qidx)
     qfrac = qidx - qlo
     h = w // 2
+    zero = np.uintp(0)                          # unsigned slot indices: no wrap-around code
+    one = np.uintp(1)
+    uw = np.uintp(w)
     for i in range(v.shape[0]):
         x = v[i]
         if i < w:
-            k = i
+            k = np.uintp(i)
         else:  # overwrite v[i-w]'s slot, then slide x to its sorted place
-            k = _bsearch(buf, w, v[i - w])
-            while k + 1 < w and buf[k + 1] < x:
-                buf[k] = buf[k + 1]
-                k += 1
-        while k > 0 and buf[k - 1] > x:
-            buf[k] = buf[k - 1]
-            k -= 1
+            k = np.uintp(_bsearch(buf, w, v[i - w]))
+            while k + one < uw and buf[k + one] < x:
+                buf[k] = buf[k + one]
+                k += one
+        while k > zero and buf[k - one] > x:
+            buf[k] = buf[k - one]
+            k -= one
         buf[k] = x
         if i < w - 1:
             o[i] = NAN

@@ -12,6 +12,9 @@ are its finite entries; the kernel sees only those, its results are scattered ba
 they came from; every other row, and every non-finite result, is NaN. Causal by construction
 when the kernel is: output row ``t`` only reads observations at rows ``<= t``.
 
+Observation counters and positions are ``np.uintp``: numba adds negative-index wrap-around
+code to every signed index, and the compaction stores through its counter each step.
+
 Layout: a C-ordered ``(T, N)`` panel has its columns copied in blocks of 16 into contiguous
 rows (read and written a cache line at a time), each column is compacted branch-free, the
 kernel runs on the compact series (directly on the block row when the column has no gap). A
@@ -88,18 +91,18 @@ def _unary_template(x, w, out):  # pragma: no cover  (compiled copies run, see m
     col = np.empty((_BLOCK, T))
     vals = np.empty(T)
     res = np.empty(T)
-    pos = np.empty(T, np.int64)
+    pos = np.empty(T, np.uintp)
     for j0 in range(0, N, _BLOCK):
         nb = min(_BLOCK, N - j0)
         _load_block(x, j0, nb, col)
         for b in range(nb):
             c = col[b]
-            n = 0
+            n = np.uintp(0)
             for t in range(T):  # branch-free compaction of the finite observations
                 val = c[t]
                 vals[n] = val
                 pos[n] = t
-                n += np.isfinite(val)
+                n += np.uintp(np.isfinite(val))
             if n == T:
                 _KERNEL(vals, w, c)  # noqa: F821  (bound per driver)
                 continue
@@ -120,7 +123,7 @@ def _binary_template(x, y, w, out):  # pragma: no cover  (compiled copies run)
     va = np.empty(T)
     vb = np.empty(T)
     res = np.empty(T)
-    pos = np.empty(T, np.int64)
+    pos = np.empty(T, np.uintp)
     for j0 in range(0, N, _BLOCK):
         nb = min(_BLOCK, N - j0)
         _load_block(x, j0, nb, cx)
@@ -128,14 +131,14 @@ def _binary_template(x, y, w, out):  # pragma: no cover  (compiled copies run)
         for b in range(nb):
             c = cx[b]
             d = cy[b]
-            n = 0
+            n = np.uintp(0)
             for t in range(T):
                 p = c[t]
                 q = d[t]
                 va[n] = p
                 vb[n] = q
                 pos[n] = t
-                n += np.isfinite(p) and np.isfinite(q)
+                n += np.uintp(np.isfinite(p) and np.isfinite(q))
             if n > 0:
                 _KERNEL(va[:n], vb[:n], w, res[:n])  # noqa: F821  (bound per driver)
             c[:] = NAN
@@ -150,16 +153,16 @@ def _unary_cols_template(xt, w, out):  # pragma: no cover  (compiled copies run)
     N, T = xt.shape
     vals = np.empty(T)
     res = np.empty(T)
-    pos = np.empty(T, np.int64)
+    pos = np.empty(T, np.uintp)
     for j in range(N):
         c = xt[j]
         o = out[j]
-        n = 0
+        n = np.uintp(0)
         for t in range(T):
             val = c[t]
             vals[n] = val
             pos[n] = t
-            n += np.isfinite(val)
+            n += np.uintp(np.isfinite(val))
         if n == T:
             _KERNEL(vals, w, o)  # noqa: F821  (bound per driver)
         else:
@@ -180,19 +183,19 @@ def _binary_cols_template(xt, yt, w, out):  # pragma: no cover  (compiled copies
     va = np.empty(T)
     vb = np.empty(T)
     res = np.empty(T)
-    pos = np.empty(T, np.int64)
+    pos = np.empty(T, np.uintp)
     for j in range(N):
         c = xt[j]
         d = yt[j]
         o = out[j]
-        n = 0
+        n = np.uintp(0)
         for t in range(T):
             p = c[t]
             q = d[t]
             va[n] = p
             vb[n] = q
             pos[n] = t
-            n += np.isfinite(p) and np.isfinite(q)
+            n += np.uintp(np.isfinite(p) and np.isfinite(q))
         o[:] = NAN
         if n > 0:
             _KERNEL(va[:n], vb[:n], w, res[:n])  # noqa: F821  (bound per driver)
