@@ -15,7 +15,8 @@ days:
   with the label's centred ranks beside them), subsets are marked with row stamps instead of
   cleared masks, and the RankIC's sums are taken during the factor's rank walk;
 * the ranks live in four buffers picked by index: when a day's two subsets are the same names
-  its turnover ranks are its IC ranks (the same buffer, no copy).
+  its turnover ranks are its IC ranks (the same buffer, no copy); when they differ, one walk
+  of the order ranks both (:func:`_walk2`).
 
 Ranks are centred (``rank - (n + 1) / 2``): exact half-integers, so every sum of their
 products is exact and the result does not depend on the order of summation. Column indices
@@ -182,6 +183,61 @@ def _walk(tied, order, n_order, stamp, tag, mid, out, lab, cross):
 
 
 @njit(cache=True, nogil=True)
+def _walk2(tied, order, n_order, sa, sb, tag, mida, midb, outa, outb, lab, cross):
+    """:func:`_walk` on two subsets in one pass: ``{j: sa[j] == tag}`` (centre ``mida``,
+    ranks to ``outa``) and ``{j: sb[j] == tag}`` (``midb``, ``outb``), for a day whose RankIC
+    and turnover subsets differ by a few names (a label missing, a name suspended the day
+    before: about 70 % of the CSI300 GP panel's days). Returns ``(sum of squares on a, sum
+    of products of a with lab (only when cross), sum of squares on b)``, exact as
+    :func:`_walk`'s, so the same numbers as two walks (15 % off this pass, alternated on
+    eight GP factors: 7.74 -> 6.57 ms).
+    """
+    pa = 0
+    pb = 0
+    ssa = 0.0
+    sxa = 0.0
+    ssb = 0.0
+    g = 0
+    ga = 0
+    gb = 0
+    for k in range(n_order):
+        j = np.uintp(order[k])
+        if not tied[k]:
+            if k - g > 1:
+                if ga > 1:
+                    ssa, sxa = _average_run(order, g, k, sa, tag, pa - ga, ga, mida, outa,
+                                            lab, cross, ssa, sxa)
+                if gb > 1:
+                    ssb, _ = _average_run(order, g, k, sb, tag, pb - gb, gb, midb, outb,
+                                          lab, False, ssb, 0.0)
+            g = k
+            ga = 0
+            gb = 0
+        if sa[j] == tag:
+            pa += 1
+            ga += 1
+            c = pa - mida
+            outa[j] = c
+            ssa += c * c
+            if cross:
+                sxa += c * lab[j]
+        if sb[j] == tag:
+            pb += 1
+            gb += 1
+            c = pb - midb
+            outb[j] = c
+            ssb += c * c
+    if n_order - g > 1:
+        if ga > 1:
+            ssa, sxa = _average_run(order, g, n_order, sa, tag, pa - ga, ga, mida, outa, lab,
+                                    cross, ssa, sxa)
+        if gb > 1:
+            ssb, _ = _average_run(order, g, n_order, sb, tag, pb - gb, gb, midb, outb, lab,
+                                  False, ssb, 0.0)
+    return ssa, sxa, ssb
+
+
+@njit(cache=True, nogil=True)
 def _order_ties(x, order, n, out):
     """``out[k] = x[order[k]] == x[order[k - 1]]`` for ``1 <= k < n``; ``out[0]`` False."""
     out[0] = False
@@ -283,38 +339,43 @@ def _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
                 m += 1
         bi = _free_buffer(pi, pt, -1)
         a_ic = bufs[bi]
-        ss_ic = 0.0
-        if n > 0:
-            mid = 0.5 * (n + 1)
-            if nd == 0:                     # the label's whole subset: its ranks are cached
-                _, ss_ic, sab = _walk(tf[r], of[r], nf[r], s_ic, r, mid, a_ic, lc, True)
-                if n >= 3:
-                    ic[r] = _corr(sab, ss_ic, syy[r])
-            else:
-                _, ss_ic, _ = _walk(tf[r], of[r], nf[r], s_ic, r, mid, a_ic, lc, False)
-                if n >= 3:
-                    if nd <= _MAX_DROPS:
-                        _drop_ranks(lc, cr, ncols[r], s_ic, r, drops, nd, mid - 0.5 * (
-                            n + nd + 1), rb)
-                    else:                   # label ties are ties of its ranks
-                        _order_ties(lc, oy[r], ny[r], lt)
-                        _walk(lt, oy[r], ny[r], s_ic, r, mid, rb, lc, False)
-                    sab = 0.0
-                    sbb = 0.0
-                    for i in range(ncols[r]):
-                        j = np.uintp(cr[i])
-                        if s_ic[j] == r:
-                            sab += a_ic[j] * rb[j]
-                            sbb += rb[j] * rb[j]
-                    ic[r] = _corr(sab, ss_ic, sbb)
-        ss_t = 0.0
         bt = bi if d_ic == 0 else _free_buffer(pi, pt, bi)   # the same names: the same ranks
         a_t = bufs[bt]
+        both = d_ic != 0 and n > 0 and m > 0    # both subsets' ranks from one walk
+        ss_ic = 0.0
+        ss_t = 0.0
+        if n > 0:
+            mid = 0.5 * (n + 1)
+            if both:
+                ss_ic, sab, ss_t = _walk2(tf[r], of[r], nf[r], s_ic, s_t, r, mid,
+                                          0.5 * (m + 1), a_ic, a_t, lc, nd == 0)
+            elif nd == 0:
+                _, ss_ic, sab = _walk(tf[r], of[r], nf[r], s_ic, r, mid, a_ic, lc, True)
+            else:
+                _, ss_ic, _ = _walk(tf[r], of[r], nf[r], s_ic, r, mid, a_ic, lc, False)
+            if nd == 0:                     # the label's whole subset: its ranks are cached
+                if n >= 3:
+                    ic[r] = _corr(sab, ss_ic, syy[r])
+            elif n >= 3:
+                if nd <= _MAX_DROPS:
+                    _drop_ranks(lc, cr, ncols[r], s_ic, r, drops, nd, mid - 0.5 * (
+                        n + nd + 1), rb)
+                else:                   # label ties are ties of its ranks
+                    _order_ties(lc, oy[r], ny[r], lt)
+                    _walk(lt, oy[r], ny[r], s_ic, r, mid, rb, lc, False)
+                sab = 0.0
+                sbb = 0.0
+                for i in range(ncols[r]):
+                    j = np.uintp(cr[i])
+                    if s_ic[j] == r:
+                        sab += a_ic[j] * rb[j]
+                        sbb += rb[j] * rb[j]
+                ic[r] = _corr(sab, ss_ic, sbb)
         if m > 0:
             mid = 0.5 * (m + 1)
             if d_ic == 0:
                 ss_t = ss_ic
-            else:
+            elif not both:
                 _, ss_t, _ = _walk(tf[r], of[r], nf[r], s_t, r, mid, a_t, lc, False)
             if m >= 3:
                 if d_p_t == 0 and m == n_p_t:
