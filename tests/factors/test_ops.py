@@ -108,6 +108,25 @@ def test_ts_quantile_order_and_hand_values():
     assert np.array_equal(np.isfinite(lo), ok) and np.array_equal(np.isfinite(hi), ok)
 
 
+@pytest.mark.parametrize("window", [2, 3, 10, 11, 60])
+def test_ts_median_and_mad_are_exact_order_statistics_on_ties(window):
+    """The sorted window buffer (slots tracked, equal values, signed zeros, long runs) gives
+    numpy's median and MAD of every window exactly (``==``, so -0.0 equals 0.0)."""
+    rng = np.random.default_rng(window)
+    x = rng.integers(-3, 4, (400, 6)).astype(float)
+    x[:, 1] *= 0.5                                      # halves
+    x[rng.random(400) < 0.3, 2] = -0.0                  # signed zeros among zeros
+    x[100:250, 3] = 2.0                                 # a long run of one value
+    x[rng.random((400, 6)) < 0.1] = np.nan
+    med_exp = _ts_oracle(x, _apply(window, np.median))
+    mad_exp = _ts_oracle(x, _apply(window, lambda a: np.median(np.abs(a - np.median(a)))))
+    for got, exp in ((_call("ts_median", x, window), med_exp),
+                     (_call("ts_mad", x, window), mad_exp)):
+        ok = np.isfinite(exp)
+        assert np.array_equal(np.isfinite(got), ok)
+        assert (got[ok] == exp[ok]).all()
+
+
 @pytest.mark.parametrize("window", [2, 3, 5, 20])
 @pytest.mark.parametrize("name", ["ts_corr", "ts_cov"])
 def test_ts_pair_matches_pandas_on_joint_observations(name, window):
