@@ -53,7 +53,7 @@ import numpy as np
 
 from backtest.context import EvalContext
 from factors._kernels_cs import rank_rows
-from mining.gp_linalg import batched_dot, gram, solve_psd, vdot, x_dot, xt_dot
+from mining.gp_linalg import corr_sums, gram, rank_codes, solve_psd, vdot, x_dot, xt_dot
 
 __all__ = ["Diversity", "DIVERSITY_MODES", "WalkResult", "diverse_walk"]
 
@@ -266,12 +266,8 @@ class Diversity:
             return np.zeros(0)
         ra, ma = a.r, a.m
         R2 = R * R if R2 is None else R2
-        n = _dot(M, ma)
-        sa = _dot(M, ra)
-        sb = _dot(R, ma)
-        saa = _dot(M, ra * ra)
-        sbb = _dot(R2, ma)
-        sab = _dot(R, ra)
+        cont = np.ascontiguousarray
+        n, sa, sb, saa, sbb, sab = corr_sums(cont(R), cont(M), cont(R2), cont(ra), cont(ma))
         with np.errstate(all="ignore"):
             cov = sab - sa * sb / n
             va = saa - sa * sa / n
@@ -297,13 +293,9 @@ class Diversity:
 
     def signature_of(self, a: _Ranked) -> bytes:
         """:meth:`signature` from sample ranks."""
-        valid = a.m > 0
-        return min(self._digest(a.raw, a.n, valid), self._digest(_mirror(a), a.n, valid))
-
-    def _digest(self, raw: np.ndarray, n: np.ndarray, valid: np.ndarray) -> bytes:
-        levels = (1 << self.bits) - 1
-        q = np.where(valid, np.ceil(raw / np.maximum(n, 1) * levels), levels + 1)
-        return hashlib.blake2b(q.astype(np.uint32).tobytes(), digest_size=16).digest()
+        codes = rank_codes(np.ascontiguousarray(a.raw), np.ascontiguousarray(a.n),
+                           np.ascontiguousarray(a.m), (1 << self.bits) - 1)
+        return min(hashlib.blake2b(q.tobytes(), digest_size=16).digest() for q in codes)
 
     def _all(self) -> tuple[np.ndarray, np.ndarray]:
         """Pool plus hall of fame as (P, S, N) stacks, rebuilt only when the hall changed."""
@@ -452,12 +444,6 @@ class Diversity:
         c = np.abs(self._corr(a, self._pool_r, self._pool_m))
         c = c[np.isfinite(c)]
         return float(c.max()) if c.size else 0.0
-
-
-def _dot(R: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``out[p, s] = sum_n R[p, s, n] * a[s, n]`` in a fixed order (no BLAS: the same bits
-    on every host, :mod:`mining.gp_linalg`)."""
-    return batched_dot(np.ascontiguousarray(R), np.ascontiguousarray(a))
 
 
 def _mean_row_corr(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:

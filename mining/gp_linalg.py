@@ -16,21 +16,69 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["batched_dot", "gram", "xt_dot", "x_dot", "vdot", "solve_psd"]
+__all__ = ["corr_sums", "rank_codes", "gram", "xt_dot", "x_dot", "vdot", "solve_psd"]
 
 
 @njit(cache=True, nogil=True)
-def batched_dot(R, a):
-    """``out[p, s] = sum_n R[p, s, n] * a[s, n]`` for ``R`` (P, S, N) and ``a`` (S, N)."""
+def corr_sums(R, M, R2, ra, ma):
+    """The six sums of a masked correlation of ``ra`` with each of ``R``, in one pass.
+
+    For ``R``, ``M``, ``R2`` (P, S, N) and ``ra``, ``ma`` (S, N), ``out[:, p, s]`` is
+    ``sum_n`` over ``n`` ascending of ``M * ma``, ``M * ra``, ``R * ma``, ``M * (ra * ra)``,
+    ``R2 * ma`` and ``R * ra`` (each product and each running sum rounded as six separate
+    dot products would round them: the same bits). One pass reads the stacks once and keeps
+    six independent sums in flight instead of one (six dot products were latency-bound).
+    """
     P, S, N = R.shape
-    out = np.empty((P, S))
+    out = np.empty((6, P, S))
     for p in range(P):
         for s in range(S):
-            acc = 0.0
-            for n in range(N):
-                acc += R[p, s, n] * a[s, n]
-            out[p, s] = acc
+            n = sa = sb = saa = sbb = sab = 0.0
+            for k in range(N):
+                r = R[p, s, k]
+                m = M[p, s, k]
+                a = ra[s, k]
+                b = ma[s, k]
+                n += m * b
+                sa += m * a
+                sb += r * b
+                saa += m * (a * a)
+                sbb += R2[p, s, k] * b
+                sab += r * a
+            out[0, p, s] = n
+            out[1, p, s] = sa
+            out[2, p, s] = sb
+            out[3, p, s] = saa
+            out[4, p, s] = sbb
+            out[5, p, s] = sab
     return out
+
+
+@njit(cache=True, nogil=True)
+def rank_codes(raw, n, m, levels):
+    """Quantised sample ranks of a panel and of its negation, for the hook's signature.
+
+    ``raw`` (S, N): ranks 1..n (0 where missing), ``n`` (S, 1) int: names ranked per date,
+    ``m`` (S, N): 1 where ranked. Returns two uint32 (S, N) arrays: ``ceil(rank / max(n, 1) *
+    levels)`` of ``raw`` and of the negation's ranks ``n + 1 - raw``, ``levels + 1`` where
+    missing (the NumPy expressions' operations, so the same codes; one pass for both).
+    """
+    S, N = raw.shape
+    q = np.empty((S, N), np.uint32)
+    qm = np.empty((S, N), np.uint32)
+    miss = np.uint32(levels + 1)
+    for s in range(S):
+        ns = n[s, 0]
+        den = max(ns, 1)
+        for k in range(N):
+            if m[s, k] > 0:
+                r = raw[s, k]
+                q[s, k] = np.uint32(np.ceil(r / den * levels))
+                qm[s, k] = np.uint32(np.ceil((ns + 1 - r) / den * levels))
+            else:
+                q[s, k] = miss
+                qm[s, k] = miss
+    return q, qm
 
 
 @njit(cache=True, nogil=True)

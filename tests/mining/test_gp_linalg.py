@@ -4,13 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mining.gp_linalg import batched_dot, gram, solve_psd, vdot, x_dot, xt_dot
+from mining.gp_linalg import corr_sums, gram, solve_psd, vdot, x_dot, xt_dot
 
 
 def test_dot_kernels_equal_numpy_up_to_rounding():
     rng = np.random.default_rng(0)
     R, a = rng.normal(size=(5, 7, 300)), rng.normal(size=(7, 300))
-    np.testing.assert_allclose(batched_dot(R, a), np.einsum("psn,sn->ps", R, a), rtol=1e-12)
+    M, m = (rng.random((5, 7, 300)) < 0.8) * 1.0, (rng.random((7, 300)) < 0.8) * 1.0
+    got = corr_sums(R, M, R * R, a, m)
+    for out, (A, b) in zip(got, [(M, m), (M, a), (R, m), (M, a * a), (R * R, m), (R, a)]):
+        np.testing.assert_allclose(out, np.einsum("psn,sn->ps", A, b), rtol=1e-12)
     X, v, b = rng.normal(size=(400, 6)), rng.normal(size=400), rng.normal(size=6)
     np.testing.assert_allclose(gram(X), X.T @ X, rtol=1e-12)
     assert np.array_equal(gram(X), gram(X).T)
@@ -23,7 +26,9 @@ def test_dot_kernels_sum_in_ascending_order():
     # 1 + 1e-16 + ... : only a left-to-right sum gives exactly 1.0 here
     a = np.array([1.0] + [1e-16] * 8)
     assert vdot(a, np.ones(9)) == 1.0
-    assert batched_dot(a[None, None, :], np.ones((1, 9)))[0, 0] == 1.0
+    one = np.ones((1, 1, 9))
+    assert (corr_sums(a[None, None, :], one, a[None, None, :], np.ones((1, 9)), np.ones((1, 9)))
+            [[2, 4], 0, 0] == 1.0).all()
 
 
 @pytest.mark.parametrize("twins", [False, True])
