@@ -137,6 +137,42 @@ def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
     return rows
 
 
+def machine_scaling(jobs: int, seconds: float = 0.5) -> float:
+    """Wall speed-up of ``jobs`` threads over one on a pure compute loop (no memory traffic, no
+    GIL): what this machine gives right now, the ceiling of any backend's speed-up. A shared
+    VM's second core is often slower than the first (measured here: 1.2x-1.8x for 2 threads
+    within minutes), so the GP rows are read against it."""
+    import threading
+
+    import numpy as np
+    from numba import njit
+
+    @njit(nogil=True, cache=False)
+    def spin(n):
+        s = 0.0
+        for i in range(n):
+            s += np.sqrt(i * 1.0)
+        return s
+
+    spin(10)
+    n = 1_000_000
+    t = time.perf_counter()
+    spin(n)
+    n = max(n, int(n * seconds / max(time.perf_counter() - t, 1e-6)))
+
+    def wall(k: int) -> float:
+        threads = [threading.Thread(target=spin, args=(n,)) for _ in range(k)]
+        t0 = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return time.perf_counter() - t0
+
+    one = min(wall(1) for _ in range(2))
+    return jobs * one / min(wall(jobs) for _ in range(2))
+
+
 def _cpu() -> float:
     """CPU seconds of this process (all threads) and of its reaped children."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
@@ -165,11 +201,15 @@ def section(cfg, population: int = 120, generations: int = 3, jobs: int = 2,
     gp_ctx, panels = gp_workload(cfg, start=start)
     T, N = gp_ctx.shape
     kinds = ("serial", "threads", "processes") + (("ray",) if address else ())
+    before = machine_scaling(jobs)
     rows = measure(cfg, gp_ctx, panels, population, generations, jobs, kinds, address, rounds)
+    after = machine_scaling(jobs)
     print_rows(rows, f"GP fitness, 1 vs {jobs} workers (csi300 train "
                      f"{gp_ctx.dates[0].date()}..{gp_ctx.dates[-1].date()} T={T} x N={N}, "
                      f"population {population} x {generations} generations, diversity "
                      f"{cfg.gp.diversity})")
+    print(f"this machine: {jobs} threads on a pure compute loop {before:.2f}x one thread "
+          f"before the rows, {after:.2f}x after (the ceiling of the speed-up column)")
 
 
 def main() -> None:
