@@ -403,12 +403,19 @@ class Diversity:
         correlated with a pool member at or above ``threshold`` is never kept (the pool already
         stands for it), nor one with a non-finite fitness.
         """
-        if self.hof_size == 0 or not np.isfinite(fitness):
+        if self._admissible(fitness):
+            self.admit_ranked(expr, self._ranked(values), fitness)
+
+    def _admissible(self, fitness: float) -> bool:
+        return (self.hof_size > 0 and bool(np.isfinite(fitness))
+                and not (len(self.hall) >= self.hof_size and fitness <= self.hall[-1].fitness))
+
+    def admit_ranked(self, expr: Any, a: _Ranked, fitness: float) -> None:
+        """:meth:`admit` from the program's sample ranks (:meth:`from_sample_ranks` of what
+        the workers kept: the same ranks, so the same hall)."""
+        if not self._admissible(fitness):
             return
-        if len(self.hall) >= self.hof_size and fitness <= self.hall[-1].fitness:
-            return
-        a = self._ranked(values)
-        sig = self.signature(values)
+        sig = self.signature_of(a)
         R, M = self._all()
         c = np.abs(self._corr(a, R, M, self._stacked_r2))
         n_pool = self._pool_r.shape[0]

@@ -427,6 +427,11 @@ def _admit(run: _Run, gen_pop: list[Program]) -> None:
         picks.append(p)
         if len(picks) >= k:
             break
-    signs = [-1.0 if p.rank_ic < 0 else 1.0 for p in picks]
-    for p, v in zip(picks, run.oriented_values([p.expr for p in picks], signs)):
-        run.div.admit(oriented(p), v, p.fitness)
+    for p in picks:                      # in order: each admission changes the hall
+        e = oriented(p)
+        kept = run.kept_ranks(p, e)      # the workers' sample ranks: no panel, no ranking
+        if kept is not None:
+            run.div.admit_ranked(e, run.div.from_sample_ranks(kept), p.fitness)
+            continue
+        v = run.oriented_values([p.expr], [-1.0 if p.rank_ic < 0 else 1.0])[0]
+        run.div.admit(e, v, p.fitness)
