@@ -140,7 +140,7 @@ def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
 def machine_scaling(jobs: int, seconds: float = 0.5) -> float:
     """Wall speed-up of ``jobs`` threads over one on a pure compute loop (no memory traffic, no
     GIL): what this machine gives right now, the ceiling of any backend's speed-up. A shared
-    VM's second core is often slower than the first (measured here: 1.2x-1.8x for 2 threads
+    VM's second core is often slower than the first (measured here: 1.2x-2.0x for 2 threads
     within minutes), so the GP rows are read against it."""
     import threading
 
