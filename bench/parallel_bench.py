@@ -103,7 +103,7 @@ def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
         return Diversity(gp_ctx, {}, n_dates=settings.diversity_sample, hof=settings.hof,
                          threshold=cfg.store.max_corr, mode=settings.diversity)
 
-    best: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
     ref = None
     for rnd in range(rounds):                  # alternate the order: no backend always runs
         for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):  # first (on a cold heap)
@@ -118,18 +118,13 @@ def measure(cfg, gp_ctx, panels, population: int, generations: int, jobs: int,
             got = [(str(e), f) for e, f in res.candidates]
             ref = got if ref is None else ref
             distinct = res.cache.get("programs_memoised", 0)
-            row = {"kind": kind, "workers": n, "wall": wall, "cpu": cpu,
-                   "scored": res.n_programs_scored, "distinct": distinct,
-                   "scored_per_s": res.n_programs_scored / wall,
-                   "distinct_per_s": distinct / wall,
-                   "identical": got == ref and best.get(kind, {}).get("identical", True),
-                   "walls": best.get(kind, {}).get("walls", []) + [wall]}
-            if kind not in best or wall < best[kind]["wall"]:
-                best[kind] = row
-            else:
-                best[kind]["identical"] = row["identical"]
-                best[kind]["walls"] = row["walls"]
-    rows = [best[k] for k in kinds]
+            runs[kind].append({"kind": kind, "workers": n, "wall": wall, "cpu": cpu,
+                               "scored": res.n_programs_scored, "distinct": distinct,
+                               "scored_per_s": res.n_programs_scored / wall,
+                               "distinct_per_s": distinct / wall, "identical": got == ref})
+    rows = [{**min(runs[k], key=lambda r: r["wall"]),
+             "identical": all(r["identical"] for r in runs[k]),
+             "walls": [r["wall"] for r in runs[k]]} for k in kinds]
     base, base_cpu = rows[0]["wall"], rows[0]["cpu"]
     for r in rows:
         r["speedup"] = base / r["wall"]
@@ -189,8 +184,9 @@ def print_rows(rows: list[dict], title: str) -> None:
               f"{r['scored_per_s']:>10.1f}{r['distinct_per_s']:>11.1f}{r['speedup']:>8.2f}x"
               f"{r['efficiency']:>9.2f}{'yes' if r['identical'] else 'NO':>12}"
               f"   runs {' / '.join(f'{w:.2f}' for w in r['walls'])} s")
-    print("wall: the fastest of the runs (pool start and shutdown included); cpu s: this process and its worker "
-          "processes; cpu eff.: serial cpu / cpu (1 = no parallel overhead; the wall speed-up "
+    print("wall: the fastest of the runs (pool start and shutdown included); cpu s: this "
+          "process and its worker processes; cpu eff.: serial cpu / cpu (1 = no parallel "
+          "overhead; the wall speed-up "
           "on an idle machine is at most workers x eff.); load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
 
