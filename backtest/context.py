@@ -339,3 +339,30 @@ class EvalContext:
                            fwd={h: v[sel] for h, v in self.fwd.items()},
                            split_rows={k: v[sel] for k, v in self.split_rows.items()},
                            horizon=self.horizon, quantiles=self.quantiles)
+
+    def in_universe(self) -> np.ndarray:
+        """Column indices of the names in the universe on at least one row, ascending.
+
+        The others are never eligible and are NaN in every ``cs_*`` output here: a row's
+        RankIC, turnover and cross-sectional statistics do not depend on them.
+        """
+        return np.flatnonzero(self.universe_mask.any(axis=0))
+
+    def select_names(self, cols) -> "EvalContext":
+        """A context on the columns ``cols`` (int indices; the arrays are copied, the label
+        orders recomputed on first use). All columns in order: ``self`` itself.
+
+        Raises
+        ------
+        IndexError
+            If an index is out of range.
+        """
+        cols = np.asarray(cols, dtype=np.intp)
+        if cols.shape == (len(self.codes),) and (cols == np.arange(len(self.codes))).all():
+            return self
+        return EvalContext(dates=self.dates, codes=self.codes[cols], universe=self.universe,
+                           universe_mask=self.universe_mask[:, cols],
+                           eligible=self.eligible[:, cols],
+                           fwd={h: v[:, cols] for h, v in self.fwd.items()},
+                           split_rows=dict(self.split_rows),
+                           horizon=self.horizon, quantiles=self.quantiles)

@@ -1,14 +1,18 @@
 """Benchmark (not a test): GP fitness on 1 vs 2 workers, threads vs processes (issue 15).
 
-    python bench/parallel_bench.py [--population 120] [--generations 3] [--jobs 2]
+    python bench/parallel_bench.py [--population 800] [--generations 8] [--jobs 2]
                                    [--cluster HOST:PORT] [--start 2014-01-01] [--rounds 2]
 
 With ``--cluster`` a "ray" row is added: the same run on a running Ray cluster (started as in
 docs/cluster.md, e.g. a head and a worker node of one CPU each on this machine, so that the
 cores are equal to the local rows'); its overhead is its wall time over the threads row's.
 
-The ``mine gp --universe csi300`` workload with a small population: the real CSI300 panels of
-``[gp] fields`` from ``[gp] start`` to the end of train, the default diversity hook
+The ``mine gp --universe csi300`` workload, by default with its ``[gp] population`` and
+``generations`` (800 x 8; a smaller population scores smaller programs, so its distinct
+programs per second flatter the command: 120 x 3 on the same panels ran about 57/s where the
+defaults ran 41/s, 2026-12-01): the CSI300 panels of ``[gp] fields`` that ``mine gp`` builds
+(:func:`mining.gp_search.train_inputs`: ``[gp] start`` to the end of train, the names in the
+universe then), the default diversity hook
 (``[gp] diversity`` on ``[gp] diversity_sample`` train dates, hall of fame ``[gp] hof``; an
 empty pool, so that nothing is read from the leaderboard) and the engine's defaults, run
 through :func:`mining.gp_engine.evolve` ``--rounds`` times per backend: serial (1 worker),
@@ -47,19 +51,20 @@ from mining.cli_app import load as load_config  # noqa: E402
 from mining.gp import terminal  # noqa: E402
 from mining.gp_diversity import Diversity  # noqa: E402
 from mining.gp_engine import evolve  # noqa: E402
+from mining.gp_search import train_inputs  # noqa: E402
 
 WARMUP = ("ts_mean(close, 5) + ts_cov(close, vol, 5) + cs_zscore(close) + cs_demean(vol)"
           " + cs_scale(vol) + ts_rank(close, 10) + ts_corr(close, vol, 10)")
 
 
 def gp_workload(cfg, universe: str = "csi300", start: str | None = None):
-    """(train context, fields panels) of ``mine gp --universe`` on the real data (from
-    ``start`` instead of ``[gp] start`` when given)."""
-    ws = make_workspace(cfg, universe, start or cfg.gp.start, cfg.evaluate.train[1])
-    gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], cfg.evaluate.train[1])
-    n = len(gp_ctx.dates)
+    """(train context, fields panels) of ``mine gp --universe`` on the real data, built as
+    ``mine gp`` builds them (:func:`mining.gp_search.train_inputs`: the rows up to the end of
+    train, the names in the universe then), from ``start`` instead of ``[gp] start`` when
+    given."""
+    ws = make_workspace(cfg, universe, start or cfg.gp.start, cfg.gp.end or None)
     ws.load(list(cfg.gp.fields))
-    return gp_ctx, {f: ws.field(f)[:n] for f in cfg.gp.fields}
+    return train_inputs(ws, cfg.evaluate.train[1], cfg.gp.fields)
 
 
 def warm_up(gp_ctx, panels) -> None:
@@ -191,9 +196,11 @@ def print_rows(rows: list[dict], title: str) -> None:
           + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
 
 
-def section(cfg, population: int = 120, generations: int = 3, jobs: int = 2,
+def section(cfg, population: int | None = None, generations: int | None = None, jobs: int = 2,
             address: str | None = None, start: str | None = None, rounds: int = 2) -> None:
-    """The ``bench/run.py`` section."""
+    """The ``bench/run.py`` section (population and generations: ``[gp]``'s by default)."""
+    population = population or cfg.gp.population
+    generations = generations or cfg.gp.generations
     gp_ctx, panels = gp_workload(cfg, start=start)
     T, N = gp_ctx.shape
     kinds = ("serial", "threads", "processes") + (("ray",) if address else ())
@@ -211,8 +218,10 @@ def section(cfg, population: int = 120, generations: int = 3, jobs: int = 2,
 def main() -> None:
     keep_freed_memory()                        # as `mine` does (ALPHAMINE_MALLOC=default: off)
     ap = argparse.ArgumentParser()
-    ap.add_argument("--population", type=int, default=120)
-    ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--population", type=int, default=None,
+                    help="programs per generation (default [gp] population, as mine gp)")
+    ap.add_argument("--generations", type=int, default=None,
+                    help="generations (default [gp] generations, as mine gp)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cluster", default=None, help="Ray head HOST:PORT: add a ray row")
     ap.add_argument("--start", default=None,
@@ -223,6 +232,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
+    for opt in ("population", "generations"):
+        if getattr(args, opt) is not None and getattr(args, opt) < 1:
+            ap.error(f"--{opt} must be >= 1")
     section(load_config(), args.population, args.generations, args.jobs, args.cluster,
             args.start, args.rounds)
 

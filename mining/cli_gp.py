@@ -59,8 +59,8 @@ class _Renderer:
     def __call__(self, ev) -> None:
         if isinstance(ev, GPLoaded):
             self.status.stop()
-            console.print(f"[bold]{ev.universe}[/]: {ev.n_stocks} stocks x {ev.n_train_days} "
-                          f"train days ({ev.first_date} .. {ev.last_train_date}), fields "
+            console.print(f"[bold]{ev.universe}[/]: {ev.n_stocks} stocks ({ev.n_train_stocks} "
+                          f"in it in train) x {ev.n_train_days} train days ({ev.first_date} .. {ev.last_train_date}), fields "
                           f"{', '.join(ev.fields)}; loaded in {ev.seconds:.1f}s")
             self.progress = Progress(
                 TextColumn("[bold]GP[/] gen {task.completed}/{task.total}"), BarColumn(),

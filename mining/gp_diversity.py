@@ -285,9 +285,10 @@ class Diversity:
         (any increasing transform) and for ``x`` and ``-x``.
 
         Ranks on the sample, quantised to ``bits`` bits (missing: a reserved code), hashed with
-        ``blake2b`` (16 bytes); the keys of ``x`` and of ``-x`` (ranks ``n + 1 - rank``, exact
-        for averaged ties too) are both computed and the smaller is returned, so the
-        orientation does not matter.
+        ``blake2b`` (16 bytes): the codes of ``x`` and of ``-x`` (ranks ``n + 1 - rank``, exact
+        for averaged ties too) are both computed and the lexicographically smaller is hashed
+        (:func:`mining.gp_linalg.rank_codes`), so the orientation does not matter and names
+        missing on every sample date do not either.
         """
         return self.signature_of(self._ranked(values))
 
@@ -295,7 +296,7 @@ class Diversity:
         """:meth:`signature` from sample ranks."""
         codes = rank_codes(np.ascontiguousarray(a.raw), np.ascontiguousarray(a.n),
                            np.ascontiguousarray(a.m), (1 << self.bits) - 1)
-        return min(hashlib.blake2b(q.tobytes(), digest_size=16).digest() for q in codes)
+        return hashlib.blake2b(codes.tobytes(), digest_size=16).digest()
 
     def _all(self) -> tuple[np.ndarray, np.ndarray]:
         """Pool plus hall of fame as (P, S, N) stacks, rebuilt only when the hall changed."""

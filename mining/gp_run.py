@@ -33,8 +33,7 @@ from factors.store_records import FactorRecord
 from factors.expr_eval import evaluate
 from mining.gp import GPGeneration, GPSettings
 from mining.gp_diversity import diverse_walk
-from mining.gp_search import open_executor, search
-from mining.pool_gaps import pool_terminals
+from mining.gp_search import open_executor, search, train_inputs
 
 __all__ = ["GPLoaded", "GPScored", "CandidateDecision", "GPDone", "LibraryDone",
            "GPRunRecord", "LibraryRunRecord", "mine_gp", "add_library", "empty_splits_warning",
@@ -55,6 +54,7 @@ class GPLoaded:
     last_train_date: str
     fields: tuple[str, ...]
     seconds: float
+    n_train_stocks: int = 0           # of them in the universe in train: the GP's columns
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,7 @@ class GPRunRecord:
     skipped_duplicate: int = 0        # skipped by the diverse walk (same signature)
     engine: str = "gplearn"           # the engine that ran (mining.gp_search)
     n_seeds: int = 0                  # warm-start formulas given to the engine
+    n_train_stocks: int = 0           # names in the universe in train (the GP's columns)
 
 
 @dataclass
@@ -190,18 +191,16 @@ def _mine_gp(cfg: Config, g: GPSettings, executor, t0: float, *, end, on_progres
     ws = make_workspace(cfg, g.universe, g.start, end or g.end or None,
                         model_dir=cfg.model.out_dir)
     ws.load(g.fields)
-    gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], cfg.evaluate.train[1])
+    gp_ctx, panels = train_inputs(ws, cfg.evaluate.train[1], g.fields, g.pool)
     n_train = len(gp_ctx.dates)
     if n_train == 0:
         raise ConfigError(f"no trading days between the GP start {g.start} and the end of "
                           f"train {cfg.evaluate.train[1]}: GP fitness is computed on train; "
                           "move [gp] start or [evaluate] train")
-    panels = {f: ws.field(f)[:n_train] for f in g.fields}
-    if g.pool:
-        panels.update(pool_terminals(ws, g.pool, n_train))
     _emit(on_progress, GPLoaded(g.universe, len(ws.ctx.codes), n_train,
                                 str(ws.ctx.dates[0].date()), str(gp_ctx.dates[-1].date()),
-                                tuple(panels), time.perf_counter() - t0))
+                                tuple(panels), time.perf_counter() - t0,
+                                len(gp_ctx.codes)))
     run_cfg = to_jsonable({"gp": g, "evaluate": cfg.evaluate})
     manifest = RunRecorder("gp", cfg, argv=argv, settings=g, seeds={"gp": g.seed},
                            store=cfg.store.path, window=(ws.start, ws.end))
@@ -281,7 +280,8 @@ def _mine_gp(cfg: Config, g: GPSettings, executor, t0: float, *, end, on_progres
                        rejections=rejections, accepted=accepted,
                        generations=list(res.generations),
                        seconds=time.perf_counter() - t0, leaderboard=recs, **skipped,
-                       engine=found.engine_used, n_seeds=len(found.seeds))
+                       engine=found.engine_used, n_seeds=len(found.seeds),
+                       n_train_stocks=len(gp_ctx.codes))
 
 
 def _walk(res, found, panels, gp_ctx, cfg: Config, send, *, stop):

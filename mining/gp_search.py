@@ -30,7 +30,8 @@ from mining.gp_diversity import Diversity
 from mining.gp_engine import evolve
 from mining.gp_seeds import SeedList, seed_formulas
 
-__all__ = ["SearchOutcome", "build_diversity", "parents_by_formula", "search", "warm_up"]
+__all__ = ["SearchOutcome", "build_diversity", "parents_by_formula", "search", "train_inputs",
+           "warm_up"]
 
 
 @dataclass
@@ -56,11 +57,59 @@ class SearchOutcome:
                 "diversity": diversity}
 
 
+def train_inputs(ws, train_end, fields, pool: int = 0
+                 ) -> tuple[Any, dict[str, np.ndarray]]:
+    """What the GP searches on: the workspace's rows up to ``train_end`` and its names in the
+    universe on at least one of them (``(gp_ctx, panels)``).
+
+    The other names (members only after train, e.g. a CSI300 constituent added in 2020) are
+    never eligible on those rows and are NaN in every ``cs_*`` output there, so no fitness,
+    turnover or diversity measure reads them: dropping their columns changes no score, bit
+    for bit, and spares every operator their share of the work (CSI300 2010-2018 with the
+    valid split's names: 686 -> 580 columns).
+
+    Parameters
+    ----------
+    ws : Workspace
+    train_end : str or Timestamp
+        Last train date (``[evaluate] train[1]``).
+    fields : sequence of str
+        Terminal fields (``[gp] fields``).
+    pool : int
+        ``[gp] pool``: the best members added as ``factor("name")`` terminals
+        (:func:`mining.pool_gaps.pool_terminals`).
+
+    Returns
+    -------
+    gp_ctx : EvalContext
+        ``(T_train, N_train)``.
+    panels : dict of str -> ndarray (T_train, N_train)
+    """
+    from mining.pool_gaps import pool_terminals
+    gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], train_end)
+    n = len(gp_ctx.dates)
+    cols = gp_ctx.in_universe()
+    gp_ctx = gp_ctx.select_names(cols)
+    full = len(cols) == len(ws.ctx.codes)         # no copy when every name stays
+    panels = {f: ws.field(f)[:n] if full else ws.field(f)[:n, cols] for f in fields}
+    if pool and n:
+        terms = pool_terminals(ws, pool, n)
+        panels.update(terms if full else {k: v[:, cols] for k, v in terms.items()})
+    return gp_ctx, panels
+
+
+def _names_of(ws, gp_ctx):
+    """Column indices of ``gp_ctx``'s names in the workspace (None: the same names)."""
+    if len(gp_ctx.codes) == len(ws.ctx.codes) and gp_ctx.codes.equals(ws.ctx.codes):
+        return None
+    return ws.ctx.codes.get_indexer(gp_ctx.codes)
+
+
 def build_diversity(ws, gp_ctx, store: FactorStore, settings: GPSettings, horizon: int,
                     max_corr: float) -> Diversity | None:
     """The diversity hook of a run: the members of ``ws.universe`` / ``horizon`` evaluated on
-    the workspace (a member that fails to evaluate is left out), sampled on the train rows of
-    ``gp_ctx``; ``None`` when ``settings.diversity == "none"`` or train keeps no row (every
+    the workspace (a member that fails to evaluate is left out), sampled on the train rows and
+    names of ``gp_ctx`` (:func:`train_inputs`); ``None`` when ``settings.diversity == "none"`` or train keeps no row (every
     fitness is 0 then; the walk sends the candidates as they come). ``max_corr`` is the hall of
     fame's redundancy threshold (the gate's).
 
@@ -71,13 +120,15 @@ def build_diversity(ws, gp_ctx, store: FactorStore, settings: GPSettings, horizo
     lo, hi = gp_ctx.split_bounds("train")
     if settings.diversity == "none" or hi <= lo:
         return None
+    cols = _names_of(ws, gp_ctx)
 
     def members():
         for rec in store.members(universe=ws.universe, horizon=horizon):
             try:
-                yield rec.formula, ws.values(parse(rec.formula))
+                v = ws.values(parse(rec.formula))
             except AlphamineError:
                 continue
+            yield rec.formula, v if cols is None else v[:, cols]
     return Diversity(gp_ctx, members(), split="train", n_dates=settings.diversity_sample,
                      hof=settings.hof, threshold=max_corr, mode=settings.diversity)
 
@@ -107,8 +158,8 @@ def search(ws, gp_ctx, panels: dict[str, np.ndarray], settings: GPSettings,
         The run's workspace (members of the pool are evaluated on it).
     gp_ctx : EvalContext
         The workspace's context restricted to the end of train (the engine never sees later
-        rows).
-    panels : dict of str -> ndarray (T_train, N)
+        rows) and to the names in the universe then (:func:`train_inputs`).
+    panels : dict of str -> ndarray (T_train, N_train)
         The GP's fields on the rows of ``gp_ctx``.
     settings : GPSettings
     store : FactorStore

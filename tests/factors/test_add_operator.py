@@ -180,3 +180,25 @@ def test_short_forms_register():
         with pytest.raises(ValueError, match=r"ts_ok takes 1 panel\(s\) and 1 window\(s\)"):
             ops["ts_ok"].apply([x])
     assert "ew_ok" not in registry.REGISTRY
+
+
+@njit
+def _k_infinite(v, w, o):
+    for i in range(v.shape[0]):
+        o[i] = np.inf if i % 2 else -np.inf
+
+
+def test_non_finite_kernel_results_are_nan_in_every_evaluator():
+    """The evaluators skip their +-inf pass after a rolling kernel: its driver writes NaN for
+    every non-finite result, so an infinite one never reaches a consumer."""
+    from mining.gp_eval import PanelMemo
+    with registry.scope():
+        def ts_test_infinite(x, window):
+            pass
+        ts_test_infinite.__doc__ = DOC
+        register(kernel=_k_infinite)(ts_test_infinite)
+        x = _panel(2)
+        expr = parse("ts_test_infinite(close, 3)")
+        for out in (evaluate(expr, {"close": x}), evaluate(expr, {"close": np.asfortranarray(x)}),
+                    PanelMemo({parse("close"): x}, None, 1 << 20).values(expr)):
+            assert out.shape == x.shape and np.isnan(out).all()

@@ -314,3 +314,37 @@ def test_settings_validate_engine_selection_probabilities_and_constants():
     with pytest.raises(ValueError, match="const_range"):
         GPSettings(const_range=(1.0, -1.0))
     assert GPSettings().engine == "alphamine"
+
+
+def test_names_outside_the_universe_in_train_change_nothing():
+    """``mine gp`` drops the names never in the universe on a train row (train_inputs):
+    the run on the remaining columns has the same programs, fitness, RankIC, turnover and
+    de-duplication classes as the run on every name (the signature's orientation does not
+    depend on columns missing on every sample date)."""
+    ctx, panels, _ = _data(3)
+    rng = np.random.default_rng(7)
+    umask = np.ones((T, N), bool)
+    out = rng.choice(N, 12, replace=False)
+    umask[:, out] = False
+    umask[200:, out[:6]] = True                 # members only after the end of train
+    opn = np.full((T, N), 10.0)
+    opn[1:] = 10 * np.exp(np.cumsum(rng.normal(0, 0.01, (T - 1, N)), axis=0))
+    full = EvalContext.from_arrays(ctx.dates, ctx.codes, opn, umask, np.ones((T, N), bool),
+                                   splits={"train": (ctx.dates[0], ctx.dates[149]),
+                                           "valid": (ctx.dates[155], ctx.dates[-1])},
+                                   horizons=(1,), horizon=1, embargo=2)
+    gp_ctx = full.restrict(full.dates[0], full.dates[152])
+    cols = gp_ctx.in_universe()
+    assert len(cols) == N - 12 and not np.isin(out, cols).any()
+    small = gp_ctx.select_names(cols)
+    assert small.codes.equals(gp_ctx.codes[cols]) and small.shape == (153, N - 12)
+    assert gp_ctx.select_names(np.arange(N)) is gp_ctx
+    n = len(gp_ctx.dates)
+    s = replace(SMALL, population=120, generations=3)
+    from mining.gp_diversity import Diversity
+    runs = [evolve(_terms({k: v[:n][:, c] for k, v in panels.items()}), c_ctx, s,
+                   diversity=Diversity(c_ctx, {}, n_dates=20, hof=5))
+            for c_ctx, c in ((gp_ctx, slice(None)), (small, cols))]
+    a, b = runs
+    assert [(str(e), f) for e, f in a.candidates] == [(str(e), f) for e, f in b.candidates]
+    assert _same(a.programs, b.programs)        # NaN RankIC / turnover included

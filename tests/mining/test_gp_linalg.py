@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mining.gp_linalg import corr_sums, gram, solve_psd, vdot, x_dot, xt_dot
+from mining.gp_linalg import corr_sums, gram, rank_codes, solve_psd, vdot, x_dot, xt_dot
 
 
 def test_dot_kernels_equal_numpy_up_to_rounding():
@@ -49,3 +49,14 @@ def test_solve_psd_gives_the_least_squares_fit(twins):
 
 def test_solve_psd_zero_matrix_gives_zeros():
     assert np.array_equal(solve_psd(np.zeros((3, 3)), np.zeros(3)), np.zeros(3))
+
+
+def test_rank_codes_keep_the_lexicographically_smaller_orientation():
+    levels = 7
+    n = np.array([[3]], np.int64)
+    m = np.array([[0.0, 1.0, 1.0, 1.0]])         # a name missing on the date decides nothing
+    up = rank_codes(np.array([[0.0, 1.0, 2.0, 3.0]]), n, m, levels)
+    down = rank_codes(np.array([[0.0, 3.0, 2.0, 1.0]]), n, m, levels)
+    # ceil(r / 3 * 7): ranks 1, 2, 3 -> 3, 5, 7; the missing code is levels + 1
+    assert up.tolist() == [[8, 3, 5, 7]] and down.tolist() == up.tolist()
+    assert up.dtype == np.uint32
