@@ -154,7 +154,7 @@ def main() -> None:
     print("ratio: time / alphamine time (wall, and process CPU time); load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print()
-    parallel_section(cfg, *((60, 2) if args.quick else (120, 3)))
+    parallel_section(cfg, *((60, 2) if args.quick else (None, None)))  # None: [gp] defaults
     if not (args.quick or args.no_alpha101):
         print()
         alpha101_main([])

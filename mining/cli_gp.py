@@ -81,8 +81,10 @@ class _Renderer:
                 self.progress.stop()
                 self.progress = None
             rate = ev.n_programs_scored / ev.seconds if ev.seconds > 0 else float("nan")
-            console.print(f"scored {ev.n_programs_scored} programs ({ev.n_distinct} distinct) "
-                          f"in {ev.seconds:.0f}s = {rate:.1f}/s")
+            computed = (f", {ev.n_computed} computed = {ev.n_computed / ev.seconds:.1f}/s"
+                        if ev.n_computed and ev.seconds > 0 else "")
+            console.print(f"scored {ev.n_programs_scored} programs ({ev.n_distinct} distinct "
+                          f"factors{computed}) in {ev.seconds:.0f}s = {rate:.1f}/s")
         elif isinstance(ev, CandidateDecision) and ev.accepted:
             console.print(f"  [green]accepted[/] #{ev.rank} train RankIC "
                           f"{fmt(ev.train_rank_ic)} valid RankIC {fmt(ev.valid_rank_ic)}  "

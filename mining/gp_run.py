@@ -64,6 +64,7 @@ class GPScored:
     n_programs_scored: int
     n_distinct: int
     seconds: float
+    n_computed: int = 0               # distinct expressions computed (alphamine engine; 0: unknown)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class GPRunRecord:
     engine: str = "gplearn"           # the engine that ran (mining.gp_search)
     n_seeds: int = 0                  # warm-start formulas given to the engine
     n_train_stocks: int = 0           # names in the universe in train (the GP's columns)
+    n_programs_computed: int = 0      # distinct expressions whose values the search computed
+    search_seconds: float = 0.0       # the search alone (n_programs_computed / it: the rate)
 
 
 @dataclass
@@ -216,8 +219,9 @@ def _mine_gp(cfg: Config, g: GPSettings, executor, t0: float, *, end, on_progres
                            max_corr=cfg.store.max_corr, on_generation=on_generation,
                            executor=executor)
             res = found.result
+            n_computed = int((res.cache or {}).get("programs_memoised", 0))
             _emit(on_progress, GPScored(res.n_programs_scored, len(res.candidates),
-                                        res.seconds))
+                                        res.seconds, n_computed))
             # The diverse selection walk (train only): distinct programs in train-fitness
             # order, skipping those that duplicate or correlate on the train sample with one
             # already sent or with a member, until `top` pass the gate or the budget is spent.
@@ -281,7 +285,8 @@ def _mine_gp(cfg: Config, g: GPSettings, executor, t0: float, *, end, on_progres
                        generations=list(res.generations),
                        seconds=time.perf_counter() - t0, leaderboard=recs, **skipped,
                        engine=found.engine_used, n_seeds=len(found.seeds),
-                       n_train_stocks=len(gp_ctx.codes))
+                       n_train_stocks=len(gp_ctx.codes), n_programs_computed=n_computed,
+                       search_seconds=res.seconds)
 
 
 def _walk(res, found, panels, gp_ctx, cfg: Config, send, *, stop):

@@ -106,6 +106,7 @@ def test_gp_end_to_end_writes_leaderboard(tmp_path):
     r = runner.invoke(app, ["--config", str(cfg), "gp"])
     assert r.exit_code == 0, r.output
     assert "gen 2/2" in r.output
+    assert " distinct factors, " in r.output and " computed = " in r.output   # the search's rate
     r = runner.invoke(app, ["--config", str(cfg), "leaderboard", "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)["rows"]

@@ -175,6 +175,12 @@ def test_mine_gp_default_engine_is_alphamine(setup):
     rec = gp_run.mine_gp(cfg, g, on_progress=events.append)
     assert rec.n_programs_scored == g.population * g.generations
     assert 1 <= rec.n_evaluated <= rec.n_distinct
+    # every distinct factor was computed; duplicates of an expression were not
+    assert rec.n_distinct <= rec.n_programs_computed <= rec.n_programs_scored
+    assert 0 < rec.search_seconds < rec.seconds
+    assert 0 < rec.n_train_stocks <= rec.n_stocks
+    scored = next(e for e in events if isinstance(e, gp_run.GPScored))
+    assert scored.n_computed == rec.n_programs_computed
     decisions = [e for e in events if isinstance(e, gp_run.CandidateDecision)]
     assert all(d.train_rank_ic is None or d.train_rank_ic >= 0 for d in decisions)
     assert not any(d.formula.startswith("-(-") for d in decisions)
