@@ -127,13 +127,14 @@ def _make_keys(bits, mask, use_mask, shift, value_bits, sentinel, keys, counts):
 
 @njit(cache=True, nogil=True)
 def _repair_group(orow, xr, k, e, vals):
-    """Sort ``orow[k:e]`` (equal truncated keys) by the exact values ``xr`` (stable)."""
+    """Sort ``orow[k:e]`` (equal truncated keys) by the exact values ``xr`` (stable); True
+    when they are all equal (exact ties: already a valid order, left as it is)."""
     v0 = xr[orow[k]]
     for i in range(k + 1, e):
         if xr[orow[i]] != v0:
             break
     else:
-        return                                  # exact ties: already a valid order
+        return True
     m = e - k
     if m <= _SMALL_GROUP:                       # insertion sort by the exact value
         for i in range(k + 1, e):
@@ -151,6 +152,7 @@ def _repair_group(orow, xr, k, e, vals):
         tmp = orow[k:e].copy()
         for i in range(m):
             orow[k + i] = tmp[o[i]]
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -194,11 +196,11 @@ def _decode_keys(keys, counts, x, shift, order, ties, want_ties):
                     ties[r, k] = xr[ja] == xr[jb]
                 k = e + 1
                 continue
-            _repair_group(orow, xr, k - 1, e, vals)
-            if want_ties:
-                tr = ties[r]
+            same = _repair_group(orow, xr, k - 1, e, vals)
+            if want_ties:                       # all equal (a tie-heavy factor's usual
+                tr = ties[r]                    # group): flags without reading values
                 for i in range(k, e):
-                    tr[i] = xr[orow[i]] == xr[orow[i - 1]]
+                    tr[i] = True if same else xr[orow[i]] == xr[orow[i - 1]]
             k = e + 1
     return order
 
@@ -348,7 +350,11 @@ def _tied_group_ranks(kr, k, e, xr, low, den, orow, cols, vals):
     m = e - k
     for i in range(m):
         cols[i] = kr[k + i] & low
-    _repair_group(cols, xr, 0, m, vals)
+    if _repair_group(cols, xr, 0, m, vals):    # all equal: one run, no value read again
+        rk = (0.5 * (2 * k + m - 1) + 1.0) / den
+        for t in range(m):
+            orow[cols[t]] = rk
+        return
     i = 0
     while i < m:
         v = xr[cols[i]]
