@@ -7,10 +7,8 @@ With ``--cluster`` a "ray" row is added: the same run on a running Ray cluster (
 docs/cluster.md, e.g. a head and a worker node of one CPU each on this machine, so that the
 cores are equal to the local rows'); its overhead is its wall time over the threads row's.
 
-The ``mine gp --universe csi300`` workload, by default with its ``[gp] population`` and
-``generations`` (800 x 8; a smaller population scores smaller programs, so its distinct
-programs per second flatter the command: 120 x 3 on the same panels ran about 57/s where the
-defaults ran 41/s, 2026-12-01): the CSI300 panels of ``[gp] fields`` that ``mine gp`` builds
+The ``mine gp --universe csi300`` workload, by default at its ``[gp] population`` and
+``generations`` (800 x 8): the CSI300 panels of ``[gp] fields`` that ``mine gp`` builds
 (:func:`mining.gp_search.train_inputs`: ``[gp] start`` to the end of train, the names in the
 universe then), the default diversity hook
 (``[gp] diversity`` on ``[gp] diversity_sample`` train dates, hall of fame ``[gp] hof``; an
