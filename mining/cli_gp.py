@@ -60,9 +60,9 @@ class _Renderer:
         if isinstance(ev, GPLoaded):
             self.status.stop()
             console.print(f"[bold]{ev.universe}[/]: {ev.n_stocks} stocks ({ev.n_train_stocks} "
-                          f"of them in the universe in train) x {ev.n_train_days} train days ({ev.first_date} .. "
-                          f"{ev.last_train_date}), fields {', '.join(ev.fields)}; loaded in "
-                          f"{ev.seconds:.1f}s")
+                          f"of them in the universe in train) x {ev.n_train_days} train days "
+                          f"({ev.first_date} .. {ev.last_train_date}), fields "
+                          f"{', '.join(ev.fields)}; loaded in {ev.seconds:.1f}s")
             self.progress = Progress(
                 TextColumn("[bold]GP[/] gen {task.completed}/{task.total}"), BarColumn(),
                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console)
