@@ -149,8 +149,7 @@ def _apply(node: Call, args: list[np.ndarray], mask: np.ndarray | None,
         raise EvaluationError(f"{unparse(node)}: {exc}") from exc
     if out.shape != shape:
         raise EvaluationError(f"operator {op.name} returned shape {out.shape}, expected {shape}")
-    # a rolling kernel's driver already wrote NaN for every non-finite result (_ts_driver)
-    return out if op.kernel is not None else _finite_or_nan(out)
+    return out if op.never_inf else _finite_or_nan(out)
 
 
 def _memo_leaf(memo: dict, node: Expr, load: Callable[[], np.ndarray],

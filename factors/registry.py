@@ -133,6 +133,13 @@ class Operator:
         return len(self.window_names)
 
     @property
+    def never_inf(self) -> bool:
+        """True when no output can hold ``+-inf``: the rolling kernels' driver writes NaN for
+        every non-finite result (:mod:`factors._ts_driver`), so the evaluators skip their
+        ``+-inf`` pass after such an operator."""
+        return self.kernel is not None
+
+    @property
     def signature(self) -> str:
         """Human-readable call signature, e.g. ``ts_corr(x, y, window)``."""
         return f"{self.name}({', '.join(self.input_names + self.window_names)})"

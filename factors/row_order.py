@@ -197,10 +197,13 @@ def _decode_keys(keys, counts, x, shift, order, ties, want_ties):
                 k = e + 1
                 continue
             same = _repair_group(orow, xr, k - 1, e, vals)
-            if want_ties:                       # all equal (a tie-heavy factor's usual
-                tr = ties[r]                    # group): flags without reading values
-                for i in range(k, e):
-                    tr[i] = True if same else xr[orow[i]] == xr[orow[i - 1]]
+            if want_ties:
+                tr = ties[r]
+                if same:                        # all equal (a tie-heavy factor's usual
+                    tr[k:e] = True              # group): no value read again
+                else:
+                    for i in range(k, e):
+                        tr[i] = xr[orow[i]] == xr[orow[i - 1]]
             k = e + 1
     return order
 

@@ -166,9 +166,7 @@ class PanelMemo:
                     raise EvaluationError(f"{unparse(node)}: {exc}") from exc
                 return np.full(self.shape, np.nan)
         out = np.asarray(out, dtype=np.float64)
-        # one compiled pass, no mask in the common case; not for a rolling kernel, whose
-        # driver already wrote NaN for every non-finite result (factors._ts_driver)
-        if op.kernel is None and has_inf(out):
+        if not op.never_inf and has_inf(out):     # one compiled pass, no mask in the common case
             out = np.where(np.isinf(out), np.nan, out)
         return out
 

@@ -90,8 +90,9 @@ def train_inputs(ws, train_end, fields, pool: int = 0
     gp_ctx = ws.ctx.restrict(ws.ctx.dates[0], train_end)
     n = len(gp_ctx.dates)
     cols = gp_ctx.in_universe()
-    gp_ctx = gp_ctx.select_names(cols)
-    full = len(cols) == len(ws.ctx.codes)         # no copy when every name stays
+    sub = gp_ctx.select_names(cols)
+    full = sub is gp_ctx                           # every name stays: views, no copy
+    gp_ctx = sub
     panels = {f: ws.field(f)[:n] if full else ws.field(f)[:n, cols] for f in fields}
     if pool and n:
         terms = pool_terminals(ws, pool, n)
