@@ -28,7 +28,8 @@ Conventions as :mod:`backtest.metrics_ic` (float64 ``(R, N)`` panels, rows = day
 non-finite = missing, 1-based average-tie ranks). Measured on the CSI300 GP workload
 (2,187 train days x 580 names, 2026-12-01): the two calls 44-64 ms per program; this pass
 12 ms with full-width masks, 7.8 ms with compact rows, 3 % less with the buffers picked by
-index (alternated calls in one process: 68.4 -> 66.3 ms on seven factors).
+index (alternated calls in one process: 68.4 -> 66.3 ms on seven factors). :func:`rank_ic` is
+the same pass without the turnover, for selections that never read it.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from numba import njit
 
 from backtest.metrics_ic import _ranks_on_subset
 
-__all__ = ["label_ranks", "score_prep", "ic_and_turnover"]
+__all__ = ["label_ranks", "score_prep", "ic_and_turnover", "rank_ic"]
 
 
 @njit(cache=True, nogil=True)
@@ -359,20 +360,8 @@ def _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
                 if n >= 3:
                     ic[r] = _corr(sab, ss_ic, syy[r])
             elif n >= 3:
-                if nd <= _MAX_DROPS:
-                    _drop_ranks(lc, cr, ncols[r], s_ic, r, drops, nd, mid - 0.5 * (
-                        n + nd + 1), rb)
-                else:                   # label ties are ties of its ranks
-                    _order_ties(lc, oy[r], ny[r], lt)
-                    _walk(lt, oy[r], ny[r], s_ic, r, mid, rb, lc, False)
-                sab = 0.0
-                sbb = 0.0
-                for i in range(ncols[r]):
-                    j = np.uintp(cr[i])
-                    if s_ic[j] == r:
-                        sab += a_ic[j] * rb[j]
-                        sbb += rb[j] * rb[j]
-                ic[r] = _corr(sab, ss_ic, sbb)
+                ic[r] = _ic_after_drops(lc, cr, ncols[r], s_ic, r, drops, nd, n, oy[r], ny[r],
+                                        lt, rb, a_ic, ss_ic)
         if m > 0:
             mid = 0.5 * (m + 1)
             if d_ic == 0:
@@ -396,6 +385,70 @@ def _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
         pi, pt = bi, bt                     # this row's ranks become "previous"
         n_p_ic, n_p_t, ss_p_ic, ss_p_t = n, m, ss_ic, ss_t
     return ic, auto, covered
+
+
+@njit(cache=True, nogil=True)
+def _ic_after_drops(lc, cr, nc, s_ic, r, drops, nd, n, oyr, nyr, lt, rb, a_ic, ss_ic):
+    """A row's RankIC when ``nd`` label names lack a factor value: the label's centred ranks
+    on the ``n`` names left (:func:`_drop_ranks`, or a walk of its order past
+    :data:`_MAX_DROPS`) against the factor's ``a_ic`` (sum of squares ``ss_ic``)."""
+    mid = 0.5 * (n + 1)
+    if nd <= _MAX_DROPS:
+        _drop_ranks(lc, cr, nc, s_ic, r, drops, nd, mid - 0.5 * (n + nd + 1), rb)
+    else:                                       # label ties are ties of its ranks
+        _order_ties(lc, oyr, nyr, lt)
+        _walk(lt, oyr, nyr, s_ic, r, mid, rb, lc, False)
+    sab = 0.0
+    sbb = 0.0
+    for i in range(nc):
+        j = np.uintp(cr[i])
+        if s_ic[j] == r:
+            sab += a_ic[j] * rb[j]
+            sbb += rb[j] * rb[j]
+    return _corr(sab, ss_ic, sbb)
+
+
+@njit(cache=True, nogil=True)
+def _ic_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy):
+    """:func:`_ic_turnover_kernel`'s RankIC and coverage alone (no turnover bookkeeping)."""
+    R, N = f.shape
+    ic = np.full(R, np.nan)
+    s_ic = np.full(N, -2, np.int64)
+    a_ic = np.zeros(N)
+    rb = np.zeros(N)
+    lt = np.zeros(N, np.bool_)
+    lc = np.zeros(N)
+    drops = np.empty(_MAX_DROPS, np.int64)
+    covered = 0
+    for r in range(R):
+        fr = f[r]
+        cr = cols[r]
+        lr = lab[r]
+        n = 0
+        nd = 0
+        for i in range(ncols[r]):
+            j = np.uintp(cr[i])
+            v = lr[i]
+            lc[j] = v
+            ff = np.isfinite(fr[j])
+            covered += ff
+            fy = np.isfinite(v)
+            if fy and not ff:
+                if nd < _MAX_DROPS:
+                    drops[nd] = j
+                nd += 1
+            if ff and fy:
+                s_ic[j] = r
+                n += 1
+        if n < 3:
+            continue
+        _, ss_ic, sab = _walk(tf[r], of[r], nf[r], s_ic, r, 0.5 * (n + 1), a_ic, lc, nd == 0)
+        if nd == 0:
+            ic[r] = _corr(sab, ss_ic, syy[r])
+        else:
+            ic[r] = _ic_after_drops(lc, cr, ncols[r], s_ic, r, drops, nd, n, oy[r], ny[r], lt,
+                                    rb, a_ic, ss_ic)
+    return ic, covered
 
 
 @njit(cache=True, nogil=True)
@@ -466,3 +519,19 @@ def ic_and_turnover(f, of, nf, oy, ny, e, ry, ly, prep=None,
         tf = np.zeros(of.shape, np.bool_)
         _all_order_ties(f, of, nf, tf)
     return _ic_turnover_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy)
+
+
+def rank_ic(f, of, nf, oy, ny, e, ry, ly, prep=None, tf=None) -> tuple[np.ndarray, int]:
+    """:func:`ic_and_turnover`'s daily RankIC and coverage without the turnover.
+
+    Same parameters and the same ``ic`` and ``covered``, bit for bit; ``of`` need only hold
+    each row's names in ``e`` (the next row's names are not ranked). For GP selections that
+    never read turnover: the autocorrelation's bookkeeping and walks are about a third of
+    :func:`ic_and_turnover`'s time (CSI300 GP panel, 2,166 train days x 580 names, ten GP
+    factors alternated in one process: 63.4 -> 40.7 ms in all).
+    """
+    cols, ncols, lab, syy = score_prep(e, ry, ly) if prep is None else prep
+    if tf is None:
+        tf = np.zeros(of.shape, np.bool_)
+        _all_order_ties(f, of, nf, tf)
+    return _ic_kernel(f, of, nf, tf, oy, ny, cols, ncols, lab, syy)

@@ -19,7 +19,8 @@ operator being causal) on the rows of ``split`` only: ``|mean daily RankIC| x co
 parsimony x size`` (RankIC and coverage exactly as gplearn's ``_RankICFitness``), times
 ``1 - diversity.penalty(v)`` when a hook is given; 0 when the RankIC is undefined. The hook's
 penalty and signature are taken when a program is first evaluated in the run. Turnover is
-``1 - mean daily Spearman(v[t], v[t-1])`` on the split's eligible names.
+``1 - mean daily Spearman(v[t], v[t-1])`` on the split's eligible names, computed for
+NSGA-II selection only (tournaments never read it: NaN).
 
 Evaluation substitutes the terminal panels for the leaves and memoises every subtree output
 by structure (``Expr`` is hashable) in a least-recently-used memo of ``cache_mb`` MiB, so
@@ -87,7 +88,8 @@ class Program:
     fitness: float        # the selection fitness (pool-adjusted when a hook is given)
     rank_ic: float        # mean daily RankIC on the fitness split (signed)
     coverage: float
-    turnover: float       # 1 - mean daily rank autocorrelation (lag 1) of the values, on the split
+    turnover: float       # 1 - mean daily rank autocorrelation (lag 1) on the split; NaN unless
+                          # selection is nsga2 (the only reader: tournaments skip its work)
     size: int             # node count
     parents: tuple[str, ...]   # formula text of the parent(s) it was bred from ((): initial/seeded)
     generation: int
@@ -121,7 +123,8 @@ class _Run:
         in_process = isinstance(self.shared, Mapping)           # serial, threads
         self.spec = ScoreSpec(uuid.uuid4().hex, tuple(terminals), int(settings.cache_mb * 2**20),
                               float(settings.parsimony), div_params,
-                              keep_ranks=self.replica)
+                              keep_ranks=self.replica,
+                              turnover=settings.selection == "nsga2")
         self._kept: dict[Expr, np.ndarray] = {}   # expr -> sample ranks (the fittest)
         self._kept_heap: list[tuple[float, int, Expr]] = []
         self._kept_bytes = 0

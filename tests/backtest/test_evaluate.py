@@ -16,7 +16,7 @@ from backtest.evaluate import (
     mean_rank_ic,
     rank_ic_series,
 )
-from backtest.ic_turnover import ic_and_turnover, label_ranks
+from backtest.ic_turnover import ic_and_turnover, label_ranks, rank_ic
 from backtest.metrics_ic import quantile_buckets, spearman_from_orders
 from factors._kernels_cs import pearson_rows, rank_corr_rows
 from factors.errors import EvaluationError
@@ -478,6 +478,12 @@ def test_ic_and_turnover_equal_the_two_spearman_calls_bit_for_bit(trial):
     got3 = ic_and_turnover(f, of3, nf3, oy, ny, e, ry, ly, tf=tf3)
     np.testing.assert_array_equal(got3[0], ic)
     np.testing.assert_array_equal(got3[1][1:], auto)
+    # the RankIC alone (a tournament's Scorer): sorted on the eligible names only
+    of4, nf4, tf4 = row_orders(f, e, ties=True)
+    for args in ((of4, nf4, tf4), (of, nf, None)):
+        ic4, cov4 = rank_ic(f, args[0], args[1], oy, ny, e, ry, ly, tf=args[2])
+        np.testing.assert_array_equal(ic4, ic)
+        assert cov4 == covered
 
 
 def test_label_ranks_are_pandas_average_ranks_on_the_subset():
