@@ -12,7 +12,8 @@ the universe ``mask``, the fitness split's rows of eligibility, label and label 
   result), so worker processes each keep their own; it also keeps the column-ordered copies
   of leaves that ``ts_*`` operators take (:func:`factors.expr_eval.operator_args`);
 * RankIC, coverage and turnover on the split's rows (:class:`Scorer`: one sort of the
-  factor on the names ever ranked, then :func:`backtest.metrics_ic.ic_and_turnover`);
+  factor on the names ever ranked, then :func:`backtest.ic_turnover.ic_and_turnover`; without
+  the turnover, one sort of its eligible entries, then :func:`backtest.ic_turnover.rank_ic`);
 * with a hook, its signature and penalty from a per-thread replica of the hook whose hall of
   fame is set to ``hall`` (the engine's hall at the start of the generation; entries are
   re-ranked from their values, which the kernels compute bit-identically everywhere).
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.context import EvalContext
-from backtest.ic_turnover import ic_and_turnover, label_ranks, rank_ic, score_prep
+from backtest.ic_turnover import (eligible_values, ic_and_turnover, label_ranks, rank_ic,
+                                  score_prep)
 from backtest.metrics_ic import finite_mean
 from factors._kernels_cs import has_inf
 from factors.errors import EvaluationError
@@ -207,21 +209,26 @@ class Scorer:
     prep : tuple, optional
         :func:`~backtest.ic_turnover.score_prep` of ``e, ry, ly`` (computed when None).
     turnover : bool, default True
-        Compute the turnover; False returns NaN for it and skips its work (about 2 of a
-        program's 15 ms on the CSI300 GP panel): for selections that never read it.
+        Compute the turnover; False returns NaN for it and scores the factor on the compact
+        rows of the eligible names (:func:`~backtest.ic_turnover.rank_ic`): for selections
+        that never read it.
+    label_order : tuple, optional
+        ``row_orders(prep[2], ties=True)`` (computed when None).
     """
 
-    def __init__(self, lo: int, hi: int, e, oy, ny, ry, ly, prep=None, turnover: bool = True):
+    def __init__(self, lo: int, hi: int, e, oy, ny, ry, ly, prep=None, turnover: bool = True,
+                 label_order=None):
         self.lo, self.hi = int(lo), int(hi)
         self.e, self.oy, self.ny, self.ry, self.ly = e, oy, ny, ry, ly
         self.prep = score_prep(e, ry, ly) if prep is None else prep
+        self.label_order = (row_orders(self.prep[2], ties=True) if label_order is None
+                            else label_order)
         self.n_e = max(int(np.count_nonzero(e)), 1)
         self.turnover = bool(turnover)
         # names a row's ranks are ever needed on: eligible that day (RankIC, the day's side of
         # the autocorrelation) or the next (its lagged side): the factor's sort skips the rest
         self.sorted_names = e.copy()
-        if self.turnover:
-            self.sorted_names[:-1] |= e[1:]
+        self.sorted_names[:-1] |= e[1:]
 
     @staticmethod
     def arrays(ctx: EvalContext, split: str) -> dict[str, np.ndarray]:
@@ -234,9 +241,11 @@ class Scorer:
         oy, ny = np.ascontiguousarray(oy[lo:hi]), np.ascontiguousarray(ny[lo:hi])
         ry, ly = label_ranks(y, oy, ny, e)
         cols, ncols, lab, syy = score_prep(e, ry, ly)
+        lo_, nl, lt = row_orders(lab, ties=True)
         return {"score_rows": np.array([lo, hi], dtype=np.int64), "score_e": e, "score_oy": oy,
                 "score_ny": ny, "score_ry": ry, "score_ly": ly,
-                "score_cols": cols, "score_ncols": ncols, "score_lab": lab, "score_syy": syy}
+                "score_cols": cols, "score_ncols": ncols, "score_lab": lab, "score_syy": syy,
+                "score_lorder": lo_, "score_nl": nl, "score_ltied": lt}
 
     @classmethod
     def from_arrays(cls, a: Mapping[str, np.ndarray], turnover: bool = True) -> Scorer:
@@ -244,23 +253,24 @@ class Scorer:
         return cls(lo, hi, a["score_e"], a["score_oy"], a["score_ny"],
                    a["score_ry"], a["score_ly"],
                    (a["score_cols"], a["score_ncols"], a["score_lab"], a["score_syy"]),
-                   turnover)
+                   turnover, (a["score_lorder"], a["score_nl"], a["score_ltied"]))
 
     def __call__(self, v: np.ndarray) -> tuple[float, float, float]:
         """``(mean daily RankIC, coverage, turnover)`` of ``v`` (T, N) on the split."""
         if self.hi <= self.lo:
             return np.nan, 0.0, np.nan
-        fs = np.ascontiguousarray(v[self.lo:self.hi])
-        of, nf, tf = row_orders(fs, self.sorted_names, ties=True)
         turn = np.nan
         if self.turnover:
+            fs = np.ascontiguousarray(v[self.lo:self.hi])
+            of, nf, tf = row_orders(fs, self.sorted_names, ties=True)
             daily, auto, covered = ic_and_turnover(fs, of, nf, self.oy, self.ny, self.e,
                                                    self.ry, self.ly, self.prep, tf)
             if fs.shape[0] > 1:
                 turn = 1.0 - finite_mean(auto[1:])
-        else:
-            daily, covered = rank_ic(fs, of, nf, self.oy, self.ny, self.e, self.ry, self.ly,
-                                     self.prep, tf)
+        else:                                   # the eligible names only, in compact rows
+            fc = eligible_values(v, self.lo, self.prep[0], self.prep[1])
+            daily, covered = rank_ic(fc, *row_orders(fc, ties=True), self.prep,
+                                     self.label_order)
         cov = float(covered) / self.n_e
         return float(finite_mean(daily)), cov, float(turn)
 

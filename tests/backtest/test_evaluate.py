@@ -16,7 +16,8 @@ from backtest.evaluate import (
     mean_rank_ic,
     rank_ic_series,
 )
-from backtest.ic_turnover import ic_and_turnover, label_ranks, rank_ic
+from backtest.ic_turnover import (eligible_values, ic_and_turnover, label_ranks, rank_ic,
+                                  score_prep)
 from backtest.metrics_ic import quantile_buckets, spearman_from_orders
 from factors._kernels_cs import pearson_rows, rank_corr_rows
 from factors.errors import EvaluationError
@@ -478,10 +479,18 @@ def test_ic_and_turnover_equal_the_two_spearman_calls_bit_for_bit(trial):
     got3 = ic_and_turnover(f, of3, nf3, oy, ny, e, ry, ly, tf=tf3)
     np.testing.assert_array_equal(got3[0], ic)
     np.testing.assert_array_equal(got3[1][1:], auto)
-    # the RankIC alone (a tournament's Scorer): sorted on the eligible names only
-    of4, nf4, tf4 = row_orders(f, e, ties=True)
-    for args in ((of4, nf4, tf4), (of, nf, None)):
-        ic4, cov4 = rank_ic(f, args[0], args[1], oy, ny, e, ry, ly, tf=args[2])
+    # the RankIC alone (a tournament's Scorer), on the compact rows of the eligible names,
+    # gathered from either layout of a panel that starts before the scored rows
+    prep = score_prep(e, ry, ly)
+    lab_order = row_orders(prep[2], ties=True)
+    padded = np.vstack([np.full((3, f.shape[1]), 7.0), f])
+    for v in (padded, np.asfortranarray(padded)):
+        fc = eligible_values(v, 3, prep[0], prep[1])
+        assert fc.shape == prep[2].shape
+        for r in range(f.shape[0]):
+            np.testing.assert_array_equal(fc[r, :prep[1][r]], f[r, e[r]])
+            assert np.isnan(fc[r, prep[1][r]:]).all()
+        ic4, cov4 = rank_ic(fc, *row_orders(fc, ties=True), prep, lab_order)
         np.testing.assert_array_equal(ic4, ic)
         assert cov4 == covered
 
