@@ -221,14 +221,16 @@ class Scorer:
         self.lo, self.hi = int(lo), int(hi)
         self.e, self.oy, self.ny, self.ry, self.ly = e, oy, ny, ry, ly
         self.prep = score_prep(e, ry, ly) if prep is None else prep
-        self.label_order = (row_orders(self.prep[2], ties=True) if label_order is None
-                            else label_order)
         self.n_e = max(int(np.count_nonzero(e)), 1)
         self.turnover = bool(turnover)
-        # names a row's ranks are ever needed on: eligible that day (RankIC, the day's side of
-        # the autocorrelation) or the next (its lagged side): the factor's sort skips the rest
-        self.sorted_names = e.copy()
-        self.sorted_names[:-1] |= e[1:]
+        if self.turnover:
+            # names a row's ranks are ever needed on: eligible that day (RankIC, the day's
+            # side of the autocorrelation) or the next (its lagged side): the sort skips the rest
+            self.sorted_names = e.copy()
+            self.sorted_names[:-1] |= e[1:]
+        else:
+            self.label_order = (row_orders(self.prep[2], ties=True) if label_order is None
+                                else label_order)
 
     @staticmethod
     def arrays(ctx: EvalContext, split: str) -> dict[str, np.ndarray]:
@@ -269,8 +271,7 @@ class Scorer:
                 turn = 1.0 - finite_mean(auto[1:])
         else:                                   # the eligible names only, in compact rows
             fc = eligible_values(v, self.lo, self.prep[0], self.prep[1])
-            daily, covered = rank_ic(fc, *row_orders(fc, ties=True), self.prep,
-                                     self.label_order)
+            daily, covered = rank_ic(fc, self.prep, self.label_order)
         cov = float(covered) / self.n_e
         return float(finite_mean(daily)), cov, float(turn)
 
